@@ -1,0 +1,1 @@
+"""Vigie's data layer: sources → validated tidy frames → versioned territorial cube."""

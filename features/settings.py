@@ -1,0 +1,93 @@
+"""Configuration read from the environment (12-factor style).
+
+Every setting has an embedded default so that ``make run`` works on a fresh machine:
+files and an SQLite database under ``VIGIE_HOME``. PostgreSQL or a Dask cluster are a matter of
+setting ``VIGIE_DATABASE_URL`` / ``VIGIE_DASK_ADDRESS``, never of changing code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_data_dir() -> Path:
+    """The shared real-data folder beside the clone, else a download folder under the home."""
+    beside_clone = PROJECT_ROOT.parent / "shared" / "data"
+    if beside_clone.is_dir():
+        return beside_clone
+    return Path(os.environ.get("VIGIE_HOME", PROJECT_ROOT / "var")) / "downloads"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration.
+
+    Attributes
+    ----------
+    home:
+        Root folder of everything Vigie writes (``VIGIE_HOME``, default ``./var``).
+    data_dir:
+        Where source files are read from (``VIGIE_DATA_DIR``).
+    database_url:
+        SQLAlchemy URL of the catalog database (``VIGIE_DATABASE_URL``); default an SQLite file
+        in ``home``.
+    dask_address:
+        Address of a Dask scheduler (``VIGIE_DASK_ADDRESS``); empty means a local cluster.
+    small_count_threshold:
+        Counts below this are suppressed in public outputs (``VIGIE_SMALL_COUNT_THRESHOLD``).
+    """
+
+    home: Path
+    data_dir: Path
+    database_url: str
+    dask_address: str = ""
+    small_count_threshold: int = 10
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def cube_dir(self) -> Path:
+        return self.home / "cube"
+
+    @property
+    def raw_dir(self) -> Path:
+        """Content-addressed copies of every raw input file that was ingested."""
+        return self.home / "raw"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def forecasts_dir(self) -> Path:
+        return self.home / "forecasts"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @classmethod
+    def from_env(cls, **overrides) -> Settings:
+        env = os.environ
+        home = Path(overrides.pop("home", None) or env.get("VIGIE_HOME") or PROJECT_ROOT / "var")
+        home = home.resolve()
+        data_dir = overrides.pop("data_dir", None) or env.get("VIGIE_DATA_DIR") or _default_data_dir()
+        database_url = (
+            overrides.pop("database_url", None)
+            or env.get("VIGIE_DATABASE_URL")
+            or f"sqlite:///{home / 'vigie.sqlite'}"
+        )
+        return cls(
+            home=home,
+            data_dir=Path(data_dir).resolve(),
+            database_url=database_url,
+            dask_address=overrides.pop("dask_address", None) or env.get("VIGIE_DASK_ADDRESS", ""),
+            small_count_threshold=int(
+                overrides.pop("small_count_threshold", None)
+                or env.get("VIGIE_SMALL_COUNT_THRESHOLD", 10)
+            ),
+            extra=overrides,
+        )
