@@ -1,0 +1,1 @@
+"""Vigie's service layer: Flask API and dashboard, scheduled jobs, command line."""
