@@ -1,0 +1,264 @@
+"""One ingest: every source found → validated frames → a new cube vintage.
+
+A source that fails validation is reported with every problem found, its file is copied to the
+quarantine folder with a JSON report, and the last good file of that source (kept in the raw
+store) is used instead, so the new vintage loses nothing. Sources that pass still ingest. If
+nothing changed since the current vintage (same file checksums), no vintage is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from features.catalog import get_engine, ingest_runs, utcnow
+from features.cube import build_cube
+from features.errors import SourceError
+from features.settings import Settings
+from features.sources import SOURCES
+from features.sources.base import ParseContext, RawFile, Source, SourceNotFound, SourceResult
+from features.sources.insee_territories import load_territories
+from features.store import CubeStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceOutcome:
+    """What happened to one source (or one file of a multi-file source) in an ingest."""
+
+    source: str
+    status: str  # ok, failed, missing, reused
+    file: str | None = None
+    summary: dict = field(default_factory=dict)
+    error: str | None = None
+    problems: list[dict] = field(default_factory=list)
+    quarantined: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class IngestReport:
+    outcome: str  # ok, partial, unchanged, failed
+    vintage_id: str | None
+    sources: list[SourceOutcome]
+    started_at: dt.datetime
+    finished_at: dt.datetime | None = None
+    message: str = ""
+
+    @property
+    def failed(self) -> list[SourceOutcome]:
+        return [s for s in self.sources if s.status == "failed"]
+
+    def to_dict(self) -> dict:
+        return {
+            "outcome": self.outcome,
+            "vintage_id": self.vintage_id,
+            "message": self.message,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "sources": [vars(s) for s in self.sources],
+        }
+
+
+def keep_raw(settings: Settings, raw: RawFile) -> Path:
+    """Copy a raw input into the content-addressed raw store (once per distinct content)."""
+    target = settings.raw_dir / raw.sha256[:2] / f"{raw.sha256}-{raw.path.name}"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".part")
+        shutil.copyfile(raw.path, tmp)
+        tmp.replace(target)
+    return target
+
+
+def quarantine(settings: Settings, source: str, path: Path, error: Exception) -> Path:
+    """Copy the offending file and a JSON report into ``quarantine/<time>_<source>/``."""
+    folder = settings.quarantine_dir / f"{utcnow():%Y%m%dT%H%M%S%fZ}_{source}"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, folder / path.name)
+    report = error.to_dict() if isinstance(error, SourceError) else {
+        "source": source, "path": str(path), "error": f"{type(error).__name__}: {error}"}
+    report["message"] = str(error)
+    (folder / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    return folder
+
+
+def _last_good_file(store: CubeStore, source: str, settings: Settings) -> list[Path]:
+    """Raw-store copies of the files that source contributed to the current vintage."""
+    try:
+        files = store.current_vintage()["files"]
+    except LookupError:
+        return []
+    out = []
+    for info in files.values():
+        if info.get("source") == source:
+            candidate = settings.raw_dir / info["sha256"][:2] / f"{info['sha256']}-{info['name']}"
+            if candidate.exists():
+                out.append(candidate)
+    return out
+
+
+def _files_for(source: Source, data_dir: Path, download: bool) -> list[Path]:
+    if getattr(source, "multiple", False):
+        if not data_dir.is_dir():
+            return []
+        names = sorted(p for p in data_dir.iterdir() if p.is_file())
+        import fnmatch
+        return [p for p in names if any(fnmatch.fnmatch(p.name, pat)
+                                        for pat in source.file_patterns)]
+    return [source.fetch(data_dir, download=download)]
+
+
+def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
+               download: bool = False, only: list[str] | None = None,
+               issued_at: dt.datetime | None = None, force: bool = False) -> IngestReport:
+    """Ingest every source found in ``data_dir``; write a vintage unless nothing changed.
+
+    Returns the report; raises only when the territory registry itself cannot be read (nothing
+    else can be validated without it).
+    """
+    settings = settings or Settings.from_env()
+    data_dir = Path(data_dir) if data_dir else settings.data_dir
+    store = CubeStore(settings)
+    started = utcnow()
+    report = IngestReport("failed", None, [], started)
+    engine = get_engine(settings.database_url)
+
+    try:
+        territories, territory_paths = load_territories(data_dir)
+    except (SourceError, SourceNotFound) as exc:
+        outcome = SourceOutcome("insee_territories", "failed", error=str(exc))
+        if isinstance(exc, SourceError) and exc.path:
+            outcome.problems = [p.to_dict() for p in exc.problems]
+            outcome.quarantined = str(quarantine(settings, "insee_territories", exc.path, exc))
+        report.sources.append(outcome)
+        report.message = "territories could not be read; nothing ingested"
+        _record(engine, report)
+        return report
+    ctx = ParseContext(territories)
+    files_manifest: dict[str, dict] = {}
+    for path in territory_paths:
+        raw = keep_raw(settings, _raw(path))
+        files_manifest[path.name] = {"source": "insee_territories", "name": path.name,
+                                     "sha256": raw.name.split("-", 1)[0],
+                                     "size": path.stat().st_size}
+
+    results: list[SourceResult] = []
+    for source in SOURCES:
+        if only and source.name not in only:
+            for path in _last_good_file(store, source.name, settings):
+                results.append(_reuse(source, path, ctx, report, files_manifest))
+            continue
+        try:
+            paths = _files_for(source, data_dir, download)
+        except SourceNotFound as exc:
+            status = "missing"
+            reused = _last_good_file(store, source.name, settings)
+            report.sources.append(SourceOutcome(source.name, status, error=str(exc)))
+            for path in reused:
+                results.append(_reuse(source, path, ctx, report, files_manifest))
+            continue
+        if not paths:
+            continue
+        for path in paths:
+            t0 = time.perf_counter()
+            try:
+                result = source.load(path, ctx)
+            except Exception as exc:
+                log.error("source %s failed on %s: %s", source.name, path.name, exc)
+                outcome = SourceOutcome(source.name, "failed", file=path.name, error=str(exc),
+                                        seconds=time.perf_counter() - t0)
+                if isinstance(exc, SourceError):
+                    outcome.problems = [p.to_dict() for p in exc.problems]
+                outcome.quarantined = str(quarantine(settings, source.name, path, exc))
+                report.sources.append(outcome)
+                for good in _last_good_file(store, source.name, settings):
+                    if good.name.split("-", 1)[1] == path.name or not source_is_multi(source):
+                        results.append(_reuse(source, good, ctx, report, files_manifest))
+                continue
+            raw = result.files[0]
+            keep_raw(settings, raw)
+            files_manifest[path.name] = {"source": source.name, "name": path.name,
+                                         "sha256": raw.sha256, "size": raw.size,
+                                         "rows": raw.rows}
+            results.append(result)
+            report.sources.append(SourceOutcome(source.name, "ok", file=path.name,
+                                                summary=result.summary(),
+                                                seconds=time.perf_counter() - t0))
+
+    if not results:
+        report.message = "no source could be read"
+        _record(engine, report)
+        return report
+
+    try:
+        previous = store.current_vintage()
+    except LookupError:
+        previous = None
+    if (previous is not None and not force
+            and _checksums(previous["files"]) == _checksums(files_manifest)):
+        report.outcome = "unchanged"
+        report.vintage_id = previous["id"]
+        report.message = "same input files as the current vintage; no new vintage written"
+        _record(engine, report)
+        return report
+
+    datasets, fitted = build_cube(results, territories)
+    tables = {name: table for r in results for name, table in r.tables.items()}
+    manifest = {
+        "data_dir": str(data_dir),
+        "files": files_manifest,
+        "sources": {o.source if not o.file else f"{o.source}:{o.file}":
+                    {"status": o.status, **o.summary} for o in report.sources},
+        "fitted": fitted,
+    }
+    report.vintage_id = store.write_vintage(datasets, tables, manifest, issued_at=issued_at)
+    report.outcome = "partial" if report.failed else "ok"
+    report.message = (f"vintage {report.vintage_id} written"
+                      + (f"; {len(report.failed)} source(s) failed and kept their last good "
+                         "data" if report.failed else ""))
+    _record(engine, report)
+    return report
+
+
+def source_is_multi(source: Source) -> bool:
+    return bool(getattr(source, "multiple", False))
+
+
+def _raw(path: Path) -> RawFile:
+    from features.sources.base import raw_file
+    return raw_file(path)
+
+
+def _reuse(source: Source, path: Path, ctx: ParseContext, report: IngestReport,
+           files_manifest: dict) -> SourceResult:
+    """Re-read a source's last good raw file (content-addressed copy) into this vintage."""
+    result = source.load(path, ctx)
+    original = path.name.split("-", 1)[1]
+    files_manifest[original] = {"source": source.name, "name": original,
+                                "sha256": result.files[0].sha256, "size": result.files[0].size,
+                                "rows": result.files[0].rows, "reused_from_previous": True}
+    report.sources.append(SourceOutcome(source.name, "reused", file=original,
+                                        summary=result.summary()))
+    return result
+
+
+def _checksums(files: dict) -> dict[str, str]:
+    return {name: info["sha256"] for name, info in files.items()}
+
+
+def _record(engine: sa.Engine, report: IngestReport) -> None:
+    report.finished_at = utcnow()
+    with engine.begin() as conn:
+        conn.execute(ingest_runs.insert().values(
+            started_at=report.started_at, finished_at=report.finished_at,
+            outcome=report.outcome, vintage_id=report.vintage_id,
+            report=json.loads(json.dumps(report.to_dict(), default=str))))

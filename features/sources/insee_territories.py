@@ -1,0 +1,108 @@
+"""INSEE official geography (COG): départements, régions and communes of 20,000+ inhabitants.
+
+Extract: ``fr_departements_population.csv`` and ``fr_communes_20k_population.csv`` from the
+Etalab package ``@etalab/decoupage-administratif`` (INSEE COG, Licence Ouverte 2.0). The registry
+built from them (:class:`features.territories.Territories`) validates every other source's codes,
+so this source is read first and a failure here stops the ingest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from features.sources.base import Collector, Source, drop_duplicates, read_table, to_number
+from features.territories import Territories
+
+LICENCE = "Licence Ouverte 2.0"
+CODE_PATTERN = r"^(?:\d{2}|2[AB]|9[78]\d)$"
+COMMUNE_PATTERN = r"^(?:\d{5}|2[AB]\d{3})$"
+
+
+class DepartementsSource(Source):
+    name = "insee_departements"
+    title = "Départements and régions with legal populations"
+    publisher = "INSEE (Code officiel géographique), via Etalab"
+    licence = LICENCE
+    official_url = ("https://unpkg.com/@etalab/decoupage-administratif@2.3.1/data/"
+                    "departements.json")
+    file_patterns = ("fr_departements_population.csv", "departements_population*.csv")
+
+    COLUMNS = {
+        "dep_code": ("dep_code", "code_departement", "dep"),
+        "dep_name": ("dep_name", "nom_departement", "nom"),
+        "reg_code": ("reg_code", "code_region", "region"),
+        "reg_name": ("reg_name", "nom_region"),
+        "zone": ("zone",),
+        "population_legale_2020": ("population_legale_2020", "population"),
+    }
+
+    def read(self, path: Path) -> pd.DataFrame:
+        check = Collector(self.name, path)
+        frame = read_table(path, self.COLUMNS, check)
+        bad = ~frame["dep_code"].fillna("").str.match(CODE_PATTERN)
+        for idx in frame.index[bad][:10]:
+            check.add("a département code ('01'…'95', '2A', '2B', '971'…)",
+                      repr(frame.at[idx, "dep_code"]), line=idx + 2, column="dep_code")
+        bad_zone = ~frame["zone"].isin(["metro", "drom", "com"])
+        for idx in frame.index[bad_zone][:10]:
+            check.add("zone 'metro', 'drom' or 'com'", repr(frame.at[idx, "zone"]),
+                      line=idx + 2, column="zone")
+        frame["population_legale_2020"] = to_number(frame, "population_legale_2020", check,
+                                                    count=True, allow_missing=True)
+        frame = drop_duplicates(frame, ["dep_code"], ["dep_name", "reg_code"], check)
+        check.raise_if_any()
+        return frame
+
+
+class CommunesSource(Source):
+    name = "insee_communes"
+    title = "Communes of 20,000 inhabitants or more"
+    publisher = "INSEE (Code officiel géographique), via Etalab"
+    licence = LICENCE
+    official_url = ("https://unpkg.com/@etalab/decoupage-administratif@2.3.1/data/"
+                    "communes.json")
+    file_patterns = ("fr_communes_20k_population.csv", "communes_20k*.csv")
+    required = False
+
+    COLUMNS = {
+        "commune_insee": ("commune_insee", "code_commune", "code"),
+        "commune_name": ("commune_name", "nom_commune", "nom"),
+        "dep_code": ("dep_code", "code_departement", "departement"),
+        "population_legale_2020": ("population_legale_2020", "population"),
+    }
+
+    def read(self, path: Path, departements: pd.DataFrame) -> pd.DataFrame:
+        check = Collector(self.name, path)
+        frame = read_table(path, self.COLUMNS, check)
+        bad = ~frame["commune_insee"].fillna("").str.match(COMMUNE_PATTERN)
+        for idx in frame.index[bad][:10]:
+            check.add("a 5-character INSEE commune code", repr(frame.at[idx, "commune_insee"]),
+                      line=idx + 2, column="commune_insee")
+        unknown = ~frame["dep_code"].isin(departements["dep_code"])
+        for idx in frame.index[unknown][:10]:
+            check.add("a known département code", repr(frame.at[idx, "dep_code"]),
+                      line=idx + 2, column="dep_code")
+        frame["population_legale_2020"] = to_number(frame, "population_legale_2020", check,
+                                                    count=True)
+        frame = drop_duplicates(frame, ["commune_insee"], ["commune_name", "dep_code"], check)
+        check.raise_if_any()
+        return frame
+
+
+def load_territories(data_dir: Path) -> tuple[Territories, list[Path]]:
+    """Build the territory registry from the INSEE files in ``data_dir``.
+
+    Returns the registry and the files read (for the vintage's checksums).
+    """
+    dep_source, com_source = DepartementsSource(), CommunesSource()
+    dep_path = dep_source.fetch(data_dir)
+    departements = dep_source.read(dep_path)
+    paths = [dep_path]
+    communes = None
+    com_path = com_source.locate(data_dir)
+    if com_path is not None:
+        communes = com_source.read(com_path, departements)
+        paths.append(com_path)
+    return Territories.from_frames(departements, communes), paths

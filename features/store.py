@@ -1,0 +1,205 @@
+"""The cube store: immutable vintages on disk, catalogued in the database, read ``as_of`` a date.
+
+Layout under ``$VIGIE_HOME/cube``::
+
+    vintages/<vintage_id>/daily.nc, weekly.nc, quarterly.nc, yearly.nc   (NetCDF4)
+    vintages/<vintage_id>/tables/<name>.parquet                          (non-time-series tables)
+    vintages/<vintage_id>/manifest.json                                   (what the catalog holds)
+
+A vintage is written into a temporary folder and renamed into place (atomic on one file system);
+only then is its catalog row inserted. A crash at any point leaves the previous vintage current:
+a folder without a catalog row is never served.
+
+Reads: ``open_cube(frequency, as_of)`` takes the latest vintage issued on or before ``as_of`` and
+removes observations dated on or after ``as_of``, so that a backtest never sees the future.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import threading
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+import xarray as xr
+
+from features.catalog import as_utc, get_engine, utcnow, vintages
+from features.errors import NoVintageError
+from features.settings import Settings
+
+NETCDF_ENGINE = "netcdf4"
+_CACHE_SIZE = 16
+
+
+def to_date(value: dt.date | str | pd.Timestamp | None) -> dt.date | None:
+    if value is None:
+        return None
+    return pd.Timestamp(value).date()
+
+
+class CubeStore:
+    """Vintages of the territorial cube for one ``Settings``."""
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
+        self.root = self.settings.cube_dir
+        self.engine = get_engine(self.settings.database_url)
+
+    # ------------------------------------------------------------------ catalog
+    def list_vintages(self) -> list[dict]:
+        """Vintages newest first, as catalog rows (dicts)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(vintages).order_by(vintages.c.issued_at.desc()))
+            out = [dict(r._mapping) for r in rows]
+        for row in out:
+            row["issued_at"] = as_utc(row["issued_at"])
+        return out
+
+    def vintage_at(self, as_of: dt.date | str | None = None) -> dict:
+        """The vintage served on ``as_of``: the latest issued on or before the end of that day.
+
+        When every vintage was issued after ``as_of`` (backtesting over history ingested later),
+        the earliest vintage is returned with ``issued_after_as_of = True``: its values for dates
+        before ``as_of`` may include later revisions.
+        """
+        listed = self.list_vintages()
+        if not listed:
+            raise NoVintageError(
+                f"no cube vintage in {self.settings.database_url}: run 'python -m service ingest'")
+        day = to_date(as_of)
+        if day is None:
+            return {**listed[0], "issued_after_as_of": False}
+        limit = dt.datetime.combine(day, dt.time.max, tzinfo=dt.UTC)
+        for row in listed:
+            if row["issued_at"] <= limit:
+                return {**row, "issued_after_as_of": False}
+        return {**listed[-1], "issued_after_as_of": True}
+
+    def current_vintage(self) -> dict:
+        return self.vintage_at(None)
+
+    # ------------------------------------------------------------------ write
+    def write_vintage(self, datasets: dict[str, xr.Dataset], tables: dict[str, pd.DataFrame],
+                      manifest: dict, issued_at: dt.datetime | None = None) -> str:
+        """Write a new immutable vintage atomically and catalog it; return its id."""
+        issued_at = issued_at or utcnow()
+        vintage_id = f"{issued_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+        final = self.root / "vintages" / vintage_id
+        tmp = self.root / "vintages" / f".tmp-{vintage_id}"
+        tmp.mkdir(parents=True)
+        try:
+            row_counts = {}
+            for frequency, ds in datasets.items():
+                ds = ds.assign_attrs(vintage_id=vintage_id, issued_at=issued_at.isoformat())
+                encoding = {name: {"zlib": True, "complevel": 1} for name in ds.data_vars}
+                ds.to_netcdf(tmp / f"{frequency}.nc", engine=NETCDF_ENGINE, encoding=encoding)
+                row_counts[frequency] = {name: int(ds[name].notnull().sum())
+                                         for name in ds.data_vars}
+            if tables:
+                (tmp / "tables").mkdir()
+                for name, table in tables.items():
+                    table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
+            full_manifest = {**manifest, "id": vintage_id, "issued_at": issued_at.isoformat(),
+                             "row_counts": row_counts}
+            (tmp / "manifest.json").write_text(json.dumps(full_manifest, indent=2, default=str))
+            _fsync_dir(tmp)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        with self.engine.begin() as conn:
+            conn.execute(vintages.insert().values(
+                id=vintage_id, issued_at=issued_at, path=str(final),
+                data_dir=manifest.get("data_dir"), sources=manifest.get("sources", {}),
+                files=manifest.get("files", {}), row_counts=row_counts,
+                fitted=json.loads(json.dumps(manifest.get("fitted", {}), default=_jsonable))))
+        return vintage_id
+
+    # ------------------------------------------------------------------ read
+    def open(self, frequency: str = "daily", as_of: dt.date | str | None = None,
+             vintage_id: str | None = None) -> xr.Dataset:
+        """The cube of one frequency, as known on ``as_of`` (see module docstring)."""
+        if vintage_id is not None:
+            row = next((v for v in self.list_vintages() if v["id"] == vintage_id), None)
+            if row is None:
+                raise NoVintageError(f"no vintage '{vintage_id}'")
+            row = {**row, "issued_after_as_of": False}
+        else:
+            row = self.vintage_at(as_of)
+        ds = _load_cached(Path(row["path"]), frequency)
+        day = to_date(as_of)
+        if day is not None:
+            ds = ds.sel(date=ds["date"] < pd.Timestamp(day))
+        return ds.assign_attrs(
+            as_of=day.isoformat() if day else "",
+            vintage_issued_after_as_of=int(bool(row["issued_after_as_of"])))
+
+    def open_table(self, name: str, as_of: dt.date | str | None = None) -> pd.DataFrame:
+        row = self.vintage_at(as_of)
+        path = Path(row["path"]) / "tables" / f"{name}.parquet"
+        if not path.exists():
+            raise KeyError(f"vintage {row['id']} has no table '{name}'")
+        return pd.read_parquet(path)
+
+    def manifest(self, vintage_id: str | None = None) -> dict:
+        row = self.current_vintage() if vintage_id is None else next(
+            v for v in self.list_vintages() if v["id"] == vintage_id)
+        return json.loads((Path(row["path"]) / "manifest.json").read_text())
+
+
+_cache: OrderedDict[tuple[str, str], xr.Dataset] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _load_cached(folder: Path, frequency: str) -> xr.Dataset:
+    """Vintages are immutable, so a loaded dataset can be shared for the life of the process."""
+    key = (str(folder), frequency)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    path = folder / f"{frequency}.nc"
+    if not path.exists():
+        raise KeyError(f"vintage {folder.name} has no '{frequency}' dataset")
+    with xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
+        loaded = ds.load()
+    for name in ("territory", "territory_level", "territory_parent", "territory_name"):
+        if name in loaded.coords:
+            loaded = loaded.assign_coords({name: loaded[name].astype(str).astype(object)})
+    with _cache_lock:
+        _cache[key] = loaded
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return loaded
+
+
+def open_cube(frequency: str = "daily", as_of: dt.date | str | None = None,
+              settings: Settings | None = None) -> xr.Dataset:
+    """Shortcut: ``CubeStore(settings).open(frequency, as_of)``."""
+    return CubeStore(settings).open(frequency, as_of)
+
+
+def _fsync_dir(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def _jsonable(value):
+    try:
+        import numpy as np
+
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, np.generic):
+            return value.item()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(value)

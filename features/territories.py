@@ -1,0 +1,200 @@
+"""French territories: codes, names, populations and the commune → département → région → France
+hierarchy.
+
+Codes are strings, never numbers (``'01'``, ``'2A'``, ``'971'``). Régions use ``'R'`` followed by
+their INSEE code (``'R84'``) because INSEE région and département codes overlap (``'01'`` is both
+Guadeloupe the région and Ain the département). France is ``'FR'``. Communes are 5-character
+INSEE codes. Collectivités d'outre-mer (``'975'``, ``'977'``, ``'978'``…) hang directly under France.
+
+Counts aggregate by sum, rates by population-weighted mean (INSEE legal population 2020).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.errors import UnknownTerritoryError
+
+FRANCE = "FR"
+LEVELS = ("commune", "department", "collectivity", "region", "country")
+
+#: Codes that existed once and no longer do, with what replaced them. Reported by name when met.
+RETIRED_CODES: dict[str, str] = {
+    "20": "Corse, split into 2A and 2B in 1976",
+    **{
+        f"R{code}": f"former région {code}, merged in the 2016 reform"
+        for code in ("21", "22", "23", "25", "26", "31", "41", "42", "43", "54", "72", "73",
+                     "74", "82", "83", "91")
+    },
+}
+
+#: ISO 3166-2 codes of metropolitan régions (Google mobility uses them) → Vigie région codes.
+ISO_REGION_TO_CODE: dict[str, str] = {
+    "FR-ARA": "R84", "FR-BFC": "R27", "FR-BRE": "R53", "FR-CVL": "R24", "FR-COR": "R94",
+    "FR-GES": "R44", "FR-HDF": "R32", "FR-NOR": "R28", "FR-NAQ": "R75", "FR-OCC": "R76",
+    "FR-PDL": "R52", "FR-PAC": "R93", "FR-IDF": "R11",
+}
+
+
+def region_code(insee_region: str) -> str:
+    """Vigie code of a région from its INSEE code (``'84'`` → ``'R84'``)."""
+    return f"R{str(insee_region).strip().zfill(2)}"
+
+
+@dataclass
+class Territories:
+    """The territory registry.
+
+    Attributes
+    ----------
+    table:
+        One row per territory, indexed by ``code``, with columns ``name``, ``level``, ``parent``
+        (``''`` for France) and ``population`` (inhabitants, INSEE legal population 2020; NaN
+        when INSEE publishes none).
+    """
+
+    table: pd.DataFrame
+
+    @classmethod
+    def from_frames(cls, departements: pd.DataFrame, communes: pd.DataFrame | None = None
+                    ) -> Territories:
+        """Build the registry from the parsed INSEE reference tables.
+
+        ``departements`` has ``dep_code, dep_name, reg_code, reg_name, zone,
+        population_legale_2020``; ``communes`` has ``commune_insee, commune_name, dep_code,
+        population_legale_2020``.
+        """
+        deps = departements
+        is_com = deps["zone"].eq("com")
+        dep_rows = pd.DataFrame({
+            "code": deps["dep_code"],
+            "name": deps["dep_name"],
+            "level": np.where(is_com, "collectivity", "department"),
+            "parent": np.where(is_com, FRANCE, deps["reg_code"].map(region_code)),
+            "population": deps["population_legale_2020"].astype(float),
+        })
+        regions = deps[~is_com].groupby("reg_code", as_index=False).agg(
+            name=("reg_name", "first"), population=("population_legale_2020", "sum"))
+        reg_rows = pd.DataFrame({
+            "code": regions["reg_code"].map(region_code),
+            "name": regions["name"],
+            "level": "region",
+            "parent": FRANCE,
+            "population": regions["population"].astype(float),
+        })
+        france = pd.DataFrame({
+            "code": [FRANCE], "name": ["France"], "level": ["country"], "parent": [""],
+            # France = every département and collectivity that has a population.
+            "population": [float(dep_rows["population"].sum())],
+        })
+        parts = [france, reg_rows, dep_rows]
+        if communes is not None and len(communes):
+            parts.append(pd.DataFrame({
+                "code": communes["commune_insee"],
+                "name": communes["commune_name"],
+                "level": "commune",
+                "parent": communes["dep_code"],
+                "population": communes["population_legale_2020"].astype(float),
+            }))
+        table = pd.concat(parts, ignore_index=True).set_index("code")
+        return cls(table=table)
+
+    # ------------------------------------------------------------------ queries
+    def __contains__(self, code: str) -> bool:
+        return code in self.table.index
+
+    def codes(self, level: str | None = None) -> list[str]:
+        if level is None:
+            return list(self.table.index)
+        return list(self.table.index[self.table["level"] == level])
+
+    def parent(self, code: str) -> str:
+        return str(self.table.at[code, "parent"])
+
+    def ancestors(self, code: str) -> list[str]:
+        """Parents from the nearest up to France (``'69'`` → ``['R84', 'FR']``)."""
+        chain = []
+        current = self.parent(code)
+        while current:
+            chain.append(current)
+            current = self.parent(current)
+        return chain
+
+    def children(self, code: str) -> list[str]:
+        return list(self.table.index[self.table["parent"] == code])
+
+    def unknown(self, codes: Iterable[str]) -> list[str]:
+        """Codes absent from the registry, in first-seen order."""
+        seen = pd.unique(pd.Series(list(codes), dtype=object))
+        return [c for c in seen if c not in self.table.index]
+
+    def check(self, codes: Iterable[str]) -> None:
+        """Raise :class:`UnknownTerritoryError` naming every unknown or retired code."""
+        bad = self.unknown(codes)
+        if bad:
+            raise UnknownTerritoryError([self.describe_unknown(c) for c in bad])
+
+    @staticmethod
+    def describe_unknown(code: str) -> str:
+        reason = RETIRED_CODES.get(code)
+        return f"'{code}' (retired: {reason})" if reason else f"'{code}'"
+
+    def population(self, codes: Iterable[str]) -> pd.Series:
+        return self.table["population"].reindex(list(codes))
+
+    def closure(self, codes: Iterable[str]) -> list[str]:
+        """The codes plus all their ancestors, ordered France, régions, départements…, communes."""
+        wanted = set()
+        for code in codes:
+            wanted.add(code)
+            wanted.update(self.ancestors(code))
+        order = {level: i for i, level in enumerate(reversed(LEVELS))}
+        sub = self.table.loc[sorted(wanted)]
+        rank = sub["level"].map(order)
+        return list(sub.assign(rank=rank).sort_values(["rank"], kind="stable").index)
+
+    def aggregate(self, frame: pd.DataFrame, how: str, target_level: str) -> pd.DataFrame:
+        """Aggregate a tidy frame one level up the hierarchy.
+
+        Parameters
+        ----------
+        frame:
+            Tidy rows ``territory, date, indicator, value`` at the child level.
+        how:
+            ``sum`` or ``population_mean`` (weights: INSEE population of each child).
+        target_level:
+            ``region`` or ``country``: rows are grouped by the ancestor at that level.
+
+        Returns
+        -------
+        Tidy frame at ``target_level``. For ``sum``, a parent's value is NaN-free only if at
+        least one child reported (missing children count as absent, not as zero).
+        """
+        if frame.empty:
+            return frame.copy()
+        parents = {code: self._ancestor_at(code, target_level)
+                   for code in pd.unique(frame["territory"])}
+        mapped = frame.assign(parent=frame["territory"].map(parents)).dropna(subset=["parent"])
+        keys = ["parent", "date", "indicator"]
+        if how == "sum":
+            out = mapped.groupby(keys, sort=False, observed=True)["value"].sum(min_count=1)
+        elif how == "population_mean":
+            weights = mapped["territory"].map(self.table["population"]).astype(float)
+            valid = mapped["value"].notna() & weights.notna()
+            weighted = (mapped["value"] * weights).where(valid)
+            tmp = mapped.assign(_wv=weighted, _w=weights.where(valid))
+            grouped = tmp.groupby(keys, sort=False, observed=True)[["_wv", "_w"]].sum(min_count=1)
+            out = grouped["_wv"] / grouped["_w"]
+        else:
+            raise ValueError(f"cannot aggregate with '{how}'")
+        return out.rename("value").reset_index().rename(columns={"parent": "territory"})
+
+    def _ancestor_at(self, code: str, level: str) -> str | None:
+        for candidate in [code, *self.ancestors(code)]:
+            if self.table.at[candidate, "level"] == level:
+                return candidate
+        return None
