@@ -74,7 +74,8 @@ class Settings:
         env = os.environ
         home = Path(overrides.pop("home", None) or env.get("VIGIE_HOME") or PROJECT_ROOT / "var")
         home = home.resolve()
-        data_dir = overrides.pop("data_dir", None) or env.get("VIGIE_DATA_DIR") or _default_data_dir()
+        data_dir = (overrides.pop("data_dir", None) or env.get("VIGIE_DATA_DIR")
+                    or _default_data_dir())
         database_url = (
             overrides.pop("database_url", None)
             or env.get("VIGIE_DATABASE_URL")

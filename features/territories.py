@@ -4,7 +4,8 @@ hierarchy.
 Codes are strings, never numbers (``'01'``, ``'2A'``, ``'971'``). Régions use ``'R'`` followed by
 their INSEE code (``'R84'``) because INSEE région and département codes overlap (``'01'`` is both
 Guadeloupe the région and Ain the département). France is ``'FR'``. Communes are 5-character
-INSEE codes. Collectivités d'outre-mer (``'975'``, ``'977'``, ``'978'``…) hang directly under France.
+INSEE codes. Collectivités d'outre-mer (``'975'``, ``'977'``, ``'978'``…) hang directly under
+France.
 
 Counts aggregate by sum, rates by population-weighted mean (INSEE legal population 2020).
 """

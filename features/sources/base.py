@@ -273,7 +273,7 @@ def read_table(path: Path, columns: dict[str, tuple[str, ...]], check: Collector
         check.fail(f"{len(header)} fields on every line", str(exc).strip())
     frame = frame.rename(columns=mapping)
     # Messages must name the column as the publisher spelled it, not Vigie's canonical name.
-    frame.attrs["original_columns"] = {canonical: original for original, canonical in mapping.items()}
+    frame.attrs["original_columns"] = {canon: orig for orig, canon in mapping.items()}
     # A file cut short mid-line has a last line with fewer fields than the header.
     if not text.endswith("\n"):
         last_line = text.rsplit("\n", 1)[-1]

@@ -37,7 +37,8 @@ UNIT_GROUPS = {
     "icu_beds_adult": (("REAADU",), "adult intensive-care (réanimation) beds"),
     "icu_beds_paediatric": (("REAENF",), "paediatric intensive-care beds"),
     "intensive_care_beds": (("USIC", "SIUNV", "AUTSI"), "single-organ intensive-care (USI) beds"),
-    "continuous_care_beds": (("SURVADU", "SURVENF"), "continuous-care (surveillance continue) beds"),
+    "continuous_care_beds": (("SURVADU", "SURVENF"),
+                             "continuous-care (surveillance continue) beds"),
     "critical_care_beds": (("REAADU", "REAENF", "USIC", "SIUNV", "AUTSI", "SURVADU", "SURVENF"),
                            "all critical-care beds"),
 }

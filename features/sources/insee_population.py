@@ -1,8 +1,9 @@
 """INSEE population estimates by département, sex and 5-year age group (1 January of each year;
 2021 onwards provisional).
 
-Gives the yearly indicators ``population_estimate`` and ``population_65_plus`` (date = 1 January of the
-year) and the full age × sex table (``tables['population_by_age']``) for age-structured models.
+Gives the yearly indicators ``population_estimate`` and ``population_65_plus`` (date = 1 January
+of the year) and the full age × sex table (``tables['population_by_age']``) for age-structured
+models.
 """
 
 from __future__ import annotations

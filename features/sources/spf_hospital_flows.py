@@ -41,7 +41,8 @@ class SpfHospitalFlows(Source):
     publisher = PUBLISHER
     licence = LICENCE
     official_url = "https://www.data.gouv.fr/fr/datasets/r/6fadff46-9efd-4c53-942a-54aca783c30c"
-    file_patterns = ("fr_spf_hosp_incid_dep_daily.csv", "donnees-hospitalieres-nouveaux-covid19*.csv")
+    file_patterns = ("fr_spf_hosp_incid_dep_daily.csv",
+                     "donnees-hospitalieres-nouveaux-covid19*.csv")
     indicators = tuple(
         IndicatorSpec(name, "daily", units, description, PUBLISHER, LICENCE, "sum", count=True)
         for name, description, units in VALUE_COLUMNS.values()

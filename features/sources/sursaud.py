@@ -160,7 +160,8 @@ class _SursaudBase(Source):
         weekly["er_visits_covid_rate"] = 1e5 * weekly["nbre_pass_corona"] / weekly["nbre_pass_tot"]
         weekly["hosp_after_er_covid_rate"] = (
             1e5 * weekly["nbre_hospit_corona"] / weekly["nbre_pass_tot"])
-        weekly["sos_medecins_covid_rate"] = 1e5 * weekly["nbre_acte_corona"] / weekly["nbre_acte_tot"]
+        weekly["sos_medecins_covid_rate"] = (
+            1e5 * weekly["nbre_acte_corona"] / weekly["nbre_acte_tot"])
         tidy = to_tidy(weekly, {
             **{rate: rate for rate in RATES},
             "nbre_pass_corona": "er_visits_covid",
