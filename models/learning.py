@@ -1,0 +1,193 @@
+"""scikit-learn adapter: one global quantile gradient-boosting model across territories.
+
+For each horizon ``h`` a ``HistGradientBoostingRegressor`` with quantile loss learns the change
+of ``log1p(y)`` between the forecast origin and ``h`` periods later, from features that are
+comparable across territories: recent growth rates, the level per 100,000 inhabitants, calendar
+(public holidays in the target period, weekday for daily series) and optional national
+regressors. Pooling ~100 départements gives the model many past waves to learn from, which a
+per-series model of 30–80 weekly points cannot see.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.stats import norm
+
+from models.base import (
+    Forecaster,
+    future_dates,
+    normal_quantiles,
+    quantile_array,
+    season_length,
+)
+from models.baseline import hub_baseline_quantiles
+
+log = logging.getLogger(__name__)
+
+
+def _holiday_counts(dates: pd.DatetimeIndex, step: pd.DateOffset) -> np.ndarray:
+    """Number of French public holidays in the period ending at each date."""
+    import holidays
+
+    days = holidays.France(years=range(dates.min().year - 1, dates.max().year + 2))
+    hol = pd.DatetimeIndex(list(days.keys()))
+    span = 7 if isinstance(step, pd.offsets.Week) else 1
+    return np.array(
+        [((hol > d - pd.Timedelta(days=span)) & (hol <= d)).sum() for d in dates], dtype=float
+    )
+
+
+class GlobalGBM(Forecaster):
+    """Global quantile gradient boosting (``gbm``).
+
+    Parameters
+    ----------
+    quantiles:
+        Quantile losses fitted per horizon (low, median, high); the 23 Hub quantiles come from
+        a two-piece normal on the log scale through them.
+    lags:
+        Growth rates ``log1p(y_t) - log1p(y_{t-k})`` used as features (periods).
+    exog:
+        Variables of ``X`` (national or per territory) whose recent change is a feature.
+    max_iter, learning_rate, max_leaf_nodes, min_samples_leaf:
+        ``HistGradientBoostingRegressor`` settings (small trees: few hundred rows per wave).
+    window:
+        Train on origins in the last ``window`` periods only (None = all).
+    """
+
+    alias: ClassVar[str] = "gbm"
+    is_global: ClassVar[bool] = True
+    defaults: ClassVar[dict[str, Any]] = {
+        "quantiles": (0.1, 0.5, 0.9),
+        "lags": (1, 2, 3, 4),
+        "exog": (),
+        "max_iter": 120,
+        "learning_rate": 0.06,
+        "max_leaf_nodes": 15,
+        "min_samples_leaf": 30,
+        "window": None,
+        "min_rows": 200,
+        "random_state": 0,
+    }
+
+    # -- features -----------------------------------------------------------------------------
+    def _log_levels(self, y: xr.DataArray) -> np.ndarray:
+        """log1p of the (smoothed, for daily data) series, forward-filled; (territory, date)."""
+        frame = pd.DataFrame(np.clip(y.values.T, 0.0, None))  # (date, territory)
+        period = season_length(self.step_)
+        if period > 1:  # weekday reporting effect: features on the 7-day mean
+            frame = frame.rolling(period, min_periods=period).mean()
+        return np.log1p(frame.ffill().to_numpy().T)
+
+    def _features(
+        self,
+        levels: np.ndarray,
+        y: xr.DataArray,
+        X: xr.Dataset | None,
+    ) -> np.ndarray:
+        """Feature array (territory, date, feature) at every origin."""
+        n_t = levels.shape[0]
+        feats = [levels]
+        for k in self.params["lags"]:
+            shifted = np.full_like(levels, np.nan)
+            shifted[:, k:] = levels[:, :-k]
+            feats.append(levels - shifted)
+        pop = y.coords["population"].values.astype(float) if "population" in y.coords else None
+        if pop is not None and np.all(pop > 0):
+            feats.append(levels - np.log1p(pop / 1e5)[:, None])  # ~log incidence per 100k
+        for name in self.params["exog"]:
+            if X is None or name not in X:
+                continue
+            da = X[name]
+            v = da.values if "territory" in da.dims else np.tile(da.values, (n_t, 1))
+            v = pd.DataFrame(np.asarray(v, dtype=float).T).ffill().to_numpy().T
+            change = np.full_like(v, np.nan)
+            change[:, 2:] = v[:, 2:] - v[:, :-2]
+            feats += [v, change]
+        return np.stack(feats, axis=-1)
+
+    def _calendar(self, target_dates: pd.DatetimeIndex) -> np.ndarray:
+        cal = [_holiday_counts(target_dates, self.step_)]
+        if isinstance(self.step_, pd.offsets.Day):
+            cal.append(target_dates.dayofweek.to_numpy(dtype=float))
+        return np.column_stack(cal)
+
+    # -- fit / predict ------------------------------------------------------------------------
+    def fit(self, y: xr.DataArray, X: xr.Dataset | None = None) -> Self:
+        self._store_axis(y)
+        self.y_ = y
+        self.levels_ = self._log_levels(y)
+        self.features_ = self._features(self.levels_, y, X)
+        self.models_: dict[int, list[Any]] = {}
+        self.fallbacks_: dict[str, str] = {}
+        return self
+
+    def _fit_horizon(self, h: int) -> list[Any] | None:
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        n_t, n_d, _ = self.features_.shape
+        raw = np.log1p(np.clip(self.y_.values, 0.0, None))  # targets are raw, features smoothed
+        dates = pd.DatetimeIndex(self.y_["date"].values)
+        first = 0 if not self.params["window"] else max(0, n_d - h - self.params["window"])
+        origins = np.arange(first, n_d - h)
+        if origins.size == 0:
+            return None
+        x = self.features_[:, origins, :]
+        target = raw[:, origins + h] - self.levels_[:, origins]
+        cal = self._calendar(dates[origins + h])
+        x = np.concatenate([x, np.broadcast_to(cal, (n_t, *cal.shape))], axis=-1)
+        x = x.reshape(-1, x.shape[-1])
+        target = target.reshape(-1)
+        keep = np.isfinite(target) & np.isfinite(x[:, 0])
+        if keep.sum() < self.params["min_rows"]:
+            return None
+        fitted = []
+        for q in self.params["quantiles"]:
+            model = HistGradientBoostingRegressor(
+                loss="quantile",
+                quantile=q,
+                max_iter=self.params["max_iter"],
+                learning_rate=self.params["learning_rate"],
+                max_leaf_nodes=self.params["max_leaf_nodes"],
+                min_samples_leaf=self.params["min_samples_leaf"],
+                early_stopping=False,
+                random_state=self.params["random_state"],
+            )
+            fitted.append(model.fit(x[keep], target[keep]))
+        return fitted
+
+    def predict(self, horizon: int, X_future: xr.Dataset | None = None) -> xr.DataArray:
+        targets = future_dates(self.last_date_, self.step_, horizon)
+        n_t = len(self.territories_)
+        out = np.empty((n_t, horizon, 23))
+        origin = self.features_[:, -1, :]
+        level = self.levels_[:, -1]
+        for h in range(1, horizon + 1):
+            if h not in self.models_:
+                self.models_[h] = self._fit_horizon(h)
+            models = self.models_[h]
+            cal = self._calendar(targets[h - 1 : h])
+            x = np.concatenate([origin, np.repeat(cal, n_t, axis=0)], axis=1)
+            usable = np.isfinite(x[:, 0]) & (models is not None)
+            if models is not None and usable.any():
+                # HGB handles the NaN of young series natively.
+                lo, med, hi = (m.predict(x[usable]) for m in models)
+                q_lo, q_hi = (self.params["quantiles"][0], self.params["quantiles"][-1])
+                sd_lo = np.maximum(med - lo, 1e-3) / -norm.ppf(q_lo)
+                sd_hi = np.maximum(hi - med, 1e-3) / norm.ppf(q_hi)
+                out[usable, h - 1] = normal_quantiles(level[usable] + med, sd_lo, "log1p", sd_hi)
+            for i in np.flatnonzero(~usable):
+                t = self.territories_[i]
+                reason = "too little training data" if models is None else "no usable origin"
+                self.fallbacks_.setdefault(t, reason)
+                hist = self.y_.values[i]
+                hist = np.clip(hist[np.isfinite(hist)], 0.0, None)
+                out[i, h - 1] = hub_baseline_quantiles(hist, h)[h - 1]
+        if self.fallbacks_:
+            log.info("gbm: %d territories fall back to baseline", len(self.fallbacks_))
+        return quantile_array(out, self.territories_, targets, model=self.alias)

@@ -1,0 +1,402 @@
+"""From the cube to calibrated forecasts and backtests.
+
+Data flows one way: the cube (``features.store.open_cube``, or any callable with the same
+signature in tests) is read ``as_of`` each forecast date, so a forecast never sees data dated
+on or after its forecast date; calibration uses only past forecasts whose targets were observed
+before that date.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from models.base import Forecaster
+from models.calibration import QCOLS, ConformalCalibrator, calibrate_rows, forecast_rows
+from models.ensemble import Ensemble
+from models.registry import Registry, get_registry
+from models.targets import Target, select_territories
+
+log = logging.getLogger(__name__)
+
+CubeOpener = Callable[[str, Any], xr.Dataset]
+
+
+def default_opener(settings: Any = None) -> CubeOpener:
+    """``open_cube`` bound to settings (the only way models read data)."""
+    from features.store import open_cube
+
+    return lambda frequency, as_of: open_cube(frequency, as_of=as_of, settings=settings)
+
+
+# -- parallelism ------------------------------------------------------------------------------
+@contextmanager
+def dask_client(address: str | None = None, n_workers: int | None = None):
+    """A ``dask.distributed`` client: the cluster at ``address`` or a LocalCluster.
+
+    Workers are processes with one thread each: statsmodels and Stan fits hold the GIL.
+    """
+    from dask.distributed import Client, LocalCluster
+
+    if address:
+        with Client(address) as client:
+            yield client
+        return
+    import os
+
+    n = n_workers or max(1, min(os.cpu_count() or 1, 8))
+    with (
+        LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _fit_predict(model: Forecaster, y: xr.DataArray, X: xr.Dataset | None, steps: int):
+    return model.clone().fit(y, X).predict(steps)
+
+
+def run_models(
+    models: dict[str, Forecaster],
+    y: xr.DataArray,
+    X: xr.Dataset | None,
+    steps: int,
+    client: Any = None,
+) -> dict[str, xr.DataArray]:
+    """Fit and predict several models; per-series models are split over Dask workers.
+
+    Returns
+    -------
+    name → forecast (territory, horizon=step, quantile).
+    """
+    if client is None:
+        return {name: _fit_predict(m, y, X, steps) for name, m in models.items()}
+    n_chunks = max(1, 2 * len(client.scheduler_info()["workers"]))
+    codes = list(y["territory"].values)
+    chunks = [c for c in np.array_split(np.array(codes, dtype=object), n_chunks) if len(c)]
+    futures = {}
+    y_f = client.scatter(y, broadcast=True)
+    x_f = client.scatter(X, broadcast=True) if X is not None else None
+    for name, model in models.items():
+        if model.is_global or len(chunks) == 1:
+            futures[name] = [client.submit(_fit_predict, model, y_f, x_f, steps, pure=False)]
+        else:
+            futures[name] = [
+                client.submit(_fit_chunk, model, y_f, x_f, steps, list(chunk), pure=False)
+                for chunk in chunks
+            ]
+    out = {}
+    for name, futs in futures.items():
+        parts = client.gather(futs)
+        out[name] = parts[0] if len(parts) == 1 else xr.concat(parts, dim="territory")
+    return out
+
+
+def _fit_chunk(model, y, X, steps, codes):
+    sub_x = X.sel(territory=codes) if X is not None and "territory" in X.dims else X
+    return _fit_predict(model, y.sel(territory=codes), sub_x, steps)
+
+
+# -- one forecast -----------------------------------------------------------------------------
+def prepare(
+    ds: xr.Dataset, target: Target, level: str, territories: list[str] | None = None
+) -> tuple[xr.DataArray, xr.Dataset]:
+    """Target history ``y`` (territory, date) and regressors ``X`` for a level."""
+    codes = select_territories(ds, level, territories)
+    sub = ds.sel(territory=codes)
+    y = sub[target.variable]
+    # Drop leading dates where nothing at this level was observed (weeks before the series
+    # began would look like zeros to a global model).
+    observed = np.flatnonzero(y.notnull().any("territory").values)
+    if observed.size:
+        y = y.isel(date=slice(observed[0], None))
+    X = sub.drop_vars([target.variable]).sel(date=y["date"])
+    return y, X
+
+
+def expand_members(name: str, registry: Registry) -> tuple[Forecaster, dict[str, Forecaster]]:
+    """The model and the models to fit for it (its members for an ensemble)."""
+    model = registry.create(name)
+    if isinstance(model, Ensemble):
+        members = model.params["members"]
+        return model, {m: registry.create(m) for m in members}
+    return model, {name: model}
+
+
+def steps_for(target: Target, last_date: pd.Timestamp, forecast_date: pd.Timestamp,
+              horizons: Iterable[int], step: pd.DateOffset) -> dict[int, int]:
+    """Model step (periods after ``last_date``) of each Hub horizon N."""
+    out = {}
+    for n in horizons:
+        end = target.end_date(forecast_date, n)
+        k, date = 0, pd.Timestamp(last_date)
+        while date < end:
+            k, date = k + 1, date + step
+        if date != end:
+            raise ValueError(f"{target.hub_target(n)} ends {end.date()}, not on the data grid")
+        out[n] = k
+    return out
+
+
+def relabel(fc: xr.DataArray, steps: dict[int, int]) -> xr.DataArray:
+    """Keep the steps of the Hub horizons and label them N."""
+    picked = fc.sel(horizon=list(steps.values()))
+    return picked.assign_coords(horizon=list(steps.keys()))
+
+
+def raw_forecasts(
+    ds: xr.Dataset,
+    target: Target,
+    level: str,
+    forecast_date: pd.Timestamp,
+    models: dict[str, Forecaster],
+    horizons: Iterable[int],
+    territories: list[str] | None = None,
+    client: Any = None,
+) -> dict[str, xr.DataArray]:
+    """Uncalibrated forecasts of each model from a cube already cut at ``forecast_date``."""
+    from models.base import infer_step
+
+    y, X = prepare(ds, target, level, territories)
+    dates = pd.DatetimeIndex(y["date"].values)
+    if dates.max() >= pd.Timestamp(forecast_date):
+        raise ValueError("the cube holds data on or after the forecast date (not cut as_of)")
+    steps = steps_for(target, dates[-1], forecast_date, horizons, infer_step(dates))
+    fcs = run_models(models, y, X, max(steps.values()), client)
+    return {name: relabel(fc, steps) for name, fc in fcs.items()}
+
+
+def observed_rows(rows: pd.DataFrame, ds: xr.Dataset, target: Target) -> pd.DataFrame:
+    """Add the ``observed`` outcome (as known in ``ds``) to forecast rows."""
+    da = ds[target.variable]
+    known = da.to_series().rename("observed").reset_index()
+    known = known.rename(columns={"date": "target_end_date"})
+    known["territory"] = known["territory"].astype(str)
+    rows = rows.drop(columns=["observed"], errors="ignore")
+    return rows.merge(known, on=["territory", "target_end_date"], how="left")
+
+
+# -- backtest ---------------------------------------------------------------------------------
+def monday_dates(start: str | pd.Timestamp, end: str | pd.Timestamp, every: int = 7) -> list:
+    """Forecast dates: the first Monday on or after ``start``, then every ``every`` days."""
+    first = pd.Timestamp(start).normalize()
+    first += pd.Timedelta(days=(0 - first.weekday()) % 7)
+    return list(pd.date_range(first, pd.Timestamp(end), freq=f"{every}D"))
+
+
+def _backtest_date(opener, target, level, fd, models, horizons, territories):
+    ds = opener(target.frequency, fd)
+    t0 = time.perf_counter()
+    fcs = raw_forecasts(ds, target, level, fd, models, horizons, territories)
+    rows = [forecast_rows(fc, fd).assign(model=name) for name, fc in fcs.items()]
+    log.debug("backtest %s: %.1fs", fd.date(), time.perf_counter() - t0)
+    return pd.concat(rows, ignore_index=True)
+
+
+def backtest_raw(
+    target: Target,
+    level: str,
+    forecast_dates: list[pd.Timestamp],
+    model_names: list[str],
+    opener: CubeOpener,
+    *,
+    territories: list[str] | None = None,
+    horizons: Iterable[int] | None = None,
+    client: Any = None,
+    registry: Registry | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Uncalibrated forecasts of the models (and ensemble members) at each forecast date.
+
+    Every forecast date reads the cube ``as_of`` that date. Forecast dates run in parallel on
+    the Dask ``client`` when one is given.
+
+    Returns
+    -------
+    Wide table: ``model``, ``forecast_date``, ``territory``, ``horizon``, ``target_end_date``
+    and the quantile columns ``q0.01`` … ``q0.99``.
+    """
+    registry = registry or get_registry()
+    horizons = tuple(horizons or target.horizons)
+    fitted: dict[str, Forecaster] = {}
+    ensembles: dict[str, Ensemble] = {}
+    for name in model_names:
+        model, members = expand_members(name, registry)
+        fitted.update(members)
+        if isinstance(model, Ensemble):
+            ensembles[name] = model
+    tasks = [(target, level, pd.Timestamp(fd), fitted, horizons, territories)
+             for fd in forecast_dates]
+    if client is not None:
+        futures = [client.submit(_backtest_date, opener, *t, pure=False) for t in tasks]
+        parts = _progress_gather(client, futures, progress)
+    else:
+        parts = [_backtest_date(opener, *t) for t in _progress(tasks, progress, "backtest")]
+    raw = pd.concat(parts, ignore_index=True)
+    combined = [_combine_rows(raw, ens, name) for name, ens in ensembles.items()]
+    return pd.concat([raw, *combined], ignore_index=True)
+
+
+def backtest(
+    target: Target,
+    level: str,
+    forecast_dates: list[pd.Timestamp],
+    model_names: list[str],
+    opener: CubeOpener,
+    *,
+    territories: list[str] | None = None,
+    horizons: Iterable[int] | None = None,
+    calibration: ConformalCalibrator | None = None,
+    warmup: int | None = None,
+    every: int = 7,
+    client: Any = None,
+    registry: Registry | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Rolling-origin backtest of models (and ``baseline``), raw and calibrated.
+
+    ``warmup`` extra forecast dates before the first one (default: calibration window +
+    longest horizon) give the calibration errors to learn from; they are not returned. The
+    forecasts of date ``d`` are calibrated with errors of earlier forecasts whose targets are
+    dated before ``d``, with outcomes as known on ``d``.
+
+    Returns
+    -------
+    Wide table as :func:`backtest_raw`, each model twice: ``<name>_raw`` and calibrated
+    ``<name>`` (``baseline`` only raw, as the Hubs define it), plus ``observed`` (the outcome in the latest cube, for scoring).
+    """
+    horizons = tuple(horizons or target.horizons)
+    calibration = calibration or ConformalCalibrator()
+    if warmup is None:
+        warmup = calibration.window + max(horizons)
+    first = pd.Timestamp(forecast_dates[0])
+    warm = [first - pd.Timedelta(days=every * k) for k in range(warmup, 0, -1)]
+    names = list(dict.fromkeys([*model_names, "baseline"]))
+    raw = backtest_raw(
+        target, level, [*warm, *map(pd.Timestamp, forecast_dates)], names, opener,
+        territories=territories, horizons=horizons, client=client, registry=registry,
+        progress=progress,
+    )
+    raw = raw[raw["model"].isin(names)]
+    # The baseline is the Hubs' reference as defined: it is kept raw, never calibrated.
+    is_base = raw["model"] == "baseline"
+    out = [raw[is_base], raw[~is_base].assign(model=raw["model"] + "_raw")]
+    to_calibrate = raw[~is_base]
+    for fd, current in to_calibrate.groupby("forecast_date", sort=True):
+        if fd < first:
+            continue
+        past = to_calibrate[to_calibrate["forecast_date"] < fd]
+        known = observed_rows(past, opener(target.frequency, fd), target)
+        for name, rows in current.groupby("model", sort=False):
+            out.append(calibrate_rows(rows, known[known["model"] == name], fd, calibration))
+    result = pd.concat(out, ignore_index=True)
+    result = result[result["forecast_date"] >= first]
+    return observed_rows(result, opener(target.frequency, None), target)
+
+
+def _combine_rows(raw: pd.DataFrame, ens: Ensemble, name: str) -> pd.DataFrame:
+    members = list(ens.params["members"])
+    keys = ["forecast_date", "territory", "horizon", "target_end_date"]
+    sub = raw[raw["model"].isin(members)].sort_values([*keys, "model"])
+    weights = ens.params.get("weights")
+    if weights:
+        w = sub["model"].map(lambda m: float(weights.get(m, 1.0)))
+        sub = sub.assign(_w=w)
+    grouped = sub.groupby(keys, sort=False)
+    if not weights:
+        combined = grouped[QCOLS].median().reset_index()
+    else:
+        def wmedian(g):
+            vals = g[QCOLS].to_numpy(float)
+            order = np.argsort(vals, axis=0)
+            cw = np.cumsum(g["_w"].to_numpy()[order], axis=0) / g["_w"].sum()
+            pick = np.argmax(cw >= 0.5, axis=0)
+            return pd.Series(np.take_along_axis(vals, order, 0)[pick, range(len(QCOLS))],
+                             index=QCOLS)
+
+        combined = grouped.apply(wmedian).reset_index()
+    combined[QCOLS] = np.sort(combined[QCOLS].to_numpy(float), axis=1)
+    return combined.assign(model=name)
+
+
+def _progress(items, enabled, desc):
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, disable=not enabled, leave=False)
+
+
+def _progress_gather(client, futures, enabled):
+    from dask.distributed import as_completed
+
+    results = {}
+    bar = _progress(range(len(futures)), enabled, "backtest")
+    index = {f.key: i for i, f in enumerate(futures)}
+    for fut in as_completed(futures):
+        results[index[fut.key]] = fut.result()
+        bar.update(1)
+    bar.close()
+    return [results[i] for i in range(len(futures))]
+
+
+# -- live forecast ----------------------------------------------------------------------------
+def forecast(
+    target: Target,
+    level: str,
+    forecast_date: pd.Timestamp,
+    model_name: str,
+    opener: CubeOpener,
+    *,
+    territories: list[str] | None = None,
+    horizons: Iterable[int] | None = None,
+    calibration: ConformalCalibrator | None = None,
+    calibrate: bool = True,
+    client: Any = None,
+    registry: Registry | None = None,
+) -> tuple[xr.DataArray, dict]:
+    """A calibrated forecast made on ``forecast_date`` with data dated before it.
+
+    Calibration errors come from a short backtest over the preceding forecast dates
+    (window + longest horizon), whose outcomes were all observed before ``forecast_date``.
+
+    Returns
+    -------
+    (forecast with Hub horizons, metadata: vintage id, fallbacks, calibration factors).
+    """
+    registry = registry or get_registry()
+    horizons = tuple(horizons or target.horizons)
+    calibration = calibration or ConformalCalibrator()
+    fd = pd.Timestamp(forecast_date).normalize()
+    ds = opener(target.frequency, fd)
+    model, members = expand_members(model_name, registry)
+    fcs = raw_forecasts(ds, target, level, fd, members, horizons, territories, client)
+    fc = model.combine(list(fcs.values())) if isinstance(model, Ensemble) else fcs[model_name]
+    meta = {
+        "vintage_id": ds.attrs.get("vintage_id", ""),
+        "as_of": fd.date().isoformat(),
+        "calibrated": False,
+    }
+    if calibrate:
+        step = 1 if target.unit == "day" else 7
+        past = [fd - pd.Timedelta(days=step * k)
+                for k in range(calibration.window + max(horizons) - 1, 0, -1)]
+        hist = backtest_raw(target, level, past, [model_name], opener, territories=territories,
+                            horizons=horizons, client=client, registry=registry)
+        hist = observed_rows(hist[hist["model"] == model_name], ds, target)
+        cal = ConformalCalibrator(calibration.window, calibration.min_scores,
+                                  calibration.max_factor).fit(hist, as_of=fd)
+        fc = cal.transform(fc)
+        meta["calibrated"] = True
+        meta["calibration_factors"] = {
+            int(h): [round(float(k), 3) for k in cal.factors(int(h))] for h in horizons
+        }
+    fc.attrs["model"] = model_name
+    return fc, meta

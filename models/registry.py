@@ -1,0 +1,167 @@
+"""Model registry: name → forecaster class, default settings and version.
+
+Built-in models are registered in code. Variants (same class, other settings, new version) can
+be registered at run time, e.g. from an analyst's notebook, and are persisted as JSON under
+``Settings.models_dir`` so that the service picks them up:
+
+>>> from models.registry import get_registry                             # doctest: +SKIP
+>>> get_registry().register("ets", kind="ets", params={"window": 26}, version="1.1-w26")
+
+Only built-in classes (``kind``) can be referenced: a registry file never imports code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from models.base import Forecaster
+from models.baseline import Baseline
+from models.ensemble import Ensemble
+from models.learning import GlobalGBM
+from models.prophet_model import ProphetForecaster
+from models.stats import ETS, SARIMAX
+
+#: Classes a registry entry may use, by kind.
+KINDS: dict[str, type[Forecaster]] = {
+    "baseline": Baseline,
+    "ets": ETS,
+    "sarimax": SARIMAX,
+    "prophet": ProphetForecaster,
+    "gbm": GlobalGBM,
+    "ensemble": Ensemble,
+}
+
+REGISTRY_FILE = "registry.json"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered model version."""
+
+    name: str
+    kind: str
+    version: str
+    params: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    created_at: str = ""
+
+    def create(self) -> Forecaster:
+        return KINDS[self.kind](**self.params)
+
+
+def _builtin_specs() -> list[ModelSpec]:
+    return [
+        ModelSpec("baseline", "baseline", "1.0", {}, "Hub baseline: last value, symmetric changes"),
+        ModelSpec("ets", "ets", "1.0", {}, "ETS(A,Ad,N) on log1p, last 52 periods"),
+        ModelSpec("sarimax", "sarimax", "1.0", {}, "ARIMA(1,1,1) on log1p (weekday SARIMA daily)"),
+        ModelSpec("prophet", "prophet", "1.0", {}, "Prophet on log1p, last 30 periods, holidays"),
+        ModelSpec("gbm", "gbm", "1.0", {}, "Global quantile HistGradientBoosting on growth rates"),
+        ModelSpec("ensemble", "ensemble", "1.0", {}, "Median of ets, sarimax, prophet, gbm"),
+    ]
+
+
+class Registry:
+    """Versions of named models; the latest registered version of a name is its default.
+
+    Parameters
+    ----------
+    path:
+        JSON file holding user-registered versions (None: in memory only).
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._specs: dict[str, dict[str, ModelSpec]] = {}
+        self._current: dict[str, str] = {}
+        for spec in _builtin_specs():
+            self._add(spec)
+        if path is not None and path.exists():
+            for entry in json.loads(path.read_text())["models"]:
+                self._add(ModelSpec(**entry))
+
+    def _add(self, spec: ModelSpec) -> None:
+        if spec.kind not in KINDS:
+            raise ValueError(f"unknown model kind {spec.kind!r}; known: {sorted(KINDS)}")
+        self._specs.setdefault(spec.name, {})[spec.version] = spec
+        self._current[spec.name] = spec.version
+
+    def names(self) -> list[str]:
+        return list(self._specs)
+
+    def versions(self, name: str) -> list[str]:
+        return list(self._specs[self._check(name)])
+
+    def _check(self, name: str) -> str:
+        if name not in self._specs:
+            raise KeyError(f"unknown model {name!r}; registered: {', '.join(self._specs)}")
+        return name
+
+    def get(self, name: str, version: str | None = None) -> ModelSpec:
+        versions = self._specs[self._check(name)]
+        version = version or self._current[name]
+        if version not in versions:
+            raise KeyError(f"model {name!r} has no version {version!r}; has {list(versions)}")
+        return versions[version]
+
+    def create(self, name: str, version: str | None = None) -> Forecaster:
+        """An unfitted forecaster of that name and version (default: current version)."""
+        return self.get(name, version).create()
+
+    def register(
+        self,
+        name: str,
+        *,
+        kind: str,
+        params: dict[str, Any] | None = None,
+        version: str,
+        description: str = "",
+        persist: bool = True,
+    ) -> ModelSpec:
+        """Add a version (it becomes the name's current version) and persist it.
+
+        Raises
+        ------
+        ValueError
+            If that name already has that version (versions are immutable) or the kind is
+            unknown.
+        """
+        if version in self._specs.get(name, {}):
+            raise ValueError(f"model {name!r} version {version!r} already exists")
+        spec = ModelSpec(
+            name, kind, version, dict(params or {}), description,
+            datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        self._add(spec)
+        if persist and self.path is not None:
+            self._save()
+        return spec
+
+    def _save(self) -> None:
+        builtin = {(s.name, s.version) for s in _builtin_specs()}
+        entries = [
+            asdict(s)
+            for versions in self._specs.values()
+            for s in versions.values()
+            if (s.name, s.version) not in builtin
+        ]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename: a reader never sees half a file.
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"models": entries}, fh, indent=2, default=list)
+        os.replace(tmp, self.path)
+
+
+def get_registry(settings: Any = None) -> Registry:
+    """The registry with built-in models and those persisted under ``settings.models_dir``."""
+    if settings is None:
+        from features.settings import Settings
+
+        settings = Settings.from_env()
+    return Registry(Path(settings.models_dir) / REGISTRY_FILE)
