@@ -143,23 +143,3 @@ def rebuild_by_accounting(net_flow: np.ndarray, published: np.ndarray,
         params["convolution_for"] = no_anchor
         params["convolution"] = conv.parameters
     return Rebuilt(values, origin, params)
-
-
-def evaluate(method, published: np.ndarray, holdout_mask: np.ndarray, **inputs) -> dict:
-    """Error of a rebuild on published days hidden from it.
-
-    ``holdout_mask`` marks the published values to hide; the method sees the rest, and its
-    output on the hidden days is compared with what SPF published there.
-    """
-    visible = np.where(holdout_mask, np.nan, published)
-    rebuilt = method(published=visible, **inputs).values
-    truth = published[holdout_mask]
-    guess = rebuilt[holdout_mask]
-    ok = ~np.isnan(truth) & ~np.isnan(guess)
-    err = guess[ok] - truth[ok]
-    return {
-        "days": int(ok.sum()),
-        "mae_beds": float(np.mean(np.abs(err))),
-        "mean_error_beds": float(np.mean(err)),
-        "mape_pct": float(100 * np.sum(np.abs(err)) / max(np.sum(np.abs(truth[ok])), 1)),
-    }

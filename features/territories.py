@@ -172,8 +172,9 @@ class Territories:
 
         Returns
         -------
-        Tidy frame at ``target_level``. For ``sum``, a parent's value is NaN-free only if at
-        least one child reported (missing children count as absent, not as zero).
+        Tidy frame at ``target_level``. For ``sum``, a parent has a value on a date only if every
+        child reporting the indicator reported that date (a partial sum would read as a fall).
+        For ``population_mean``, the mean is over the children that reported.
         """
         if frame.empty:
             return frame.copy()
@@ -182,7 +183,16 @@ class Territories:
         mapped = frame.assign(parent=frame["territory"].map(parents)).dropna(subset=["parent"])
         keys = ["parent", "date", "indicator"]
         if how == "sum":
-            out = mapped.groupby(keys, sort=False, observed=True)["value"].sum(min_count=1)
+            grouped = mapped.groupby(keys, sort=False, observed=True)["value"]
+            out = grouped.sum(min_count=1)
+            # A partial sum is not a total: keep a parent's value only on dates when every
+            # child that reports this indicator at all reported that day.
+            expected = mapped.groupby(["parent", "indicator"], observed=True)["territory"].nunique()
+            present = grouped.count()
+            need = expected.reindex(pd.MultiIndex.from_arrays(
+                [present.index.get_level_values("parent"),
+                 present.index.get_level_values("indicator")])).to_numpy()
+            out = out[present.to_numpy() == need]
         elif how == "population_mean":
             weights = mapped["territory"].map(self.table["population"]).astype(float)
             valid = mapped["value"].notna() & weights.notna()

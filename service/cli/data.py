@@ -1,0 +1,174 @@
+"""``ingest`` and ``cube`` commands: fill the store, describe it, export from it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from features.errors import NoVintageError
+from features.indicators import FREQUENCIES
+from features.ingest import run_ingest
+from features.settings import Settings
+from features.store import CubeStore
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    ingest = subparsers.add_parser(
+        "ingest", help="ingest every source found into a new cube vintage",
+        description="Read, validate and merge every source found in the data directory into a "
+                    "new cube vintage. Exit code 0: all sources ok (or nothing changed); 1: some "
+                    "source failed (quarantined, its last good data kept); 2: nothing ingested.")
+    ingest.add_argument("--data-dir", type=Path, help="folder of source files "
+                        "(default $VIGIE_DATA_DIR, else ../shared/data)")
+    ingest.add_argument("--download", action="store_true",
+                        help="download the official publications first (needs network)")
+    ingest.add_argument("--source", action="append", dest="sources", metavar="NAME",
+                        help="ingest only this source (others keep their current data)")
+    ingest.add_argument("--force", action="store_true",
+                        help="write a vintage even if no input changed")
+    ingest.add_argument("--json", action="store_true", help="print the report as JSON")
+    ingest.set_defaults(func=cmd_ingest)
+
+    cube = subparsers.add_parser("cube", help="describe or export the cube")
+    cube_sub = cube.add_subparsers(dest="cube_command", metavar="SUBCOMMAND")
+    info = cube_sub.add_parser("info", help="describe the cube served on a date")
+    info.add_argument("--as-of", help="YYYY-MM-DD (default: latest vintage, all dates)")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=cmd_cube_info)
+    export = cube_sub.add_parser("export", help="write one indicator as a tidy CSV")
+    export.add_argument("--indicator", required=True)
+    export.add_argument("--territory", nargs="+", metavar="CODE")
+    export.add_argument("--as-of")
+    export.add_argument("--out", required=True, type=Path)
+    export.set_defaults(func=cmd_cube_export)
+    vint = cube_sub.add_parser("vintages", help="list the cube's vintages")
+    vint.add_argument("--json", action="store_true")
+    vint.set_defaults(func=cmd_cube_vintages)
+    cube.set_defaults(func=lambda args: cube.print_help() or 2)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    data_dir = getattr(args, "data_dir", None)
+    return Settings.from_env(data_dir=str(data_dir)) if data_dir else Settings.from_env()
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    report = run_ingest(settings, download=args.download, only=args.sources, force=args.force)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str, ensure_ascii=False))
+    else:
+        print(f"data directory: {settings.data_dir}")
+        print(f"{'source':<24} {'status':<8} {'rows':>9} {'terr.':>5}  {'dates':<23}  file")
+        for o in report.sources:
+            s = o.summary
+            dates = f"{s.get('first_date', '')}..{s.get('last_date', '')}" if s else ""
+            print(f"{o.source:<24} {o.status:<8} {s.get('rows', ''):>9} "
+                  f"{s.get('territories', ''):>5}  {dates:<23}  {o.file or ''}")
+            for warning in s.get("warnings", []):
+                print(f"    warning: {warning}")
+            if o.status in ("failed", "missing") and o.error:
+                for line in str(o.error).splitlines():
+                    print(f"    {line}")
+            if o.quarantined:
+                print(f"    quarantined in {o.quarantined}")
+        print(f"\n{report.outcome}: {report.message}")
+    return {"ok": 0, "unchanged": 0, "partial": 1}.get(report.outcome, 2)
+
+
+def describe(store: CubeStore, as_of: str | None) -> dict:
+    row = store.vintage_at(as_of)
+    out = {"vintage_id": row["id"], "issued_at": row["issued_at"].isoformat(),
+           "as_of": as_of, "issued_after_as_of": row["issued_after_as_of"], "datasets": {}}
+    for frequency in FREQUENCIES:
+        try:
+            ds = store.open(frequency, as_of=as_of, vintage_id=row["id"]) if not as_of else \
+                store.open(frequency, as_of=as_of)
+        except KeyError:
+            continue
+        levels = pd.Series(ds["territory_level"].values).value_counts().to_dict()
+        indicators = {}
+        for name, var in ds.data_vars.items():
+            observed = var.notnull()
+            dates = ds["date"].values[observed.any("territory").values]
+            indicators[name] = {
+                "units": var.attrs.get("units", ""),
+                "source": var.attrs.get("source", ""),
+                "first_date": str(pd.Timestamp(dates[0]).date()) if len(dates) else None,
+                "last_date": str(pd.Timestamp(dates[-1]).date()) if len(dates) else None,
+                "territories": int(observed.any("date").sum()),
+            }
+        out["datasets"][frequency] = {
+            "territories": int(ds.sizes["territory"]), "dates": int(ds.sizes["date"]),
+            "levels": levels, "indicators": indicators}
+    return out
+
+
+def cmd_cube_info(args: argparse.Namespace) -> int:
+    store = CubeStore(_settings(args))
+    try:
+        info = describe(store, args.as_of)
+    except NoVintageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return 0
+    print(f"vintage {info['vintage_id']} issued {info['issued_at']}"
+          + (f", read as of {args.as_of}" if args.as_of else ""))
+    if info["issued_after_as_of"]:
+        print("  note: no vintage was issued by that date; the earliest one is shown, truncated")
+    for frequency, d in info["datasets"].items():
+        levels = ", ".join(f"{n} {lvl}" for lvl, n in d["levels"].items())
+        print(f"\n{frequency}: {d['territories']} territories ({levels}) × {d['dates']} dates")
+        for name, ind in d["indicators"].items():
+            print(f"  {name:<36} {ind['units']:<38} {ind['first_date']}..{ind['last_date']}"
+                  f"  {ind['territories']} terr.")
+    return 0
+
+
+def cmd_cube_export(args: argparse.Namespace) -> int:
+    store = CubeStore(_settings(args))
+    for frequency in FREQUENCIES:
+        try:
+            ds = store.open(frequency, as_of=args.as_of)
+        except KeyError:
+            continue
+        except NoVintageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.indicator in ds.data_vars:
+            break
+    else:
+        print(f"error: unknown indicator '{args.indicator}'", file=sys.stderr)
+        return 2
+    var = ds[args.indicator]
+    if args.territory:
+        unknown = [c for c in args.territory if c not in ds.indexes["territory"]]
+        if unknown:
+            print(f"error: unknown territory code(s): {', '.join(unknown)}", file=sys.stderr)
+            return 2
+        var = var.sel(territory=args.territory)
+    frame = var.to_dataframe(name="value")[["value"]].reset_index().dropna(subset=["value"])
+    frame["indicator"] = args.indicator
+    frame["date"] = frame["date"].dt.strftime("%Y-%m-%d")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    frame[["territory", "date", "indicator", "value"]].to_csv(args.out, index=False)
+    print(f"wrote {len(frame)} rows of {args.indicator} ({frequency}) to {args.out}")
+    return 0
+
+
+def cmd_cube_vintages(args: argparse.Namespace) -> int:
+    store = CubeStore(_settings(args))
+    rows = store.list_vintages()
+    if args.json:
+        print(json.dumps([{"id": r["id"], "issued_at": r["issued_at"].isoformat(),
+                           "files": r["files"]} for r in rows], indent=2, default=str))
+        return 0
+    for r in rows:
+        print(f"{r['id']}  issued {r['issued_at']:%Y-%m-%d %H:%M:%S}Z  {len(r['files'])} files")
+    return 0
