@@ -258,9 +258,14 @@ def read_table(path: Path, columns: dict[str, tuple[str, ...]], check: Collector
     missing = [c for c in columns if c not in mapping.values()]
     if missing:
         expected_cols = ", ".join(f"'{a[0]}'" for c, a in columns.items())
-        if len(header) == 1 and (";" in header_line or "," in header_line or "\t" in header_line):
+        names_inside = any(alias.lower() in header_line.lower()
+                           for aliases in columns.values() for alias in aliases)
+        if len(header) == 1 and names_inside:
+            punctuation = [c for c in header_line if not (c.isalnum() or c in "_- \"'")]
+            likely = max(set(punctuation), key=punctuation.count) if punctuation else "?"
             check.fail(f"columns {expected_cols} separated by ',' or ';'",
-                       f"a single column '{header_line[:80]}' (wrong separator?)", line=1)
+                       f"a single column '{header_line[:80]}' (wrong separator: "
+                       f"{likely!r}?)", line=1)
         check.fail(f"columns {expected_cols}",
                    f"columns {', '.join(repr(h) for h in header)}; missing "
                    f"{', '.join(repr(columns[c][0]) for c in missing)}", line=1)
@@ -411,12 +416,13 @@ def drop_duplicates(frame: pd.DataFrame, keys: list[str], values: list[str],
         for k, v in zip(keys, key, strict=True):
             sel = sel[sel[k] == v]
         lines = ", ".join(str(i + 2) for i in sel.index[:5])
-        label = ", ".join(f"{k}={_fmt(v)}" for k, v in zip(keys, key, strict=True))
-        check.add(f"one row per ({', '.join(keys)})",
+        label = ", ".join(f"{original_name(frame, k)}={_fmt(v)}"
+                          for k, v in zip(keys, key, strict=True))
+        check.add(f"one row per ({', '.join(original_name(frame, k) for k in keys)})",
                   f"conflicting rows for {label} on lines {lines}", line=int(sel.index[0]) + 2)
     n_conflicts = int(conflicting.sum())
     if n_conflicts > MAX_PROBLEMS_PER_CHECK:
-        check.add(f"one row per ({', '.join(keys)})",
+        check.add(f"one row per ({', '.join(original_name(frame, k) for k in keys)})",
                   f"{n_conflicts - MAX_PROBLEMS_PER_CHECK} more conflicting keys")
     exact = frame.duplicated(keys, keep="first")
     if exact.any() and not n_conflicts:
