@@ -1,7 +1,8 @@
 """The catalog database: one row per cube vintage and per ingest run (SQLAlchemy Core).
 
 SQLite under ``VIGIE_HOME`` by default; any SQLAlchemy URL (PostgreSQL in production) works
-unchanged. The schema is created if absent; later schema changes go through Alembic migrations.
+unchanged. The schema is created and changed by the Alembic migrations in
+``service/migrations``, run on a process's first use of a database (see ``service.db.migrate``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ ingest_runs = sa.Table(
 
 @functools.lru_cache(maxsize=8)
 def get_engine(url: str) -> sa.Engine:
-    """One engine per URL for the process; creates the catalog tables when absent."""
+    """One engine per URL for the process; migrates the database to the current schema."""
     kwargs: dict = {"future": True}
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
@@ -56,7 +57,10 @@ def get_engine(url: str) -> sa.Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
-    metadata.create_all(engine)
+    # Imported here: the migrations live with the service, which itself imports this module.
+    from service.db import migrate
+
+    migrate(engine)
     return engine
 
 

@@ -49,7 +49,7 @@ def merge_results(results: Iterable[SourceResult]) -> tuple[pd.DataFrame, dict[s
 
 def _pivot(tidy: pd.DataFrame, indicator: str, territories: list[str],
            dates: pd.DatetimeIndex) -> np.ndarray:
-    rows = tidy[tidy["indicator"] == indicator]
+    rows = tidy[tidy["indicator"] == indicator] if indicator is not None else tidy
     out = np.full((len(territories), len(dates)), np.nan)
     t_idx = pd.Index(territories).get_indexer(rows["territory"])
     d_idx = dates.get_indexer(rows["date"])
@@ -72,12 +72,15 @@ def rebuild_occupancy(tidy: pd.DataFrame, territories: Territories
     hosp = occupancy.rebuild_by_accounting(net, arrays["hosp"], arrays["inc_hosp"])
     icu = occupancy.rebuild_by_convolution(arrays["inc_icu"], arrays["icu"])
     rows = []
+    territory_col = np.repeat(np.array(deps, dtype=object), len(dates))
+    date_col = np.tile(dates.values, len(deps))
     for name, rebuilt in (("hosp", hosp), ("icu", icu)):
+        keep_cells = (rebuilt.origin.ravel() > 0) & ~np.isnan(rebuilt.values.ravel())
         for values, indicator in ((rebuilt.values, name), (rebuilt.origin, f"{name}_origin")):
-            frame = pd.DataFrame(values, index=deps, columns=dates).stack(future_stack=True)
-            frame = frame.rename("value").rename_axis(["territory", "date"]).reset_index()
-            frame = frame[frame["value"].notna() & (rebuilt.origin.ravel() > 0)]
-            rows.append(frame.assign(indicator=indicator))
+            rows.append(pd.DataFrame({
+                "territory": territory_col[keep_cells], "date": date_col[keep_cells],
+                "indicator": indicator,
+                "value": values.ravel().astype("float64")[keep_cells]}))
     rebuilt_rows = pd.concat(rows, ignore_index=True)
     # Published rows outside the flows' date range survive; inside it the rebuilt table holds them.
     keep = ~(tidy["indicator"].isin(["hosp", "icu"]) & tidy["territory"].isin(deps)
@@ -89,15 +92,16 @@ def rebuild_occupancy(tidy: pd.DataFrame, territories: Territories
 def aggregate_hierarchy(tidy: pd.DataFrame, specs: dict[str, IndicatorSpec],
                         territories: Territories) -> pd.DataFrame:
     """Fill régions and France from départements where they have no published value."""
-    table = territories.table
-    levels = tidy["territory"].map(table["level"])
+    level_of = territories.table["level"].to_dict()
+    by_indicator = dict(tuple(tidy.groupby("indicator", sort=False)))
     parts = [tidy]
     for name, spec in specs.items():
-        rows = tidy[tidy["indicator"] == name]
-        if rows.empty or spec.aggregation in ("none", "national"):
+        rows = by_indicator.get(name)
+        if rows is None or spec.aggregation in ("none", "national"):
             continue
         published = set(pd.unique(rows["territory"]))
-        base = rows[levels.loc[rows.index].isin(["department", "collectivity"])]
+        base_codes = {c for c in published if level_of[c] in ("department", "collectivity")}
+        base = rows[rows["territory"].isin(base_codes)]
         if base.empty:
             continue
         how = "sum" if spec.aggregation == "sum" else "population_mean"
@@ -133,7 +137,8 @@ def weekly_from_daily(tidy: pd.DataFrame, specs: dict[str, IndicatorSpec]) -> pd
 def to_dataset(tidy: pd.DataFrame, specs: dict[str, IndicatorSpec], frequency: str,
                territories: Territories) -> xr.Dataset:
     """Pivot the tidy rows of one frequency into a Dataset ``(territory, date)``."""
-    names = sorted(n for n in pd.unique(tidy["indicator"]) if n in specs)
+    by_indicator = dict(tuple(tidy.groupby("indicator", sort=True)))
+    names = [n for n in by_indicator if n in specs]
     if not names:
         return xr.Dataset(attrs={"frequency": frequency})
     codes = territories.closure(pd.unique(tidy["territory"]))
@@ -144,7 +149,7 @@ def to_dataset(tidy: pd.DataFrame, specs: dict[str, IndicatorSpec], frequency: s
     meta = territories.table.loc[codes]
     data_vars = {}
     for name in names:
-        arr = _pivot(tidy, name, codes, dates)
+        arr = _pivot(by_indicator[name], None, codes, dates)
         spec = specs[name]
         if name.endswith("_origin"):
             arr = np.nan_to_num(arr).astype(np.int8)
@@ -179,6 +184,7 @@ def build_cube(results: list[SourceResult], territories: Territories
                 "none")
     tidy = aggregate_hierarchy(tidy, specs, territories)
     freq_of = {name: spec.frequency for name, spec in specs.items()}
+    frequency_col = tidy["indicator"].map(freq_of)
     weekly_extra = weekly_from_daily(tidy, specs)
     weekly_specs = {n: IndicatorSpec(n, "weekly", specs[n].units.replace("/day", "/week"),
                                      specs[n].description + " (weekly sum, Sunday–Saturday)",
@@ -187,7 +193,7 @@ def build_cube(results: list[SourceResult], territories: Territories
     datasets = {}
     for frequency in FREQUENCIES:
         names = {n for n, f in freq_of.items() if f == frequency}
-        rows = tidy[tidy["indicator"].isin(names)]
+        rows = tidy[frequency_col.eq(frequency).to_numpy()]
         freq_specs = {n: specs[n] for n in names}
         if frequency == "weekly":
             rows = pd.concat([rows, weekly_extra], ignore_index=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import shutil
 import threading
@@ -25,6 +26,7 @@ import uuid
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 import xarray as xr
@@ -107,7 +109,7 @@ class CubeStore:
                     table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
             full_manifest = {**manifest, "id": vintage_id, "issued_at": issued_at.isoformat(),
                              "row_counts": row_counts}
-            (tmp / "manifest.json").write_text(json.dumps(full_manifest, indent=2, default=str))
+            (tmp / "manifest.json").write_text(json.dumps(_clean_json(full_manifest), indent=2))
             _fsync_dir(tmp)
             os.replace(tmp, final)
         except BaseException:
@@ -118,7 +120,7 @@ class CubeStore:
                 id=vintage_id, issued_at=issued_at, path=str(final),
                 data_dir=manifest.get("data_dir"), sources=manifest.get("sources", {}),
                 files=manifest.get("files", {}), row_counts=row_counts,
-                fitted=json.loads(json.dumps(manifest.get("fitted", {}), default=_jsonable))))
+                fitted=_clean_json(manifest.get("fitted", {}))))
         return vintage_id
 
     # ------------------------------------------------------------------ read
@@ -192,14 +194,18 @@ def _fsync_dir(folder: Path) -> None:
                 os.fsync(fh.fileno())
 
 
-def _jsonable(value):
-    try:
-        import numpy as np
-
-        if isinstance(value, np.ndarray):
-            return value.tolist()
-        if isinstance(value, np.generic):
-            return value.item()
-    except ImportError:  # pragma: no cover
-        pass
+def _clean_json(value):
+    """JSON-safe copy: arrays to lists, NaN/inf to null (PostgreSQL's JSON rejects NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean_json(value.tolist())
+    if isinstance(value, np.generic):
+        return _clean_json(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
     return str(value)

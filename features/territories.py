@@ -180,6 +180,7 @@ class Territories:
             return frame.copy()
         parents = {code: self._ancestor_at(code, target_level)
                    for code in pd.unique(frame["territory"])}
+        population = self.table["population"].to_dict()
         mapped = frame.assign(parent=frame["territory"].map(parents)).dropna(subset=["parent"])
         keys = ["parent", "date", "indicator"]
         if how == "sum":
@@ -194,7 +195,7 @@ class Territories:
                  present.index.get_level_values("indicator")])).to_numpy()
             out = out[present.to_numpy() == need]
         elif how == "population_mean":
-            weights = mapped["territory"].map(self.table["population"]).astype(float)
+            weights = mapped["territory"].map(population).astype(float)
             valid = mapped["value"].notna() & weights.notna()
             weighted = (mapped["value"] * weights).where(valid)
             tmp = mapped.assign(_wv=weighted, _w=weights.where(valid))
@@ -205,7 +206,8 @@ class Territories:
         return out.rename("value").reset_index().rename(columns={"parent": "territory"})
 
     def _ancestor_at(self, code: str, level: str) -> str | None:
+        levels = self.table["level"]
         for candidate in [code, *self.ancestors(code)]:
-            if self.table.at[candidate, "level"] == level:
+            if levels.at[candidate] == level:
                 return candidate
         return None

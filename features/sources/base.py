@@ -345,11 +345,14 @@ def to_number(frame: pd.DataFrame, column: str, check: Collector, *, count: bool
     """
     raw = frame[column]
     label = original_name(frame, column)
-    text = raw.str.strip()
-    if text.str.contains(",", regex=False).any():
-        text = text.str.replace(",", ".", regex=False)
-    values = pd.to_numeric(text, errors="coerce").astype("float64")
-    missing = raw.isna() | text.eq("")
+    values = pd.to_numeric(raw, errors="coerce").astype("float64")
+    # Slow path only for the cells the fast parser refused: spaces, decimal commas, text.
+    retry = values.isna() & raw.notna()
+    missing = raw.isna()
+    if retry.any():
+        text = raw[retry].str.strip().str.replace(",", ".", regex=False)
+        values[retry] = pd.to_numeric(text, errors="coerce")
+        missing = missing | (retry & text.reindex(raw.index).eq(""))
     not_number = values.isna() & ~missing
     _report(check, not_number, raw, label, "a number")
     if not allow_missing:
