@@ -205,9 +205,14 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
         previous = None
     if (previous is not None and not force
             and _checksums(previous["files"]) == _checksums(files_manifest)):
-        report.outcome = "unchanged"
         report.vintage_id = previous["id"]
-        report.message = "same input files as the current vintage; no new vintage written"
+        if report.failed:
+            report.outcome = "partial"
+            report.message = (f"{len(report.failed)} source(s) failed; the other inputs did not "
+                              f"change: vintage {previous['id']} stays current")
+        else:
+            report.outcome = "unchanged"
+            report.message = "same input files as the current vintage; no new vintage written"
         _record(engine, report)
         return report
 
