@@ -1,0 +1,436 @@
+"""Scenario definitions: the YAML schema, its validation and resolution to absolute dates.
+
+A definition names a territory set, a start (``as_of``), a horizon and a list of
+interventions. Dates are ISO dates or whole numbers of days relative to ``as_of``. Every error
+names the file, the field (as a path such as ``interventions[1].effect.transmission``) and the
+problem. The full field reference is in ``scenarios/README.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pandas as pd
+import yaml
+
+from scenarios.measures import COVARIATES
+from scenarios.params import EpiParameters
+
+LIBRARY_DIR = Path(__file__).resolve().parent
+INTERVENTION_TYPES = (
+    "lockdown",
+    "lockdown_light",
+    "curfew",
+    "school_closure",
+    "mask_mandate",
+    "relaxation",
+    "custom",
+)
+TERRITORY_PATTERN = (
+    r"^(FR|R[0-9]{2,3}|[0-9]{2}|2A|2B|97[0-9]|departments|metro_departments|regions)$"
+)
+_DATE = {"type": ["integer", "string"], "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+_CAP_VALUE = {
+    "if": {"type": "string"},
+    "then": {"const": "cube"},
+    "else": {"type": "number", "minimum": 0},
+}
+# A capacity is a number of beds, "cube" (DREES beds from the cube), or a mapping from territory
+# code (or "default") to either.
+_CAPACITY = {
+    "if": {"type": "object"},
+    "then": {
+        "propertyNames": {"pattern": r"^(default|FR|R[0-9]{2,3}|[0-9]{2}|2A|2B|97[0-9])$"},
+        "additionalProperties": _CAP_VALUE,
+    },
+    "else": _CAP_VALUE,
+}
+_PARAM_TYPES = {
+    name: ({"type": "boolean"} if isinstance(default, bool) else
+           {"type": "integer", "minimum": 1} if isinstance(default, int) else
+           {"type": "number", "exclusiveMinimum": 0})
+    for name, default in EpiParameters().__dict__.items()
+    if name != "extra"
+}
+_PARAM_TYPES["p_icu_path"] = {"type": "number", "minimum": 0, "maximum": 1}
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "Vigie scenario definition",
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "description": {"type": "string"},
+        "territories": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string", "pattern": TERRITORY_PATTERN},
+        },
+        "as_of": {"type": "string", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+        "horizon_days": {"type": "integer", "minimum": 1, "maximum": 180},
+        "n_samples": {"type": "integer", "minimum": 20, "maximum": 5000},
+        "seed": {"type": "integer", "minimum": 0},
+        "prior_policy": {"enum": ["as_of", "latest"]},
+        "capacity": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"icu": _CAPACITY, "hosp": _CAPACITY},
+        },
+        "parameters": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": _PARAM_TYPES,
+        },
+        "interventions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["type", "start"],
+                "additionalProperties": False,
+                "properties": {
+                    "type": {"enum": list(INTERVENTION_TYPES)},
+                    "label": {"type": "string"},
+                    "start": _DATE,
+                    "end": _DATE,
+                    "duration_days": {"type": "integer", "minimum": 1},
+                    "ramp_days": {"type": "integer", "minimum": 0, "maximum": 60},
+                    "hour": {"type": "integer", "minimum": 16, "maximum": 23},
+                    "territories": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"type": "string", "pattern": TERRITORY_PATTERN},
+                    },
+                    "lifts": {"type": "array", "items": {"enum": list(COVARIATES)}},
+                    "effect": {
+                        "if": {"type": "string"},
+                        "then": {"const": "history"},
+                        "else": {
+                            "type": "object",
+                            "minProperties": 1,
+                            "additionalProperties": False,
+                            "properties": {
+                                "transmission": {"type": "number", "exclusiveMinimum": -1,
+                                                 "maximum": 5},
+                                "transmission_sd": {"type": "number", "minimum": 0, "maximum": 2},
+                                "mobility": {"type": "number", "minimum": -100, "maximum": 100},
+                                "stringency": {"type": "number", "minimum": -100,
+                                               "maximum": 100},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+class ScenarioValidationError(ValueError):
+    """A scenario definition is invalid; ``errors`` lists ``"<field path>: <problem>"``."""
+
+    def __init__(self, errors: list[str], source: str = "<definition>") -> None:
+        self.errors = errors
+        self.source = source
+        super().__init__("\n".join(f"{source}: {e}" for e in errors))
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """One intervention with absolute dates (``end`` inclusive; None = to the horizon)."""
+
+    type: str
+    start: pd.Timestamp
+    end: pd.Timestamp | None
+    ramp_days: int = 0
+    effect: str | dict[str, float] = "history"
+    hour: int | None = None
+    territories: tuple[str, ...] | None = None
+    lifts: tuple[str, ...] | None = None
+    label: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "label": self.label,
+            "start": str(self.start.date()),
+            "end": str(self.end.date()) if self.end is not None else None,
+            "ramp_days": self.ramp_days,
+            "effect": self.effect,
+            "hour": self.hour,
+            "territories": list(self.territories) if self.territories else None,
+            "lifts": list(self.lifts) if self.lifts else None,
+        }
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated definition resolved against an ``as_of`` date."""
+
+    name: str
+    description: str
+    as_of: pd.Timestamp
+    horizon_days: int
+    territories: tuple[str, ...]
+    interventions: tuple[Intervention, ...]
+    capacity: dict[str, Any]
+    parameters: dict[str, Any]
+    n_samples: int = 500
+    seed: int = 20201025
+    prior_policy: str = "as_of"
+    source: str = "<definition>"
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The definition as resolved (JSON-able), for the ``inputs`` block of a result."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "source": self.source,
+            "as_of": str(self.as_of.date()),
+            "horizon_days": self.horizon_days,
+            "territories": list(self.territories),
+            "interventions": [i.to_dict() for i in self.interventions],
+            "capacity": self.capacity,
+            "parameters": self.parameters,
+            "n_samples": self.n_samples,
+            "seed": self.seed,
+            "prior_policy": self.prior_policy,
+        }
+
+
+def _normalise(obj: Any) -> Any:
+    """YAML turns ``2020-10-25`` into a date: back to ISO strings so one schema covers both."""
+    if isinstance(obj, dict):
+        return {str(k): _normalise(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_normalise(v) for v in obj]
+    if isinstance(obj, dt.datetime):
+        return obj.date().isoformat()
+    if isinstance(obj, dt.date):
+        return obj.isoformat()
+    return obj
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    out = ""
+    for p in error.absolute_path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def validate_definition(definition: dict[str, Any], source: str = "<definition>") -> dict:
+    """Check a definition against :data:`SCHEMA` and the rules the schema cannot express.
+
+    Parameters
+    ----------
+    definition:
+        Parsed YAML/JSON mapping.
+    source:
+        File name used in error messages.
+
+    Returns
+    -------
+    dict
+        The normalised definition (dates as ISO strings).
+
+    Raises
+    ------
+    ScenarioValidationError
+        Listing every problem as ``"<field path>: <problem>"``.
+    """
+    if not isinstance(definition, dict):
+        raise ScenarioValidationError(
+            [f"(top level): expected a mapping of fields, got {type(definition).__name__}"], source
+        )
+    d = _normalise(copy.deepcopy(definition))
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    errors = []
+    for e in sorted(validator.iter_errors(d), key=lambda e: list(map(str, e.absolute_path))):
+        if e.validator == "additionalProperties" and isinstance(e.instance, dict):
+            allowed = sorted(e.schema.get("properties", {}))
+            extra = sorted(set(e.instance) - set(allowed))
+            for k in extra:
+                where = _path(e)
+                where = f"{where}.{k}" if where != "(top level)" else k
+                errors.append(f"{where}: unknown field; allowed fields: {allowed}")
+        else:
+            errors.append(f"{_path(e)}: {e.message}")
+    for i, iv in enumerate(d.get("interventions") or []):
+        if not isinstance(iv, dict):
+            continue
+        where = f"interventions[{i}]"
+        for key in ("start", "end"):
+            v = iv.get(key)
+            if isinstance(v, str):
+                try:
+                    dt.date.fromisoformat(v)
+                except ValueError:
+                    errors.append(f"{where}.{key}: {v!r} is not a valid date (YYYY-MM-DD)")
+        if "end" in iv and "duration_days" in iv:
+            errors.append(f"{where}: give either end or duration_days, not both")
+        if iv.get("type") == "custom" and not isinstance(iv.get("effect"), dict):
+            errors.append(
+                f"{where}.effect: a custom intervention needs an explicit effect "
+                "(transmission, mobility or stringency); 'history' has nothing to learn from"
+            )
+        if iv.get("type") == "curfew" and iv.get("hour", 21) >= 22 and iv.get(
+            "effect", "history"
+        ) == "history":
+            errors.append(
+                f"{where}.hour: a curfew at {iv.get('hour')}:00 has no history estimate "
+                "(only 18-21 h curfews were in force); give an explicit effect"
+            )
+        if "lifts" in iv and iv.get("type") != "relaxation":
+            errors.append(f"{where}.lifts: only a relaxation lifts measures")
+        s, e = iv.get("start"), iv.get("end")
+        if type(s) is type(e) and isinstance(s, int | str) and e < s:
+            errors.append(f"{where}.end: {e} is before start {s}")
+    as_of = d.get("as_of")
+    if isinstance(as_of, str):
+        try:
+            dt.date.fromisoformat(as_of)
+        except ValueError:
+            errors.append(f"as_of: {as_of!r} is not a valid date (YYYY-MM-DD)")
+    if errors:
+        raise ScenarioValidationError(errors, source)
+    return d
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe loader that keeps dates as text, so that an impossible date (2020-02-30) is
+    reported by the validator with its field instead of crashing the YAML parser."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_definition(path: str | Path) -> dict[str, Any]:
+    """Read and validate a YAML scenario file (raises :class:`ScenarioValidationError`)."""
+    path = Path(path)
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise ScenarioValidationError([f"(file): not valid YAML: {exc}"], str(path)) from exc
+    except OSError as exc:
+        raise ScenarioValidationError([f"(file): cannot read: {exc}"], str(path)) from exc
+    d = validate_definition(raw, str(path))
+    d["_source"] = str(path)
+    return d
+
+
+def list_library(directory: str | Path | None = None) -> list[dict[str, str]]:
+    """The shipped scenario files: ``[{"name", "path", "description"}]`` sorted by name."""
+    directory = Path(directory) if directory else LIBRARY_DIR
+    out = []
+    for p in sorted(directory.glob("*.yaml")):
+        d = load_definition(p)
+        out.append({"name": d["name"], "path": str(p), "description": d.get("description", "")})
+    return out
+
+
+def load_library_scenario(name: str) -> dict[str, Any]:
+    """Load a library scenario by its name or file stem (e.g. ``"lockdown_2020_11"``)."""
+    for p in sorted(LIBRARY_DIR.glob("*.yaml")):
+        d = load_definition(p)
+        if name in (p.stem, d["name"]):
+            return d
+    raise KeyError(f"no library scenario named {name!r}; see scenarios.list_library()")
+
+
+def _to_date(value: int | str | None, as_of: pd.Timestamp) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return as_of + pd.Timedelta(days=value)
+    return pd.Timestamp(value)
+
+
+def resolve(
+    definition: dict[str, Any] | str | Path,
+    as_of: str | dt.date | pd.Timestamp | None = None,
+    territories: list[str] | None = None,
+) -> Scenario:
+    """Validate a definition and resolve it to absolute dates.
+
+    Parameters
+    ----------
+    definition:
+        A mapping or the path of a YAML file.
+    as_of:
+        Overrides the file's ``as_of`` (first day not known; the projection starts on it).
+    territories:
+        Overrides the file's territory list.
+
+    Raises
+    ------
+    ScenarioValidationError
+        Invalid definition, or no ``as_of`` anywhere.
+    """
+    if isinstance(definition, str | Path):
+        d = load_definition(definition)
+    else:
+        src = definition.get("_source", "<definition>") if isinstance(
+            definition, dict) else "<definition>"
+        body = {k: v for k, v in definition.items() if k != "_source"} if isinstance(
+            definition, dict) else definition
+        d = validate_definition(body, src)
+        d["_source"] = src
+    source = d.pop("_source", "<definition>")
+    a = as_of if as_of is not None else d.get("as_of")
+    if a is None:
+        raise ScenarioValidationError(
+            ["as_of: missing; give it in the file or with --as-of"], source
+        )
+    a = pd.Timestamp(a).normalize()
+    ivs = []
+    errors = []
+    for i, iv in enumerate(d.get("interventions") or []):
+        start = _to_date(iv["start"], a)
+        end = _to_date(iv.get("end"), a)
+        if end is None and "duration_days" in iv:
+            end = start + pd.Timedelta(days=iv["duration_days"] - 1)
+        if end is not None and end < start:
+            errors.append(f"interventions[{i}].end: {end.date()} is before start {start.date()}")
+        hour = iv.get("hour")
+        if iv["type"] == "curfew" and hour is None:
+            hour = 21
+        ivs.append(
+            Intervention(
+                type=iv["type"],
+                start=start,
+                end=end,
+                ramp_days=int(iv.get("ramp_days", 0)),
+                effect=iv.get("effect", "history"),
+                hour=hour,
+                territories=tuple(iv["territories"]) if iv.get("territories") else None,
+                lifts=tuple(iv["lifts"]) if iv.get("lifts") else None,
+                label=iv.get("label", ""),
+            )
+        )
+    if errors:
+        raise ScenarioValidationError(errors, source)
+    return Scenario(
+        name=d["name"],
+        description=d.get("description", ""),
+        as_of=a,
+        horizon_days=int(d.get("horizon_days", 42)),
+        territories=tuple(territories or d.get("territories") or ["FR"]),
+        interventions=tuple(ivs),
+        capacity=d.get("capacity", {}),
+        parameters=d.get("parameters", {}),
+        n_samples=int(d.get("n_samples", 500)),
+        seed=int(d.get("seed", 20201025)),
+        prior_policy=d.get("prior_policy", "as_of"),
+        source=source,
+        raw=d,
+    )

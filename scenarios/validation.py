@@ -1,0 +1,125 @@
+"""Validation on real history: lockdown "as estimated from history" vs status quo.
+
+For each period, the scenario starts at ``as_of`` with only what was known then (cube vintage
+cut at ``as_of``; effects learned from data and literature before it) and is compared with the
+admissions observed over the next 4 weeks (read from the latest cube, which is only used for
+scoring).
+
+Run ``python -m scenarios.validation`` (with ``VIGIE_HOME`` pointing at an ingested store) to
+print the table reported in ``scenarios/README.md``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scenarios.engine import run_scenario
+from scenarios.schema import load_library_scenario
+
+TERRITORIES = ("FR", "69", "13", "59", "75", "38")
+PERIODS = {"2020-11": ("2020-10-25", "lockdown_2020_11"), "2021-04": ("2021-03-28",
+                                                                        "lockdown_2021_04")}
+WINDOW_DAYS = 28
+
+
+@dataclass
+class Row:
+    """Scores of one territory in one period (admissions, next 28 days)."""
+
+    period: str
+    territory: str
+    observed_total: float
+    lockdown_total: tuple[float, float, float]  # q05, median, q95 of the 28-day total
+    status_quo_total: tuple[float, float, float]
+    lockdown_daily_coverage: float  # share of days with the observation in the 90 % band
+    status_quo_daily_coverage: float
+    status_quo_median_above_days: float  # share of days where status-quo median > observed
+
+    @property
+    def lockdown_total_inside(self) -> bool:
+        return self.lockdown_total[0] <= self.observed_total <= self.lockdown_total[2]
+
+    @property
+    def status_quo_above(self) -> bool:
+        return self.status_quo_total[1] > self.observed_total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "lockdown_total_inside": self.lockdown_total_inside,
+                "status_quo_above": self.status_quo_above}
+
+
+def validate(period: str, settings: Any = None, territories: tuple[str, ...] = TERRITORIES,
+             n_samples: int = 500) -> list[Row]:
+    """Run lockdown and status quo for one period and score them against what happened.
+
+    Parameters
+    ----------
+    period:
+        ``"2020-11"`` or ``"2021-04"`` (see :data:`PERIODS`).
+    settings:
+        Store settings (default: environment).
+    """
+    from features.store import open_cube
+
+    as_of, lib_name = PERIODS[period]
+    lock_def = load_library_scenario(lib_name)
+    sq_def = {"name": "status_quo", "interventions": []}
+    common = dict(as_of=as_of, territories=list(territories), n_samples=n_samples,
+                  settings=settings, include_trajectories=False, return_projection=True)
+    lock_def = {**lock_def, "horizon_days": WINDOW_DAYS}
+    sq_def = {**sq_def, "horizon_days": WINDOW_DAYS}
+    lock = run_scenario(lock_def, **common)["_projection"]
+    sq = run_scenario(sq_def, **common)["_projection"]
+    full = open_cube("daily", settings=settings)  # scoring only: the future as it happened
+    start = pd.Timestamp(as_of)
+    obs = full["inc_hosp"].sel(
+        territory=list(territories),
+        date=slice(start, start + pd.Timedelta(days=WINDOW_DAYS - 1)),
+    ).values.astype(float)
+    rows = []
+    for i, t in enumerate(territories):
+        o = obs[i]
+
+        def band(p, i=i, o=o):
+            x = p.samples["inc_hosp"][i]
+            lo, med, hi = np.quantile(x, [0.05, 0.5, 0.95], axis=0)
+            tot = np.quantile(x.sum(axis=1), [0.05, 0.5, 0.95])
+            return (float(np.mean((o >= lo) & (o <= hi))), med,
+                    tuple(round(float(v), 0) for v in tot))
+
+        lc, _, ltot = band(lock)
+        sc, smed, stot = band(sq)
+        rows.append(Row(period, t, float(np.nansum(o)), ltot, stot, round(lc, 3), round(sc, 3),
+                        round(float(np.mean(smed > o)), 3)))
+    return rows
+
+
+def markdown(rows: list[Row]) -> str:
+    """The README table."""
+    head = ("| period | territory | observed 28-d admissions | lockdown: median [90 %] | "
+            "days in lockdown 90 % band | status quo: median [90 %] | status-quo median above "
+            "obs. (days) |\n|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        lt, st = r.lockdown_total, r.status_quo_total
+        lines.append(
+            f"| {r.period} | {r.territory} | {r.observed_total:,.0f} | {lt[1]:,.0f} "
+            f"[{lt[0]:,.0f}–{lt[2]:,.0f}] | {r.lockdown_daily_coverage:.0%} | {st[1]:,.0f} "
+            f"[{st[0]:,.0f}–{st[2]:,.0f}] | {r.status_quo_median_above_days:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    rows = [r for p in PERIODS for r in validate(p)]
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

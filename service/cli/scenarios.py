@@ -1,0 +1,192 @@
+"""``scenario run`` / ``scenario compare`` / ``scenario list``: what-if scenarios from the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SUMMARY_COLUMNS = (
+    ("inc_hosp", "peak", "adm. peak/d"),
+    ("inc_hosp", "peak_date", "adm. peak date"),
+    ("inc_hosp", "total", "adm. total (med)"),
+    ("hosp", "peak", "hosp peak"),
+    ("hosp", "bed_days", "hosp bed-days"),
+    ("icu", "peak", "ICU peak"),
+    ("icu", "capacity", "ICU beds"),
+    ("icu", "prob_exceed", "P(ICU>beds)"),
+    ("icu", "first_exceed_date", "ICU>beds from"),
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``scenario {run,compare,list}`` to the CLI."""
+    p = subparsers.add_parser("scenario", help="what-if scenarios (interventions vs capacity)")
+    sub = p.add_subparsers(dest="scenario_command", metavar="SUBCOMMAND")
+
+    run = sub.add_parser("run", help="run one scenario file and write its JSON result")
+    run.add_argument("file", help="scenario YAML (e.g. scenarios/lockdown_2020_11.yaml)")
+    _common(run)
+    run.add_argument("--out", required=True, help="JSON file to write")
+    run.add_argument("--no-trajectories", action="store_true",
+                     help="omit the long quantile records (summaries only)")
+    run.set_defaults(func=cmd_run)
+
+    cmp_ = sub.add_parser("compare", help="run several scenarios and print summaries side by side")
+    cmp_.add_argument("files", nargs="+", help="scenario YAML files")
+    _common(cmp_)
+    cmp_.add_argument("--plot", help="write a PNG fan chart of admissions, beds and ICU beds")
+    cmp_.add_argument("--out", help="also write all results as one JSON file")
+    cmp_.set_defaults(func=cmd_compare)
+
+    lst = sub.add_parser("list", help="list the scenario library")
+    lst.set_defaults(func=cmd_list)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--territory", action="append", metavar="CODE",
+                   help="territory code (repeatable): FR, R84, 69, 2A, or 'departments'")
+    p.add_argument("--as-of", help="YYYY-MM-DD: first day not known (overrides the file)")
+    p.add_argument("--samples", type=int, help="number of samples (default: file, else 500)")
+
+
+def _run(file: str, args: argparse.Namespace, trajectories: bool = True) -> dict[str, Any]:
+    from scenarios import run_scenario
+
+    return run_scenario(file, as_of=args.as_of, territories=args.territory,
+                        n_samples=args.samples, include_trajectories=trajectories,
+                        return_projection=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from scenarios import ScenarioValidationError
+
+    try:
+        result = _run(args.file, args, trajectories=not args.no_trajectories)
+    except ScenarioValidationError as exc:
+        print(f"invalid scenario:\n{exc}", file=sys.stderr)
+        return 2
+    except (KeyError, ValueError) as exc:
+        print(f"cannot run {args.file}: {exc}", file=sys.stderr)
+        return 1
+    result.pop("_projection", None)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(format_table({result["inputs"]["name"]: result}))
+    print(f"\nwritten {args.out} ({result['timing_s']} s; vintage "
+          f"{result['vintage']['vintage_id']}, as of {result['vintage']['as_of']})")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from scenarios import ScenarioValidationError
+
+    results: dict[str, dict[str, Any]] = {}
+    for f in args.files:
+        try:
+            r = _run(f, args, trajectories=bool(args.out))
+        except ScenarioValidationError as exc:
+            print(f"invalid scenario:\n{exc}", file=sys.stderr)
+            return 2
+        except (KeyError, ValueError) as exc:
+            print(f"cannot run {f}: {exc}", file=sys.stderr)
+            return 1
+        results[r["inputs"]["name"]] = r
+    print(format_table(results))
+    if args.plot:
+        plot_fans(results, args.plot)
+        print(f"\nplot written to {args.plot}")
+    if args.out:
+        clean = {k: {kk: vv for kk, vv in v.items() if kk != "_projection"}
+                 for k, v in results.items()}
+        Path(args.out).write_text(json.dumps(clean, ensure_ascii=False, indent=1),
+                                  encoding="utf-8")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from scenarios import list_library
+
+    for item in list_library():
+        print(f"{item['name']:<20} {item['path']}\n    {item['description']}")
+    return 0
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, dict):
+        v = v.get("median")
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 10 else f"{v:.2f}"
+    return str(v)
+
+
+def format_table(results: dict[str, dict[str, Any]]) -> str:
+    """Summaries side by side: one line per (territory, scenario)."""
+    head = ["territory", "scenario", "R now", *(c[2] for c in SUMMARY_COLUMNS)]
+    rows = []
+    territories: list[str] = []
+    for r in results.values():
+        territories += [t for t in r["summary"] if t not in territories]
+    for t in territories:
+        for name, r in results.items():
+            s = r["summary"].get(t)
+            if s is None:
+                continue
+            rows.append([t, name, _fmt(s["r_now"]["median"]),
+                         *(_fmt(s[ind].get(key)) for ind, key, _ in SUMMARY_COLUMNS)])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=False)]
+    lines = ["  ".join(str(x).rjust(w) for x, w in zip(head, widths, strict=True))]
+    lines += ["  ".join(str(x).rjust(w) for x, w in zip(row, widths, strict=True))
+              for row in rows]
+    return "\n".join(lines)
+
+
+def plot_fans(results: dict[str, dict[str, Any]], path: str) -> None:
+    """PNG fan charts (90 % and 50 % bands, median) per territory and indicator."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    first = next(iter(results.values()))["_projection"]
+    terrs = first.territories
+    inds = ("inc_hosp", "hosp", "icu")
+    fig, axes = plt.subplots(len(terrs), 3, figsize=(13, 2.6 * len(terrs)), squeeze=False)
+    top = np.zeros((len(terrs), 3))
+    for name, r in results.items():
+        proj = r["_projection"]
+        for i, t in enumerate(proj.territories):
+            if t not in terrs:
+                continue
+            row = terrs.index(t)
+            for j, ind in enumerate(inds):
+                ax = axes[row, j]
+                q = np.quantile(proj.samples[ind][i], [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
+                # The 95 % tail of an epidemic explodes; scale the axis on the 75 % quantile
+                # (x 1.5) so that the medians stay readable: the 90 % band is clipped.
+                top[row, j] = max(top[row, j], 1.5 * float(q[3].max()))
+                ax.set_ylim(0, top[row, j] or None)
+                (line,) = ax.plot(proj.dates, q[2], label=name)
+                ax.fill_between(proj.dates, q[0], q[4], color=line.get_color(), alpha=0.15)
+                ax.fill_between(proj.dates, q[1], q[3], color=line.get_color(), alpha=0.25)
+                cap = proj.capacity.get(ind)
+                if cap is not None and np.isfinite(cap[i]):
+                    ax.axhline(cap[i], color="k", ls="--", lw=0.8)
+                ax.set_title(f"{t} — {ind}", fontsize=9)
+                ax.tick_params(labelsize=7)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("median, 50 % and 90 % bands (90 % band clipped at 1.5 x the 75 % quantile); "
+                 "dashed: capacity", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

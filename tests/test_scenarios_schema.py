@@ -1,0 +1,114 @@
+"""Scenario YAML schema: the library is valid; bad files are rejected naming field and problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scenarios import ScenarioValidationError, list_library, load_definition, resolve
+from service.cli import main as cli_main
+
+REQUIRED = {"status_quo", "lockdown_2020_11", "curfew_18h", "school_closure_2w", "relaxation"}
+
+GOOD = """
+name: ok
+territories: [FR, "69"]
+as_of: 2020-10-25
+interventions:
+  - {type: lockdown, start: 2020-10-30, end: 2020-12-14}
+"""
+
+BAD = [
+    # (yaml text, expected field path, expected words in the problem)
+    ("territories: [FR]\n", "(top level)", "'name' is a required property"),
+    ("name: x\nhorizon: 10\n", "horizon", "unknown field"),
+    ("name: x\nhorizon_days: 0\n", "horizon_days", "less than the minimum"),
+    ("name: x\nterritories: [Lyon]\n", "territories[0]", "does not match"),
+    ("name: x\ninterventions: [{type: lockdwn, start: 0}]\n", "interventions[0].type",
+     "is not one of"),
+    ("name: x\ninterventions: [{type: lockdown}]\n", "interventions[0]",
+     "'start' is a required property"),
+    ("name: x\ninterventions: [{type: curfew, start: '2020-13-01'}]\n",
+     "interventions[0].start", "not a valid date"),
+    ("name: x\ninterventions: [{type: curfew, start: 2020-11-10, end: 2020-11-01}]\n",
+     "interventions[0].end", "before start"),
+    ("name: x\ninterventions: [{type: curfew, start: 5, end: 2}]\n",
+     "interventions[0].end", "before start"),
+    ("name: x\ninterventions: [{type: custom, start: 0}]\n", "interventions[0].effect",
+     "needs an explicit effect"),
+    ("name: x\ninterventions: [{type: lockdown, start: 0, effect: {transmission: -1.5}}]\n",
+     "interventions[0].effect.transmission", "less than or equal to the minimum"),
+    ("name: x\ninterventions: [{type: lockdown, start: 0, effect: {transmision: -0.5}}]\n",
+     "interventions[0].effect.transmision", "unknown field"),
+    ("name: x\ninterventions: [{type: lockdown, start: 0, effect: guessed}]\n",
+     "interventions[0].effect", "'history' was expected"),
+    ("name: x\ninterventions: [{type: curfew, hour: 23, start: 0}]\n",
+     "interventions[0].hour", "no history estimate"),
+    ("name: x\ninterventions: [{type: lockdown, start: 0, lifts: [lockdown]}]\n",
+     "interventions[0].lifts", "only a relaxation"),
+    ("name: x\ncapacity: {icu: {'69': -5}}\n", "capacity.icu.69", "less than the minimum"),
+    ("name: x\ncapacity: {icu: lots}\n", "capacity.icu", "'cube' was expected"),
+    ("name: x\nparameters: {gi_mean: -1}\n", "parameters.gi_mean", "less than or equal"),
+    ("name: x\nparameters: {gi_median: 5}\n", "parameters.gi_median", "unknown field"),
+    ("name: x\nas_of: 2020-02-30\n", "as_of", "not a valid date"),
+    ("- just\n- a list\n", "(top level)", "expected a mapping"),
+    ("name: [unclosed\n", "(file)", "not valid YAML"),
+]
+
+
+def test_library_holds_the_required_scenarios_and_all_are_valid():
+    names = {item["name"] for item in list_library()}
+    assert names >= REQUIRED
+    for item in list_library():
+        scen = resolve(item["path"], as_of="2021-03-28")
+        assert scen.horizon_days > 0 and scen.territories
+
+
+def test_lockdown_2020_11_is_the_november_lockdown_from_history():
+    scen = resolve(Path("scenarios/lockdown_2020_11.yaml"))
+    assert scen.as_of == pd.Timestamp("2020-10-25")
+    (iv,) = scen.interventions
+    assert (iv.type, iv.effect) == ("lockdown", "history")
+    assert iv.start == pd.Timestamp("2020-10-30") and iv.end == pd.Timestamp("2020-12-14")
+
+
+def test_relative_dates_resolve_against_as_of():
+    scen = resolve(Path("scenarios/school_closure_2w.yaml"), as_of="2021-01-10")
+    (iv,) = scen.interventions
+    assert iv.start == pd.Timestamp("2021-01-13")
+    assert iv.end == pd.Timestamp("2021-01-26")  # 14 days inclusive
+
+
+def test_good_file_loads(tmp_path):
+    p = tmp_path / "good.yaml"
+    p.write_text(GOOD)
+    d = load_definition(p)
+    assert d["interventions"][0]["start"] == "2020-10-30"
+
+
+@pytest.mark.parametrize(("text", "field", "problem"), BAD)
+def test_bad_files_are_rejected_naming_field_and_problem(tmp_path, text, field, problem):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ScenarioValidationError) as info:
+        load_definition(p)
+    msg = str(info.value)
+    assert str(p) in msg  # the file
+    assert any(line.split(": ", 2)[1] == field and problem in line
+               for line in msg.splitlines()), msg
+
+
+def test_missing_as_of_is_named():
+    with pytest.raises(ScenarioValidationError, match="as_of: missing"):
+        resolve({"name": "x"})
+
+
+def test_cli_reports_invalid_file_with_field(tmp_path, capsys):
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: x\ninterventions: [{type: lockdwn, start: 0}]\n")
+    code = cli_main(["scenario", "run", str(p), "--out", str(tmp_path / "o.json")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "interventions[0].type" in err and "lockdwn" in err
