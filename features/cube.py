@@ -6,14 +6,16 @@ dims ``(territory, date)`` and one data variable per indicator. Coordinates hold
 
 Steps, in order:
 
-1. merge the tidy frames (a source listed earlier wins where two publish the same value);
+1. merge the tidy frames (a source listed earlier wins where two publish the same value) and
+   pivot each indicator once into an array ``(territory, date)``; everything after works on
+   arrays;
 2. rebuild ``hosp`` and ``icu`` where they were not published (:mod:`features.occupancy`);
 3. aggregate up the hierarchy where a territory has no published value of an indicator: counts
    by sum over départements (every code, so France = the sum of all 101 départements and the
-   collectivities that report), rates by population-weighted mean, national indices repeated
-   for every territory;
-4. weekly sums of daily counts (complete Sunday–Saturday weeks, labelled by the Saturday);
-5. pivot to arrays.
+   collectivities that report; a parent gets a value on a date only when every child reporting
+   the indicator reported that date), rates by population-weighted mean, national indices
+   repeated for every territory;
+4. weekly sums of daily counts (complete Sunday–Saturday weeks, labelled by the Saturday).
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from features.sources.base import SourceResult
 from features.territories import FRANCE, Territories
 
 DATE_FREQ = {"daily": "D", "weekly": "W-SAT", "quarterly": "QE", "yearly": "YS"}
+BASE_LEVELS = ("department", "collectivity")
 
 
-def merge_results(results: Iterable[SourceResult]) -> tuple[pd.DataFrame, dict[str, IndicatorSpec]]:
+def merge_results(results: Iterable[SourceResult]
+                  ) -> tuple[pd.DataFrame, dict[str, IndicatorSpec]]:
     """Concatenate tidy frames, first source winning on (territory, date, indicator)."""
     frames, specs = [], {}
     for result in results:
@@ -43,13 +47,13 @@ def merge_results(results: Iterable[SourceResult]) -> tuple[pd.DataFrame, dict[s
         return pd.DataFrame(columns=["territory", "date", "indicator", "value"]), specs
     tidy = pd.concat(frames, ignore_index=True)
     tidy = tidy.drop_duplicates(["territory", "date", "indicator"], keep="first")
+    tidy["date"] = tidy["date"].astype("datetime64[ns]")
     present = set(pd.unique(tidy["indicator"]))
     return tidy, {name: spec for name, spec in specs.items() if name in present}
 
 
-def _pivot(tidy: pd.DataFrame, indicator: str, territories: list[str],
-           dates: pd.DatetimeIndex) -> np.ndarray:
-    rows = tidy[tidy["indicator"] == indicator] if indicator is not None else tidy
+def _pivot(rows: pd.DataFrame, territories: list[str], dates: pd.DatetimeIndex) -> np.ndarray:
+    """Tidy rows of one indicator → array ``(territory, date)``, NaN where absent."""
     out = np.full((len(territories), len(dates)), np.nan)
     t_idx = pd.Index(territories).get_indexer(rows["territory"])
     d_idx = dates.get_indexer(rows["date"])
@@ -58,107 +62,155 @@ def _pivot(tidy: pd.DataFrame, indicator: str, territories: list[str],
     return out
 
 
-def rebuild_occupancy(tidy: pd.DataFrame, territories: Territories
-                      ) -> tuple[pd.DataFrame, dict]:
-    """Add rebuilt ``hosp``/``icu`` rows (and ``*_origin`` rows) for every département."""
-    flows = tidy[tidy["indicator"].isin(["inc_hosp", "inc_discharge", "inc_death", "inc_icu"])]
-    if flows.empty:
-        return tidy, {}
-    deps = sorted(pd.unique(flows["territory"]))
-    dates = pd.date_range(flows["date"].min(), flows["date"].max(), freq="D")
-    arrays = {name: _pivot(tidy, name, deps, dates)
-              for name in ("inc_hosp", "inc_discharge", "inc_death", "inc_icu", "hosp", "icu")}
-    net = arrays["inc_hosp"] - arrays["inc_discharge"] - arrays["inc_death"]
-    hosp = occupancy.rebuild_by_accounting(net, arrays["hosp"], arrays["inc_hosp"])
-    icu = occupancy.rebuild_by_convolution(arrays["inc_icu"], arrays["icu"])
-    rows = []
-    territory_col = np.repeat(np.array(deps, dtype=object), len(dates))
-    date_col = np.tile(dates.values, len(deps))
-    for name, rebuilt in (("hosp", hosp), ("icu", icu)):
-        keep_cells = (rebuilt.origin.ravel() > 0) & ~np.isnan(rebuilt.values.ravel())
-        for values, indicator in ((rebuilt.values, name), (rebuilt.origin, f"{name}_origin")):
-            rows.append(pd.DataFrame({
-                "territory": territory_col[keep_cells], "date": date_col[keep_cells],
-                "indicator": indicator,
-                "value": values.ravel().astype("float64")[keep_cells]}))
-    rebuilt_rows = pd.concat(rows, ignore_index=True)
-    # Published rows outside the flows' date range survive; inside it the rebuilt table holds them.
-    keep = ~(tidy["indicator"].isin(["hosp", "icu"]) & tidy["territory"].isin(deps)
-             & tidy["date"].between(dates[0], dates[-1]))
-    merged = pd.concat([tidy[keep], rebuilt_rows[tidy.columns]], ignore_index=True)
-    return merged, {"hosp": hosp.parameters, "icu": icu.parameters}
+class Frame:
+    """The arrays of one frequency under construction: shared territory and date axes."""
+
+    def __init__(self, codes: list[str], dates: pd.DatetimeIndex, territories: Territories):
+        self.codes = codes
+        self.dates = dates
+        self.territories = territories
+        self.meta = territories.table.loc[codes]
+        self.arrays: dict[str, np.ndarray] = {}
+        self.specs: dict[str, IndicatorSpec] = {}
+        self.index = {code: i for i, code in enumerate(codes)}
+
+    def rows_at(self, levels: Iterable[str]) -> np.ndarray:
+        return np.flatnonzero(self.meta["level"].isin(list(levels)).to_numpy())
+
+    def membership(self, base: np.ndarray, target_level: str) -> tuple[np.ndarray, np.ndarray]:
+        """Parent rows at ``target_level`` and the 0/1 matrix (parent × base row)."""
+        parents = self.rows_at([target_level])
+        matrix = np.zeros((len(parents), len(base)))
+        parent_pos = {self.codes[p]: i for i, p in enumerate(parents)}
+        for j, row in enumerate(base):
+            ancestor = self.territories._ancestor_at(self.codes[row], target_level)
+            if ancestor in parent_pos:
+                matrix[parent_pos[ancestor], j] = 1.0
+        return parents, matrix
 
 
-def aggregate_hierarchy(tidy: pd.DataFrame, specs: dict[str, IndicatorSpec],
-                        territories: Territories) -> pd.DataFrame:
+def _frequency_frame(tidy: pd.DataFrame, specs: dict[str, IndicatorSpec], frequency: str,
+                     territories: Territories, extra_codes: Iterable[str] = ()) -> Frame:
+    codes = territories.closure([*pd.unique(tidy["territory"]), *extra_codes])
+    dates = pd.date_range(tidy["date"].min(), tidy["date"].max(), freq=DATE_FREQ[frequency])
+    frame = Frame(codes, dates.normalize(), territories)
+    for name, rows in tidy.groupby("indicator", sort=True):
+        if name in specs:
+            frame.arrays[name] = _pivot(rows, codes, frame.dates)
+            frame.specs[name] = specs[name]
+    return frame
+
+
+def rebuild_occupancy(frame: Frame) -> dict:
+    """Fill ``hosp``/``icu`` for every département and add ``*_origin`` arrays."""
+    needed = ("inc_hosp", "inc_discharge", "inc_death", "inc_icu")
+    if not all(n in frame.arrays for n in needed):
+        return {}
+    base = frame.rows_at(BASE_LEVELS)
+    flows = {n: frame.arrays[n][base] for n in needed}
+    reporting = ~np.isnan(flows["inc_hosp"]).all(axis=1)
+    rows = base[reporting]
+    days = ~np.isnan(flows["inc_hosp"][reporting]).all(axis=0)
+    span = slice(np.flatnonzero(days)[0], np.flatnonzero(days)[-1] + 1)
+    get = {n: frame.arrays[n][rows][:, span] for n in needed}
+    fitted = {}
+    for name, rebuild in (
+        ("hosp", lambda pub: occupancy.rebuild_by_accounting(
+            get["inc_hosp"] - get["inc_discharge"] - get["inc_death"], pub, get["inc_hosp"])),
+        ("icu", lambda pub: occupancy.rebuild_by_convolution(get["inc_icu"], pub)),
+    ):
+        full = frame.arrays.setdefault(name, np.full((len(frame.codes), len(frame.dates)),
+                                                     np.nan))
+        result = rebuild(full[rows][:, span])
+        block = full[rows]
+        block[:, span] = result.values
+        full[rows] = block
+        origin = np.zeros(full.shape, dtype=np.int8)
+        origin[~np.isnan(full)] = occupancy.PUBLISHED  # published outside the flows' span
+        sub = origin[rows]
+        sub[:, span] = result.origin
+        origin[rows] = sub
+        frame.arrays[f"{name}_origin"] = origin
+        spec = frame.specs.get(name)
+        if spec is None:
+            continue
+        frame.specs[f"{name}_origin"] = IndicatorSpec(
+            f"{name}_origin", "daily", "1 = published by SPF, 2 = rebuilt from flows",
+            f"where the {name} value comes from (0 = not available)", spec.source, spec.licence,
+            "none")
+        fitted[name] = {**result.parameters,
+                        "territories": [frame.codes[r] for r in rows]}
+    return fitted
+
+
+def aggregate_hierarchy(frame: Frame) -> None:
     """Fill régions and France from départements where they have no published value."""
-    level_of = territories.table["level"].to_dict()
-    by_indicator = dict(tuple(tidy.groupby("indicator", sort=False)))
-    parts = [tidy]
-    for name, spec in specs.items():
-        rows = by_indicator.get(name)
-        if rows is None or spec.aggregation in ("none", "national"):
+    base = frame.rows_at(BASE_LEVELS)
+    population = frame.meta["population"].to_numpy(dtype=float)[base]
+    memberships = {level: frame.membership(base, level) for level in ("region", "country")}
+    for name, spec in frame.specs.items():
+        arr = frame.arrays[name]
+        if spec.aggregation == "national":
+            if FRANCE in frame.index:
+                arr[:] = arr[frame.index[FRANCE]][None, :]
             continue
-        published = set(pd.unique(rows["territory"]))
-        base_codes = {c for c in published if level_of[c] in ("department", "collectivity")}
-        base = rows[rows["territory"].isin(base_codes)]
-        if base.empty:
+        if spec.aggregation not in ("sum", "population_mean") or name.endswith("_origin"):
             continue
-        how = "sum" if spec.aggregation == "sum" else "population_mean"
-        for target in ("region", "country"):
-            agg = territories.aggregate(base, how, target)
-            parts.append(agg[~agg["territory"].isin(published)])
-    out = pd.concat(parts, ignore_index=True)
-    # National indicators: France's value, repeated for every territory of the cube.
-    national = [n for n, s in specs.items() if s.aggregation == "national"]
-    if national:
-        present = [c for c in pd.unique(out["territory"]) if c != FRANCE]
-        fr = out[out["indicator"].isin(national) & (out["territory"] == FRANCE)]
-        copies = [fr.assign(territory=code) for code in present]
-        out = pd.concat([out, *copies], ignore_index=True)
-    return out
+        x = arr[base]
+        observed = ~np.isnan(x)
+        reporting = observed.any(axis=1)
+        if not reporting.any():
+            continue
+        filled = np.nan_to_num(x)
+        for parents, matrix in memberships.values():
+            unpublished = np.isnan(arr[parents]).all(axis=1)
+            if not unpublished.any():
+                continue
+            m = matrix[unpublished] * reporting[None, :]
+            if spec.aggregation == "sum":
+                total = m @ filled
+                count = m @ observed
+                need = m.sum(axis=1, keepdims=True)
+                value = np.where((count == need) & (need > 0), total, np.nan)
+            else:
+                w = m * np.nan_to_num(population)[None, :]
+                weight = w @ observed
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    value = np.where(weight > 0, (w @ filled) / weight, np.nan)
+            arr[parents[unpublished]] = value
 
 
-def weekly_from_daily(tidy: pd.DataFrame, specs: dict[str, IndicatorSpec]) -> pd.DataFrame:
+def weekly_from_daily(daily: Frame) -> tuple[dict[str, np.ndarray], pd.DatetimeIndex,
+                                                dict[str, IndicatorSpec]]:
     """Weekly sums of daily counts over complete Sunday–Saturday weeks, dated by the Saturday."""
-    names = [n for n, s in specs.items() if s.frequency == "daily" and s.aggregation == "sum"
-             and not n.endswith("_origin") and n not in ("hosp", "icu")]
-    rows = tidy[tidy["indicator"].isin(names)]
-    if rows.empty:
-        return rows
-    saturday = rows["date"] + pd.to_timedelta((5 - rows["date"].dt.dayofweek) % 7, unit="D")
-    grouped = rows.assign(date=saturday).groupby(["territory", "date", "indicator"],
-                                                 observed=True)["value"]
-    weekly = grouped.agg(["sum", "count"]).reset_index()
-    weekly = weekly[weekly["count"] == 7]
-    return weekly.rename(columns={"sum": "value"})[["territory", "date", "indicator", "value"]]
-
-
-def to_dataset(tidy: pd.DataFrame, specs: dict[str, IndicatorSpec], frequency: str,
-               territories: Territories) -> xr.Dataset:
-    """Pivot the tidy rows of one frequency into a Dataset ``(territory, date)``."""
-    by_indicator = dict(tuple(tidy.groupby("indicator", sort=True)))
-    names = [n for n in by_indicator if n in specs]
-    if not names:
-        return xr.Dataset(attrs={"frequency": frequency})
-    codes = territories.closure(pd.unique(tidy["territory"]))
-    start, end = tidy["date"].min(), tidy["date"].max()
-    dates = pd.date_range(start, end, freq=DATE_FREQ[frequency])
-    if frequency == "quarterly":
-        dates = dates.normalize()
-    meta = territories.table.loc[codes]
-    data_vars = {}
+    names = [n for n, s in daily.specs.items() if s.aggregation == "sum" and s.count
+             and n not in ("hosp", "icu")]
+    week_end = daily.dates + pd.to_timedelta((5 - daily.dates.dayofweek) % 7, unit="D")
+    weeks = pd.DatetimeIndex(pd.unique(week_end))
+    group = weeks.get_indexer(week_end)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    arrays, specs = {}, {}
     for name in names:
-        arr = _pivot(by_indicator[name], None, codes, dates)
-        spec = specs[name]
-        if name.endswith("_origin"):
-            arr = np.nan_to_num(arr).astype(np.int8)
-        data_vars[name] = (("territory", "date"), arr, spec.attrs())
-    ds = xr.Dataset(
+        arr = daily.arrays[name]
+        total = np.add.reduceat(np.nan_to_num(arr), starts, axis=1)
+        count = np.add.reduceat((~np.isnan(arr)).astype(int), starts, axis=1)
+        arrays[name] = np.where(count == 7, total, np.nan)
+        spec = daily.specs[name]
+        specs[name] = IndicatorSpec(name, "weekly", spec.units.replace("/day", "/week"),
+                                    spec.description + " (weekly sum, Sunday–Saturday)",
+                                    spec.source, spec.licence, "sum", count=True)
+    return arrays, weeks, specs
+
+
+def to_dataset(frame: Frame, frequency: str) -> xr.Dataset:
+    meta = frame.meta
+    data_vars = {name: (("territory", "date"), frame.arrays[name], frame.specs[name].attrs())
+                 for name in sorted(frame.arrays) if name in frame.specs}
+    return xr.Dataset(
         data_vars,
         coords={
-            "territory": ("territory", np.array(codes, dtype=object)),
-            "date": ("date", dates.values.astype("datetime64[ns]")),
+            "territory": ("territory", np.array(frame.codes, dtype=object)),
+            "date": ("date", frame.dates.values.astype("datetime64[ns]")),
             "territory_level": ("territory", meta["level"].to_numpy(dtype=object)),
             "territory_parent": ("territory", meta["parent"].to_numpy(dtype=object)),
             "territory_name": ("territory", meta["name"].to_numpy(dtype=object)),
@@ -167,37 +219,54 @@ def to_dataset(tidy: pd.DataFrame, specs: dict[str, IndicatorSpec], frequency: s
         },
         attrs={"frequency": frequency},
     )
-    return ds
 
 
 def build_cube(results: list[SourceResult], territories: Territories
                ) -> tuple[dict[str, xr.Dataset], dict]:
     """All datasets of a vintage, plus the parameters fitted on the way (for the catalog)."""
     tidy, specs = merge_results(results)
-    tidy["date"] = tidy["date"].astype("datetime64[ns]")
-    tidy, fitted = rebuild_occupancy(tidy, territories)
-    for name in ("hosp", "icu"):
-        if name in specs:
-            specs[f"{name}_origin"] = IndicatorSpec(
-                f"{name}_origin", "daily", "1 = published by SPF, 2 = rebuilt from flows",
-                f"where the {name} value comes from", specs[name].source, specs[name].licence,
-                "none")
-    tidy = aggregate_hierarchy(tidy, specs, territories)
-    freq_of = {name: spec.frequency for name, spec in specs.items()}
-    frequency_col = tidy["indicator"].map(freq_of)
-    weekly_extra = weekly_from_daily(tidy, specs)
-    weekly_specs = {n: IndicatorSpec(n, "weekly", specs[n].units.replace("/day", "/week"),
-                                     specs[n].description + " (weekly sum, Sunday–Saturday)",
-                                     specs[n].source, specs[n].licence, "sum", count=True)
-                    for n in pd.unique(weekly_extra["indicator"])}
-    datasets = {}
+    frequency_of = tidy["indicator"].map({n: s.frequency for n, s in specs.items()})
+    datasets, fitted, frames = {}, {}, {}
     for frequency in FREQUENCIES:
-        names = {n for n, f in freq_of.items() if f == frequency}
-        rows = tidy[frequency_col.eq(frequency).to_numpy()]
-        freq_specs = {n: specs[n] for n in names}
-        if frequency == "weekly":
-            rows = pd.concat([rows, weekly_extra], ignore_index=True)
-            freq_specs.update(weekly_specs)
-        if len(rows):
-            datasets[frequency] = to_dataset(rows, freq_specs, frequency, territories)
+        rows = tidy[frequency_of.eq(frequency).to_numpy()]
+        # Weekly also holds the sums of daily counts: same territories as the daily cube.
+        extra = frames["daily"].codes if frequency == "weekly" and "daily" in frames else ()
+        if rows.empty and not extra:
+            continue
+        if rows.empty:
+            rows = pd.DataFrame({"territory": [FRANCE], "date": [frames["daily"].dates[0]],
+                                 "indicator": ["_"], "value": [np.nan]})
+        frame = _frequency_frame(rows, specs, frequency, territories, extra)
+        if frequency == "daily":
+            fitted = rebuild_occupancy(frame)
+        aggregate_hierarchy(frame)
+        if frequency == "weekly" and "daily" in frames:
+            arrays, weeks, weekly_specs = weekly_from_daily(frames["daily"])
+            frame = _merge_weekly(frame, arrays, weeks, weekly_specs, frames["daily"].codes,
+                                  territories)
+        frames[frequency] = frame
+        datasets[frequency] = to_dataset(frame, frequency)
     return datasets, fitted
+
+
+def _merge_weekly(frame: Frame, arrays: dict[str, np.ndarray], weeks: pd.DatetimeIndex,
+                  specs: dict[str, IndicatorSpec], codes: list[str],
+                  territories: Territories) -> Frame:
+    """Union of native weekly indicators and weekly sums of daily counts on one date axis."""
+    all_codes = territories.closure([*frame.codes, *codes])
+    start = min(frame.dates.min(), weeks.min())
+    end = max(frame.dates.max(), weeks.max())
+    merged = Frame(all_codes, pd.date_range(start, end, freq="W-SAT"), territories)
+    for source_codes, source_dates, source_arrays, source_specs in (
+            (frame.codes, frame.dates, frame.arrays, frame.specs),
+            (codes, weeks, arrays, specs)):
+        t_idx = pd.Index(all_codes).get_indexer(source_codes)
+        d_idx = merged.dates.get_indexer(source_dates)
+        for name, arr in source_arrays.items():
+            if name not in source_specs:
+                continue
+            out = merged.arrays.setdefault(name, np.full((len(all_codes), len(merged.dates)),
+                                                         np.nan))
+            out[np.ix_(t_idx, d_idx)] = np.where(np.isnan(arr), out[np.ix_(t_idx, d_idx)], arr)
+            merged.specs.setdefault(name, source_specs[name])
+    return merged
