@@ -145,6 +145,8 @@ class EffectModel:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary: effect per covariate as a % change of R with a 90 % interval."""
         sd = np.sqrt(np.diag(self.beta_cov))
+        # What the engine actually uses: draws censored at 0 (see sample_beta).
+        used = np.exp(self.sample_beta(np.random.default_rng(0), 4000)).mean(axis=0) - 1
         effects = {}
         for i, c in enumerate(self.covariates):
             m = self.beta_mean[i]
@@ -156,6 +158,7 @@ class EffectModel:
                     round(float(100 * (np.exp(m - 1.645 * sd[i]) - 1)), 1),
                     round(float(100 * (np.exp(m + 1.645 * sd[i]) - 1)), 1),
                 ],
+                "r_change_pct_used": round(float(100 * used[i]), 1),
                 "data_weight": round(float(self.data_weight[i]), 3),
                 "prior": self.priors[c].source,
             }
@@ -348,13 +351,19 @@ def fit_effects(
     mob_el = _elasticity(dmob, MOBILITY_PRIOR)
     str_el = _elasticity(dstr, STRINGENCY_PRIOR)
 
-    # Mobility response to measures (same-day, weekly differences of 7-day means).
-    transit = sub["mobility_transit_stations"].values[:, first:] if (
-        "mobility_transit_stations" in sub) else np.full_like(inc, np.nan)
+    # Mobility response to measures (same-day, weekly differences of 7-day means), over the
+    # whole mobility record (from 2020-02-15, so the March 2020 drop is in), not only the
+    # admission period.
+    all_dates = pd.DatetimeIndex(sub["date"].values)
+    if "mobility_transit_stations" in sub:
+        transit = sub["mobility_transit_stations"].values.astype(float)
+    else:
+        transit = np.full((len(deps), len(all_dates)), np.nan)
+    xm = department_covariates(measures, deps, all_dates, as_of=as_of)
     tr7 = windowed_convolution(transit, None, TAU)
-    xs7 = windowed_convolution(np.moveaxis(x[:, lead:], -1, 0), None, TAU)
+    xs7 = windowed_convolution(np.moveaxis(xm, -1, 0), None, TAU)
     my, mx = [], []
-    for t in grid:
+    for t in np.arange(len(all_dates) - 1, TAU + 7, -7):
         dy = tr7[:, t] - tr7[:, t - 7]
         dx = (xs7[:, :, t] - xs7[:, :, t - 7]).T
         ok = np.isfinite(dy) & np.isfinite(dx).all(axis=1)
