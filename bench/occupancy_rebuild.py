@@ -45,10 +45,12 @@ def load(data_dir: Path):
 
 def arrays(tidy: pd.DataFrame, stocks: pd.DataFrame, deps: list[str]):
     dates = pd.date_range(tidy["date"].min(), tidy["date"].max(), freq="D")
-    a = {n: _pivot(tidy, n, deps, dates) for n in ("inc_hosp", "inc_discharge", "inc_death",
-                                                     "inc_icu")}
-    a["hosp"] = _pivot(stocks, "hosp", deps, dates)
-    a["icu"] = _pivot(stocks, "icu", deps, dates)
+    def pivot(frame: pd.DataFrame, name: str) -> np.ndarray:
+        return _pivot(frame[frame["indicator"] == name], deps, dates)
+
+    a = {n: pivot(tidy, n) for n in ("inc_hosp", "inc_discharge", "inc_death", "inc_icu")}
+    a["hosp"] = pivot(stocks, "hosp")
+    a["icu"] = pivot(stocks, "icu")
     return dates, a
 
 

@@ -1,0 +1,95 @@
+"""Full backtest of weekly hospital admissions, national and every département.
+
+Forecast dates 2020-09-07 … 2021-11-29 (Mondays), 1–4 weeks ahead; every model of the ensemble,
+the ensemble and the Hub baseline; each raw and conformally calibrated (baseline raw only).
+Prints relative WIS against the baseline per horizon and 50/90 % coverage, nationally and for the
+median département. Raw forecasts are cached in bench/_out/ so that calibration and scoring can
+be re-run without refitting (``--reuse``).
+
+Usage::
+
+    VIGIE_HOME=/tmp/vigie-models python bench/backtest_report.py [--levels national department]
+        [--start 2020-09-07] [--end 2021-11-29] [--reuse] [--sequential]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from models.calibration import QCOLS, ConformalCalibrator
+from models.pipeline import (
+    backtest_raw,
+    calibrate_backtest,
+    dask_client,
+    default_opener,
+    monday_dates,
+)
+from models.scoring import median_territory_rel_wis, score_table, summarise
+from models.targets import get_target
+
+OUT = Path(__file__).resolve().parent / "_out"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--levels", nargs="+", default=["national", "department"])
+    parser.add_argument("--start", default="2020-09-07")
+    parser.add_argument("--end", default="2021-11-29")
+    parser.add_argument("--model", default="ensemble")
+    parser.add_argument("--window", type=int, default=10, help="calibration window (dates)")
+    parser.add_argument("--reuse", action="store_true", help="reuse cached raw forecasts")
+    parser.add_argument("--sequential", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    target = get_target("inc_hosp", "weekly")
+    opener = default_opener()
+    calibration = ConformalCalibrator(window=args.window)
+    dates = monday_dates(args.start, args.end)
+    first = dates[0]
+    warm = [first - pd.Timedelta(weeks=k) for k in range(calibration.window + 4, 0, -1)]
+    OUT.mkdir(exist_ok=True)
+    for level in args.levels:
+        cache = OUT / f"raw_{target.name}_{level}_{args.start}_{args.end}.parquet"
+        started = time.perf_counter()
+        if args.reuse and cache.exists():
+            raw = pd.read_parquet(cache)
+        else:
+            ctx = nullcontext(None) if args.sequential else dask_client()
+            with ctx as client:
+                raw = backtest_raw(target, level, [*warm, *dates], [args.model, "baseline"],
+                                   opener, client=client, progress=sys.stderr.isatty())
+            raw.to_parquet(cache)
+            print(f"[{level}] raw forecasts: {len(dates) + len(warm)} dates in "
+                  f"{time.perf_counter() - started:.0f}s")
+        result = calibrate_backtest(raw, target, first, opener, calibration)
+        scored = score_table(result, QCOLS)
+        report(level, scored)
+    return 0
+
+
+def report(level: str, scored: pd.DataFrame) -> None:
+    fmt = {"display.width": 200, "display.max_columns": 30,
+           "display.float_format": "{:.3f}".format}
+    with pd.option_context(*[x for kv in fmt.items() for x in kv]):
+        summary = summarise(scored, ["horizon"])
+        print(f"\n=== {level}: pooled over territories and dates ===")
+        print(summary.pivot(index="model", columns="horizon",
+                            values=["rel_wis", "cov50", "cov90"]).to_string())
+        if level != "national":
+            med = median_territory_rel_wis(scored, ["horizon"])
+            print(f"\n=== {level}: median over territories ===")
+            print(med.pivot(index="model", columns="horizon",
+                            values=["rel_wis", "cov50", "cov90"]).to_string())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
