@@ -74,3 +74,4 @@ def real_cube(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Setti
     report = run_ingest(settings)
     assert report.outcome == "ok", report.to_dict()
     return settings
+pytest_plugins = ["tests.api_fixtures"]

@@ -1,0 +1,55 @@
+"""``/api/v1/audit`` (admin): the audit trail, newest first."""
+
+from __future__ import annotations
+
+from apiflask import APIBlueprint, Schema, fields
+from apiflask.validators import Length
+
+from service.api.common import PageInfo, PageQuery, json_response, state
+from service.audit import query
+from service.auth import requires
+
+PREFIX = "audit"
+bp = APIBlueprint("audit", __name__, tag="audit")
+
+
+class AuditQuery(PageQuery):
+    actor = fields.String(validate=Length(1, 100))
+    event = fields.String(validate=Length(1, 32))
+
+
+class AuditRow(Schema):
+    id = fields.Integer(required=True)
+    at = fields.String(required=True)
+    event = fields.String(required=True)
+    actor = fields.String(required=True)
+    role = fields.String(required=True)
+    method = fields.String(allow_none=True)
+    path = fields.String(allow_none=True)
+    query = fields.String(allow_none=True)
+    status = fields.Integer(allow_none=True)
+    vintage_id = fields.String(allow_none=True)
+    model_version = fields.String(allow_none=True)
+    run_id = fields.String(allow_none=True)
+    remote_addr = fields.String(allow_none=True)
+    details = fields.Raw(allow_none=True)
+
+
+class AuditList(Schema):
+    items = fields.List(fields.Nested(AuditRow), required=True)
+    pagination = fields.Nested(PageInfo, required=True)
+
+
+@bp.get("")
+@bp.input(AuditQuery, location="query")
+@bp.output(AuditList)
+@bp.doc(summary="Audit trail: who asked what, and from which vintage and model version")
+@requires("admin")
+def list_audit(query_data: dict):
+    per_page, page = query_data["per_page"], query_data["page"]
+    rows, total = query(state().engine, actor=query_data.get("actor"),
+                        event=query_data.get("event"), limit=per_page,
+                        offset=(page - 1) * per_page)
+    return json_response({"items": rows, "pagination": {
+        "page": page, "per_page": per_page, "total": total,
+        "pages": max(1, -(-total // per_page))}})

@@ -1,0 +1,156 @@
+"""``/api/v1/data``: one indicator's series for territories × a date range, as known on a date.
+
+``as_of`` reads the cube as it was known then (the latest vintage issued on or before it,
+observations dated before it), so an answer can be reproduced for an audit. For the public,
+commune-level series are refused and counts below the small-count threshold are suppressed
+(``value: null, suppressed: true``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from apiflask import APIBlueprint, Schema, fields
+from apiflask.validators import Length, OneOf
+
+from service.api.common import (
+    FREQUENCIES,
+    PUBLIC_LEVELS,
+    ListQuery,
+    PageInfo,
+    cached,
+    clean,
+    find_indicator,
+    indicator_catalog,
+    is_public,
+    open_dataset,
+    paginate,
+    render,
+    set_last_modified,
+    state,
+    territory_table,
+)
+from service.errors import ApiError, bad_request
+
+PREFIX = "data"
+bp = APIBlueprint("data", __name__, tag="data")
+
+
+class DataQuery(ListQuery):
+    indicator = fields.String(required=True, validate=Length(1, 64),
+                              metadata={"description": "indicator name (see /indicators)"})
+    territory = fields.String(validate=Length(1, 2000), metadata={
+        "description": "comma-separated territory codes (default: all served to you)"})
+    start = fields.Date(metadata={"description": "first date (YYYY-MM-DD), inclusive"})
+    end = fields.Date(metadata={"description": "last date (YYYY-MM-DD), inclusive"})
+    as_of = fields.Date(metadata={"description": "read the data as known on this date"})
+    frequency = fields.String(validate=OneOf(FREQUENCIES), metadata={
+        "description": "when the indicator exists at several (inc_hosp daily and weekly); "
+                       "default: the finest"})
+
+
+class Observation(Schema):
+    territory = fields.String(required=True)
+    date = fields.String(required=True)
+    value = fields.Float(allow_none=True, required=True)
+    suppressed = fields.Boolean(required=True)
+
+
+class DataOut(Schema):
+    indicator = fields.String(required=True)
+    frequency = fields.String(required=True)
+    units = fields.String(required=True)
+    source = fields.String(required=True)
+    licence = fields.String(required=True)
+    vintage_id = fields.String(required=True)
+    as_of = fields.String(allow_none=True, required=True)
+    suppression_threshold = fields.Integer(allow_none=True, required=True, metadata={
+        "description": "counts below this are hidden (public answers only; null otherwise)"})
+    items = fields.List(fields.Nested(Observation), required=True)
+    pagination = fields.Nested(PageInfo, required=True)
+
+
+def parse_codes(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    codes = [c.strip() for c in text.split(",") if c.strip()]
+    if not codes:
+        raise bad_request("territory: give one or more codes separated by commas")
+    return list(dict.fromkeys(codes))
+
+
+@bp.get("")
+@bp.input(DataQuery, location="query")
+@bp.output(DataOut)
+@bp.doc(summary="Series of one indicator",
+        description="Territories × dates, tidy rows; `as_of` for the data as known then.")
+@cached
+def get_data(query_data: dict):
+    name = query_data["indicator"]
+    meta = find_indicator(name, query_data.get("frequency"))
+    if meta is None:
+        known = find_indicator(name)
+        if known is not None:
+            raise bad_request(f"{name} has no {query_data['frequency']} series",
+                              frequency=known["frequency"])
+        raise bad_request(f"unknown indicator {name!r}", known=sorted(indicator_catalog()))
+    start, end = query_data.get("start"), query_data.get("end")
+    if start and end and start > end:
+        raise bad_request("start is after end", start=str(start), end=str(end))
+    table = territory_table()
+    codes = parse_codes(query_data.get("territory"))
+    public = is_public()
+    if codes:
+        unknown = [c for c in codes if c not in table]
+        if unknown:
+            raise bad_request("unknown territory code(s)", unknown=unknown)
+        if public:
+            hidden = [c for c in codes if table[c]["level"] not in PUBLIC_LEVELS]
+            if hidden:
+                raise ApiError(403, "aggregated_only", "the public reads aggregated "
+                               "territories only; commune-level data needs a token",
+                               {"territories": hidden})
+    as_of = query_data.get("as_of")
+    try:
+        ds = open_dataset(meta["frequency"], as_of)
+    except LookupError as exc:
+        raise ApiError(503, "no_data", str(exc)) from exc
+    if as_of is not None:
+        set_last_modified(ds.attrs.get("issued_at"))
+    var = ds[name]
+    available = set(var["territory"].values.tolist())
+    if codes is None:
+        codes = [c for c in var["territory"].values.tolist()
+                 if not public or table.get(c, {}).get("level") in PUBLIC_LEVELS]
+    codes = [c for c in codes if c in available]
+    var = var.sel(territory=codes)
+    dates = pd.DatetimeIndex(var["date"].values)
+    keep = np.ones(len(dates), dtype=bool)
+    if start:
+        keep &= dates >= pd.Timestamp(start)
+    if end:
+        keep &= dates <= pd.Timestamp(end)
+    var = var.isel(date=np.flatnonzero(keep))
+    values = var.transpose("territory", "date").values
+    date_labels = pd.DatetimeIndex(var["date"].values).strftime("%Y-%m-%d").tolist()
+    threshold = state().settings.small_count_threshold
+    suppress_counts = public and meta["count"]
+    rows = []
+    for i, code in enumerate(codes):
+        series = values[i]
+        for j in np.flatnonzero(~np.isnan(series)):
+            value = float(series[j])
+            hidden = bool(suppress_counts and 0 < value < threshold)
+            rows.append({"territory": code, "date": date_labels[j],
+                         "value": None if hidden else clean(value), "suppressed": hidden})
+    items, info = paginate(rows, query_data)
+    payload = {
+        "indicator": name, "frequency": meta["frequency"], "units": meta["units"],
+        "source": meta["source"], "licence": meta["licence"],
+        "vintage_id": str(ds.attrs.get("vintage_id", "")),
+        "as_of": str(as_of) if as_of else None,
+        "suppression_threshold": threshold if suppress_counts else None,
+        "items": items, "pagination": info,
+    }
+    return render(payload, query_data, columns=["territory", "date", "value", "suppressed"],
+                  filename=f"vigie_{name}")

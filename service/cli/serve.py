@@ -1,0 +1,60 @@
+"""``serve``: the API (and dashboard) behind waitress, a production WSGI server, with the
+scheduler running in the process (it runs jobs only while it holds the database lease, so
+several ``serve`` processes share one scheduler)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser(
+        "serve", help="serve the API and dashboard (waitress) and run the scheduled jobs",
+        description="Serve the HTTP API on HOST:PORT with waitress. The scheduler starts too, "
+                    "unless --no-scheduler: with several processes on one database only the "
+                    "holder of the database lease runs jobs.")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--threads", type=int, default=8, help="waitress worker threads")
+    serve.add_argument("--no-scheduler", action="store_true",
+                       help="serve only; leave jobs to another process")
+    serve.set_defaults(func=cmd_serve)
+
+
+def warm_up(app) -> None:
+    """Load the served vintage's tables before the first client waits for them."""
+    with app.test_client() as client:
+        for path in ("/api/v1/territories?per_page=1", "/api/v1/indicators?per_page=1"):
+            try:
+                client.get(path)
+            except Exception:  # nothing ingested yet: readyz says so, serving goes on
+                log.debug("warm-up of %s failed", path, exc_info=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from waitress import serve
+
+    from service.app import create_app
+
+    app = create_app({"START_SCHEDULER": not args.no_scheduler})
+    warm_up(app)
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt  # run the finally below: release the lease at once
+
+    signal.signal(signal.SIGTERM, _terminate)
+    log.info("Vigie API on http://%s:%d/api/v1/docs", args.host, args.port)
+    try:
+        serve(app, host=args.host, port=args.port, threads=args.threads,
+              ident="vigie", channel_timeout=60)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scheduler = app.extensions["vigie"].scheduler
+        if scheduler is not None:
+            scheduler.stop()
+    return 0

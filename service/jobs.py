@@ -1,0 +1,617 @@
+"""Scheduled and on-demand jobs: a queue and history in the database, run by one scheduler.
+
+How it fits together
+--------------------
+* Every run of a job is a row of ``job_runs``: ``queued`` → ``running`` → ``ok`` / ``failed`` /
+  ``interrupted`` (or ``coalesced`` into another queued run of the same job). The table is both
+  the queue (``POST /api/v1/jobs/<name>/run``, scenario runs submitted through the API, retries)
+  and the history shown on ``/api/v1/jobs``.
+* :class:`Scheduler` runs in every server process but only the holder of the ``scheduler`` lease
+  (a row of ``service_locks``, renewed every few seconds, taken over when it expires) starts
+  APScheduler. APScheduler keeps the timetable (daily ingest, weekly backtest) in its persistent
+  SQLAlchemy job store with ``max_instances=1``, coalescing and a misfire grace time; when a
+  time comes it only queues a run. A dispatcher (an interval job of the same scheduler) claims
+  queued runs and executes them in a small thread pool: never in a request thread.
+* :func:`execute` never raises: a failing run is recorded with its error and, while attempts
+  remain, queued again after ``retry_base * 2**(attempt-1)`` seconds. Job functions write their
+  outputs atomically (new cube vintage, new forecast run), so a crash mid-job leaves the
+  previous outputs served; a run left ``running`` by a dead process is marked ``interrupted``
+  by the next leader and retried.
+* Job functions are thin: they call the pipeline (``features.ingest``, ``models``,
+  ``scenarios``) with the service's settings.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import threading
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from features.catalog import as_utc, utcnow
+from features.settings import Settings
+from service.db import job_runs, locks
+
+log = logging.getLogger(__name__)
+
+FINAL = ("ok", "failed", "interrupted", "coalesced")
+SCHEDULER_LOCK = "scheduler"
+
+
+class JobError(RuntimeError):
+    """A job that ran but did not achieve its purpose (recorded as failed, retried)."""
+
+
+@dataclass
+class JobContext:
+    """What a job function gets: settings, database, its run, and a way to queue follow-ups."""
+
+    settings: Settings
+    engine: sa.Engine
+    run_id: int
+    attempt: int
+    requested_by: str | None = None
+
+    def enqueue(self, job: str, params: dict | None = None) -> int:
+        return enqueue(self.engine, job, params, trigger="chain",
+                       requested_by=f"job:{self.run_id}")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One kind of job.
+
+    Attributes
+    ----------
+    func:
+        ``func(ctx, **params) -> dict`` (the run's result, JSON-serialisable).
+    schedule:
+        APScheduler trigger arguments (``{"trigger": "cron", "hour": 6}``); None: on demand.
+    max_attempts:
+        Runs before giving up (1 = no retry).
+    coalesce:
+        Several queued runs collapse into one, and never two run at once (``max_instances=1``);
+        False for runs that differ by their parameters (scenario runs).
+    """
+
+    name: str
+    func: Callable[..., dict | None]
+    description: str
+    schedule: dict | None = None
+    max_attempts: int = 3
+    coalesce: bool = True
+    params_doc: dict[str, str] = field(default_factory=dict)
+
+
+JOBS: dict[str, JobSpec] = {}
+
+
+def register_job(spec: JobSpec) -> JobSpec:
+    JOBS[spec.name] = spec
+    return spec
+
+
+# ---------------------------------------------------------------------------- queue & history
+def enqueue(engine: sa.Engine, job: str, params: dict | None = None, *, trigger: str = "manual",
+            requested_by: str | None = None, delay: float = 0.0, attempt: int = 1,
+            retry_of: int | None = None) -> int:
+    """Queue a run of ``job``; return its id.
+
+    Raises
+    ------
+    KeyError
+        If no job has that name.
+    """
+    spec = JOBS[job]
+    now = utcnow()
+    with engine.begin() as conn:
+        result = conn.execute(job_runs.insert().values(
+            job=job, status="queued", trigger=trigger, attempt=attempt,
+            max_attempts=spec.max_attempts, params=params or {}, requested_by=requested_by,
+            queued_at=now, not_before=now + dt.timedelta(seconds=delay), retry_of=retry_of))
+        return int(result.inserted_primary_key[0])
+
+
+def _row(row) -> dict:
+    out = dict(row._mapping)
+    for key in ("queued_at", "not_before", "started_at", "finished_at"):
+        if out.get(key) is not None:
+            out[key] = as_utc(out[key]).isoformat()
+    return out
+
+
+def get_run(engine: sa.Engine, run_id: int) -> dict | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(job_runs).where(job_runs.c.id == run_id)).first()
+    return _row(row) if row is not None else None
+
+
+def list_runs(engine: sa.Engine, job: str | None = None, status: str | None = None,
+              limit: int = 50, offset: int = 0) -> tuple[list[dict], int]:
+    """Runs newest first, and how many match in all."""
+    where = []
+    if job:
+        where.append(job_runs.c.job == job)
+    if status:
+        where.append(job_runs.c.status == status)
+    with engine.connect() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(job_runs).where(*where)
+                             ).scalar_one()
+        rows = conn.execute(sa.select(job_runs).where(*where).order_by(job_runs.c.id.desc())
+                            .limit(limit).offset(offset)).all()
+    return [_row(r) for r in rows], int(total)
+
+
+def last_runs(engine: sa.Engine) -> dict[str, dict]:
+    """The newest run of each job (any status)."""
+    with engine.connect() as conn:
+        newest = sa.select(sa.func.max(job_runs.c.id)).group_by(job_runs.c.job)
+        rows = conn.execute(sa.select(job_runs).where(job_runs.c.id.in_(newest))).all()
+    return {r.job: _row(r) for r in rows}
+
+
+def claim(engine: sa.Engine, worker: str) -> dict | None:
+    """Take the oldest due queued run (skipping jobs already running); None when none is due.
+
+    The ``UPDATE … WHERE status = 'queued'`` is the claim: of two workers racing for a row,
+    only one sees a row count of 1.
+    """
+    now = utcnow()
+    with engine.connect() as conn:
+        due = conn.execute(sa.select(job_runs.c.id, job_runs.c.job)
+                           .where(job_runs.c.status == "queued", job_runs.c.not_before <= now)
+                           .order_by(job_runs.c.id).limit(50)).all()
+        running = set(conn.execute(sa.select(job_runs.c.job).distinct()
+                                   .where(job_runs.c.status == "running")).scalars())
+    for run_id, job in due:
+        spec = JOBS.get(job)
+        if spec is None:
+            _finish(engine, run_id, "failed", error=f"no job named {job!r} in this version")
+            continue
+        if spec.coalesce and job in running:
+            continue
+        with engine.begin() as conn:
+            taken = conn.execute(job_runs.update().where(
+                job_runs.c.id == run_id, job_runs.c.status == "queued"
+            ).values(status="running", started_at=utcnow(), worker=worker)).rowcount
+            if not taken:
+                continue
+            if spec.coalesce:
+                conn.execute(job_runs.update().where(
+                    job_runs.c.job == job, job_runs.c.status == "queued",
+                    job_runs.c.not_before <= now, job_runs.c.id != run_id,
+                ).values(status="coalesced", finished_at=utcnow(),
+                         result={"coalesced_into": run_id}))
+        return get_run(engine, run_id)
+    return None
+
+
+def _finish(engine: sa.Engine, run_id: int, status: str, *, result: dict | None = None,
+            error: str | None = None) -> None:
+    with engine.begin() as conn:
+        conn.execute(job_runs.update().where(job_runs.c.id == run_id).values(
+            status=status, finished_at=utcnow(), result=result, error=error))
+
+
+def execute(engine: sa.Engine, settings: Settings, run: dict, *,
+            retry_base: float = 60.0) -> str:
+    """Run a claimed job run; record its outcome; queue a retry on failure. Never raises.
+
+    Returns
+    -------
+    The final status (``ok`` or ``failed``).
+    """
+    spec = JOBS[run["job"]]
+    ctx = JobContext(settings, engine, run["id"], run["attempt"], run.get("requested_by"))
+    log.info("job %s run %s attempt %s/%s started", spec.name, run["id"], run["attempt"],
+             run["max_attempts"])
+    try:
+        result = spec.func(ctx, **(run.get("params") or {})) or {}
+        # A result must be storable; a job returning numpy values should not fail after the fact.
+        result = json.loads(json.dumps(result, default=str))
+    except BaseException as exc:  # a job must never take the server down
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        error = "".join(traceback.format_exception(exc))[-4000:]
+        log.error("job %s run %s failed: %s", spec.name, run["id"], exc)
+        try:
+            _finish(engine, run["id"], "failed", error=error)
+            if run["attempt"] < run["max_attempts"]:
+                delay = retry_base * 2 ** (run["attempt"] - 1)
+                retry = enqueue(engine, spec.name, run.get("params"), trigger="retry",
+                                requested_by=run.get("requested_by"), delay=delay,
+                                attempt=run["attempt"] + 1, retry_of=run["id"])
+                log.info("job %s: retry %s queued in %.0fs", spec.name, retry, delay)
+        except Exception:
+            log.exception("could not record the failure of job run %s", run["id"])
+        return "failed"
+    _finish(engine, run["id"], "ok", result=result)
+    log.info("job %s run %s ok", spec.name, run["id"])
+    return "ok"
+
+
+def run_pending(engine: sa.Engine, settings: Settings, *, worker: str = "inline",
+                retry_base: float = 60.0, limit: int = 100) -> list[tuple[int, str]]:
+    """Run every due queued run in this thread (tests, ``jobs run-pending``); (id, status)."""
+    done = []
+    for _ in range(limit):
+        run = claim(engine, worker)
+        if run is None:
+            break
+        done.append((run["id"], execute(engine, settings, run, retry_base=retry_base)))
+    return done
+
+
+def interrupt_stale(engine: sa.Engine, worker: str, *, retry_base: float = 60.0) -> int:
+    """Mark runs left ``running`` by another (dead) worker as interrupted and retry them."""
+    with engine.connect() as conn:
+        stale = conn.execute(sa.select(job_runs).where(
+            job_runs.c.status == "running", job_runs.c.worker != worker)).all()
+    for row in stale:
+        run = _row(row)
+        _finish(engine, run["id"], "interrupted",
+                error=f"worker {run['worker']} stopped while the job was running")
+        if run["job"] in JOBS and run["attempt"] < run["max_attempts"]:
+            enqueue(engine, run["job"], run.get("params"), trigger="retry",
+                    requested_by=run.get("requested_by"), attempt=run["attempt"] + 1,
+                    retry_of=run["id"])
+    return len(stale)
+
+
+# ---------------------------------------------------------------------------- the lease
+def try_lock(engine: sa.Engine, holder: str, ttl: float, name: str = SCHEDULER_LOCK) -> bool:
+    """Take or renew the lease ``name`` for ``ttl`` seconds; True when ``holder`` has it."""
+    now = utcnow()
+    expires = now + dt.timedelta(seconds=ttl)
+    with engine.begin() as conn:
+        renewed = conn.execute(locks.update().where(
+            locks.c.name == name, sa.or_(locks.c.holder == holder, locks.c.expires_at < now)
+        ).values(acquired_at=sa.case((locks.c.holder == holder, locks.c.acquired_at),
+                                     else_=now),
+                 holder=holder, expires_at=expires)).rowcount
+    if renewed:
+        return True
+    try:
+        with engine.begin() as conn:
+            conn.execute(locks.insert().values(name=name, holder=holder, acquired_at=now,
+                                               expires_at=expires))
+        return True
+    except sa.exc.IntegrityError:
+        return False
+
+
+def release_lock(engine: sa.Engine, holder: str, name: str = SCHEDULER_LOCK) -> None:
+    with engine.begin() as conn:
+        conn.execute(locks.delete().where(locks.c.name == name, locks.c.holder == holder))
+
+
+def lock_holder(engine: sa.Engine, name: str = SCHEDULER_LOCK) -> dict | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(locks).where(locks.c.name == name)).first()
+    if row is None:
+        return None
+    out = dict(row._mapping)
+    out["expires_at"] = as_utc(out["expires_at"])
+    out["acquired_at"] = as_utc(out["acquired_at"])
+    out["alive"] = out["expires_at"] > utcnow()
+    return out
+
+
+# ---------------------------------------------------------------------------- the scheduler
+_ACTIVE: Scheduler | None = None
+
+
+def fire(name: str) -> None:
+    """APScheduler's entry point (referenced by text in the persistent store): queue a run."""
+    scheduler = _ACTIVE
+    if scheduler is None:  # pragma: no cover - only reachable if the store outlives the leader
+        log.warning("scheduled job %s fired with no active scheduler", name)
+        return
+    enqueue(scheduler.engine, name, trigger="schedule", requested_by="scheduler")
+    scheduler.dispatch()
+
+
+class Scheduler:
+    """One per server process; only the lease holder runs APScheduler and the job workers.
+
+    Parameters
+    ----------
+    settings, engine:
+        Where the jobs read and write.
+    lock_ttl:
+        Seconds a lease lasts without renewal (a dead leader is replaced after at most this).
+    dispatch_interval:
+        Seconds between looks at the queue (API-submitted runs start within this).
+    retry_base:
+        First retry delay in seconds (doubled at each attempt).
+    workers:
+        Job runs executed at once.
+    schedules:
+        Overrides of the job timetable (name → APScheduler trigger arguments, None to disable).
+    """
+
+    def __init__(self, settings: Settings, engine: sa.Engine, *, lock_ttl: float = 30.0,
+                 dispatch_interval: float = 2.0, retry_base: float = 60.0, workers: int = 2,
+                 schedules: dict[str, dict | None] | None = None,
+                 timezone: str = "Europe/Paris") -> None:
+        self.settings = settings
+        self.engine = engine
+        self.lock_ttl = lock_ttl
+        self.dispatch_interval = dispatch_interval
+        self.retry_base = retry_base
+        self.workers = workers
+        self.schedules = schedules or {}
+        self.timezone = timezone
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._aps = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self._aps is not None
+
+    def start(self) -> None:
+        """Start competing for the lease in a background thread (idempotent)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._elect_loop, name="vigie-scheduler-lease",
+                                        daemon=True)
+        self._thread.start()
+
+    def _elect_loop(self) -> None:
+        renew = max(0.2, self.lock_ttl / 3)
+        while not self._stop.is_set():
+            try:
+                leader = try_lock(self.engine, self.holder, self.lock_ttl)
+            except Exception:  # database away: stop leading rather than run jobs twice
+                log.exception("scheduler lease check failed")
+                leader = False
+            if leader and self._aps is None:
+                self._become_leader()
+            elif not leader and self._aps is not None:
+                log.warning("scheduler lease lost by %s", self.holder)
+                self._step_down()
+            self._stop.wait(renew)
+
+    def _become_leader(self) -> None:
+        global _ACTIVE
+        from apscheduler.executors.pool import ThreadPoolExecutor as APSPool
+        from apscheduler.jobstores.memory import MemoryJobStore
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        log.info("scheduler lease taken by %s", self.holder)
+        interrupt_stale(self.engine, self.holder, retry_base=self.retry_base)
+        self._pool = concurrent.futures.ThreadPoolExecutor(self.workers,
+                                                           thread_name_prefix="vigie-job")
+        aps = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.engine),
+                       "memory": MemoryJobStore()},
+            executors={"default": APSPool(4)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+            timezone=self.timezone)
+        for name, spec in JOBS.items():
+            schedule = self.schedules.get(name, spec.schedule)
+            if schedule is None:
+                continue
+            aps.add_job("service.jobs:fire", args=[name], id=name, name=spec.description,
+                        replace_existing=True, **schedule)
+        # Jobs whose schedule was removed since they were stored must not fire any more.
+        aps.add_job(self.dispatch, "interval", seconds=self.dispatch_interval, id="dispatch",
+                    jobstore="memory", replace_existing=True)
+        aps.start()
+        for job in aps.get_jobs(jobstore="default"):
+            schedule = self.schedules.get(job.id, JOBS[job.id].schedule if job.id in JOBS
+                                          else None)
+            if schedule is None:
+                job.remove()
+        self._aps = aps
+        _ACTIVE = self
+
+    def _step_down(self) -> None:
+        global _ACTIVE
+        aps, self._aps = self._aps, None
+        if aps is not None:
+            aps.shutdown(wait=False)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+        if _ACTIVE is self:
+            _ACTIVE = None
+
+    def dispatch(self) -> None:
+        """Claim due runs while workers are free and run them in the pool."""
+        if self._pool is None:
+            return
+        while True:
+            with self._busy_lock:
+                if self._busy >= self.workers:
+                    return
+            run = claim(self.engine, self.holder)
+            if run is None:
+                return
+            with self._busy_lock:
+                self._busy += 1
+            self._pool.submit(self._run, run)
+
+    def _run(self, run: dict) -> None:
+        try:
+            execute(self.engine, self.settings, run, retry_base=self.retry_base)
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+
+    def jobs(self) -> list[dict]:
+        """The timetable as APScheduler holds it (only known to the leader)."""
+        if self._aps is None:
+            return []
+        return [{"id": j.id, "next_run_time": j.next_run_time.isoformat()
+                 if j.next_run_time else None, "trigger": str(j.trigger)}
+                for j in self._aps.get_jobs(jobstore="default")]
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._step_down()
+        try:
+            release_lock(self.engine, self.holder)
+        except Exception:  # pragma: no cover - the lease expires anyway
+            log.exception("could not release the scheduler lease")
+
+
+# ---------------------------------------------------------------------------- the jobs
+def job_ingest(ctx: JobContext, force: bool = False, data_dir: str | None = None) -> dict:
+    """Ingest the data directory; queue a forecast refresh when a new vintage was written."""
+    from features.ingest import run_ingest
+
+    report = run_ingest(ctx.settings, data_dir=Path(data_dir) if data_dir else None,
+                        force=bool(force))
+    result = {"outcome": report.outcome, "vintage_id": report.vintage_id,
+              "message": report.message,
+              "failed_sources": [s.source for s in report.failed]}
+    if report.outcome == "failed":
+        raise JobError(f"ingest failed: {report.message}")
+    if report.outcome in ("ok", "partial"):
+        result["forecast_run"] = ctx.enqueue("forecast", {"vintage_id": report.vintage_id})
+    return result
+
+
+#: What the forecast job produces: forecast-all's weekly admissions, plus the daily ICU and
+#: hospital occupancy at 7 and 14 days that the capacity alerts are computed from.
+FORECAST_RUNS: tuple[tuple[str, str], ...] = (
+    ("inc_hosp", "weekly"), ("inc_icu", "weekly"), ("icu", "daily"), ("hosp", "daily"))
+
+
+def job_forecast(ctx: JobContext, model: str = "ensemble", vintage_id: str | None = None,
+                 runs: list | None = None, levels: list | None = None,
+                 calibrate: bool = True) -> dict:
+    """Forecast every target × level into the forecast store and audit each publication.
+
+    Each run is stored atomically by :class:`models.store.ForecastStore`: if this job dies
+    midway, the runs already stored are complete and the others keep their previous run.
+    """
+    import pandas as pd
+
+    from models.pipeline import default_opener, forecast, prepare
+    from models.registry import get_registry
+    from models.store import ForecastStore
+    from models.targets import get_target, to_hub
+    from service.audit import record_publication
+
+    opener = default_opener(ctx.settings)
+    registry = get_registry(ctx.settings)
+    spec = registry.get(model)
+    store = ForecastStore.from_settings(ctx.settings)
+    done, failed = [], []
+    for name, frequency in [tuple(r) for r in (runs or FORECAST_RUNS)]:
+        target = get_target(name, frequency)
+        for level in levels or target.levels:
+            if level not in target.levels:
+                continue
+            try:
+                y, _ = prepare(opener(target.frequency, None), target, level)
+                day = pd.Timestamp(y["date"].values[-1]) + pd.Timedelta(days=1)
+                if target.unit == "wk":  # weekly forecasts are made on Mondays (Hub rule)
+                    day += pd.Timedelta(days=(0 - day.weekday()) % 7)
+                fc, meta = forecast(target, level, day, model, opener, registry=registry,
+                                    calibrate=bool(calibrate))
+            except Exception as exc:
+                log.exception("forecast %s/%s %s failed", name, frequency, level)
+                failed.append({"target": name, "frequency": frequency, "level": level,
+                               "error": f"{type(exc).__name__}: {exc}"[:500]})
+                continue
+            meta.update(target=name, frequency=frequency, level=level, model=spec.name,
+                        model_version=spec.version, params=spec.params)
+            run = store.save(to_hub(fc, target, day), meta)
+            record_publication(ctx.engine, run.metadata)
+            done.append(run.run_id)
+    if failed and not done:
+        raise JobError(f"every forecast failed: {failed[:3]}")
+    return {"runs": done, "failed": failed, "expected_vintage": vintage_id}
+
+
+def job_backtest(ctx: JobContext, model: str = "ensemble", target: str = "inc_hosp",
+                 frequency: str = "weekly", level: str = "region", weeks: int = 8) -> dict:
+    """Weekly leaderboard: backtest the registry's models over the last weeks and score them.
+
+    The result (relative WIS, coverage per model) is stored in the run's result and in
+    ``$VIGIE_HOME/models/leaderboard.json`` for ``/api/v1/models/leaderboard``.
+    """
+    import pandas as pd
+
+    from models.pipeline import backtest, default_opener, monday_dates
+    from models.registry import get_registry
+    from models.targets import get_target
+
+    tgt = get_target(target, frequency)
+    opener = default_opener(ctx.settings)
+    ds = opener(tgt.frequency, None)
+    last = pd.Timestamp(ds["date"].values[-1])
+    end = last - pd.Timedelta(days=7 * max(tgt.horizons))
+    dates = monday_dates(end - pd.Timedelta(weeks=weeks), end)
+    registry = get_registry(ctx.settings)
+    names = [n for n in registry.names() if n != "prophet"] if model == "all" else [model]
+    if "baseline" not in names:
+        names.append("baseline")
+    frame = backtest(tgt, level, dates, names, opener, registry=registry)
+    board = leaderboard_from_backtest(frame)
+    payload = {"target": target, "frequency": frequency, "level": level,
+               "forecast_dates": [str(pd.Timestamp(d).date()) for d in dates],
+               "vintage_id": ds.attrs.get("vintage_id", ""), "created_at": utcnow().isoformat(),
+               "models": board}
+    path = Path(ctx.settings.models_dir) / "leaderboard.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)
+    return payload
+
+
+def leaderboard_from_backtest(frame) -> list[dict]:
+    """Per-model mean WIS, relative WIS against the baseline, 50 % and 95 % coverage."""
+    from models.calibration import QCOLS
+    from models.scoring import score_table, summarise
+
+    scored = score_table(frame, QCOLS)
+    summary = summarise(scored)
+    return json.loads(summary.reset_index().to_json(orient="records"))
+
+
+def job_scenario(ctx: JobContext, name: str | None = None, definition: dict | None = None,
+                 as_of: str | None = None) -> dict:
+    """Run a scenario (library name or definition) on the current cube; store its result."""
+    from service.api.scenarios import run_and_store
+
+    return run_and_store(ctx.settings, ctx.run_id, name=name, definition=definition,
+                         as_of=as_of)
+
+
+register_job(JobSpec("ingest", job_ingest, "Ingest the data directory into a new cube vintage",
+                     schedule={"trigger": "cron", "hour": 6, "minute": 30},
+                     params_doc={"force": "write a vintage even if no input changed"}))
+register_job(JobSpec("forecast", job_forecast,
+                     "Forecast every target and level into the forecast store (after ingest)",
+                     schedule=None, max_attempts=2,
+                     params_doc={"model": "registry name (default ensemble)"}))
+register_job(JobSpec("backtest", job_backtest,
+                     "Weekly backtest of the models and leaderboard of their scores",
+                     schedule={"trigger": "cron", "day_of_week": "mon", "hour": 3},
+                     max_attempts=2, params_doc={"model": "registry name, or 'all'"}))
+register_job(JobSpec("scenario", job_scenario, "Run a what-if scenario submitted through the API",
+                     schedule=None, max_attempts=1, coalesce=False))

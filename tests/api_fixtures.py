@@ -1,0 +1,179 @@
+"""Fixtures of the service tests: ``api_settings`` (a home sharing the real cube), ``app``,
+``client``, ``runner``, ``auth`` (a token per role), ``forecast_runs`` and ``db_url``
+(SQLite, and PostgreSQL when ``VIGIE_TEST_DATABASE_URL`` is set).
+
+The API home has its own database (tokens, audit, jobs are written there) whose catalog points
+at the vintage of the session's read-only ``real_cube``: no second ingest, nothing written into
+``real_cube``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import uuid
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from features.settings import Settings
+
+ROLES = ("analyst", "planner", "crisis_cell", "admin")
+PG_ENV = "VIGIE_TEST_DATABASE_URL"
+
+
+def copy_catalog(source: Settings, target: Settings) -> None:
+    """Register ``source``'s vintages in ``target``'s (new) database."""
+    from features.catalog import get_engine, vintages
+
+    rows = []
+    with get_engine(source.database_url).connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.select(vintages))]
+    with get_engine(target.database_url).begin() as conn:
+        for row in rows:
+            conn.execute(vintages.insert().values(**row))
+
+
+def synthetic_runs(settings: Settings, vintage_id: str) -> dict[str, str]:
+    """Store small forecast runs (icu daily by département and FR; inc_hosp weekly FR) with
+    known quantiles, so that alerts and suppression have exact expected answers."""
+    from models.base import QUANTILES
+    from models.store import ForecastStore
+    from scipy import stats
+
+    store = ForecastStore.from_settings(settings)
+    out = {}
+
+    def rows(target: str, ends: list[tuple[str, str]], locations: dict[str, float],
+             forecast_date: str) -> pd.DataFrame:
+        records = []
+        for label, end in ends:
+            for loc, median in locations.items():
+                for q in QUANTILES:
+                    # Normal(median, 20 % of median): P(X > C) is known in closed form.
+                    value = median + stats.norm.ppf(q) * 0.2 * median
+                    records.append((forecast_date, label, end, loc, "quantile", q,
+                                    round(max(value, 0.0), 3)))
+        return pd.DataFrame(records, columns=["forecast_date", "target", "target_end_date",
+                                              "location", "type", "quantile", "value"])
+
+    icu_deps = {"75": 800.0, "13": 150.0, "48": 4.0, "01": 25.0}
+    run = store.save(rows("icu", [("7 day ahead icu", "2021-01-08"),
+                                  ("14 day ahead icu", "2021-01-15")], icu_deps, "2021-01-01"),
+                     {"target": "icu", "frequency": "daily", "level": "department",
+                      "model": "ensemble", "model_version": "1.0", "vintage_id": vintage_id,
+                      "as_of": "2021-01-01"})
+    out["icu_department"] = run.run_id
+    run = store.save(rows("inc_hosp", [(f"{h} wk ahead inc hosp", d) for h, d in
+                                       ((1, "2021-01-09"), (2, "2021-01-16"))],
+                          {"FR": 10_000.0}, "2021-01-04"),
+                     {"target": "inc_hosp", "frequency": "weekly", "level": "national",
+                      "model": "ensemble", "model_version": "1.0", "vintage_id": vintage_id,
+                      "as_of": "2021-01-04"})
+    out["inc_hosp_national"] = run.run_id
+    return out
+
+
+@pytest.fixture(scope="session")
+def api_settings(real_cube: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A home for the API tests: its own SQLite database, the real cube's vintage, forecasts."""
+    home = tmp_path_factory.mktemp("api_home")
+    settings = Settings.from_env(home=str(home), data_dir=str(real_cube.data_dir),
+                                 database_url=f"sqlite:///{home}/vigie.sqlite")
+    copy_catalog(real_cube, settings)
+    from features.store import CubeStore
+
+    vintage = CubeStore(settings).current_vintage()["id"]
+    synthetic_runs(settings, vintage)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def auth(api_settings: Settings) -> dict[str, dict[str, str]]:
+    """Role → request headers carrying a token of that role (``public`` → no header)."""
+    from features.catalog import get_engine
+    from service.auth import create_token
+
+    engine = get_engine(api_settings.database_url)
+    headers = {"public": {}}
+    for role in ROLES:
+        token = create_token(engine, f"test-{role}", role)
+        headers[role] = {"Authorization": f"Bearer {token}"}
+    return headers
+
+
+@pytest.fixture
+def app(api_settings: Settings):
+    from service.app import create_app
+
+    return create_app({"TESTING": True, "SETTINGS": api_settings,
+                       "RATELIMIT_ENABLED": False})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch):
+    """Run ``python -m service …`` in-process with an environment; (exit code, out, err)."""
+    from service.cli import main
+
+    def _run(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(args)
+        return code, out.getvalue(), err.getvalue()
+
+    return _run
+
+
+def _pg_schema_url(base: str, schema: str) -> str:
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def pg_url():
+    """A PostgreSQL URL on a fresh schema (dropped afterwards), or a skip with the reason."""
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"PostgreSQL variant: set {PG_ENV} (e.g. "
+                    "postgresql+psycopg://postgres@127.0.0.1:5432/test) to run it")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield _pg_schema_url(base, schema)
+    finally:
+        from features.catalog import get_engine
+
+        # Close the pooled connections of the (cached) engine before dropping its schema.
+        get_engine(_pg_schema_url(base, schema)).dispose()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path: Path) -> str:
+    """Every database test runs on SQLite and on PostgreSQL (skipped without the server)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/vigie.sqlite"
+    return request.getfixturevalue("pg_url")
+
+
+def strip_ids(text: str) -> str:
+    return re.sub(r"\d{8}T\d{6}Z-[0-9a-f]{8}", "<id>", text)
+
+
+__all__ = ["ROLES", "copy_catalog", "np", "strip_ids", "synthetic_runs"]
