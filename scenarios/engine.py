@@ -57,6 +57,8 @@ INDICATORS: tuple[str, ...] = ("inc_hosp", "hosp", "icu", "er_visits_covid_rate"
                                "mobility_transit_stations")
 OCCUPANCY = ("hosp", "icu")
 LOS_GRID = np.exp(np.linspace(np.log(0.5), np.log(2.0), 29))
+FINE_GRID = np.exp(np.linspace(np.log(0.25), np.log(4.0), 225))  # 1.2 % steps, holds LOS_GRID
+COARSE_IN_FINE = np.array([int(np.argmin(np.abs(np.log(FINE_GRID / c)))) for c in LOS_GRID])
 _EFFECT_CACHE: OrderedDict[tuple, EffectModel] = OrderedDict()
 
 
@@ -77,6 +79,10 @@ class Projection:
         Indicator -> array (T,) of beds (NaN = none configured).
     r_now:
         (T, S) draws of R^A on the window before ``as_of``.
+    observed_last:
+        Indicator -> (T,) last observed stock (NaN when unknown).
+    skipped:
+        Territories of a group selector left out for lack of recent admissions.
     """
 
     territories: list[str]
@@ -85,6 +91,7 @@ class Projection:
     capacity: dict[str, np.ndarray]
     r_now: np.ndarray
     observed_last: dict[str, np.ndarray]
+    skipped: list[str]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -242,6 +249,17 @@ def project(
     f = params.infection_to_admission()
     G, K = len(w) - 1, len(f) - 1
     terrs = _select_territories(daily, scenario.territories)
+    # A territory reached through a group ("departments") without recent admissions is skipped
+    # with a warning instead of failing the whole run; one named explicitly is an error below.
+    recent = daily["inc_hosp"].sel(territory=terrs).values[:, -7:]
+    complete = np.isfinite(recent).all(axis=1)
+    skipped = [t for t, ok in zip(terrs, complete, strict=True)
+               if not ok and t not in scenario.territories]
+    if skipped:
+        log.warning("skipped (no admissions in the 7 days before %s): %s", as_of.date(), skipped)
+        terrs = [t for t in terrs if t not in skipped]
+    if not terrs:
+        raise ValueError(f"no territory with admissions in the 7 days before {as_of.date()}")
     T = len(terrs)
     sub = daily.sel(territory=terrs)
     hist_dates = pd.DatetimeIndex(sub["date"].values)
@@ -382,10 +400,20 @@ def project(
         obs_last = _last_valid(stock)
         observed_last[ind] = obs_last
         out = np.zeros((T, S, H))
+        # Survival curves computed once on a fine grid of stay-length factors (1.2 % steps)
+        # and looked up, instead of evaluating gamma tails per territory and sample.
+        fine_sv = surv_for(FINE_GRID)  # (F, L+1)
+        coarse_sv = fine_sv[COARSE_IN_FINE]
+
+        def coarse(_c: np.ndarray, _sv: np.ndarray = coarse_sv) -> np.ndarray:
+            return _sv
+
+        log_fine = np.log(FINE_GRID)
         for i in range(T):
-            c0 = fit_los_factor(adm_h[i], stock[i], surv_for) if p.los_fit else 1.0
+            c0 = fit_los_factor(adm_h[i], stock[i], coarse) if p.los_fit else 1.0
             fac = c0 * los_fac_draw  # (S,)
-            sv = surv_for(fac)  # (S, L+1)
+            j = np.clip(np.searchsorted(log_fine, np.log(fac)), 0, len(FINE_GRID) - 1)
+            sv = fine_sv[j]  # (S, L+1)
             hist_tail = np.broadcast_to(adm_h[i, -L:], (S, L))
             seq = np.concatenate([hist_tail, adm_f[i]], axis=1)  # (S, L + H)
             # Occupancy on the last history day and on each projected day.
@@ -405,7 +433,7 @@ def project(
         sub, x_scen, x_base, effects, mob_shift, rng, S, K, H)
 
     capacity = _capacity(scenario, terrs, yearly, as_of)
-    return Projection(terrs, proj_dates, samples, capacity, r_now, observed_last)
+    return Projection(terrs, proj_dates, samples, capacity, r_now, observed_last, skipped)
 
 
 def _er_projection(sub, terrs, level, parent, adm_hist, adm_mean, weekly, daily) -> np.ndarray:
@@ -686,6 +714,7 @@ def run_scenario(
         "parameters": {k: v for k, v in params.__dict__.items() if k != "extra"},
         "effects": effects.to_dict(),
         "summary": summarise(proj),
+        "skipped_territories": proj.skipped,
     }
     if include_trajectories:
         result["trajectories"] = quantile_table(proj).to_dict(orient="records")

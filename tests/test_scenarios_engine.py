@@ -219,3 +219,12 @@ def test_one_department_is_fast(cube, no_measures):
                   "interventions": [{"type": "lockdown", "start": 5}]}, cube, as_of=AS_OF,
                  measures=no_measures)
     assert time.perf_counter() - t0 < 2.0  # bench/scenario.py reports the real figure
+
+
+def test_group_selector_skips_territories_without_recent_data(cube, no_measures):
+    broken = cube.copy(deep=True)
+    broken["inc_hosp"].loc[{"territory": "01", "date": "2020-10-22"}] = np.nan
+    res = run_scenario({"name": "t", "territories": ["departments"], "horizon_days": 14,
+                        "n_samples": 50}, broken, as_of=AS_OF, measures=no_measures)
+    assert res["skipped_territories"] == ["01"]
+    assert set(res["summary"]) == {"69", "75"}

@@ -58,3 +58,29 @@ def test_effects_use_only_data_before_as_of(real_cube):
     # (Salje et al. 2020) was published before as_of; later papers are not used.
     assert "Salje" in a.priors["lockdown"].source
     assert "Paireau" not in " ".join(p.source for p in a.priors.values())
+
+
+def test_cli_run_and_compare_on_the_real_cube(real_cube, tmp_path, monkeypatch, capsys):
+    import json
+
+    from service.cli import main
+
+    monkeypatch.setenv("VIGIE_HOME", str(real_cube.home))
+    monkeypatch.setenv("VIGIE_DATA_DIR", str(real_cube.data_dir))
+    monkeypatch.setenv("VIGIE_DATABASE_URL", real_cube.database_url)
+    out = tmp_path / "l2.json"
+    code = main(["scenario", "run", "scenarios/lockdown_2020_11.yaml", "--territory", "69",
+                 "--samples", "100", "--out", str(out)])
+    assert code == 0
+    res = json.loads(out.read_text())
+    assert res["vintage"]["as_of"] == "2020-10-25" and res["vintage"]["vintage_id"]
+    assert res["vintage"]["last_date"] == "2020-10-24"
+    assert res["summary"]["69"]["icu"]["capacity"] > 0  # DREES beds from the yearly cube
+    assert {r["indicator"] for r in res["trajectories"]} >= {"inc_hosp", "hosp", "icu"}
+    png = tmp_path / "fans.png"
+    code = main(["scenario", "compare", "scenarios/status_quo.yaml",
+                 "scenarios/lockdown_2020_11.yaml", "--as-of", "2020-10-25", "--territory",
+                 "FR", "--samples", "100", "--plot", str(png)])
+    assert code == 0 and png.stat().st_size > 10_000
+    table = capsys.readouterr().out
+    assert "status_quo" in table and "lockdown_2020_11" in table
