@@ -175,6 +175,9 @@ class Forecaster:
     alias: ClassVar[str] = "forecaster"
     #: True when one fit pools every territory (it cannot be split across Dask workers).
     is_global: ClassVar[bool] = False
+    #: True when the model should be trained on every territory of the hierarchy, whatever
+    #: the level asked for (global models learn little from one national series).
+    pools_territories: ClassVar[bool] = False
     #: Default settings; the keyword arguments of ``__init__`` override them.
     defaults: ClassVar[dict[str, Any]] = {}
 

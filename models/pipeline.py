@@ -115,10 +115,11 @@ def prepare(
     sub = ds.sel(territory=codes)
     y = sub[target.variable]
     # Drop leading dates where nothing at this level was observed (weeks before the series
-    # began would look like zeros to a global model).
+    # began would look like zeros to a global model) and trailing ones (the cube's date axis
+    # may run past this variable's last publication); horizons count from the last data.
     observed = np.flatnonzero(y.notnull().any("territory").values)
     if observed.size:
-        y = y.isel(date=slice(observed[0], None))
+        y = y.isel(date=slice(observed[0], observed[-1] + 1))
     X = sub.drop_vars([target.variable]).sel(date=y["date"])
     return y, X
 
@@ -171,8 +172,18 @@ def raw_forecasts(
     if dates.max() >= pd.Timestamp(forecast_date):
         raise ValueError("the cube holds data on or after the forecast date (not cut as_of)")
     steps = steps_for(target, dates[-1], forecast_date, horizons, infer_step(dates))
-    fcs = run_models(models, y, X, max(steps.values()), client)
-    return {name: relabel(fc, steps) for name, fc in fcs.items()}
+    n_steps = max(steps.values())
+    pooled = {n: m for n, m in models.items() if m.pools_territories}
+    fcs = run_models({n: m for n, m in models.items() if n not in pooled}, y, X, n_steps, client)
+    if pooled:
+        # Global models learn from every territory of the hierarchy (a national series alone
+        # is too short to train on), then forecast the requested ones.
+        y_all, x_all = prepare(ds, target, "all")
+        y_all = y_all.sel(date=y_all["date"] <= dates[-1])
+        x_all = x_all.sel(date=y_all["date"])
+        for name, fc in run_models(pooled, y_all, x_all, n_steps, client).items():
+            fcs[name] = fc.sel(territory=y["territory"].values)
+    return {name: relabel(fcs[name], steps) for name in models}
 
 
 def observed_rows(rows: pd.DataFrame, ds: xr.Dataset, target: Target) -> pd.DataFrame:
@@ -272,7 +283,8 @@ def backtest(
     Returns
     -------
     Wide table as :func:`backtest_raw`, each model twice: ``<name>_raw`` and calibrated
-    ``<name>`` (``baseline`` only raw, as the Hubs define it), plus ``observed`` (the outcome in the latest cube, for scoring).
+    ``<name>`` (``baseline`` only raw, as the Hubs define it), plus ``observed`` (the outcome
+    in the latest cube, for scoring).
     """
     horizons = tuple(horizons or target.horizons)
     calibration = calibration or ConformalCalibrator()
@@ -287,6 +299,18 @@ def backtest(
         progress=progress,
     )
     raw = raw[raw["model"].isin(names)]
+    return calibrate_backtest(raw, target, first, opener, calibration)
+
+
+def calibrate_backtest(
+    raw: pd.DataFrame,
+    target: Target,
+    first: pd.Timestamp,
+    opener: CubeOpener,
+    calibration: ConformalCalibrator | None = None,
+) -> pd.DataFrame:
+    """Calibrate raw backtest rows date by date (see :func:`backtest`); keep dates >= first."""
+    calibration = calibration or ConformalCalibrator()
     # The baseline is the Hubs' reference as defined: it is kept raw, never calibrated.
     is_base = raw["model"] == "baseline"
     out = [raw[is_base], raw[~is_base].assign(model=raw["model"] + "_raw")]
@@ -391,7 +415,7 @@ def forecast(
         hist = backtest_raw(target, level, past, [model_name], opener, territories=territories,
                             horizons=horizons, client=client, registry=registry)
         hist = observed_rows(hist[hist["model"] == model_name], ds, target)
-        cal = ConformalCalibrator(calibration.window, calibration.min_scores,
+        cal = ConformalCalibrator(calibration.window, calibration.prior_scores,
                                   calibration.max_factor).fit(hist, as_of=fd)
         fc = cal.transform(fc)
         meta["calibrated"] = True

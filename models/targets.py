@@ -88,7 +88,10 @@ DEFAULT_FREQUENCY = {
     "inc_hosp": "weekly", "inc_icu": "weekly", "hosp": "daily", "icu": "daily",
     "er_visits": "weekly", "unemployment": "quarterly",
 }
-LEVELS = {"national": ("country",), "region": ("region",), "department": ("department",)}
+LEVELS = {
+    "national": ("country",), "region": ("region",), "department": ("department",),
+    "all": ("country", "region", "department"),
+}
 
 
 def get_target(name: str, frequency: str | None = None) -> Target:

@@ -1,0 +1,284 @@
+"""``forecast``, ``forecast-all``, ``backtest`` and ``score`` commands (models/)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+LEVEL_CHOICES = ("national", "region", "department")
+#: What ``forecast-all`` (``make run``) produces: weekly admissions at every level.
+DEFAULT_RUNS = (("inc_hosp", "weekly"), ("inc_icu", "weekly"))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--target", required=True, help="inc_hosp, inc_icu, hosp, icu, …")
+    common.add_argument("--frequency", choices=("weekly", "daily", "quarterly"),
+                        help="cube frequency of the target (default: the target's usual one)")
+    common.add_argument("--level", choices=LEVEL_CHOICES, default="national")
+    common.add_argument("--territory", nargs="+", metavar="CODE",
+                        help="restrict to these codes (INSEE département, R84, FR)")
+    common.add_argument("--model", default="ensemble", help="registry name (default ensemble)")
+    common.add_argument("--sequential", action="store_true",
+                        help="no Dask cluster: fit in this process")
+    common.add_argument("--out", required=True, type=Path, help="Hub CSV to write")
+
+    fc = subparsers.add_parser(
+        "forecast", parents=[common], help="quantile forecast in the Forecast Hub CSV format")
+    fc.add_argument("--as-of", help="forecast date YYYY-MM-DD (uses data dated before it; "
+                                    "default: the day after the latest observation)")
+    fc.add_argument("--horizon", type=int,
+                    help="number of periods ahead (default: the target's horizons)")
+    fc.add_argument("--no-calibration", action="store_true")
+    fc.add_argument("--save", action="store_true",
+                    help="also store the run under $VIGIE_HOME/forecasts")
+    fc.set_defaults(func=cmd_forecast)
+
+    bt = subparsers.add_parser(
+        "backtest", parents=[common], help="rolling-origin backtest, Hub CSV of every date")
+    bt.add_argument("--start", required=True, help="first forecast date (a Monday or later)")
+    bt.add_argument("--end", required=True, help="last forecast date")
+    bt.add_argument("--every", type=int, default=7, help="days between forecast dates")
+    bt.add_argument("--horizon", type=int)
+    bt.add_argument("--data-dir", type=Path,
+                    help="source folder: ingested into the store first if it is not the "
+                         "folder of the current vintage")
+    bt.add_argument("--all-models", action="store_true",
+                    help="write every model (members, raw and calibrated) with a model column")
+    bt.set_defaults(func=cmd_backtest)
+
+    fa = subparsers.add_parser(
+        "forecast-all", help="forecast the default targets at every level into the store")
+    fa.add_argument("--model", default="ensemble")
+    fa.add_argument("--as-of")
+    fa.add_argument("--sequential", action="store_true")
+    fa.set_defaults(func=cmd_forecast_all)
+
+    sc = subparsers.add_parser("score", help="WIS, relative WIS, coverage of a Hub CSV")
+    sc.add_argument("file", type=Path, help="Hub CSV (optionally with a 'model' column)")
+    sc.add_argument("--baseline", type=Path, help="Hub CSV of the baseline to compare with")
+    sc.add_argument("--out", type=Path, help="write the per-forecast scores as CSV")
+    sc.add_argument("--json", action="store_true")
+    sc.set_defaults(func=cmd_score)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _horizons(target, horizon: int | None) -> tuple[int, ...]:
+    return tuple(range(1, horizon + 1)) if horizon else target.horizons
+
+
+def _client(args):
+    from features.settings import Settings
+    from models.pipeline import dask_client
+
+    if getattr(args, "sequential", False):
+        return nullcontext(None)
+    return dask_client(Settings.from_env().dask_address or None)
+
+
+def _default_forecast_date(target, level: str, opener) -> pd.Timestamp:
+    """The day after the latest observation (the next Monday for weekly targets)."""
+    from models.pipeline import prepare
+
+    y, _ = prepare(opener(target.frequency, None), target, level)
+    last = pd.Timestamp(y["date"].values[-1])
+    day = last + pd.Timedelta(days=1)
+    if target.unit == "wk":
+        day += pd.Timedelta(days=(0 - day.weekday()) % 7)
+    return day
+
+
+def _level_of(code: str) -> str:
+    return "national" if code == "FR" else "region" if code.startswith("R") else "department"
+
+
+# -- commands ---------------------------------------------------------------------------------
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from models.pipeline import default_opener, forecast
+    from models.registry import get_registry
+    from models.store import ForecastStore
+    from models.targets import get_target, to_hub
+
+    target = get_target(args.target, args.frequency)
+    opener = default_opener()
+    fd = pd.Timestamp(args.as_of) if args.as_of else _default_forecast_date(
+        target, args.level, opener)
+    registry = get_registry()
+    started = time.perf_counter()
+    with _client(args) as client:
+        fc, meta = forecast(
+            target, args.level, fd, args.model, opener, territories=args.territory,
+            horizons=_horizons(target, args.horizon), calibrate=not args.no_calibration,
+            client=client, registry=registry,
+        )
+    rows = to_hub(fc, target, fd)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(args.out, index=False)
+    spec = registry.get(args.model)
+    meta.update(target=target.name, frequency=target.frequency, level=args.level,
+                model=spec.name, model_version=spec.version, params=spec.params,
+                territories=args.territory or "all",
+                elapsed_s=round(time.perf_counter() - started, 1))
+    if args.save:
+        run = ForecastStore.from_settings().save(rows, meta)
+        meta["run_id"] = run.run_id
+    log.info("forecast %s %s %s as of %s: %d rows in %.1fs → %s", target.name, args.level,
+             args.model, fd.date(), len(rows), meta["elapsed_s"], args.out)
+    return 0
+
+
+def cmd_forecast_all(args: argparse.Namespace) -> int:
+    from models.pipeline import default_opener, forecast
+    from models.registry import get_registry
+    from models.store import ForecastStore
+    from models.targets import get_target, to_hub
+
+    opener = default_opener()
+    registry = get_registry()
+    spec = registry.get(args.model)
+    store = ForecastStore.from_settings()
+    failures = 0
+    with _client(args) as client:
+        for name, frequency in DEFAULT_RUNS:
+            target = get_target(name, frequency)
+            for level in target.levels:
+                started = time.perf_counter()
+                try:
+                    fd = pd.Timestamp(args.as_of) if args.as_of else _default_forecast_date(
+                        target, level, opener)
+                    fc, meta = forecast(target, level, fd, args.model, opener,
+                                        client=client, registry=registry)
+                except Exception:
+                    log.exception("forecast %s/%s %s failed", name, frequency, level)
+                    failures += 1
+                    continue
+                meta.update(target=name, frequency=frequency, level=level, model=spec.name,
+                            model_version=spec.version, params=spec.params,
+                            elapsed_s=round(time.perf_counter() - started, 1))
+                run = store.save(to_hub(fc, target, fd), meta)
+                log.info("forecast %s %s %s as of %s: run %s (%.1fs)", name, frequency, level,
+                         fd.date(), run.run_id, meta["elapsed_s"])
+    return 1 if failures else 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from features.settings import Settings
+    from models.calibration import QCOLS
+    from models.pipeline import backtest, default_opener, monday_dates
+    from models.registry import get_registry
+    from models.targets import QUANTILES, get_target
+
+    settings = Settings.from_env(data_dir=str(args.data_dir)) if args.data_dir else None
+    if args.data_dir:
+        _ensure_ingested(settings)
+    target = get_target(args.target, args.frequency)
+    opener = default_opener(settings)
+    dates = monday_dates(args.start, args.end, args.every)
+    if not dates:
+        print("no forecast date between --start and --end", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    with _client(args) as client:
+        result = backtest(
+            target, args.level, dates, [args.model], opener, territories=args.territory,
+            horizons=_horizons(target, args.horizon), every=args.every, client=client,
+            registry=get_registry(settings), progress=sys.stderr.isatty(),
+        )
+    if not args.all_models:
+        result = result[result["model"] == args.model]
+    long = result.melt(
+        id_vars=["model", "forecast_date", "territory", "horizon", "target_end_date"],
+        value_vars=QCOLS, var_name="quantile", value_name="value",
+    )
+    long["quantile"] = long["quantile"].str.lstrip("q").astype(float)
+    out = pd.DataFrame({
+        "forecast_date": long["forecast_date"].dt.strftime("%Y-%m-%d"),
+        "target": [target.hub_target(int(h)) for h in long["horizon"]],
+        "target_end_date": long["target_end_date"].dt.strftime("%Y-%m-%d"),
+        "location": long["territory"],
+        "type": "quantile",
+        "quantile": long["quantile"],
+        "value": long["value"].round(3),
+    })
+    if args.all_models:
+        out.insert(0, "model", long["model"])
+    key = ["forecast_date", "location", "target", "quantile"]
+    out = out.sort_values(["model", *key] if args.all_models else key)
+    assert set(out["quantile"].round(3)) == {round(q, 3) for q in QUANTILES}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(args.out, index=False)
+    log.info("backtest %s %s %s: %d dates, %d rows in %.0fs → %s", target.name, args.level,
+             args.model, len(dates), len(out), time.perf_counter() - started, args.out)
+    return 0
+
+
+def _ensure_ingested(settings) -> None:
+    """Ingest ``settings.data_dir`` unless the current vintage was built from it."""
+    from features.errors import NoVintageError
+    from features.ingest import run_ingest
+    from features.store import CubeStore
+
+    try:
+        current = CubeStore(settings).current_vintage()
+        if Path(str(current.get("data_dir") or "")).resolve() == settings.data_dir:
+            return
+    except NoVintageError:
+        pass
+    log.info("ingesting %s", settings.data_dir)
+    run_ingest(settings, data_dir=settings.data_dir)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from models.calibration import QCOLS
+    from models.pipeline import default_opener, observed_rows
+    from models.scoring import score_table, summarise
+    from models.targets import from_hub, get_target
+
+    frames = [_read_hub(args.file, default_model=args.file.stem)]
+    if args.baseline:
+        frames.append(_read_hub(args.baseline, default_model="baseline"))
+    wide = from_hub(pd.concat(frames, ignore_index=True))
+    opener = default_opener()
+    parts = []
+    for (name, frequency), rows in wide.groupby(["target_name", "frequency"]):
+        target = get_target(name, frequency)
+        parts.append(observed_rows(rows, opener(frequency, None), target))
+    scored = score_table(pd.concat(parts, ignore_index=True), QCOLS)
+    if scored.empty:
+        print("no forecast has an observed outcome yet", file=sys.stderr)
+        return 1
+    scored["level"] = scored["territory"].map(_level_of)
+    base = "baseline" if "baseline" in set(scored["model"]) else None
+    by_h = summarise(scored, ["target_name", "level", "horizon"], baseline=base)
+    board = summarise(scored, ["target_name", "level"], baseline=base)
+    board = board.sort_values(["target_name", "level", "wis"])
+    if args.out:
+        scored.to_csv(args.out, index=False)
+    if args.json:
+        print(json.dumps({"by_horizon": by_h.to_dict("records"),
+                          "leaderboard": board.to_dict("records")}, default=str, indent=1))
+        return 0
+    with pd.option_context("display.width", 200, "display.max_columns", 20,
+                           "display.float_format", "{:.3f}".format):
+        print("Scores by horizon (WIS and AE in target units; coverage = share inside the "
+              "central interval; bias > 0 = over-prediction)")
+        print(by_h.to_string(index=False))
+        print("\nLeaderboard (mean WIS; rel_wis = WIS / baseline WIS on the same forecasts)")
+        print(board.to_string(index=False))
+    return 0
+
+
+def _read_hub(path: Path, default_model: str) -> pd.DataFrame:
+    frame = pd.read_csv(path, dtype={"location": str})
+    if "model" not in frame:
+        frame["model"] = default_model
+    return frame

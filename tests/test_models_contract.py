@@ -1,0 +1,110 @@
+"""One contract over every registered forecaster (Vigie's ``check_estimator``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from models.base import QUANTILES, Forecaster, clean_history
+from models.registry import Registry
+from tests.synthetic_cube import synthetic_cube
+
+REGISTRY = Registry()  # built-in models only: no user registry file in tests
+
+
+def assert_forecaster(model: Forecaster, y: xr.DataArray, horizon: int = 3) -> xr.DataArray:
+    """Check the forecaster contract on history ``y`` (territory, date); return the forecast."""
+    params = model.get_params()
+    assert not [k for k in vars(model) if k.endswith("_")], "__init__ must not set fitted state"
+    assert model.fit(y) is model, "fit returns self"
+    assert model.get_params() == params, "fit must not change settings"
+    fitted = [k for k in vars(model) if k.endswith("_")]
+    assert fitted, "fit sets attributes ending in _"
+    fc = model.predict(horizon)
+    assert fc.dims == ("territory", "horizon", "quantile")
+    assert list(fc["territory"].values) == [str(t) for t in y["territory"].values]
+    np.testing.assert_allclose(fc["quantile"].values, QUANTILES)
+    assert len(QUANTILES) == 23
+    assert list(fc["horizon"].values) == list(range(1, horizon + 1))
+    step = pd.Timestamp(y["date"].values[-1]) - pd.Timestamp(y["date"].values[-2])
+    expected = [pd.Timestamp(y["date"].values[-1]) + k * step for k in range(1, horizon + 1)]
+    assert list(pd.DatetimeIndex(fc["target_date"].values)) == expected
+    values = fc.values
+    assert np.all(np.isfinite(values)), "no NaN/inf"
+    assert np.all(values >= 0), "non-negative"
+    assert np.all(np.diff(values, axis=-1) >= -1e-9), "monotone in quantile"
+    # A second fit on other data works (Prophet itself refuses it) and clones are independent.
+    again = model.clone().fit(y.isel(date=slice(0, -2))).predict(horizon)
+    assert again.shape == fc.shape
+    return fc
+
+
+@pytest.fixture(scope="module")
+def weekly() -> xr.DataArray:
+    return synthetic_cube("weekly", periods=40)["inc_hosp"]
+
+
+@pytest.mark.parametrize("name", REGISTRY.names())
+def test_contract_weekly(name, weekly):
+    fc = assert_forecaster(REGISTRY.create(name), weekly)
+    # Sanity: the median of FR one week ahead is within a factor 3 of the last value.
+    last = float(weekly.sel(territory="FR").values[-1])
+    median = float(fc.sel(territory="FR", horizon=1, quantile=0.5))
+    assert last / 3 <= median <= last * 3
+
+
+@pytest.mark.parametrize("name", ["baseline", "ets", "sarimax", "gbm"])
+def test_contract_daily(name):
+    y = synthetic_cube("daily", periods=84)["inc_hosp"].sel(territory=["01", "FR"])
+    assert_forecaster(REGISTRY.create(name), y, horizon=7)
+
+
+def _awkward(weekly: xr.DataArray) -> xr.DataArray:
+    """Zeros, a short series, gaps, a missing last week and an empty series."""
+    values = weekly.values.copy()
+    values[0, :] = 0.0  # all zeros
+    values[1, :-4] = np.nan  # only 4 weeks of history
+    values[2, 10:14] = np.nan  # interior gap
+    values[3, -1] = np.nan  # last week not yet reported
+    values[4, :] = np.nan  # never observed
+    return weekly.copy(data=values)
+
+
+@pytest.mark.parametrize("name", REGISTRY.names())
+def test_fallback_never_crashes(name, weekly):
+    y = _awkward(weekly)
+    model = REGISTRY.create(name)
+    fc = assert_forecaster(model, y)
+    assert np.allclose(fc.sel(territory=str(y["territory"].values[0])).values, 0.0)
+    if model.get_params().get("min_history", 0) > 4:
+        assert str(y["territory"].values[1]) in model.fallbacks_  # short: logged fallback
+
+
+def test_fit_failure_falls_back_to_baseline(weekly, caplog):
+    model = REGISTRY.create("ets")
+
+    def broken(*args, **kwargs):
+        raise np.linalg.LinAlgError("singular")
+
+    model._fit_one = broken
+    fc = model.fit(weekly).predict(2)
+    assert set(model.fallbacks_) == {str(t) for t in weekly["territory"].values}
+    baseline = REGISTRY.create("baseline").fit(weekly).predict(2)
+    xr.testing.assert_allclose(fc.drop_attrs(), baseline.drop_attrs())
+    assert "falls back to baseline" in caplog.text
+
+
+def test_baseline_is_the_hub_baseline(weekly):
+    fc = REGISTRY.create("baseline").fit(weekly).predict(4)
+    last = weekly.isel(date=-1)
+    np.testing.assert_allclose(fc.sel(quantile=0.5).values, np.tile(last.values[:, None], 4))
+    width = (fc.sel(quantile=0.95) - fc.sel(quantile=0.05)).sel(territory="FR").values
+    assert np.all(np.diff(width) >= 0), "spread grows with the horizon"
+
+
+def test_clean_history_aligns_trailing_gaps():
+    clean, trailing = clean_history(np.array([np.nan, 1.0, np.nan, 3.0, -2.0, np.nan]))
+    np.testing.assert_allclose(clean, [1.0, 2.0, 3.0, 0.0])
+    assert trailing == 1
