@@ -100,7 +100,7 @@ def test_calibration_widens_too_narrow_intervals():
     q = np.tile(np.exp(np.linspace(-0.1, 0.1, 23)) * 100, (n, 1))  # ±10 % "90 %" interval
     rows = pd.DataFrame(q, columns=QCOLS).assign(
         forecast_date=pd.Timestamp("2021-01-04") - pd.to_timedelta(rng.integers(7, 60, n), "D"),
-        territory="01", horizon=1, observed=100 * np.exp(rng.normal(0, 0.3, n)))
+        territory="01", horizon=1, observed=100 * np.exp(rng.normal(0, 0.15, n)))  # factor ~2.5
     rows["target_end_date"] = rows["forecast_date"] + pd.Timedelta(days=5)
     cal = ConformalCalibrator(window=100, prior_scores=0).fit(rows, pd.Timestamp("2021-01-04"))
     fc = quantile_array(q[:1][None], ["01"], pd.DatetimeIndex(["2021-01-09"]), model="m")
