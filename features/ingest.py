@@ -52,6 +52,8 @@ class IngestReport:
     started_at: dt.datetime
     finished_at: dt.datetime | None = None
     message: str = ""
+    #: Wall time of each phase, seconds (structured figures of the run, for logs and benchmarks).
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[SourceOutcome]:
@@ -65,6 +67,7 @@ class IngestReport:
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "sources": [vars(s) for s in self.sources],
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
 
@@ -144,6 +147,7 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
         _record(engine, report)
         return report
     ctx = ParseContext(territories)
+    phase_started = time.perf_counter()
     files_manifest: dict[str, dict] = {}
     for path in territory_paths:
         raw = keep_raw(settings, _raw(path))
@@ -194,6 +198,7 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
                                                 summary=result.summary(),
                                                 seconds=time.perf_counter() - t0))
 
+    report.timings["sources"] = time.perf_counter() - phase_started
     if not results:
         report.message = "no source could be read"
         _record(engine, report)
@@ -216,7 +221,9 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
         _record(engine, report)
         return report
 
+    phase_started = time.perf_counter()
     datasets, fitted = build_cube(results, territories)
+    report.timings["build"] = time.perf_counter() - phase_started
     tables = {name: table for r in results for name, table in r.tables.items()}
     manifest = {
         "data_dir": str(data_dir),
@@ -225,7 +232,9 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
                     {"status": o.status, **o.summary} for o in report.sources},
         "fitted": fitted,
     }
+    phase_started = time.perf_counter()
     report.vintage_id = store.write_vintage(datasets, tables, manifest, issued_at=issued_at)
+    report.timings["write"] = time.perf_counter() - phase_started
     report.outcome = "partial" if report.failed else "ok"
     report.message = (f"vintage {report.vintage_id} written"
                       + (f"; {len(report.failed)} source(s) failed and kept their last good "
@@ -262,6 +271,9 @@ def _checksums(files: dict) -> dict[str, str]:
 
 def _record(engine: sa.Engine, report: IngestReport) -> None:
     report.finished_at = utcnow()
+    report.timings["total"] = (report.finished_at - report.started_at).total_seconds()
+    log.info("ingest %s in %s", report.outcome,
+             ", ".join(f"{k} {v:.2f}s" for k, v in report.timings.items()))
     with engine.begin() as conn:
         conn.execute(ingest_runs.insert().values(
             started_at=report.started_at, finished_at=report.finished_at,

@@ -220,7 +220,8 @@ class Collector:
 
 
 def read_table(path: Path, columns: dict[str, tuple[str, ...]], check: Collector,
-               optional: dict[str, tuple[str, ...]] | None = None) -> pd.DataFrame:
+               optional: dict[str, tuple[str, ...]] | None = None,
+               numeric: Iterable[str] = ()) -> pd.DataFrame:
     """Read a delimited text file into a frame of strings with canonical column names.
 
     Accepts both the extracts (comma-separated UTF-8) and the official publications
@@ -271,11 +272,24 @@ def read_table(path: Path, columns: dict[str, tuple[str, ...]], check: Collector
                    f"{', '.join(repr(columns[c][0]) for c in missing)}", line=1)
     if "\n" not in text.strip("\r\n"):
         check.fail("data rows after the header", "only a header line")
-    try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-                            na_values=[""], skip_blank_lines=False, usecols=list(mapping))
-    except pd.errors.ParserError as exc:
-        check.fail(f"{len(header)} fields on every line", str(exc).strip())
+    usecols = list(mapping)
+    numeric_headers = {orig: "float64" for orig, canon in mapping.items() if canon in set(numeric)}
+    frame = None
+    if numeric_headers:
+        # Fast path: let the C parser read numbers. Any cell it cannot parse sends the file
+        # down the text path, where every bad cell is reported with its line.
+        try:
+            frame = pd.read_csv(io.StringIO(text), sep=sep, keep_default_na=False,
+                                na_values=[""], skip_blank_lines=False, usecols=usecols,
+                                dtype={**{c: str for c in usecols}, **numeric_headers})
+        except (ValueError, pd.errors.ParserError):
+            frame = None
+    if frame is None:
+        try:
+            frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                                na_values=[""], skip_blank_lines=False, usecols=usecols)
+        except pd.errors.ParserError as exc:
+            check.fail(f"{len(header)} fields on every line", str(exc).strip())
     frame = frame.rename(columns=mapping)
     # Messages must name the column as the publisher spelled it, not Vigie's canonical name.
     frame.attrs["original_columns"] = {canon: orig for orig, canon in mapping.items()}
@@ -345,6 +359,15 @@ def to_number(frame: pd.DataFrame, column: str, check: Collector, *, count: bool
     """
     raw = frame[column]
     label = original_name(frame, column)
+    if pd.api.types.is_numeric_dtype(raw.dtype):
+        # read_table parsed the column as numbers already: only the range checks remain.
+        raw = raw.astype("float64")
+        values = raw
+        missing = raw.isna()
+        if not allow_missing:
+            _report(check, missing, raw, label, "a value", found=lambda v: "an empty cell")
+        _range_checks(check, values, raw, label, count, minimum, maximum)
+        return values
     values = pd.to_numeric(raw, errors="coerce").astype("float64")
     # Slow path only for the cells the fast parser refused: spaces, decimal commas, text.
     retry = values.isna() & raw.notna()
@@ -357,14 +380,30 @@ def to_number(frame: pd.DataFrame, column: str, check: Collector, *, count: bool
     _report(check, not_number, raw, label, "a number")
     if not allow_missing:
         _report(check, missing, raw, label, "a value", found=lambda v: "an empty cell")
-    if count:
-        _report(check, values < 0, raw, label, "a count >= 0")
-        _report(check, (values % 1 != 0) & values.notna(), raw, label, "a whole number")
-    if minimum is not None:
-        _report(check, values < minimum, raw, label, f"a value >= {minimum:g}")
-    if maximum is not None:
-        _report(check, values > maximum, raw, label, f"a value <= {maximum:g}")
+    _range_checks(check, values, raw, label, count, minimum, maximum)
     return values
+
+
+def _range_checks(check: Collector, values: pd.Series, raw: pd.Series, label: str, count: bool,
+                  minimum: float | None, maximum: float | None) -> None:
+    if count:
+        _report(check, values < 0, raw, label, "a count >= 0",
+                found=lambda v: repr(_as_text(v)))
+        _report(check, (values % 1 != 0) & values.notna(), raw, label, "a whole number",
+                found=lambda v: repr(_as_text(v)))
+    if minimum is not None:
+        _report(check, values < minimum, raw, label, f"a value >= {minimum:g}",
+                found=lambda v: repr(_as_text(v)))
+    if maximum is not None:
+        _report(check, values > maximum, raw, label, f"a value <= {maximum:g}",
+                found=lambda v: repr(_as_text(v)))
+
+
+def _as_text(value) -> str:
+    """A parsed number shown as the publisher wrote it (``-3.0`` → ``'-3'``)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def to_date(frame: pd.DataFrame, column: str, check: Collector, today: dt.date,
@@ -375,14 +414,17 @@ def to_date(frame: pd.DataFrame, column: str, check: Collector, today: dt.date,
     """
     raw = frame[column]
     label = original_name(frame, column)
-    uniques = pd.Series(pd.unique(raw.dropna()))
-    parsed = pd.to_datetime(uniques, format=fmt, errors="coerce")
+    codes, uniques = pd.factorize(raw)
+    parsed = pd.Series(pd.to_datetime(pd.Series(uniques, dtype=object), format=fmt,
+                                      errors="coerce"))
     if parsed.isna().any() and fmt == "%Y-%m-%d":
-        alt = pd.to_datetime(uniques[parsed.isna()], format="%d/%m/%Y", errors="coerce")
+        alt = pd.to_datetime(pd.Series(uniques, dtype=object)[parsed.isna()],
+                             format="%d/%m/%Y", errors="coerce")
         parsed = parsed.fillna(alt)
-    lookup = pd.Series(parsed.values, index=uniques.values)
-    dates = raw.map(lookup)
-    dates = pd.to_datetime(dates)
+    values = parsed.to_numpy(dtype="datetime64[ns]")
+    taken = np.where(codes >= 0, values[np.clip(codes, 0, None)] if len(values) else
+                     np.datetime64("NaT"), np.datetime64("NaT", "ns"))
+    dates = pd.Series(taken.astype("datetime64[ns]"), index=raw.index)
     _report(check, dates.isna(), raw, label,
             "a date like 2020-03-19" if fmt == "%Y-%m-%d" else f"a date in format {fmt}",
             found=lambda v: "an empty cell" if pd.isna(v) else repr(v))
@@ -457,5 +499,7 @@ def to_tidy(frame: pd.DataFrame, value_columns: dict[str, str],
                              zip(TIDY_COLUMNS, [object, "datetime64[ns]", object, "float64"],
                                  strict=True)})
     tidy = pd.concat(parts, ignore_index=True)
-    tidy["date"] = pd.to_datetime(tidy["date"]).astype("datetime64[ns]")
+    if not pd.api.types.is_datetime64_dtype(tidy["date"]):
+        tidy["date"] = pd.to_datetime(tidy["date"])
+    tidy["date"] = tidy["date"].astype("datetime64[ns]")
     return tidy

@@ -73,7 +73,7 @@ class DreesCapacity(Source):
 
     def parse(self, path: Path, ctx: ParseContext) -> SourceResult:
         check = Collector(self.name, path)
-        frame = read_table(path, self.COLUMNS, check)
+        frame = read_table(path, self.COLUMNS, check, numeric=("beds",))
         national = frame["geo_level"].eq("national")
         # The national rows come twice: France ('FR') and metropolitan France ('MET'); the
         # latter is not a territory of the cube.

@@ -73,7 +73,8 @@ class GoogleMobility(Source):
 
     def parse(self, path: Path, ctx: ParseContext) -> SourceResult:
         check = Collector(self.name, path)
-        frame = read_table(path, self.COLUMNS, check, optional=self.OPTIONAL)
+        frame = read_table(path, self.COLUMNS, check, optional=self.OPTIONAL,
+                           numeric=PLACES)
         if "country" in frame.columns:
             frame = frame[frame["country"].eq("FR")]
         if "metro_area" in frame.columns:
@@ -81,7 +82,7 @@ class GoogleMobility(Source):
         iso = frame["iso"].fillna("")
         is_region = iso.isin(ISO_REGION_TO_CODE)
         is_country = iso.eq("") & frame["sub_region_1"].isna()
-        dep = iso.str.removeprefix("FR-")
+        dep = iso.str.slice(3).where(iso.str.startswith("FR-"), iso)
         if "dep_code" in frame.columns:
             dep = frame["dep_code"].fillna(dep)
         frame["territory"] = np.where(is_country, FRANCE,

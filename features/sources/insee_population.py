@@ -62,7 +62,7 @@ class InseePopulation(Source):
 
     def parse(self, path: Path, ctx: ParseContext) -> SourceResult:
         check = Collector(self.name, path)
-        frame = read_table(path, self.COLUMNS, check)
+        frame = read_table(path, self.COLUMNS, check, numeric=("population",))
         check_territories(frame, "territory", check, ctx.territories)
         for column, allowed in (("sex", ("all", "male", "female")), ("age_group", AGE_GROUPS)):
             bad = ~frame[column].isin(allowed)

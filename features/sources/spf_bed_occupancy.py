@@ -50,7 +50,8 @@ INDICATORS = (
 def _parse_stocks(source: Source, path: Path, ctx: ParseContext, columns: dict,
                   optional: dict | None = None) -> SourceResult:
     check = Collector(source.name, path)
-    frame = read_table(path, columns, check, optional=optional)
+    frame = read_table(path, columns, check, optional=optional,
+                       numeric=("hosp", "rea"))
     if "sex" in frame.columns:
         # Official file: one row per sex (0 = all, 1 = men, 2 = women); keep the totals.
         frame = frame[frame["sex"].str.strip().eq("0")]

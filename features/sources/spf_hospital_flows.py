@@ -56,7 +56,7 @@ class SpfHospitalFlows(Source):
 
     def parse(self, path: Path, ctx: ParseContext) -> SourceResult:
         check = Collector(self.name, path)
-        frame = read_table(path, self.COLUMNS, check)
+        frame = read_table(path, self.COLUMNS, check, numeric=VALUE_COLUMNS)
         check_territories(frame, "territory", check, ctx.territories)
         frame["date"] = to_date(frame, "date", check, ctx.today)
         for col in VALUE_COLUMNS:

@@ -96,7 +96,7 @@ class _SursaudBase(Source):
         }
         if not self.national:
             columns["region"] = ("reg_code",)
-        frame = read_table(path, columns, check)
+        frame = read_table(path, columns, check, numeric=RATES)
         if self.national:
             frame["territory"] = FRANCE
         else:
