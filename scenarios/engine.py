@@ -106,15 +106,30 @@ def _ramp(dates: pd.DatetimeIndex, iv: Intervention, horizon_end: pd.Timestamp) 
     return val
 
 
-def _applies(iv: Intervention, code: str, level: str, parent: str) -> bool:
+def _coverage(iv: Intervention, code: str, level: str, deps: list[str],
+              parents: dict[str, str], pops: dict[str, float]) -> float:
+    """Share of a territory's population an intervention applies to (1 for a département
+    inside the intervention's territories, a population share for a région or France)."""
     if not iv.territories:
-        return True
-    for t in iv.territories:
-        if t == code or t == "FR" or (t == parent and level == "department"):
-            return True
-        if t in ("departments", "metro_departments") and level == "department":
-            return True
-    return False
+        return 1.0
+
+    def dep_in(d: str) -> bool:
+        for t in iv.territories:  # type: ignore[union-attr]
+            if t in (d, "FR", parents.get(d)) or t == "departments" or (
+                t == "metro_departments" and not d.startswith("97")
+            ):
+                return True
+        return False
+
+    if level == "department":
+        return 1.0 if dep_in(code) else 0.0
+    if code in iv.territories:
+        return 1.0
+    members = deps if level == "country" else [d for d in deps if parents.get(d) == code]
+    w = np.nan_to_num(np.array([pops.get(d, 0.0) for d in members], dtype=float))
+    if not members or w.sum() <= 0:
+        return 0.0
+    return float(sum(wi for d, wi in zip(members, w, strict=True) if dep_in(d)) / w.sum())
 
 
 def _select_territories(ds: xr.Dataset, wanted: tuple[str, ...]) -> list[str]:
@@ -244,7 +259,12 @@ def project(
     as_of = scenario.as_of
     H = scenario.horizon_days
     S = scenario.n_samples
-    rng = np.random.default_rng(scenario.seed)
+    # One independent stream per random component, so that adding an intervention never
+    # shifts the draws of another component: scenarios compared with the same seed share
+    # R now, drift, effect draws and noise (common random numbers).
+    (rng_r, rng_beta, rng_el, rng_rw, rng_noise, rng_los, rng_icu, rng_iv, rng_mob) = [
+        np.random.default_rng(s) for s in np.random.SeedSequence(scenario.seed).spawn(9)
+    ]
     w = params.generation_interval()
     f = params.infection_to_admission()
     G, K = len(w) - 1, len(f) - 1
@@ -289,7 +309,7 @@ def project(
     mu7 = adm_hist[:, -7:].mean(axis=1)
     phi = 1.0 + mu7 / k_nb
     a_eff = 1.0 + (a_now - 1.0) / phi
-    r_now = rng.gamma(a_eff[:, None], (a_now * b_now / a_eff)[:, None], size=(T, S))  # (T, S)
+    r_now = rng_r.gamma(a_eff[:, None], (a_now * b_now / a_eff)[:, None], size=(T, S))  # (T, S)
 
     # 2. Covariates on infection dates u in [as_of - 7 - K, as_of + H).
     u_dates = pd.date_range(as_of - pd.Timedelta(days=7 + K), as_of + pd.Timedelta(days=H - 1))
@@ -304,15 +324,20 @@ def project(
     x_scen = x_base.copy()
     custom = np.zeros((T, S, len(u_dates)))  # log-R added directly (explicit effects)
     mob_shift = np.zeros((T, S, len(u_dates)))  # mobility points (explicit mobility effects)
-    beta = effects.sample_beta(rng, S)  # (S, C)
-    mob_el = rng.normal(*effects.mobility_elasticity, size=S)
-    str_el = rng.normal(*effects.stringency_elasticity, size=S)
+    beta = effects.sample_beta(rng_beta, S)  # (S, C)
+    mob_el = rng_el.normal(*effects.mobility_elasticity, size=S)
+    str_el = rng_el.normal(*effects.stringency_elasticity, size=S)
     horizon_end = proj_dates[-1]
     for iv in scenario.interventions:
-        ramp = _ramp(u_dates, iv, horizon_end)  # (U,)
-        rows = [i for i, c in enumerate(terrs) if _applies(iv, c, level[i], parent[i])]
+        cover = np.array([_coverage(iv, c, level[i], deps, parents, pops)
+                          for i, c in enumerate(terrs)])
+        rows = [i for i in range(T) if cover[i] > 0]
         if not rows:
             continue
+        # (rows, U) intensity: the ramp times the share of the territory covered. For a région
+        # or France partly covered, a covariate becomes a population share (as in history) and
+        # an explicit effect is scaled by that share (first-order mixture).
+        ramp_r = _ramp(u_dates, iv, horizon_end)[None, :] * cover[rows][:, None]
         cov = measure_covariate(iv.type, iv.hour) if iv.type not in ("relaxation", "custom") \
             else None
         explicit = isinstance(iv.effect, dict)
@@ -320,23 +345,23 @@ def project(
             lifted = iv.lifts or (*LEVELS, "school_closure")
             for c in lifted:
                 j = COVARIATES.index(c)
-                x_scen[rows, :, j] = np.minimum(x_scen[rows, :, j], 1.0 - ramp[None, :])
+                x_scen[rows, :, j] = np.minimum(x_scen[rows, :, j], 1.0 - ramp_r)
         elif cov is not None and not explicit:
             js = [COVARIATES.index(c) for c in LEVELS[: LEVELS.index(cov) + 1]] \
                 if cov in LEVELS else [COVARIATES.index(cov)]
             for j in js:
-                x_scen[rows, :, j] = np.maximum(x_scen[rows, :, j], ramp[None, :])
+                x_scen[rows, :, j] = np.maximum(x_scen[rows, :, j], ramp_r)
         if explicit:
             eff = iv.effect
             if "transmission" in eff:
                 sd = float(eff.get("transmission_sd", 0.0))
-                lr = np.log1p(eff["transmission"]) + sd * rng.standard_normal(S)
-                custom[rows] += lr[None, :, None] * ramp[None, None, :]
+                lr = np.log1p(eff["transmission"]) + sd * rng_iv.standard_normal(S)
+                custom[rows] += lr[None, :, None] * ramp_r[:, None, :]
             if "mobility" in eff:
-                mob_shift[rows] += eff["mobility"] * ramp[None, None, :]
-                custom[rows] += (mob_el[:, None] * eff["mobility"])[None] * ramp[None, None, :]
+                mob_shift[rows] += eff["mobility"] * ramp_r[:, None, :]
+                custom[rows] += (mob_el[:, None] * eff["mobility"])[None] * ramp_r[:, None, :]
             if "stringency" in eff:
-                custom[rows] += (str_el[:, None] * eff["stringency"])[None] * ramp[None, None, :]
+                custom[rows] += (str_el[:, None] * eff["stringency"])[None] * ramp_r[:, None, :]
     log_m = np.einsum("tuc,sc->tsu", x_scen, beta) + custom  # (T, S, U)
     m = np.exp(log_m)
     # Transfer to admission dates t in [as_of - 7, as_of + H): sum_k f_k M(t - k).
@@ -349,7 +374,7 @@ def project(
     mult = ma[:, :, 7:] / ref  # (T, S, H)
     # 3. Unexplained drift of log R.
     sig = np.array([effects.sigma_rw.get(lv, effects.sigma_rw["department"]) for lv in level])
-    rw = np.cumsum(rng.standard_normal((T, S, H)) * sig[:, None, None], axis=-1)
+    rw = np.cumsum(rng_rw.standard_normal((T, S, H)) * sig[:, None, None], axis=-1)
     r_path = np.minimum(r_now[:, :, None] * mult * np.exp(rw), params.r_max)
 
     # 4. Renewal on admissions.
@@ -366,13 +391,13 @@ def project(
         buf[:, :, G + h] = r_path[:, :, h] * frac * lam
         cum += buf[:, :, G + h] / params.ihr
     adm_mean = buf[:, :, G:]  # (T, S, H)
-    u = rng.uniform(size=(S, H))  # common random numbers: monotone in the mean
+    u = rng_noise.uniform(size=(S, H))  # common random numbers: monotone in the mean
     kk = k_nb[:, None, None]
     adm_obs = stats.nbinom.ppf(u[None], kk, kk / (kk + np.maximum(adm_mean, 1e-9)))
 
     # 5. Occupancy.
     samples: dict[str, np.ndarray] = {"inc_hosp": adm_obs, "inc_hosp_mean": adm_mean}
-    los_fac_draw = np.exp(params.los_sd_log * rng.standard_normal(S))
+    los_fac_draw = np.exp(params.los_sd_log * rng_los.standard_normal(S))
     p = params
 
     def surv_hosp(c: float | np.ndarray) -> np.ndarray:
@@ -388,7 +413,7 @@ def project(
         else np.zeros_like(adm_hist)
     last28_h = adm_hist[:, -28:].sum(axis=1)
     last28_i = icu_adm_hist[:, -28:].sum(axis=1)
-    p_icu = rng.beta(1 + last28_i[:, None], 1 + np.maximum(last28_h - last28_i, 0)[:, None],
+    p_icu = rng_icu.beta(1 + last28_i[:, None], 1 + np.maximum(last28_h - last28_i, 0)[:, None],
                      size=(T, S))
     observed_last: dict[str, np.ndarray] = {}
     L = p.max_los
@@ -430,13 +455,15 @@ def project(
     samples["er_visits_covid_rate"] = _er_projection(sub, terrs, level, parent, adm_hist,
                                                      adm_mean, weekly, daily)
     samples["mobility_transit_stations"] = _mobility_projection(
-        sub, x_scen, x_base, effects, mob_shift, rng, S, K, H)
+        sub, x_scen, x_base, effects, mob_shift, rng_mob, S, K, H)
 
     capacity = _capacity(scenario, terrs, yearly, as_of)
     return Projection(terrs, proj_dates, samples, capacity, r_now, observed_last, skipped)
 
 
-def _er_projection(sub, terrs, level, parent, adm_hist, adm_mean, weekly, daily) -> np.ndarray:
+def _er_projection(sub: xr.Dataset, terrs: list[str], level: list[str], parent: list[str],
+                   adm_hist: np.ndarray, adm_mean: np.ndarray, weekly: xr.Dataset | None,
+                   daily: xr.Dataset) -> np.ndarray:
     """SurSaUD Covid ED-visit rate (per 100,000 ED visits) implied by projected admissions.
 
     ratio = mean rate / mean weekly admissions per 100,000 inhabitants over the last 4 complete
@@ -471,7 +498,9 @@ def _er_projection(sub, terrs, level, parent, adm_hist, adm_mean, weekly, daily)
     return out
 
 
-def _mobility_projection(sub, x_scen, x_base, effects, mob_shift, rng, S, K, H) -> np.ndarray:
+def _mobility_projection(sub: xr.Dataset, x_scen: np.ndarray, x_base: np.ndarray,
+                         effects: EffectModel, mob_shift: np.ndarray,
+                         rng: np.random.Generator, S: int, K: int, H: int) -> np.ndarray:
     """Transit-stations mobility index (% vs Jan-Feb 2020) under the scenario: last 7-day mean
     plus the learned response to the change of measures, plus explicit mobility effects."""
     T = x_scen.shape[0]

@@ -228,3 +228,25 @@ def test_group_selector_skips_territories_without_recent_data(cube, no_measures)
                         "n_samples": 50}, broken, as_of=AS_OF, measures=no_measures)
     assert res["skipped_territories"] == ["01"]
     assert set(res["summary"]) == {"69", "75"}
+
+
+def test_common_random_numbers_and_partial_coverage(cube, no_measures):
+    """A zero effect reproduces the status quo draw for draw; an intervention on one
+    département moves France by a fraction (its population share), not fully."""
+    base = _run(cube, no_measures, [])["_projection"].samples
+    zero = _run(cube, no_measures, [{"type": "custom", "start": 2,
+                                     "effect": {"transmission": 0.0}}])["_projection"].samples
+    np.testing.assert_array_equal(base["inc_hosp"], zero["inc_hosp"])
+    only_69 = _run(cube, no_measures, [{"type": "custom", "start": 2, "territories": ["69"],
+                                        "effect": {"transmission": -0.5}}])["_projection"]
+    everywhere = _run(cube, no_measures, [{"type": "custom", "start": 2,
+                                           "effect": {"transmission": -0.5}}])["_projection"]
+    i01, i69, ifr = (only_69.territories.index(t) for t in ("01", "69", "FR"))
+    np.testing.assert_array_equal(only_69.samples["inc_hosp_mean"][i01],
+                                  base["inc_hosp_mean"][i01])
+    np.testing.assert_array_equal(only_69.samples["inc_hosp_mean"][i69],
+                                  everywhere.samples["inc_hosp_mean"][i69])
+    fr_base = base["inc_hosp_mean"][ifr].sum()
+    fr_part = only_69.samples["inc_hosp_mean"][ifr].sum()
+    fr_all = everywhere.samples["inc_hosp_mean"][ifr].sum()
+    assert fr_all < fr_part < fr_base
