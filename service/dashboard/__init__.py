@@ -1,0 +1,429 @@
+"""The dashboard: decision-makers' pages and the public transparency pages, in French.
+
+Pages (server-rendered shells, charts drawn in the browser with Plotly served from the installed
+``plotly`` package — no CDN, no network):
+
+=========================  ==============================================================
+``/``                      Vue d'ensemble: tile-grid map of the départements coloured by alert
+                           level, national admissions curve with its forecast fan
+``/territoire/<code>``     Territoire: observed series and 50 %/90 % forecast fans for
+                           admissions, beds, ICU beds, emergency visits; capacity; downloads
+``/scenarios``             Scénarios: library, editor and runs (planner), comparison
+``/precision``             Précision des prévisions (public): published forecasts scored
+``/methodes``              Méthodes et données (public): sources, licences, suppression,
+                           model cards, what is logged
+=========================  ==============================================================
+
+Where the numbers come from
+---------------------------
+The JSON the pages draw (``/tableau/donnees/…``) is assembled from the service's own API
+(``/api/v1/…``), called in-process with the caller's ``Authorization`` header and address: the
+same suppression of small counts for the public, the same audit rows, the same response cache
+and rate limits as any API client. A missing forecast becomes ``{"available": false, "reason":
+…}`` in a 200 answer, so that a page never logs a failed request; the API itself keeps its 404.
+
+Roles
+-----
+The browser keeps the API token in ``sessionStorage`` (the « Jeton » form) and sends it as a
+Bearer header; ``/tableau/moi`` says which role it carries. The planner's controls (edit and run
+scenarios) are only built into the page for ``planner`` or above. That is convenience, not
+security: the API refuses scenario runs below ``planner`` whatever the page shows.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+)
+
+from service.dashboard import grid
+from service.dashboard.accuracy import track_record
+
+bp = Blueprint("dashboard", __name__)
+
+#: Navigation: (endpoint, title, public?)
+NAV = (
+    ("dashboard.overview", "Vue d'ensemble"),
+    ("dashboard.territory_default", "Territoire"),
+    ("dashboard.scenarios", "Scénarios"),
+    ("dashboard.precision", "Précision des prévisions"),
+    ("dashboard.methods", "Méthodes et données"),
+)
+
+LEVEL_OF = {"country": "national", "region": "region", "department": "department"}
+
+#: The panels of the Territoire page: what is observed, what is forecast, at which frequency.
+PANELS: tuple[dict[str, Any], ...] = (
+    {"key": "admissions", "title": "Nouvelles hospitalisations", "unit": "patients par semaine",
+     "indicator": "inc_hosp", "frequency": "weekly", "target": "inc_hosp",
+     "target_frequency": "weekly"},
+    {"key": "beds", "title": "Lits d'hospitalisation occupés", "unit": "lits occupés",
+     "indicator": "hosp", "frequency": "daily", "target": "hosp", "target_frequency": "daily",
+     "capacity_note": "Vigie ne dispose pas de la capacité en lits d'hospitalisation "
+                      "conventionnelle : pas de ligne de capacité."},
+    {"key": "icu", "title": "Lits de réanimation occupés", "unit": "lits occupés",
+     "indicator": "icu", "frequency": "daily", "target": "icu", "target_frequency": "daily",
+     "capacity": "icu_beds_adult",
+     "capacity_label": "Lits de réanimation adultes (DREES)"},
+    {"key": "er", "title": "Passages aux urgences pour Covid-19",
+     "unit": "pour 100 000 passages", "indicator": "er_visits_covid_rate",
+     "frequency": "weekly", "target": "er_visits", "target_frequency": "weekly",
+     "regional": True},
+)
+
+#: French titles of the library scenarios (their YAML descriptions are in English).
+SCENARIO_TITLES = {
+    "status_quo": "Statu quo : aucune mesure nouvelle",
+    "lockdown_2020_11": "Confinement national de novembre 2020",
+    "lockdown_2021_04": "Confinement d'avril 2021",
+    "curfew_18h": "Couvre-feu à 18 h pendant 4 semaines",
+    "school_closure_2w": "Fermeture des écoles pendant 2 semaines",
+    "relaxation": "Levée progressive des mesures",
+}
+
+LEVEL_WORDS = {"red": "rouge", "orange": "orange", "yellow": "jaune", "green": "vert",
+               "unknown": "inconnu"}
+
+
+# ---------------------------------------------------------------------------- helpers
+def _state():
+    return current_app.extensions["vigie"]
+
+
+def _api(path: str, **params: Any) -> tuple[int, dict]:
+    """Call the service's own API in-process as the current caller (see module docstring)."""
+    headers = {}
+    auth = request.headers.get("Authorization")
+    if auth:
+        headers["Authorization"] = auth
+    client = current_app.test_client()
+    response = client.get(path, query_string={k: v for k, v in params.items() if v is not None},
+                          headers=headers,
+                          environ_base={"REMOTE_ADDR": request.remote_addr or "127.0.0.1"})
+    body = response.get_json(silent=True)
+    return response.status_code, body if isinstance(body, dict) else {}
+
+
+def _unavailable(status: int, body: dict) -> dict:
+    return {"available": False, "status": status,
+            "reason": body.get("message") or f"réponse {status} de l'API"}
+
+
+def _territories() -> dict[str, dict]:
+    """Code → territory row of the served vintage ({} before the first ingest)."""
+    from service.api.common import territory_table
+    from service.errors import ApiError
+
+    try:
+        return territory_table()
+    except ApiError:
+        return {}
+
+
+def _series(indicator: str, frequency: str, code: str) -> dict:
+    """One observed series from ``/api/v1/data`` (all pages) as parallel lists."""
+    dates: list[str] = []
+    values: list[float | None] = []
+    suppressed = 0
+    page, meta = 1, {}
+    while True:
+        status, body = _api("/api/v1/data", indicator=indicator, frequency=frequency,
+                            territory=code, per_page=1000, page=page)
+        if status != 200:
+            return _unavailable(status, body)
+        meta = body
+        for item in body.get("items", []):
+            dates.append(item["date"])
+            values.append(item["value"])
+            suppressed += bool(item.get("suppressed"))
+        info = body.get("pagination") or {}
+        if page >= int(info.get("pages", 1)):
+            break
+        page += 1
+    return {"available": bool(dates), "reason": None if dates else "aucune observation",
+            "dates": dates, "values": values, "suppressed": suppressed,
+            "threshold": meta.get("suppression_threshold"), "units": meta.get("units"),
+            "source": meta.get("source"), "licence": meta.get("licence"),
+            "vintage_id": meta.get("vintage_id")}
+
+
+#: Quantile levels drawn: 90 % band, 50 % band, median.
+BAND_LEVELS = {"q05": 0.05, "q25": 0.25, "q50": 0.5, "q75": 0.75, "q95": 0.95}
+
+
+def _forecast(target: str, frequency: str, code: str) -> dict:
+    """The latest forecast of ``target`` for ``code`` from ``/api/v1/forecasts``."""
+    status, body = _api("/api/v1/forecasts", target=target, frequency=frequency,
+                        territory=code, per_page=100)
+    if status != 200:
+        return _unavailable(status, body)
+    items = sorted(body.get("items", []), key=lambda i: i["target_end_date"])
+    if not items:
+        return {"available": False, "reason": "aucune prévision pour ce territoire"}
+    out: dict[str, Any] = {"available": True, "dates": [i["target_end_date"] for i in items],
+                           "horizons": [i["horizon"] for i in items],
+                           "suppressed": sum(bool(i.get("suppressed")) for i in items)}
+    for key, level in BAND_LEVELS.items():
+        column = []
+        for item in items:
+            value = next((q["value"] for q in item["quantiles"]
+                          if abs(q["quantile"] - level) < 1e-9), None)
+            column.append(value)
+        out[key] = column
+    run = body.get("run") or {}
+    out.update(run_id=run.get("run_id"), model=run.get("model"),
+               model_version=run.get("model_version"), vintage_id=run.get("vintage_id"),
+               forecast_date=body.get("forecast_date"), created_at=run.get("created_at"))
+    return out
+
+
+def _capacity(indicator: str, code: str, on: str | None = None) -> dict | None:
+    """A yearly capacity indicator (DREES beds) for ``code``: the latest value dated on or
+    before ``on`` (capacity as it stood when the chart's data end), else the earliest."""
+    status, body = _api("/api/v1/data", indicator=indicator, territory=code, per_page=1000)
+    if status != 200:
+        return None
+    items = [i for i in body.get("items", []) if i.get("value") is not None]
+    if not items:
+        return None
+    before = [i for i in items if on is None or i["date"] <= on]
+    last = before[-1] if before else items[0]
+    return {"value": last["value"], "date": last["date"], "source": body.get("source"),
+            "licence": body.get("licence")}
+
+
+#: Model cards in plain French (the registry's descriptions are technical, in English).
+MODEL_FR = {
+    "baseline": "La méthode naïve des Forecast Hubs : demain ressemble à aujourd'hui ; la "
+                "fourchette vient des variations passées. C'est l'étalon de comparaison.",
+    "ets": "Lissage exponentiel (tendance amortie) sur une échelle qui stabilise la variance.",
+    "sarimax": "Modèle ARIMA saisonnier, avec la mobilité et la sévérité des mesures comme "
+               "variables explicatives quand elles aident.",
+    "prophet": "Prophet, avec les jours fériés français et des variables explicatives.",
+    "gbm": "Modèle d'apprentissage (gradient boosting quantile) entraîné sur tous les "
+           "territoires à partir des niveaux, croissances et du calendrier récents.",
+    "ensemble": "Le modèle par défaut : la médiane, quantile par quantile, des autres modèles "
+                "(le choix le plus robuste des Forecast Hubs).",
+}
+
+
+@bp.app_template_filter("frdate")
+def frdate(value: Any) -> str:
+    """ISO date → dd/mm/yyyy (dates are shown the French way everywhere)."""
+    text = str(value or "")
+    if len(text) >= 10 and text[4] == "-" and text[7] == "-":
+        return f"{text[8:10]}/{text[5:7]}/{text[0:4]}"
+    return text or "–"
+
+
+# ---------------------------------------------------------------------------- pages
+def _page(template: str, **context: Any) -> str:
+    return render_template(template, nav=NAV, **context)
+
+
+@bp.get("/")
+def overview():
+    """Vue d'ensemble: the map and the national curve."""
+    names = {c: r["name"] for c, r in _territories().items() if r["level"] == "department"}
+    cols, rows = grid.size()
+    return _page("overview.html", active="dashboard.overview", tiles=list(grid.tiles()),
+                 names=names, grid_cols=cols, grid_rows=rows)
+
+
+@bp.get("/territoire")
+def territory_default():
+    """Territoire without a code: France."""
+    return territory("FR")
+
+
+@bp.get("/territoire/<code>")
+def territory(code: str):
+    """Territoire: the four panels for one territory."""
+    table = _territories()
+    row = table.get(code)
+    if row is None or LEVEL_OF.get(row["level"]) is None:
+        return _page("not_found.html", active=None, code=code), 404
+    choices = sorted(((c, r["name"]) for c, r in table.items()
+                      if LEVEL_OF.get(r["level"])),
+                     key=lambda cr: (cr[0] != "FR", not cr[0].startswith("R"), cr[0]))
+    return _page("territory.html", active="dashboard.territory_default", territory=row,
+                 panels=PANELS, choices=choices)
+
+
+@bp.get("/scenarios")
+def scenarios():
+    """Scénarios: library for everyone, runs for analysts, editor and runs for planners."""
+    from scenarios import list_library
+
+    library = [{"name": s["name"], "title": SCENARIO_TITLES.get(s["name"], s["name"]),
+                "description": s.get("description", "")} for s in list_library()]
+    territories = sorted(((c, r["name"]) for c, r in _territories().items()
+                          if LEVEL_OF.get(r["level"])),
+                         key=lambda cr: (cr[0] != "FR", not cr[0].startswith("R"), cr[0]))
+    return _page("scenarios.html", active="dashboard.scenarios", library=library,
+                 territories=territories)
+
+
+@bp.get("/precision")
+def precision():
+    """Précision des prévisions (public)."""
+    return _page("precision.html", active="dashboard.precision")
+
+
+@bp.get("/methodes")
+def methods():
+    """Méthodes et données (public), rendered on the server: it must read without script."""
+    from service.api.common import indicator_entries
+    from service.errors import ApiError
+
+    st = _state()
+    try:
+        indicators = indicator_entries()
+        vintage = st.store.current_vintage()
+    except (ApiError, LookupError):
+        indicators, vintage = [], None
+    models = []
+    try:
+        from models.registry import get_registry
+
+        registry = get_registry(st.settings)
+        for name in registry.names():
+            spec = registry.get(name)
+            models.append({"name": name, "kind": spec.kind, "version": spec.version,
+                           "description": spec.description, "params": spec.params,
+                           "versions": registry.versions(name)})
+    except Exception:  # the page still documents the data without the registry
+        current_app.logger.exception("model registry unavailable for the methods page")
+    return _page("methods.html", active="dashboard.methods", indicators=indicators,
+                 vintage=vintage, models=models, model_fr=MODEL_FR,
+                 threshold=st.settings.small_count_threshold)
+
+
+# ---------------------------------------------------------------------------- page data
+@bp.get("/tableau/moi")
+def whoami():
+    """The caller's role (the page asks with the stored token)."""
+    from service.auth import current_principal
+
+    principal = current_principal()
+    return jsonify({"name": principal.name if principal.authenticated else None,
+                    "role": principal.role, "authenticated": principal.authenticated})
+
+
+@bp.get("/tableau/donnees/ensemble")
+def overview_data():
+    """Alerts per département and the national admissions curve with its forecast."""
+    status, body = _api("/api/v1/alerts", level="department", per_page=200)
+    if status == 200:
+        alerts = {"available": True, "forecast_date": body.get("forecast_date"),
+                  "vintage_id": body.get("vintage_id"), "run_id": body.get("run_id"),
+                  "method": body.get("method"),
+                  "items": {i["territory"]: {k: i[k] for k in (
+                      "level", "p_exceed_7d", "p_exceed_14d", "capacity", "median_7d",
+                      "median_14d", "message")} for i in body.get("items", [])}}
+    else:
+        alerts = _unavailable(status, body)
+    return jsonify({"alerts": alerts,
+                    "observed": _series("inc_hosp", "weekly", "FR"),
+                    "forecast": _forecast("inc_hosp", "weekly", "FR")})
+
+
+@bp.get("/tableau/donnees/territoire/<code>")
+def territory_data(code: str):
+    """The four panels of the Territoire page for ``code``."""
+    table = _territories()
+    row = table.get(code)
+    if row is None:
+        abort(404)
+    panels = []
+    for spec in PANELS:
+        where = code
+        if spec.get("regional") and row["level"] == "department":
+            where = row["parent"]  # SurSaUD is published for régions and France only
+        panel = {k: spec[k] for k in ("key", "title", "unit")}
+        panel["territory"] = where
+        panel["territory_name"] = table.get(where, {}).get("name", where)
+        panel["observed"] = _series(spec["indicator"], spec["frequency"], where)
+        panel["forecast"] = _forecast(spec["target"], spec["target_frequency"], where)
+        observed = panel["observed"]
+        on = observed["dates"][-1] if observed.get("available") else None
+        panel["capacity"] = (_capacity(spec["capacity"], where, on) if spec.get("capacity")
+                             else None)
+        panel["capacity_label"] = spec.get("capacity_label")
+        panel["capacity_note"] = spec.get("capacity_note")
+        panels.append(panel)
+    return jsonify({"territory": row, "panels": panels})
+
+
+@bp.get("/tableau/donnees/precision")
+def precision_data():
+    """Scores of the published forecasts (see :mod:`service.dashboard.accuracy`)."""
+    st = _state()
+    return jsonify(track_record(st.settings, st.freshness()))
+
+
+@bp.get("/tableau/donnees/scenario/<name>")
+def scenario_definition(name: str):
+    """A library scenario's definition, to start the editor from."""
+    from scenarios import load_library_scenario
+
+    try:
+        definition = load_library_scenario(name)
+    except KeyError:
+        abort(404)
+    definition = {k: v for k, v in definition.items() if not k.startswith("_")}
+    return current_app.response_class(
+        _dumps(definition), mimetype="application/json")
+
+
+def _dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, default=str, indent=2)
+
+
+# ---------------------------------------------------------------------------- Plotly
+_PLOTLY: dict[str, bytes] = {}
+_PLOTLY_LOCK = threading.Lock()
+
+
+def _plotly_bytes() -> tuple[bytes, bytes]:
+    """plotly.min.js from the installed package, and its gzip (compressed once)."""
+    with _PLOTLY_LOCK:
+        if not _PLOTLY:
+            spec = importlib.util.find_spec("plotly")
+            if spec is None or spec.origin is None:  # pragma: no cover - in requirements.txt
+                raise RuntimeError("plotly is not installed (pip install -r requirements.txt)")
+            raw = (Path(spec.origin).parent / "package_data" / "plotly.min.js").read_bytes()
+            _PLOTLY["raw"] = raw
+            _PLOTLY["gz"] = gzip.compress(raw, compresslevel=6, mtime=0)
+        return _PLOTLY["raw"], _PLOTLY["gz"]
+
+
+@bp.get("/tableau/vendor/plotly.min.js")
+def plotly_js():
+    """Plotly's bundle (4.8 MB; 1.4 MB gzipped when the browser accepts it), cached a day."""
+    import hashlib
+
+    raw, gz = _plotly_bytes()
+    use_gz = "gzip" in request.headers.get("Accept-Encoding", "")
+    response = Response(gz if use_gz else raw, mimetype="application/javascript")
+    if use_gz:
+        response.headers["Content-Encoding"] = "gzip"
+    response.vary.add("Accept-Encoding")
+    response.set_etag(hashlib.blake2b(raw, digest_size=12).hexdigest())
+    response.cache_control.public = True
+    response.cache_control.max_age = 86400
+    return response.make_conditional(request)

@@ -1,0 +1,89 @@
+/* Territoire: one fan chart per panel, with vintage, model version and downloads. */
+(function () {
+  "use strict";
+  var V = window.Vigie;
+  var code = document.getElementById("panels").dataset.code;
+  var panels = {};
+
+  function metaText(p) {
+    var parts = [], obs = p.observed, fc = p.forecast;
+    if (p.territory !== code) { parts.push("Donnée publiée pour " + p.territory_name + " (" + p.territory + ")"); }
+    if (obs.available) {
+      parts.push("observé jusqu'au " + V.date(obs.dates[obs.dates.length - 1]) + " — " + obs.source +
+                 ", " + obs.licence + " ; version des données " + V.vintageDate(obs.vintage_id));
+      if (obs.suppressed) {
+        parts.push(obs.suppressed + " valeur(s) inférieure(s) à " + obs.threshold +
+                   " masquée(s) (confidentialité)");
+      }
+    } else {
+      parts.push("pas d'observation : " + obs.reason);
+    }
+    if (fc.available) {
+      parts.push("prévision du " + V.date(fc.forecast_date) + " par le modèle " + fc.model + " v" +
+                 fc.model_version + " (données " + V.vintageDate(fc.vintage_id) + ")");
+      if (fc.suppressed) { parts.push("prévisions de petits effectifs masquées"); }
+    } else {
+      parts.push("pas de prévision : " + fc.reason);
+    }
+    if (p.capacity) {
+      parts.push(p.capacity_label + " : " + V.num(p.capacity.value) + " au " + V.date(p.capacity.date));
+    } else if (p.capacity_note) {
+      parts.push(p.capacity_note);
+    }
+    return parts.join(" ; ") + ".";
+  }
+
+  function csvRows(p) {
+    var rows = [], obs = p.observed, fc = p.forecast;
+    if (obs.available) {
+      obs.dates.forEach(function (d, i) {
+        rows.push([V.date(d), p.territory, "observé", obs.values[i], "", "", "", "", ""]);
+      });
+    }
+    if (fc.available) {
+      fc.dates.forEach(function (d, i) {
+        rows.push([V.date(d), p.territory, "prévision " + fc.model + " v" + fc.model_version, "",
+                   fc.q05[i], fc.q25[i], fc.q50[i], fc.q75[i], fc.q95[i]]);
+      });
+    }
+    return rows;
+  }
+
+  function draw(p, first) {
+    var div = document.getElementById("chart-" + p.key);
+    var drawn = V.fanChart(div, {observed: p.observed, forecast: p.forecast, unit: p.unit,
+                                 capacity: p.capacity, capacityLabel: p.capacity_label,
+                                 filename: "vigie_" + code + "_" + p.key,
+                                 window: p.key === "admissions" || p.key === "er" ? 364 : 182});
+    drawn.then(function () {
+      if (first) { V.firstChartAt = V.firstChartAt || performance.now(); }
+      div.dataset.drawn = "1";
+    });
+    document.getElementById("meta-" + p.key).textContent = metaText(p);
+    document.querySelectorAll("#panel-" + p.key + " button").forEach(function (b) { b.disabled = false; });
+  }
+
+  document.addEventListener("click", function (ev) {
+    var b = ev.target.closest("button.dl-csv, button.dl-png");
+    if (!b) { return; }
+    var p = panels[b.dataset.panel];
+    var name = "vigie_" + code + "_" + p.key;
+    if (b.classList.contains("dl-csv")) {
+      V.downloadCSV(name, ["date", "territoire", "série", "valeur observée", "quantile 5 %",
+                           "quantile 25 %", "médiane", "quantile 75 %", "quantile 95 %"], csvRows(p));
+    } else {
+      Plotly.downloadImage(document.getElementById("chart-" + p.key),
+                           {format: "png", filename: name, width: 1100, height: 520});
+    }
+  });
+
+  V.ready.then(function () {
+    return V.fetchJSON("/tableau/donnees/territoire/" + encodeURIComponent(code));
+  }).then(function (data) {
+    data.panels.forEach(function (p, i) { panels[p.key] = p; draw(p, i === 0); });
+  }).catch(function (err) {
+    document.querySelectorAll(".panel .meta").forEach(function (m) {
+      m.textContent = "Erreur de chargement : " + err.message;
+    });
+  });
+})();
