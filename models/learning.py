@@ -58,6 +58,8 @@ class GlobalGBM(Forecaster):
         ``HistGradientBoostingRegressor`` settings (small trees: few hundred rows per wave).
     window:
         Train on origins in the last ``window`` periods only (None = all).
+    daily_window:
+        Default ``window`` of daily series (~100 territories × 182 days is plenty).
     """
 
     alias: ClassVar[str] = "gbm"
@@ -71,6 +73,7 @@ class GlobalGBM(Forecaster):
         "max_leaf_nodes": 15,
         "min_samples_leaf": 30,
         "window": None,
+        "daily_window": 182,
         "min_rows": 200,
         "random_state": 0,
     }
@@ -131,7 +134,10 @@ class GlobalGBM(Forecaster):
         n_t, n_d, _ = self.features_.shape
         raw = np.log1p(np.clip(self.y_.values, 0.0, None))  # targets are raw, features smoothed
         dates = pd.DatetimeIndex(self.y_["date"].values)
-        first = 0 if not self.params["window"] else max(0, n_d - h - self.params["window"])
+        window = self.params["window"]
+        if isinstance(self.step_, pd.offsets.Day):
+            window = window or self.params["daily_window"]  # 6 months of daily origins
+        first = 0 if not window else max(0, n_d - h - window)
         origins = np.arange(first, n_d - h)
         if origins.size == 0:
             return None
@@ -169,28 +175,34 @@ class GlobalGBM(Forecaster):
     def predict(self, horizon: int, X_future: xr.Dataset | None = None) -> xr.DataArray:
         targets = future_dates(self.last_date_, self.step_, horizon)
         n_t = len(self.territories_)
-        out = np.empty((n_t, horizon, 23))
         origin = self.features_[:, -1, :]
         level = self.levels_[:, -1]
-        for h in range(1, horizon + 1):
+        # Models are fitted at horizons 1–4 and every 7th (a daily 14-day forecast needs 6
+        # fits, not 14); the log-growth and its spread are interpolated in between.
+        fit_h = sorted({*range(1, min(4, horizon) + 1), *range(7, horizon + 1, 7), horizon})
+        center = np.full((n_t, len(fit_h)), np.nan)
+        spread = np.full((n_t, len(fit_h)), np.nan)
+        for j, h in enumerate(fit_h):
             if h not in self.models_:
                 self.models_[h] = self._fit_horizon(h)
-            models = self.models_[h]
+            if self.models_[h] is None:
+                continue
             cal = self._calendar(targets[h - 1 : h])
             x = np.concatenate([origin, np.repeat(cal, n_t, axis=0)], axis=1)
-            usable = np.isfinite(x[:, 0]) & (models is not None)
-            if models is not None and usable.any():
-                # HGB handles the NaN of young series natively.
-                center, spread = (m.predict(x[usable]) for m in models)
-                sd = np.maximum(spread, 1e-3) * np.sqrt(np.pi / 2)
-                out[usable, h - 1] = normal_quantiles(level[usable] + center, sd, "log1p")
-            for i in np.flatnonzero(~usable):
-                t = self.territories_[i]
-                reason = "too little training data" if models is None else "no usable origin"
-                self.fallbacks_.setdefault(t, reason)
-                hist = self.y_.values[i]
-                hist = np.clip(hist[np.isfinite(hist)], 0.0, None)
-                out[i, h - 1] = hub_baseline_quantiles(hist, h)[h - 1]
+            # HGB handles the NaN features of young series natively.
+            center[:, j], spread[:, j] = (m.predict(x) for m in self.models_[h])
+        usable = np.isfinite(origin[:, 0]) & np.all(np.isfinite(center), axis=1)
+        out = np.empty((n_t, horizon, 23))
+        steps = np.arange(1, horizon + 1)
+        for i in np.flatnonzero(usable):
+            c = np.interp(steps, fit_h, center[i])
+            sd = np.maximum(np.interp(steps, fit_h, spread[i]), 1e-3) * np.sqrt(np.pi / 2)
+            out[i] = normal_quantiles(level[i] + c, sd, "log1p")
+        for i in np.flatnonzero(~usable):
+            territory = self.territories_[i]
+            self.fallbacks_.setdefault(territory, "too little training data or no recent value")
+            hist = self.y_.values[i]
+            out[i] = hub_baseline_quantiles(np.clip(hist[np.isfinite(hist)], 0.0, None), horizon)
         if self.fallbacks_:
             log.info("gbm: %d territories fall back to baseline", len(self.fallbacks_))
         return quantile_array(out, self.territories_, targets, model=self.alias)

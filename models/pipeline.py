@@ -409,9 +409,12 @@ def forecast(
         "calibrated": False,
     }
     if calibrate:
-        step = 1 if target.unit == "day" else 7
-        past = [fd - pd.Timedelta(days=step * k)
-                for k in range(calibration.window + max(horizons) - 1, 0, -1)]
+        # Past forecast dates a week apart (also for daily targets: 10 weekly origins of a
+        # 14-day forecast cost 12 fits, not 23), far enough back that `window` of them have
+        # every horizon observed before fd.
+        span_weeks = -(-(target.end_date(fd, max(horizons)) - fd).days // 7)
+        past = [fd - pd.Timedelta(weeks=k)
+                for k in range(calibration.window + span_weeks, 0, -1)]
         hist = backtest_raw(target, level, past, [model_name], opener, territories=territories,
                             horizons=horizons, client=client, registry=registry)
         hist = observed_rows(hist[hist["model"] == model_name], ds, target)
