@@ -13,6 +13,7 @@ from scenarios.engine import QUANTILES, Projection, project, run_scenario, summa
 from scenarios.history import EffectModel, fit_effects
 from scenarios.measures import COVARIATES, load_measures
 from scenarios.params import EpiParameters
+from scenarios.rt import rt_table
 from scenarios.schema import (
     SCHEMA,
     Scenario,
@@ -42,6 +43,7 @@ __all__ = [
     "load_measures",
     "project",
     "resolve",
+    "rt_table",
     "run",
     "run_scenario",
     "summarise",

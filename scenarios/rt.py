@@ -8,7 +8,10 @@ the posterior of R is Gamma(a + sum I, 1 / (1/b + sum Lambda)), Lambda_t = sum_s
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pandas as pd
 
 PRIOR_SHAPE = 1.0  # Cori et al. default: prior mean 5, SD 5 (vague)
 PRIOR_SCALE = 5.0
@@ -102,3 +105,64 @@ def cori_posterior(
     shape = PRIOR_SHAPE + s_i
     scale = 1.0 / (1.0 / PRIOR_SCALE + s_l)
     return shape, scale
+
+
+def rt_table(
+    daily: Any,
+    territories: list[str] | None = None,
+    params: Any = None,
+    tau: int = 7,
+    quantiles: tuple[float, ...] = (0.05, 0.5, 0.95),
+) -> pd.DataFrame:
+    """R(t) of admissions per territory and day, with posterior quantiles.
+
+    Parameters
+    ----------
+    daily:
+        Daily cube (territory, date) with ``inc_hosp``; cut it at ``as_of`` beforehand.
+    territories:
+        Codes (default: all).
+    params:
+        :class:`scenarios.params.EpiParameters` (generation interval); default values.
+    tau:
+        Window in days.
+    quantiles:
+        Posterior quantiles to report.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``territory, date, r_mean, r_q05, r_q50, r_q95`` (one per quantile) and
+        ``admissions_window`` (admissions in the window); rows only where the window holds at
+        least 10 admissions, from the first published day (admissions before it are
+        extrapolated, see :func:`backfill_start`). The window ends on ``date``; the R it
+        reports is that of infections about one infection-to-admission delay (≈ 10 d) earlier.
+    """
+    from scipy import stats
+
+    from scenarios.params import EpiParameters
+
+    params = params or EpiParameters()
+    w = params.generation_interval()
+    ds = daily.sel(territory=territories) if territories else daily
+    inc = ds["inc_hosp"].values.astype(float)
+    cols = np.where(np.isfinite(inc).any(axis=0))[0]
+    if len(cols) == 0:
+        return pd.DataFrame(columns=["territory", "date", "r_mean", "admissions_window"])
+    first = int(cols[0])
+    # Same start-of-series treatment as the learning step (see backfill_start).
+    ext, n_back = backfill_start(np.nan_to_num(inc[:, first:]))
+    shape, scale = cori_posterior(ext, w, tau)
+    shape, scale = shape[:, n_back:], scale[:, n_back:]
+    n_win = shape - PRIOR_SHAPE
+    ok = (n_win >= 10) & np.isfinite(shape)
+    ti, di = np.where(ok)
+    out = pd.DataFrame({
+        "territory": np.asarray(ds["territory"].values).astype(str)[ti],
+        "date": pd.DatetimeIndex(ds["date"].values[first:])[di],
+        "r_mean": shape[ti, di] * scale[ti, di],
+        "admissions_window": n_win[ti, di],
+    })
+    for q in quantiles:
+        out[f"r_q{round(q * 100):02d}"] = stats.gamma.ppf(q, shape[ti, di], scale=scale[ti, di])
+    return out

@@ -250,3 +250,18 @@ def test_common_random_numbers_and_partial_coverage(cube, no_measures):
     fr_part = only_69.samples["inc_hosp_mean"][ifr].sum()
     fr_all = everywhere.samples["inc_hosp_mean"][ifr].sum()
     assert fr_all < fr_part < fr_base
+
+
+def test_rt_table_recovers_the_synthetic_reproduction_number(cube):
+    from scenarios import rt_table
+
+    table = rt_table(cube, ["69"])
+    n = cube.sizes["date"]
+    wave = 1.0 + 0.25 * np.sin(2 * np.pi * np.arange(n) / 150)  # as in synthetic_daily
+    truth = pd.Series(wave * 1.02, index=pd.DatetimeIndex(cube["date"].values))
+    truth7 = truth.rolling(7).mean()
+    est = table.set_index("date")["r_mean"]
+    mid = est.index[(est.index > est.index[0] + pd.Timedelta(days=40))]
+    err = (est[mid] / truth7[mid] - 1).abs()
+    assert err.median() < 0.05 and err.max() < 0.25, err.describe()
+    assert (table["r_q05"] <= table["r_mean"]).all() and (table["r_mean"] <= table["r_q95"]).all()
