@@ -100,9 +100,7 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     for name in BLUEPRINTS:
         module = importlib.import_module(f"service.api.{name}")
         app.register_blueprint(module.bp, url_prefix=f"/api/v1/{module.PREFIX}")
-    if importlib.util.find_spec("service.dashboard") is not None:
-        dashboard = importlib.import_module("service.dashboard")
-        app.register_blueprint(dashboard.bp)
+    _register_dashboard(app)
 
     assets = _swagger_assets()
 
@@ -118,6 +116,19 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     if app.config["START_SCHEDULER"]:
         start_scheduler(app)
     return app
+
+
+def _register_dashboard(app: APIFlask) -> None:
+    """The dashboard (issue 6) plugs in when present: ``init_app(app)`` or a ``bp`` blueprint."""
+    if importlib.util.find_spec("service.dashboard") is None:
+        return
+    dashboard = importlib.import_module("service.dashboard")
+    if hasattr(dashboard, "init_app"):
+        dashboard.init_app(app)
+    elif hasattr(dashboard, "bp"):
+        app.register_blueprint(dashboard.bp)
+    else:
+        log.debug("service.dashboard has neither init_app nor bp: not registered yet")
 
 
 def start_scheduler(app: APIFlask):

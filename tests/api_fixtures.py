@@ -42,9 +42,10 @@ def copy_catalog(source: Settings, target: Settings) -> None:
 def synthetic_runs(settings: Settings, vintage_id: str) -> dict[str, str]:
     """Store small forecast runs (icu daily by département and FR; inc_hosp weekly FR) with
     known quantiles, so that alerts and suppression have exact expected answers."""
+    from scipy import stats
+
     from models.base import QUANTILES
     from models.store import ForecastStore
-    from scipy import stats
 
     store = ForecastStore.from_settings(settings)
     out = {}

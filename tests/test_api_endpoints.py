@@ -124,7 +124,7 @@ def test_csv_variants(client, auth):
     assert r.mimetype == "text/csv"
     assert "attachment" in r.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
-    assert len(rows) == 3 and rows[0]["territory"] == "75" and "." in rows[0]["value"] or \
+    assert (len(rows) == 3 and rows[0]["territory"] == "75" and "." in rows[0]["value"]) or \
         rows[0]["value"].isdigit() or "." in rows[0]["value"]
     fr = client.get(base + "&format=csv&sep=;", headers=auth["analyst"])
     text = fr.get_data(as_text=True)
@@ -201,7 +201,7 @@ def test_alerts_match_closed_form(client):
     for code, median in (("75", 800.0), ("13", 150.0), ("01", 25.0)):
         item = items[code]
         cap = item["capacity"]
-        assert cap and item["capacity_date"] <= "2021-01-01" or item["capacity_date"]
+        assert (cap and item["capacity_date"] <= "2021-01-01") or item["capacity_date"]
         expected = 1 - stats.norm.cdf(cap, loc=median, scale=0.2 * median)
         expected = min(max(expected, 0.01), 0.99)
         # Linear interpolation between 23 quantiles: within a few points of the exact value.

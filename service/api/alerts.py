@@ -194,7 +194,7 @@ def _from_forecast(codes: list[str], level: str, model: str | None) -> tuple[dic
 
 
 def _from_scenario(codes: list[str]) -> tuple[dict, dict]:
-    from service.api.scenarios import load_result
+    from service.api.scenarios import load_result, vintage_id_of
     from service.jobs import list_runs
 
     runs, _ = list_runs(state().engine, job="scenario", status="ok", limit=50)
@@ -217,9 +217,8 @@ def _from_scenario(codes: list[str]) -> tuple[dict, dict]:
                      "median_7d": None, "median_14d": None,
                      "p_exceed_7d": clean(icu.get("prob_exceed_7d")),
                      "p_exceed_14d": clean(icu.get("prob_exceed_14d"))}
-    note(vintage_id=str(result.get("vintage") or "") or None)
-    return out, {"run_id": f"scenario:{run['id']}", "vintage_id": str(result.get("vintage")
-                                                                        or "") or None,
+    note(vintage_id=vintage_id_of(result))
+    return out, {"run_id": f"scenario:{run['id']}", "vintage_id": vintage_id_of(result),
                  "forecast_date": (result.get("inputs") or {}).get("as_of")}
 
 

@@ -55,9 +55,17 @@ def run_and_store(settings: Settings, run_id: int, *, name: str | None = None,
     tmp.write_text(json.dumps(_json_safe(result), default=str, allow_nan=False))
     os.replace(tmp, folder / f"{run_id}.json")
     inputs = result.get("inputs") or {}
-    return {"scenario": inputs.get("name") or name, "vintage": result.get("vintage"),
+    return {"scenario": inputs.get("name") or name, "vintage": vintage_id_of(result),
             "as_of": inputs.get("as_of"), "territories": sorted(result.get("summary") or {}),
             "timing_s": result.get("timing_s")}
+
+
+def vintage_id_of(result: dict) -> str | None:
+    """The cube vintage id a scenario result was computed on."""
+    vintage = result.get("vintage")
+    if isinstance(vintage, dict):
+        vintage = vintage.get("vintage_id")
+    return str(vintage) if vintage else None
 
 
 def _json_safe(value: Any) -> Any:
