@@ -39,6 +39,14 @@ class Row:
     lockdown_daily_coverage: float  # share of days with the observation in the 90 % band
     status_quo_daily_coverage: float
     status_quo_median_above_days: float  # share of days where status-quo median > observed
+    icu_peak: tuple[float, float, float] = (np.nan, np.nan, np.nan)  # lockdown: q05, med, q95
+    icu_observed_peak: float = np.nan
+    icu_capacity: float | None = None
+    icu_prob_exceed: float | None = None
+
+    @property
+    def icu_peak_inside(self) -> bool:
+        return self.icu_peak[0] <= self.icu_observed_peak <= self.icu_peak[2]
 
     @property
     def lockdown_total_inside(self) -> bool:
@@ -77,10 +85,10 @@ def validate(period: str, settings: Any = None, territories: tuple[str, ...] = T
     sq = run_scenario(sq_def, **common)["_projection"]
     full = open_cube("daily", settings=settings)  # scoring only: the future as it happened
     start = pd.Timestamp(as_of)
-    obs = full["inc_hosp"].sel(
-        territory=list(territories),
-        date=slice(start, start + pd.Timedelta(days=WINDOW_DAYS - 1)),
-    ).values.astype(float)
+    window = dict(territory=list(territories),
+                  date=slice(start, start + pd.Timedelta(days=WINDOW_DAYS - 1)))
+    obs = full["inc_hosp"].sel(**window).values.astype(float)
+    icu_obs = full["icu"].sel(**window).values.astype(float)
     rows = []
     for i, t in enumerate(territories):
         o = obs[i]
@@ -94,8 +102,16 @@ def validate(period: str, settings: Any = None, territories: tuple[str, ...] = T
 
         lc, _, ltot = band(lock)
         sc, smed, stot = band(sq)
-        rows.append(Row(period, t, float(np.nansum(o)), ltot, stot, round(lc, 3), round(sc, 3),
-                        round(float(np.mean(smed > o)), 3)))
+        peaks = lock.samples["icu"][i].max(axis=1)
+        cap = float(lock.capacity["icu"][i])
+        rows.append(Row(
+            period, t, float(np.nansum(o)), ltot, stot, round(lc, 3), round(sc, 3),
+            round(float(np.mean(smed > o)), 3),
+            icu_peak=tuple(round(float(v), 0) for v in np.quantile(peaks, [0.05, 0.5, 0.95])),
+            icu_observed_peak=float(np.nanmax(icu_obs[i])),
+            icu_capacity=cap if np.isfinite(cap) else None,
+            icu_prob_exceed=round(float((peaks > cap).mean()), 3) if np.isfinite(cap) else None,
+        ))
     return rows
 
 
@@ -115,9 +131,24 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def markdown_icu(rows: list[Row]) -> str:
+    """The README table of ICU occupancy (lockdown scenario)."""
+    lines = ["| period | territory | ICU peak: median [90 %] | observed peak | DREES adult ICU "
+             "beds | P(exceed) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        q = r.icu_peak
+        cap = f"{r.icu_capacity:,.0f}" if r.icu_capacity is not None else "-"
+        p = f"{r.icu_prob_exceed:.2f}" if r.icu_prob_exceed is not None else "-"
+        lines.append(f"| {r.period} | {r.territory} | {q[1]:,.0f} [{q[0]:,.0f}–{q[2]:,.0f}] | "
+                     f"{r.icu_observed_peak:,.0f} | {cap} | {p} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     rows = [r for p in PERIODS for r in validate(p)]
     print(markdown(rows))
+    print()
+    print(markdown_icu(rows))
     return 0
 
 

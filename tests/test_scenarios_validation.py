@@ -84,3 +84,11 @@ def test_cli_run_and_compare_on_the_real_cube(real_cube, tmp_path, monkeypatch, 
     assert code == 0 and png.stat().st_size > 10_000
     table = capsys.readouterr().out
     assert "status_quo" in table and "lockdown_2020_11" in table
+
+
+def test_icu_occupancy_peaks_inside_the_lockdown_band(rows):
+    all_rows = [r for p in PERIODS for r in rows[p]]
+    inside = [r for r in all_rows if r.icu_peak_inside]
+    assert len(inside) >= 10, [(r.period, r.territory, r.icu_peak, r.icu_observed_peak)
+                               for r in all_rows]
+    assert all(r.icu_capacity and r.icu_capacity > 0 for r in all_rows)  # DREES beds found
