@@ -550,10 +550,9 @@ def summarise(proj: Projection) -> dict[str, dict[str, Any]]:
     for i, code in enumerate(proj.territories):
         per: dict[str, Any] = {"r_now": _q(proj.r_now[i])}
         for ind in ("inc_hosp", "hosp", "icu"):
+            # Admissions: the expected values, without daily observation noise, which would
+            # inflate the peak (totals are unaffected in expectation).
             x = proj.samples["inc_hosp_mean" if ind == "inc_hosp" else ind][i]  # (S, H)
-            if ind == "inc_hosp":
-                # Peak of the 7-day mean: daily counts' noise would inflate the peak.
-                x = _trailing_mean(x, 7)
             med = np.median(x, axis=0)
             peak_i = int(np.argmax(med))
             entry: dict[str, Any] = {
@@ -586,14 +585,6 @@ def summarise(proj: Projection) -> dict[str, dict[str, Any]]:
             per[ind] = entry
         out[code] = per
     return out
-
-
-def _trailing_mean(x: np.ndarray, n: int) -> np.ndarray:
-    c = np.cumsum(x, axis=-1)
-    out = c.copy()
-    out[..., n:] = c[..., n:] - c[..., :-n]
-    div = np.minimum(np.arange(1, x.shape[-1] + 1), n)
-    return out / div
 
 
 def _r(v: float) -> float | None:
