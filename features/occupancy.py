@@ -34,6 +34,11 @@ from scipy import stats
 PUBLISHED, REBUILT = 1, 2
 LOS_SHAPE = 2.0  # gamma shape of lengths of stay: right-skewed, as DREES describes
 LOS_GRID_DAYS = np.arange(3.0, 31.0, 0.5)
+#: Distance (days to the nearest published stock) at which the accounting and the convolution
+#: are equally uncertain. Measured (bench/occupancy_rebuild.py): the accounting's error grows
+#: about linearly with distance (≈ 0.35 bed/day for a département), the convolution's is flat
+#: (≈ 50 beds), so they cross near 140 days; inverse-variance weights follow.
+EQUAL_ERROR_DAYS = 140.0
 
 
 @dataclass
@@ -107,6 +112,7 @@ def rebuild_by_accounting(net_flow: np.ndarray, published: np.ndarray,
     origin = np.zeros(published.shape, dtype=np.int8)
     bias = np.full(n_terr, np.nan)
     net = np.nan_to_num(net_flow)
+    distance = np.full(published.shape, np.inf)
     no_anchor = []
     for i in range(n_terr):
         pub = published[i]
@@ -131,15 +137,20 @@ def rebuild_by_accounting(net_flow: np.ndarray, published: np.ndarray,
         dist_prev = np.where(prev_idx >= 0, t - prev_idx, np.inf)
         dist_next = np.where(next_idx < n_days, next_idx - t, np.inf)
         rebuilt = np.where(dist_prev <= dist_next, forward, backward)
+        distance[i] = np.minimum(dist_prev, dist_next)
         values[i] = np.maximum(rebuilt, 0.0)
         origin[i] = REBUILT
         values[i, known] = pub[known]
         origin[i, known] = PUBLISHED
-    params = {"method": "flow accounting", "bias_per_day": bias}
-    if no_anchor:
-        conv = rebuild_by_convolution(admissions[no_anchor], published[no_anchor])
-        values[no_anchor] = conv.values
-        origin[no_anchor] = conv.origin
-        params["convolution_for"] = no_anchor
-        params["convolution"] = conv.parameters
-    return Rebuilt(values, origin, params)
+    # Far from any anchor the accounting drifts (the residual b changes over time); the
+    # convolution does not drift but is less precise near anchors. Blend them with a weight
+    # that decays with the distance to the nearest published stock.
+    conv = rebuild_by_convolution(admissions, published)
+    weight = 1.0 / (1.0 + (distance / EQUAL_ERROR_DAYS) ** 2)
+    anchored = np.isfinite(distance)
+    values = np.where(anchored, weight * values + (1 - weight) * conv.values, conv.values)
+    origin = np.where(anchored | (conv.origin > 0), np.maximum(origin, conv.origin), 0)
+    params = {"method": "flow accounting blended with convolution",
+              "equal_error_days": EQUAL_ERROR_DAYS, "bias_per_day": bias,
+              "convolution_for": no_anchor, "convolution": conv.parameters}
+    return Rebuilt(values, origin.astype(np.int8), params)
