@@ -388,20 +388,20 @@ def _range_checks(check: Collector, values: pd.Series, raw: pd.Series, label: st
                   minimum: float | None, maximum: float | None) -> None:
     if count:
         _report(check, values < 0, raw, label, "a count >= 0",
-                found=lambda v: repr(_as_text(v)))
+                found=lambda v: repr(as_text(v)))
         _report(check, (values % 1 != 0) & values.notna(), raw, label, "a whole number",
-                found=lambda v: repr(_as_text(v)))
+                found=lambda v: repr(as_text(v)))
     if minimum is not None:
         _report(check, values < minimum, raw, label, f"a value >= {minimum:g}",
-                found=lambda v: repr(_as_text(v)))
+                found=lambda v: repr(as_text(v)))
     if maximum is not None:
         _report(check, values > maximum, raw, label, f"a value <= {maximum:g}",
-                found=lambda v: repr(_as_text(v)))
+                found=lambda v: repr(as_text(v)))
 
 
-def _as_text(value) -> str:
+def as_text(value) -> str:
     """A parsed number shown as the publisher wrote it (``-3.0`` → ``'-3'``)."""
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float | np.floating) and float(value).is_integer():
         return str(int(value))
     return str(value)
 

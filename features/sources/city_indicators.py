@@ -22,6 +22,7 @@ from features.sources.base import (
     ParseContext,
     Source,
     SourceResult,
+    as_text,
     check_territories,
     drop_duplicates,
     read_table,
@@ -102,7 +103,8 @@ class CityIndicators(Source):
         frame = frame.rename(columns={"territory_code": "territory"})
         frame.attrs["original_columns"] = {"territory": "territory_code"}
         check_territories(frame, "territory", check, ctx.territories)
-        check.raise_if_any()
+        if frame["value"].dtype != "float64" or frame["date"].dtype != "datetime64[ns]":
+            check.raise_if_any()  # the rules below need parsed numbers and dates
 
         shadowing = frame["indicator"].isin(self.reserved)
         for idx in frame.index[shadowing][:10]:
@@ -110,7 +112,7 @@ class CityIndicators(Source):
                       repr(frame.at[idx, "indicator"]), line=idx + 2, column="indicator")
         negative = frame["aggregation"].eq("sum") & (frame["value"] < 0)
         for idx in frame.index[negative][:10]:
-            check.add("a count >= 0 (aggregation 'sum')", repr(frame.at[idx, "value"]),
+            check.add("a count >= 0 (aggregation 'sum')", repr(as_text(frame.at[idx, "value"])),
                       line=idx + 2, column="value")
         weekly_bad = frame["frequency"].eq("weekly") & frame["date"].dt.dayofweek.ne(5)
         for idx in frame.index[weekly_bad][:10]:
