@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -83,6 +85,7 @@ def test_fallback_never_crashes(name, weekly):
 
 
 def test_fit_failure_falls_back_to_baseline(weekly, caplog):
+    caplog.set_level(logging.INFO, logger="models.base")
     model = REGISTRY.create("ets")
 
     def broken(*args, **kwargs):
