@@ -54,7 +54,7 @@ def dask_client(address: str | None = None, n_workers: int | None = None):
     n = n_workers or max(1, min(os.cpu_count() or 1, 8))
     with (
         LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         Client(cluster) as client,
     ):
