@@ -229,18 +229,19 @@ def build_cube(results: list[SourceResult], territories: Territories
     datasets, fitted, frames = {}, {}, {}
     for frequency in FREQUENCIES:
         rows = tidy[frequency_of.eq(frequency).to_numpy()]
-        # Weekly also holds the sums of daily counts: same territories as the daily cube.
-        extra = frames["daily"].codes if frequency == "weekly" and "daily" in frames else ()
-        if rows.empty and not extra:
+        from_daily = frequency == "weekly" and "daily" in frames
+        if rows.empty and not from_daily:
             continue
         if rows.empty:
-            rows = pd.DataFrame({"territory": [FRANCE], "date": [frames["daily"].dates[0]],
-                                 "indicator": ["_"], "value": [np.nan]})
-        frame = _frequency_frame(rows, specs, frequency, territories, extra)
-        if frequency == "daily":
-            fitted = rebuild_occupancy(frame)
-        aggregate_hierarchy(frame)
-        if frequency == "weekly" and "daily" in frames:
+            frame = Frame(frames["daily"].codes, pd.DatetimeIndex([]), territories)
+        else:
+            # Weekly also holds the sums of daily counts: same territories as the daily cube.
+            extra = frames["daily"].codes if from_daily else ()
+            frame = _frequency_frame(rows, specs, frequency, territories, extra)
+            if frequency == "daily":
+                fitted = rebuild_occupancy(frame)
+            aggregate_hierarchy(frame)
+        if from_daily:
             arrays, weeks, weekly_specs = weekly_from_daily(frames["daily"])
             frame = _merge_weekly(frame, arrays, weeks, weekly_specs, frames["daily"].codes,
                                   territories)
@@ -254,8 +255,8 @@ def _merge_weekly(frame: Frame, arrays: dict[str, np.ndarray], weeks: pd.Datetim
                   territories: Territories) -> Frame:
     """Union of native weekly indicators and weekly sums of daily counts on one date axis."""
     all_codes = territories.closure([*frame.codes, *codes])
-    start = min(frame.dates.min(), weeks.min())
-    end = max(frame.dates.max(), weeks.max())
+    both = frame.dates.append(weeks)
+    start, end = both.min(), both.max()
     merged = Frame(all_codes, pd.date_range(start, end, freq="W-SAT"), territories)
     for source_codes, source_dates, source_arrays, source_specs in (
             (frame.codes, frame.dates, frame.arrays, frame.specs),

@@ -95,8 +95,12 @@ def test_as_of_truncates_observations(real_cube):
     assert pd.Timestamp(weekly["date"].values[-1]) == pd.Timestamp("2020-10-24")
 
 
+SMALL = ("fr_departements_population.csv", "fr_communes_20k_population.csv",
+         "fr_spf_hosp_incid_dep_daily.csv", "fr_oxcgrt_indices_daily.csv")
+
+
 def test_vintages_are_chosen_by_issue_date(make_settings, data_copy):
-    data = data_copy()
+    data = data_copy(*SMALL)
     settings = make_settings(data)
     first = run_ingest(settings, issued_at=dt.datetime(2020, 11, 1, 12, tzinfo=dt.UTC))
     # A revised publication arrives later: one admission added in Ain on 2020-10-20.
@@ -128,7 +132,7 @@ def test_no_vintage_is_a_clear_error(make_settings, tmp_path):
 
 
 def test_crash_mid_write_keeps_previous_vintage(make_settings, data_copy, monkeypatch):
-    settings = make_settings(data_copy())
+    settings = make_settings(data_copy(*SMALL))
     first = run_ingest(settings)
     calls = {"n": 0}
     real = xr.Dataset.to_netcdf
