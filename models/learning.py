@@ -52,6 +52,9 @@ class GlobalGBM(Forecaster):
 
     lags:
         Growth rates ``log1p(y_t) - log1p(y_{t-k})`` used as features (periods).
+    parent_growth:
+        Add the parent territory's growth rates (when the parent is among the fitted
+        territories, as it is when the pipeline pools the hierarchy).
     exog:
         Variables of ``X`` (national or per territory) whose recent change is a feature.
     max_iter, learning_rate, max_leaf_nodes, min_samples_leaf:
@@ -68,6 +71,7 @@ class GlobalGBM(Forecaster):
     defaults: ClassVar[dict[str, Any]] = {
         "lags": (1, 2, 3, 4),
         "exog": (),
+        "parent_growth": True,
         "max_iter": 80,
         "learning_rate": 0.08,
         "max_leaf_nodes": 15,
@@ -95,11 +99,15 @@ class GlobalGBM(Forecaster):
     ) -> np.ndarray:
         """Feature array (territory, date, feature) at every origin."""
         n_t = levels.shape[0]
-        feats = [levels]
-        for k in self.params["lags"]:
-            shifted = np.full_like(levels, np.nan)
-            shifted[:, k:] = levels[:, :-k]
-            feats.append(levels - shifted)
+        feats = [levels, *_growth(levels, self.params["lags"])]
+        if self.params["parent_growth"] and "territory_parent" in y.coords:
+            # The parent's (région's, France's) growth is a less noisy view of the same wave
+            # than a small département's own counts.
+            codes = {str(t): i for i, t in enumerate(y["territory"].values)}
+            parent = np.array(
+                [codes.get(str(p), i) for i, p in enumerate(y["territory_parent"].values)]
+            )
+            feats += _growth(levels[parent], self.params["lags"])
         pop = y.coords["population"].values.astype(float) if "population" in y.coords else None
         if pop is not None and np.all(pop > 0):
             feats.append(levels - np.log1p(pop / 1e5)[:, None])  # ~log incidence per 100k
@@ -206,3 +214,13 @@ class GlobalGBM(Forecaster):
         if self.fallbacks_:
             log.info("gbm: %d territories fall back to baseline", len(self.fallbacks_))
         return quantile_array(out, self.territories_, targets, model=self.alias)
+
+
+def _growth(levels: np.ndarray, lags) -> list[np.ndarray]:
+    """``levels_t - levels_{t-k}`` for each lag k, NaN where undefined; (territory, date) each."""
+    out = []
+    for k in lags:
+        shifted = np.full_like(levels, np.nan)
+        shifted[:, k:] = levels[:, :-k]
+        out.append(levels - shifted)
+    return out
