@@ -97,6 +97,9 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     from service.api import health
 
     health.init_app(app)
+    from service.api.common import serve_from_cache
+
+    app.before_request(serve_from_cache)  # last: after token, rate limit and timer hooks
     for name in BLUEPRINTS:
         module = importlib.import_module(f"service.api.{name}")
         app.register_blueprint(module.bp, url_prefix=f"/api/v1/{module.PREFIX}")

@@ -131,6 +131,8 @@ def _row(row) -> dict:
 
 
 def get_run(engine: sa.Engine, run_id: int) -> dict | None:
+    if not 0 < run_id < 2**31:  # ids from URLs: beyond the column's range nothing can match
+        return None
     with engine.connect() as conn:
         row = conn.execute(sa.select(job_runs).where(job_runs.c.id == run_id)).first()
     return _row(row) if row is not None else None
@@ -476,8 +478,12 @@ class Scheduler:
 
 
 # ---------------------------------------------------------------------------- the jobs
-def job_ingest(ctx: JobContext, force: bool = False, data_dir: str | None = None) -> dict:
-    """Ingest the data directory; queue a forecast refresh when a new vintage was written."""
+def job_ingest(ctx: JobContext, force: bool = False, data_dir: str | None = None,
+               forecast_params: dict | None = None) -> dict:
+    """Ingest the data directory; queue a forecast refresh when a new vintage was written.
+
+    ``forecast_params`` are passed to that forecast run (default: the ensemble, every target).
+    """
     from features.ingest import run_ingest
 
     report = run_ingest(ctx.settings, data_dir=Path(data_dir) if data_dir else None,
@@ -488,7 +494,8 @@ def job_ingest(ctx: JobContext, force: bool = False, data_dir: str | None = None
     if report.outcome == "failed":
         raise JobError(f"ingest failed: {report.message}")
     if report.outcome in ("ok", "partial"):
-        result["forecast_run"] = ctx.enqueue("forecast", {"vintage_id": report.vintage_id})
+        result["forecast_run"] = ctx.enqueue("forecast", {**(forecast_params or {}),
+                                                          "vintage_id": report.vintage_id})
     return result
 
 

@@ -258,13 +258,13 @@ class ResponseCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple) -> CachedAnswer | None:
+    def get(self, key: tuple, count_miss: bool = True) -> CachedAnswer | None:
         with self._lock:
             item = self._items.get(key)
             if item is not None:
                 self._items.move_to_end(key)
                 self.hits += 1
-            else:
+            elif count_miss:
                 self.misses += 1
             return item
 
@@ -300,6 +300,21 @@ def _finish(answer: CachedAnswer, public: bool) -> Response:
     response.vary.add("Authorization")
     note(**answer.provenance)
     return response.make_conditional(request)
+
+
+def serve_from_cache() -> Response | None:
+    """``before_request`` fast path: a GET already answered (same path, query, audience and
+    data state) is served before routing, validation and the view run. Only 200 answers of
+    ``@cached`` views are ever stored, and the key holds the raw query string, so a hit is a
+    request that was already validated; authentication, rate limits, metrics and audit hooks
+    still run around it."""
+    if request.method != "GET" or not request.path.startswith("/api/v1/"):
+        return None
+    st = state()
+    public = is_public()
+    hit = st.cache.get((request.path, request.query_string, public, st.freshness()),
+                       count_miss=False)
+    return _finish(hit, public) if hit is not None else None
 
 
 def cached(view: Callable) -> Callable:

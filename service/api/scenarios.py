@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from apiflask import APIBlueprint, Schema, fields
-from apiflask.validators import Length, Regexp
+from apiflask.validators import Length, OneOf, Regexp
 from flask import url_for
 
 from features.settings import Settings
@@ -134,9 +134,9 @@ class ScenarioRunList(Schema):
 class ScenarioTrajectoryQuery(PageQuery):
     territory = fields.String(validate=Length(1, 2000))
     indicator = fields.String(validate=Length(1, 64))
-    format = fields.String(load_default="json", validate=lambda v: v in ("json", "csv"))
-    sep = fields.String(load_default=None, validate=lambda v: v in (",", ";"))
-    decimal = fields.String(load_default=None, validate=lambda v: v in (".", ","))
+    format = fields.String(load_default="json", validate=OneOf(["json", "csv"]))
+    sep = fields.String(load_default=None, validate=OneOf([",", ";"]))
+    decimal = fields.String(load_default=None, validate=OneOf([".", ","]))
 
 
 class TrajectoryRow(Schema):
@@ -301,7 +301,7 @@ def get_trajectories(run_id: int, query_data: dict):
 @bp.doc(summary="Compare scenario runs side by side for one territory")
 @requires("analyst")
 def compare(query_data: dict):
-    ids = list(dict.fromkeys(int(x) for x in query_data["runs"].split(",")))
+    ids = list(dict.fromkeys(int(x) for x in query_data["runs"].split(",")))[:7]
     if not 2 <= len(ids) <= 6:
         raise bad_request("compare 2 to 6 runs", runs=ids)
     territory = query_data.get("territory") or "FR"

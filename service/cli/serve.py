@@ -40,6 +40,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from service.app import create_app
 
+    # Queue-depth warnings fire on every burst of concurrent clients: noise, not news.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
     app = create_app({"START_SCHEDULER": not args.no_scheduler})
     warm_up(app)
 

@@ -1,0 +1,300 @@
+"""Load benchmark of ``GET /api/v1/forecasts`` for one territory (loopback only, bounded).
+
+Starts, on 127.0.0.1, the API (``python -m service serve``, waitress, scheduler on) on a
+throw-away copy of a home (catalog rows and forecast runs copied; cube files shared read-only)
+and a static server (waitress, same threads) of the same JSON bytes. Then, with 32 concurrent
+keep-alive clients (processes × threads):
+
+1. static file: throughput and latency;
+2. API: throughput, p50 / p99 latency, ratio to the static throughput;
+3. API while a forced ingest and the forecast refresh it chains run in the server's scheduler:
+   every answer must be a 200 whose body names the run it came from, and all answers naming one
+   run must be byte-identical (no torn reads).
+
+Usage: ``python bench/api_load.py [--home VIGIE_HOME] [--clients 32] [--duration 8]
+[--no-background]``. Aims: p99 < 50 ms, throughput ≥ 0.5 × static.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import multiprocessing as mp
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+URL = "/api/v1/forecasts?target=icu&territory=75"
+
+STATIC_APP = """
+import sys
+from waitress import serve
+body = open(sys.argv[1], "rb").read()
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+serve(app, host="127.0.0.1", port=int(sys.argv[2]), threads=int(sys.argv[3]), ident="static")
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(port: int, path: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            if conn.getresponse().status < 500:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server on port {port} did not come up")
+
+
+# ---------------------------------------------------------------------------- load
+def _client_thread(port, path, stop_at, check, out):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    lat, errors, runs = [], [], {}
+    while time.perf_counter() < stop_at:
+        t0 = time.perf_counter()
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            continue
+        lat.append(time.perf_counter() - t0)
+        if resp.status != 200:
+            errors.append(f"HTTP {resp.status}: {body[:200]!r}")
+        elif check:
+            try:
+                doc = json.loads(body)
+                run = doc["run"]["run_id"]
+                if run != resp.getheader("X-Vigie-Run"):
+                    errors.append("torn: header and body name different runs")
+                if not doc["items"] or any(i["location"] != "75" or len(i["quantiles"]) != 23
+                                           for i in doc["items"]):
+                    errors.append("torn: incomplete items")
+                runs.setdefault(run, set()).add(hashlib.blake2b(body, digest_size=8).hexdigest())
+            except (ValueError, KeyError) as exc:
+                errors.append(f"bad body: {exc}")
+    out.append((lat, errors, {k: sorted(v) for k, v in runs.items()}))
+
+
+def _client_process(port, path, threads, duration, check, queue):
+    stop_at = time.perf_counter() + duration
+    out: list = []
+    pool = [threading.Thread(target=_client_thread, args=(port, path, stop_at, check, out))
+            for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    queue.put(out)
+
+
+def load(port: int, path: str, clients: int, duration: float, check: bool = False) -> dict:
+    """``clients`` keep-alive clients (4 processes × threads) for ``duration`` seconds."""
+    procs_n = min(4, clients)
+    per = [clients // procs_n + (1 if i < clients % procs_n else 0) for i in range(procs_n)]
+    queue: mp.Queue = mp.Queue()
+    procs = [mp.Process(target=_client_process, args=(port, path, n, duration, check, queue))
+             for n in per]
+    for p in procs:
+        p.start()
+    results = [item for _ in procs for item in queue.get()]
+    for p in procs:
+        p.join()
+    lat = sorted(x for r in results for x in r[0])
+    errors = [e for r in results for e in r[1]]
+    runs: dict[str, set] = {}
+    for r in results:
+        for run, hashes in r[2].items():
+            runs.setdefault(run, set()).update(hashes)
+    n = len(lat)
+    return {
+        "requests": n, "throughput_rps": round(n / duration, 1),
+        "p50_ms": round(1000 * lat[n // 2], 2) if n else None,
+        "p99_ms": round(1000 * lat[min(n - 1, int(n * 0.99))], 2) if n else None,
+        "errors": len(errors), "error_examples": sorted(set(errors))[:5],
+        "runs_seen": {k: len(v) for k, v in runs.items()},
+        "torn_runs": [k for k, v in runs.items() if len(v) > 1],
+    }
+
+
+# ---------------------------------------------------------------------------- set-up
+def prepare_home(source_home: Path, target: Path) -> tuple[dict, str]:
+    """Copy the catalog and forecast runs of ``source_home`` into a fresh home; admin token."""
+    import sqlalchemy as sa
+
+    from features.catalog import get_engine, vintages
+    from features.settings import Settings
+    from service.auth import create_token
+
+    src = Settings.from_env(home=str(source_home))
+    dst = Settings.from_env(home=str(target), data_dir=str(src.data_dir),
+                            database_url=f"sqlite:///{target}/vigie.sqlite")
+    with get_engine(src.database_url).connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.select(vintages))]
+    if not rows:
+        raise SystemExit(f"no cube vintage in {source_home}: run 'make run' (or ingest) first")
+    with get_engine(dst.database_url).begin() as conn:
+        for row in rows:
+            conn.execute(vintages.insert().values(**row))
+    if src.forecasts_dir.exists():
+        shutil.copytree(src.forecasts_dir, dst.forecasts_dir)
+    env = {"VIGIE_HOME": str(dst.home), "VIGIE_DATABASE_URL": dst.database_url,
+           "VIGIE_DATA_DIR": str(dst.data_dir)}
+    return env, create_token(get_engine(dst.database_url), "bench", "admin")
+
+
+def ensure_forecast(env: dict) -> None:
+    """The benchmarked answer needs an icu forecast by département: make a fast one if absent."""
+    from features.catalog import get_engine
+    from features.settings import Settings
+    from models.store import ForecastStore
+    from service.jobs import enqueue, run_pending
+
+    settings = Settings.from_env(home=env["VIGIE_HOME"], database_url=env["VIGIE_DATABASE_URL"])
+    store = ForecastStore.from_settings(settings)
+    if any(p.name.startswith("icu_daily_department_") for p in
+           (store.root / "latest").glob("*.json")):
+        return
+    engine = get_engine(settings.database_url)
+    enqueue(engine, "forecast", {"model": "baseline", "runs": [["icu", "daily"]],
+                                 "levels": ["department"], "calibrate": False})
+    print("no icu forecast by département in the home: making a baseline one", file=sys.stderr)
+    run_pending(engine, settings)
+
+
+def api_call(port, method, path, token, body=None) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                 headers={"Authorization": f"Bearer {token}",
+                          "Content-Type": "application/json"})
+    return json.loads(conn.getresponse().read())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--home", type=Path,
+                        default=Path(os.environ.get("VIGIE_HOME", ROOT / "var")))
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--threads", type=int, default=8, help="server threads (both servers)")
+    parser.add_argument("--no-background", action="store_true")
+    parser.add_argument("--background-timeout", type=float, default=150.0)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="vigie-bench-"))
+    servers: list[subprocess.Popen] = []
+    log_path = Path(tempfile.gettempdir()) / "vigie_api_load_server.log"
+    server_log = log_path.open("w")
+    try:
+        env, token = prepare_home(args.home.resolve(), tmp / "home")
+        ensure_forecast(env)
+        api_port, static_port = free_port(), free_port()
+        server_env = {**os.environ, **env, "PYTHONPATH": str(ROOT),
+                      "VIGIE_API_RATELIMIT_ENABLED": "false"}
+        servers.append(subprocess.Popen(
+            [sys.executable, "-m", "service", "serve", "--port", str(api_port),
+             "--threads", str(args.threads)], cwd=ROOT, env=server_env,
+            stdout=subprocess.DEVNULL, stderr=server_log))
+        wait_up(api_port, "/healthz")
+        conn = http.client.HTTPConnection("127.0.0.1", api_port)
+        conn.request("GET", URL)
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise SystemExit(f"{URL} answered {resp.status}: {body[:300]!r}")
+        static = tmp / "forecast.json"
+        static.write_bytes(body)
+        servers.append(subprocess.Popen(
+            [sys.executable, "-c", STATIC_APP, str(static), str(static_port),
+             str(args.threads)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_up(static_port, "/")
+
+        report: dict = {"url": URL, "clients": args.clients, "duration_s": args.duration,
+                        "server_threads": args.threads, "body_bytes": len(body),
+                        "cpus": os.cpu_count()}
+        report["static"] = load(static_port, "/", args.clients, args.duration)
+        report["api"] = load(api_port, URL, args.clients, args.duration, check=True)
+        report["throughput_ratio_vs_static"] = round(
+            report["api"]["throughput_rps"] / max(report["static"]["throughput_rps"], 1e-9), 3)
+
+        if not args.no_background:
+            fast = {"model": "baseline", "runs": [["icu", "daily"]], "levels": ["department"],
+                    "calibrate": False}
+            ingest = api_call(api_port, "POST", "/api/v1/jobs/ingest/run", token,
+                              {"params": {"force": True, "forecast_params": fast}})
+            started = time.time()
+            phases = []
+            while time.time() - started < args.background_timeout:
+                phases.append(load(api_port, URL, args.clients, min(args.duration, 5),
+                                   check=True))
+                ing = api_call(api_port, "GET", f"/api/v1/jobs/runs/{ingest['id']}", token)
+                chained = (ing.get("result") or {}).get("forecast_run")
+                if ing["status"] in ("failed", "interrupted"):
+                    break
+                if chained:
+                    fc = api_call(api_port, "GET", f"/api/v1/jobs/runs/{chained}", token)
+                    if fc["status"] in ("ok", "failed", "interrupted"):
+                        phases.append(load(api_port, URL, args.clients, 2, check=True))
+                        break
+            runs: dict[str, int] = {}
+            for ph in phases:
+                for k, v in ph["runs_seen"].items():
+                    runs[k] = max(runs.get(k, 0), v)
+            lat_p99 = max((p["p99_ms"] or 0) for p in phases) if phases else None
+            report["during_ingest_and_forecast"] = {
+                "seconds": round(time.time() - started, 1),
+                "requests": sum(p["requests"] for p in phases),
+                "throughput_rps": round(sum(p["requests"] for p in phases) /
+                                        max(time.time() - started, 1e-9), 1),
+                "worst_window_p99_ms": lat_p99,
+                "errors": sum(p["errors"] for p in phases),
+                "error_examples": sorted({e for p in phases for e in p["error_examples"]})[:5],
+                "runs_served": sorted(runs),
+                "torn_runs": sorted({t for p in phases for t in p["torn_runs"]}),
+                "ingest_status": ing["status"],
+                "forecast_status": fc["status"] if chained else None,
+            }
+        print(json.dumps(report, indent=2))
+        ok = (report["api"]["errors"] == 0 and not report["api"]["torn_runs"]
+              and (args.no_background or (report["during_ingest_and_forecast"]["errors"] == 0
+                   and not report["during_ingest_and_forecast"]["torn_runs"])))
+        return 0 if ok else 1
+    finally:
+        for proc in servers:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        server_log.close()
+        print(f"server log: {log_path}", file=sys.stderr)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
