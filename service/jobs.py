@@ -577,6 +577,10 @@ def job_backtest(ctx: JobContext, model: str = "ensemble", target: str = "inc_ho
     if "baseline" not in names:
         names.append("baseline")
     frame = backtest(tgt, level, dates, names, opener, registry=registry)
+    if "observed" not in frame:
+        from models.pipeline import observed_rows
+
+        frame = observed_rows(frame, ds, tgt)
     board = leaderboard_from_backtest(frame)
     payload = {"target": target, "frequency": frequency, "level": level,
                "forecast_dates": [str(pd.Timestamp(d).date()) for d in dates],
@@ -596,7 +600,7 @@ def leaderboard_from_backtest(frame) -> list[dict]:
     from models.scoring import score_table, summarise
 
     scored = score_table(frame, QCOLS)
-    summary = summarise(scored)
+    summary = summarise(scored, by=[])
     return json.loads(summary.reset_index().to_json(orient="records"))
 
 

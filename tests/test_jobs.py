@@ -106,9 +106,17 @@ def test_interrupted_runs_are_marked_and_retried(job_env, flaky):
     assert retry["retry_of"] == run_id
 
 
-def test_scheduler_dispatches_api_triggered_runs(app, client, auth, flaky):
-    from service.app import start_scheduler
+def test_scheduler_dispatches_api_triggered_runs(served_home, flaky):
+    # A home of its own: runs queued by other tests (real ingest, backtest) must not start here.
+    from features.catalog import get_engine
+    from service.app import create_app, start_scheduler
+    from service.auth import create_token
 
+    app = create_app({"TESTING": True, "SETTINGS": served_home, "RATELIMIT_ENABLED": False})
+    client = app.test_client()
+    admin = {"Authorization": "Bearer " + create_token(get_engine(served_home.database_url),
+                                                       "a", "admin")}
+    auth = {"admin": admin}
     app.config["SCHEDULER"] = {"lock_ttl": 1.0, "dispatch_interval": 0.1, "retry_base": 0.1,
                                "schedules": {"ingest": None, "backtest": None}}
     scheduler = start_scheduler(app)
@@ -133,10 +141,6 @@ def test_scheduler_dispatches_api_triggered_runs(app, client, auth, flaky):
                            headers=auth["admin"]).status_code == 404
     finally:
         scheduler.stop()
-        from service.db import job_runs
-
-        with app.extensions["vigie"].engine.begin() as conn:  # leave the shared DB clean
-            conn.execute(job_runs.delete().where(job_runs.c.job == "flaky"))
 
 
 @pytest.fixture
