@@ -100,7 +100,8 @@ class CubeStore:
             for frequency, ds in datasets.items():
                 ds = ds.assign_attrs(vintage_id=vintage_id, issued_at=issued_at.isoformat())
                 # Uncompressed: about 12 MB per vintage, written and read twice as fast as zlib.
-                ds.to_netcdf(tmp / f"{frequency}.nc", engine=NETCDF_ENGINE)
+                with _hdf5_lock:
+                    ds.to_netcdf(tmp / f"{frequency}.nc", engine=NETCDF_ENGINE)
                 row_counts[frequency] = {name: int(ds[name].notnull().sum())
                                          for name in ds.data_vars}
             if tables:
@@ -157,6 +158,7 @@ class CubeStore:
 
 _cache: OrderedDict[tuple[str, str], xr.Dataset] = OrderedDict()
 _cache_lock = threading.Lock()
+_hdf5_lock = threading.Lock()
 
 
 def _load_cached(folder: Path, frequency: str) -> xr.Dataset:
@@ -169,7 +171,11 @@ def _load_cached(folder: Path, frequency: str) -> xr.Dataset:
     path = folder / f"{frequency}.nc"
     if not path.exists():
         raise KeyError(f"vintage {folder.name} has no '{frequency}' dataset")
-    with xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
+    # libhdf5/libnetcdf are not safe for concurrent use from several threads (the API's
+    # request threads and a job thread can load or write a vintage at the same moment): one
+    # file operation at a time. Reads are rare (once per vintage and frequency); the cache
+    # serves the rest.
+    with _hdf5_lock, xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
         loaded = ds.load()
     for name in ("territory", "territory_level", "territory_parent", "territory_name"):
         if name in loaded.coords:
