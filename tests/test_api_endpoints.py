@@ -124,14 +124,17 @@ def test_csv_variants(client, auth):
     assert r.mimetype == "text/csv"
     assert "attachment" in r.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
-    assert (len(rows) == 3 and rows[0]["territory"] == "75" and "." in rows[0]["value"]) or \
-        rows[0]["value"].isdigit() or "." in rows[0]["value"]
+    # Paris, published SPF stocks (fr_spf_hosp_rea_stock_dep_2020H2.csv).
+    assert [(r["territory"], r["date"], float(r["value"])) for r in rows] == [
+        ("75", "2020-11-01", 1185.0), ("75", "2020-11-02", 1244.0), ("75", "2020-11-03", 1296.0)]
+    assert rows[0]["value"] == "1185.0"  # decimal point in the default CSV
     fr = client.get(base + "&format=csv&sep=;", headers=auth["analyst"])
     text = fr.get_data(as_text=True)
     assert text.startswith("\ufeff")  # Excel needs the BOM to read UTF-8
     rows_fr = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff")), delimiter=";"))
     assert [float(r["value"].replace(",", ".")) for r in rows_fr] == \
         [float(r["value"]) for r in rows]
+    assert rows_fr[0]["value"] == "1185,0"  # decimal comma for French Excel
     assert client.get(base + "&format=csv&sep=,&decimal=,").status_code == 400
     terr = client.get("/api/v1/territories?level=region&format=csv&sep=;")
     assert "Île-de-France" in terr.get_data(as_text=True)
@@ -201,7 +204,8 @@ def test_alerts_match_closed_form(client):
     for code, median in (("75", 800.0), ("13", 150.0), ("01", 25.0)):
         item = items[code]
         cap = item["capacity"]
-        assert (cap and item["capacity_date"] <= "2021-01-01") or item["capacity_date"]
+        # DREES adult ICU beds counted at the end of 2020, the last count before the forecast.
+        assert cap > 0 and item["capacity_date"] == "2021-01-01"
         expected = 1 - stats.norm.cdf(cap, loc=median, scale=0.2 * median)
         expected = min(max(expected, 0.01), 0.99)
         # Linear interpolation between 23 quantiles: within a few points of the exact value.
