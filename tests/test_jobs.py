@@ -4,6 +4,7 @@ scenario, ingest chain) on the real cube."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
@@ -47,8 +48,12 @@ def test_failure_is_recorded_then_retried_with_backoff(job_env, flaky):
     runs, _ = list_runs(engine, job="flaky", status="queued")
     [retry] = runs
     assert retry["retry_of"] == first and retry["attempt"] == 2 and retry["trigger"] == "retry"
-    # Not due before its backoff delay.
-    assert run_pending(engine, settings, retry_base=0.2) == [] or time.time() - t0 > 0.2
+    # Queued with its backoff delay (0.2 s for the first retry), and not run before it.
+    delay = (dt.datetime.fromisoformat(retry["not_before"])
+             - dt.datetime.fromisoformat(retry["queued_at"])).total_seconds()
+    assert delay == pytest.approx(0.2, abs=0.01)
+    if time.time() - t0 < 0.15:
+        assert run_pending(engine, settings, retry_base=0.2) == []
     time.sleep(0.25)
     assert run_pending(engine, settings, retry_base=0.2)[0][1] == "failed"
     time.sleep(0.45)  # second retry waits twice as long
