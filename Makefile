@@ -37,8 +37,14 @@ serve: install
 
 run: install ingest forecast serve
 
+# Benchmarks print figures (ratios against a reference measured in the same run).
 bench: install
 	$(PY) bench/ingest.py
+	$(PY) bench/occupancy_rebuild.py
+	$(PY) bench/forecast.py
+	$(PY) bench/scenario.py
+	$(PY) bench/api_load.py
+	$(PY) bench/dashboard.py
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache
