@@ -62,7 +62,7 @@ def _builtin_specs() -> list[ModelSpec]:
         ModelSpec("sarimax", "sarimax", "1.0", {}, "ARIMA(1,1,1) on log1p (weekday SARIMA daily)"),
         ModelSpec("prophet", "prophet", "1.0", {}, "Prophet on log1p, last 30 periods, holidays"),
         ModelSpec("gbm", "gbm", "1.0", {}, "Global quantile HistGradientBoosting on growth rates"),
-        ModelSpec("ensemble", "ensemble", "1.0", {}, "Median of ets, sarimax, prophet, gbm"),
+        ModelSpec("ensemble", "ensemble", "1.0", {}, "Median of ets, sarimax, gbm, baseline"),
     ]
 
 
