@@ -10,23 +10,16 @@ import xarray as xr
 from models.base import Forecaster, quantile_array
 
 
-def combine_quantiles(
-    forecasts: list[xr.DataArray], weights: list[float] | None = None
-) -> xr.DataArray:
-    """Quantile-wise (weighted) median of member forecasts.
+def quantile_median(stack: np.ndarray, weights: list[float] | None = None) -> np.ndarray:
+    """Quantile-wise (weighted) median over the first axis (members), sorted along the last.
 
     Parameters
     ----------
-    forecasts:
-        Members' forecasts with identical dims (territory, horizon, quantile).
+    stack:
+        (member, ..., quantile) member forecasts.
     weights:
-        Non-negative weights (e.g. inverse past WIS); None = plain median.
-
-    Returns
-    -------
-    The combined forecast, re-sorted so it stays monotone in quantile.
+        Non-negative weight per member (e.g. inverse past WIS); None = plain median.
     """
-    stack = np.stack([f.values for f in forecasts])  # (member, territory, horizon, quantile)
     if weights is None:
         values = np.median(stack, axis=0)
     else:
@@ -36,9 +29,19 @@ def combine_quantiles(
         cum = np.cumsum(w[order], axis=0) / w.sum()
         pick = np.argmax(cum >= 0.5, axis=0)[None]
         values = np.take_along_axis(sorted_vals, pick, axis=0)[0]
+    return np.sort(values, axis=-1)
+
+
+def combine_quantiles(
+    forecasts: list[xr.DataArray], weights: list[float] | None = None
+) -> xr.DataArray:
+    """Quantile-wise (weighted) median of member forecasts with identical dims."""
     first = forecasts[0]
     combined = quantile_array(
-        values, first["territory"].values, first["target_date"].to_index(), model="ensemble"
+        quantile_median(np.stack([f.values for f in forecasts]), weights),
+        first["territory"].values,
+        first["target_date"].to_index(),
+        model="ensemble",
     )
     return combined.assign_coords(horizon=first["horizon"].values)
 
@@ -79,10 +82,12 @@ class Ensemble(Forecaster):
     def predict(self, horizon: int, X_future: xr.Dataset | None = None) -> xr.DataArray:
         return self.combine([m.predict(horizon, X_future) for m in self.members_])
 
+    def member_weights(self) -> list[float] | None:
+        weights = self.params["weights"]
+        if not weights:
+            return None
+        return [float(weights.get(n, 1.0)) for n in self.params["members"]]
+
     def combine(self, forecasts: list[xr.DataArray]) -> xr.DataArray:
         """Combine member forecasts (also used when members were fitted in parallel)."""
-        weights = self.params["weights"]
-        w = None
-        if weights:
-            w = [float(weights.get(n, 1.0)) for n in self.params["members"]]
-        return combine_quantiles(forecasts, w)
+        return combine_quantiles(forecasts, self.member_weights())

@@ -20,7 +20,7 @@ import xarray as xr
 
 from models.base import Forecaster
 from models.calibration import QCOLS, ConformalCalibrator, calibrate_rows, forecast_rows
-from models.ensemble import Ensemble
+from models.ensemble import Ensemble, quantile_median
 from models.registry import Registry, get_registry
 from models.targets import Target, select_territories
 
@@ -328,27 +328,15 @@ def calibrate_backtest(
 
 
 def _combine_rows(raw: pd.DataFrame, ens: Ensemble, name: str) -> pd.DataFrame:
-    members = list(ens.params["members"])
+    """Ensemble rows from its members' backtest rows (forecasts all members made)."""
     keys = ["forecast_date", "territory", "horizon", "target_end_date"]
-    sub = raw[raw["model"].isin(members)].sort_values([*keys, "model"])
-    weights = ens.params.get("weights")
-    if weights:
-        w = sub["model"].map(lambda m: float(weights.get(m, 1.0)))
-        sub = sub.assign(_w=w)
-    grouped = sub.groupby(keys, sort=False)
-    if not weights:
-        combined = grouped[QCOLS].median().reset_index()
-    else:
-        def wmedian(g):
-            vals = g[QCOLS].to_numpy(float)
-            order = np.argsort(vals, axis=0)
-            cw = np.cumsum(g["_w"].to_numpy()[order], axis=0) / g["_w"].sum()
-            pick = np.argmax(cw >= 0.5, axis=0)
-            return pd.Series(np.take_along_axis(vals, order, 0)[pick, range(len(QCOLS))],
-                             index=QCOLS)
-
-        combined = grouped.apply(wmedian).reset_index()
-    combined[QCOLS] = np.sort(combined[QCOLS].to_numpy(float), axis=1)
+    tables = [raw[raw["model"] == m].set_index(keys) for m in ens.params["members"]]
+    common = tables[0].index
+    for table in tables[1:]:
+        common = common.intersection(table.index)
+    stack = np.stack([t.loc[common, QCOLS].to_numpy(float) for t in tables])
+    combined = pd.DataFrame(quantile_median(stack, ens.member_weights()), columns=QCOLS,
+                            index=common).reset_index()
     return combined.assign(model=name)
 
 
