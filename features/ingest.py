@@ -23,7 +23,14 @@ from features.cube import build_cube
 from features.errors import SourceError
 from features.settings import Settings
 from features.sources import SOURCES
-from features.sources.base import ParseContext, RawFile, Source, SourceNotFound, SourceResult
+from features.sources.base import (
+    ParseContext,
+    RawFile,
+    Source,
+    SourceNotFound,
+    SourceResult,
+    raw_file,
+)
 from features.sources.insee_territories import load_territories
 from features.store import CubeStore
 
@@ -110,13 +117,8 @@ def _last_good_file(store: CubeStore, source: str, settings: Settings) -> list[P
 
 
 def _files_for(source: Source, data_dir: Path, download: bool) -> list[Path]:
-    if getattr(source, "multiple", False):
-        if not data_dir.is_dir():
-            return []
-        names = sorted(p for p in data_dir.iterdir() if p.is_file())
-        import fnmatch
-        return [p for p in names if any(fnmatch.fnmatch(p.name, pat)
-                                        for pat in source.file_patterns)]
+    if source.multiple:
+        return source.locate_all(data_dir)
     return [source.fetch(data_dir, download=download)]
 
 
@@ -150,7 +152,7 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
     phase_started = time.perf_counter()
     files_manifest: dict[str, dict] = {}
     for path in territory_paths:
-        raw = keep_raw(settings, _raw(path))
+        raw = keep_raw(settings, raw_file(path))
         files_manifest[path.name] = {"source": "insee_territories", "name": path.name,
                                      "sha256": raw.name.split("-", 1)[0],
                                      "size": path.stat().st_size}
@@ -185,7 +187,7 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
                 outcome.quarantined = str(quarantine(settings, source.name, path, exc))
                 report.sources.append(outcome)
                 for good in _last_good_file(store, source.name, settings):
-                    if good.name.split("-", 1)[1] == path.name or not source_is_multi(source):
+                    if good.name.split("-", 1)[1] == path.name or not source.multiple:
                         results.append(_reuse(source, good, ctx, report, files_manifest))
                 continue
             raw = result.files[0]
@@ -241,15 +243,6 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
                          "data" if report.failed else ""))
     _record(engine, report)
     return report
-
-
-def source_is_multi(source: Source) -> bool:
-    return bool(getattr(source, "multiple", False))
-
-
-def _raw(path: Path) -> RawFile:
-    from features.sources.base import raw_file
-    return raw_file(path)
 
 
 def _reuse(source: Source, path: Path, ctx: ParseContext, report: IngestReport,

@@ -120,6 +120,8 @@ class Source:
     file_patterns: tuple[str, ...] = ()
     indicators: tuple[IndicatorSpec, ...] = ()
     required: bool = True
+    #: True when every matching file is a separate input (city indicators), not one publication.
+    multiple: bool = False
 
     # ------------------------------------------------------------------ fetch
     def locate(self, data_dir: Path) -> Path | None:
@@ -132,6 +134,13 @@ class Source:
             if hits:
                 return data_dir / hits[-1]
         return None
+
+    def locate_all(self, data_dir: Path) -> list[Path]:
+        """Every file in ``data_dir`` matching any of the patterns (for ``multiple`` sources)."""
+        if not data_dir.is_dir():
+            return []
+        return [p for p in sorted(data_dir.iterdir()) if p.is_file()
+                and any(fnmatch.fnmatch(p.name, pattern) for pattern in self.file_patterns)]
 
     def fetch(self, data_dir: Path, download: bool = False, timeout: float = 60.0) -> Path:
         """Find the source file, downloading the official publication if asked and possible.
