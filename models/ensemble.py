@@ -53,6 +53,9 @@ class Ensemble(Forecaster):
     ----------
     members:
         Registry names of the member models (each at its current version).
+    level_members:
+        Members for territories of a given ``territory_level`` (e.g. ``department``), in place
+        of ``members``; levels not listed use ``members``.
     weights:
         Optional member → weight mapping; members absent from it weigh 1.
     """
@@ -65,29 +68,83 @@ class Ensemble(Forecaster):
         # baseline is a member: a flat forecast in the median damps the trend followers at
         # turning points (median of 4 = mean of the middle two).
         "members": ("ets", "sarimax", "gbm", "baseline"),
+        # Per-series ETS/SARIMAX on a département's small, noisy weekly counts extrapolate
+        # noise (their log-scale trends explode at 3–4 weeks); there the pooled gbm, damped
+        # by the flat baseline, is the robust pair. Chosen on the development period
+        # (forecast dates 2020-09-07..2021-02-22) and confirmed on 2021-03..11 (docs/MODELS.md).
+        "level_members": {"department": ("gbm", "baseline")},
         "weights": None,
     }
 
-    def member_models(self) -> list[Forecaster]:
-        """Unfitted member forecasters, resolved through the registry."""
+    def all_members(self) -> list[str]:
+        """Every member name used at some level, in a stable order."""
+        names = list(self.params["members"])
+        for level_names in (self.params.get("level_members") or {}).values():
+            names += list(level_names)
+        return list(dict.fromkeys(names))
+
+    def members_for(self, territory_level: str | None) -> tuple[str, ...]:
+        """Members combined for territories of that level."""
+        by_level = self.params.get("level_members") or {}
+        return tuple(by_level.get(str(territory_level), self.params["members"]))
+
+    def member_models(self) -> dict[str, Forecaster]:
+        """Unfitted member forecasters by name, resolved through the registry."""
         from models.registry import get_registry
 
         registry = get_registry()
-        return [registry.create(name) for name in self.params["members"]]
+        return {name: registry.create(name) for name in self.all_members()}
 
     def fit(self, y: xr.DataArray, X: xr.Dataset | None = None) -> Self:
-        self.members_ = [m.fit(y, X) for m in self.member_models()]
+        self.members_ = {name: m.fit(y, X) for name, m in self.member_models().items()}
+        levels = y.coords.get("territory_level")
+        self.levels_ = None if levels is None else [str(v) for v in levels.values]
         return self
 
     def predict(self, horizon: int, X_future: xr.Dataset | None = None) -> xr.DataArray:
-        return self.combine([m.predict(horizon, X_future) for m in self.members_])
+        forecasts = {n: m.predict(horizon, X_future) for n, m in self.members_.items()}
+        return self.combine(forecasts, self.levels_)
 
-    def member_weights(self) -> list[float] | None:
+    def member_weights(
+        self, names: tuple[str, ...] | list[str] | None = None
+    ) -> list[float] | None:
         weights = self.params["weights"]
         if not weights:
             return None
-        return [float(weights.get(n, 1.0)) for n in self.params["members"]]
+        names = self.params["members"] if names is None else names
+        return [float(weights.get(n, 1.0)) for n in names]
 
-    def combine(self, forecasts: list[xr.DataArray]) -> xr.DataArray:
-        """Combine member forecasts (also used when members were fitted in parallel)."""
-        return combine_quantiles(forecasts, self.member_weights())
+    def combine(
+        self,
+        forecasts: dict[str, xr.DataArray] | list[xr.DataArray],
+        levels: list[str] | np.ndarray | None = None,
+    ) -> xr.DataArray:
+        """Combine member forecasts (also used when members were fitted in parallel).
+
+        Parameters
+        ----------
+        forecasts:
+            Member name → (territory, horizon, quantile) forecast, all on the same territories
+            and horizons (a list is taken in :meth:`all_members` order).
+        levels:
+            ``territory_level`` of each territory (None: ``members`` everywhere).
+        """
+        if not isinstance(forecasts, dict):
+            forecasts = dict(zip(self.all_members(), forecasts, strict=True))
+        first = next(iter(forecasts.values()))
+        if levels is None:
+            levels = [None] * first.sizes["territory"]
+        levels = np.asarray([str(v) if v is not None else "" for v in levels], dtype=object)
+        values = np.empty(first.shape)
+        for level in dict.fromkeys(levels):
+            rows = np.flatnonzero(levels == level)
+            names = self.members_for(level or None)
+            missing = [n for n in names if n not in forecasts]
+            if missing:
+                raise KeyError(f"ensemble members without a forecast: {missing}")
+            stack = np.stack([forecasts[n].values[rows] for n in names])
+            values[rows] = quantile_median(stack, self.member_weights(names))
+        combined = quantile_array(
+            values, first["territory"].values, first["target_date"].to_index(), model="ensemble"
+        )
+        return combined.assign_coords(horizon=first["horizon"].values)

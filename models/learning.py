@@ -56,7 +56,9 @@ class GlobalGBM(Forecaster):
         Add the parent territory's growth rates (when the parent is among the fitted
         territories, as it is when the pipeline pools the hierarchy).
     exog:
-        Variables of ``X`` (national or per territory) whose recent change is a feature.
+        Variables of ``X`` (national or per territory; a territory without values takes its
+        nearest ancestor's) whose level and 1- and 2-period changes (log scale when
+        non-negative) are features. Variables absent from ``X`` are skipped.
     max_iter, learning_rate, max_leaf_nodes, min_samples_leaf:
         ``HistGradientBoostingRegressor`` settings (small trees: few hundred rows per wave).
     window:
@@ -70,7 +72,10 @@ class GlobalGBM(Forecaster):
     pools_territories: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {
         "lags": (1, 2, 3, 4),
-        "exog": (),
+        # Leading indicators, where the cube has them (weekly SurSaUD, by région; a
+        # département takes its région's): Covid shares of SOS Médecins acts and of
+        # emergency visits turn a week or two before admissions do.
+        "exog": ("sos_medecins_covid_rate", "er_visits_covid_rate"),
         "parent_growth": True,
         "max_iter": 80,
         "learning_rate": 0.08,
@@ -114,12 +119,17 @@ class GlobalGBM(Forecaster):
         for name in self.params["exog"]:
             if X is None or name not in X:
                 continue
-            da = X[name]
-            v = da.values if "territory" in da.dims else np.tile(da.values, (n_t, 1))
-            v = pd.DataFrame(np.asarray(v, dtype=float).T).ffill().to_numpy().T
-            change = np.full_like(v, np.nan)
-            change[:, 2:] = v[:, 2:] - v[:, :-2]
-            feats += [v, change]
+            v = _exog_values(X[name], y, n_t)
+            # Recent change of the indicator (log scale for counts and rates, which grow
+            # multiplicatively like the target): e.g. SOS Médecins Covid acts rise a week or
+            # two before admissions do.
+            if np.nanmin(v, initial=np.inf) >= 0:
+                v = np.log1p(v)
+            feats.append(v)
+            for k in (1, 2):
+                change = np.full_like(v, np.nan)
+                change[:, k:] = v[:, k:] - v[:, :-k]
+                feats.append(change)
         return np.stack(feats, axis=-1)
 
     def _calendar(self, target_dates: pd.DatetimeIndex) -> np.ndarray:
@@ -214,6 +224,29 @@ class GlobalGBM(Forecaster):
         if self.fallbacks_:
             log.info("gbm: %d territories fall back to baseline", len(self.fallbacks_))
         return quantile_array(out, self.territories_, targets, model=self.alias)
+
+
+def _exog_values(da: xr.DataArray, y: xr.DataArray, n_t: int) -> np.ndarray:
+    """A regressor as (territory, date) floats, forward-filled.
+
+    A national regressor (no territory dim) is repeated for every territory. A territorial one
+    missing for a territory (SurSaUD is published by région, not département) takes the value
+    of its nearest ancestor that has it (département → région → France).
+    """
+    if "territory" not in da.dims:
+        v = np.tile(np.asarray(da.values, dtype=float), (n_t, 1))
+    else:
+        da = da.sel(territory=y["territory"].values) if da.sizes["territory"] != n_t else da
+        v = np.asarray(da.transpose("territory", ...).values, dtype=float).copy()
+        if "territory_parent" in y.coords:
+            codes = {str(t): i for i, t in enumerate(y["territory"].values)}
+            parents = [codes.get(str(p)) for p in y["territory_parent"].values]
+            for i in range(n_t):
+                j, seen = i, 0
+                while not np.isfinite(v[i]).any() and parents[j] is not None and seen < 3:
+                    j, seen = parents[j], seen + 1
+                    v[i] = v[j]
+    return pd.DataFrame(v.T).ffill().to_numpy().T
 
 
 def _growth(levels: np.ndarray, lags) -> list[np.ndarray]:

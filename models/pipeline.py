@@ -19,8 +19,8 @@ import pandas as pd
 import xarray as xr
 
 from models.base import Forecaster
-from models.calibration import QCOLS, ConformalCalibrator, calibrate_rows, forecast_rows
-from models.ensemble import Ensemble, quantile_median
+from models.calibration import ConformalCalibrator, calibrate_rows, forecast_rows
+from models.ensemble import Ensemble
 from models.registry import Registry, get_registry
 from models.targets import Target, select_territories
 
@@ -128,8 +128,7 @@ def expand_members(name: str, registry: Registry) -> tuple[Forecaster, dict[str,
     """The model and the models to fit for it (its members for an ensemble)."""
     model = registry.create(name)
     if isinstance(model, Ensemble):
-        members = model.params["members"]
-        return model, {m: registry.create(m) for m in members}
+        return model, {m: registry.create(m) for m in model.all_members()}
     return model, {name: model}
 
 
@@ -204,10 +203,23 @@ def monday_dates(start: str | pd.Timestamp, end: str | pd.Timestamp, every: int 
     return list(pd.date_range(first, pd.Timestamp(end), freq=f"{every}D"))
 
 
-def _backtest_date(opener, target, level, fd, models, horizons, territories):
+def territory_levels(ds: xr.Dataset, fc: xr.DataArray) -> list[str]:
+    """``territory_level`` of each territory of a forecast (for level-dependent ensembles)."""
+    levels = ds["territory_level"].to_series()
+    levels.index = levels.index.astype(str)
+    return [str(levels[str(t)]) for t in fc["territory"].values]
+
+
+def _backtest_date(opener, target, level, fd, models, horizons, territories, ensembles=None):
     ds = opener(target.frequency, fd)
     t0 = time.perf_counter()
     fcs = raw_forecasts(ds, target, level, fd, models, horizons, territories)
+    for name, ens in (ensembles or {}).items():
+        # Combined here, where the cube (and so each territory's level) is at hand, exactly
+        # as a live forecast combines them.
+        members = {m: fcs[m] for m in ens.all_members()}
+        first = next(iter(members.values()))
+        fcs = {**fcs, name: ens.combine(members, territory_levels(ds, first))}
     rows = [forecast_rows(fc, fd).assign(model=name) for name, fc in fcs.items()]
     log.debug("backtest %s: %.1fs", fd.date(), time.perf_counter() - t0)
     return pd.concat(rows, ignore_index=True)
@@ -245,16 +257,14 @@ def backtest_raw(
         fitted.update(members)
         if isinstance(model, Ensemble):
             ensembles[name] = model
-    tasks = [(target, level, pd.Timestamp(fd), fitted, horizons, territories)
+    tasks = [(target, level, pd.Timestamp(fd), fitted, horizons, territories, ensembles)
              for fd in forecast_dates]
     if client is not None:
         futures = [client.submit(_backtest_date, opener, *t, pure=False) for t in tasks]
         parts = _progress_gather(client, futures, progress)
     else:
         parts = [_backtest_date(opener, *t) for t in _progress(tasks, progress, "backtest")]
-    raw = pd.concat(parts, ignore_index=True)
-    combined = [_combine_rows(raw, ens, name) for name, ens in ensembles.items()]
-    return pd.concat([raw, *combined], ignore_index=True)
+    return pd.concat(parts, ignore_index=True)
 
 
 def backtest(
@@ -327,19 +337,6 @@ def calibrate_backtest(
     return observed_rows(result, opener(target.frequency, None), target)
 
 
-def _combine_rows(raw: pd.DataFrame, ens: Ensemble, name: str) -> pd.DataFrame:
-    """Ensemble rows from its members' backtest rows (forecasts all members made)."""
-    keys = ["forecast_date", "territory", "horizon", "target_end_date"]
-    tables = [raw[raw["model"] == m].set_index(keys) for m in ens.params["members"]]
-    common = tables[0].index
-    for table in tables[1:]:
-        common = common.intersection(table.index)
-    stack = np.stack([t.loc[common, QCOLS].to_numpy(float) for t in tables])
-    combined = pd.DataFrame(quantile_median(stack, ens.member_weights()), columns=QCOLS,
-                            index=common).reset_index()
-    return combined.assign(model=name)
-
-
 def _progress(items, enabled, desc):
     from tqdm import tqdm
 
@@ -390,7 +387,11 @@ def forecast(
     ds = opener(target.frequency, fd)
     model, members = expand_members(model_name, registry)
     fcs = raw_forecasts(ds, target, level, fd, members, horizons, territories, client)
-    fc = model.combine(list(fcs.values())) if isinstance(model, Ensemble) else fcs[model_name]
+    if isinstance(model, Ensemble):
+        first = next(iter(fcs.values()))
+        fc = model.combine(fcs, territory_levels(ds, first))
+    else:
+        fc = fcs[model_name]
     meta = {
         "vintage_id": ds.attrs.get("vintage_id", ""),
         "as_of": fd.date().isoformat(),

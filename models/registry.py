@@ -61,8 +61,14 @@ def _builtin_specs() -> list[ModelSpec]:
         ModelSpec("ets", "ets", "1.0", {}, "ETS(A,Ad,N) on log1p, last 52 periods"),
         ModelSpec("sarimax", "sarimax", "1.0", {}, "ARIMA(1,1,1) on log1p (weekday SARIMA daily)"),
         ModelSpec("prophet", "prophet", "1.0", {}, "Prophet on log1p, last 30 periods, holidays"),
-        ModelSpec("gbm", "gbm", "1.0", {}, "Global quantile HistGradientBoosting on growth rates"),
-        ModelSpec("ensemble", "ensemble", "1.0", {}, "Median of ets, sarimax, gbm, baseline"),
+        # 1.0 versions stay resolvable: stored forecasts name the version that made them.
+        ModelSpec("gbm", "gbm", "1.0", {"exog": ()}, "Global HistGradientBoosting of log growth"),
+        ModelSpec("gbm", "gbm", "1.1", {}, "Global HistGradientBoosting of log growth; "
+                  "own and parent growth, SOS Médecins and emergency-visit trends"),
+        ModelSpec("ensemble", "ensemble", "1.0", {"level_members": {}},
+                  "Median of ets, sarimax, gbm, baseline"),
+        ModelSpec("ensemble", "ensemble", "1.1", {}, "Median of ets, sarimax, gbm, baseline; "
+                  "départements: gbm and baseline"),
     ]
 
 

@@ -1,0 +1,112 @@
+"""Level-dependent ensemble membership and the gbm's leading indicators."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from models.base import QUANTILES_ARR, quantile_array
+from models.ensemble import Ensemble
+from models.learning import GlobalGBM, _exog_values
+from models.pipeline import backtest_raw
+from models.registry import Registry
+from models.targets import get_target
+from tests.synthetic_cube import synthetic_cube
+
+TERRITORIES = ["FR", "R84", "69"]
+LEVELS = ["country", "region", "department"]
+TARGETS = pd.DatetimeIndex(["2021-01-09", "2021-01-16"])
+
+
+def _member(scale: float) -> xr.DataArray:
+    """A member whose quantiles are ``scale`` × (1 + q) for every territory and horizon."""
+    values = np.broadcast_to(scale * (1 + QUANTILES_ARR), (3, 2, 23)).copy()
+    return quantile_array(values, TERRITORIES, TARGETS, model="m")
+
+
+def test_departments_use_their_own_members():
+    forecasts = {"ets": _member(10), "sarimax": _member(20), "gbm": _member(30),
+                 "baseline": _member(50)}
+    fc = Ensemble().combine(forecasts, LEVELS)
+    # Nation and région: median of 4 = mean of the middle two (20, 30) → 25.
+    np.testing.assert_allclose(fc.sel(territory="FR").values, _member(25).values[0])
+    np.testing.assert_allclose(fc.sel(territory="R84").values, _member(25).values[1])
+    # Département: gbm and baseline only → mean of 30 and 50 → 40.
+    np.testing.assert_allclose(fc.sel(territory="69").values, _member(40).values[2])
+    # Without levels every territory gets the default members.
+    plain = Ensemble().combine(forecasts)
+    np.testing.assert_allclose(plain.sel(territory="69").values, _member(25).values[2])
+
+
+def test_all_members_and_missing_member_error():
+    ens = Ensemble(members=("ets", "baseline"), level_members={"department": ("gbm",)})
+    assert ens.all_members() == ["ets", "baseline", "gbm"]
+    assert ens.members_for("department") == ("gbm",)
+    assert ens.members_for("region") == ("ets", "baseline")
+    try:
+        ens.combine({"ets": _member(1), "baseline": _member(2)}, LEVELS)
+    except KeyError as err:
+        assert "gbm" in str(err)
+    else:  # pragma: no cover - the assertion is the point
+        raise AssertionError("a missing member must be named")
+
+
+def test_ensemble_fit_predict_follows_territory_levels():
+    y = synthetic_cube("weekly", periods=40)["inc_hosp"]
+    ens = Ensemble(members=("baseline",), level_members={"department": ("ets",)}).fit(y)
+    fc = ens.predict(2)
+    base = Registry().create("baseline").fit(y).predict(2)
+    ets = Registry().create("ets").fit(y).predict(2)
+    levels = [str(v) for v in y["territory_level"].values]
+    for code, level in zip(y["territory"].values, levels, strict=True):
+        expected = ets if level == "department" else base
+        np.testing.assert_allclose(fc.sel(territory=code).values,
+                                   expected.sel(territory=code).values, rtol=1e-9)
+
+
+def test_exog_taken_from_nearest_ancestor():
+    ds = synthetic_cube("weekly", periods=12)
+    codes = [str(t) for t in ds["territory"].values]
+    levels = [str(v) for v in ds["territory_level"].values]
+    rate = np.full((len(codes), ds.sizes["date"]), np.nan)
+    rate[levels.index("country")] = np.arange(12.0)
+    region = levels.index("region")
+    rate[region] = 100 + np.arange(12.0)
+    ds["sos_medecins_covid_rate"] = (("territory", "date"), rate)
+    values = _exog_values(ds["sos_medecins_covid_rate"], ds["inc_hosp"], len(codes))
+    parents = [str(p) for p in ds["territory_parent"].values]
+    for i, level in enumerate(levels):
+        if level == "department":
+            own_region = codes.index(parents[i])
+            source = region if own_region == region else levels.index("country")
+            np.testing.assert_allclose(values[i], rate[source])
+    # The regressor reaches the features (level and two changes) and the model still predicts.
+    model = GlobalGBM(exog=("sos_medecins_covid_rate",), min_rows=10)
+    model.fit(ds["inc_hosp"], ds.drop_vars("inc_hosp"))
+    plain = GlobalGBM(exog=(), min_rows=10).fit(ds["inc_hosp"], ds.drop_vars("inc_hosp"))
+    assert model.features_.shape[-1] == plain.features_.shape[-1] + 3
+    assert np.isfinite(model.predict(2).values).all()
+
+
+def test_backtest_ensemble_rows_use_levels():
+    """Backtest ensemble rows are combined per level, exactly as a live forecast is."""
+    cube = synthetic_cube("weekly", periods=50)
+
+    def opener(frequency, as_of):
+        return cube if as_of is None else cube.sel(date=cube["date"] < pd.Timestamp(as_of))
+
+    reg = Registry()
+    reg.register("ens_test", kind="ensemble", version="t", persist=False,
+                 params={"members": ("baseline",), "level_members": {"department": ("ets",)}})
+    fd = pd.Timestamp(cube["date"].values[-6]) + pd.Timedelta(days=2)
+    raw = backtest_raw(get_target("inc_hosp", "weekly"), "all", [fd], ["ens_test"], opener,
+                       registry=reg)
+    keys = ["territory", "horizon"]
+    ens = raw[raw["model"] == "ens_test"].set_index(keys).sort_index()
+    for member, level in (("ets", "department"), ("baseline", "country")):
+        rows = raw[raw["model"] == member].set_index(keys).sort_index()
+        codes = [str(t) for t, lv in zip(cube["territory"].values, cube["territory_level"].values,
+                                         strict=True) if str(lv) == level]
+        q = [c for c in ens.columns if c.startswith("q")]
+        np.testing.assert_allclose(ens.loc[codes, q].to_numpy(), rows.loc[codes, q].to_numpy())
