@@ -9,7 +9,11 @@ be re-run without refitting (``--reuse``).
 Usage::
 
     VIGIE_HOME=/tmp/vigie-models python bench/backtest_report.py [--levels national department]
-        [--start 2020-09-07] [--end 2021-11-29] [--reuse] [--sequential]
+        [--start 2020-09-07] [--end 2021-11-29] [--reuse] [--sequential] [--split 2021-03-01]
+
+Model choices (ensemble members by level, gbm's leading indicators) were made on the
+development period (forecast dates before ``--split``); the later dates are reported apart as
+the held-out check.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="ensemble")
     parser.add_argument("--window", type=int, default=10, help="calibration window (dates)")
     parser.add_argument("--reuse", action="store_true", help="reuse cached raw forecasts")
+    parser.add_argument("--split", default="2021-03-01",
+                        help="also report forecast dates before / from this date separately "
+                             "(development vs held-out period; '' to skip)")
     parser.add_argument("--sequential", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -73,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         result = calibrate_backtest(raw, target, first, opener, calibration)
         scored = score_table(result, QCOLS)
         report(level, scored)
+        if args.split:
+            split = pd.Timestamp(args.split)
+            before = scored[scored["forecast_date"] < split]
+            after = scored[scored["forecast_date"] >= split]
+            report(f"{level}, forecast dates before {split.date()} (development)", before)
+            report(f"{level}, forecast dates from {split.date()} (held out)", after)
     return 0
 
 
@@ -84,7 +97,7 @@ def report(level: str, scored: pd.DataFrame) -> None:
         print(f"\n=== {level}: pooled over territories and dates ===")
         print(summary.pivot(index="model", columns="horizon",
                             values=["rel_wis", "cov50", "cov90"]).to_string())
-        if level != "national":
+        if not level.startswith("national"):
             med = median_territory_rel_wis(scored, ["horizon"])
             print(f"\n=== {level}: median over territories ===")
             print(med.pivot(index="model", columns="horizon",

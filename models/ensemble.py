@@ -68,11 +68,12 @@ class Ensemble(Forecaster):
         # baseline is a member: a flat forecast in the median damps the trend followers at
         # turning points (median of 4 = mean of the middle two).
         "members": ("ets", "sarimax", "gbm", "baseline"),
-        # Per-series ETS/SARIMAX on a département's small, noisy weekly counts extrapolate
-        # noise (their log-scale trends explode at 3–4 weeks); there the pooled gbm, damped
-        # by the flat baseline, is the robust pair. Chosen on the development period
-        # (forecast dates 2020-09-07..2021-02-22) and confirmed on 2021-03..11 (docs/MODELS.md).
-        "level_members": {"department": ("gbm", "baseline")},
+        # Per-series ETS/SARIMAX on the smaller, noisier counts of régions (overseas ones
+        # especially) and départements extrapolate noise (their log-scale trends explode at
+        # 3–4 weeks); there the pooled gbm, damped by the flat baseline, is the robust pair.
+        # Chosen on the development period (forecast dates 2020-09-07..2021-02-22) and
+        # confirmed on 2021-03..11 (docs/MODELS.md).
+        "level_members": {"region": ("gbm", "baseline"), "department": ("gbm", "baseline")},
         "weights": None,
     }
 

@@ -68,7 +68,7 @@ def _builtin_specs() -> list[ModelSpec]:
         ModelSpec("ensemble", "ensemble", "1.0", {"level_members": {}},
                   "Median of ets, sarimax, gbm, baseline"),
         ModelSpec("ensemble", "ensemble", "1.1", {}, "Median of ets, sarimax, gbm, baseline; "
-                  "départements: gbm and baseline"),
+                  "régions and départements: gbm and baseline"),
     ]
 
 

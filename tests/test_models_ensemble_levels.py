@@ -29,10 +29,10 @@ def test_departments_use_their_own_members():
     forecasts = {"ets": _member(10), "sarimax": _member(20), "gbm": _member(30),
                  "baseline": _member(50)}
     fc = Ensemble().combine(forecasts, LEVELS)
-    # Nation and région: median of 4 = mean of the middle two (20, 30) → 25.
+    # France: median of 4 = mean of the middle two (20, 30) → 25.
     np.testing.assert_allclose(fc.sel(territory="FR").values, _member(25).values[0])
-    np.testing.assert_allclose(fc.sel(territory="R84").values, _member(25).values[1])
-    # Département: gbm and baseline only → mean of 30 and 50 → 40.
+    # Région and département: gbm and baseline only → mean of 30 and 50 → 40.
+    np.testing.assert_allclose(fc.sel(territory="R84").values, _member(40).values[1])
     np.testing.assert_allclose(fc.sel(territory="69").values, _member(40).values[2])
     # Without levels every territory gets the default members.
     plain = Ensemble().combine(forecasts)
