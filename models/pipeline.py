@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 CubeOpener = Callable[[str, Any], xr.Dataset]
 
 
+class NoHistoryError(ValueError):
+    """Nothing to forecast from: the target has no data before the forecast date."""
+
+
 def default_opener(settings: Any = None) -> CubeOpener:
     """``open_cube`` bound to settings (the only way models read data)."""
     from features.store import open_cube
@@ -168,6 +172,11 @@ def raw_forecasts(
 
     y, X = prepare(ds, target, level, territories)
     dates = pd.DatetimeIndex(y["date"].values)
+    if len(dates) == 0 or not bool(y.notnull().any()):
+        raise NoHistoryError(
+            f"no {target.variable} ({target.frequency}) data at level {level} dated before "
+            f"{pd.Timestamp(forecast_date).date()}"
+        )
     if dates.max() >= pd.Timestamp(forecast_date):
         raise ValueError("the cube holds data on or after the forecast date (not cut as_of)")
     steps = steps_for(target, dates[-1], forecast_date, horizons, infer_step(dates))
@@ -213,7 +222,12 @@ def territory_levels(ds: xr.Dataset, fc: xr.DataArray) -> list[str]:
 def _backtest_date(opener, target, level, fd, models, horizons, territories, ensembles=None):
     ds = opener(target.frequency, fd)
     t0 = time.perf_counter()
-    fcs = raw_forecasts(ds, target, level, fd, models, horizons, territories)
+    try:
+        fcs = raw_forecasts(ds, target, level, fd, models, horizons, territories)
+    except NoHistoryError as err:
+        # A warm-up date before the series began: nothing to learn calibration from.
+        log.warning("backtest %s skipped: %s", fd.date(), err)
+        return pd.DataFrame()
     for name, ens in (ensembles or {}).items():
         # Combined here, where the cube (and so each territory's level) is at hand, exactly
         # as a live forecast combines them.

@@ -110,3 +110,18 @@ def test_backtest_ensemble_rows_use_levels():
                                          strict=True) if str(lv) == level]
         q = [c for c in ens.columns if c.startswith("q")]
         np.testing.assert_allclose(ens.loc[codes, q].to_numpy(), rows.loc[codes, q].to_numpy())
+
+
+def test_backtest_skips_dates_before_the_series_begins():
+    """Warm-up dates before any data (long daily horizons) are skipped, not a crash."""
+    cube = synthetic_cube("weekly", periods=30)
+
+    def opener(frequency, as_of):
+        return cube if as_of is None else cube.sel(date=cube["date"] < pd.Timestamp(as_of))
+
+    first = pd.Timestamp(cube["date"].values[0])
+    late = pd.Timestamp(cube["date"].values[-5]) + pd.Timedelta(days=2)
+    raw = backtest_raw(get_target("inc_hosp", "weekly"), "national",
+                       [first - pd.Timedelta(weeks=3), late], ["baseline"], opener)
+    assert set(raw["forecast_date"]) == {late}
+    assert len(raw) == 4  # FR × 4 horizons
