@@ -84,22 +84,22 @@ def main(argv: list[str] | None = None) -> int:
             split = pd.Timestamp(args.split)
             before = scored[scored["forecast_date"] < split]
             after = scored[scored["forecast_date"] >= split]
-            report(f"{level}, forecast dates before {split.date()} (development)", before)
-            report(f"{level}, forecast dates from {split.date()} (held out)", after)
+            report(level, before, f", forecast dates before {split.date()} (development)")
+            report(level, after, f", forecast dates from {split.date()} (held out)")
     return 0
 
 
-def report(level: str, scored: pd.DataFrame) -> None:
+def report(level: str, scored: pd.DataFrame, period: str = "") -> None:
     fmt = {"display.width": 200, "display.max_columns": 30,
            "display.float_format": "{:.3f}".format}
     with pd.option_context(*[x for kv in fmt.items() for x in kv]):
         summary = summarise(scored, ["horizon"])
-        print(f"\n=== {level}: pooled over territories and dates ===")
+        print(f"\n=== {level}{period}: pooled over territories and dates ===")
         print(summary.pivot(index="model", columns="horizon",
                             values=["rel_wis", "cov50", "cov90"]).to_string())
-        if not level.startswith("national"):
+        if level != "national":
             med = median_territory_rel_wis(scored, ["horizon"])
-            print(f"\n=== {level}: median over territories ===")
+            print(f"\n=== {level}{period}: median over territories ===")
             print(med.pivot(index="model", columns="horizon",
                             values=["rel_wis", "cov50", "cov90"]).to_string())
 

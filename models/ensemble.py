@@ -32,20 +32,6 @@ def quantile_median(stack: np.ndarray, weights: list[float] | None = None) -> np
     return np.sort(values, axis=-1)
 
 
-def combine_quantiles(
-    forecasts: list[xr.DataArray], weights: list[float] | None = None
-) -> xr.DataArray:
-    """Quantile-wise (weighted) median of member forecasts with identical dims."""
-    first = forecasts[0]
-    combined = quantile_array(
-        quantile_median(np.stack([f.values for f in forecasts]), weights),
-        first["territory"].values,
-        first["target_date"].to_index(),
-        model="ensemble",
-    )
-    return combined.assign_coords(horizon=first["horizon"].values)
-
-
 class Ensemble(Forecaster):
     """Median of the members' quantiles (``ensemble``).
 
@@ -84,10 +70,10 @@ class Ensemble(Forecaster):
             names += list(level_names)
         return list(dict.fromkeys(names))
 
-    def members_for(self, territory_level: str | None) -> tuple[str, ...]:
-        """Members combined for territories of that level."""
+    def members_for(self, territory_level: str) -> tuple[str, ...]:
+        """Members combined for territories of that level (unlisted or "": ``members``)."""
         by_level = self.params.get("level_members") or {}
-        return tuple(by_level.get(str(territory_level), self.params["members"]))
+        return tuple(by_level.get(territory_level, self.params["members"]))
 
     def member_models(self) -> dict[str, Forecaster]:
         """Unfitted member forecasters by name, resolved through the registry."""
@@ -106,13 +92,10 @@ class Ensemble(Forecaster):
         forecasts = {n: m.predict(horizon, X_future) for n, m in self.members_.items()}
         return self.combine(forecasts, self.levels_)
 
-    def member_weights(
-        self, names: tuple[str, ...] | list[str] | None = None
-    ) -> list[float] | None:
+    def member_weights(self, names: tuple[str, ...]) -> list[float] | None:
         weights = self.params["weights"]
         if not weights:
             return None
-        names = self.params["members"] if names is None else names
         return [float(weights.get(n, 1.0)) for n in names]
 
     def combine(
@@ -134,12 +117,12 @@ class Ensemble(Forecaster):
             forecasts = dict(zip(self.all_members(), forecasts, strict=True))
         first = next(iter(forecasts.values()))
         if levels is None:
-            levels = [None] * first.sizes["territory"]
-        levels = np.asarray([str(v) if v is not None else "" for v in levels], dtype=object)
+            levels = [""] * first.sizes["territory"]
+        levels = np.asarray([str(v) for v in levels], dtype=object)
         values = np.empty(first.shape)
         for level in dict.fromkeys(levels):
             rows = np.flatnonzero(levels == level)
-            names = self.members_for(level or None)
+            names = self.members_for(level)
             missing = [n for n in names if n not in forecasts]
             if missing:
                 raise KeyError(f"ensemble members without a forecast: {missing}")

@@ -108,10 +108,8 @@ class GlobalGBM(Forecaster):
         if self.params["parent_growth"] and "territory_parent" in y.coords:
             # The parent's (région's, France's) growth is a less noisy view of the same wave
             # than a small département's own counts.
-            codes = {str(t): i for i, t in enumerate(y["territory"].values)}
-            parent = np.array(
-                [codes.get(str(p), i) for i, p in enumerate(y["territory_parent"].values)]
-            )
+            pos = _parent_positions(y)
+            parent = np.where(pos >= 0, pos, np.arange(n_t))  # no parent: its own growth
             feats += _growth(levels[parent], self.params["lags"])
         pop = y.coords["population"].values.astype(float) if "population" in y.coords else None
         if pop is not None and np.all(pop > 0):
@@ -125,11 +123,7 @@ class GlobalGBM(Forecaster):
             # two before admissions do.
             if np.nanmin(v, initial=np.inf) >= 0:
                 v = np.log1p(v)
-            feats.append(v)
-            for k in (1, 2):
-                change = np.full_like(v, np.nan)
-                change[:, k:] = v[:, k:] - v[:, :-k]
-                feats.append(change)
+            feats += [v, *_growth(v, (1, 2))]
         return np.stack(feats, axis=-1)
 
     def _calendar(self, target_dates: pd.DatetimeIndex) -> np.ndarray:
@@ -226,6 +220,14 @@ class GlobalGBM(Forecaster):
         return quantile_array(out, self.territories_, targets, model=self.alias)
 
 
+def _parent_positions(y: xr.DataArray) -> np.ndarray:
+    """Position in ``y`` of each territory's parent; -1 where it has none among them."""
+    if "territory_parent" not in y.coords:
+        return np.full(y.sizes["territory"], -1)
+    codes = {str(t): i for i, t in enumerate(y["territory"].values)}
+    return np.array([codes.get(str(p), -1) for p in y["territory_parent"].values])
+
+
 def _exog_values(da: xr.DataArray, y: xr.DataArray, n_t: int) -> np.ndarray:
     """A regressor as (territory, date) floats, forward-filled.
 
@@ -236,16 +238,16 @@ def _exog_values(da: xr.DataArray, y: xr.DataArray, n_t: int) -> np.ndarray:
     if "territory" not in da.dims:
         v = np.tile(np.asarray(da.values, dtype=float), (n_t, 1))
     else:
-        da = da.sel(territory=y["territory"].values) if da.sizes["territory"] != n_t else da
-        v = np.asarray(da.transpose("territory", ...).values, dtype=float).copy()
-        if "territory_parent" in y.coords:
-            codes = {str(t): i for i, t in enumerate(y["territory"].values)}
-            parents = [codes.get(str(p)) for p in y["territory_parent"].values]
-            for i in range(n_t):
-                j, seen = i, 0
-                while not np.isfinite(v[i]).any() and parents[j] is not None and seen < 3:
-                    j, seen = parents[j], seen + 1
-                    v[i] = v[j]
+        da = da.sel(territory=y["territory"].values).transpose("territory", ...)
+        v = np.asarray(da.values, dtype=float).copy()
+        pos = _parent_positions(y)
+        for i in range(n_t):
+            j = i
+            for _ in range(3):  # commune → département → région → France
+                if np.isfinite(v[i]).any() or pos[j] < 0:
+                    break
+                j = pos[j]
+                v[i] = v[j]
     return pd.DataFrame(v.T).ffill().to_numpy().T
 
 

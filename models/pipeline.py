@@ -212,11 +212,16 @@ def monday_dates(start: str | pd.Timestamp, end: str | pd.Timestamp, every: int 
     return list(pd.date_range(first, pd.Timestamp(end), freq=f"{every}D"))
 
 
-def territory_levels(ds: xr.Dataset, fc: xr.DataArray) -> list[str]:
-    """``territory_level`` of each territory of a forecast (for level-dependent ensembles)."""
-    levels = ds["territory_level"].to_series()
-    levels.index = levels.index.astype(str)
-    return [str(levels[str(t)]) for t in fc["territory"].values]
+def combine_members(
+    ensemble: Ensemble, forecasts: dict[str, xr.DataArray], ds: xr.Dataset
+) -> xr.DataArray:
+    """The ensemble forecast from its members', each territory combined by its level in ``ds``.
+
+    Live forecasts and backtests both combine here, so a backtest scores what is served.
+    """
+    members = {m: forecasts[m] for m in ensemble.all_members()}
+    territories = next(iter(members.values()))["territory"].values
+    return ensemble.combine(members, ds["territory_level"].sel(territory=territories).values)
 
 
 def _backtest_date(opener, target, level, fd, models, horizons, territories, ensembles=None):
@@ -229,11 +234,7 @@ def _backtest_date(opener, target, level, fd, models, horizons, territories, ens
         log.warning("backtest %s skipped: %s", fd.date(), err)
         return pd.DataFrame()
     for name, ens in (ensembles or {}).items():
-        # Combined here, where the cube (and so each territory's level) is at hand, exactly
-        # as a live forecast combines them.
-        members = {m: fcs[m] for m in ens.all_members()}
-        first = next(iter(members.values()))
-        fcs = {**fcs, name: ens.combine(members, territory_levels(ds, first))}
+        fcs = {**fcs, name: combine_members(ens, fcs, ds)}
     rows = [forecast_rows(fc, fd).assign(model=name) for name, fc in fcs.items()]
     log.debug("backtest %s: %.1fs", fd.date(), time.perf_counter() - t0)
     return pd.concat(rows, ignore_index=True)
@@ -401,11 +402,7 @@ def forecast(
     ds = opener(target.frequency, fd)
     model, members = expand_members(model_name, registry)
     fcs = raw_forecasts(ds, target, level, fd, members, horizons, territories, client)
-    if isinstance(model, Ensemble):
-        first = next(iter(fcs.values()))
-        fc = model.combine(fcs, territory_levels(ds, first))
-    else:
-        fc = fcs[model_name]
+    fc = combine_members(model, fcs, ds) if isinstance(model, Ensemble) else fcs[model_name]
     meta = {
         "vintage_id": ds.attrs.get("vintage_id", ""),
         "as_of": fd.date().isoformat(),
