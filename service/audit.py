@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app, g, request
 
 from features.catalog import as_utc, utcnow
-from service.db import audit_log
+from service.db import audit_log, newest_page
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +53,9 @@ def record_publication(engine: sa.Engine, metadata: dict, actor: str = "job:fore
 def query(engine: sa.Engine, *, actor: str | None = None, event: str | None = None,
           limit: int = 100, offset: int = 0) -> tuple[list[dict], int]:
     """Audit rows newest first, and how many match in all."""
-    where = []
-    if actor:
-        where.append(audit_log.c.actor == actor)
-    if event:
-        where.append(audit_log.c.event == event)
-    with engine.connect() as conn:
-        total = conn.execute(sa.select(sa.func.count()).select_from(audit_log).where(*where)
-                             ).scalar_one()
-        rows = conn.execute(sa.select(audit_log).where(*where)
-                            .order_by(audit_log.c.id.desc()).limit(limit).offset(offset))
-        out = [dict(r._mapping) for r in rows]
+    rows, total = newest_page(engine, audit_log,
+                              {audit_log.c.actor: actor, audit_log.c.event: event}, limit, offset)
+    out = [dict(r._mapping) for r in rows]
     for row in out:
         row["at"] = as_utc(row["at"]).isoformat()
     return out, total

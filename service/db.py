@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -161,6 +162,22 @@ def current_revision(engine: sa.Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def newest_page(engine: sa.Engine, table: sa.Table, filters: dict[sa.Column, Any],
+                limit: int, offset: int) -> tuple[list[sa.Row], int]:
+    """Rows of ``table`` newest first (by ``id``), one page, and how many match in all.
+
+    ``filters`` maps a column to the value it must equal; empty values (None, "") filter
+    nothing.
+    """
+    where = [column == value for column, value in filters.items() if value]
+    with engine.connect() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)
+                             ).scalar_one()
+        rows = conn.execute(sa.select(table).where(*where).order_by(table.c.id.desc())
+                            .limit(limit).offset(offset)).all()
+    return rows, int(total)
 
 
 def get_engine(url: str) -> sa.Engine:

@@ -40,7 +40,7 @@ import sqlalchemy as sa
 
 from features.catalog import as_utc, utcnow
 from features.settings import Settings
-from service.db import job_runs, locks
+from service.db import job_runs, locks, newest_page
 
 log = logging.getLogger(__name__)
 
@@ -141,17 +141,9 @@ def get_run(engine: sa.Engine, run_id: int) -> dict | None:
 def list_runs(engine: sa.Engine, job: str | None = None, status: str | None = None,
               limit: int = 50, offset: int = 0) -> tuple[list[dict], int]:
     """Runs newest first, and how many match in all."""
-    where = []
-    if job:
-        where.append(job_runs.c.job == job)
-    if status:
-        where.append(job_runs.c.status == status)
-    with engine.connect() as conn:
-        total = conn.execute(sa.select(sa.func.count()).select_from(job_runs).where(*where)
-                             ).scalar_one()
-        rows = conn.execute(sa.select(job_runs).where(*where).order_by(job_runs.c.id.desc())
-                            .limit(limit).offset(offset)).all()
-    return [_row(r) for r in rows], int(total)
+    rows, total = newest_page(engine, job_runs,
+                              {job_runs.c.job: job, job_runs.c.status: status}, limit, offset)
+    return [_row(r) for r in rows], total
 
 
 def last_runs(engine: sa.Engine) -> dict[str, dict]:

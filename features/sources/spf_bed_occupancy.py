@@ -37,6 +37,14 @@ from features.sources.base import (
 PUBLISHER = "Santé publique France, SI-VIC"
 LICENCE = "Licence Ouverte 2.0"
 
+#: Columns of the stock files (shared extract and official SPF file alike), with aliases.
+STOCK_COLUMNS = {
+    "territory": ("dep_code", "dep"),
+    "date": ("date", "jour"),
+    "hosp": ("hosp",),
+    "rea": ("rea",),
+}
+
 INDICATORS = (
     IndicatorSpec("hosp", "daily", "beds", "hospital beds occupied by Covid-19 patients "
                   "(published by SPF; rebuilt from flows where not published)", PUBLISHER,
@@ -74,12 +82,7 @@ class SpfBedOccupancy(Source):
     official_url = "https://www.data.gouv.fr/fr/datasets/r/63352e38-d353-4b54-bfd1-f1b3ee1cabd7"
     file_patterns = ("fr_spf_hosp_rea_stock_dep_*.csv", "donnees-hospitalieres-covid19-*.csv")
     indicators = INDICATORS
-    COLUMNS = {
-        "territory": ("dep_code", "dep"),
-        "date": ("date", "jour"),
-        "hosp": ("hosp",),
-        "rea": ("rea",),
-    }
+    COLUMNS = STOCK_COLUMNS
 
     def parse(self, path: Path, ctx: ParseContext) -> SourceResult:
         return _parse_stocks(self, path, ctx, self.COLUMNS, optional={"sex": ("sexe",)})
@@ -94,12 +97,7 @@ class SpfBedOccupancyBfc(Source):
     file_patterns = ("fr_spf_hosp_bfc_daily.csv",)
     indicators = INDICATORS
     required = False
-    COLUMNS = {
-        "territory": ("dep_code", "dep"),
-        "date": ("date", "jour"),
-        "hosp": ("hosp",),
-        "rea": ("rea",),
-    }
+    COLUMNS = STOCK_COLUMNS
 
     def parse(self, path: Path, ctx: ParseContext) -> SourceResult:
         return _parse_stocks(self, path, ctx, self.COLUMNS)

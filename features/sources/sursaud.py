@@ -97,12 +97,7 @@ class _SursaudBase(Source):
         if not self.national:
             columns["region"] = ("reg_code",)
         frame = read_table(path, columns, check, numeric=RATES)
-        if self.national:
-            frame["territory"] = FRANCE
-        else:
-            frame["territory"] = frame["region"].str.strip().map(region_code)
-            frame.attrs["original_columns"]["territory"] = "reg_code"
-            check_territories(frame, "territory", check, ctx.territories)
+        self._assign_territory(frame, "reg_code", check, ctx)
         unknown_age = ~frame["age_class"].isin(AGE_SUFFIX)
         for idx in frame.index[unknown_age][:10]:
             check.add(f"an age class among {', '.join(AGE_SUFFIX)}",
@@ -129,6 +124,16 @@ class _SursaudBase(Source):
         tidy = pd.concat(parts, ignore_index=True)
         return SourceResult(self.name, tidy, list(INDICATORS), warnings=check.warnings)
 
+    def _assign_territory(self, frame: pd.DataFrame, region_column: str, check: Collector,
+                          ctx: ParseContext) -> None:
+        """``territory``: France, or the région of ``region_column`` (validated), in place."""
+        if self.national:
+            frame["territory"] = FRANCE
+            return
+        frame["territory"] = frame["region"].str.strip().map(region_code)
+        frame.attrs["original_columns"]["territory"] = region_column
+        check_territories(frame, "territory", check, ctx.territories)
+
     def _parse_official_daily(self, path: Path, ctx: ParseContext, check: Collector
                               ) -> SourceResult:
         counts = ("nbre_pass_corona", "nbre_pass_tot", "nbre_hospit_corona", "nbre_acte_corona",
@@ -142,12 +147,7 @@ class _SursaudBase(Source):
             columns["region"] = ("reg",)
         frame = read_table(path, columns, check)
         frame = frame[frame["age_class"].str.strip().eq("0")].copy()
-        if self.national:
-            frame["territory"] = FRANCE
-        else:
-            frame["territory"] = frame["region"].str.strip().map(region_code)
-            frame.attrs["original_columns"]["territory"] = "reg"
-            check_territories(frame, "territory", check, ctx.territories)
+        self._assign_territory(frame, "reg", check, ctx)
         frame["date"] = to_date(frame, "date", check, ctx.today)
         for c in counts:
             frame[c] = to_number(frame, c, check, count=True, allow_missing=True)
