@@ -1,15 +1,20 @@
-"""Full backtest of weekly hospital admissions, national and every département.
+"""Full backtest of a target (default: weekly hospital admissions), national and every territory.
 
-Forecast dates 2020-09-07 … 2021-11-29 (Mondays), 1–4 weeks ahead; every model of the ensemble,
+Forecast dates 2020-09-07 … 2021-11-29 (Mondays, every ``--every`` days), at the target's
+horizons (1–4 weeks ahead for weekly targets, 7 and 14 days for daily ones); every model of the
+ensemble,
 the ensemble and the Hub baseline; each raw and conformally calibrated (baseline raw only).
 Prints relative WIS against the baseline per horizon and 50/90 % coverage, nationally and for the
-median département. Raw forecasts are cached in bench/_out/ so that calibration and scoring can
-be re-run without refitting (``--reuse``).
+median territory of the finest level. Raw forecasts are cached in bench/_out/ so that
+calibration and scoring can be re-run without refitting (``--reuse``).
 
 Usage::
 
     VIGIE_HOME=/tmp/vigie-models python bench/backtest_report.py [--levels national department]
         [--start 2020-09-07] [--end 2021-11-29] [--reuse] [--sequential] [--split 2021-03-01]
+    python bench/backtest_report.py --target hosp --frequency daily --levels national
+    python bench/backtest_report.py --target er_visits          # national and régions
+    python bench/backtest_report.py --target unemployment --every 28
 
 Model choices (ensemble members by level, gbm's leading indicators) were made on the
 development period (forecast dates before ``--split``); the later dates are reported apart as
@@ -45,10 +50,14 @@ OUT = Path(__file__).resolve().parent / "_out"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--levels", nargs="+", default=["national", "department"])
+    parser.add_argument("--target", default="inc_hosp")
+    parser.add_argument("--frequency", default=None, help="default: the target's usual one")
+    parser.add_argument("--levels", nargs="+", default=None,
+                        help="default: national and department (or the target's levels)")
     parser.add_argument("--start", default="2020-09-07")
     parser.add_argument("--end", default="2021-11-29")
     parser.add_argument("--model", default="ensemble")
+    parser.add_argument("--every", type=int, default=7, help="days between forecast dates")
     parser.add_argument("--window", type=int, default=10, help="calibration window (dates)")
     parser.add_argument("--reuse", action="store_true", help="reuse cached raw forecasts")
     parser.add_argument("--split", default="2021-03-01",
@@ -57,15 +66,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequential", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    target = get_target("inc_hosp", "weekly")
+    target = get_target(args.target, args.frequency)
+    levels = args.levels or list(dict.fromkeys(["national", target.levels[-1]]))
     opener = default_opener()
     calibration = ConformalCalibrator(window=args.window)
-    dates = monday_dates(args.start, args.end)
+    dates = monday_dates(args.start, args.end, args.every)
     first = dates[0]
-    warm = [first - pd.Timedelta(weeks=k) for k in range(calibration.window + 4, 0, -1)]
+    # Warm-up dates give the first calibrated forecast `window` dates whose every horizon
+    # was observed before it.
+    span = -(-(target.end_date(first, max(target.horizons)) - first).days // args.every)
+    warm = [first - pd.Timedelta(days=args.every * k)
+            for k in range(calibration.window + span, 0, -1)]
     OUT.mkdir(exist_ok=True)
-    for level in args.levels:
-        cache = OUT / f"raw_{target.name}_{level}_{args.start}_{args.end}.parquet"
+    for level in levels:
+        cache = OUT / (f"raw_{target.name}_{target.frequency}_{level}_{args.start}_{args.end}"
+                       f"_{args.every}.parquet")
         started = time.perf_counter()
         if args.reuse and cache.exists():
             raw = pd.read_parquet(cache)

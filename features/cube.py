@@ -15,7 +15,8 @@ Steps, in order:
    collectivities that report; a parent gets a value on a date only when every child reporting
    the indicator reported that date), rates by population-weighted mean, national indices
    repeated for every territory;
-4. weekly sums of daily counts (complete Sunday–Saturday weeks, labelled by the Saturday).
+4. weekly values of daily indicators: sums of counts over complete Sunday–Saturday weeks,
+   means of levels (mobility, policy indices); each week labelled by its Saturday.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from features.indicators import FREQUENCIES, IndicatorSpec
 from features.sources.base import SourceResult
 from features.territories import FRANCE, Territories
 
+#: Days of a week that must be published for a weekly mean of a daily level.
+MIN_DAYS_FOR_MEAN = 4
 DATE_FREQ = {"daily": "D", "weekly": "W-SAT", "quarterly": "QE", "yearly": "YS"}
 BASE_LEVELS = ("department", "collectivity")
 
@@ -182,23 +185,37 @@ def aggregate_hierarchy(frame: Frame) -> None:
 
 def weekly_from_daily(daily: Frame) -> tuple[dict[str, np.ndarray], pd.DatetimeIndex,
                                                 dict[str, IndicatorSpec]]:
-    """Weekly sums of daily counts over complete Sunday–Saturday weeks, dated by the Saturday."""
-    names = [n for n, s in daily.specs.items() if s.aggregation == "sum" and s.count
-             and n not in ("hosp", "icu")]
+    """Weekly values of daily indicators, Sunday–Saturday weeks dated by the Saturday.
+
+    Counts (admissions, deaths…) are summed over complete weeks only. Levels that are not
+    counts (mobility, policy indices) are averaged over the days published, when at least
+    :data:`MIN_DAYS_FOR_MEAN` are: Google left gaps on small départements' quiet days, and a
+    weekly model wants last week's mobility beside last week's admissions.
+    """
     week_end = daily.dates + pd.to_timedelta((5 - daily.dates.dayofweek) % 7, unit="D")
     weeks = pd.DatetimeIndex(pd.unique(week_end))
     group = weeks.get_indexer(week_end)
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
     arrays, specs = {}, {}
-    for name in names:
+    for name, spec in daily.specs.items():
+        summed = spec.aggregation == "sum" and spec.count and name not in ("hosp", "icu")
+        averaged = spec.aggregation in ("population_mean", "national") and not spec.count
+        if not (summed or averaged):
+            continue
         arr = daily.arrays[name]
         total = np.add.reduceat(np.nan_to_num(arr), starts, axis=1)
         count = np.add.reduceat((~np.isnan(arr)).astype(int), starts, axis=1)
-        arrays[name] = np.where(count == 7, total, np.nan)
-        spec = daily.specs[name]
-        specs[name] = IndicatorSpec(name, "weekly", spec.units.replace("/day", "/week"),
-                                    spec.description + " (weekly sum, Sunday–Saturday)",
-                                    spec.source, spec.licence, "sum", count=True)
+        if summed:
+            arrays[name] = np.where(count == 7, total, np.nan)
+            units, how = spec.units.replace("/day", "/week"), "weekly sum"
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                arrays[name] = np.where(count >= MIN_DAYS_FOR_MEAN, total / count, np.nan)
+            units, how = spec.units, "weekly mean"
+        specs[name] = IndicatorSpec(name, "weekly", units,
+                                    f"{spec.description} ({how}, Sunday–Saturday)",
+                                    spec.source, spec.licence, spec.aggregation,
+                                    count=spec.count)
     return arrays, weeks, specs
 
 
@@ -253,7 +270,7 @@ def build_cube(results: list[SourceResult], territories: Territories
 def _merge_weekly(frame: Frame, arrays: dict[str, np.ndarray], weeks: pd.DatetimeIndex,
                   specs: dict[str, IndicatorSpec], codes: list[str],
                   territories: Territories) -> Frame:
-    """Union of native weekly indicators and weekly sums of daily counts on one date axis."""
+    """Union of native weekly indicators and weekly values of daily ones on one date axis."""
     all_codes = territories.closure([*frame.codes, *codes])
     both = frame.dates.append(weeks)
     start, end = both.min(), both.max()

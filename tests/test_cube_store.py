@@ -86,6 +86,20 @@ def test_weekly_sums_complete_saturday_weeks(real_cube, daily):
     assert weekly["er_visits_covid_rate"].sel(territory="R11").notnull().sum() > 90
 
 
+def test_weekly_means_of_daily_levels(real_cube, daily):
+    weekly = open_cube("weekly", settings=real_cube)
+    week = slice("2020-11-01", "2020-11-07")
+    for name, code in (("mobility_residential", "69"), ("stringency_index", "FR")):
+        days = daily[name].sel(territory=code, date=week)
+        assert int(days.notnull().sum()) >= 4
+        expected = float(days.mean())
+        assert weekly[name].sel(territory=code, date="2020-11-07").item() == pytest.approx(expected)
+        assert weekly[name].attrs["units"] == daily[name].attrs["units"]
+        assert "weekly mean" in weekly[name].attrs["description"]
+    # Occupancy is a stock: neither summed nor averaged into the weekly cube.
+    assert "hosp" not in weekly
+
+
 def test_as_of_truncates_observations(real_cube):
     ds = open_cube("daily", as_of="2020-10-25", settings=real_cube)
     assert pd.Timestamp(ds["date"].values[-1]) == pd.Timestamp("2020-10-24")
