@@ -44,6 +44,9 @@ class Ensemble(Forecaster):
         of ``members``; levels not listed use ``members``.
     weights:
         Optional member → weight mapping; members absent from it weigh 1.
+    member_versions:
+        Member → registry version, so that an ensemble version always combines the same
+        member versions; members absent from it resolve at their current version.
     """
 
     alias: ClassVar[str] = "ensemble"
@@ -61,6 +64,7 @@ class Ensemble(Forecaster):
         # confirmed on 2021-03..11 (docs/MODELS.md).
         "level_members": {"region": ("gbm", "baseline"), "department": ("gbm", "baseline")},
         "weights": None,
+        "member_versions": {},
     }
 
     def all_members(self) -> list[str]:
@@ -75,12 +79,18 @@ class Ensemble(Forecaster):
         by_level = self.params.get("level_members") or {}
         return tuple(by_level.get(territory_level, self.params["members"]))
 
-    def member_models(self) -> dict[str, Forecaster]:
-        """Unfitted member forecasters by name, resolved through the registry."""
-        from models.registry import get_registry
+    def member_version(self, name: str) -> str | None:
+        """Registry version of a member (None: its current version)."""
+        return (self.params.get("member_versions") or {}).get(name)
 
-        registry = get_registry()
-        return {name: registry.create(name) for name in self.all_members()}
+    def member_models(self, registry: Any = None) -> dict[str, Forecaster]:
+        """Unfitted member forecasters by name, resolved through the registry."""
+        if registry is None:
+            from models.registry import get_registry
+
+            registry = get_registry()
+        return {name: registry.create(name, self.member_version(name))
+                for name in self.all_members()}
 
     def fit(self, y: xr.DataArray, X: xr.Dataset | None = None) -> Self:
         self.members_ = {name: m.fit(y, X) for name, m in self.member_models().items()}

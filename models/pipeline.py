@@ -132,7 +132,7 @@ def expand_members(name: str, registry: Registry) -> tuple[Forecaster, dict[str,
     """The model and the models to fit for it (its members for an ensemble)."""
     model = registry.create(name)
     if isinstance(model, Ensemble):
-        return model, {m: registry.create(m) for m in model.all_members()}
+        return model, model.member_models(registry)
     return model, {name: model}
 
 

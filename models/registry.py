@@ -65,9 +65,13 @@ def _builtin_specs() -> list[ModelSpec]:
         ModelSpec("gbm", "gbm", "1.0", {"exog": ()}, "Global HistGradientBoosting of log growth"),
         ModelSpec("gbm", "gbm", "1.1", {}, "Global HistGradientBoosting of log growth; "
                   "own and parent growth, SOS Médecins and emergency-visit trends"),
-        ModelSpec("ensemble", "ensemble", "1.0", {"level_members": {}},
+        # An ensemble version pins its members' versions: a new gbm does not silently change
+        # what ensemble 1.1 means.
+        ModelSpec("ensemble", "ensemble", "1.0",
+                  {"level_members": {}, "member_versions": {"gbm": "1.0"}},
                   "Median of ets, sarimax, gbm, baseline"),
-        ModelSpec("ensemble", "ensemble", "1.1", {}, "Median of ets, sarimax, gbm, baseline; "
+        ModelSpec("ensemble", "ensemble", "1.1", {"member_versions": {"gbm": "1.1"}},
+                  "Median of ets, sarimax, gbm, baseline; "
                   "régions and départements: gbm and baseline"),
     ]
 

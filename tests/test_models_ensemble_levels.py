@@ -125,3 +125,19 @@ def test_backtest_skips_dates_before_the_series_begins():
                        [first - pd.Timedelta(weeks=3), late], ["baseline"], opener)
     assert set(raw["forecast_date"]) == {late}
     assert len(raw) == 4  # FR × 4 horizons
+
+
+def test_ensemble_versions_pin_member_versions():
+    registry = Registry()
+    registry.register("gbm", kind="gbm", params={"exog": ("stringency_index",)},
+                      version="9.9", persist=False)
+    assert registry.get("gbm").version == "9.9"  # the new version is current
+    for version, gbm_version, exog in (("1.0", "1.0", ()),
+                                       ("1.1", "1.1", GlobalGBM.defaults["exog"])):
+        ens = registry.create("ensemble", version)
+        assert ens.member_version("gbm") == gbm_version
+        members = ens.member_models(registry)
+        assert members["gbm"].params["exog"] == exog
+        assert ens.member_version("ets") is None  # unpinned: current version
+    # An ensemble without pins takes the current versions.
+    assert Ensemble().member_models(registry)["gbm"].params["exog"] == ("stringency_index",)
