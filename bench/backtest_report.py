@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", default="2021-11-29")
     parser.add_argument("--model", default="ensemble")
     parser.add_argument("--every", type=int, default=7, help="days between forecast dates")
-    parser.add_argument("--window", type=int, default=10, help="calibration window (dates)")
+    parser.add_argument("--window", type=int, default=None,
+                        help="calibration window (dates); default: the target frequency's")
     parser.add_argument("--reuse", action="store_true", help="reuse cached raw forecasts")
     parser.add_argument("--split", default="2021-03-01",
                         help="also report forecast dates before / from this date separately "
@@ -69,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     target = get_target(args.target, args.frequency)
     levels = args.levels or list(dict.fromkeys(["national", target.levels[-1]]))
     opener = default_opener()
-    calibration = ConformalCalibrator(window=args.window)
+    calibration = ConformalCalibrator.for_frequency(target.frequency)
+    if args.window:
+        calibration.window = args.window
     dates = monday_dates(args.start, args.end, args.every)
     first = dates[0]
     # Warm-up dates give the first calibrated forecast `window` dates whose every horizon

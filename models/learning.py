@@ -189,9 +189,12 @@ class GlobalGBM(Forecaster):
         n_t = len(self.territories_)
         origin = self.features_[:, -1, :]
         level = self.levels_[:, -1]
-        # Models are fitted at horizons 1–4 and every 7th (a daily 14-day forecast needs 6
-        # fits, not 14); the log-growth and its spread are interpolated in between.
-        fit_h = sorted({*range(1, min(4, horizon) + 1), *range(7, horizon + 1, 7), horizon})
+        # Models are fitted at horizons 1–4 and at every 7th step counting back from the last
+        # (a daily 15-step forecast needs 6 fits, not 15); the log-growth and its spread are
+        # interpolated in between. Counting back from the last step fits the Hub's 7- and
+        # 14-day targets (7 days apart, the last one last) on their own weekday: interpolating
+        # a Monday between two Sunday fits under-forecast daily admissions by the weekend dip.
+        fit_h = sorted({*range(1, min(4, horizon) + 1), *range(horizon, 4, -7)})
         center = np.full((n_t, len(fit_h)), np.nan)
         spread = np.full((n_t, len(fit_h)), np.nan)
         for j, h in enumerate(fit_h):

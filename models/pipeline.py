@@ -312,7 +312,7 @@ def backtest(
     in the latest cube, for scoring).
     """
     horizons = tuple(horizons or target.horizons)
-    calibration = calibration or ConformalCalibrator()
+    calibration = calibration or ConformalCalibrator.for_frequency(target.frequency)
     if warmup is None:
         warmup = calibration.window + max(horizons)
     first = pd.Timestamp(forecast_dates[0])
@@ -335,7 +335,7 @@ def calibrate_backtest(
     calibration: ConformalCalibrator | None = None,
 ) -> pd.DataFrame:
     """Calibrate raw backtest rows date by date (see :func:`backtest`); keep dates >= first."""
-    calibration = calibration or ConformalCalibrator()
+    calibration = calibration or ConformalCalibrator.for_frequency(target.frequency)
     # The baseline is the Hubs' reference as defined: it is kept raw, never calibrated.
     is_base = raw["model"] == "baseline"
     out = [raw[is_base], raw[~is_base].assign(model=raw["model"] + "_raw")]
@@ -397,7 +397,7 @@ def forecast(
     """
     registry = registry or get_registry()
     horizons = tuple(horizons or target.horizons)
-    calibration = calibration or ConformalCalibrator()
+    calibration = calibration or ConformalCalibrator.for_frequency(target.frequency)
     fd = pd.Timestamp(forecast_date).normalize()
     ds = opener(target.frequency, fd)
     model, members = expand_members(model_name, registry)

@@ -130,3 +130,21 @@ def test_infer_step_and_daily_targets():
     t = get_target("hosp")
     assert t.hub_target(7) == "7 day ahead hosp"
     assert t.end_date(pd.Timestamp("2021-03-01"), 7) == pd.Timestamp("2021-03-08")
+
+
+def test_daily_targets_calibrate_on_half_a_year_of_origins():
+    daily = ConformalCalibrator.for_frequency("daily")
+    assert (daily.window, daily.prior_scores) == (26, 0.0)
+    weekly = ConformalCalibrator.for_frequency("weekly")
+    assert (weekly.window, weekly.prior_scores) == (10, 20.0)
+    # Ten scores all twice outside the interval: with the weekly prior the factor is shrunk
+    # to 2 ** (10 / 30); the daily settings apply the measured factor.
+    q = np.tile(np.exp(np.linspace(-0.1, 0.1, 23)) * 100, (10, 1))
+    rows = pd.DataFrame(q, columns=QCOLS).assign(
+        forecast_date=pd.date_range("2020-10-05", periods=10, freq="7D"), territory="FR",
+        horizon=7, observed=100 * np.exp(0.2))
+    rows["target_end_date"] = rows["forecast_date"] + pd.Timedelta(days=7)
+    as_of = pd.Timestamp("2021-01-04")
+    widest = daily.fit(rows, as_of).factors(7)[0]  # the 98 % interval
+    assert widest == pytest.approx(2.0, rel=0.01)
+    assert weekly.fit(rows, as_of).factors(7)[0] == pytest.approx(2.0 ** (10 / 30), rel=0.01)
