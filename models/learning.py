@@ -139,6 +139,7 @@ class GlobalGBM(Forecaster):
         self.levels_ = self._log_levels(y)
         self.features_ = self._features(self.levels_, y, X)
         self.models_: dict[int, list[Any]] = {}
+        self.unseen_: dict[int, np.ndarray] = {}
         self.fallbacks_: dict[str, str] = {}
         return self
 
@@ -163,6 +164,12 @@ class GlobalGBM(Forecaster):
         if keep.sum() < self.params["min_rows"]:
             return None
         x, target = x[keep], target[keep]
+        # A feature not yet observed at any training origin (a lag longer than the history,
+        # an indicator that starts later) is all-NaN, which HGB's binning rejects: it carries
+        # no information yet, so it is held at 0 here and at prediction.
+        unseen = ~np.isfinite(x).any(axis=0)
+        x[:, unseen] = 0.0
+        self.unseen_[h] = unseen
         center = self._regressor().fit(x, target)
         # Spread: a second model of the absolute error of the first (E|e| = sd·sqrt(2/π) for
         # a normal error). Quantile loss would give it directly but is ~8x slower (one
@@ -204,6 +211,7 @@ class GlobalGBM(Forecaster):
                 continue
             cal = self._calendar(targets[h - 1 : h])
             x = np.concatenate([origin, np.repeat(cal, n_t, axis=0)], axis=1)
+            x[:, self.unseen_[h]] = 0.0
             # HGB handles the NaN features of young series natively.
             center[:, j], spread[:, j] = (m.predict(x) for m in self.models_[h])
         usable = np.isfinite(origin[:, 0]) & np.all(np.isfinite(center), axis=1)

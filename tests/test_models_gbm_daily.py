@@ -28,3 +28,16 @@ def test_daily_targets_keep_their_weekday():
         np.testing.assert_allclose(ratio, 1.0, atol=0.2)
     # Step 1 (fitted on its own, a Monday too) agrees; steps between fits are interpolated.
     np.testing.assert_allclose(median.isel(horizon=0).values / level[:, 0], 1.0, atol=0.2)
+
+
+def test_indicator_not_yet_published_does_not_crash():
+    # Early in an epidemic a leading indicator may have no value at all yet: the model must
+    # still forecast (HGB rejects an all-NaN feature column).
+    ds = synthetic_cube("weekly", periods=40)
+    X = ds.drop_vars("inc_hosp")
+    X["sos_medecins_covid_rate"] = X["stringency_index"] * np.nan
+    model = GlobalGBM(exog=("sos_medecins_covid_rate",)).fit(ds["inc_hosp"], X)
+    fc = model.predict(4)
+    assert np.isfinite(fc.values).all()
+    assert not model.fallbacks_
+    assert model.unseen_[1].sum() >= 3  # the indicator's level and its two changes
