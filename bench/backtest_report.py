@@ -35,6 +35,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models.calibration import QCOLS, ConformalCalibrator
+from models.ensemble import Ensemble
 from models.pipeline import (
     backtest_raw,
     calibrate_backtest,
@@ -42,6 +43,7 @@ from models.pipeline import (
     default_opener,
     monday_dates,
 )
+from models.registry import get_registry
 from models.scoring import median_territory_rel_wis, score_table, summarise
 from models.targets import get_target
 
@@ -81,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     warm = [first - pd.Timedelta(days=args.every * k)
             for k in range(calibration.window + span, 0, -1)]
     OUT.mkdir(exist_ok=True)
+    # Every member is scored on its own too (what each contributes), also at levels where
+    # the ensemble does not combine it.
+    model = get_registry().create(args.model)
+    members = model.all_members() if isinstance(model, Ensemble) else []
+    names = list(dict.fromkeys([args.model, *members, "baseline"]))
     for level in levels:
         cache = OUT / (f"raw_{target.name}_{target.frequency}_{level}_{args.start}_{args.end}"
                        f"_{args.every}.parquet")
@@ -90,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ctx = nullcontext(None) if args.sequential else dask_client()
             with ctx as client:
-                raw = backtest_raw(target, level, [*warm, *dates], [args.model, "baseline"],
-                                   opener, client=client, progress=sys.stderr.isatty())
+                raw = backtest_raw(target, level, [*warm, *dates], names, opener,
+                                   client=client, progress=sys.stderr.isatty())
             raw.to_parquet(cache)
             print(f"[{level}] raw forecasts: {len(dates) + len(warm)} dates in "
                   f"{time.perf_counter() - started:.0f}s")

@@ -22,7 +22,7 @@ from models.base import Forecaster
 from models.calibration import ConformalCalibrator, calibrate_rows, forecast_rows
 from models.ensemble import Ensemble
 from models.registry import Registry, get_registry
-from models.targets import Target, select_territories
+from models.targets import LEVELS, Target, select_territories
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +128,21 @@ def prepare(
     return y, X
 
 
-def expand_members(name: str, registry: Registry) -> tuple[Forecaster, dict[str, Forecaster]]:
-    """The model and the models to fit for it (its members for an ensemble)."""
+def expand_members(
+    name: str, registry: Registry, level: str | None = None
+) -> tuple[Forecaster, dict[str, Forecaster]]:
+    """The model and the models to fit for it (its members for an ensemble).
+
+    With ``level``, only the members the ensemble combines at that level are returned: a
+    département forecast does not fit the per-series statsmodels members it would discard.
+    """
     model = registry.create(name)
     if isinstance(model, Ensemble):
-        return model, model.member_models(registry)
+        members = model.member_models(registry)
+        if level is not None:
+            used = {m for kind in LEVELS[level] for m in model.members_for(kind)}
+            members = {m: f for m, f in members.items() if m in used}
+        return model, members
     return model, {name: model}
 
 
@@ -219,7 +229,7 @@ def combine_members(
 
     Live forecasts and backtests both combine here, so a backtest scores what is served.
     """
-    members = {m: forecasts[m] for m in ensemble.all_members()}
+    members = {m: forecasts[m] for m in ensemble.all_members() if m in forecasts}
     territories = next(iter(members.values()))["territory"].values
     return ensemble.combine(members, ds["territory_level"].sel(territory=territories).values)
 
@@ -268,7 +278,7 @@ def backtest_raw(
     fitted: dict[str, Forecaster] = {}
     ensembles: dict[str, Ensemble] = {}
     for name in model_names:
-        model, members = expand_members(name, registry)
+        model, members = expand_members(name, registry, level)
         fitted.update(members)
         if isinstance(model, Ensemble):
             ensembles[name] = model
@@ -400,7 +410,7 @@ def forecast(
     calibration = calibration or ConformalCalibrator.for_frequency(target.frequency)
     fd = pd.Timestamp(forecast_date).normalize()
     ds = opener(target.frequency, fd)
-    model, members = expand_members(model_name, registry)
+    model, members = expand_members(model_name, registry, level)
     fcs = raw_forecasts(ds, target, level, fd, members, horizons, territories, client)
     fc = combine_members(model, fcs, ds) if isinstance(model, Ensemble) else fcs[model_name]
     meta = {

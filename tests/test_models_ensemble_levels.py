@@ -141,3 +141,17 @@ def test_ensemble_versions_pin_member_versions():
         assert ens.member_version("ets") is None  # unpinned: current version
     # An ensemble without pins takes the current versions.
     assert Ensemble().member_models(registry)["gbm"].params["exog"] == ("stringency_index",)
+
+
+def test_only_members_combined_at_the_level_are_fitted():
+    from models.pipeline import expand_members
+
+    registry = Registry()
+    _, national = expand_members("ensemble", registry, "national")
+    assert set(national) == {"ets", "sarimax", "gbm", "baseline"}
+    _, departments = expand_members("ensemble", registry, "department")
+    assert set(departments) == {"gbm", "baseline"}  # ets and sarimax would be discarded
+    _, everything = expand_members("ensemble", registry, "all")
+    assert set(everything) == set(national)
+    _, single = expand_members("ets", registry, "department")
+    assert set(single) == {"ets"}
