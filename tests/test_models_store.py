@@ -91,3 +91,21 @@ def test_cli_forecast_backtest_score(tmp_path, monkeypatch, capsys):
     assert main(["score", str(bt), "--baseline", str(base)]) == 0
     printed = capsys.readouterr().out
     assert "rel_wis" in printed and "cov50" in printed
+
+
+def test_cli_backtest_all_models_writes_every_member(tmp_path, monkeypatch):
+    from features.store import CubeStore
+    from service.cli import main
+
+    monkeypatch.setenv("VIGIE_HOME", str(tmp_path))
+    monkeypatch.delenv("VIGIE_DATABASE_URL", raising=False)
+    CubeStore(Settings.from_env()).write_vintage(
+        {"weekly": synthetic_cube("weekly", periods=50)}, {}, {"data_dir": str(tmp_path)})
+    bt = tmp_path / "bt.csv"
+    # Départements combine gbm and baseline only; --all-models still scores ets and sarimax.
+    assert main(["backtest", "--target", "inc_hosp", "--level", "department", "--start",
+                 "2021-01-04", "--end", "2021-01-04", "--horizon", "1", "--all-models",
+                 "--sequential", "--out", str(bt)]) == 0
+    models = set(pd.read_csv(bt)["model"])
+    for name in ("ensemble", "ets", "sarimax", "gbm", "baseline"):
+        assert name in models, name

@@ -173,6 +173,7 @@ def cmd_forecast_all(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from features.settings import Settings
     from models.calibration import QCOLS
+    from models.ensemble import Ensemble
     from models.pipeline import backtest, default_opener, monday_dates
     from models.registry import get_registry
     from models.targets import QUANTILES, get_target
@@ -187,11 +188,17 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print("no forecast date between --start and --end", file=sys.stderr)
         return 2
     started = time.perf_counter()
+    registry = get_registry(settings)
+    names = [args.model]
+    model = registry.create(args.model)
+    if args.all_models and isinstance(model, Ensemble):
+        # Every member, also those the ensemble does not combine at this level.
+        names += [m for m in model.all_members() if m not in names]
     with _client(args) as client:
         result = backtest(
-            target, args.level, dates, [args.model], opener, territories=args.territory,
+            target, args.level, dates, names, opener, territories=args.territory,
             horizons=_horizons(target, args.horizon), every=args.every, client=client,
-            registry=get_registry(settings), progress=sys.stderr.isatty(),
+            registry=registry, progress=sys.stderr.isatty(),
         )
     if not args.all_models:
         result = result[result["model"] == args.model]
