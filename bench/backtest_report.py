@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="2021-03-01",
                         help="also report forecast dates before / from this date separately "
                              "(development vs held-out period; '' to skip)")
+    parser.add_argument("--no-members", action="store_true",
+                        help="score the ensemble and baseline only (members only where combined)")
     parser.add_argument("--sequential", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     # Every member is scored on its own too (what each contributes), also at levels where
     # the ensemble does not combine it.
     model = get_registry().create(args.model)
-    members = model.all_members() if isinstance(model, Ensemble) else []
+    members = model.all_members() if isinstance(model, Ensemble) and not args.no_members else []
     names = list(dict.fromkeys([args.model, *members, "baseline"]))
     for level in levels:
         cache = OUT / (f"raw_{target.name}_{target.frequency}_{level}_{args.start}_{args.end}"
