@@ -35,13 +35,14 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models.calibration import QCOLS, ConformalCalibrator
-from models.ensemble import Ensemble
 from models.pipeline import (
     backtest_raw,
     calibrate_backtest,
     dask_client,
     default_opener,
+    model_and_members,
     monday_dates,
+    warmup_dates,
 )
 from models.registry import get_registry
 from models.scoring import median_territory_rel_wis, score_table, summarise
@@ -79,17 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         calibration.window = args.window
     dates = monday_dates(args.start, args.end, args.every)
     first = dates[0]
-    # Warm-up dates give the first calibrated forecast `window` dates whose every horizon
-    # was observed before it.
-    span = -(-(target.end_date(first, max(target.horizons)) - first).days // args.every)
-    warm = [first - pd.Timedelta(days=args.every * k)
-            for k in range(calibration.window + span, 0, -1)]
+    warm = warmup_dates(target, first, calibration.window, args.every)
     OUT.mkdir(exist_ok=True)
     # Every member is scored on its own too (what each contributes), also at levels where
     # the ensemble does not combine it.
-    model = get_registry().create(args.model)
-    members = model.all_members() if isinstance(model, Ensemble) and not args.no_members else []
-    names = list(dict.fromkeys([args.model, *members, "baseline"]))
+    names = [args.model] if args.no_members else model_and_members(args.model, get_registry())
+    names = list(dict.fromkeys([*names, "baseline"]))
     for level in levels:
         cache = OUT / (f"raw_{target.name}_{target.frequency}_{level}_{args.start}_{args.end}"
                        f"_{args.every}.parquet")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -83,19 +84,32 @@ class Ensemble(Forecaster):
         """Registry version of a member (None: its current version)."""
         return (self.params.get("member_versions") or {}).get(name)
 
-    def member_models(self, registry: Any = None) -> dict[str, Forecaster]:
-        """Unfitted member forecasters by name, resolved through the registry."""
+    def members_used(self, territory_levels: Iterable[str] | None = None) -> list[str]:
+        """Members combined for territories of these levels (None: every member), in
+        :meth:`all_members` order: a département forecast need not fit the per-series
+        members it would discard."""
+        if territory_levels is None:
+            return self.all_members()
+        used = {m for level in territory_levels for m in self.members_for(level)}
+        return [m for m in self.all_members() if m in used]
+
+    def member_models(
+        self, registry: Any = None, territory_levels: Iterable[str] | None = None
+    ) -> dict[str, Forecaster]:
+        """Unfitted member forecasters by name (those used at ``territory_levels``), resolved
+        through the registry."""
         if registry is None:
             from models.registry import get_registry
 
             registry = get_registry()
         return {name: registry.create(name, self.member_version(name))
-                for name in self.all_members()}
+                for name in self.members_used(territory_levels)}
 
     def fit(self, y: xr.DataArray, X: xr.Dataset | None = None) -> Self:
-        self.members_ = {name: m.fit(y, X) for name, m in self.member_models().items()}
         levels = y.coords.get("territory_level")
         self.levels_ = None if levels is None else [str(v) for v in levels.values]
+        models = self.member_models(territory_levels=self.levels_)
+        self.members_ = {name: m.fit(y, X) for name, m in models.items()}
         return self
 
     def predict(self, horizon: int, X_future: xr.Dataset | None = None) -> xr.DataArray:

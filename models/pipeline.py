@@ -138,12 +138,25 @@ def expand_members(
     """
     model = registry.create(name)
     if isinstance(model, Ensemble):
-        members = model.member_models(registry)
-        if level is not None:
-            used = {m for kind in LEVELS[level] for m in model.members_for(kind)}
-            members = {m: f for m, f in members.items() if m in used}
-        return model, members
+        return model, model.member_models(registry, None if level is None else LEVELS[level])
     return model, {name: model}
+
+
+def model_and_members(name: str, registry: Registry) -> list[str]:
+    """``name`` and, for an ensemble, every member name (to score each on its own)."""
+    model = registry.create(name)
+    members = model.all_members() if isinstance(model, Ensemble) else []
+    return list(dict.fromkeys([name, *members]))
+
+
+def warmup_dates(target: Target, first: pd.Timestamp, window: int, every: int = 7,
+                 horizons: Iterable[int] | None = None) -> list[pd.Timestamp]:
+    """Forecast dates ``every`` days apart before ``first``, far enough back that ``window``
+    of them have every horizon observed before ``first`` (what its calibration learns from)."""
+    first = pd.Timestamp(first)
+    last_end = target.end_date(first, max(horizons or target.horizons))
+    span = -(-(last_end - first).days // every)
+    return [first - pd.Timedelta(days=every * k) for k in range(window + span, 0, -1)]
 
 
 def steps_for(target: Target, last_date: pd.Timestamp, forecast_date: pd.Timestamp,
@@ -419,12 +432,9 @@ def forecast(
         "calibrated": False,
     }
     if calibrate:
-        # Past forecast dates a week apart (also for daily targets: 10 weekly origins of a
-        # 14-day forecast cost 12 fits, not 23), far enough back that `window` of them have
-        # every horizon observed before fd.
-        span_weeks = -(-(target.end_date(fd, max(horizons)) - fd).days // 7)
-        past = [fd - pd.Timedelta(weeks=k)
-                for k in range(calibration.window + span_weeks, 0, -1)]
+        # Past forecast dates a week apart (also for daily targets: 26 weekly origins of a
+        # 14-day forecast cost 28 fits, not 40 daily ones).
+        past = warmup_dates(target, fd, calibration.window, 7, horizons)
         hist = backtest_raw(target, level, past, [model_name], opener, territories=territories,
                             horizons=horizons, client=client, registry=registry)
         hist = observed_rows(hist[hist["model"] == model_name], ds, target)

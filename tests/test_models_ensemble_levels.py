@@ -155,3 +155,10 @@ def test_only_members_combined_at_the_level_are_fitted():
     assert set(everything) == set(national)
     _, single = expand_members("ets", registry, "department")
     assert set(single) == {"ets"}
+
+
+def test_ensemble_fit_skips_members_no_level_combines():
+    y = synthetic_cube("weekly", periods=40)["inc_hosp"]
+    departments = y.sel(territory=y["territory_level"] == "department")
+    assert set(Ensemble().fit(departments).members_) == {"gbm", "baseline"}
+    assert set(Ensemble().fit(y).members_) == {"ets", "sarimax", "gbm", "baseline"}

@@ -58,14 +58,22 @@ def test_forecast_store_roundtrip(tmp_path):
     assert not list((tmp_path / "forecasts" / "runs").glob(".tmp*"))
 
 
-def test_cli_forecast_backtest_score(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def synthetic_home(tmp_path, monkeypatch):
+    """``VIGIE_HOME`` in ``tmp_path`` holding one vintage of the weekly synthetic cube."""
     from features.store import CubeStore
-    from service.cli import main
 
     monkeypatch.setenv("VIGIE_HOME", str(tmp_path))
     monkeypatch.delenv("VIGIE_DATABASE_URL", raising=False)
     CubeStore(Settings.from_env()).write_vintage(
         {"weekly": synthetic_cube("weekly", periods=50)}, {}, {"data_dir": str(tmp_path)})
+    return tmp_path
+
+
+def test_cli_forecast_backtest_score(synthetic_home, capsys):
+    from service.cli import main
+
+    tmp_path = synthetic_home
     out = tmp_path / "fc.csv"
     assert main(["forecast", "--target", "inc_hosp", "--level", "department", "--territory",
                  "01", "2A", "--as-of", "2021-01-04", "--model", "ets", "--horizon", "2",
@@ -93,15 +101,10 @@ def test_cli_forecast_backtest_score(tmp_path, monkeypatch, capsys):
     assert "rel_wis" in printed and "cov50" in printed
 
 
-def test_cli_backtest_all_models_writes_every_member(tmp_path, monkeypatch):
-    from features.store import CubeStore
+def test_cli_backtest_all_models_writes_every_member(synthetic_home):
     from service.cli import main
 
-    monkeypatch.setenv("VIGIE_HOME", str(tmp_path))
-    monkeypatch.delenv("VIGIE_DATABASE_URL", raising=False)
-    CubeStore(Settings.from_env()).write_vintage(
-        {"weekly": synthetic_cube("weekly", periods=50)}, {}, {"data_dir": str(tmp_path)})
-    bt = tmp_path / "bt.csv"
+    bt = synthetic_home / "bt.csv"
     # Départements combine gbm and baseline only; --all-models still scores ets and sarimax.
     assert main(["backtest", "--target", "inc_hosp", "--level", "department", "--start",
                  "2021-01-04", "--end", "2021-01-04", "--horizon", "1", "--all-models",

@@ -173,8 +173,7 @@ def cmd_forecast_all(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from features.settings import Settings
     from models.calibration import QCOLS
-    from models.ensemble import Ensemble
-    from models.pipeline import backtest, default_opener, monday_dates
+    from models.pipeline import backtest, default_opener, model_and_members, monday_dates
     from models.registry import get_registry
     from models.targets import QUANTILES, get_target
 
@@ -189,11 +188,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         return 2
     started = time.perf_counter()
     registry = get_registry(settings)
-    names = [args.model]
-    model = registry.create(args.model)
-    if args.all_models and isinstance(model, Ensemble):
-        # Every member, also those the ensemble does not combine at this level.
-        names += [m for m in model.all_members() if m not in names]
+    # --all-models: every member too, also those the ensemble does not combine at this level.
+    names = model_and_members(args.model, registry) if args.all_models else [args.model]
     with _client(args) as client:
         result = backtest(
             target, args.level, dates, names, opener, territories=args.territory,
