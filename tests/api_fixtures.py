@@ -95,6 +95,38 @@ def api_settings(real_cube: Settings, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="session")
+def signals_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A home holding one vintage of the synthetic cube with the leading signals, R(t) and an
+    EPCI (tests/synthetic_cube.py ``signals_cube``): exact expected answers, no ingest."""
+    from features.store import CubeStore
+    from tests.synthetic_cube import signals_cube
+
+    home = tmp_path_factory.mktemp("signals_home")
+    settings = Settings.from_env(home=str(home), data_dir=str(home),
+                                 database_url=f"sqlite:///{home}/vigie.sqlite")
+    CubeStore(settings).write_vintage(signals_cube(), {}, {"data_dir": str(home)})
+    return settings
+
+
+@pytest.fixture
+def signals_client(signals_settings: Settings):
+    from service.app import create_app
+
+    return create_app({"TESTING": True, "SETTINGS": signals_settings,
+                       "RATELIMIT_ENABLED": False}).test_client()
+
+
+@pytest.fixture(scope="session")
+def signals_token(signals_settings: Settings) -> dict[str, str]:
+    """Headers of an analyst token on the signals home."""
+    from features.catalog import get_engine
+    from service.auth import create_token
+
+    token = create_token(get_engine(signals_settings.database_url), "signals-analyst", "analyst")
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
 def auth(api_settings: Settings) -> dict[str, dict[str, str]]:
     """Role → request headers carrying a token of that role (``public`` → no header)."""
     from features.catalog import get_engine

@@ -35,6 +35,7 @@ from flask import Response, current_app, g, request
 from features.settings import Settings
 from service.audit import note
 from service.auth import current_principal
+from service.labels import indicator_fr
 
 FRESHNESS_TTL = 1.0
 
@@ -436,8 +437,11 @@ def indicator_entries() -> list[dict]:
             for name, var in ds.data_vars.items():
                 observed = var.notnull()
                 dates = ds["date"].values[observed.any("territory").values]
+                label, units_fr = indicator_fr(str(name), str(var.attrs.get("description", "")),
+                                               str(var.attrs.get("units", "")))
                 out.append({
                     "name": str(name), "frequency": frequency,
+                    "label": label, "units_fr": units_fr,
                     "units": str(var.attrs.get("units", "")),
                     "description": str(var.attrs.get("description", "")),
                     "source": str(var.attrs.get("source", "")),
@@ -468,5 +472,6 @@ def find_indicator(name: str, frequency: str | None = None) -> dict | None:
     return None
 
 
-#: Levels the public may read data for: aggregates only (no commune-level counts).
-PUBLIC_LEVELS = ("department", "region", "country", "collectivity")
+#: Levels the public may read data for: aggregates only (no commune-level counts). EPCI are
+#: groupings of communes (the 22 métropoles: 200,000 to 2 million inhabitants).
+PUBLIC_LEVELS = ("department", "region", "country", "collectivity", "epci")

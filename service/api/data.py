@@ -59,7 +59,12 @@ class Observation(Schema):
 class DataOut(Schema):
     indicator = fields.String(required=True)
     frequency = fields.String(required=True)
+    label = fields.String(required=True, metadata={"description": "French name"})
     units = fields.String(required=True)
+    units_fr = fields.String(required=True, metadata={"description": "French unit"})
+    count = fields.Boolean(required=True, metadata={
+        "description": "a count of people (small values suppressed for the public); rates, "
+                       "R(t) and indices are not"})
     source = fields.String(required=True)
     licence = fields.String(required=True)
     vintage_id = fields.String(required=True)
@@ -145,7 +150,8 @@ def get_data(query_data: dict):
                          "value": None if hidden else clean(value), "suppressed": hidden})
     items, info = paginate(rows, query_data)
     payload = {
-        "indicator": name, "frequency": meta["frequency"], "units": meta["units"],
+        "indicator": name, "frequency": meta["frequency"], "label": meta["label"],
+        "units": meta["units"], "units_fr": meta["units_fr"], "count": meta["count"],
         "source": meta["source"], "licence": meta["licence"],
         "vintage_id": str(ds.attrs.get("vintage_id", "")),
         "as_of": str(as_of) if as_of else None,

@@ -30,6 +30,8 @@ class IndicatorQuery(ListQuery):
 class IndicatorOut(Schema):
     name = fields.String(required=True)
     frequency = fields.String(required=True)
+    label = fields.String(required=True, metadata={"description": "French name"})
+    units_fr = fields.String(required=True, metadata={"description": "French unit"})
     units = fields.String(required=True)
     description = fields.String(required=True)
     source = fields.String(required=True)

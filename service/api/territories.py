@@ -11,7 +11,7 @@ from service.errors import not_found
 
 PREFIX = "territories"
 bp = APIBlueprint("territories", __name__, tag="territories")
-LEVELS = ("commune", "department", "collectivity", "region", "country")
+LEVELS = ("commune", "epci", "department", "collectivity", "region", "country")
 
 
 class TerritoryQuery(ListQuery):
@@ -23,7 +23,7 @@ class TerritoryQuery(ListQuery):
 
 class TerritoryOut(Schema):
     code = fields.String(required=True, metadata={"description": "INSEE code; R+code for "
-                                                                 "régions; FR"})
+                                                                 "régions; FR; SIREN for EPCI"})
     name = fields.String(required=True)
     level = fields.String(required=True)
     parent = fields.String(required=True, metadata={"description": "'' for FR"})
