@@ -226,7 +226,8 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
     phase_started = time.perf_counter()
     datasets, fitted = build_cube(results, territories)
     report.timings["build"] = time.perf_counter() - phase_started
-    tables = {name: table for r in results for name, table in r.tables.items()}
+    tables = {**territories.tables,
+              **{name: table for r in results for name, table in r.tables.items()}}
     manifest = {
         "data_dir": str(data_dir),
         "files": files_manifest,

@@ -5,7 +5,10 @@ Codes are strings, never numbers (``'01'``, ``'2A'``, ``'971'``). Régions use `
 their INSEE code (``'R84'``) because INSEE région and département codes overlap (``'01'`` is both
 Guadeloupe the région and Ain the département). France is ``'FR'``. Communes are 5-character
 INSEE codes. Collectivités d'outre-mer (``'975'``, ``'977'``, ``'978'``…) hang directly under
-France.
+France. EPCIs (métropoles, communautés…) are 9-digit SIREN codes (``'200046977'`` Métropole de
+Lyon); their parent is the département holding most of their member communes' population
+(:mod:`features.sources.insee_epci`), for navigation only: an EPCI straddles départements, so
+nothing is ever aggregated from EPCIs into départements, régions or France.
 
 Counts aggregate by sum, rates by population-weighted mean (INSEE legal population 2020).
 """
@@ -13,7 +16,7 @@ Counts aggregate by sum, rates by population-weighted mean (INSEE legal populati
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -21,7 +24,7 @@ import pandas as pd
 from features.errors import UnknownTerritoryError
 
 FRANCE = "FR"
-LEVELS = ("commune", "department", "collectivity", "region", "country")
+LEVELS = ("commune", "epci", "department", "collectivity", "region", "country")
 
 #: Codes that existed once and no longer do, with what replaced them. Reported by name when met.
 RETIRED_CODES: dict[str, str] = {
@@ -55,19 +58,25 @@ class Territories:
     table:
         One row per territory, indexed by ``code``, with columns ``name``, ``level``, ``parent``
         (``''`` for France) and ``population`` (inhabitants, INSEE legal population 2020; NaN
-        when INSEE publishes none).
+        when INSEE publishes none). EPCIs' population is the total population their file
+        states.
+    tables:
+        Reference tables that are not time series, written with each vintage (``epci``: every
+        EPCI with its type and parent share; ``epci_communes``: the commune → EPCI membership).
     """
 
     table: pd.DataFrame
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @classmethod
-    def from_frames(cls, departements: pd.DataFrame, communes: pd.DataFrame | None = None
-                    ) -> Territories:
+    def from_frames(cls, departements: pd.DataFrame, communes: pd.DataFrame | None = None,
+                    epcis: pd.DataFrame | None = None) -> Territories:
         """Build the registry from the parsed INSEE reference tables.
 
         ``departements`` has ``dep_code, dep_name, reg_code, reg_name, zone,
         population_legale_2020``; ``communes`` has ``commune_insee, commune_name, dep_code,
-        population_legale_2020``.
+        population_legale_2020``; ``epcis`` has ``code, name, population, parent`` (the
+        département, see :func:`features.sources.insee_epci.epci_parents`).
         """
         deps = departements
         is_com = deps["zone"].eq("com")
@@ -100,6 +109,11 @@ class Territories:
                 "level": "commune",
                 "parent": communes["dep_code"],
                 "population": communes["population_legale_2020"].astype(float),
+            }))
+        if epcis is not None and len(epcis):
+            parts.append(pd.DataFrame({
+                "code": epcis["code"], "name": epcis["name"], "level": "epci",
+                "parent": epcis["parent"], "population": epcis["population"].astype(float),
             }))
         table = pd.concat(parts, ignore_index=True).set_index("code")
         return cls(table=table)
@@ -148,7 +162,9 @@ class Territories:
         return self.table["population"].reindex(list(codes))
 
     def closure(self, codes: Iterable[str]) -> list[str]:
-        """The codes plus all their ancestors, ordered France, régions, départements…, communes."""
+        """The codes plus all their ancestors, ordered France, régions, départements…, EPCIs,
+        communes. An EPCI brings its parent département (and its région and France) into the
+        closure, never the other EPCIs or communes of that département."""
         wanted = set()
         for code in codes:
             wanted.add(code)

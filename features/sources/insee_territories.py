@@ -3,17 +3,22 @@
 Extract: ``fr_departements_population.csv`` and ``fr_communes_20k_population.csv`` from the
 Etalab package ``@etalab/decoupage-administratif`` (INSEE COG, Licence Ouverte 2.0). The registry
 built from them (:class:`features.territories.Territories`) validates every other source's codes,
-so this source is read first and a failure here stops the ingest.
+so this source is read first and a failure here stops the ingest (the previous vintage stays
+served). The optional EPCI level (:mod:`features.sources.insee_epci`) is read here too.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
 
 from features.sources.base import Collector, Source, drop_duplicates, read_table, to_number
+from features.sources.insee_epci import CommunesPopulationSource, EpciSource
 from features.territories import Territories
+
+log = logging.getLogger(__name__)
 
 LICENCE = "Licence Ouverte 2.0"
 CODE_PATTERN = r"^(?:\d{2}|2[AB]|9[78]\d)$"
@@ -105,4 +110,22 @@ def load_territories(data_dir: Path) -> tuple[Territories, list[Path]]:
     if com_path is not None:
         communes = com_source.read(com_path, departements)
         paths.append(com_path)
-    return Territories.from_frames(departements, communes), paths
+    epcis, tables = None, {}
+    epci_source = EpciSource()
+    epci_path = epci_source.locate(data_dir)
+    if epci_path is not None:
+        all_source = CommunesPopulationSource()
+        all_path = all_source.locate(data_dir)
+        all_communes = None
+        if all_path is not None:
+            all_communes = all_source.read(all_path, departements)
+            paths.append(all_path)
+        epcis, members, warnings = epci_source.read(epci_path, departements, all_communes)
+        for warning in warnings:
+            log.warning("%s", warning)
+        paths.append(epci_path)
+        tables = {"epci": epcis.rename(columns={"code": "epci_code"}),
+                  "epci_communes": members}
+    registry = Territories.from_frames(departements, communes, epcis)
+    registry.tables.update(tables)
+    return registry, paths
