@@ -16,7 +16,10 @@ Steps, in order:
    the indicator reported that date), rates by population-weighted mean, national indices
    repeated for every territory;
 4. weekly values of daily indicators: sums of counts over complete Sunday–Saturday weeks,
-   means of levels (mobility, policy indices); each week labelled by its Saturday.
+   means of levels (mobility, policy indices); each week labelled by its Saturday;
+5. (daily, before 4) derived indicators where their inputs exist, published values first
+   (:func:`derive_indicators`: 7-day incidence and positivity, vaccination coverage, variant
+   shares); stocks and 7-day windows take the Saturday's value in the weekly cube.
 """
 
 from __future__ import annotations
@@ -27,8 +30,19 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from features import occupancy
-from features.indicators import FREQUENCIES, IndicatorSpec
+from features import epidemic, occupancy
+from features.indicators import (
+    DERIVED,
+    FREQUENCIES,
+    INCIDENCE_RATE_7D,
+    MUTATIONS,
+    POSITIVITY_RATE_7D,
+    VACCINATION_COVERAGE_DOSE1,
+    IndicatorSpec,
+    screened_absent,
+    screened_present,
+    variant_share,
+)
 from features.sources.base import SourceResult
 from features.territories import FRANCE, Territories
 
@@ -151,6 +165,7 @@ def aggregate_hierarchy(frame: Frame) -> None:
     base = frame.rows_at(BASE_LEVELS)
     population = frame.meta["population"].to_numpy(dtype=float)[base]
     memberships = {level: frame.membership(base, level) for level in ("region", "country")}
+    is_department = frame.meta["level"].to_numpy()[base] == "department"
     for name, spec in frame.specs.items():
         arr = frame.arrays[name]
         if spec.aggregation == "national":
@@ -162,7 +177,9 @@ def aggregate_hierarchy(frame: Frame) -> None:
         x = arr[base]
         observed = ~np.isnan(x)
         reporting = observed.any(axis=1)
-        if not reporting.any():
+        if not reporting[is_department].any():
+            # Collectivités alone (SI-DEP publishes 975, 977, 978 beside régions) never make a
+            # région or France total: France stays empty rather than equal to their sum.
             continue
         filled = np.nan_to_num(x)
         for parents, matrix in memberships.values():
@@ -183,6 +200,61 @@ def aggregate_hierarchy(frame: Frame) -> None:
             arr[parents[unpublished]] = value
 
 
+def rolling_7d(arr: np.ndarray) -> np.ndarray:
+    """Sum over the 7 days ending each date, NaN unless all 7 days have a value."""
+    filled = np.nan_to_num(arr)
+    seen = (~np.isnan(arr)).astype(int)
+    csum = np.cumsum(filled, axis=1)
+    ccount = np.cumsum(seen, axis=1)
+    total = csum.copy()
+    count = ccount.copy()
+    total[:, 7:] -= csum[:, :-7]
+    count[:, 7:] -= ccount[:, :-7]
+    out = np.where(count == 7, total, np.nan)
+    # A sum of whole counts: remove the rounding the running sums leave behind.
+    return np.round(out, 6)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray, scale: float) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, scale * numerator / denominator, np.nan)
+
+
+def derive_indicators(frame: Frame) -> None:
+    """Add the derived indicators of :data:`features.indicators.DERIVED` wherever their inputs
+    exist (after aggregation, so at every level), filling only cells without a published value.
+
+    * ``incidence_rate_7d`` = 7-day ``inc_cases`` / ``population`` × 100,000;
+    * ``positivity_rate_7d`` = 100 × 7-day ``inc_cases`` / 7-day ``inc_tests``;
+    * ``vaccination_coverage_dose1`` = 100 × ``vaccinated_dose1`` / ``population``;
+    * ``variant_share_<m>`` = 100 × present / (present + absent) screened positive tests.
+    """
+    population = frame.meta["population"].to_numpy(dtype=float)[:, None]
+    arrays = frame.arrays
+    derived: dict[str, np.ndarray] = {}
+    if "inc_cases" in arrays:
+        cases_7d = rolling_7d(arrays["inc_cases"])
+        derived[INCIDENCE_RATE_7D.name] = _ratio(cases_7d, population, 1e5)
+        if "inc_tests" in arrays:
+            derived[POSITIVITY_RATE_7D.name] = _ratio(cases_7d, rolling_7d(arrays["inc_tests"]),
+                                                      100.0)
+    if "vaccinated_dose1" in arrays:
+        derived[VACCINATION_COVERAGE_DOSE1.name] = _ratio(arrays["vaccinated_dose1"],
+                                                          population, 100.0)
+    for mutation in MUTATIONS:
+        present, absent = screened_present(mutation), screened_absent(mutation)
+        if present in arrays and absent in arrays:
+            derived[variant_share(mutation)] = _ratio(arrays[present],
+                                                      arrays[present] + arrays[absent], 100.0)
+    for name, values in derived.items():
+        if np.isnan(values).all():
+            continue
+        published = arrays.get(name)
+        arrays[name] = values if published is None else np.where(np.isnan(published), values,
+                                                                   published)
+        frame.specs.setdefault(name, DERIVED[name])
+
+
 def weekly_from_daily(daily: Frame) -> tuple[dict[str, np.ndarray], pd.DatetimeIndex,
                                                 dict[str, IndicatorSpec]]:
     """Weekly values of daily indicators, Sunday–Saturday weeks dated by the Saturday.
@@ -190,15 +262,27 @@ def weekly_from_daily(daily: Frame) -> tuple[dict[str, np.ndarray], pd.DatetimeI
     Counts (admissions, deaths…) are summed over complete weeks only. Levels that are not
     counts (mobility, policy indices) are averaged over the days published, when at least
     :data:`MIN_DAYS_FOR_MEAN` are: Google left gaps on small départements' quiet days, and a
-    weekly model wants last week's mobility beside last week's admissions.
+    weekly model wants last week's mobility beside last week's admissions. Stocks
+    (``IndicatorSpec.stock``: beds occupied, cumulative persons vaccinated, counts and rates over
+    the 7-day window ending that day) are never summed: the week takes its Saturday's value,
+    which for a 7-day window is the week's own total.
     """
     week_end = daily.dates + pd.to_timedelta((5 - daily.dates.dayofweek) % 7, unit="D")
     weeks = pd.DatetimeIndex(pd.unique(week_end))
     group = weeks.get_indexer(week_end)
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    ends = np.r_[starts[1:] - 1, len(daily.dates) - 1] if len(starts) else starts
+    saturday = daily.dates[ends].dayofweek == 5
     arrays, specs = {}, {}
     for name, spec in daily.specs.items():
-        summed = spec.aggregation == "sum" and spec.count and name not in ("hosp", "icu")
+        if spec.stock:
+            arrays[name] = np.where(saturday[None, :], daily.arrays[name][:, ends], np.nan)
+            specs[name] = IndicatorSpec(name, "weekly", spec.units,
+                                        f"{spec.description} (value on the Saturday ending the "
+                                        "week)", spec.source, spec.licence, spec.aggregation,
+                                        count=spec.count, stock=True)
+            continue
+        summed = spec.aggregation == "sum" and spec.count
         averaged = spec.aggregation in ("population_mean", "national") and not spec.count
         if not (summed or averaged):
             continue
@@ -258,6 +342,9 @@ def build_cube(results: list[SourceResult], territories: Territories
             if frequency == "daily":
                 fitted = rebuild_occupancy(frame)
             aggregate_hierarchy(frame)
+            if frequency == "daily":
+                derive_indicators(frame)
+                fitted["epidemic"] = epidemic.add_indicators(frame)
         if from_daily:
             arrays, weeks, weekly_specs = weekly_from_daily(frames["daily"])
             frame = _merge_weekly(frame, arrays, weeks, weekly_specs, frames["daily"].codes,

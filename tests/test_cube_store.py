@@ -96,8 +96,10 @@ def test_weekly_means_of_daily_levels(real_cube, daily):
         assert weekly[name].sel(territory=code, date="2020-11-07").item() == pytest.approx(expected)
         assert weekly[name].attrs["units"] == daily[name].attrs["units"]
         assert "weekly mean" in weekly[name].attrs["description"]
-    # Occupancy is a stock: neither summed nor averaged into the weekly cube.
-    assert "hosp" not in weekly
+    # Occupancy is a stock: neither summed nor averaged, the week takes its Saturday's value.
+    saturday = daily["hosp"].sel(territory="69", date="2020-11-07").item()
+    assert weekly["hosp"].sel(territory="69", date="2020-11-07").item() == saturday
+    assert weekly["hosp"].attrs["stock"] == 1
 
 
 def test_as_of_truncates_observations(real_cube):

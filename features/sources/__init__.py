@@ -15,6 +15,7 @@ from features.sources import (
     oxcgrt,
     spf_bed_occupancy,
     spf_hospital_flows,
+    spf_sidep,
     sursaud,
 )
 from features.sources.base import Source
@@ -23,6 +24,7 @@ SOURCES: tuple[Source, ...] = (
     spf_hospital_flows.SOURCE,
     *spf_bed_occupancy.SOURCES,
     *sursaud.SOURCES,
+    *spf_sidep.SOURCES,
     google_mobility.SOURCE,
     oxcgrt.SOURCE,
     insee_unemployment.SOURCE,

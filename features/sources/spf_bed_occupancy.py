@@ -48,10 +48,10 @@ STOCK_COLUMNS = {
 INDICATORS = (
     IndicatorSpec("hosp", "daily", "beds", "hospital beds occupied by Covid-19 patients "
                   "(published by SPF; rebuilt from flows where not published)", PUBLISHER,
-                  LICENCE, "sum", count=True),
+                  LICENCE, "sum", count=True, stock=True),
     IndicatorSpec("icu", "daily", "beds", "intensive-care (réanimation) beds occupied by Covid-19 "
                   "patients (published by SPF; rebuilt from flows where not published)",
-                  PUBLISHER, LICENCE, "sum", count=True),
+                  PUBLISHER, LICENCE, "sum", count=True, stock=True),
 )
 
 
