@@ -39,8 +39,8 @@ INDICATORS_FR: dict[str, tuple[str, str]] = {
     "rt_upper": ("R(t) : borne haute de l'intervalle de crédibilité à 95 %", "sans unité"),
     "growth_rate": ("Taux de croissance quotidien", "par jour"),
     "doubling_time": ("Temps de doublement (négatif : temps de division par deux)", "jours"),
-    "epidemic_basis": ("Base de l'estimation de R(t) (1 cas confirmés, 2 hospitalisations)",
-                       "code"),
+    "epidemic_basis": ("Base de l'estimation de R(t) (0 aucune, 1 cas confirmés, "
+                       "2 hospitalisations)", "code"),
     # SurSaUD
     "er_visits_covid_rate": ("Passages aux urgences pour Covid-19", "pour 100 000 passages"),
     "hosp_after_er_covid_rate": ("Hospitalisations après passage aux urgences pour Covid-19",

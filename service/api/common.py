@@ -457,6 +457,26 @@ def indicator_entries() -> list[dict]:
     return _memo(("indicators", row["id"]), build)
 
 
+def observed_territories(frequency: str, names: Sequence[str]) -> set[str]:
+    """Codes with at least one observation of any of ``names`` in the served vintage."""
+    row = current_vintage()
+
+    def build() -> frozenset[str]:
+        try:
+            ds = state().store.open(frequency, vintage_id=row["id"])
+        except KeyError:
+            return frozenset()
+        present = [n for n in names if n in ds]
+        if not present:
+            return frozenset()
+        seen = np.zeros(ds.sizes["territory"], dtype=bool)
+        for name in present:
+            seen |= ds[name].notnull().any("date").values
+        return frozenset(ds["territory"].values[seen].tolist())
+
+    return set(_memo(("observed", row["id"], frequency, tuple(names)), build))
+
+
 def indicator_catalog() -> dict[str, dict]:
     """Indicator name → its entry at the finest frequency (daily before weekly…)."""
     out: dict[str, dict] = {}

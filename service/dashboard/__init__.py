@@ -7,7 +7,10 @@ Pages (server-rendered shells, charts drawn in the browser with Plotly served fr
 ``/``                      Vue d'ensemble: tile-grid map of the départements coloured by alert
                            level, national admissions curve with its forecast fan
 ``/territoire/<code>``     Territoire: observed series and 50 %/90 % forecast fans for
-                           admissions, beds, ICU beds, emergency visits; capacity; downloads
+                           admissions, beds, ICU beds, emergency visits; capacity; next to
+                           admissions the epidemic signals (incidence, positivity, R(t) with
+                           its credible interval and basis, growth and doubling time,
+                           vaccination); downloads. France, régions, départements, EPCI
 ``/scenarios``             Scénarios: library, editor and runs (planner), comparison
 ``/precision``             Précision des prévisions (public): published forecasts scored
 ``/methodes``              Méthodes et données (public): sources, licences, suppression,
@@ -81,6 +84,41 @@ PANELS: tuple[dict[str, Any], ...] = (
      "unit": "pour 100 000 passages", "indicator": "er_visits_covid_rate",
      "frequency": "weekly", "target": "er_visits", "target_frequency": "weekly",
      "regional": True},
+)
+
+#: Territory levels with a Territoire page (EPCI: the métropoles' published incidence).
+PAGE_LEVELS = ("country", "region", "department", "epci")
+
+#: The epidemic-signal panels of the Territoire page, drawn next to admissions: each lists the
+#: daily indicators it draws (``role``: line, band bounds, or text only) and, in French, what
+#: to say when the territory has none of them.
+SIGNALS: tuple[dict[str, Any], ...] = (
+    {"key": "incidence", "title": "Taux d'incidence sur 7 jours",
+     "unit": "cas pour 100 000 habitants",
+     "series": (("incidence_rate_7d", "line", "tous âges"),
+                ("incidence_rate_7d_65_plus", "line", "65 ans et plus")),
+     "missing": "Pas de taux d'incidence quotidien pour ce territoire : les dépistages (SI-DEP) "
+                "sont publiés pour la France, les régions, les 22 métropoles et les "
+                "départements de Bourgogne-Franche-Comté."},
+    {"key": "positivity", "title": "Taux de positivité des tests sur 7 jours", "unit": "%",
+     "series": (("positivity_rate_7d", "line", "taux de positivité"),),
+     "missing": "Pas de taux de positivité pour ce territoire : il est publié pour la France, "
+                "les régions et les départements de Bourgogne-Franche-Comté."},
+    {"key": "rt", "title": "Nombre de reproduction R(t)", "unit": "sans unité",
+     "series": (("rt", "line", "R(t)"), ("rt_lower", "lower", "borne basse 95 %"),
+                ("rt_upper", "upper", "borne haute 95 %"),
+                ("epidemic_basis", "text", "base de l'estimation")),
+     "missing": "Pas d'estimation de R(t) pour ce territoire (trop peu de cas et "
+                "d'hospitalisations, ou aucune série)."},
+    {"key": "growth", "title": "Croissance de l'épidémie", "unit": "% par jour",
+     "series": (("growth_rate", "line", "taux de croissance"),
+                ("doubling_time", "text", "temps de doublement")),
+     "missing": "Pas de taux de croissance pour ce territoire."},
+    {"key": "vaccination", "title": "Couverture vaccinale (au moins une dose)",
+     "unit": "% de la population",
+     "series": (("vaccination_coverage_dose1", "line", "au moins une dose"),),
+     "missing": "Pas de donnée de vaccination pour ce territoire : elle est publiée par "
+                "département (et sommée pour les régions et la France)."},
 )
 
 #: French titles of the library scenarios (their YAML descriptions are in English).
@@ -253,13 +291,28 @@ def territory(code: str):
     """Territoire: the four panels for one territory."""
     table = _territories()
     row = table.get(code)
-    if row is None or LEVEL_OF.get(row["level"]) is None:
+    if row is None or row["level"] not in PAGE_LEVELS:
         return _page("not_found.html", active=None, code=code), 404
+    with_epci = _observed_epci()
     choices = sorted(((c, r["name"]) for c, r in table.items()
-                      if LEVEL_OF.get(r["level"])),
-                     key=lambda cr: (cr[0] != "FR", not cr[0].startswith("R"), cr[0]))
+                      if LEVEL_OF.get(r["level"]) or c in with_epci or c == code),
+                     key=lambda cr: (cr[0] != "FR", not cr[0].startswith("R"),
+                                     table[cr[0]]["level"] == "epci", cr[0]))
     return _page("territory.html", active="dashboard.territory_default", territory=row,
-                 panels=PANELS, choices=choices)
+                 panels=PANELS, signals=SIGNALS, choices=choices)
+
+
+def _observed_epci() -> set[str]:
+    """EPCI with at least one observation of a signal (the métropoles' published incidence)."""
+    from service.api.common import observed_territories
+    from service.errors import ApiError
+
+    try:
+        codes = observed_territories("daily", [n for s in SIGNALS for n, _, _ in s["series"]])
+    except ApiError:
+        return set()
+    table = _territories()
+    return {c for c in codes if table.get(c, {}).get("level") == "epci"}
 
 
 @bp.get("/scenarios")
@@ -350,13 +403,19 @@ def territory_data(code: str):
     panels = []
     for spec in PANELS:
         where = code
-        if spec.get("regional") and row["level"] == "department":
-            where = row["parent"]  # SurSaUD is published for régions and France only
+        if spec.get("regional"):
+            where = _region_of(code, table)  # SurSaUD is published for régions and France only
         panel = {k: spec[k] for k in ("key", "title", "unit")}
         panel["territory"] = where
         panel["territory_name"] = table.get(where, {}).get("name", where)
         panel["observed"] = _series(spec["indicator"], spec["frequency"], where)
-        panel["forecast"] = _forecast(spec["target"], spec["target_frequency"], where)
+        if LEVEL_OF.get(table.get(where, {}).get("level")) is None:
+            panel["forecast"] = {"available": False,
+                                 "reason": "Vigie ne fait pas de prévision pour ce type de "
+                                           "territoire (France, régions et départements "
+                                           "seulement)"}
+        else:
+            panel["forecast"] = _forecast(spec["target"], spec["target_frequency"], where)
         observed = panel["observed"]
         on = observed["dates"][-1] if observed.get("available") else None
         panel["capacity"] = (_capacity(spec["capacity"], where, on) if spec.get("capacity")
@@ -365,6 +424,38 @@ def territory_data(code: str):
         panel["capacity_note"] = spec.get("capacity_note")
         panels.append(panel)
     return jsonify({"territory": row, "panels": panels})
+
+
+def _region_of(code: str, table: dict[str, dict]) -> str:
+    """The territory itself when a région or France, else its first ancestor that is."""
+    seen = 0
+    while code in table and table[code]["level"] not in ("region", "country") and seen < 6:
+        code, seen = table[code]["parent"], seen + 1
+    return code
+
+
+@bp.get("/tableau/donnees/signaux/<code>")
+def signals_data(code: str):
+    """The epidemic-signal panels of the Territoire page for ``code`` (see :data:`SIGNALS`):
+    each daily series from ``/api/v1/data`` (the caller's suppression and audit), and whether
+    the territory has any of them."""
+    table = _territories()
+    row = table.get(code)
+    if row is None:
+        abort(404)
+    panels = []
+    for spec in SIGNALS:
+        series = []
+        for name, role, label in spec["series"]:
+            observed = _series(name, "daily", code)
+            series.append({"indicator": name, "role": role, "label": label, **observed})
+        available = any(s["available"] for s in series if s["role"] == "line")
+        panels.append({"key": spec["key"], "title": spec["title"], "unit": spec["unit"],
+                       "available": available, "missing": None if available else spec["missing"],
+                       "series": series})
+    parent = row["parent"] if row["level"] == "department" else None
+    return jsonify({"territory": row, "panels": panels,
+                    "parent": table.get(parent) if parent else None})
 
 
 @bp.get("/tableau/donnees/precision")

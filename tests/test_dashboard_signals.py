@@ -1,0 +1,95 @@
+"""Issue 12 on the dashboard's server side: the epidemic-signal panels of the Territoire page,
+EPCI pages, on the synthetic signals cube (``signals_client``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.synthetic_cube import signals_cube
+
+KEYS = ["incidence", "positivity", "rt", "growth", "vaccination"]
+
+
+@pytest.fixture(scope="module")
+def cube():
+    return signals_cube()["daily"]
+
+
+def _panels(client, code: str) -> dict:
+    r = client.get(f"/tableau/donnees/signaux/{code}")
+    assert r.status_code == 200, r.data[:300]
+    return {p["key"]: p for p in r.get_json()["panels"]}
+
+
+def _series(panel: dict, name: str) -> dict:
+    return next(s for s in panel["series"] if s["indicator"] == name)
+
+
+def test_france_has_every_signal_with_the_cube_values(signals_client, cube):
+    panels = _panels(signals_client, "FR")
+    assert list(panels) == KEYS
+    assert all(p["available"] and p["missing"] is None for p in panels.values())
+    inc = _series(panels["incidence"], "incidence_rate_7d")
+    expected = cube["incidence_rate_7d"].sel(territory="FR").to_series().dropna()
+    assert inc["dates"] == [d.strftime("%Y-%m-%d") for d in expected.index]
+    assert inc["values"] == pytest.approx(expected.to_list())
+    assert inc["suppressed"] == 0
+    rt = panels["rt"]
+    roles = {s["indicator"]: s["role"] for s in rt["series"]}
+    assert roles == {"rt": "line", "rt_lower": "lower", "rt_upper": "upper",
+                     "epidemic_basis": "text"}
+    assert set(_series(rt, "epidemic_basis")["values"]) == {1.0}  # France: from cases
+    lower, upper = _series(rt, "rt_lower")["values"], _series(rt, "rt_upper")["values"]
+    assert all(lo < r < hi for lo, r, hi in zip(lower, _series(rt, "rt")["values"], upper,
+                                                strict=True))
+    doubling = _series(panels["growth"], "doubling_time")
+    assert doubling["available"] and min(doubling["values"]) < 0 < max(doubling["values"])
+
+
+def test_a_departement_says_it_has_no_daily_incidence(signals_client):
+    panels = _panels(signals_client, "69")
+    assert not panels["incidence"]["available"] and not panels["positivity"]["available"]
+    assert "Pas de taux d'incidence quotidien" in panels["incidence"]["missing"]
+    assert "Bourgogne-Franche-Comté" in panels["positivity"]["missing"]
+    # R(t) from admissions, vaccination by département: shown.
+    assert panels["rt"]["available"] and panels["vaccination"]["available"]
+    assert set(_series(panels["rt"], "epidemic_basis")["values"]) == {2.0}
+    body = signals_client.get("/tableau/donnees/signaux/69").get_json()
+    assert body["parent"]["code"] == "R84"
+
+
+def test_small_regions_rates_are_shown_to_the_public(signals_client):
+    """Corsica's daily cases are below 10 (hidden), its rates are not counts (shown)."""
+    panels = _panels(signals_client, "R94")
+    inc = _series(panels["incidence"], "incidence_rate_7d")
+    assert inc["available"] and inc["suppressed"] == 0 and None not in inc["values"]
+    assert min(inc["values"]) < 10
+    cases = signals_client.get("/api/v1/data?indicator=inc_cases&territory=R94&per_page=1000")
+    assert any(i["suppressed"] for i in cases.get_json()["items"])
+
+
+def test_epci_page_and_panels(signals_client):
+    html = signals_client.get("/territoire/200046977").get_data(as_text=True)
+    assert "Métropole de Lyon" in html
+    for key in KEYS:
+        assert f'id="chart-{key}"' in html
+    # Reachable from the picker on any page, since it has data.
+    assert 'value="200046977"' in signals_client.get("/territoire/FR").get_data(as_text=True)
+    panels = _panels(signals_client, "200046977")
+    assert panels["incidence"]["available"]
+    assert [s["available"] for s in panels["incidence"]["series"]] == [True, True]  # 65+ too
+    assert not panels["vaccination"]["available"]
+    data = signals_client.get("/tableau/donnees/territoire/200046977").get_json()
+    by_key = {p["key"]: p for p in data["panels"]}
+    assert by_key["admissions"]["forecast"]["available"] is False
+    assert "pas de prévision" in by_key["admissions"]["forecast"]["reason"]
+    assert by_key["er"]["territory"] == "R84"  # SurSaUD: the région above the EPCI's département
+
+
+def test_signals_sit_next_to_admissions_on_the_page(signals_client):
+    html = signals_client.get("/territoire/69").get_data(as_text=True)
+    order = [html.index(f'id="panel-{k}"') for k in ["admissions", *KEYS, "beds", "icu", "er"]]
+    assert order == sorted(order)
+    assert "js/signals.js" in html and 'data-parent="R84"' in html
+    assert signals_client.get("/tableau/donnees/signaux/nope").status_code == 404
+    assert signals_client.get("/territoire/nope").status_code == 404
