@@ -15,7 +15,10 @@ from features.sources import (
     oxcgrt,
     spf_bed_occupancy,
     spf_hospital_flows,
+    spf_incidence_metropoles,
+    spf_incidence_positivity,
     spf_sidep,
+    spf_vacsi,
     sursaud,
 )
 from features.sources.base import Source
@@ -25,11 +28,14 @@ SOURCES: tuple[Source, ...] = (
     *spf_bed_occupancy.SOURCES,
     *sursaud.SOURCES,
     *spf_sidep.SOURCES,
+    spf_vacsi.SOURCE,
     google_mobility.SOURCE,
     oxcgrt.SOURCE,
     insee_unemployment.SOURCE,
     insee_population.SOURCE,
     drees_capacity.SOURCE,
+    spf_incidence_metropoles.SOURCE,
+    spf_incidence_positivity.SOURCE,
     city_indicators.SOURCE,
 )
 
