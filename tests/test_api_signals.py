@@ -130,3 +130,42 @@ def test_bad_parameters_are_json_400(signals_client, query):
     body = r.get_json()
     assert r.status_code == 400, body
     assert set(body) == {"code", "message", "details"} and body["code"] == "invalid_input"
+
+
+# ---------------------------------------------------------------------------- the real cube
+def test_real_indicators_are_labelled_and_flagged(client):
+    items = client.get("/api/v1/indicators?frequency=daily&per_page=1000").get_json()["items"]
+    entries = {i["name"]: i for i in items}
+    for name in ("inc_cases", "inc_tests", "vaccinated_dose1"):
+        assert entries[name]["count"] is True, name
+    for name in ("incidence_rate_7d", "incidence_rate_7d_65_plus", "positivity_rate_7d",
+                 "vaccination_coverage_dose1", "rt", "rt_lower", "rt_upper", "growth_rate",
+                 "doubling_time"):
+        entry = entries[name]
+        assert entry["count"] is False, name
+        assert entry["label"] and entry["label"] != entry["description"], name  # French
+    assert entries["incidence_rate_7d"]["units_fr"] == "cas pour 100 000 habitants"
+
+
+def test_real_small_case_counts_hidden_rates_shown(client, auth):
+    """Corsica's daily positives are often below 10: hidden for the public; its incidence
+    rate and R(t) are not counts and are all shown."""
+    url = "/api/v1/data?indicator=inc_cases&territory=R94&per_page=1000"
+    public = client.get(url).get_json()
+    private = client.get(url, headers=auth["analyst"]).get_json()
+    small = {i["date"] for i in private["items"] if 0 < i["value"] < 10}
+    assert small
+    assert {i["date"] for i in public["items"] if i["suppressed"]} == small
+    for name in ("incidence_rate_7d", "rt"):
+        body = client.get(f"/api/v1/data?indicator={name}&territory=R94&per_page=1000").get_json()
+        assert body["items"] and not any(i["suppressed"] for i in body["items"])
+        assert body["suppression_threshold"] is None
+
+
+def test_real_metropole_incidence_is_public(client):
+    r = client.get("/api/v1/data?indicator=incidence_rate_7d&territory=200046977"
+                   "&format=csv&sep=;")
+    assert r.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True).lstrip("\ufeff")),
+                               delimiter=";"))
+    assert rows and all(r["territory"] == "200046977" and r["value"] for r in rows)

@@ -93,3 +93,22 @@ def test_signals_sit_next_to_admissions_on_the_page(signals_client):
     assert "js/signals.js" in html and 'data-parent="R84"' in html
     assert signals_client.get("/tableau/donnees/signaux/nope").status_code == 404
     assert signals_client.get("/territoire/nope").status_code == 404
+
+
+def test_real_cube_signals(client):
+    """On the real cube: France has every signal; Rhône has no daily incidence but R(t) from
+    admissions; Côte-d'Or (BFC) has its published incidence and positivity; Lyon's métropole
+    has a page."""
+    france = _panels(client, "FR")
+    assert all(p["available"] for p in france.values()), {
+        k: p["missing"] for k, p in france.items()}
+    basis = _series(france["rt"], "epidemic_basis")["values"]
+    assert 1.0 in basis  # France: from cases while SI-DEP publishes them
+    rhone = _panels(client, "69")
+    assert not rhone["incidence"]["available"] and rhone["incidence"]["missing"]
+    assert rhone["rt"]["available"] and rhone["vaccination"]["available"]
+    assert set(_series(rhone["rt"], "epidemic_basis")["values"]) <= {0.0, 2.0}
+    cote_dor = _panels(client, "21")
+    assert cote_dor["incidence"]["available"] and cote_dor["positivity"]["available"]
+    assert client.get("/territoire/200046977").status_code == 200
+    assert 'value="200046977"' in client.get("/territoire/FR").get_data(as_text=True)
