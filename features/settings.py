@@ -39,6 +39,9 @@ class Settings:
         Address of a Dask scheduler (``VIGIE_DASK_ADDRESS``); empty means a local cluster.
     small_count_threshold:
         Counts below this are suppressed in public outputs (``VIGIE_SMALL_COUNT_THRESHOLD``).
+    risk_thresholds:
+        A YAML file of risk-level thresholds replacing ``features/risk_thresholds.yaml``
+        (``VIGIE_RISK_THRESHOLDS``); None: the shipped defaults (see :mod:`features.risk`).
     """
 
     home: Path
@@ -46,6 +49,7 @@ class Settings:
     database_url: str
     dask_address: str = ""
     small_count_threshold: int = 10
+    risk_thresholds: Path | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -90,5 +94,11 @@ class Settings:
                 overrides.pop("small_count_threshold", None)
                 or env.get("VIGIE_SMALL_COUNT_THRESHOLD", 10)
             ),
+            risk_thresholds=_optional_path(overrides.pop("risk_thresholds", None)
+                                           or env.get("VIGIE_RISK_THRESHOLDS")),
             extra=overrides,
         )
+
+
+def _optional_path(value: str | Path | None) -> Path | None:
+    return Path(value).expanduser().resolve() if value else None
