@@ -43,6 +43,7 @@ from features.indicators import (
     screened_present,
     variant_share,
 )
+from features.sources import spf_screening
 from features.sources.base import SourceResult
 from features.territories import FRANCE, Territories
 
@@ -325,7 +326,8 @@ def to_dataset(frame: Frame, frequency: str) -> xr.Dataset:
 def build_cube(results: list[SourceResult], territories: Territories
                ) -> tuple[dict[str, xr.Dataset], dict]:
     """All datasets of a vintage, plus the parameters fitted on the way (for the catalog)."""
-    tidy, specs = merge_results(results)
+    # The two variant-screening schemes overlap in Nov.–Dec. 2021: their rule, then the merge.
+    tidy, specs = merge_results(spf_screening.combine_schemes(results))
     frequency_of = tidy["indicator"].map({n: s.frequency for n, s in specs.items()})
     datasets, fitted, frames = {}, {}, {}
     for frequency in FREQUENCIES:
