@@ -161,7 +161,7 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
     for source in SOURCES:
         if only and source.name not in only:
             for path in _last_good_file(store, source.name, settings):
-                results.append(_reuse(source, path, ctx, report, files_manifest))
+                results.extend(_reuse(source, path, ctx, report, files_manifest))
             continue
         try:
             paths = _files_for(source, data_dir, download)
@@ -170,7 +170,7 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
             reused = _last_good_file(store, source.name, settings)
             report.sources.append(SourceOutcome(source.name, status, error=str(exc)))
             for path in reused:
-                results.append(_reuse(source, path, ctx, report, files_manifest))
+                results.extend(_reuse(source, path, ctx, report, files_manifest))
             continue
         if not paths:
             continue
@@ -188,7 +188,7 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
                 report.sources.append(outcome)
                 for good in _last_good_file(store, source.name, settings):
                     if good.name.split("-", 1)[1] == path.name or not source.multiple:
-                        results.append(_reuse(source, good, ctx, report, files_manifest))
+                        results.extend(_reuse(source, good, ctx, report, files_manifest))
                 continue
             raw = result.files[0]
             keep_raw(settings, raw)
@@ -247,16 +247,29 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
 
 
 def _reuse(source: Source, path: Path, ctx: ParseContext, report: IngestReport,
-           files_manifest: dict) -> SourceResult:
-    """Re-read a source's last good raw file (content-addressed copy) into this vintage."""
-    result = source.load(path, ctx)
+           files_manifest: dict) -> list[SourceResult]:
+    """Re-read a source's last good raw file (content-addressed copy) into this vintage.
+
+    Returns ``[]`` (reported as failed) when that file no longer validates, e.g. against a
+    territory registry that lost a level it needs: the ingest goes on without this source.
+    """
     original = path.name.split("-", 1)[1]
+    try:
+        result = source.load(path, ctx)
+    except Exception as exc:
+        log.error("last good file of %s (%s) no longer valid: %s", source.name, original, exc)
+        outcome = SourceOutcome(source.name, "failed", file=original,
+                                error=f"last good file no longer valid: {exc}")
+        if isinstance(exc, SourceError):
+            outcome.problems = [p.to_dict() for p in exc.problems]
+        report.sources.append(outcome)
+        return []
     files_manifest[original] = {"source": source.name, "name": original,
                                 "sha256": result.files[0].sha256, "size": result.files[0].size,
                                 "rows": result.files[0].rows, "reused_from_previous": True}
     report.sources.append(SourceOutcome(source.name, "reused", file=original,
                                         summary=result.summary()))
-    return result
+    return [result]
 
 
 def _checksums(files: dict) -> dict[str, str]:

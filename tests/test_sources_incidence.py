@@ -245,3 +245,23 @@ def test_ingest_serves_published_rates_and_quarantines_a_bad_file(make_settings,
     after = store.open("daily")
     assert after["incidence_rate_7d"].sel(territory="243500139").equals(
         ds["incidence_rate_7d"].sel(territory="243500139"))
+
+
+def test_losing_the_epci_registry_fails_the_metropoles_without_crashing(make_settings,
+                                                                         data_copy):
+    """The last good métropole file no longer validates without the EPCI level: the source is
+    reported failed (twice: new file, last good file) and the other sources still ingest."""
+    data = data_copy("fr_departements_population.csv", "fr_communes_population.csv",
+                     "fr_epci_communes.csv", METRO_FILE, BFC_FILE)
+    settings = make_settings(data)
+    assert run_ingest(settings).outcome == "ok"
+    (data / "fr_epci_communes.csv").unlink()
+    report = run_ingest(settings)
+    assert report.outcome == "partial"
+    failed = [o for o in report.sources if o.status == "failed"]
+    assert [o.source for o in failed] == ["spf_incidence_metropoles"] * 2
+    assert "last good file no longer valid" in failed[1].error
+    assert "fr_epci_communes.csv in the data folder" in failed[0].problems[0]["expected"]
+    ds = CubeStore(settings).open("daily")
+    assert "epci" not in set(ds["territory_level"].values)
+    assert ds["positivity_rate_7d"].sel(territory="21").notnull().sum() == 256
