@@ -139,9 +139,12 @@ class EpciSource(Source):
         frame["epci_type"] = frame["epci_type"].str.strip()
 
         code = frame["epci_code"].fillna("")
-        bad_code = ~code.str.match(SIREN_PATTERN)
+        # One row per member commune, ~30 per EPCI: check each distinct code once.
+        distinct = pd.Series(pd.unique(code))
+        well_formed = distinct.str.match(SIREN_PATTERN)
+        bad_code = ~code.isin(distinct[well_formed])
         _report_rows(check, frame, bad_code, "epci_code", "a 9-digit SIREN code")
-        bad_luhn = ~bad_code & ~code.map(lambda c: siren_is_valid(c) if c.isdigit() else True)
+        bad_luhn = code.isin([c for c in distinct[well_formed] if not siren_is_valid(c)])
         _report_rows(check, frame, bad_luhn, "epci_code",
                      "a SIREN code with a valid check digit (Luhn)")
         empty_name = frame["epci_name"].fillna("").str.strip().eq("")
