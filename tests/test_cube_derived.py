@@ -22,8 +22,9 @@ def test_cli_export_incidence_matches_raw_positives(real_cube, data_dir, monkeyp
     monkeypatch.setenv("VIGIE_HOME", str(real_cube.home))
     monkeypatch.setenv("VIGIE_DATABASE_URL", real_cube.database_url)
     out = tmp_path / "incidence.csv"
+    # The command: France, the Rhône and the Métropole de Lyon (SIREN 200046977).
     assert cli(["cube", "export", "--indicator", "incidence_rate_7d", "--territory", "FR", "69",
-                "--out", str(out)]) == 0
+                "200046977", "--out", str(out)]) == 0
     exported = pd.read_csv(out, dtype={"territory": str}).set_index(["territory", "date"])
     raw = pd.read_csv(data_dir / "fr_spf_sidep_fra_daily.csv", parse_dates=["jour"])
     week = raw[(raw["jour"] > "2021-11-21") & (raw["jour"] <= "2021-11-28")]
@@ -38,6 +39,11 @@ def test_cli_export_incidence_matches_raw_positives(real_cube, data_dir, monkeyp
     rate = exported.loc[("FR", "2021-11-28"), "value"]
     assert rate == pytest.approx(positives / population * 1e5, rel=1e-12)
     assert exported.loc[("FR", "2021-11-28"), "indicator"] == "incidence_rate_7d"
+    # Lyon's rate is published (métropoles file, 2020-Q4); no département has daily cases.
+    territories = set(exported.index.get_level_values("territory"))
+    assert {"FR", "200046977"} <= territories
+    lyon = exported.loc["200046977"]
+    assert lyon.index.min() >= "2020-10-12" and lyon.index.max() <= "2021-01-10"
 
 
 def test_rates_at_every_level_and_weekly_saturday(real_cube):
