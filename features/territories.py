@@ -190,8 +190,10 @@ class Territories:
         -------
         Tidy frame at ``target_level``. For ``sum``, a parent has a value on a date only if every
         child reporting the indicator reported that date (a partial sum would read as a fall).
-        For ``population_mean``, the mean is over the children that reported.
+        For ``population_mean``, the mean is over the children that reported. EPCI rows are
+        left out: an EPCI straddles départements and is never part of a parent's total.
         """
+        frame = frame[frame["territory"].map(self.table["level"]).ne("epci").to_numpy()]
         if frame.empty:
             return frame.copy()
         parents = {code: self._ancestor_at(code, target_level)

@@ -188,3 +188,11 @@ def test_epci_values_never_enter_departement_region_or_france(territories):
     assert float(rate.sel(territory="R84")) == pytest.approx(200.0)  # from 69 only
     assert ds["territory_parent"].sel(territory="200046977").item() == "69"
     assert ds["population"].sel(territory="200046977").item() == 1428062.0
+
+
+def test_tidy_aggregation_leaves_epcis_out(territories):
+    date = pd.Timestamp("2020-11-01")
+    frame = pd.DataFrame({"territory": ["69", "01", "200046977"], "date": [date] * 3,
+                          "indicator": ["x"] * 3, "value": [10.0, 5.0, 1000.0]})
+    out = territories.aggregate(frame, "sum", "region").set_index("territory")["value"]
+    assert out.to_dict() == {"R84": 15.0}
