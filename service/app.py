@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "1.0.0"
 BLUEPRINTS = ("territories", "indicators", "data", "vintages", "forecasts", "models",
-              "scenarios", "alerts", "jobs", "audit")
+              "scenarios", "alerts", "risk", "jobs", "audit")
 
 DEFAULTS: dict[str, Any] = {
     "SETTINGS": None,                      # features.settings.Settings; None: from environment

@@ -39,6 +39,7 @@ INDICATORS_FR: dict[str, tuple[str, str]] = {
     "rt_upper": ("R(t) : borne haute de l'intervalle de crédibilité à 95 %", "sans unité"),
     "growth_rate": ("Taux de croissance quotidien", "par jour"),
     "doubling_time": ("Temps de doublement (négatif : temps de division par deux)", "jours"),
+    "icu_occupancy": ("Part des lits de réanimation occupés par des patients Covid-19", "%"),
     "epidemic_basis": ("Base de l'estimation de R(t) (0 aucune, 1 cas confirmés, "
                        "2 hospitalisations)", "code"),
     # SurSaUD

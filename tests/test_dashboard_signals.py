@@ -3,6 +3,8 @@ EPCI pages, on the synthetic signals cube (``signals_client``)."""
 
 from __future__ import annotations
 
+from html import unescape
+
 import pytest
 
 from tests.synthetic_cube import signals_cube
@@ -112,3 +114,61 @@ def test_real_cube_signals(client):
     assert cote_dor["incidence"]["available"] and cote_dor["positivity"]["available"]
     assert client.get("/territoire/200046977").status_code == 200
     assert 'value="200046977"' in client.get("/territoire/FR").get_data(as_text=True)
+
+
+def test_overview_offers_colouring_by_risk_level(signals_client):
+    from features.risk import LEVEL_LABELS
+
+    html = signals_client.get("/").get_data(as_text=True)
+    assert "Colorer par" in html and 'value="risk"' in html and 'value="capacity"' in html
+    for label in LEVEL_LABELS.values():
+        assert label in html  # the French legend of the risk levels
+    assert html.count('data-risk="-1"') >= 101  # every tile starts unknown
+    body = signals_client.get("/tableau/donnees/ensemble").get_json()
+    risk = body["risk"]
+    assert risk["available"] and risk["levels"]["3"] == "Alerte maximale"
+    assert set(risk["items"]) == {"01", "69", "2A"}
+    item = risk["items"]["69"]
+    assert item["level"] in (0, 1, 2, 3) and item["message"].startswith("69 : ")
+    # Missing inputs named in French (départements have no daily incidence).
+    assert "Taux d'incidence sur 7 jours" in item["missing"]
+
+
+def test_methods_page_cites_the_risk_source_and_thresholds(signals_client):
+    from features.risk import describe, load_thresholds
+
+    described = describe(load_thresholds())
+    html = unescape(signals_client.get("/methodes").get_data(as_text=True))
+    assert "Niveau de risque" in html and 'id="risk-thresholds"' in html
+    assert described["source"]["citation"][:60] in html
+    for url in described["source"]["urls"]:
+        assert url in html
+    for level in described["levels"]:
+        for c in level["criteria"]:
+            assert f"{c['label']} > {c['threshold']:g}" in html
+    assert "Indicateurs épidémiques" in html and "SI-DEP" in html and "VAC-SI" in html
+    assert "Taux d'incidence sur 7 jours<br><code>incidence_rate_7d</code>" in html
+
+
+def test_methods_page_shows_configured_thresholds(signals_settings, tmp_path):
+    """Thresholds are configuration (VIGIE_RISK_THRESHOLDS): the page shows the file in force."""
+    import dataclasses
+
+    from features.risk import DEFAULT_THRESHOLDS
+    from service.app import create_app
+
+    custom = tmp_path / "seuils.yaml"
+    custom.write_text(DEFAULT_THRESHOLDS.read_text(encoding="utf-8")
+                      .replace("name: zones_alerte_2020_09_23", "name: seuils_locaux")
+                      .replace("incidence_rate_7d: 250", "incidence_rate_7d: 400"),
+                      encoding="utf-8")
+    settings = dataclasses.replace(signals_settings, risk_thresholds=custom)
+    client = create_app({"TESTING": True, "SETTINGS": settings,
+                         "RATELIMIT_ENABLED": False}).test_client()
+    html = unescape(client.get("/methodes").get_data(as_text=True))
+    assert "seuils_locaux" in html and "Taux d'incidence sur 7 jours > 400" in html
+    assert client.get("/api/v1/risk?level=region").get_json()["thresholds"] == "seuils_locaux"
+    custom.write_text("levels: [1, 2]\n", encoding="utf-8")
+    broken = create_app({"TESTING": True, "SETTINGS": settings,
+                         "RATELIMIT_ENABLED": False}).test_client()
+    assert "ne sont pas utilisables" in broken.get("/methodes").get_data(as_text=True)

@@ -274,10 +274,13 @@ def _page(template: str, **context: Any) -> str:
 @bp.get("/")
 def overview():
     """Vue d'ensemble: the map and the national curve."""
+    from features.risk import LEVEL_LABELS
+
     names = {c: r["name"] for c, r in _territories().items() if r["level"] == "department"}
     cols, rows = grid.size()
+    risk_levels = sorted(LEVEL_LABELS.items(), key=lambda kv: (kv[0] < 0, -kv[0]))
     return _page("overview.html", active="dashboard.overview", tiles=list(grid.tiles()),
-                 names=names, grid_cols=cols, grid_rows=rows)
+                 names=names, grid_cols=cols, grid_rows=rows, risk_levels=risk_levels)
 
 
 @bp.get("/territoire")
@@ -361,7 +364,18 @@ def methods():
         current_app.logger.exception("model registry unavailable for the methods page")
     return _page("methods.html", active="dashboard.methods", indicators=indicators,
                  vintage=vintage, models=models, model_fr=MODEL_FR,
-                 threshold=st.settings.small_count_threshold)
+                 threshold=st.settings.small_count_threshold, risk=_risk_method(st.settings))
+
+
+def _risk_method(settings) -> dict:
+    """The risk levels' thresholds and source (:func:`features.risk.describe`), or why not."""
+    from features import risk
+
+    try:
+        return {"available": True, **risk.describe(risk.load_thresholds(settings))}
+    except risk.RiskThresholdsError as exc:
+        current_app.logger.error("risk thresholds unusable: %s", exc)
+        return {"available": False, "reason": str(exc)}
 
 
 # ---------------------------------------------------------------------------- page data
@@ -388,9 +402,30 @@ def overview_data():
                       "median_14d", "message")} for i in body.get("items", [])}}
     else:
         alerts = _unavailable(status, body)
-    return jsonify({"alerts": alerts,
+    return jsonify({"alerts": alerts, "risk": _risk_map(),
                     "observed": _series("inc_hosp", "weekly", "FR"),
                     "forecast": _forecast("inc_hosp", "weekly", "FR")})
+
+
+def _risk_map() -> dict:
+    """Risk level per département on the latest day assessed, from ``/api/v1/risk``."""
+    from service.labels import indicator_fr
+
+    status, body = _api("/api/v1/risk", level="department", per_page=200)
+    if status != 200:
+        return _unavailable(status, body)
+    items = {}
+    for item in body.get("items", []):
+        missing = [indicator_fr(m)[0] for m in item["missing"]]
+        message = f"{item['name']} : {item['label']} au {frdate(item['date'])}"
+        if missing:
+            message += " ; données manquantes : " + ", ".join(missing)
+        items[item["territory"]] = {"level": item["level"], "label": item["label"],
+                                    "complete": item["complete"], "date": item["date"],
+                                    "missing": missing, "message": message + "."}
+    return {"available": True, "date": body.get("date"), "vintage_id": body.get("vintage_id"),
+            "levels": body.get("levels"), "thresholds": body.get("thresholds"),
+            "items": items}
 
 
 @bp.get("/tableau/donnees/territoire/<code>")

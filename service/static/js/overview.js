@@ -6,6 +6,18 @@
   var LEVEL_FR = {red: "rouge", orange: "orange", yellow: "jaune", green: "vert", unknown: "inconnu"};
   var ORDER = {red: 0, orange: 1, yellow: 2, green: 3, unknown: 4};
 
+  /* Each tile keeps one sentence per colouring; the title and the hover line follow the mode. */
+  var texts = {capacity: {}, risk: {}};
+  function mode() { return document.getElementById("map").dataset.mode; }
+
+  function showTitles() {
+    var m = mode();
+    document.querySelectorAll("#map .tile").forEach(function (tile) {
+      var code = tile.dataset.code;
+      tile.querySelector("title").textContent = texts[m][code] || code;
+    });
+  }
+
   function paintMap(alerts) {
     var items = alerts.available ? alerts.items : {};
     var info = document.getElementById("tile-info");
@@ -14,12 +26,13 @@
       var level = a ? a.level : "unknown";
       tile.dataset.level = level;
       var text = a ? a.message : (names[code] || code) + " : pas d'alerte calculée.";
-      tile.querySelector("title").textContent = code + " " + (names[code] || "") + " — niveau " +
-        LEVEL_FR[level] + ". " + text;
-      var show = function () { info.textContent = text; };
+      texts.capacity[code] = code + " " + (names[code] || "") + " — niveau " + LEVEL_FR[level] +
+        ". " + text;
+      var show = function () { info.textContent = texts[mode()][code] || text; };
       tile.addEventListener("mouseenter", show);
       tile.addEventListener("focus", show);
     });
+    showTitles();
     var meta = document.getElementById("alert-meta");
     if (alerts.available) {
       var counts = {};
@@ -42,6 +55,56 @@
     });
     document.querySelector("#alert-table tbody").innerHTML = rows.join("");
   }
+
+  function paintRisk(risk) {
+    var items = risk.available ? risk.items : {};
+    document.querySelectorAll("#map .tile").forEach(function (tile) {
+      var code = tile.dataset.code, r = items[code];
+      tile.dataset.risk = r ? r.level : -1;
+      tile.dataset.complete = r && !r.complete ? "0" : "1";
+      texts.risk[code] = code + " " + (names[code] || "") + " — " + (r ? r.message :
+        "niveau de risque inconnu.");
+    });
+    var meta = document.getElementById("risk-meta");
+    if (risk.available) {
+      var counts = {};
+      Object.values(items).forEach(function (r) { counts[r.level] = (counts[r.level] || 0) + 1; });
+      meta.textContent = "Niveau de risque au " + V.date(risk.date) + " (données : version " +
+        V.vintageDate(risk.vintage_id) + "). " + Object.keys(risk.levels).sort().reverse().map(
+          function (lv) { return risk.levels[lv] + " : " + (counts[lv] || 0); }).join(", ") +
+        ". Seuils et source : page Méthodes et données.";
+    } else {
+      meta.textContent = "Niveaux de risque indisponibles : " + risk.reason;
+    }
+    var rows = Object.keys(items).sort(function (a, b) {
+      return (items[b].level - items[a].level) || a.localeCompare(b);
+    }).map(function (code) {
+      var r = items[code];
+      return "<tr><td><a href=\"/territoire/" + V.esc(code) + "\">" + V.esc(code) + " " +
+        V.esc(names[code] || "") + "</a></td><td><span class=\"swatch\" data-risk=\"" + r.level +
+        "\"></span>" + V.esc(r.label) + "</td><td>" + V.date(r.date) + "</td><td>" +
+        V.esc(r.missing.join(", ") || "–") + "</td></tr>";
+    });
+    document.querySelector("#risk-table tbody").innerHTML = rows.join("");
+  }
+
+  function setMode(m) {
+    var risk = m === "risk";
+    document.getElementById("map").dataset.mode = m;
+    document.getElementById("legend-capacity").hidden = risk;
+    document.getElementById("legend-risk").hidden = !risk;
+    document.getElementById("risk-meta").hidden = !risk;
+    document.getElementById("alert-meta").hidden = risk;
+    document.getElementById("risk-table-box").hidden = !risk;
+    document.getElementById("alert-table").closest("details").hidden = risk;
+    document.getElementById("map-title").textContent = risk ? "Niveau de risque par département"
+                                                            : "Niveau d'alerte par département";
+    showTitles();
+  }
+
+  document.querySelectorAll("input[name=colour-by]").forEach(function (input) {
+    input.addEventListener("change", function () { if (input.checked) { setMode(input.value); } });
+  });
 
   function drawNational(data) {
     var meta = document.getElementById("national-meta");
@@ -70,6 +133,9 @@
     return V.fetchJSON("/tableau/donnees/ensemble");
   }).then(function (data) {
     paintMap(data.alerts);
+    paintRisk(data.risk);
+    var checked = document.querySelector("input[name=colour-by]:checked");
+    setMode(checked ? checked.value : "capacity");
     drawNational(data);
   }).catch(function (err) {
     document.getElementById("alert-meta").textContent = "Erreur de chargement : " + err.message;
