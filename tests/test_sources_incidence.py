@@ -265,3 +265,19 @@ def test_losing_the_epci_registry_fails_the_metropoles_without_crashing(make_set
     ds = CubeStore(settings).open("daily")
     assert "epci" not in set(ds["territory_level"].values)
     assert ds["positivity_rate_7d"].sel(territory="21").notnull().sum() == 256
+
+
+def test_metropole_dates_are_the_window_end_like_bfc(data_dir, ctx):
+    """Dijon Métropole is half of Côte-d'Or: their 7-day incidences move together day by day
+    only when both are dated by the window's last day (the BFC file states end_7d)."""
+    metro = METROPOLES.load(data_dir / METRO_FILE, ctx).frame
+    bfc = BFC.load(data_dir / BFC_FILE, ctx).frame
+
+    def series(frame, code):
+        rows = frame[(frame["territory"] == code) & (frame["indicator"] == "incidence_rate_7d")]
+        return np.log(rows.set_index("date")["value"]).diff()
+
+    dijon, cote_dor = series(metro, METROPOLE_SIREN["Dijon Métropole"]), series(bfc, "21")
+    corr = {lag: dijon.corr(cote_dor.shift(lag, freq="D")) for lag in range(-7, 8)}
+    assert corr[0] > 0.9
+    assert max(abs(v) for lag, v in corr.items() if lag) < 0.6
