@@ -226,8 +226,8 @@ def infectiousness(incidence: np.ndarray, w: np.ndarray, min_coverage: float = 0
         return np.where(coverage >= min_coverage, lam / coverage, np.nan)
 
 
-def reproduction_number(incidence: np.ndarray, method: EpidemicMethod | None = None
-                        ) -> dict[str, np.ndarray]:
+def reproduction_number(incidence: np.ndarray, method: EpidemicMethod | None = None,
+                        interval: bool = True) -> dict[str, np.ndarray]:
     """Cori et al. 2013 estimate of R over the window ending on each day.
 
     Parameters
@@ -236,6 +236,8 @@ def reproduction_number(incidence: np.ndarray, method: EpidemicMethod | None = N
         Shape ``(..., D)`` events/day on consecutive days, NaN = not observed.
     method:
         Parameters (default :class:`EpidemicMethod`).
+    interval:
+        Compute the credible interval (the costly part); False leaves it NaN.
 
     Returns
     -------
@@ -253,12 +255,36 @@ def reproduction_number(incidence: np.ndarray, method: EpidemicMethod | None = N
     ok = (events >= method.min_events) & (expected >= method.min_events)
     shape = np.where(ok, method.prior_shape + np.where(ok, events, 0.0), np.nan)
     scale = np.where(ok, 1.0 / (1.0 / method.prior_scale + np.where(ok, expected, 0.0)), np.nan)
-    tail = (1.0 - method.credible_level) / 2
-    out = {name: np.full(incidence.shape, np.nan) for name in ("rt", "rt_lower", "rt_upper")}
-    out["rt"][ok] = shape[ok] * scale[ok]
-    out["rt_lower"][ok] = special.gammaincinv(shape[ok], tail) * scale[ok]
-    out["rt_upper"][ok] = special.gammaincinv(shape[ok], 1.0 - tail) * scale[ok]
-    return {**out, "shape": shape, "scale": scale, "events": np.where(ok, events, np.nan)}
+    rt = np.where(ok, shape * scale, np.nan)
+    lower, upper = (credible_interval(shape, scale, method.credible_level) if interval
+                    else (np.full(rt.shape, np.nan),) * 2)
+    return {"rt": rt, "rt_lower": lower, "rt_upper": upper, "shape": shape, "scale": scale,
+            "events": np.where(ok, events, np.nan)}
+
+
+#: Above this Gamma shape the Wilson-Hilferty approximation replaces the exact quantile: its
+#: relative error there is below 3e-5 at the 2.5 % and 97.5 % quantiles (checked against
+#: ``scipy.special.gammaincinv``, which costs ~3 µs a call: most of the cube's build time here).
+WILSON_HILFERTY_MIN_SHAPE = 100.0
+
+
+def credible_interval(shape: np.ndarray, scale: np.ndarray, level: float = 0.95
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-tailed interval of Gamma(shape, scale) posteriors (NaN where shape is NaN)."""
+    tail = (1.0 - level) / 2
+    bounds = []
+    for q in (tail, 1.0 - tail):
+        out = np.full(np.shape(shape), np.nan)
+        exact = shape < WILSON_HILFERTY_MIN_SHAPE
+        approx = shape >= WILSON_HILFERTY_MIN_SHAPE
+        # Shapes are 1 + a count: few distinct values below the cut-off.
+        distinct, where = np.unique(shape[exact], return_inverse=True)
+        out[exact] = special.gammaincinv(distinct, q)[where.ravel()] * scale[exact]
+        a = shape[approx]
+        z = special.ndtri(q)
+        out[approx] = a * (1 - 1 / (9 * a) + z * np.sqrt(1 / (9 * a))) ** 3 * scale[approx]
+        bounds.append(out)
+    return bounds[0], bounds[1]
 
 
 def growth(incidence: np.ndarray, method: EpidemicMethod | None = None
@@ -313,16 +339,21 @@ def estimate(inputs: dict[int, np.ndarray | None], method: EpidemicMethod | None
         raise ValueError("no incidence series to estimate from")
     shape = np.shape(arrays[0])
     out = {name: np.full(shape, np.nan) for name in OUTPUTS}
+    posterior = {"shape": np.full(shape, np.nan), "scale": np.full(shape, np.nan)}
     basis = np.zeros(shape, dtype=np.int8)
     for code in sorted(inputs):
         incidence = inputs[code]
         if incidence is None:
             continue
-        values = {**reproduction_number(incidence, method), **growth(incidence, method)}
+        values = {**reproduction_number(incidence, method, interval=False),
+                  **growth(incidence, method)}
         take = (basis == BASIS_NONE) & ~np.isnan(values["rt"])
-        for name in OUTPUTS:
-            out[name][take] = values[name][take]
+        for name in (*OUTPUTS, *posterior):
+            (posterior if name in posterior else out)[name][take] = values[name][take]
         basis[take] = code
+    # The interval once, on the cells kept (gammaincinv dominates the cost).
+    out["rt_lower"], out["rt_upper"] = credible_interval(posterior["shape"], posterior["scale"],
+                                                         method.credible_level)
     return {**out, "epidemic_basis": basis}
 
 
@@ -348,8 +379,8 @@ def indicator_specs() -> dict[str, IndicatorSpec]:
         "doubling_time": ("days", "ln 2 / growth_rate; negative = halving time; NaN when "
                           "|growth_rate| < ln 2 / 180 per day (flat) or unknown"),
         "epidemic_basis": ("1 = cases (inc_cases), 2 = hospital admissions (inc_hosp)",
-                           "series rt, growth_rate and doubling_time were estimated from that "
-                           "day (0 = no estimate)"),
+                           "the series rt, rt_lower, rt_upper, growth_rate and doubling_time "
+                           "were estimated from on that day (0 = no estimate)"),
     }
     return {name: IndicatorSpec(name, "daily", units, description, source, licence, "none")
             for name, (units, description) in described.items()}

@@ -222,3 +222,15 @@ def test_real_cube_rt(real_cube):
     assert fr["epidemic_basis"].sel(date="2020-04-10").item() == BASIS_ADMISSIONS
     deps = daily["epidemic_basis"].sel(territory=daily["territory_level"] == "department")
     assert set(np.unique(deps.values)) <= {0, BASIS_ADMISSIONS}
+
+
+def test_credible_interval_matches_the_exact_gamma_quantiles():
+    from scipy import special
+
+    shape = np.r_[np.arange(13, 300, 0.5), np.geomspace(300, 1e7, 200), np.nan]
+    scale = np.full(shape.shape, 0.01)
+    lower, upper = epidemic.credible_interval(shape, scale, 0.95)
+    ok = ~np.isnan(shape)
+    np.testing.assert_allclose(lower[ok], special.gammaincinv(shape[ok], 0.025) * 0.01, rtol=3e-5)
+    np.testing.assert_allclose(upper[ok], special.gammaincinv(shape[ok], 0.975) * 0.01, rtol=3e-5)
+    assert np.isnan(lower[-1]) and np.isnan(upper[-1])
