@@ -19,7 +19,9 @@ Steps, in order:
    means of levels (mobility, policy indices); each week labelled by its Saturday;
 5. (daily, before 4) derived indicators where their inputs exist, published values first
    (:func:`derive_indicators`: 7-day incidence and positivity, vaccination coverage, variant
-   shares); stocks and 7-day windows take the Saturday's value in the weekly cube.
+   shares); stocks and 7-day windows take the Saturday's value in the weekly cube;
+6. (daily, after 5) R(t), growth rate, doubling time from cases or admissions
+   (:func:`features.epidemic.add_indicators`; never summed into the weekly cube).
 """
 
 from __future__ import annotations
