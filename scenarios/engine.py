@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,8 @@ from scenarios.measures import (
     territory_covariates,
 )
 from scenarios.params import EpiParameters, los_survival
-from scenarios.rt import cori_posterior
+from scenarios.rnow import estimate_r_now
+from scenarios.rt import cori_posterior, nb_size
 from scenarios.schema import Intervention, Scenario, load_definition, resolve
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,11 @@ class Projection:
         Indicator -> (T,) last observed stock (NaN when unknown).
     skipped:
         Territories of a group selector left out for lack of recent admissions.
+    r_now_admissions:
+        (T, S) draws of R^A now before the case adjustment (equal to ``r_now`` where the
+        admissions basis is kept).
+    r_basis:
+        Per territory, what R now was estimated from (:meth:`scenarios.rt.CaseSignal.info`).
     """
 
     territories: list[str]
@@ -92,6 +98,8 @@ class Projection:
     r_now: np.ndarray
     observed_last: dict[str, np.ndarray]
     skipped: list[str]
+    r_now_admissions: np.ndarray | None = None
+    r_basis: list[dict[str, Any]] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -195,17 +203,20 @@ def fit_los_factor(adm: np.ndarray, stock: np.ndarray, surv_for, window: int = 6
     return float(LOS_GRID[int(np.argmin(err))])
 
 
-def _nb_dispersion(counts: np.ndarray) -> float:
-    """Negative-binomial size ``k`` of daily counts around their centred 7-day mean
-    (method of moments; ``var = mu + mu^2 / k``), clipped to [2, 1000]."""
-    c = counts[np.isfinite(counts)]
-    if len(c) < 21 or c.mean() < 1:
-        return 1000.0
-    mu = np.convolve(c, np.ones(7) / 7, mode="valid")
-    y = c[3:-3]
-    ok = mu > 0
-    inv_k = np.mean(((y[ok] - mu[ok]) ** 2 - mu[ok]) / mu[ok] ** 2)
-    return float(np.clip(1 / inv_k if inv_k > 0 else 1000.0, 2.0, 1000.0))
+def _r_now_admissions(adm_hist: np.ndarray, k_nb: np.ndarray, w: np.ndarray,
+                      rng: np.random.Generator, n: int) -> np.ndarray:
+    """Draws (T, n) of R^A now: Cori posterior on the last 7 days of admissions.
+
+    Daily admissions are overdispersed (weekday pattern, clusters): the Poisson posterior of
+    Cori is too sure, so its count is deflated by the negative-binomial variance factor
+    ``1 + mu / k`` (mean kept).
+    """
+    G = len(w) - 1
+    shape, scale = cori_posterior(adm_hist[:, -(G + 7 + 30):], w, 7)
+    a_now, b_now = shape[:, -1], scale[:, -1]
+    phi = 1.0 + adm_hist[:, -7:].mean(axis=1) / k_nb
+    a_eff = 1.0 + (a_now - 1.0) / phi
+    return rng.gamma(a_eff[:, None], (a_now * b_now / a_eff)[:, None], size=(len(a_now), n))
 
 
 # ----------------------------------------------------------------------------- effects
@@ -262,9 +273,9 @@ def project(
     # One independent stream per random component, so that adding an intervention never
     # shifts the draws of another component: scenarios compared with the same seed share
     # R now, drift, effect draws and noise (common random numbers).
-    (rng_r, rng_beta, rng_el, rng_rw, rng_noise, rng_los, rng_icu, rng_iv, rng_mob) = [
-        np.random.default_rng(s) for s in np.random.SeedSequence(scenario.seed).spawn(9)
-    ]
+    (rng_r, rng_beta, rng_el, rng_rw, rng_noise, rng_los, rng_icu, rng_iv, rng_mob,
+     rng_case) = [np.random.default_rng(s)
+                  for s in np.random.SeedSequence(scenario.seed).spawn(10)]
     w = params.generation_interval()
     f = params.infection_to_admission()
     G, K = len(w) - 1, len(f) - 1
@@ -300,16 +311,22 @@ def project(
     level = [str(v) for v in sub["territory_level"].values]
     parent = [str(v) for v in sub["territory_parent"].values]
 
-    # 1. R^A now, Cori posterior on the last 7 days.
-    shape, scale = cori_posterior(adm_hist[:, -(G + 7 + 30):], w, 7)
-    a_now, b_now = shape[:, -1], scale[:, -1]
-    # Daily admissions are overdispersed (weekday pattern, clusters): the Poisson posterior of
-    # Cori is too sure. Deflate the count by the NB variance factor, keeping the mean.
-    k_nb = np.array([_nb_dispersion(row[-56:]) for row in sub["inc_hosp"].values.astype(float)])
-    mu7 = adm_hist[:, -7:].mean(axis=1)
-    phi = 1.0 + mu7 / k_nb
-    a_eff = 1.0 + (a_now - 1.0) / phi
-    r_now = rng_r.gamma(a_eff[:, None], (a_now * b_now / a_eff)[:, None], size=(T, S))  # (T, S)
+    # 1. R now: admissions' Cori posterior, times the case/admission ratio where cases exist.
+    k_nb = np.array([nb_size(row[-56:]) for row in sub["inc_hosp"].values.astype(float)])
+    r_now_adm = r_now = _r_now_admissions(adm_hist, k_nb, w, rng_r, S)  # (T, S)
+    r_basis = [{"basis": "admissions", "source": c, "shrink": 1.0, "note": None}
+               for c in terrs]
+    if scenario.rt_basis == "cases" or scenario.rt_pool:
+        now = estimate_r_now(daily, terrs, level, parent, w, scenario.rt_basis,
+                             scenario.rt_pool)
+        r_basis = [now.info(i) for i in range(T)]
+        for code, note in zip(terrs, now.note, strict=True):
+            if note:
+                log.info("R now of %s as of %s: %s", code, as_of.date(), note)
+        use = np.isfinite(now.log_r)
+        z = rng_case.standard_normal((T, S))
+        r_now = np.where(use[:, None], np.exp(np.nan_to_num(now.log_r)[:, None]
+                                              + np.nan_to_num(now.log_sd)[:, None] * z), r_now)
 
     # 2. Covariates on infection dates u in [as_of - 7 - K, as_of + H).
     u_dates = pd.date_range(as_of - pd.Timedelta(days=7 + K), as_of + pd.Timedelta(days=H - 1))
@@ -458,7 +475,8 @@ def project(
         sub, x_scen, x_base, effects, mob_shift, rng_mob, S, K, H)
 
     capacity = _capacity(scenario, terrs, yearly, as_of)
-    return Projection(terrs, proj_dates, samples, capacity, r_now, observed_last, skipped)
+    return Projection(terrs, proj_dates, samples, capacity, r_now, observed_last, skipped,
+                      r_now_adm, r_basis)
 
 
 def _er_projection(sub: xr.Dataset, terrs: list[str], level: list[str], parent: list[str],
@@ -549,6 +567,10 @@ def summarise(proj: Projection) -> dict[str, dict[str, Any]]:
     dates = proj.dates
     for i, code in enumerate(proj.territories):
         per: dict[str, Any] = {"r_now": _q(proj.r_now[i])}
+        if proj.r_now_admissions is not None:
+            per["r_now_admissions"] = _q(proj.r_now_admissions[i])
+        if proj.r_basis:
+            per["r_basis"] = proj.r_basis[i]
         for ind in ("inc_hosp", "hosp", "icu"):
             # Admissions: the expected values, without daily observation noise, which would
             # inflate the peak (totals are unaffected in expectation).
@@ -650,6 +672,8 @@ def run_scenario(
     weekly: xr.Dataset | None = None,
     measures: pd.DataFrame | None = None,
     n_samples: int | None = None,
+    rt_basis: str | None = None,
+    rt_pool: bool | None = None,
     settings: Any = None,
     include_trajectories: bool = True,
     return_projection: bool = False,
@@ -675,6 +699,11 @@ def run_scenario(
         Measures table; default ``scenarios/measures_fr.csv``.
     n_samples:
         Overrides the number of samples.
+    rt_basis, rt_pool:
+        Override the definition's: ``rt_basis="cases"`` takes R now from daily cases where they
+        exist, ``"admissions"`` from admissions only; ``rt_pool`` shrinks a département's R
+        toward its région's (:mod:`scenarios.rnow`). ``"admissions"`` without pooling is the
+        method used before cases were ingested.
     settings:
         ``features.settings.Settings`` of the store to open cubes from (default: environment).
     include_trajectories:
@@ -706,9 +735,13 @@ def run_scenario(
             as_of = _day_after_last(cube)
         scenario = resolve(definition, as_of=as_of, territories=territories)
     if n_samples:
-        from dataclasses import replace
-
         scenario = replace(scenario, n_samples=int(n_samples))
+    if rt_basis:
+        if rt_basis not in ("cases", "admissions"):
+            raise ValueError(f"rt_basis must be 'cases' or 'admissions', not {rt_basis!r}")
+        scenario = replace(scenario, rt_basis=rt_basis)
+    if rt_pool is not None:
+        scenario = replace(scenario, rt_pool=bool(rt_pool))
     if opened:
         cube = _open("daily", scenario.as_of, settings)  # the vintage as of, cut at as_of
         if cube is None:

@@ -166,3 +166,31 @@ def rt_table(
     for q in quantiles:
         out[f"r_q{round(q * 100):02d}"] = stats.gamma.ppf(q, shape[ti, di], scale=scale[ti, di])
     return out
+
+
+def nb_size(counts: np.ndarray) -> float:
+    """Negative-binomial size ``k`` of daily counts around their centred 7-day mean
+    (method of moments; ``var = mu + mu^2 / k``), clipped to [2, 1000]."""
+    c = counts[np.isfinite(counts)]
+    if len(c) < 21 or c.mean() < 1:
+        return 1000.0
+    mu = np.convolve(c, np.ones(7) / 7, mode="valid")
+    y = c[3:-3]
+    ok = mu > 0
+    inv_k = np.mean(((y[ok] - mu[ok]) ** 2 - mu[ok]) / mu[ok] ** 2)
+    return float(np.clip(1 / inv_k if inv_k > 0 else 1000.0, 2.0, 1000.0))
+
+
+def window_posterior(counts: np.ndarray, w: np.ndarray, tau: int = 7) -> tuple[float, float]:
+    """Cori posterior of R on the last ``tau`` days of one daily series, widened for
+    overdispersion: returns ``(mean, effective shape)`` (log SD ≈ 1 / sqrt(shape)).
+
+    Parameters
+    ----------
+    counts:
+        (D,) daily counts, no NaN in the last ``len(w) - 1 + tau`` days.
+    """
+    shape, scale = cori_posterior(counts[None, -(len(w) - 1 + tau + 30):], w, tau)
+    a, b = float(shape[0, -1]), float(scale[0, -1])
+    phi = 1.0 + counts[-tau:].mean() / nb_size(counts[-56:])
+    return a * b, 1.0 + (a - 1.0) / phi

@@ -78,6 +78,8 @@ SCHEMA: dict[str, Any] = {
         "n_samples": {"type": "integer", "minimum": 20, "maximum": 5000},
         "seed": {"type": "integer", "minimum": 0},
         "prior_policy": {"enum": ["as_of", "latest"]},
+        "rt_basis": {"enum": ["cases", "admissions"]},
+        "rt_pool": {"type": "boolean"},
         "capacity": {
             "type": "object",
             "additionalProperties": False,
@@ -184,6 +186,8 @@ class Scenario:
     n_samples: int = 500
     seed: int = 20201025
     prior_policy: str = "as_of"
+    rt_basis: str = "cases"
+    rt_pool: bool = True
     source: str = "<definition>"
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -202,6 +206,8 @@ class Scenario:
             "n_samples": self.n_samples,
             "seed": self.seed,
             "prior_policy": self.prior_policy,
+            "rt_basis": self.rt_basis,
+            "rt_pool": self.rt_pool,
         }
 
 
@@ -431,6 +437,8 @@ def resolve(
         n_samples=int(d.get("n_samples", 500)),
         seed=int(d.get("seed", 20201025)),
         prior_policy=d.get("prior_policy", "as_of"),
+        rt_basis=d.get("rt_basis", "cases"),
+        rt_pool=bool(d.get("rt_pool", True)),
         source=source,
         raw=d,
     )

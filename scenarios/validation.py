@@ -25,6 +25,7 @@ TERRITORIES = ("FR", "69", "13", "59", "75", "38")
 PERIODS = {"2020-11": ("2020-10-25", "lockdown_2020_11"), "2021-04": ("2021-03-28",
                                                                         "lockdown_2021_04")}
 WINDOW_DAYS = 28
+TOLERANCE = 0.25  # issue 12: lockdown median 28-day admissions within 25 % of what happened
 
 
 @dataclass
@@ -43,6 +44,17 @@ class Row:
     icu_observed_peak: float = np.nan
     icu_capacity: float | None = None
     icu_prob_exceed: float | None = None
+    r_now: float = np.nan  # median R now used by the projection
+    r_basis: str = ""  # what R now was estimated from ("cases" or "admissions: <why>")
+
+    @property
+    def lockdown_error(self) -> float:
+        """Relative error of the lockdown median 28-day total (+0.2 = 20 % too high)."""
+        return self.lockdown_total[1] / self.observed_total - 1 if self.observed_total else np.nan
+
+    def hit(self, tolerance: float = 0.25) -> bool:
+        """Lockdown median within ``tolerance`` of what happened and status quo above it."""
+        return bool(abs(self.lockdown_error) <= tolerance and self.status_quo_above)
 
     @property
     def icu_peak_inside(self) -> bool:
@@ -58,11 +70,13 @@ class Row:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "lockdown_total_inside": self.lockdown_total_inside,
-                "status_quo_above": self.status_quo_above}
+                "status_quo_above": self.status_quo_above,
+                "lockdown_error": self.lockdown_error, "hit": self.hit()}
 
 
 def validate(period: str, settings: Any = None, territories: tuple[str, ...] = TERRITORIES,
-             n_samples: int = 500) -> list[Row]:
+             n_samples: int = 500, rt_basis: str | None = None,
+             rt_pool: bool | None = None) -> list[Row]:
     """Run lockdown and status quo for one period and score them against what happened.
 
     Parameters
@@ -71,6 +85,12 @@ def validate(period: str, settings: Any = None, territories: tuple[str, ...] = T
         ``"2020-11"`` or ``"2021-04"`` (see :data:`PERIODS`).
     settings:
         Store settings (default: environment).
+    territories:
+        Codes or groups (``"departments"``); a territory of a group without recent admissions
+        is skipped by the engine and has no row.
+    rt_basis, rt_pool:
+        How R now is estimated (default: the engine's, cases where they exist, départements
+        pooled toward their région); ``"admissions"`` and ``False`` give the former method.
     """
     from features.store import open_cube
 
@@ -78,19 +98,22 @@ def validate(period: str, settings: Any = None, territories: tuple[str, ...] = T
     lock_def = load_library_scenario(lib_name)
     sq_def = {"name": "status_quo", "interventions": []}
     common = dict(as_of=as_of, territories=list(territories), n_samples=n_samples,
-                  settings=settings, include_trajectories=False, return_projection=True)
+                  settings=settings, include_trajectories=False, return_projection=True,
+                  rt_basis=rt_basis, rt_pool=rt_pool)
     lock_def = {**lock_def, "horizon_days": WINDOW_DAYS}
     sq_def = {**sq_def, "horizon_days": WINDOW_DAYS}
     lock = run_scenario(lock_def, **common)["_projection"]
     sq = run_scenario(sq_def, **common)["_projection"]
+    assert lock.territories == sq.territories
+    codes = lock.territories
     full = open_cube("daily", settings=settings)  # scoring only: the future as it happened
     start = pd.Timestamp(as_of)
-    window = dict(territory=list(territories),
+    window = dict(territory=codes,
                   date=slice(start, start + pd.Timedelta(days=WINDOW_DAYS - 1)))
     obs = full["inc_hosp"].sel(**window).values.astype(float)
     icu_obs = full["icu"].sel(**window).values.astype(float)
     rows = []
-    for i, t in enumerate(territories):
+    for i, t in enumerate(codes):
         o = obs[i]
 
         def band(p, i=i, o=o):
@@ -104,15 +127,34 @@ def validate(period: str, settings: Any = None, territories: tuple[str, ...] = T
         sc, smed, stot = band(sq)
         peaks = lock.samples["icu"][i].max(axis=1)
         cap = float(lock.capacity["icu"][i])
+        with np.errstate(invalid="ignore"):
+            icu_peak_obs = float(np.nanmax(icu_obs[i])) if np.isfinite(icu_obs[i]).any() \
+                else np.nan
         rows.append(Row(
             period, t, float(np.nansum(o)), ltot, stot, round(lc, 3), round(sc, 3),
             round(float(np.mean(smed > o)), 3),
             icu_peak=tuple(round(float(v), 0) for v in np.quantile(peaks, [0.05, 0.5, 0.95])),
-            icu_observed_peak=float(np.nanmax(icu_obs[i])),
+            icu_observed_peak=icu_peak_obs,
             icu_capacity=cap if np.isfinite(cap) else None,
             icu_prob_exceed=round(float((peaks > cap).mean()), 3) if np.isfinite(cap) else None,
+            r_now=round(float(np.median(sq.r_now[i])), 3),
+            r_basis=_basis_label(sq.r_basis[i] if sq.r_basis else {}),
         ))
     return rows
+
+
+def _basis_label(info: dict[str, Any]) -> str:
+    """``"cases R84, k 0.12"``: what R now came from (see scenarios.rnow.RNow.info)."""
+    label = f"{info.get('basis', '')} {info.get('source') or ''}".strip()
+    if info.get("shrink") not in (None, 1.0):
+        label += f", k {info['shrink']:.2f}"
+    return label + (f" ({info['note']})" if info.get("note") else "")
+
+
+def hit_fraction(rows: list[Row], tolerance: float = TOLERANCE) -> float:
+    """Share of rows where the lockdown median 28-day total is within ``tolerance`` of what
+    happened and the status-quo median lies above it (the issue-12 criterion)."""
+    return float(np.mean([r.hit(tolerance) for r in rows])) if rows else float("nan")
 
 
 def markdown(rows: list[Row]) -> str:

@@ -101,3 +101,21 @@ def empty_measures() -> pd.DataFrame:
     from scenarios.measures import load_measures
 
     return load_measures(io.StringIO(EMPTY_MEASURES_CSV))
+
+
+def with_cases(ds: xr.Dataset, r_cases: dict[str, float], start: str = "2020-05-13",
+               stop: str | None = None, level: float = 2000.0) -> xr.Dataset:
+    """Add ``inc_cases`` for France and the régions: a renewal at a constant R per territory
+    (France: the sum of its régions), from ``start`` (NaN before, as SI-DEP) to ``stop``
+    (NaN after: a source that stopped). Départements get none, as in the real cube."""
+    w = EpiParameters().generation_interval()
+    dates = pd.DatetimeIndex(ds["date"].values)
+    on = (dates >= pd.Timestamp(start)) & (dates <= pd.Timestamp(stop or dates[-1]))
+    out = np.full((ds.sizes["territory"], len(dates)), np.nan)
+    codes = [str(t) for t in ds["territory"].values]
+    regions = [c for c in codes if c.startswith("R")]
+    for c in regions:
+        series = renewal_series(np.full(int(on.sum()), r_cases[c]), level, w)
+        out[codes.index(c), on] = np.round(series)
+    out[codes.index("FR"), on] = out[[codes.index(c) for c in regions]][:, on].sum(axis=0)
+    return ds.assign(inc_cases=(("territory", "date"), out))
