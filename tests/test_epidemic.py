@@ -234,3 +234,14 @@ def test_credible_interval_matches_the_exact_gamma_quantiles():
     np.testing.assert_allclose(lower[ok], special.gammaincinv(shape[ok], 0.025) * 0.01, rtol=3e-5)
     np.testing.assert_allclose(upper[ok], special.gammaincinv(shape[ok], 0.975) * 0.01, rtol=3e-5)
     assert np.isnan(lower[-1]) and np.isnan(upper[-1])
+
+
+def test_real_cube_as_of_equals_recomputation(real_cube):
+    """What a backtest reads as of a date is what it would compute from the data it sees."""
+    from features.store import open_cube
+
+    cut = open_cube("daily", as_of="2020-10-25", settings=real_cube)
+    again = epidemic.from_dataset(cut)
+    for name in ("rt", "rt_lower", "rt_upper", "growth_rate", "doubling_time",
+                 "epidemic_basis"):
+        np.testing.assert_array_equal(again[name].values, cut[name].values, err_msg=name)
