@@ -31,8 +31,9 @@ from features.sources.base import (
     SourceResult,
     raw_file,
 )
-from features.sources.insee_territories import load_territories
+from features.sources.insee_territories import load_territories, original_name
 from features.store import CubeStore
+from features.territories import Territories
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
     engine = get_engine(settings.database_url)
 
     try:
-        territories, territory_paths = load_territories(data_dir)
+        territories, territory_paths = _load_territories(settings, store, data_dir, report)
     except (SourceError, SourceNotFound) as exc:
         outcome = SourceOutcome("insee_territories", "failed", error=str(exc))
         if isinstance(exc, SourceError) and exc.path:
@@ -153,9 +154,12 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
     files_manifest: dict[str, dict] = {}
     for path in territory_paths:
         raw = keep_raw(settings, raw_file(path))
-        files_manifest[path.name] = {"source": "insee_territories", "name": path.name,
-                                     "sha256": raw.name.split("-", 1)[0],
-                                     "size": path.stat().st_size}
+        name = original_name(path)
+        files_manifest[name] = {"source": "insee_territories", "name": name,
+                                "sha256": raw.name.split("-", 1)[0],
+                                "size": path.stat().st_size}
+        if name != path.name:
+            files_manifest[name]["reused_from_previous"] = True
 
     results: list[SourceResult] = []
     for source in SOURCES:
@@ -244,6 +248,40 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
                          "data" if report.failed else ""))
     _record(engine, report)
     return report
+
+
+#: The optional EPCI level's files: a refused one is quarantined and its last good copy used (or
+#: the level left out), instead of stopping the whole ingest as a bad département file does.
+EPCI_SOURCES = ("insee_epci", "insee_communes_all")
+
+
+def _load_territories(settings: Settings, store: CubeStore, data_dir: Path,
+                      report: IngestReport) -> tuple[Territories, list[Path]]:
+    try:
+        return load_territories(data_dir)
+    except SourceError as exc:
+        if exc.source not in EPCI_SOURCES or exc.path is None:
+            raise
+        log.error("territory level epci refused: %s", exc)
+        report.sources.append(SourceOutcome(
+            exc.source, "failed", file=exc.path.name, error=str(exc),
+            problems=[p.to_dict() for p in exc.problems],
+            quarantined=str(quarantine(settings, exc.source, exc.path, exc))))
+    good = _last_good_file(store, "insee_territories", settings)
+    try:
+        territories, paths = load_territories(data_dir, epci_files=good)
+    except SourceError as exc:
+        if exc.source not in EPCI_SOURCES:
+            raise
+        report.sources.append(SourceOutcome(exc.source, "failed", error="last good file no "
+                                            f"longer valid: {exc}"))
+        territories, paths = load_territories(data_dir, epci_files=[])
+    reused = [p for p in paths if p in good]
+    for path in reused:
+        report.sources.append(SourceOutcome("insee_epci", "reused", file=original_name(path)))
+    if not reused:
+        log.error("no last good EPCI file: the epci level is left out of this vintage")
+    return territories, paths
 
 
 def _reuse(source: Source, path: Path, ctx: ParseContext, report: IngestReport,

@@ -281,3 +281,40 @@ def test_metropole_dates_are_the_window_end_like_bfc(data_dir, ctx):
     corr = {lag: dijon.corr(cote_dor.shift(lag, freq="D")) for lag in range(-7, 8)}
     assert corr[0] > 0.9
     assert max(abs(v) for lag, v in corr.items() if lag) < 0.6
+
+
+def test_a_bad_epci_file_is_quarantined_and_its_last_good_copy_used(make_settings, data_copy):
+    data = data_copy("fr_departements_population.csv", "fr_communes_population.csv",
+                     "fr_epci_communes.csv", METRO_FILE, BFC_FILE)
+    settings = make_settings(data)
+    assert run_ingest(settings).outcome == "ok"
+    epci = data / "fr_epci_communes.csv"
+    epci.write_text(epci.read_text(encoding="utf-8").replace(",28044,", ",-28044,", 1),
+                    encoding="utf-8")
+    report = run_ingest(settings, force=True)
+    assert report.outcome == "partial", report.to_dict()
+    failed = [o for o in report.sources if o.status == "failed"]
+    assert [o.source for o in failed] == ["insee_epci"]
+    assert failed[0].problems[0]["line"] == 2
+    assert failed[0].problems[0]["column"] == "epci_population"
+    assert (next(settings.quarantine_dir.iterdir()) / "fr_epci_communes.csv").exists()
+    assert [o.file for o in report.sources if o.source == "insee_epci"
+            and o.status == "reused"] == ["fr_communes_population.csv", "fr_epci_communes.csv"]
+    store = CubeStore(settings)
+    ds = store.open("daily")
+    assert ds["incidence_rate_7d"].sel(territory="200046977").notnull().sum() == 91
+    assert store.manifest()["files"]["fr_epci_communes.csv"]["reused_from_previous"]
+
+
+def test_a_bad_epci_file_without_history_leaves_the_level_out(make_settings, data_copy):
+    data = data_copy("fr_departements_population.csv", "fr_epci_communes.csv", BFC_FILE,
+                     METRO_FILE)
+    epci = data / "fr_epci_communes.csv"
+    epci.write_text(epci.read_text(encoding="utf-8").replace(",CC,", ",XX,", 1),
+                    encoding="utf-8")
+    report = run_ingest(make_settings(data))
+    assert report.outcome == "partial"
+    assert {o.source for o in report.failed} == {"insee_epci", "spf_incidence_metropoles"}
+    ds = CubeStore(make_settings(data)).open("daily")
+    assert "epci" not in set(ds["territory_level"].values)
+    assert ds["incidence_rate_7d"].sel(territory="21").notnull().sum() == 256

@@ -9,7 +9,9 @@ served). The optional EPCI level (:mod:`features.sources.insee_epci`) is read he
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -96,8 +98,14 @@ class CommunesSource(Source):
         return frame
 
 
-def load_territories(data_dir: Path) -> tuple[Territories, list[Path]]:
+def load_territories(data_dir: Path, epci_files: list[Path] | None = None
+                     ) -> tuple[Territories, list[Path]]:
     """Build the territory registry from the INSEE files in ``data_dir``.
+
+    ``epci_files``: read the optional EPCI level (and the commune list it is checked against)
+    from these files instead of ``data_dir``: the ingest passes the last good copies kept in the
+    raw store (named ``<sha256>-<name>``) when the data folder's EPCI file is refused; ``[]``
+    leaves the level out.
 
     Returns the registry and the files read (for the vintage's checksums).
     """
@@ -112,10 +120,12 @@ def load_territories(data_dir: Path) -> tuple[Territories, list[Path]]:
         paths.append(com_path)
     epcis, tables = None, {}
     epci_source = EpciSource()
-    epci_path = epci_source.locate(data_dir)
+    all_source = CommunesPopulationSource()
+    if epci_files is None:
+        epci_path, all_path = epci_source.locate(data_dir), all_source.locate(data_dir)
+    else:
+        epci_path, all_path = _pick(epci_source, epci_files), _pick(all_source, epci_files)
     if epci_path is not None:
-        all_source = CommunesPopulationSource()
-        all_path = all_source.locate(data_dir)
         all_communes = None
         if all_path is not None:
             all_communes = all_source.read(all_path, departements)
@@ -129,3 +139,19 @@ def load_territories(data_dir: Path) -> tuple[Territories, list[Path]]:
     registry = Territories.from_frames(departements, communes, epcis)
     registry.tables.update(tables)
     return registry, paths
+
+
+def original_name(path: Path) -> str:
+    """A file's published name, without the checksum prefix of its raw-store copy."""
+    return RAW_COPY.sub("", path.name)
+
+
+RAW_COPY = re.compile(r"^[0-9a-f]{64}-")
+
+
+def _pick(source: Source, files: list[Path]) -> Path | None:
+    for pattern in source.file_patterns:
+        for path in files:
+            if fnmatch.fnmatch(original_name(path), pattern):
+                return path
+    return None

@@ -4,9 +4,10 @@ and 65 and over (SI-DEP, "sg-metro-opendata"), served under the métropoles' SIR
 Extract: ``fr_spf_incidence_metropoles_2020Q4.csv``, columns ``metropole`` (the name),
 ``age_class`` (``all`` or ``65+``), ``date`` (last day of the 7-day window: Dijon Métropole's
 daily changes match Côte-d'Or's, dated by ``end_7d``, at lag 0 with r = 0.93 and at no other lag
-above 0.52) and ``incidence_7d_per_100k``. Names are matched to SIREN codes with :data:`METROPOLE_SIREN`, an
-explicit table (accents, case, apostrophes and hyphens do not matter; anything else does): a
-name missing from it is an error naming the file, line, column and name.
+above 0.52) and ``incidence_7d_per_100k``. Names are matched to SIREN codes with
+:data:`METROPOLE_SIREN`, an explicit table (accents, case, apostrophes and hyphens do not
+matter; anything else does): a name missing from it is an error naming the file, line, column
+and name.
 
 Official publication (data.gouv.fr, *Taux d'incidence de l'épidémie de COVID-19 par
 métropole*): ``;``-separated, BOM allowed, columns ``epci2020`` (SIREN), ``semaine_glissante``
