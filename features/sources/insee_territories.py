@@ -4,7 +4,9 @@ Extract: ``fr_departements_population.csv`` and ``fr_communes_20k_population.csv
 Etalab package ``@etalab/decoupage-administratif`` (INSEE COG, Licence Ouverte 2.0). The registry
 built from them (:class:`features.territories.Territories`) validates every other source's codes,
 so this source is read first and a failure here stops the ingest (the previous vintage stays
-served). The optional EPCI level (:mod:`features.sources.insee_epci`) is read here too.
+served). The optional EPCI level (:mod:`features.sources.insee_epci`) is read here too; a refused
+EPCI file does not stop the ingest: it is quarantined and its last good copy used
+(:func:`features.ingest.run_ingest`).
 """
 
 from __future__ import annotations
