@@ -49,7 +49,13 @@ from scenarios.measures import (
 from scenarios.params import EpiParameters, los_survival
 from scenarios.rnow import estimate_r_now
 from scenarios.rt import cori_posterior, nb_size
-from scenarios.schema import Intervention, Scenario, load_definition, resolve
+from scenarios.schema import (
+    Intervention,
+    Scenario,
+    ScenarioValidationError,
+    load_definition,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +146,14 @@ def _coverage(iv: Intervention, code: str, level: str, deps: list[str],
     return float(sum(wi for d, wi in zip(members, w, strict=True) if dep_in(d)) / w.sum())
 
 
-def _select_territories(ds: xr.Dataset, wanted: tuple[str, ...]) -> list[str]:
+def _select_territories(ds: xr.Dataset, wanted: tuple[str, ...],
+                        source: str = "<definition>") -> list[str]:
     codes = [str(t) for t in ds["territory"].values]
     level = [str(v) for v in ds["territory_level"].values]
+    groups = ("departments", "metro_departments", "regions")
+    unknown = [w for w in wanted if w not in groups and w not in codes]
+    if unknown:
+        raise ScenarioValidationError([f"territories: not in the cube: {unknown}"], source)
     out: list[str] = []
     for w in wanted:
         if w == "departments":
@@ -152,10 +163,8 @@ def _select_territories(ds: xr.Dataset, wanted: tuple[str, ...]) -> list[str]:
                     if lv == "department" and not c.startswith("97")]
         elif w == "regions":
             out += [c for c, lv in zip(codes, level, strict=True) if lv == "region"]
-        elif w in codes:
-            out.append(w)
         else:
-            raise KeyError(f"territory {w!r} is not in the cube")
+            out.append(w)
     return list(dict.fromkeys(out))
 
 
@@ -279,7 +288,7 @@ def project(
     w = params.generation_interval()
     f = params.infection_to_admission()
     G, K = len(w) - 1, len(f) - 1
-    terrs = _select_territories(daily, scenario.territories)
+    terrs = _select_territories(daily, scenario.territories, scenario.source)
     # A territory reached through a group ("departments") without recent admissions is skipped
     # with a warning instead of failing the whole run; one named explicitly is an error below.
     recent = daily["inc_hosp"].sel(territory=terrs).values[:, -7:]

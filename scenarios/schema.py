@@ -134,6 +134,16 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+def territory_code_errors(codes: list[str], where: str = "territories") -> list[str]:
+    """Problems with territory codes given outside a file (``--territory``, ``territories=``):
+    one message per code that is not a code or a group the schema accepts."""
+    import re
+
+    return [f"{where}: {c!r} is not a territory code (expected FR, a région R84, a "
+            "département 69, 2A, 971, or departments, metro_departments, regions)"
+            for c in codes if not re.match(TERRITORY_PATTERN, str(c))]
+
+
 class ScenarioValidationError(ValueError):
     """A scenario definition is invalid; ``errors`` lists ``"<field path>: <problem>"``."""
 
@@ -392,6 +402,10 @@ def resolve(
         d = validate_definition(body, src)
         d["_source"] = src
     source = d.pop("_source", "<definition>")
+    if territories:
+        bad = territory_code_errors(list(territories))
+        if bad:
+            raise ScenarioValidationError(bad, source)
     a = as_of if as_of is not None else d.get("as_of")
     if a is None:
         raise ScenarioValidationError(

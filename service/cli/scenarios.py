@@ -50,8 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--territory", action="append", metavar="CODE",
-                   help="territory code (repeatable): FR, R84, 69, 2A, or 'departments'")
+    p.add_argument("--territory", nargs="+", action="extend", metavar="CODE",
+                   help="territory codes, as for forecast: --territory FR 69 13 (FR, R84, 69, "
+                        "2A, 971, or the groups departments, metro_departments, regions); "
+                        "default: the file's")
     p.add_argument("--as-of", help="YYYY-MM-DD: first day not known (overrides the file)")
     p.add_argument("--samples", type=int, help="number of samples (default: file, else 500)")
 
@@ -64,9 +66,21 @@ def _run(file: str, args: argparse.Namespace, trajectories: bool = True) -> dict
                         return_projection=True)
 
 
+def _bad_territories(args: argparse.Namespace) -> bool:
+    """Print the codes of ``--territory`` that are not territory codes (before any run)."""
+    from scenarios.schema import territory_code_errors
+
+    errors = territory_code_errors(args.territory or [], where="--territory")
+    for e in errors:
+        print(e, file=sys.stderr)
+    return bool(errors)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from scenarios import ScenarioValidationError
 
+    if _bad_territories(args):
+        return 2
     try:
         result = _run(args.file, args, trajectories=not args.no_trajectories)
     except ScenarioValidationError as exc:
@@ -87,6 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from scenarios import ScenarioValidationError
 
+    if _bad_territories(args):
+        return 2
     results: dict[str, dict[str, Any]] = {}
     for f in args.files:
         try:
