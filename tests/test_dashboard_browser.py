@@ -245,6 +245,61 @@ def test_fan_chart_draws_its_bands(browser, server) -> None:
     watch.page.context.close()
 
 
+def test_territory_signals_next_to_admissions(browser, server) -> None:
+    """France: incidence, positivity, R(t) band from cases, growth and vaccination drawn;
+    Rhône: no daily incidence (said in words, no empty chart), R(t) from admissions."""
+    watch = _page(browser)
+    page = watch.page
+    page.goto(server + "/territoire/FR")
+    for key in ("incidence", "positivity", "rt", "growth", "vaccination"):
+        _wait_drawn(page, f"#chart-{key}")
+        assert page.evaluate(f"document.querySelector('#chart-{key}').dataset.drawn") == "1", key
+    metas = page.evaluate("() => document.getElementById('chart-rt').data.map(t => t.meta)")
+    for part in ("band", "rt-basis-1", "threshold"):
+        assert part in metas, metas
+    assert "à partir des cas confirmés" in page.locator("#note-rt").inner_text() or \
+        "hospitalisations" in page.locator("#note-rt").inner_text()
+    growth = page.locator("#note-growth").inner_text()
+    assert "% par jour" in growth
+    assert "dose" in page.locator("#note-vaccination").inner_text()
+    _shot(watch, "territory_FR_signals")
+    page.goto(server + "/territoire/69")
+    _wait_drawn(page, "#chart-rt")
+    _wait_drawn(page, "#chart-incidence")
+    assert page.evaluate("document.querySelector('#chart-incidence').dataset.drawn") == "empty"
+    assert not page.locator("#chart-incidence").is_visible()
+    assert "Pas de taux d'incidence quotidien" in page.locator("#meta-incidence").inner_text()
+    assert "hospitalisations" in page.locator("#note-rt").inner_text()
+    _shot(watch, "territory_69_signals")
+    watch.clean()
+    page.context.close()
+
+
+def test_map_colours_by_risk_level(browser, server) -> None:
+    watch = _page(browser)
+    page = watch.page
+    page.goto(server + "/")
+    _wait_drawn(page, "#national-chart")
+    assert not page.locator("#legend-risk").is_visible()
+    page.check('input[name="colour-by"][value="risk"]')
+    assert page.evaluate("document.getElementById('map').dataset.mode") == "risk"
+    assert page.locator("#legend-risk").is_visible()
+    assert not page.locator("#legend-capacity").is_visible()
+    risks = page.locator("#map .tile").evaluate_all("els => els.map(e => e.dataset.risk)")
+    assert len(risks) == 101 and sum(r != "-1" for r in risks) >= 90, risks
+    fill = page.evaluate("getComputedStyle(document.querySelector("
+                         "'#map .tile:not([data-risk=\"-1\"]) rect')).fill")
+    assert fill not in ("rgb(217, 217, 217)", "")  # coloured, not the unknown grey
+    assert "Niveau de risque au" in page.locator("#risk-meta").inner_text()
+    page.fill("#risk-date", "2020-11-02")
+    page.dispatch_event("#risk-date", "change")
+    page.wait_for_function("() => document.getElementById('risk-meta').textContent"
+                           ".includes('02/11/2020')")
+    _shot(watch, "overview_risk")
+    watch.clean()
+    page.context.close()
+
+
 def test_scenario_runs_from_the_page(browser, server, tokens) -> None:
     watch = _page(browser, tokens["planner"])
     page = watch.page

@@ -75,6 +75,7 @@ def test_epci_page_and_panels(signals_client):
     assert "Métropole de Lyon" in html
     for key in KEYS:
         assert f'id="chart-{key}"' in html
+    assert _panels(signals_client, "200046977")["rt"]["source"].startswith("Calcul de Vigie")
     # Reachable from the picker on any page, since it has data.
     assert 'value="200046977"' in signals_client.get("/territoire/FR").get_data(as_text=True)
     panels = _panels(signals_client, "200046977")
@@ -132,6 +133,12 @@ def test_overview_offers_colouring_by_risk_level(signals_client):
     assert item["level"] in (0, 1, 2, 3) and item["message"].startswith("69 : ")
     # Missing inputs named in French (départements have no daily incidence).
     assert "Taux d'incidence sur 7 jours" in item["missing"]
+    assert risk["first_date"] == "2020-09-01" and risk["last_date"] == risk["date"]
+    other = signals_client.get("/tableau/donnees/risque?date=2020-12-15").get_json()
+    assert other["available"] and other["date"] == "2020-12-15"
+    assert all(i["date"] == "2020-12-15" for i in other["items"].values())
+    beyond = signals_client.get("/tableau/donnees/risque?date=2035-01-01").get_json()
+    assert beyond["available"] is False and beyond["status"] == 400
 
 
 def test_methods_page_cites_the_risk_source_and_thresholds(signals_client):

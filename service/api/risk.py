@@ -107,6 +107,10 @@ class RiskOut(Schema):
     as_of = fields.String(allow_none=True, required=True)
     date = fields.String(allow_none=True, required=True, metadata={
         "description": "the day assessed (null for a territory's series)"})
+    first_date = fields.String(allow_none=True, required=True,
+                               metadata={"description": "first day of the assessed cube"})
+    last_date = fields.String(allow_none=True, required=True,
+                              metadata={"description": "last day of the assessed cube"})
     suppression_threshold = fields.Integer(allow_none=True, required=True)
     items = fields.List(fields.Nested(RiskItem), required=True)
     pagination = fields.Nested(PageInfo, required=True)
@@ -197,15 +201,18 @@ def _criterion(var, state_value: float, values: dict, thresholds) -> dict:
             "value": values.get(name), "met": met}
 
 
-def _payload(thresholds, vintage: str, as_of, day: str | None, rows: list[dict],
+def _payload(ds, thresholds, vintage: str, as_of, day: str | None, rows: list[dict],
              query: dict) -> dict:
     from features import risk
 
     items, info = paginate(rows, query)
     public = is_public()
+    dates = pd.DatetimeIndex(ds["date"].values)
     return {"thresholds": thresholds.name, "source": thresholds.citation,
             "levels": {str(k): v for k, v in risk.LEVEL_LABELS.items()},
             "vintage_id": vintage, "as_of": str(as_of) if as_of else None, "date": day,
+            "first_date": str(dates[0].date()) if len(dates) else None,
+            "last_date": str(dates[-1].date()) if len(dates) else None,
             "suppression_threshold": state().settings.small_count_threshold if public else None,
             "items": items, "pagination": info}
 
@@ -262,7 +269,7 @@ def get_risk(query_data: dict):
     label = str(dates[j].date()) if len(dates) else None
     rows = _rows(ds, thresholds, codes, [j] if len(dates) else [], counts, is_public(),
                  keep_unknown=True)
-    payload = _payload(thresholds, vintage, as_of, label, rows, query_data)
+    payload = _payload(ds, thresholds, vintage, as_of, label, rows, query_data)
     if query_data.get("format") == "csv":
         payload = _csv_rows(payload)
     return render(payload, query_data, columns=COLUMNS, filename=f"vigie_risk_{label}")
@@ -293,7 +300,7 @@ def get_risk_series(code: str, query_data: dict):
     codes = [code] if code in set(ds["territory"].values.tolist()) else []
     rows = _rows(ds, thresholds, codes, np.flatnonzero(keep).tolist(), counts, is_public(),
                  keep_unknown=False)
-    payload = _payload(thresholds, vintage, as_of, None, rows, query_data)
+    payload = _payload(ds, thresholds, vintage, as_of, None, rows, query_data)
     if query_data.get("format") == "csv":
         payload = _csv_rows(payload)
     return render(payload, query_data, columns=COLUMNS, filename=f"vigie_risk_{code}")

@@ -97,29 +97,42 @@ SIGNALS: tuple[dict[str, Any], ...] = (
      "unit": "cas pour 100 000 habitants",
      "series": (("incidence_rate_7d", "line", "tous âges"),
                 ("incidence_rate_7d_65_plus", "line", "65 ans et plus")),
+     "source": "Santé publique France, SI-DEP : taux publiés (métropoles, Bourgogne-Franche-"
+               "Comté) ou calculés par Vigie à partir des cas et de la population INSEE",
      "missing": "Pas de taux d'incidence quotidien pour ce territoire : les dépistages (SI-DEP) "
                 "sont publiés pour la France, les régions, les 22 métropoles et les "
                 "départements de Bourgogne-Franche-Comté."},
     {"key": "positivity", "title": "Taux de positivité des tests sur 7 jours", "unit": "%",
      "series": (("positivity_rate_7d", "line", "taux de positivité"),),
+     "source": "Santé publique France, SI-DEP : taux publiés ou calculés par Vigie à partir des "
+               "cas et des tests",
      "missing": "Pas de taux de positivité pour ce territoire : il est publié pour la France, "
                 "les régions et les départements de Bourgogne-Franche-Comté."},
     {"key": "rt", "title": "Nombre de reproduction R(t)", "unit": "sans unité",
      "series": (("rt", "line", "R(t)"), ("rt_lower", "lower", "borne basse 95 %"),
                 ("rt_upper", "upper", "borne haute 95 %"),
                 ("epidemic_basis", "text", "base de l'estimation")),
+     "source": "Calcul de Vigie (équation de renouvellement, Cori et al. 2013) à partir des cas "
+               "confirmés de Santé publique France (SI-DEP) ou des hospitalisations (SI-VIC)",
      "missing": "Pas d'estimation de R(t) pour ce territoire (trop peu de cas et "
                 "d'hospitalisations, ou aucune série)."},
     {"key": "growth", "title": "Croissance de l'épidémie", "unit": "% par jour",
      "series": (("growth_rate", "line", "taux de croissance"),
                 ("doubling_time", "text", "temps de doublement")),
+     "source": "Calcul de Vigie : évolution des cas (SI-DEP) ou des hospitalisations (SI-VIC) "
+               "d'une semaine sur l'autre",
      "missing": "Pas de taux de croissance pour ce territoire."},
     {"key": "vaccination", "title": "Couverture vaccinale (au moins une dose)",
      "unit": "% de la population",
      "series": (("vaccination_coverage_dose1", "line", "au moins une dose"),),
+     "source": "Santé publique France, VAC-SI : premières doses cumulées par département, "
+               "rapportées par Vigie à la population INSEE",
      "missing": "Pas de donnée de vaccination pour ce territoire : elle est publiée par "
                 "département (et sommée pour les régions et la France)."},
 )
+
+#: Every signal is Santé publique France data (or Vigie's computation from it).
+SIGNALS_LICENCE = "Licence Ouverte 2.0"
 
 #: French titles of the library scenarios (their YAML descriptions are in English).
 SCENARIO_TITLES = {
@@ -407,11 +420,12 @@ def overview_data():
                     "forecast": _forecast("inc_hosp", "weekly", "FR")})
 
 
-def _risk_map() -> dict:
-    """Risk level per département on the latest day assessed, from ``/api/v1/risk``."""
+def _risk_map(day: str | None = None) -> dict:
+    """Risk level per département on ``day`` (default: the latest day assessed), from
+    ``/api/v1/risk``."""
     from service.labels import indicator_fr
 
-    status, body = _api("/api/v1/risk", level="department", per_page=200)
+    status, body = _api("/api/v1/risk", level="department", per_page=200, date=day)
     if status != 200:
         return _unavailable(status, body)
     items = {}
@@ -423,9 +437,16 @@ def _risk_map() -> dict:
         items[item["territory"]] = {"level": item["level"], "label": item["label"],
                                     "complete": item["complete"], "date": item["date"],
                                     "missing": missing, "message": message + "."}
-    return {"available": True, "date": body.get("date"), "vintage_id": body.get("vintage_id"),
+    return {"available": True, "date": body.get("date"), "first_date": body.get("first_date"),
+            "last_date": body.get("last_date"), "vintage_id": body.get("vintage_id"),
             "levels": body.get("levels"), "thresholds": body.get("thresholds"),
             "items": items}
+
+
+@bp.get("/tableau/donnees/risque")
+def risk_map_data():
+    """The risk map on another day (``?date=YYYY-MM-DD``); the API validates the date."""
+    return jsonify(_risk_map(request.args.get("date") or None))
 
 
 @bp.get("/tableau/donnees/territoire/<code>")
@@ -487,6 +508,7 @@ def signals_data(code: str):
         available = any(s["available"] for s in series if s["role"] == "line")
         panels.append({"key": spec["key"], "title": spec["title"], "unit": spec["unit"],
                        "available": available, "missing": None if available else spec["missing"],
+                       "source": spec["source"], "licence": SIGNALS_LICENCE,
                        "series": series})
     parent = row["parent"] if row["level"] == "department" else None
     return jsonify({"territory": row, "panels": panels,

@@ -66,13 +66,18 @@
         "niveau de risque inconnu.");
     });
     var meta = document.getElementById("risk-meta");
+    var picker = document.getElementById("risk-date");
     if (risk.available) {
+      picker.min = risk.first_date || ""; picker.max = risk.last_date || "";
+      picker.value = risk.date || "";
       var counts = {};
       Object.values(items).forEach(function (r) { counts[r.level] = (counts[r.level] || 0) + 1; });
+      var partial = Object.values(items).filter(function (r) { return !r.complete; }).length;
       meta.textContent = "Niveau de risque au " + V.date(risk.date) + " (données : version " +
         V.vintageDate(risk.vintage_id) + "). " + Object.keys(risk.levels).sort().reverse().map(
           function (lv) { return risk.levels[lv] + " : " + (counts[lv] || 0); }).join(", ") +
-        ". Seuils et source : page Méthodes et données.";
+        ". Données incomplètes pour " + partial + " département(s) : la couleur est le niveau " +
+        "atteint, le niveau réel peut être plus élevé. Seuils et source : page Méthodes et données.";
     } else {
       meta.textContent = "Niveaux de risque indisponibles : " + risk.reason;
     }
@@ -94,6 +99,7 @@
     document.getElementById("legend-capacity").hidden = risk;
     document.getElementById("legend-risk").hidden = !risk;
     document.getElementById("risk-meta").hidden = !risk;
+    document.getElementById("risk-date-box").hidden = !risk;
     document.getElementById("alert-meta").hidden = risk;
     document.getElementById("risk-table-box").hidden = !risk;
     document.getElementById("alert-table").closest("details").hidden = risk;
@@ -101,6 +107,14 @@
                                                             : "Niveau d'alerte par département";
     showTitles();
   }
+
+  document.getElementById("risk-date").addEventListener("change", function (ev) {
+    if (!ev.target.value) { return; }
+    V.fetchJSON("/tableau/donnees/risque?date=" + encodeURIComponent(ev.target.value))
+      .then(paintRisk).then(showTitles).catch(function (err) {
+        document.getElementById("risk-meta").textContent = "Erreur de chargement : " + err.message;
+      });
+  });
 
   document.querySelectorAll("input[name=colour-by]").forEach(function (input) {
     input.addEventListener("change", function () { if (input.checked) { setMode(input.value); } });

@@ -134,14 +134,14 @@
   function latestNote(p, digits, unit) {
     return byRole(p, "line").filter(function (s) { return s.available; }).map(function (s) {
       var i = last(s);
-      return s.label + " au " + V.date(s.dates[i]) + " : " + V.num(s.values[i], digits) + " " + unit;
+      return "Au " + V.date(s.dates[i]) + " : " + V.num(s.values[i], digits) + " " + unit +
+        " (" + s.label + ")";
     }).join(" ; ") + ".";
   }
 
   function metaText(p) {
-    var shown = byRole(p, "line").filter(function (s) { return s.available; });
-    var s = shown[0];
-    return "Source : " + s.source + ", " + s.licence + " ; version des données " +
+    var s = byRole(p, "line").filter(function (x) { return x.available; })[0];
+    return "Source : " + p.source + " (" + p.licence + ") ; version des données " +
       V.vintageDate(s.vintage_id) + ".";
   }
 
