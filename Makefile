@@ -41,6 +41,7 @@ run: install ingest forecast serve
 bench: install
 	$(PY) bench/ingest.py
 	$(PY) bench/occupancy_rebuild.py
+	$(PY) bench/epidemic_risk.py
 	$(PY) bench/forecast.py
 	$(PY) bench/scenario.py
 	$(PY) bench/api_load.py
