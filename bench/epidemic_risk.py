@@ -5,7 +5,9 @@ Ingests the data directory into a temporary home, then prints medians of ``--rep
 - ``features.epidemic.add_indicators`` inside ``build_cube`` on the real inputs, next to the
   whole ``build_cube`` (the share the step adds to an ingest's build phase);
 - ``features.risk.assess`` for every territory on the latest date (what the service computes
-  per request) and on every date of the daily cube.
+  per request) and on every date of the daily cube;
+- how many days R of admissions lags R of cases (France and the largest régions, 2020-07 to
+  2021-11: the shift of R(cases) that best correlates, in logs, with R(admissions)).
 
 Run: ``python bench/epidemic_risk.py [--data-dir DIR] [--repeat 7]``.
 """
@@ -18,6 +20,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -90,6 +95,22 @@ def main() -> None:
     print(f"risk.assess, latest date      {per_request * 1000:8.1f} ms")
     print(f"risk.assess, every date       {every_date * 1000:8.1f} ms")
     print(f"median of {args.repeat} runs each")
+    for code in ("FR", "R11", "R84", "R93", "R32", "R75"):
+        lag, corr = admissions_lag(daily.sel(territory=code))
+        print(f"{code}: R(admissions) lags R(cases) by {lag} days (log correlation {corr:.2f})")
+
+
+def admissions_lag(series, start: str = "2020-07-01", end: str = "2021-11-30"
+                   ) -> tuple[int, float]:
+    """Shift (days) of R from cases that best correlates with R from admissions."""
+    dates = pd.DatetimeIndex(series["date"].values)
+    log_r = {name: pd.Series(np.log(epidemic.reproduction_number(series[name].values,
+                                                                 interval=False)["rt"]),
+                             index=dates)[start:end]
+             for name in ("inc_cases", "inc_hosp")}
+    scores = {k: log_r["inc_cases"].shift(k).corr(log_r["inc_hosp"]) for k in range(22)}
+    best = max(scores, key=scores.get)
+    return best, scores[best]
 
 
 if __name__ == "__main__":
