@@ -38,6 +38,7 @@ import xarray as xr
 from scipy import stats
 
 from scenarios.history import EffectModel, fit_effects
+from scenarios.levers import vaccination_log_r, variant_log_r
 from scenarios.measures import (
     COVARIATES,
     LEVELS,
@@ -94,7 +95,9 @@ class Projection:
         (T, S) draws of R^A now before the case adjustment (equal to ``r_now`` where the
         admissions basis is kept).
     r_basis:
-        Per territory, what R now was estimated from (:meth:`scenarios.rt.CaseSignal.info`).
+        Per territory, what R now was estimated from (:meth:`scenarios.rnow.RNow.info`).
+    levers:
+        What the vaccination and variant levers used (coverage and share now, priors).
     """
 
     territories: list[str]
@@ -106,6 +109,7 @@ class Projection:
     skipped: list[str]
     r_now_admissions: np.ndarray | None = None
     r_basis: list[dict[str, Any]] = field(default_factory=list)
+    levers: dict[str, Any] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -212,6 +216,16 @@ def fit_los_factor(adm: np.ndarray, stock: np.ndarray, surv_for, window: int = 6
     return float(LOS_GRID[int(np.argmin(err))])
 
 
+def _to_admission_dates(m: np.ndarray, f: np.ndarray, K: int, n_adm: int) -> np.ndarray:
+    """``sum_k f_k m(t - k)`` for admission dates t = as_of - 7 ... (``n_adm`` days), from a
+    multiplier ``m`` (T, S, U) on infection dates starting at as_of - 7 - K."""
+    out = np.zeros(m.shape[:2] + (n_adm,))
+    for k, fk in enumerate(f):
+        if fk > 0:
+            out += fk * m[:, :, K - k: K - k + n_adm]
+    return out
+
+
 def _r_now_admissions(adm_hist: np.ndarray, k_nb: np.ndarray, w: np.ndarray,
                       rng: np.random.Generator, n: int) -> np.ndarray:
     """Draws (T, n) of R^A now: Cori posterior on the last 7 days of admissions.
@@ -283,8 +297,8 @@ def project(
     # shifts the draws of another component: scenarios compared with the same seed share
     # R now, drift, effect draws and noise (common random numbers).
     (rng_r, rng_beta, rng_el, rng_rw, rng_noise, rng_los, rng_icu, rng_iv, rng_mob,
-     rng_case) = [np.random.default_rng(s)
-                  for s in np.random.SeedSequence(scenario.seed).spawn(10)]
+     rng_case, rng_vac, rng_var) = [np.random.default_rng(s)
+                                    for s in np.random.SeedSequence(scenario.seed).spawn(12)]
     w = params.generation_interval()
     f = params.infection_to_admission()
     G, K = len(w) - 1, len(f) - 1
@@ -388,20 +402,30 @@ def project(
                 custom[rows] += (mob_el[:, None] * eff["mobility"])[None] * ramp_r[:, None, :]
             if "stringency" in eff:
                 custom[rows] += (str_el[:, None] * eff["stringency"])[None] * ramp_r[:, None, :]
+    # Levers: vaccination coverage and a variant, on infection dates like the measures.
+    levers: dict[str, Any] = {}
+    variant_lr = np.zeros((T, S, len(u_dates)))
+    if scenario.vaccination:
+        lr, levers["vaccination"] = vaccination_log_r(scenario.vaccination, daily, terrs,
+                                                      u_dates, as_of, rng_vac, S)
+        custom += lr
+    if scenario.variant:
+        variant_lr, levers["variant"] = variant_log_r(scenario.variant, daily, terrs, parents,
+                                                      u_dates, as_of, params.gi_mean, rng_var,
+                                                      S)
+        custom += variant_lr
     log_m = np.einsum("tuc,sc->tsu", x_scen, beta) + custom  # (T, S, U)
-    m = np.exp(log_m)
-    # Transfer to admission dates t in [as_of - 7, as_of + H): sum_k f_k M(t - k).
     n_adm = 7 + H
-    ma = np.zeros((T, S, n_adm))
-    for k, fk in enumerate(f):
-        if fk > 0:
-            ma += fk * m[:, :, K - k: K - k + n_adm]
+    ma = _to_admission_dates(np.exp(log_m), f, K, n_adm)
     ref = ma[:, :, :7].mean(axis=-1, keepdims=True)
     mult = ma[:, :, 7:] / ref  # (T, S, H)
+    # The cap (R0 without measures) rises with the variant's share of infections.
+    r_cap = params.r_max * (_to_admission_dates(np.exp(variant_lr), f, K, n_adm)[:, :, 7:]
+                            if scenario.variant else 1.0)
     # 3. Unexplained drift of log R.
     sig = np.array([effects.sigma_rw.get(lv, effects.sigma_rw["department"]) for lv in level])
     rw = np.cumsum(rng_rw.standard_normal((T, S, H)) * sig[:, None, None], axis=-1)
-    r_path = np.minimum(r_now[:, :, None] * mult * np.exp(rw), params.r_max)
+    r_path = np.minimum(r_now[:, :, None] * mult * np.exp(rw), r_cap)
 
     # 4. Renewal on admissions.
     buf = np.concatenate([np.broadcast_to(adm_hist[:, None, -G:], (T, S, G)),
@@ -485,7 +509,7 @@ def project(
 
     capacity = _capacity(scenario, terrs, yearly, as_of)
     return Projection(terrs, proj_dates, samples, capacity, r_now, observed_last, skipped,
-                      r_now_adm, r_basis)
+                      r_now_adm, r_basis, levers)
 
 
 def _er_projection(sub: xr.Dataset, terrs: list[str], level: list[str], parent: list[str],
@@ -777,6 +801,7 @@ def run_scenario(
         "effects": effects.to_dict(),
         "summary": summarise(proj),
         "skipped_territories": proj.skipped,
+        "levers": proj.levers,
     }
     if include_trajectories:
         result["trajectories"] = quantile_table(proj).to_dict(orient="records")

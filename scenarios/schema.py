@@ -18,6 +18,7 @@ import jsonschema
 import pandas as pd
 import yaml
 
+from scenarios.levers import VARIANT_PRIORS, Vaccination, Variant, parse_vaccination, parse_variant
 from scenarios.measures import COVARIATES
 from scenarios.params import EpiParameters
 
@@ -59,6 +60,39 @@ _PARAM_TYPES = {
 }
 _PARAM_TYPES["p_icu_path"] = {"type": "number", "minimum": 0, "maximum": 1}
 
+_VARIANT_SHARES = ["variant_share_e484k", "variant_share_e484q", "variant_share_l452r",
+                   "variant_share_a0c0", "variant_share_d"]
+_VACCINATION = {
+    "type": "object",
+    "required": ["coverage", "by"],
+    "additionalProperties": False,
+    "properties": {
+        "coverage": {"type": "number", "minimum": 0, "maximum": 100},
+        "by": {"type": ["integer", "string"], "minimum": 1, "maximum": 730,
+               "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+        "start_coverage": {"if": {"type": "string"}, "then": {"const": "cube"},
+                           "else": {"type": "number", "minimum": 0, "maximum": 100}},
+        "effect": {"type": "number", "minimum": 0, "maximum": 0.95},
+        "effect_sd": {"type": "number", "minimum": 0, "maximum": 0.5},
+        "protection_delay_days": {"type": "integer", "minimum": 0, "maximum": 42},
+    },
+}
+_VARIANT = {
+    "type": "object",
+    "required": ["advantage", "share"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 40},
+        "advantage": {"if": {"type": "string"}, "then": {"enum": list(VARIANT_PRIORS)},
+                      "else": {"type": "number", "exclusiveMinimum": 0, "maximum": 3}},
+        "advantage_sd": {"type": "number", "minimum": 0, "maximum": 1},
+        "share": {"if": {"type": "string"}, "then": {"const": "cube"},
+                  "else": {"type": "number", "exclusiveMinimum": 0, "maximum": 100}},
+        "share_indicator": {"enum": _VARIANT_SHARES},
+        "share_lag_days": {"type": "integer", "minimum": 0, "maximum": 21},
+    },
+}
+
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "Vigie scenario definition",
@@ -80,6 +114,8 @@ SCHEMA: dict[str, Any] = {
         "prior_policy": {"enum": ["as_of", "latest"]},
         "rt_basis": {"enum": ["cases", "admissions"]},
         "rt_pool": {"type": "boolean"},
+        "vaccination": _VACCINATION,
+        "variant": _VARIANT,
         "capacity": {
             "type": "object",
             "additionalProperties": False,
@@ -198,6 +234,8 @@ class Scenario:
     prior_policy: str = "as_of"
     rt_basis: str = "cases"
     rt_pool: bool = True
+    vaccination: Vaccination | None = None
+    variant: Variant | None = None
     source: str = "<definition>"
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -218,6 +256,8 @@ class Scenario:
             "prior_policy": self.prior_policy,
             "rt_basis": self.rt_basis,
             "rt_pool": self.rt_pool,
+            "vaccination": self.vaccination.to_dict() if self.vaccination else None,
+            "variant": self.variant.to_dict() if self.variant else None,
         }
 
 
@@ -308,6 +348,18 @@ def validate_definition(definition: dict[str, Any], source: str = "<definition>"
         s, e = iv.get("start"), iv.get("end")
         if type(s) is type(e) and isinstance(s, int | str) and e < s:
             errors.append(f"{where}.end: {e} is before start {s}")
+    var = d.get("variant")
+    if isinstance(var, dict) and var.get("share") == "cube" and "share_indicator" not in var \
+            and not (isinstance(var.get("advantage"), str)
+                     and VARIANT_PRIORS.get(var["advantage"], (0, 0, "", None))[3]):
+        errors.append("variant.share: 'cube' needs share_indicator (the cube has no share "
+                      f"marker for {var.get('advantage')!r}); or give the share in %")
+    vac = d.get("vaccination")
+    if isinstance(vac, dict) and isinstance(vac.get("by"), str):
+        try:
+            dt.date.fromisoformat(vac["by"])
+        except ValueError:
+            errors.append(f"vaccination.by: {vac['by']!r} is not a valid date (YYYY-MM-DD)")
     as_of = d.get("as_of")
     if isinstance(as_of, str):
         try:
@@ -437,6 +489,10 @@ def resolve(
                 label=iv.get("label", ""),
             )
         )
+    vac = d.get("vaccination")
+    by = _to_date(vac["by"], a) if vac else None
+    if by is not None and by < a:
+        errors.append(f"vaccination.by: {by.date()} is before as_of {a.date()}")
     if errors:
         raise ScenarioValidationError(errors, source)
     return Scenario(
@@ -453,6 +509,8 @@ def resolve(
         prior_policy=d.get("prior_policy", "as_of"),
         rt_basis=d.get("rt_basis", "cases"),
         rt_pool=bool(d.get("rt_pool", True)),
+        vaccination=parse_vaccination(vac, by),
+        variant=parse_variant(d.get("variant")),
         source=source,
         raw=d,
     )

@@ -37,7 +37,8 @@ def _now(ds, codes, **kw):
 
 def _run(ds, territories, **kw):
     definition = {"name": "sq", "territories": territories, "horizon_days": 28,
-                  "n_samples": 300, "seed": 5, "interventions": []}
+                  "n_samples": 300, "seed": 5, "interventions": [],
+                  "parameters": {"ihr": 1.0}}  # the synthetic wave would deplete susceptibles
     return run_scenario(definition, ds, as_of=AS_OF, measures=empty_measures(),
                         return_projection=True, include_trajectories=False, **kw)
 
