@@ -37,6 +37,7 @@ Thresholds are configurable: a YAML file of the same shape named by ``VIGIE_RISK
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,9 +134,29 @@ def load_thresholds(settings: Settings | None = None) -> RiskThresholds:
     return read_thresholds(settings.risk_thresholds or DEFAULT_THRESHOLDS)
 
 
+#: The last validated file, by path and content: the service loads the thresholds on every
+#: request, and parsing the YAML costs about as much as assessing every territory.
+_CACHE: dict[tuple[str, bytes], RiskThresholds] = {}
+
+
 def read_thresholds(path: Path | str) -> RiskThresholds:
-    """Read and validate one thresholds file (see ``features/risk_thresholds.yaml``)."""
+    """Read and validate one thresholds file (see ``features/risk_thresholds.yaml``); the same
+    content is not parsed twice in a row."""
     path = Path(path)
+    try:
+        key = (str(path), hashlib.sha256(path.read_bytes()).digest())
+    except OSError:
+        key = None
+    if key in _CACHE:
+        return _CACHE[key]
+    thresholds = _read(path)
+    _CACHE.clear()
+    if key is not None:
+        _CACHE[key] = thresholds
+    return thresholds
+
+
+def _read(path: Path) -> RiskThresholds:
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")

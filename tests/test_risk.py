@@ -116,6 +116,10 @@ def test_thresholds_from_the_environment(tmp_path, monkeypatch):
     assert at(risk.assess(daily, yearly, thresholds), "risk_level", "FR") == 1
     assert at(risk.assess(daily, yearly, risk.read_thresholds(risk.DEFAULT_THRESHOLDS)),
               "risk_level", "FR") == 0
+    # An edited file is read again (same size, written within the same clock tick).
+    custom.write_text(text.replace("incidence_rate_7d: 50\n", "incidence_rate_7d: 40\n", 1),
+                      encoding="utf-8")
+    assert risk.load_thresholds().of_level(1)[0].threshold == 40.0
     info = risk.describe(thresholds)
     assert [lv["level"] for lv in info["levels"]] == [0, 1, 2, 3]
     assert info["levels"][1]["criteria"][0] == {
