@@ -504,6 +504,9 @@ def signals_data(code: str):
         series = []
         for name, role, label in spec["series"]:
             observed = _series(name, "daily", code)
+            if observed.get("values"):  # 3 decimals are plenty to draw; halves the payload
+                observed["values"] = [None if v is None else round(v, 3)
+                                      for v in observed["values"]]
             series.append({"indicator": name, "role": role, "label": label, **observed})
         available = any(s["available"] for s in series if s["role"] == "line")
         panels.append({"key": spec["key"], "title": spec["title"], "unit": spec["unit"],
