@@ -262,6 +262,7 @@ def test_territory_signals_next_to_admissions(browser, server) -> None:
     growth = page.locator("#note-growth").inner_text()
     assert "% par jour" in growth
     assert "dose" in page.locator("#note-vaccination").inner_text()
+    assert "Niveau de risque au" in page.locator("#risk-line").inner_text()
     _shot(watch, "territory_FR_signals")
     page.goto(server + "/territoire/69")
     _wait_drawn(page, "#chart-rt")

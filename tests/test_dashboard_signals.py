@@ -76,6 +76,12 @@ def test_epci_page_and_panels(signals_client):
     for key in KEYS:
         assert f'id="chart-{key}"' in html
     assert _panels(signals_client, "200046977")["rt"]["source"].startswith("Calcul de Vigie")
+    risk = signals_client.get("/tableau/donnees/signaux/200046977").get_json()["risk"]
+    api = signals_client.get("/api/v1/risk?territory=200046977").get_json()["items"][0]
+    assert risk["available"] and (risk["level"], risk["label"], risk["date"]) == (
+        api["level"], api["label"], api["date"])
+    reached = [c for c in api["criteria"] if c["level"] == api["level"]]
+    assert len(risk["met"]) == len(reached) and all(" > " in m for m in risk["met"])
     # Reachable from the picker on any page, since it has data.
     assert 'value="200046977"' in signals_client.get("/territoire/FR").get_data(as_text=True)
     panels = _panels(signals_client, "200046977")

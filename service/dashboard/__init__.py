@@ -514,8 +514,30 @@ def signals_data(code: str):
                        "source": spec["source"], "licence": SIGNALS_LICENCE,
                        "series": series})
     parent = row["parent"] if row["level"] == "department" else None
-    return jsonify({"territory": row, "panels": panels,
+    return jsonify({"territory": row, "panels": panels, "risk": _risk_of(code),
                     "parent": table.get(parent) if parent else None})
+
+
+def _risk_of(code: str) -> dict:
+    """The territory's risk level on the latest day assessed, in French, from the API."""
+    from service.labels import indicator_fr
+
+    status, body = _api("/api/v1/risk", territory=code)
+    items = body.get("items") or []
+    if status != 200 or not items:
+        return _unavailable(status, body) if status != 200 else {
+            "available": False, "reason": "aucune évaluation pour ce territoire"}
+    item = items[0]
+    met = [f"{c['label']} {_fr_number(c['value'])} > {c['threshold']:g} {c['units']}"
+           for c in item["criteria"] if c["met"] and c["level"] == item["level"]]
+    return {"available": item["level"] >= 0, "level": item["level"], "label": item["label"],
+            "date": item["date"], "complete": item["complete"], "met": met,
+            "missing": [indicator_fr(m)[0] for m in item["missing"]],
+            "reason": None if item["level"] >= 0 else "aucun critère évaluable"}
+
+
+def _fr_number(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.1f}".replace(",", " ").replace(".", ",")
 
 
 @bp.get("/tableau/donnees/precision")

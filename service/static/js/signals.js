@@ -190,6 +190,26 @@
     document.querySelectorAll("#panel-" + p.key + " button").forEach(function (b) { b.disabled = false; });
   }
 
+  /* "Niveau de risque au …: Alerte maximale (…)", with a link to the thresholds. */
+  function riskLine(risk) {
+    var p = document.getElementById("risk-line");
+    if (!risk || !risk.available) {
+      p.textContent = "Niveau de risque : non évalué (" + (risk ? risk.reason : "indisponible") + ").";
+      return;
+    }
+    var sw = document.createElement("span");
+    sw.className = "swatch"; sw.dataset.risk = risk.level;
+    p.appendChild(sw);
+    var text = "Niveau de risque au " + V.date(risk.date) + " : " + risk.label;
+    if (risk.met.length) { text += " — " + risk.met.join(" ; "); }
+    if (risk.missing.length) { text += ". Données manquantes : " + risk.missing.join(", "); }
+    p.appendChild(document.createTextNode(text + ". "));
+    var a = document.createElement("a");
+    a.href = "/methodes#niveau-de-risque"; a.textContent = "Seuils et source";
+    p.appendChild(a);
+    p.dataset.level = risk.level;
+  }
+
   document.addEventListener("click", function (ev) {
     var b = ev.target.closest("button.dl-signal");
     if (!b) { return; }
@@ -204,6 +224,7 @@
   V.ready.then(function () {
     return V.fetchJSON("/tableau/donnees/signaux/" + encodeURIComponent(code));
   }).then(function (data) {
+    riskLine(data.risk);
     data.panels.forEach(draw);
   }).catch(function (err) {
     document.querySelectorAll(".panel.signal .meta").forEach(function (m) {
