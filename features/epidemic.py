@@ -16,7 +16,8 @@ only (a backtest reading the cube ``as_of`` a date sees exactly what it would ha
 
     Prior a = 1, b = 5 (mean 5, SD 5: EpiEstim's vague default). Generation interval: Weibull,
     mean 5.0 d, SD 1.9 d (Ferretti et al. 2020, Science 368:eabb6936; via
-    ``/work/shared/REFERENCE-EPI.md`` §2), discretised on whole days up to 20 d exactly as
+    ``/work/shared/REFERENCE-EPI.md`` §2, which flags these values as not re-checked against
+    the paper), discretised on whole days up to 20 d exactly as
     :meth:`scenarios.params.EpiParameters.generation_interval` does.
 ``growth_rate``
     Per day: ``ln(S_t / S_{t-7}) / 7`` with ``S_t`` the 7-day sum ending on ``t`` (the growth of
