@@ -168,22 +168,33 @@ def rt_table(
     return out
 
 
-def nb_size(counts: np.ndarray) -> float:
+def nb_size(counts: np.ndarray, weekday: bool = False) -> float:
     """Negative-binomial size ``k`` of daily counts around their centred 7-day mean
-    (method of moments; ``var = mu + mu^2 / k``), clipped to [2, 1000]."""
+    (method of moments; ``var = mu + mu^2 / k``), clipped to [2, 1000].
+
+    With ``weekday=True`` the counts are first divided by their mean weekday profile (ratio to
+    the centred 7-day mean, per day of the week): a 7-day window cancels the weekday pattern,
+    so only the remaining noise should widen a window's R (SI-DEP positives fall by half or
+    more on Sundays, which would otherwise read as huge overdispersion).
+    """
     c = counts[np.isfinite(counts)]
     if len(c) < 21 or c.mean() < 1:
         return 1000.0
     mu = np.convolve(c, np.ones(7) / 7, mode="valid")
     y = c[3:-3]
     ok = mu > 0
+    if weekday and ok.all():
+        ratio = y / mu
+        profile = np.array([ratio[d::7].mean() for d in range(7)])
+        y = y / np.maximum(np.resize(profile, len(y)), 1e-3)
     inv_k = np.mean(((y[ok] - mu[ok]) ** 2 - mu[ok]) / mu[ok] ** 2)
     return float(np.clip(1 / inv_k if inv_k > 0 else 1000.0, 2.0, 1000.0))
 
 
 def window_posterior(counts: np.ndarray, w: np.ndarray, tau: int = 7) -> tuple[float, float]:
     """Cori posterior of R on the last ``tau`` days of one daily series, widened for
-    overdispersion: returns ``(mean, effective shape)`` (log SD ≈ 1 / sqrt(shape)).
+    overdispersion beyond the weekday pattern: returns ``(mean, effective shape)`` (log SD ≈
+    1 / sqrt(shape)).
 
     Parameters
     ----------
@@ -192,5 +203,5 @@ def window_posterior(counts: np.ndarray, w: np.ndarray, tau: int = 7) -> tuple[f
     """
     shape, scale = cori_posterior(counts[None, -(len(w) - 1 + tau + 30):], w, tau)
     a, b = float(shape[0, -1]), float(scale[0, -1])
-    phi = 1.0 + counts[-tau:].mean() / nb_size(counts[-56:])
+    phi = 1.0 + counts[-tau:].mean() / nb_size(counts[-56:], weekday=True)
     return a * b, 1.0 + (a - 1.0) / phi
