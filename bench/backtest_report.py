@@ -15,6 +15,8 @@ Usage::
     python bench/backtest_report.py --target hosp --frequency daily --levels national
     python bench/backtest_report.py --target er_visits          # national and régions
     python bench/backtest_report.py --target unemployment --every 28
+    python bench/backtest_report.py --compare-versions 1.1 1.2    # ensemble with / without
+        # the leading signals, France, median région and median département side by side
 
 Model choices (ensemble members by level, gbm's leading indicators) were made on the
 development period (forecast dates before ``--split``); the later dates are reported apart as
@@ -36,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models.calibration import QCOLS, ConformalCalibrator
 from models.pipeline import (
+    backtest_levels,
     backtest_raw,
     calibrate_backtest,
     dask_client,
@@ -46,7 +49,7 @@ from models.pipeline import (
 )
 from models.registry import get_registry
 from models.scoring import median_territory_rel_wis, score_table, summarise
-from models.targets import get_target
+from models.targets import LEVELS, get_target
 
 OUT = Path(__file__).resolve().parent / "_out"
 
@@ -69,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(development vs held-out period; '' to skip)")
     parser.add_argument("--no-members", action="store_true",
                         help="score the ensemble and baseline only (members only where combined)")
+    parser.add_argument("--compare-versions", nargs="+", metavar="VERSION",
+                        help="score these versions of --model side by side (e.g. 1.1 1.2), "
+                             "each member fitted once per date for every level")
     parser.add_argument("--sequential", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -82,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     first = dates[0]
     warm = warmup_dates(target, first, calibration.window, args.every)
     OUT.mkdir(exist_ok=True)
+    if args.compare_versions:
+        return compare_versions(args, target, levels, warm, dates, opener, calibration)
     # Every member is scored on its own too (what each contributes), also at levels where
     # the ensemble does not combine it.
     names = [args.model] if args.no_members else model_and_members(args.model, get_registry())
@@ -109,6 +117,67 @@ def main(argv: list[str] | None = None) -> int:
             after = scored[scored["forecast_date"] >= split]
             report(level, before, f", forecast dates before {split.date()} (development)")
             report(level, after, f", forecast dates from {split.date()} (held out)")
+    return 0
+
+
+LEVEL_LABELS = {"national": "France", "region": "median région",
+                "department": "median département"}
+
+
+def compare_versions(args, target, levels, warm, dates, opener, calibration) -> int:
+    """Versions of one model side by side: relative WIS and 50/90 % coverage per horizon,
+    all dates, development and held-out periods apart."""
+    names = [f"{args.model}@{v}" for v in args.compare_versions]
+    tag = "_".join(v.replace(".", "") for v in args.compare_versions)
+    cache = OUT / (f"compare_{args.model}_{tag}_{target.name}_{target.frequency}_"
+                   f"{'-'.join(levels)}_{args.start}_{args.end}_{args.every}.parquet")
+    started = time.perf_counter()
+    if args.reuse and cache.exists():
+        raw = pd.read_parquet(cache)
+    else:
+        ctx = nullcontext(None) if args.sequential else dask_client()
+        with ctx as client:
+            raw = backtest_levels(target, levels, [*warm, *dates], names, opener,
+                                  client=client, progress=sys.stderr.isatty())
+        raw.to_parquet(cache)
+        print(f"raw forecasts: {len(dates) + len(warm)} dates, levels {' '.join(levels)} in "
+              f"{time.perf_counter() - started:.0f}s")
+    ds = opener(target.frequency, None)
+    level_of = dict(zip(ds["territory"].values.astype(str),
+                        ds["territory_level"].values.astype(str), strict=True))
+    raw = raw[raw["model"].isin([*names, "baseline"])]
+    scored = {}
+    for level in levels:
+        rows = raw[raw["territory"].map(level_of).isin(LEVELS[level])]
+        result = calibrate_backtest(rows, target, dates[0], opener, calibration)
+        scored[level] = score_table(result[result["model"].isin([*names, "baseline"])], QCOLS)
+    periods = [("all dates", lambda d: d)]
+    if args.split:
+        split = pd.Timestamp(args.split)
+        periods += [(f"development (forecast dates before {split.date()})",
+                     lambda d: d[d["forecast_date"] < split]),
+                    (f"held out (forecast dates from {split.date()})",
+                     lambda d: d[d["forecast_date"] >= split])]
+    horizons = " / ".join(str(h) for h in sorted(raw["horizon"].unique()))
+    for period, select in periods:
+        print(f"\n{target.name} {target.frequency}, {period}, horizons {horizons}, "
+              "calibrated")
+        print("| | model | relative WIS | 50 % coverage | 90 % coverage |")
+        print("|---|---|---|---|---|")
+        for level in levels:
+            part = select(scored[level])
+            if part.empty:
+                continue
+            if level == "national":
+                table = summarise(part, ["horizon"])
+            else:
+                table = median_territory_rel_wis(part, ["horizon"])
+            for name in names:
+                row = table[table["model"] == name].sort_values("horizon")
+                cells = [" / ".join(f"{v:.2f}" for v in row[c]) for c in
+                         ("rel_wis", "cov50", "cov90")]
+                print(f"| {LEVEL_LABELS.get(level, level)} | {name} | " + " | ".join(cells)
+                      + " |")
     return 0
 
 

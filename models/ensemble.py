@@ -11,6 +11,12 @@ import xarray as xr
 from models.base import Forecaster, quantile_array
 
 
+def _default_registry():
+    from models.registry import get_registry
+
+    return get_registry()
+
+
 def quantile_median(stack: np.ndarray, weights: list[float] | None = None) -> np.ndarray:
     """Quantile-wise (weighted) median over the first axis (members), sorted along the last.
 
@@ -93,28 +99,41 @@ class Ensemble(Forecaster):
         used = {m for level in territory_levels for m in self.members_for(level)}
         return [m for m in self.all_members() if m in used]
 
+    def member_keys(
+        self, registry: Any = None, territory_levels: Iterable[str] | None = None
+    ) -> dict[str, str]:
+        """Member name → key of its forecast: the name itself, or ``name@version`` when this
+        ensemble pins a version other than the registry's current one (so that two ensemble
+        versions backtested together fit and combine their own member versions)."""
+        registry = registry or _default_registry()
+        keys = {}
+        for name in self.members_used(territory_levels):
+            version = self.member_version(name)
+            current = version is None or version == registry.get(name).version
+            keys[name] = name if current else f"{name}@{version}"
+        return keys
+
     def member_models(
         self, registry: Any = None, territory_levels: Iterable[str] | None = None
     ) -> dict[str, Forecaster]:
-        """Unfitted member forecasters by name (those used at ``territory_levels``), resolved
-        through the registry."""
-        if registry is None:
-            from models.registry import get_registry
-
-            registry = get_registry()
-        return {name: registry.create(name, self.member_version(name))
-                for name in self.members_used(territory_levels)}
+        """Unfitted member forecasters by key (see :meth:`member_keys`; those used at
+        ``territory_levels``), resolved through the registry."""
+        registry = registry or _default_registry()
+        return {key: registry.create(name, self.member_version(name))
+                for name, key in self.member_keys(registry, territory_levels).items()}
 
     def fit(self, y: xr.DataArray, X: xr.Dataset | None = None) -> Self:
         levels = y.coords.get("territory_level")
         self.levels_ = None if levels is None else [str(v) for v in levels.values]
-        models = self.member_models(territory_levels=self.levels_)
-        self.members_ = {name: m.fit(y, X) for name, m in models.items()}
+        registry = _default_registry()
+        self.keys_ = self.member_keys(registry, self.levels_)
+        models = self.member_models(registry, self.levels_)
+        self.members_ = {key: m.fit(y, X) for key, m in models.items()}
         return self
 
     def predict(self, horizon: int, X_future: xr.Dataset | None = None) -> xr.DataArray:
-        forecasts = {n: m.predict(horizon, X_future) for n, m in self.members_.items()}
-        return self.combine(forecasts, self.levels_)
+        forecasts = {k: m.predict(horizon, X_future) for k, m in self.members_.items()}
+        return self.combine(forecasts, self.levels_, self.keys_)
 
     def member_weights(self, names: tuple[str, ...]) -> list[float] | None:
         weights = self.params["weights"]
@@ -126,6 +145,7 @@ class Ensemble(Forecaster):
         self,
         forecasts: dict[str, xr.DataArray] | list[xr.DataArray],
         levels: list[str] | np.ndarray | None = None,
+        keys: dict[str, str] | None = None,
     ) -> xr.DataArray:
         """Combine member forecasts (also used when members were fitted in parallel).
 
@@ -136,9 +156,14 @@ class Ensemble(Forecaster):
             and horizons (a list is taken in :meth:`all_members` order).
         levels:
             ``territory_level`` of each territory (None: ``members`` everywhere).
+        keys:
+            Member name → key of its forecast in ``forecasts`` (default: the name).
         """
         if not isinstance(forecasts, dict):
             forecasts = dict(zip(self.all_members(), forecasts, strict=True))
+        keys = keys or {}
+        forecasts = {n: forecasts[keys.get(n, n)] for n in self.all_members()
+                     if keys.get(n, n) in forecasts}
         first = next(iter(forecasts.values()))
         if levels is None:
             levels = [""] * first.sizes["territory"]

@@ -26,6 +26,8 @@ from models.base import (
     season_length,
 )
 from models.baseline import hub_baseline_quantiles
+from models.signals import parent_positions as _parent_positions
+from models.signals import resolve_signals
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,18 @@ class GlobalGBM(Forecaster):
         non-negative) are features. Variables absent from ``X`` are skipped.
     max_iter, learning_rate, max_leaf_nodes, min_samples_leaf:
         ``HistGradientBoostingRegressor`` settings (small trees: few hundred rows per wave).
+    signals:
+        Leading signals (cube variables, e.g. ``incidence_rate_7d``), used like ``exog`` but
+        checked at each fit by :func:`models.signals.resolve_signals`: a signal that has not
+        started, has stopped or changed scheme is dropped for that fit (logged, and named in
+        the forecast's ``signal_fallbacks`` attribute); a territory whose own series stopped
+        takes its nearest live ancestor's.
+    signal_levels:
+        Use each signal's level as well as its 1- and 2-period changes: True (every signal),
+        False (changes only) or the names of the signals whose level is used.
+    signal_max_age_days, signal_min_history_days:
+        A signal is live if its last value is at most this old at the origin (it is then
+        used lagged by that delay), and usable after this much history.
     window:
         Train on origins in the last ``window`` periods only (None = all).
     daily_window:
@@ -76,6 +90,10 @@ class GlobalGBM(Forecaster):
         # département takes its région's): Covid shares of SOS Médecins acts and of
         # emergency visits turn a week or two before admissions do.
         "exog": ("sos_medecins_covid_rate", "er_visits_covid_rate"),
+        "signals": (),
+        "signal_levels": True,
+        "signal_max_age_days": 7,
+        "signal_min_history_days": 56,
         "parent_growth": True,
         "max_iter": 80,
         "learning_rate": 0.08,
@@ -124,7 +142,35 @@ class GlobalGBM(Forecaster):
             if np.nanmin(v, initial=np.inf) >= 0:
                 v = np.log1p(v)
             feats += [v, *_growth(v, (1, 2))]
+        feats += self._signal_features(y, X)
         return np.stack(feats, axis=-1)
+
+    def _signal_features(self, y: xr.DataArray, X: xr.Dataset | None) -> list[np.ndarray]:
+        """Features of the leading signals live at the origin; records the fallbacks."""
+        self.signal_fallbacks_: dict[str, str] = {}
+        if not self.params["signals"]:
+            return []
+        days = {pd.offsets.Day: 1, pd.offsets.Week: 7, pd.offsets.QuarterEnd: 91}.get(
+            type(self.step_), 365)
+        resolved = resolve_signals(
+            self.params["signals"], X, y,
+            max_age=-(-self.params["signal_max_age_days"] // days),
+            min_history=-(-self.params["signal_min_history_days"] // days),
+            model=self.alias,
+        )
+        self.signal_fallbacks_ = resolved.fallbacks
+        feats = []
+        for name in self.params["signals"]:
+            if name not in resolved.values:
+                continue
+            v = resolved.values[name]
+            if np.nanmin(v, initial=np.inf) >= 0:
+                v = np.log1p(v)
+            levels = self.params["signal_levels"]
+            if levels is True or (not isinstance(levels, bool) and name in levels):
+                feats.append(v)
+            feats += _growth(v, (1, 2))
+        return feats
 
     def _calendar(self, target_dates: pd.DatetimeIndex) -> np.ndarray:
         cal = [_holiday_counts(target_dates, self.step_)]
@@ -228,15 +274,9 @@ class GlobalGBM(Forecaster):
             out[i] = hub_baseline_quantiles(np.clip(hist[np.isfinite(hist)], 0.0, None), horizon)
         if self.fallbacks_:
             log.info("gbm: %d territories fall back to baseline", len(self.fallbacks_))
-        return quantile_array(out, self.territories_, targets, model=self.alias)
-
-
-def _parent_positions(y: xr.DataArray) -> np.ndarray:
-    """Position in ``y`` of each territory's parent; -1 where it has none among them."""
-    if "territory_parent" not in y.coords:
-        return np.full(y.sizes["territory"], -1)
-    codes = {str(t): i for i, t in enumerate(y["territory"].values)}
-    return np.array([codes.get(str(p), -1) for p in y["territory_parent"].values])
+        attrs = {"signal_fallbacks": dict(self.signal_fallbacks_)} if self.params["signals"] \
+            else None
+        return quantile_array(out, self.territories_, targets, model=self.alias, attrs=attrs)
 
 
 def _exog_values(da: xr.DataArray, y: xr.DataArray, n_t: int) -> np.ndarray:

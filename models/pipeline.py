@@ -138,14 +138,16 @@ def expand_members(
     """
     model = registry.create(name)
     if isinstance(model, Ensemble):
+        model.keys_ = model.member_keys(registry)
         return model, model.member_models(registry, None if level is None else LEVELS[level])
     return model, {name: model}
 
 
 def model_and_members(name: str, registry: Registry) -> list[str]:
-    """``name`` and, for an ensemble, every member name (to score each on its own)."""
+    """``name`` and, for an ensemble, every member (to score each on its own): its registry
+    name, or ``name@version`` where the ensemble pins another version than the current one."""
     model = registry.create(name)
-    members = model.all_members() if isinstance(model, Ensemble) else []
+    members = list(model.member_keys(registry).values()) if isinstance(model, Ensemble) else []
     return list(dict.fromkeys([name, *members]))
 
 
@@ -195,9 +197,11 @@ def raw_forecasts(
 
     y, X = prepare(ds, target, level, territories)
     dates = pd.DatetimeIndex(y["date"].values)
-    if len(dates) == 0 or not bool(y.notnull().any()):
+    if len(dates) < 2 or not bool(y.notnull().any()):
+        # One period is no history either: its step (week, day) cannot even be inferred.
         raise NoHistoryError(
-            f"no {target.variable} ({target.frequency}) data at level {level} dated before "
+            f"{'one period' if len(dates) == 1 else 'no'} of {target.variable} "
+            f"({target.frequency}) data at level {level} dated before "
             f"{pd.Timestamp(forecast_date).date()}"
         )
     if dates.max() >= pd.Timestamp(forecast_date):
@@ -242,7 +246,9 @@ def combine_members(
 
     Live forecasts and backtests both combine here, so a backtest scores what is served.
     """
-    members = {m: forecasts[m] for m in ensemble.all_members() if m in forecasts}
+    keys = getattr(ensemble, "keys_", None) or {}
+    members = {m: forecasts[keys.get(m, m)] for m in ensemble.all_members()
+               if keys.get(m, m) in forecasts}
     territories = next(iter(members.values()))["territory"].values
     return ensemble.combine(members, ds["territory_level"].sel(territory=territories).values)
 
@@ -303,6 +309,82 @@ def backtest_raw(
     else:
         parts = [_backtest_date(opener, *t) for t in _progress(tasks, progress, "backtest")]
     return pd.concat(parts, ignore_index=True)
+
+
+def backtest_levels(
+    target: Target,
+    levels: Iterable[str],
+    forecast_dates: list[pd.Timestamp],
+    model_names: list[str],
+    opener: CubeOpener,
+    *,
+    horizons: Iterable[int] | None = None,
+    client: Any = None,
+    registry: Registry | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Uncalibrated forecasts of models (e.g. two ensemble versions) at several levels, each
+    member fitted once per date.
+
+    The rows equal those of :func:`backtest_raw` run level by level, at a fraction of the
+    cost: a pooled member (``gbm``) is fitted on the whole hierarchy whatever the level, so it
+    is fitted once per date for every level; per-series members only at the levels that
+    combine them (``ets`` and ``sarimax`` for France). Ensembles are then combined per date
+    by :func:`combine_members`, as in a live forecast.
+
+    Returns
+    -------
+    Wide table as :func:`backtest_raw` (territories of every level in ``levels``) with the
+    models, their members (keys as :meth:`Ensemble.member_keys`) and ``baseline``.
+    """
+    registry = registry or get_registry()
+    levels = list(levels)
+    horizons = tuple(horizons or target.horizons)
+    pooled, series = {"baseline"}, {level: set() for level in levels}
+    ensembles: dict[str, Ensemble] = {}
+    for name in model_names:
+        model, _ = expand_members(name, registry)
+        if isinstance(model, Ensemble):
+            ensembles[name] = model
+        for level in levels:
+            members = (model.member_models(registry, LEVELS[level])
+                       if isinstance(model, Ensemble) else {name: model})
+            for key, member in members.items():
+                (pooled if member.pools_territories else series[level]).add(key)
+    kwargs = {"horizons": horizons, "client": client, "registry": registry,
+              "progress": progress}
+    parts = [backtest_raw(target, "all", forecast_dates, sorted(pooled), opener, **kwargs)]
+    for level in levels:
+        if series[level] - pooled:
+            parts.append(backtest_raw(target, level, forecast_dates,
+                                      sorted(series[level] - pooled), opener, **kwargs))
+    ds = opener(target.frequency, None)
+    level_of = dict(zip(ds["territory"].values.astype(str),
+                        ds["territory_level"].values.astype(str), strict=True))
+    wanted = {kind for level in levels for kind in LEVELS[level]}
+    raw = pd.concat(parts, ignore_index=True)
+    raw = raw[raw["territory"].map(level_of).isin(wanted)]
+    combined = [raw]
+    for (fd, _level), rows in raw.groupby(["forecast_date", raw["territory"].map(level_of)]):
+        by_model = {m: _rows_to_forecast(r) for m, r in rows.groupby("model")}
+        for name, ens in ensembles.items():
+            fc = combine_members(ens, by_model, ds)
+            combined.append(forecast_rows(fc, fd).assign(model=name))
+    return pd.concat(combined, ignore_index=True)
+
+
+def _rows_to_forecast(rows: pd.DataFrame) -> xr.DataArray:
+    """Wide rows of one model and forecast date back to a (territory, horizon, quantile) array."""
+    from models.base import quantile_array
+    from models.calibration import QCOLS
+
+    rows = rows.sort_values(["territory", "horizon"])
+    territories = list(dict.fromkeys(rows["territory"]))
+    horizons = list(dict.fromkeys(rows["horizon"]))
+    values = rows[QCOLS].to_numpy(float).reshape(len(territories), len(horizons), len(QCOLS))
+    ends = pd.DatetimeIndex(rows["target_end_date"].iloc[: len(horizons)])
+    fc = quantile_array(values, territories, ends, model=str(rows["model"].iloc[0]))
+    return fc.assign_coords(horizon=horizons)
 
 
 def backtest(
@@ -431,6 +513,12 @@ def forecast(
         "as_of": fd.date().isoformat(),
         "calibrated": False,
     }
+    # Leading signals a member dropped or replaced for this fit (not started, stopped, scheme
+    # changed): the forecast says what it was made without.
+    signal_fallbacks = {name: dict(f.attrs["signal_fallbacks"]) for name, f in fcs.items()
+                        if f.attrs.get("signal_fallbacks")}
+    if signal_fallbacks:
+        meta["signal_fallbacks"] = signal_fallbacks
     if calibrate:
         # Past forecast dates a week apart (also for daily targets: 26 weekly origins of a
         # 14-day forecast cost 28 fits, not 40 daily ones).

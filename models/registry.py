@@ -73,7 +73,24 @@ def _builtin_specs() -> list[ModelSpec]:
         ModelSpec("ensemble", "ensemble", "1.1", {"member_versions": {"gbm": "1.1"}},
                   "Median of ets, sarimax, gbm, baseline; "
                   "régions and départements: gbm and baseline"),
+        # 1.2 reads the leading signals (cases, positivity) beside SurSaUD, every one checked
+        # at each fit (not started, stopped, scheme changed: dropped and logged).
+        ModelSpec("gbm", "gbm", "1.2", GBM_1_2, "Global HistGradientBoosting of log growth; "
+                  "own and parent growth, SurSaUD, case incidence and test positivity trends, "
+                  "each signal checked at the origin (dropped when stale)"),
+        ModelSpec("ensemble", "ensemble", "1.2", {"member_versions": {"gbm": "1.2"}},
+                  "As 1.1 with gbm 1.2 (leading signals)"),
     ]
+
+
+#: gbm 1.2: 1.1's SurSaUD indicators and the SI-DEP signals, all as checked signals.
+GBM_1_2: dict[str, Any] = {
+    "exog": (),
+    "signals": ("sos_medecins_covid_rate", "er_visits_covid_rate", "incidence_rate_7d",
+                "positivity_rate_7d"),
+}
+#: The built-in version each name resolves to by default (otherwise its last built-in).
+DEFAULT_VERSIONS: dict[str, str] = {"gbm": "1.1", "ensemble": "1.1"}
 
 
 class Registry:
@@ -91,6 +108,7 @@ class Registry:
         self._current: dict[str, str] = {}
         for spec in _builtin_specs():
             self._add(spec)
+        self._current.update(DEFAULT_VERSIONS)
         if path is not None and path.exists():
             for entry in json.loads(path.read_text())["models"]:
                 self._add(ModelSpec(**entry))
@@ -113,6 +131,9 @@ class Registry:
         return name
 
     def get(self, name: str, version: str | None = None) -> ModelSpec:
+        """A version of a model (default: its current one); ``name@version`` also works."""
+        if version is None and "@" in name:
+            name, version = name.split("@", 1)
         versions = self._specs[self._check(name)]
         version = version or self._current[name]
         if version not in versions:

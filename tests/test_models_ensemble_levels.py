@@ -12,7 +12,7 @@ from models.learning import GlobalGBM, _exog_values
 from models.pipeline import backtest_raw
 from models.registry import Registry
 from models.targets import get_target
-from tests.synthetic_cube import synthetic_cube
+from tests.synthetic_cube import add_leading_signals, synthetic_cube
 
 TERRITORIES = ["FR", "R84", "69"]
 LEVELS = ["country", "region", "department"]
@@ -125,6 +125,11 @@ def test_backtest_skips_dates_before_the_series_begins():
                        [first - pd.Timedelta(weeks=3), late], ["baseline"], opener)
     assert set(raw["forecast_date"]) == {late}
     assert len(raw) == 4  # FR × 4 horizons
+    # A date with a single period of history (its step cannot be inferred) is skipped too.
+    second = first + pd.Timedelta(days=2)  # the Monday after the first week
+    raw = backtest_raw(get_target("inc_hosp", "weekly"), "national", [second, late],
+                       ["baseline"], opener)
+    assert set(raw["forecast_date"]) == {late}
 
 
 def test_ensemble_versions_pin_member_versions():
@@ -137,10 +142,34 @@ def test_ensemble_versions_pin_member_versions():
         ens = registry.create("ensemble", version)
         assert ens.member_version("gbm") == gbm_version
         members = ens.member_models(registry)
-        assert members["gbm"].params["exog"] == exog
+        # A pinned version other than the current one is keyed name@version.
+        assert members[f"gbm@{gbm_version}"].params["exog"] == exog
         assert ens.member_version("ets") is None  # unpinned: current version
+        assert "ets" in members
     # An ensemble without pins takes the current versions.
     assert Ensemble().member_models(registry)["gbm"].params["exog"] == ("stringency_index",)
+    assert registry.get("gbm@1.0").params == {"exog": ()}
+
+
+def test_two_ensemble_versions_in_one_backtest():
+    """ensemble@1.1 and ensemble@1.2 backtested together each combine their own gbm."""
+    cube = add_leading_signals(synthetic_cube("weekly", periods=50))
+
+    def opener(frequency, as_of):
+        return cube if as_of is None else cube.sel(date=cube["date"] < pd.Timestamp(as_of))
+
+    fd = pd.Timestamp(cube["date"].values[-6]) + pd.Timedelta(days=2)
+    raw = backtest_raw(get_target("inc_hosp", "weekly"), "department", [fd],
+                       ["ensemble@1.1", "ensemble@1.2"], opener, registry=Registry())
+    assert set(raw["model"]) == {"ensemble@1.1", "ensemble@1.2", "gbm@1.2", "gbm", "baseline"}
+    q = [c for c in raw.columns if c.startswith("q")]
+    rows = {m: r.sort_values(["territory", "horizon"])[q].to_numpy()
+            for m, r in raw.groupby("model")}
+    for ens, gbm in (("ensemble@1.2", "gbm@1.2"), ("ensemble@1.1", "gbm")):
+        # Départements: median of gbm and baseline = their mean, quantile by quantile.
+        expected = np.sort((rows[gbm] + rows["baseline"]) / 2, axis=1)
+        np.testing.assert_allclose(rows[ens], expected, rtol=1e-9)
+    assert not np.allclose(rows["gbm@1.2"], rows["gbm"])  # 1.2 reads the case signals
 
 
 def test_only_members_combined_at_the_level_are_fitted():
@@ -162,3 +191,41 @@ def test_ensemble_fit_skips_members_no_level_combines():
     departments = y.sel(territory=y["territory_level"] == "department")
     assert set(Ensemble().fit(departments).members_) == {"gbm", "baseline"}
     assert set(Ensemble().fit(y).members_) == {"ets", "sarimax", "gbm", "baseline"}
+
+
+def test_backtest_levels_equals_level_by_level():
+    """The shared multi-level backtest (each member fitted once per date) gives the rows of
+    backtest_raw run level by level."""
+    from models.pipeline import backtest_levels
+
+    cube = add_leading_signals(synthetic_cube("weekly", periods=50))
+
+    def opener(frequency, as_of):
+        return cube if as_of is None else cube.sel(date=cube["date"] < pd.Timestamp(as_of))
+
+    # Two versions as 1.1 and 1.2 (ets for France, gbm with / without the signals), smaller.
+    reg = Registry()
+    fast = {"max_iter": 20, "min_rows": 50}
+    reg.register("gbm", kind="gbm", version="t1", persist=False, params={"exog": (), **fast})
+    reg.register("gbm", kind="gbm", version="t2", persist=False,
+                 params={"exog": (), "signals": ("incidence_rate_7d",), **fast})
+    for version, gbm in (("t1", "t1"), ("t2", "t2")):
+        reg.register("ensemble", kind="ensemble", version=version, persist=False,
+                     params={"members": ("ets", "gbm", "baseline"),
+                             "member_versions": {"gbm": gbm}})
+    target = get_target("inc_hosp", "weekly")
+    fds = [pd.Timestamp(cube["date"].values[-6]) + pd.Timedelta(days=2)]
+    names = ["ensemble@t1", "ensemble@t2"]
+    levels = ["national", "region", "department"]
+    shared = backtest_levels(target, levels, fds, names, opener, registry=reg)
+    assert {"gbm@t1", "gbm", "ets", "baseline", *names} == set(shared["model"])
+    keys = ["model", "territory", "horizon"]
+    q = [c for c in shared.columns if c.startswith("q")]
+    for level in levels:
+        alone = backtest_raw(target, level, fds, names, opener, registry=reg)
+        alone = alone.set_index(keys).sort_index()
+        got = shared[shared["territory"].isin(alone.index.get_level_values("territory"))]
+        got = got[got["model"].isin(alone.index.get_level_values("model"))]
+        got = got.set_index(keys).sort_index()
+        assert got.index.equals(alone.index), level
+        np.testing.assert_allclose(got[q].to_numpy(), alone[q].to_numpy(), rtol=1e-9)
