@@ -3,6 +3,8 @@ EPCI pages, on the synthetic signals cube (``signals_client``)."""
 
 from __future__ import annotations
 
+import os
+import time
 from html import unescape
 
 import pytest
@@ -181,6 +183,12 @@ def test_methods_page_shows_configured_thresholds(signals_settings, tmp_path):
     html = unescape(client.get("/methodes").get_data(as_text=True))
     assert "seuils_locaux" in html and "Taux d'incidence sur 7 jours > 400" in html
     assert client.get("/api/v1/risk?level=region").get_json()["thresholds"] == "seuils_locaux"
+    # Edited while serving: the next answer (after the 1 s freshness window) uses the new file.
+    custom.write_text(custom.read_text(encoding="utf-8").replace("seuils_locaux", "seuils_v2"),
+                      encoding="utf-8")
+    os.utime(custom, (time.time() + 5, time.time() + 5))
+    time.sleep(1.1)
+    assert client.get("/api/v1/risk?level=region").get_json()["thresholds"] == "seuils_v2"
     custom.write_text("levels: [1, 2]\n", encoding="utf-8")
     broken = create_app({"TESTING": True, "SETTINGS": settings,
                          "RATELIMIT_ENABLED": False}).test_client()

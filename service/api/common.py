@@ -64,7 +64,8 @@ class VigieState:
         return store
 
     def freshness(self) -> tuple:
-        """(current vintage id, forecast pointers' mtime, model files' mtime), ≤ 1 s old."""
+        """(current vintage id, forecast pointers' mtime, model files' mtime, scenario runs'
+        mtime, risk thresholds file's mtime), ≤ 1 s old."""
         now = time.monotonic()
         stamp, value = self._fresh
         if now - stamp < FRESHNESS_TTL and value:
@@ -74,9 +75,15 @@ class VigieState:
             if now - stamp < FRESHNESS_TTL and value:
                 return value
             value = (self._vintage_id(), _mtime(self.settings.forecasts_dir / "latest"),
-                     _mtime(self.settings.models_dir), _mtime(self.settings.home / "scenario_runs"))
+                     _mtime(self.settings.models_dir), _mtime(self.settings.home / "scenario_runs"),
+                     _mtime(self._thresholds_file()))
             self._fresh = (now, value)
             return value
+
+    def _thresholds_file(self):
+        from features.risk import DEFAULT_THRESHOLDS
+
+        return self.settings.risk_thresholds or DEFAULT_THRESHOLDS
 
     def _vintage_id(self) -> str:
         try:
@@ -90,9 +97,12 @@ def state() -> VigieState:
 
 
 def _mtime(path) -> int:
-    """Newest mtime of a folder and its direct entries (atomic renames touch the folder)."""
+    """Newest mtime of a folder and its direct entries (atomic renames touch the folder), or
+    of a file."""
     try:
         best = path.stat().st_mtime_ns
+        if not path.is_dir():
+            return best
         for child in path.iterdir():
             best = max(best, child.stat().st_mtime_ns)
         return best

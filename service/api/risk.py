@@ -139,7 +139,9 @@ def assessment(as_of: dt.date | None):
     vintage = str(daily.attrs.get("vintage_id", ""))
     if as_of is not None:
         set_last_modified(daily.attrs.get("issued_at"))
-    key = ("risk", vintage, str(as_of), thresholds.path, thresholds.name)
+    # The thresholds in force are part of the key: a changed file is a new assessment.
+    key = ("risk", vintage, str(as_of), thresholds.path, thresholds.name, thresholds.criteria,
+           tuple((k, i.scope) for k, i in thresholds.inputs.items()))
     counts = [n for n, v in daily.data_vars.items() if int(v.attrs.get("count", 0) or 0)]
     return _memo(key, lambda: risk.assess(daily, yearly, thresholds)), thresholds, vintage, \
         set(counts)
