@@ -203,3 +203,19 @@ def test_old_scheme_alone_when_the_new_file_is_missing(make_settings, data_copy)
     daily = CubeStore(settings).open("daily")
     assert "variant_share_a0c0" not in daily
     assert daily["variant_share_l452r"].sel(territory="FR").notnull().sum() > 150
+
+
+def test_old_scheme_official_format(tmp_path, ctx):
+    path = tmp_path / "sp-variant-7j-dep-old-2021-12-31-19h05.csv"
+    header, *rows = VALID_OLD.strip().split("\n")
+    keep = [i for i, c in enumerate(header.split(",")) if c not in ("date_debut", "date_fin")]
+
+    def cut(line: str) -> str:
+        cells = line.split(",")
+        return ";".join(cells[i].replace(".", ",") for i in keep)
+
+    path.write_bytes("\ufeff".encode() + "\r\n".join(cut(r) for r in [header, *rows]).encode())
+    assert OLD.locate(tmp_path) == path and NEW.locate(tmp_path) is None
+    values = OLD.load(path, ctx).frame.set_index(["territory", "date", "indicator"])["value"]
+    assert values[("01", pd.Timestamp("2021-06-07"), "screened_positive_tests")] == 386
+    assert values[("2A", pd.Timestamp("2021-06-07"), "screened_e484k_present")] == 1
