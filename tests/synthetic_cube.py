@@ -153,7 +153,7 @@ def signals_cube(periods: int = 300, start: str = "2020-09-01", seed: int = 1) -
         if level[code] in ("department", "region", "country"):
             vaccinated[i] = np.round(ramp * pop[code])
             coverage[i] = 100 * vaccinated[i] / pop[code]
-        if level[code] == "department":
+        if level[code] in ("department", "region", "country"):
             screened[i] = np.where(t > 0.6 * n, np.round(wave * pop[code] / 30_000), np.nan)
             l452r[i] = np.where(t > 0.6 * n, np.clip(100 * (t - 0.6 * n) / (0.2 * n), 0, 100),
                                 np.nan)

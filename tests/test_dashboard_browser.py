@@ -251,7 +251,7 @@ def test_territory_signals_next_to_admissions(browser, server) -> None:
     watch = _page(browser)
     page = watch.page
     page.goto(server + "/territoire/FR")
-    for key in ("incidence", "positivity", "rt", "growth", "vaccination"):
+    for key in ("incidence", "positivity", "rt", "growth", "variants", "vaccination"):
         _wait_drawn(page, f"#chart-{key}")
         assert page.evaluate(f"document.querySelector('#chart-{key}').dataset.drawn") == "1", key
     metas = page.evaluate("() => document.getElementById('chart-rt').data.map(t => t.meta)")

@@ -11,7 +11,7 @@ import pytest
 
 from tests.synthetic_cube import signals_cube
 
-KEYS = ["incidence", "positivity", "rt", "growth", "vaccination"]
+KEYS = ["incidence", "positivity", "rt", "growth", "variants", "vaccination"]
 
 
 @pytest.fixture(scope="module")

@@ -122,6 +122,15 @@ SIGNALS: tuple[dict[str, Any], ...] = (
      "source": "Calcul de Vigie : évolution des cas (SI-DEP) ou des hospitalisations (SI-VIC) "
                "d'une semaine sur l'autre",
      "missing": "Pas de taux de croissance pour ce territoire."},
+    {"key": "variants", "title": "Variants : part des tests positifs criblés",
+     "unit": "% des tests criblés",
+     "series": (("variant_share_l452r", "line", "mutation L452R (Delta)"),
+                ("variant_share_a0c0", "line", "ni E484K ni L452R (Omicron)"),
+                ("variant_share_e484k", "line", "mutation E484K")),
+     "source": "Santé publique France, criblage des tests positifs (fenêtres de 7 jours ; "
+               "nouveau schéma de criblage en novembre 2021)",
+     "missing": "Pas de criblage des variants pour ce territoire (publié par département à "
+                "partir de 2021, sommé pour les régions et la France)."},
     {"key": "vaccination", "title": "Couverture vaccinale (au moins une dose)",
      "unit": "% de la population",
      "series": (("vaccination_coverage_dose1", "line", "au moins une dose"),),
