@@ -44,6 +44,7 @@ bench: install
 	$(PY) bench/epidemic_risk.py
 	$(PY) bench/forecast.py
 	$(PY) bench/scenario.py
+	$(PY) bench/scenario_validation.py
 	$(PY) bench/api_load.py
 	$(PY) bench/dashboard.py
 
