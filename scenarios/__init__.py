@@ -13,6 +13,7 @@ from scenarios.engine import QUANTILES, Projection, project, run_scenario, summa
 from scenarios.history import EffectModel, fit_effects
 from scenarios.measures import COVARIATES, load_measures
 from scenarios.params import EpiParameters
+from scenarios.rnow import RNow, estimate_r_now
 from scenarios.rt import rt_table
 from scenarios.schema import (
     SCHEMA,
@@ -34,8 +35,10 @@ __all__ = [
     "EffectModel",
     "EpiParameters",
     "Projection",
+    "RNow",
     "Scenario",
     "ScenarioValidationError",
+    "estimate_r_now",
     "fit_effects",
     "list_library",
     "load_definition",

@@ -201,9 +201,10 @@ def _case_posterior(daily: Any, code: str, w: np.ndarray, tau: int,
     cases = daily[CASES].sel(territory=code).values.astype(float)
     if len(cases) < need or not np.isfinite(cases[-need:]).all():
         seen = np.where(np.isfinite(cases))[0]
-        when = str(pd.Timestamp(daily["date"].values[seen[-1]]).date()) if len(seen) else "never"
-        return np.nan, np.nan, (f"daily cases of {code} do not cover the last {need} days "
-                                f"(last value: {when})")
+        span = (f"values {pd.Timestamp(daily['date'].values[seen[0]]).date()} to "
+                f"{pd.Timestamp(daily['date'].values[seen[-1]]).date()}" if len(seen)
+                else "no value")
+        return np.nan, np.nan, f"daily cases of {code} do not cover the last {need} days ({span})"
     if cases[-tau:].sum() < MIN_CASES_WINDOW:
         return np.nan, np.nan, f"too few cases in {code} ({cases[-tau:].sum():.0f} in {tau} days)"
     first = int(np.isfinite(cases).argmax())

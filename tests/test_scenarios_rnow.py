@@ -91,7 +91,7 @@ def test_departments_borrow_their_region_with_a_shrunk_deviation(cube):
 
 def test_falls_back_to_admissions_when_cases_have_not_started_or_stopped(cube, caplog):
     for ds, words in ((with_cases(cube, R_CASES, start="2020-10-15"), "do not cover"),
-                      (with_cases(cube, R_CASES, stop="2020-10-20"), "last value: 2020-10-20"),
+                      (with_cases(cube, R_CASES, stop="2020-10-20"), "to 2020-10-20)"),
                       (cube, "no daily cases in the cube")):
         now = _now(ds, ["FR", "69"])
         assert now.basis == ["admissions", "admissions"]
