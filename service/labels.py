@@ -32,7 +32,11 @@ INDICATORS_FR: dict[str, tuple[str, str]] = {
     "vaccinated_dose1": ("Personnes ayant reçu au moins une dose de vaccin", "personnes"),
     "vaccination_coverage_dose1": ("Couverture vaccinale (au moins une dose)",
                                    "% de la population"),
-    "screened_positive_tests": ("Tests positifs criblés sur 7 jours", "tests"),
+    "screened_positive_tests": ("Tests positifs sur 7 jours (fichier du criblage)", "tests"),
+    "screened_tests": ("Tests positifs criblés sur 7 jours", "tests"),
+    "screened_a0c0_present": ("Tests positifs criblés sur 7 jours sans E484K ni L452R "
+                              "(indicateur du variant Omicron)", "tests"),
+    "screened_a0c0_absent": ("Tests positifs criblés sur 7 jours avec E484K ou L452R", "tests"),
     # Epidemic indicators (features.epidemic)
     "rt": ("Nombre de reproduction effectif R(t)", "sans unité"),
     "rt_lower": ("R(t) : borne basse de l'intervalle de crédibilité à 95 %", "sans unité"),
@@ -96,8 +100,11 @@ def indicator_fr(name: str, fallback_label: str = "", fallback_units: str = "") 
         return (f"Part des tests criblés portant : {MUTATIONS_FR.get(m['m'], m['m'])}",
                 "% des tests positifs criblés")
     if m := _SCREENED.match(name):
-        word = "présente" if m["which"] == "present" else "absente"
-        return (f"Tests positifs criblés, {MUTATIONS_FR.get(m['m'], m['m'])} {word}", "tests")
+        mutation = MUTATIONS_FR.get(m["m"], m["m"])
+        if m["which"] == "present":
+            return f"Tests positifs criblés sur 7 jours avec la {mutation}", "tests"
+        return (f"Tests positifs criblés sur 7 jours sans la {mutation} (recherchée, non "
+                "trouvée)", "tests")
     if (m := _AGE.match(name)) and m["base"] in INDICATORS_FR:
         label, units = INDICATORS_FR[m["base"]]
         return f"{label} ({int(m['lo'])}–{int(m['hi'])} ans)", units

@@ -145,6 +145,13 @@ def test_real_indicators_are_labelled_and_flagged(client):
         assert entry["count"] is False, name
         assert entry["label"] and entry["label"] != entry["description"], name  # French
     assert entries["incidence_rate_7d"]["units_fr"] == "cas pour 100 000 habitants"
+    # Every issue-12 indicator the cube holds has French words (not the English fallback).
+    families = ("inc_cases", "inc_tests", "incidence_", "positivity_", "vaccinat", "screened_",
+                "variant_share_", "rt", "growth_", "doubling_", "epidemic_")
+    ours = [e for n, e in entries.items() if n.startswith(families)]
+    assert len(ours) >= 30  # screening alone brings 10 window counts and 5 shares
+    untranslated = [e["name"] for e in ours if e["label"] == e["description"]]
+    assert not untranslated, untranslated
 
 
 def test_real_small_case_counts_hidden_rates_shown(client, auth):
