@@ -100,7 +100,7 @@ def test_small_icu_counts_hidden_for_the_public(signals_client, signals_token, c
     assert public["items"][0]["level"] == private["items"][0]["level"]
 
 
-def test_risk_csv(signals_client):
+def test_risk_csv(signals_client, cube):
     r = signals_client.get("/api/v1/risk?level=region&date=2020-12-15&format=csv&sep=;")
     assert r.mimetype == "text/csv" and "attachment" in r.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True).lstrip("\ufeff")),
@@ -111,6 +111,11 @@ def test_risk_csv(signals_client):
     assert row["label"] in LEVEL_LABELS.values() or "données incomplètes" in row["label"]
     assert "incidence_rate_7d > 50 : " in row["criteria"]
     assert row["missing"] == "incidence_rate_7d_65_plus"
+    # One column per input, decimal comma for French Excel.
+    assert row["icu_occupancy_from"] == "R84" and row["incidence_rate_7d_65_plus"] == ""
+    inc = float(cube["daily"]["incidence_rate_7d"].sel(territory="R84", date="2020-12-15"))
+    assert float(row["incidence_rate_7d"].replace(",", ".")) == pytest.approx(inc, abs=1e-6)
+    assert "," in row["incidence_rate_7d"]
 
 
 @pytest.mark.parametrize("url, status, word", [

@@ -220,14 +220,31 @@ def _payload(ds, thresholds, vintage: str, as_of, day: str | None, rows: list[di
             "items": items, "pagination": info}
 
 
-def _csv_rows(payload: dict) -> dict:
-    """CSV: criteria flattened to ``input > threshold : oui/non/inconnu``."""
+def _respond(payload: dict, query: dict, filename: str):
+    """JSON as is; CSV with the criteria as ``level: input > threshold : oui/non/inconnu`` and
+    one column per input (``<input>``, ``<input>_from``), so that French Excel reads numbers."""
+    if query.get("format") != "csv":
+        return render(payload, query)
     words = {True: "oui", False: "non", None: "inconnu"}
-    for row in payload["items"]:
+    inputs: list[str] = []
+    rows = []
+    for item in payload["items"]:
+        row = {k: v for k, v in item.items() if k not in ("criteria", "inputs", "inputs_from",
+                                                          "missing")}
         row["criteria"] = "; ".join(f"{c['level']}: {c['input']} > {c['threshold']:g} : "
-                                    f"{words[c['met']]}" for c in row["criteria"])
-        row["missing"] = ",".join(row["missing"])
-    return payload
+                                    f"{words[c['met']]}" for c in item["criteria"])
+        for name, value in item["inputs"].items():
+            row[name] = value
+            inputs.append(name)
+        for name, code in item["inputs_from"].items():
+            row[f"{name}_from"] = code
+        row["missing"] = ",".join(item["missing"])
+        rows.append(row)
+    inputs = list(dict.fromkeys(inputs))
+    sources = [n for n in inputs if any(f"{n}_from" in r for r in rows)]
+    columns = [*COLUMNS[:COLUMNS.index("criteria") + 1], *inputs,
+               *(f"{n}_from" for n in sources), "missing"]
+    return render({**payload, "items": rows}, query, columns=columns, filename=filename)
 
 
 def _public_levels_only(codes: list[str], table: dict) -> None:
@@ -282,9 +299,7 @@ def get_risk(query_data: dict):
     rows = _rows(ds, thresholds, codes, [j] if len(dates) else [], counts, is_public(),
                  keep_unknown=True)
     payload = _payload(ds, thresholds, vintage, as_of, label, rows, query_data)
-    if query_data.get("format") == "csv":
-        payload = _csv_rows(payload)
-    return render(payload, query_data, columns=COLUMNS, filename=f"vigie_risk_{label}")
+    return _respond(payload, query_data, f"vigie_risk_{label}")
 
 
 @bp.get("/<code>")
@@ -314,6 +329,4 @@ def get_risk_series(code: str, query_data: dict):
     rows = _rows(ds, thresholds, codes, np.flatnonzero(keep).tolist(), counts, is_public(),
                  keep_unknown=False)
     payload = _payload(ds, thresholds, vintage, as_of, None, rows, query_data)
-    if query_data.get("format") == "csv":
-        payload = _csv_rows(payload)
-    return render(payload, query_data, columns=COLUMNS, filename=f"vigie_risk_{code}")
+    return _respond(payload, query_data, f"vigie_risk_{code}")
