@@ -35,11 +35,12 @@ INTERVENTION_TYPES = (
 TERRITORY_PATTERN = (
     r"^(FR|R[0-9]{2,3}|[0-9]{2}|2A|2B|97[0-9]|departments|metro_departments|regions)$"
 )
-_DATE = {"type": ["integer", "string"], "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+_DATE = {"type": ["integer", "string"], "minimum": -3650, "maximum": 3650,
+         "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
 _CAP_VALUE = {
     "if": {"type": "string"},
     "then": {"const": "cube"},
-    "else": {"type": "number", "minimum": 0},
+    "else": {"type": "number", "minimum": 0, "maximum": 1_000_000},
 }
 # A capacity is a number of beds, "cube" (DREES beds from the cube), or a mapping from territory
 # code (or "default") to either.
@@ -59,6 +60,15 @@ _PARAM_TYPES = {
     if name != "extra"
 }
 _PARAM_TYPES["p_icu_path"] = {"type": "number", "minimum": 0, "maximum": 1}
+# Upper bounds: generous for any respiratory epidemic, tight enough that a typo (days typed as
+# hours, a percentage for a fraction) is refused instead of silently projected.
+_PARAM_MAX = {"gi_mean": 15, "gi_sd": 10, "incubation_median": 21, "incubation_q975": 42,
+              "onset_to_admission_mean": 30, "onset_to_admission_sd": 30,
+              "los_ward_median": 120, "los_ward_icu_path_median": 120, "los_icu_median": 120,
+              "los_shape": 50, "los_sd_log": 1, "ihr": 1, "r_max": 20, "max_gi": 60,
+              "max_delay": 120, "max_los": 365}
+for _name, _max in _PARAM_MAX.items():
+    _PARAM_TYPES[_name] = {**_PARAM_TYPES[_name], "maximum": _max}
 
 _VARIANT_SHARES = ["variant_share_e484k", "variant_share_e484q", "variant_share_l452r",
                    "variant_share_a0c0", "variant_share_d"]
@@ -110,7 +120,7 @@ SCHEMA: dict[str, Any] = {
         "as_of": {"type": "string", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
         "horizon_days": {"type": "integer", "minimum": 1, "maximum": 180},
         "n_samples": {"type": "integer", "minimum": 20, "maximum": 5000},
-        "seed": {"type": "integer", "minimum": 0},
+        "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
         "prior_policy": {"enum": ["as_of", "latest"]},
         "rt_basis": {"enum": ["cases", "admissions"]},
         "rt_pool": {"type": "boolean"},
@@ -137,7 +147,7 @@ SCHEMA: dict[str, Any] = {
                     "label": {"type": "string"},
                     "start": _DATE,
                     "end": _DATE,
-                    "duration_days": {"type": "integer", "minimum": 1},
+                    "duration_days": {"type": "integer", "minimum": 1, "maximum": 730},
                     "ramp_days": {"type": "integer", "minimum": 0, "maximum": 60},
                     "hour": {"type": "integer", "minimum": 16, "maximum": 23},
                     "territories": {

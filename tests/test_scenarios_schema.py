@@ -112,3 +112,46 @@ def test_cli_reports_invalid_file_with_field(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "interventions[0].type" in err and "lockdwn" in err
+
+
+def _numeric_leaves(node, path="$"):
+    """Every sub-schema of SCHEMA that accepts a number, with its path."""
+    if isinstance(node, dict):
+        types = node.get("type")  # under "properties", "type" is a field's sub-schema
+        types = types if isinstance(types, list) else [types] if isinstance(types, str) else []
+        if {"number", "integer"} & set(types):
+            yield path, node
+        for key, value in node.items():
+            yield from _numeric_leaves(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _numeric_leaves(value, f"{path}[{i}]")
+
+
+def test_every_number_has_bounds():
+    """No scenario field accepts an unbounded number (a typo must be refused, not projected)."""
+    from scenarios import SCHEMA
+
+    leaves = list(_numeric_leaves(SCHEMA))
+    assert len(leaves) > 30
+    for path, node in leaves:
+        assert "maximum" in node or "exclusiveMaximum" in node, path
+        assert "minimum" in node or "exclusiveMinimum" in node, path
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("name: x\nseed: 99999999999\n", "seed"),
+    ("name: x\nparameters: {gi_mean: 50}\n", "parameters.gi_mean"),
+    ("name: x\nparameters: {ihr: 2.9}\n", "parameters.ihr"),
+    ("name: x\ncapacity: {icu: 5000000}\n", "capacity.icu"),
+    ("name: x\ninterventions: [{type: lockdown, start: 0, duration_days: 5000}]\n",
+     "interventions[0].duration_days"),
+    ("name: x\ninterventions: [{type: lockdown, start: 99999}]\n", "interventions[0].start"),
+])
+def test_large_values_are_refused(tmp_path, text, where):
+    f = tmp_path / "big.yaml"
+    f.write_text(text)
+    with pytest.raises(ScenarioValidationError) as err:
+        load_definition(f)
+    assert any(e.startswith(f"{where}:") and "maximum" in e for e in err.value.errors), \
+        err.value.errors
