@@ -182,12 +182,17 @@ def _admission_posteriors(daily: Any, w: np.ndarray, tau: int,
 
 def _between_variance(daily: Any, adm: dict[str, tuple[float, float]]) -> float:
     """Variance of true deviations of log R^A between départements and their région, net of
-    the départements' posterior noise (method of moments, floored at :data:`TAU2_FLOOR`)."""
+    the départements' posterior noise (method of moments, floored at :data:`TAU2_FLOOR`).
+    Overseas départements that are their own région (deviation 0 by construction) are left
+    out."""
     dev2, noise = [], []
-    for code, level, parent in zip(daily["territory"].values, daily["territory_level"].values,
-                                   daily["territory_parent"].values, strict=True):
-        code, parent = str(code), str(parent)
-        if str(level) == "department" and code in adm and parent in adm:
+    parents = [str(p) for p in daily["territory_parent"].values]
+    levels = [str(v) for v in daily["territory_level"].values]
+    n_deps = pd.Series([p for p, lv in zip(parents, levels, strict=True)
+                        if lv == "department"]).value_counts()
+    for code, level, parent in zip(daily["territory"].values, levels, parents, strict=True):
+        code = str(code)
+        if level == "department" and code in adm and parent in adm and n_deps[parent] > 1:
             dev2.append((adm[code][0] - adm[parent][0]) ** 2)
             noise.append(adm[code][1])
     if len(dev2) < 5:
