@@ -3,15 +3,18 @@
 Pipeline for one scenario (all territories and samples at once, numpy arrays shaped
 ``(territory T, sample S, day H)``):
 
-1. R^A now: Cori posterior of the reproduction number of admissions over the 7 days before
-   ``as_of`` (:mod:`scenarios.rt`), one draw per sample.
+1. R now: Cori posterior over the 7 days before ``as_of`` from daily cases where they exist
+   (France, régions; a département takes its région's case R with its own, shrunk, deviation
+   measured on admissions: :mod:`scenarios.rnow`), from admissions otherwise
+   (:mod:`scenarios.rt`), one draw per sample.
 2. Multiplier of R on infection dates: ``exp(beta · x(u) + custom(u))`` where ``x`` are the
    measure covariates (history from the measures table, status quo carried forward, then the
    scenario's interventions) and ``beta`` are draws of the effects learned from history
    (:mod:`scenarios.history`). Transferred to admission dates through the
    infection-to-admission delay and normalised on the 7-day window behind R^A now, so that a
    curfew decided 3 days before ``as_of`` — already in force but not yet visible in admissions —
-   still lowers the status quo.
+   still lowers the status quo. Vaccination and variant levers (:mod:`scenarios.levers`) add
+   to that multiplier; a variant also raises the R cap.
 3. An unexplained random walk of log R (SD learned from history) widens the fan with time.
 4. Renewal equation on admissions: ``A_t = R^A_t sum_s w_s A_{t-s}``; negative-binomial
    observation noise for daily counts (dispersion from the last 8 weeks).
