@@ -219,6 +219,28 @@ def fit_los_factor(adm: np.ndarray, stock: np.ndarray, surv_for, window: int = 6
     return float(LOS_GRID[int(np.argmin(err))])
 
 
+def _r_now(scenario: Scenario, daily: xr.Dataset, terrs: list[str], level: list[str],
+           parent: list[str], w: np.ndarray, r_now_adm: np.ndarray,
+           rng: np.random.Generator) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Draws (T, S) of R now and, per territory, what they came from.
+
+    ``rt_basis: admissions`` without pooling keeps the admissions draws ``r_now_adm``; otherwise
+    :func:`scenarios.rnow.estimate_r_now` gives a log-normal per territory (NaN: the admissions
+    draws are kept) and every territory that could not use cases is logged with the reason.
+    """
+    basis = [{"basis": "admissions", "source": c, "shrink": 1.0, "note": None} for c in terrs]
+    if scenario.rt_basis == "admissions" and not scenario.rt_pool:
+        return r_now_adm, basis
+    now = estimate_r_now(daily, terrs, level, parent, w, scenario.rt_basis, scenario.rt_pool)
+    for code, note in zip(terrs, now.note, strict=True):
+        if note:
+            log.info("R now of %s as of %s: %s", code, scenario.as_of.date(), note)
+    z = rng.standard_normal(r_now_adm.shape)
+    drawn = np.exp(np.nan_to_num(now.log_r)[:, None] + np.nan_to_num(now.log_sd)[:, None] * z)
+    return (np.where(np.isfinite(now.log_r)[:, None], drawn, r_now_adm),
+            [now.info(i) for i in range(len(terrs))])
+
+
 def _to_admission_dates(m: np.ndarray, f: np.ndarray, K: int, n_adm: int) -> np.ndarray:
     """``sum_k f_k m(t - k)`` for admission dates t = as_of - 7 ... (``n_adm`` days), from a
     multiplier ``m`` (T, S, U) on infection dates starting at as_of - 7 - K."""
@@ -337,22 +359,10 @@ def project(
     level = [str(v) for v in sub["territory_level"].values]
     parent = [str(v) for v in sub["territory_parent"].values]
 
-    # 1. R now: admissions' Cori posterior, times the case/admission ratio where cases exist.
+    # 1. R now: from cases where they exist, else admissions (scenarios.rnow).
     k_nb = np.array([nb_size(row[-56:]) for row in sub["inc_hosp"].values.astype(float)])
-    r_now_adm = r_now = _r_now_admissions(adm_hist, k_nb, w, rng_r, S)  # (T, S)
-    r_basis = [{"basis": "admissions", "source": c, "shrink": 1.0, "note": None}
-               for c in terrs]
-    if scenario.rt_basis == "cases" or scenario.rt_pool:
-        now = estimate_r_now(daily, terrs, level, parent, w, scenario.rt_basis,
-                             scenario.rt_pool)
-        r_basis = [now.info(i) for i in range(T)]
-        for code, note in zip(terrs, now.note, strict=True):
-            if note:
-                log.info("R now of %s as of %s: %s", code, as_of.date(), note)
-        use = np.isfinite(now.log_r)
-        z = rng_case.standard_normal((T, S))
-        r_now = np.where(use[:, None], np.exp(np.nan_to_num(now.log_r)[:, None]
-                                              + np.nan_to_num(now.log_sd)[:, None] * z), r_now)
+    r_now_adm = _r_now_admissions(adm_hist, k_nb, w, rng_r, S)  # (T, S)
+    r_now, r_basis = _r_now(scenario, daily, terrs, level, parent, w, r_now_adm, rng_case)
 
     # 2. Covariates on infection dates u in [as_of - 7 - K, as_of + H).
     u_dates = pd.date_range(as_of - pd.Timedelta(days=7 + K), as_of + pd.Timedelta(days=H - 1))
