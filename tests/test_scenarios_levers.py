@@ -157,3 +157,19 @@ def test_library_uses_each_lever():
     assert variant.variant.advantage == 0.79 and variant.vaccination is None
     assert both.vaccination.coverage == 70 and both.vaccination.by == pd.Timestamp("2021-08-31")
     assert both.variant == variant.variant
+
+
+def test_variant_raises_the_r_cap(cube):
+    """With the cap at R = 1 admissions cannot grow; a variant at 50 % with +100 % lifts the cap
+    of the mixture to up to 2, and they do."""
+    def last_over_first(**extra):
+        definition = {"name": "x", "territories": ["69"], "horizon_days": 42, "n_samples": 100,
+                      "seed": 2, "interventions": [], "parameters": {"ihr": 1.0, "r_max": 1.0},
+                      **extra}
+        res = run_scenario(definition, cube, as_of=AS_OF, measures=empty_measures(),
+                           include_trajectories=False, return_projection=True)
+        med = np.median(res["_projection"].samples["inc_hosp_mean"][0], axis=0)
+        return med[-1] / med[20]
+
+    assert last_over_first() <= 1.0 + 1e-9
+    assert last_over_first(variant={"advantage": 1.0, "share": 50, "advantage_sd": 0}) > 1.5
