@@ -19,7 +19,8 @@ Steps, in order:
    means of levels (mobility, policy indices); each week labelled by its Saturday;
 5. (daily, before 4) derived indicators where their inputs exist, published values first
    (:func:`derive_indicators`: 7-day incidence and positivity, vaccination coverage, variant
-   shares); stocks and 7-day windows take the Saturday's value in the weekly cube;
+   shares, and the départements' incidence estimated from screening); stocks and 7-day
+   windows take the Saturday's value in the weekly cube;
 6. (daily, after 5) R(t), growth rate, doubling time from cases or admissions
    (:func:`features.epidemic.add_indicators`; never summed into the weekly cube).
 """
@@ -33,11 +34,12 @@ import pandas as pd
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
-from features import epidemic, occupancy
+from features import epidemic, incidence_estimate, occupancy
 from features.indicators import (
     DERIVED,
     FREQUENCIES,
     INCIDENCE_RATE_7D,
+    INCIDENCE_RATE_7D_ESTIMATED,
     MUTATIONS,
     POSITIVITY_RATE_7D,
     VACCINATION_COVERAGE_DOSE1,
@@ -236,7 +238,10 @@ def derive_indicators(frame: Frame) -> None:
     * ``incidence_rate_7d`` = 7-day ``inc_cases`` / ``population`` × 100,000;
     * ``positivity_rate_7d`` = 100 × 7-day ``inc_cases`` / 7-day ``inc_tests``;
     * ``vaccination_coverage_dose1`` = 100 × ``vaccinated_dose1`` / ``population``;
-    * ``variant_share_<m>`` = 100 × present / (present + absent) screened positive tests.
+    * ``variant_share_<m>`` = 100 × present / (present + absent) screened positive tests;
+    * ``incidence_rate_7d_estimated`` where ``incidence_rate_7d`` is still missing (after the
+      above): ``screened_positive_tests`` × the région's persons per positive test over the same
+      window / ``population`` × 100,000 (:mod:`features.incidence_estimate`).
     """
     population = frame.meta["population"].to_numpy(dtype=float)[:, None]
     arrays = frame.arrays
@@ -262,6 +267,33 @@ def derive_indicators(frame: Frame) -> None:
         arrays[name] = values if published is None else np.where(np.isnan(published), values,
                                                                    published)
         frame.specs.setdefault(name, DERIVED[name])
+    estimated = _incidence_from_screening(frame)
+    if estimated is not None and not np.isnan(estimated).all():
+        arrays[INCIDENCE_RATE_7D_ESTIMATED.name] = estimated
+        frame.specs[INCIDENCE_RATE_7D_ESTIMATED.name] = INCIDENCE_RATE_7D_ESTIMATED
+
+
+def _incidence_from_screening(frame: Frame) -> np.ndarray | None:
+    """``incidence_rate_7d_estimated`` of every territory under a région that has screened
+    positive tests and no ``incidence_rate_7d`` that day; None without the inputs."""
+    arrays = frame.arrays
+    if "inc_cases" not in arrays or "screened_positive_tests" not in arrays:
+        return None
+    tests = arrays["screened_positive_tests"]
+    region = np.array([frame.index.get(frame.territories._ancestor_at(code, "region"), -1)
+                       for code in frame.codes])  # a région is its own
+    rows = np.flatnonzero((region >= 0) & ~np.isnan(tests).all(axis=1))
+    out = np.full(tests.shape, np.nan)
+    if not len(rows):
+        return out
+    ratio = incidence_estimate.persons_per_test(rolling_7d(arrays["inc_cases"][region[rows]]),
+                                                tests[region[rows]])
+    population = frame.meta["population"].to_numpy(dtype=float)[rows]
+    out[rows] = incidence_estimate.estimate(tests[rows], ratio, population)
+    own = arrays.get(INCIDENCE_RATE_7D.name)
+    if own is not None:
+        out[~np.isnan(own)] = np.nan
+    return out
 
 
 def weekly_from_daily(daily: Frame) -> tuple[dict[str, np.ndarray], pd.DatetimeIndex,

@@ -103,6 +103,20 @@ VACCINATION_COVERAGE_DOSE1 = IndicatorSpec(
     "vaccination_coverage_dose1", "daily", "% of population",
     "100 × persons with at least a first vaccine dose / INSEE legal population 2020",
     "Santé publique France, VAC-SI (derived by Vigie)", _LO, "none", stock=True)
+#: Départements have no daily cases: their 7-day incidence is estimated from the screening
+#: file's positive tests, scaled by their région's persons-per-test ratio
+#: (:mod:`features.incidence_estimate`).
+INCIDENCE_RATE_7D_ESTIMATED = IndicatorSpec(
+    "incidence_rate_7d_estimated", "daily", "positives/100,000 inhabitants/7 days",
+    "ESTIMATE of the positive persons over the 7 days ending that day per 100,000 "
+    "inhabitants, for territories without incidence_rate_7d: screened_positive_tests "
+    "(positive tests over the window) x the région's inc_cases / screened_positive_tests over "
+    "the same window (positive persons per positive test) / population x 100,000; not derived "
+    "where the région has fewer than 20 positive tests in the window or no 7-day positive "
+    "persons. The région's départements add up exactly to its incidence_rate_7d; the ratio "
+    "varies between régions (means 0.72 to 0.89 over 2021-06..2021-12), and a département's "
+    "own ratio, unobserved, may differ from its région's",
+    "Vigie, estimated from SPF screening and SI-DEP", _LO, "none", stock=True)
 VARIANT_SHARES: dict[str, IndicatorSpec] = {
     variant_share(m): IndicatorSpec(
         variant_share(m), "daily", "%",
@@ -115,5 +129,5 @@ VARIANT_SHARES: dict[str, IndicatorSpec] = {
 DERIVED: dict[str, IndicatorSpec] = {
     spec.name: spec
     for spec in (INCIDENCE_RATE_7D, POSITIVITY_RATE_7D, VACCINATION_COVERAGE_DOSE1,
-                 *VARIANT_SHARES.values())
+                 INCIDENCE_RATE_7D_ESTIMATED, *VARIANT_SHARES.values())
 }

@@ -16,7 +16,11 @@ level  label                every criterion must hold (strictly over the thresho
 
 Inputs, per (territory, day): ``incidence_rate_7d`` and ``incidence_rate_7d_65_plus`` from the
 daily cube (the territory's own values; 65+ incidence is published only for the 22 métropoles,
-2020-Q4; départements have incidence only in Bourgogne-Franche-Comté), and ``icu_occupancy`` =
+2020-Q4; départements have incidence only in Bourgogne-Franche-Comté until 2021-01; where a
+territory has no ``incidence_rate_7d`` its ``incidence_rate_7d_estimated`` is used, from the
+screened positive tests of the windows ending 2021-06-06 onwards, and ``incidence_rate_7d_origin``
+says so: :data:`ESTIMATES`; the 65+ incidence is never estimated, so from level 2 up a
+département's level stays a range), and ``icu_occupancy`` =
 100 × ``icu`` / ``icu_beds_adult`` of the territory's région (the ICU criterion of 2020 was
 regional), with the DREES adult-ICU capacity of the latest 1 January on or before the day
 (yearly cube). ``icu`` counts every Covid patient in critical care (SPF ``rea``: réanimation,
@@ -68,6 +72,20 @@ ICU_OCCUPANCY = "icu_occupancy"
 KNOWN_INPUTS = ("incidence_rate_7d", "incidence_rate_7d_65_plus", "positivity_rate_7d",
                 ICU_OCCUPANCY, "rt", "growth_rate")
 SCOPES = ("territory", "region")
+#: Input → daily cube variable estimating it, used where the territory has no value of its own
+#: that day (départements have no daily cases: their incidence is estimated from screened
+#: positive tests, :mod:`features.incidence_estimate`).
+ESTIMATES: dict[str, str] = {"incidence_rate_7d": "incidence_rate_7d_estimated"}
+#: What :data:`ESTIMATES` do, for the methods page.
+ESTIMATES_FR: dict[str, str] = {
+    "incidence_rate_7d": "à défaut de valeur propre (départements), estimé à partir des tests "
+                         "positifs du criblage convertis en personnes avec le ratio de la région"}
+#: Codes of ``<input>_origin``: no value, the territory's own (published or derived from its
+#: counts), an estimate (:data:`ESTIMATES`).
+ORIGIN_NONE, ORIGIN_OBSERVED, ORIGIN_ESTIMATED = 0, 1, 2
+#: ``<input>_origin`` code → the word the API serves.
+ORIGIN_NAMES: dict[int, str | None] = {ORIGIN_NONE: None, ORIGIN_OBSERVED: "observed",
+                                       ORIGIN_ESTIMATED: "estimated_from_screening"}
 
 
 class RiskThresholdsError(ValueError):
@@ -293,6 +311,10 @@ def assess(daily: xr.Dataset, yearly: xr.Dataset | None,
           in %, and ``icu``, ``icu_beds_adult`` behind the occupancy), the values used, after
           scope (a région's value for ``region`` inputs), with ``<input>_from`` (territory) the
           code it was taken from (``""``: none);
+        - ``<input>_origin`` int8 (territory, date): :data:`ORIGIN_NONE` (missing),
+          :data:`ORIGIN_OBSERVED` (the territory's own value) or :data:`ORIGIN_ESTIMATED` (an
+          estimate from :data:`ESTIMATES`, used only where its own value is missing: a
+          département's ``incidence_rate_7d_estimated`` from screened positive tests);
         - ``inputs_missing`` str: comma-separated inputs missing that day (``""``: none).
 
         Attrs: thresholds name, path, citation, and the level labels.
@@ -303,7 +325,7 @@ def assess(daily: xr.Dataset, yearly: xr.Dataset | None,
     shape = (len(codes), daily.sizes["date"])
     region_of = _region_rows(daily, codes)
     own = np.arange(len(codes))
-    values, origin, extra = {}, {}, {}
+    values, origin, extra, estimated = {}, {}, {}, {}
     for name, spec in thresholds.inputs.items():
         rows = region_of if spec.scope == "region" else own
         if name == ICU_OCCUPANCY:
@@ -314,6 +336,10 @@ def assess(daily: xr.Dataset, yearly: xr.Dataset | None,
             values[name] = _take(daily[name].values.astype(float), rows)
         else:
             values[name] = np.full(shape, np.nan)
+        if ESTIMATES.get(name) in daily:
+            guess = _take(daily[ESTIMATES[name]].values.astype(float), rows)
+            estimated[name] = np.isnan(values[name]) & ~np.isnan(guess)
+            values[name] = np.where(estimated[name], guess, values[name])
         origin[name] = np.array([codes[r] if r >= 0 else "" for r in rows], dtype=object)
 
     met = {c: _criterion(values[c.input], c.threshold) for c in thresholds.criteria}
@@ -357,10 +383,20 @@ def assess(daily: xr.Dataset, yearly: xr.Dataset | None,
         attrs = ({"units": spec.units, "description": spec.label, "scope": spec.scope} if spec
                  else {"units": "beds" if name != "icu" else "patients",
                        "description": f"{name} behind icu_occupancy"})
+        if name in estimated:
+            attrs["estimate"] = ESTIMATES[name]
         out[name] = (dims, array, attrs)
     for name, codes_used in origin.items():
         out[f"{name}_from"] = ("territory", codes_used,
                                {"description": f"territory whose {name} is used"})
+    for name, array in values.items():
+        code = np.where(np.isnan(array), np.int8(ORIGIN_NONE), np.int8(ORIGIN_OBSERVED))
+        if name in estimated:
+            code[estimated[name]] = ORIGIN_ESTIMATED
+        out[f"{name}_origin"] = (dims, code.astype(np.int8), {
+            "units": "code", "description": f"origin of {name}: 0 none, 1 the territory's own "
+            "value (published or derived from its counts)"
+            + (f", 2 estimated ({ESTIMATES[name]})" if name in ESTIMATES else "")})
     out["inputs_missing"] = (dims, _missing_names(values, shape),
                              {"description": "données d'entrée manquantes ce jour"})
     out.attrs = {"thresholds": thresholds.name, "thresholds_path": thresholds.path,
@@ -390,7 +426,8 @@ def describe(thresholds: RiskThresholds) -> dict:
                  "élevé que les données connues n'excluent pas. Niveau inconnu : aucun critère "
                  "évaluable."),
         "inputs": [{"name": i.name, "label": i.label, "units": i.units,
-                    "scope": "région du territoire" if i.scope == "region" else "territoire"}
+                    "scope": "région du territoire" if i.scope == "region" else "territoire",
+                    "estimate": ESTIMATES_FR.get(i.name) if i.name in ESTIMATES else None}
                    for i in thresholds.inputs.values()],
         "levels": [{"level": k, "label": LEVEL_LABELS[k],
                     "criteria": [{"input": c.input, "label": thresholds.inputs[c.input].label,

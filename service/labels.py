@@ -28,6 +28,8 @@ INDICATORS_FR: dict[str, tuple[str, str]] = {
     "incidence_rate_7d": ("Taux d'incidence sur 7 jours", "cas pour 100 000 habitants"),
     "incidence_rate_7d_65_plus": ("Taux d'incidence sur 7 jours chez les 65 ans et plus",
                                   "cas pour 100 000 habitants de 65 ans et plus"),
+    "incidence_rate_7d_estimated": ("Taux d'incidence sur 7 jours estimé à partir des tests "
+                                    "positifs du criblage", "cas pour 100 000 habitants"),
     "positivity_rate_7d": ("Taux de positivité des tests sur 7 jours", "%"),
     "vaccinated_dose1": ("Personnes ayant reçu au moins une dose de vaccin", "personnes"),
     "vaccination_coverage_dose1": ("Couverture vaccinale (au moins une dose)",
@@ -78,6 +80,14 @@ INDICATORS_FR: dict[str, tuple[str, str]] = {
     "critical_care_beds": ("Lits de soins critiques", "lits"),
 }
 
+#: Origin of a risk input (``features.risk.ORIGIN_NAMES``, ``inputs_origin`` of
+#: ``/api/v1/risk``) → how the dashboard says it.
+RISK_ORIGINS_FR: dict[str, str] = {
+    "observed": "donnée du territoire",
+    "estimated_from_screening": "estimé à partir des tests positifs du criblage, convertis en "
+                                "personnes avec le ratio de sa région",
+}
+
 #: Variant-screening suffixes → what a French reader calls them.
 MUTATIONS_FR: dict[str, str] = {
     "e484k": "mutation E484K", "e484q": "mutation E484Q",
@@ -85,6 +95,14 @@ MUTATIONS_FR: dict[str, str] = {
     "a0c0": "ni E484K ni L452R (indicateur du variant Omicron)",
     "d": "troisième mutation du criblage de novembre 2021 (D)",
 }
+
+def risk_estimated_fr(item: dict) -> list[str]:
+    """The inputs of one ``/api/v1/risk`` item that are estimates, in French: "Taux d'incidence
+    sur 7 jours (estimé à partir des tests positifs du criblage, …)"."""
+    origins = item.get("inputs_origin") or {}
+    return [f"{indicator_fr(name)[0]} ({RISK_ORIGINS_FR.get(origins.get(name) or '', 'estimé')})"
+            for name in item.get("estimated") or []]
+
 
 _AGE = re.compile(r"^(?P<base>.+)_age_(?P<lo>\d\d)_(?P<hi>\d\d)$")
 _AGE_PLUS = re.compile(r"^(?P<base>.+)_age_(?P<lo>\d\d)_plus$")

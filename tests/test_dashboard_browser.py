@@ -292,6 +292,11 @@ def test_map_colours_by_risk_level(browser, server) -> None:
                          "'#map .tile:not([data-risk=\"-1\"]) rect')).fill")
     assert fill not in ("rgb(217, 217, 217)", "")  # coloured, not the unknown grey
     assert "Niveau de risque au" in page.locator("#risk-meta").inner_text()
+    # Départements have no daily cases: their incidence is estimated from screening, and said.
+    assert "estimé à partir des tests positifs du criblage pour 101 département(s)" in \
+        page.locator("#risk-meta").inner_text()
+    assert "Taux d'incidence sur 7 jours (estimé" in \
+        page.locator("#risk-table tbody").text_content()
     page.fill("#risk-date", "2020-11-02")
     page.dispatch_event("#risk-date", "change")
     page.wait_for_function("() => document.getElementById('risk-meta').textContent"

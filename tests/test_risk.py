@@ -165,3 +165,67 @@ def test_real_cube(real_cube):
     assert autumn["icu_occupancy"].sel(territory="R11").values[0] == pytest.approx(33.6, abs=0.1)
     if "200046977" in autumn["territory"]:  # Métropole de Lyon, second wave: alerte maximale
         assert autumn["risk_level"].sel(territory="200046977").values[1] == 3
+
+
+def test_estimated_incidence_fills_only_where_the_territory_has_none():
+    """A département without incidence uses its estimate (from screening), says so in
+    ``incidence_rate_7d_origin``; its own value, where it has one, always wins; the 65+
+    incidence is never estimated, so level 2 stays open."""
+    daily, yearly = cubes(incidence={"R84": 200.0, "200046977": 300.0}, over_65={},
+                          icu={"R84": 100.0})
+    estimate = np.full((len(CODES), len(DATES)), np.nan)
+    estimate[CODES.index("69")] = [180.0, 40.0, np.nan]
+    estimate[CODES.index("R84")] = 999.0  # never used: R84 has its own incidence
+    daily["incidence_rate_7d_estimated"] = (("territory", "date"), estimate)
+    out = risk.assess(daily, yearly)
+    assert at(out, "incidence_rate_7d", "69", 0) == 180.0
+    assert at(out, "incidence_rate_7d_origin", "69", 0) == risk.ORIGIN_ESTIMATED
+    assert at(out, "criterion_2_incidence_rate_7d", "69", 0) == 1.0
+    # 180 > 150 but 65+ unknown and ICU 20 % (R84, 2020 beds): Alerte, Alerte renforcée open.
+    assert at(out, "risk_level", "69", 0) == 1 and at(out, "risk_level_max", "69", 0) == 2
+    assert not at(out, "risk_complete", "69", 0)
+    assert at(out, "inputs_missing", "69", 0) == "incidence_rate_7d_65_plus"
+    # 40 ≤ 50: Vigilance, decided without the 65+ incidence.
+    assert at(out, "risk_level", "69", 1) == 0 and at(out, "risk_complete", "69", 1)
+    # No estimate on the third day: missing, origin none.
+    assert np.isnan(at(out, "incidence_rate_7d", "69", 2))
+    assert at(out, "incidence_rate_7d_origin", "69", 2) == risk.ORIGIN_NONE
+    assert "incidence_rate_7d" in at(out, "inputs_missing", "69", 2)
+    # Own values: the région's 200 (not its 999 estimate), origin observed.
+    assert at(out, "incidence_rate_7d", "R84") == 200.0
+    assert at(out, "incidence_rate_7d_origin", "R84") == risk.ORIGIN_OBSERVED
+    assert at(out, "icu_occupancy_origin", "69") == risk.ORIGIN_OBSERVED
+    assert at(out, "incidence_rate_7d_65_plus_origin", "69") == risk.ORIGIN_NONE
+    assert out["incidence_rate_7d"].attrs["estimate"] == "incidence_rate_7d_estimated"
+    assert risk.ORIGIN_NAMES[risk.ORIGIN_ESTIMATED] == "estimated_from_screening"
+    described = risk.describe(risk.load_thresholds())
+    inputs = {i["name"]: i for i in described["inputs"]}
+    assert "criblage" in inputs["incidence_rate_7d"]["estimate"]
+    assert inputs["icu_occupancy"]["estimate"] is None
+
+
+def test_real_departments_use_the_estimated_incidence(real_cube):
+    """Before: no département had an incidence criterion after 2021-01 (the map was all
+    "données incomplètes"). On 2021-11-27 all 101 have it, estimated from screening."""
+    from features.store import open_cube
+
+    daily = open_cube("daily", settings=real_cube)
+    yearly = open_cube("yearly", settings=real_cube)
+    level = daily["territory_level"].to_series()
+    departments = list(level.index[level == "department"])
+    out = risk.assess(daily.sel(date=["2021-11-27"]), yearly).sel(territory=departments)
+    assert (out["incidence_rate_7d_origin"] == risk.ORIGIN_ESTIMATED).all()
+    assert out["criterion_1_incidence_rate_7d"].notnull().all()
+    np.testing.assert_array_equal(
+        out["incidence_rate_7d"].values,
+        daily["incidence_rate_7d_estimated"].sel(territory=departments,
+                                                 date=["2021-11-27"]).values)
+    # The 65+ incidence stays missing: complete only where incidence ≤ 150 decides the level.
+    assert out["incidence_rate_7d_65_plus"].isnull().all()
+    complete = out["risk_complete"].values[:, 0]
+    inc = out["incidence_rate_7d"].values[:, 0]
+    assert (complete == (inc <= 150)).all()
+    assert (out["risk_level"] >= 0).all()
+    # Régions keep their own incidence.
+    regions = risk.assess(daily.sel(date=["2021-11-27"]), yearly).sel(territory="R84")
+    assert regions["incidence_rate_7d_origin"].item() == risk.ORIGIN_OBSERVED

@@ -74,6 +74,9 @@ class CriterionOut(Schema):
                          metadata={"description": "the input's value (null: missing)"})
     met = fields.Boolean(allow_none=True, required=True,
                          metadata={"description": "null when the input is missing"})
+    estimated = fields.Boolean(required=True, metadata={
+        "description": "the value is an estimate (e.g. a département's incidence estimated "
+                       "from screened positive tests), not the territory's own"})
 
 
 class RiskItem(Schema):
@@ -97,6 +100,14 @@ class RiskItem(Schema):
                                                        "(a région for regional criteria)"})
     missing = fields.List(fields.String(), required=True,
                           metadata={"description": "inputs with no value on that day"})
+    inputs_origin = fields.Dict(
+        keys=fields.String(), values=fields.String(allow_none=True), required=True,
+        metadata={"description": "origin of each input: observed (the territory's own value), "
+                                 "estimated_from_screening (incidence of a territory without "
+                                 "daily cases, from its screened positive tests and its "
+                                 "région's persons per test), null when missing"})
+    estimated = fields.List(fields.String(), required=True,
+                            metadata={"description": "inputs whose value is an estimate"})
 
 
 class RiskOut(Schema):
@@ -118,7 +129,7 @@ class RiskOut(Schema):
 
 
 COLUMNS = ["territory", "name", "date", "level", "level_max", "complete", "label",
-           "criteria_evaluated", "criteria", "inputs", "inputs_from", "missing"]
+           "criteria_evaluated", "criteria", "inputs", "inputs_from", "missing", "estimated"]
 
 
 # ---------------------------------------------------------------------------- the domain call
@@ -167,6 +178,8 @@ def _rows(ds, thresholds, codes: list[str], date_idx: list[int] | None, counts: 
     evaluated = ds["criteria_evaluated"].transpose("territory", "date").values
     missing = ds["inputs_missing"].transpose("territory", "date").values
     arrays = {n: ds[n].transpose("territory", "date").values for n in (*criteria, *inputs, *extra)}
+    origins = {n: ds[f"{n}_origin"].transpose("territory", "date").values for n in inputs
+               if f"{n}_origin" in ds.data_vars}
     rows = []
     for code in codes:
         i = index[code]
@@ -176,6 +189,8 @@ def _rows(ds, thresholds, codes: list[str], date_idx: list[int] | None, counts: 
             if lv < 0 and not keep_unknown:
                 continue
             values = {n: clean(float(arrays[n][i, j])) for n in (*inputs, *extra)}
+            origin_of = {n: risk.ORIGIN_NAMES.get(int(o[i, j])) for n, o in origins.items()}
+            estimated = [n for n, o in origins.items() if o[i, j] == risk.ORIGIN_ESTIMATED]
             if public:
                 for n in values:
                     if n in counts and values[n] is not None and 0 < values[n] < threshold:
@@ -186,22 +201,24 @@ def _rows(ds, thresholds, codes: list[str], date_idx: list[int] | None, counts: 
                 "complete": bool(complete[i, j]),
                 "label": risk.label(lv, int(level_max[i, j])),
                 "criteria_evaluated": int(evaluated[i, j]),
-                "criteria": [_criterion(ds[n], arrays[n][i, j], values, thresholds)
+                "criteria": [_criterion(ds[n], arrays[n][i, j], values, thresholds, estimated)
                              for n in criteria],
                 "inputs": values, "inputs_from": origin,
                 "missing": [m for m in str(missing[i, j]).split(",") if m],
+                "inputs_origin": origin_of, "estimated": estimated,
             })
     return rows
 
 
-def _criterion(var, state_value: float, values: dict, thresholds) -> dict:
+def _criterion(var, state_value: float, values: dict, thresholds, estimated: list[str]
+               ) -> dict:
     name = str(var.attrs["input"])
     met = None if np.isnan(state_value) else bool(state_value)
     spec = thresholds.inputs.get(name)
     return {"name": str(var.name), "level": int(var.attrs["level"]), "input": name,
             "label": spec.label if spec else name,
             "threshold": float(var.attrs["threshold"]), "units": str(var.attrs.get("units", "")),
-            "value": values.get(name), "met": met}
+            "value": values.get(name), "met": met, "estimated": name in estimated}
 
 
 def _payload(ds, thresholds, vintage: str, as_of, day: str | None, rows: list[dict],
@@ -230,7 +247,8 @@ def _respond(payload: dict, query: dict, filename: str):
     rows = []
     for item in payload["items"]:
         row = {k: v for k, v in item.items() if k not in ("criteria", "inputs", "inputs_from",
-                                                          "missing")}
+                                                          "missing", "inputs_origin",
+                                                          "estimated")}
         row["criteria"] = "; ".join(f"{c['level']}: {c['input']} > {c['threshold']:g} : "
                                     f"{words[c['met']]}" for c in item["criteria"])
         for name, value in item["inputs"].items():
@@ -239,11 +257,12 @@ def _respond(payload: dict, query: dict, filename: str):
         for name, code in item["inputs_from"].items():
             row[f"{name}_from"] = code
         row["missing"] = ",".join(item["missing"])
+        row["estimated"] = ",".join(item["estimated"])
         rows.append(row)
     inputs = list(dict.fromkeys(inputs))
     sources = [n for n in inputs if any(f"{n}_from" in r for r in rows)]
     columns = [*COLUMNS[:COLUMNS.index("criteria") + 1], *inputs,
-               *(f"{n}_from" for n in sources), "missing"]
+               *(f"{n}_from" for n in sources), "missing", "estimated"]
     return render({**payload, "items": rows}, query, columns=columns, filename=filename)
 
 
@@ -262,7 +281,9 @@ def _public_levels_only(codes: list[str], table: dict) -> None:
 @bp.doc(summary="Risk level of territories on one day",
         description="Per territory: level (-1 unknown, 0 Vigilance … 3 Alerte maximale), its "
                     "French label, each criterion (input > threshold: met, not met, unknown), "
-                    "the inputs used and those missing. Thresholds and their source: "
+                    "the inputs used, their origin (a département's incidence is estimated "
+                    "from screened positive tests) and those missing. Thresholds and their "
+                    "source: "
                     "features.risk (configurable, VIGIE_RISK_THRESHOLDS).")
 @cached
 def get_risk(query_data: dict):

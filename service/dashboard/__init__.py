@@ -432,7 +432,7 @@ def overview_data():
 def _risk_map(day: str | None = None) -> dict:
     """Risk level per département on ``day`` (default: the latest day assessed), from
     ``/api/v1/risk``."""
-    from service.labels import indicator_fr
+    from service.labels import indicator_fr, risk_estimated_fr
 
     status, body = _api("/api/v1/risk", level="department", per_page=200, date=day)
     if status != 200:
@@ -440,12 +440,16 @@ def _risk_map(day: str | None = None) -> dict:
     items = {}
     for item in body.get("items", []):
         missing = [indicator_fr(m)[0] for m in item["missing"]]
+        estimated = risk_estimated_fr(item)
         message = f"{item['name']} : {item['label']} au {frdate(item['date'])}"
+        if estimated:
+            message += " ; donnée estimée : " + ", ".join(estimated)
         if missing:
             message += " ; données manquantes : " + ", ".join(missing)
         items[item["territory"]] = {"level": item["level"], "label": item["label"],
                                     "complete": item["complete"], "date": item["date"],
-                                    "missing": missing, "message": message + "."}
+                                    "missing": missing, "estimated": estimated,
+                                    "message": message + "."}
     return {"available": True, "date": body.get("date"), "first_date": body.get("first_date"),
             "last_date": body.get("last_date"), "vintage_id": body.get("vintage_id"),
             "levels": body.get("levels"), "thresholds": body.get("thresholds"),
@@ -529,7 +533,7 @@ def signals_data(code: str):
 
 def _risk_of(code: str) -> dict:
     """The territory's risk level on the latest day assessed, in French, from the API."""
-    from service.labels import indicator_fr
+    from service.labels import indicator_fr, risk_estimated_fr
 
     status, body = _api("/api/v1/risk", territory=code)
     items = body.get("items") or []
@@ -537,11 +541,13 @@ def _risk_of(code: str) -> dict:
         return _unavailable(status, body) if status != 200 else {
             "available": False, "reason": "aucune évaluation pour ce territoire"}
     item = items[0]
-    met = [f"{c['label']} {_fr_number(c['value'])} > {c['threshold']:g} {c['units']}"
+    met = [f"{c['label']}{' (estimé)' if c.get('estimated') else ''} "
+           f"{_fr_number(c['value'])} > {c['threshold']:g} {c['units']}"
            for c in item["criteria"] if c["met"] and c["level"] == item["level"]]
     return {"available": item["level"] >= 0, "level": item["level"], "label": item["label"],
             "date": item["date"], "complete": item["complete"], "met": met,
             "missing": [indicator_fr(m)[0] for m in item["missing"]],
+            "estimated": risk_estimated_fr(item),
             "reason": None if item["level"] >= 0 else "aucun critère évaluable"}
 
 

@@ -73,11 +73,15 @@
       var counts = {};
       Object.values(items).forEach(function (r) { counts[r.level] = (counts[r.level] || 0) + 1; });
       var partial = Object.values(items).filter(function (r) { return !r.complete; }).length;
+      var estimated = Object.values(items).filter(function (r) {
+        return r.estimated && r.estimated.length; }).length;
       meta.textContent = "Niveau de risque au " + V.date(risk.date) + " (données : version " +
         V.vintageDate(risk.vintage_id) + "). " + Object.keys(risk.levels).sort().reverse().map(
           function (lv) { return risk.levels[lv] + " : " + (counts[lv] || 0); }).join(", ") +
         ". Données incomplètes pour " + partial + " département(s) : la couleur est le niveau " +
-        "atteint, le niveau réel peut être plus élevé. Seuils et source : page Méthodes et données.";
+        "atteint, le niveau réel peut être plus élevé. Taux d'incidence estimé à partir des " +
+        "tests positifs du criblage pour " + estimated + " département(s). Seuils et source : " +
+        "page Méthodes et données.";
     } else {
       meta.textContent = "Niveaux de risque indisponibles : " + risk.reason;
     }
@@ -88,6 +92,7 @@
       return "<tr><td><a href=\"/territoire/" + V.esc(code) + "\">" + V.esc(code) + " " +
         V.esc(names[code] || "") + "</a></td><td><span class=\"swatch\" data-risk=\"" + r.level +
         "\"></span>" + V.esc(r.label) + "</td><td>" + V.date(r.date) + "</td><td>" +
+        V.esc((r.estimated || []).join(", ") || "–") + "</td><td>" +
         V.esc(r.missing.join(", ") || "–") + "</td></tr>";
     });
     document.querySelector("#risk-table tbody").innerHTML = rows.join("");

@@ -202,6 +202,9 @@
     p.appendChild(sw);
     var text = "Niveau de risque au " + V.date(risk.date) + " : " + risk.label;
     if (risk.met.length) { text += " — " + risk.met.join(" ; "); }
+    if (risk.estimated && risk.estimated.length) {
+      text += ". Donnée estimée : " + risk.estimated.join(", ");
+    }
     if (risk.missing.length) { text += ". Données manquantes : " + risk.missing.join(", "); }
     p.appendChild(document.createTextNode(text + ". "));
     var a = document.createElement("a");
