@@ -42,6 +42,7 @@ bench: install
 	$(PY) bench/ingest.py
 	$(PY) bench/occupancy_rebuild.py
 	$(PY) bench/epidemic_risk.py
+	$(PY) bench/incidence_estimated.py
 	$(PY) bench/forecast.py
 	$(PY) bench/scenario.py
 	$(PY) bench/scenario_validation.py

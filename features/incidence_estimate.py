@@ -28,8 +28,21 @@ at least :data:`MIN_REGION_TESTS` positive tests in the window (binomial relativ
 of a persons/tests share of 0.8 about 11 % at 20 tests). Below 20 tests in the smallest région
 (Corse, 340,000 inhabitants) the incidence is under 6 per 100,000, far from any alert threshold.
 
-Validation on the shipped data (``python bench/incidence_estimated.py``): see the figures in its
-output, summarised in ``docs/CUBE_CONTRACT.md``.
+Validation on the shipped data (``python bench/incidence_estimated.py``; windows ending
+2021-06-06..2021-12-31, 18 régions, 3,751 région-days):
+
+- alignment: mean day-to-day change of the ratio's log 0.008 at lag 0, 0.045 shifted by a day;
+- the départements give back their région: largest relative gap 4e-16;
+- persons per positive test, quantiles 1/10/50/90/99 %: 0.63 / 0.72 / 0.79 / 0.86 / 0.91; région
+  means from 0.72 (Provence-Alpes-Côte d'Azur) to 0.89 (La Réunion); spread between régions on
+  a day (SD 0.047) larger than one région's over the weeks (0.035); 11 région-days (Mayotte,
+  Corse, summer 2021) under the minimum;
+- one level up, where the truth is known, a région estimated with France's ratio errs by 3.1 %
+  (median; 10.8 % at the 90th percentile) and changes its 50/150/250 class on 3.6 % of the
+  région-days: the order of error to expect from a département's unobserved own ratio;
+- 2021-11-28: Paris 470, Rhône 441, Bouches-du-Rhône 495, Nord 382, Côte-d'Or 232 per 100,000
+  (their régions 313, 393, 417, 303, 310; France 309); La Réunion and Guyane, alone in their
+  régions, equal their région's rate exactly (255.2, 91.5).
 """
 
 from __future__ import annotations
