@@ -301,6 +301,7 @@ def test_map_colours_by_risk_level(browser, server) -> None:
     page.dispatch_event("#risk-date", "change")
     page.wait_for_function("() => document.getElementById('risk-meta').textContent"
                            ".includes('02/11/2020')")
+    assert "criblage" not in page.locator("#risk-meta").inner_text()  # before June 2021
     _shot(watch, "overview_risk")
     watch.clean()
     page.context.close()

@@ -79,9 +79,9 @@
         V.vintageDate(risk.vintage_id) + "). " + Object.keys(risk.levels).sort().reverse().map(
           function (lv) { return risk.levels[lv] + " : " + (counts[lv] || 0); }).join(", ") +
         ". Données incomplètes pour " + partial + " département(s) : la couleur est le niveau " +
-        "atteint, le niveau réel peut être plus élevé. Taux d'incidence estimé à partir des " +
-        "tests positifs du criblage pour " + estimated + " département(s). Seuils et source : " +
-        "page Méthodes et données.";
+        "atteint, le niveau réel peut être plus élevé. " + (estimated ? "Taux d'incidence " +
+        "estimé à partir des tests positifs du criblage pour " + estimated + " département(s). "
+        : "") + "Seuils et source : page Méthodes et données.";
     } else {
       meta.textContent = "Niveaux de risque indisponibles : " + risk.reason;
     }
