@@ -67,8 +67,12 @@ class CubeStore:
         """The vintage served on ``as_of``: the latest issued on or before the end of that day.
 
         When every vintage was issued after ``as_of`` (backtesting over history ingested later),
-        the earliest vintage is returned with ``issued_after_as_of = True``: its values for dates
-        before ``as_of`` may include later revisions.
+        the earliest vintage that holds every source of the newest one is returned with
+        ``issued_after_as_of = True``: its values for dates before ``as_of`` may include later
+        revisions. Why not simply the earliest: a source added after the first ingest (SI-DEP
+        cases came a year after admissions) would then be missing from every backtest and
+        scenario of a long-lived store, while a fresh store would have it: the same command
+        would give other answers on two machines.
         """
         listed = self.list_vintages()
         if not listed:
@@ -81,7 +85,9 @@ class CubeStore:
         for row in listed:
             if row["issued_at"] <= limit:
                 return {**row, "issued_after_as_of": False}
-        return {**listed[-1], "issued_after_as_of": True}
+        newest = _sources_read(listed[0])
+        complete = [row for row in listed if _sources_read(row) >= newest]
+        return {**complete[-1], "issued_after_as_of": True}
 
     def current_vintage(self) -> dict:
         return self.vintage_at(None)
@@ -154,6 +160,13 @@ class CubeStore:
         row = self.current_vintage() if vintage_id is None else next(
             v for v in self.list_vintages() if v["id"] == vintage_id)
         return json.loads((Path(row["path"]) / "manifest.json").read_text())
+
+
+def _sources_read(row: dict) -> set[str]:
+    """Names of the sources a vintage read successfully (catalog keys are ``source:file``)."""
+    sources = row.get("sources") or {}
+    return {key.split(":", 1)[0] for key, info in sources.items()
+            if not isinstance(info, dict) or info.get("status", "ok") == "ok"}
 
 
 _cache: OrderedDict[tuple[str, str], xr.Dataset] = OrderedDict()

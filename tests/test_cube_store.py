@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import uuid
 
 import numpy as np
@@ -205,3 +206,22 @@ def test_catalog_on_postgresql(data_dir, make_settings):
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def test_history_read_takes_a_vintage_with_every_current_source(make_settings, data_copy,
+                                                               data_dir):
+    """A source added after the first ingest is not lost to reads before every vintage."""
+    data = data_copy(*SMALL)
+    settings = make_settings(data)
+    first = run_ingest(settings, issued_at=dt.datetime(2021, 1, 1, 12, tzinfo=dt.UTC))
+    # SI-DEP cases arrive with a later ingest; a revision ingested later still has them.
+    shutil.copyfile(data_dir / "fr_spf_sidep_fra_daily.csv", data / "fr_spf_sidep_fra_daily.csv")
+    second = run_ingest(settings, issued_at=dt.datetime(2021, 2, 1, 12, tzinfo=dt.UTC))
+    store = CubeStore(settings)
+    assert "inc_cases" not in store.open("daily", vintage_id=first.vintage_id)
+    ds = store.open("daily", as_of="2020-10-25")
+    assert ds.attrs["vintage_id"] == second.vintage_id
+    assert ds.attrs["vintage_issued_after_as_of"] == 1
+    assert ds["inc_cases"].sel(territory="FR").notnull().sum() > 100
+    # Reads on or after an issue date still take the vintage served that day.
+    assert store.open("daily", as_of="2021-01-15").attrs["vintage_id"] == first.vintage_id
