@@ -15,7 +15,8 @@ Counts aggregate by sum, rates by population-weighted mean (INSEE legal populati
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,58 @@ ISO_REGION_TO_CODE: dict[str, str] = {
     "FR-GES": "R44", "FR-HDF": "R32", "FR-NOR": "R28", "FR-NAQ": "R75", "FR-OCC": "R76",
     "FR-PDL": "R52", "FR-PAC": "R93", "FR-IDF": "R11",
 }
+
+
+#: A territory code as a user types it (command line, scenario file): France, a région ``R84``,
+#: a département ``69``, ``2A``, ``2B`` or overseas ``971``… (EPCI and communes are not taken).
+USER_CODE_PATTERN = r"FR|R[0-9]{2,3}|[0-9]{2}|2A|2B|97[0-9]"
+#: Groups a scenario accepts in place of codes (``forecast`` and ``backtest`` take none).
+CODE_GROUPS = ("departments", "metro_departments", "regions")
+#: How a message names a territory of each level.
+LEVEL_WORDS = {"country": "France", "region": "a région", "department": "a département",
+               "collectivity": "an overseas collectivité", "epci": "an EPCI",
+               "commune": "a commune"}
+
+
+def territory_code_errors(codes: Iterable[str], where: str = "territories",
+                          groups: Iterable[str] = CODE_GROUPS) -> list[str]:
+    """Codes typed outside a file (``--territory``, ``territories=``) that are not territory
+    codes, checked before any data is read: one message per code, naming it and what was
+    expected. ``groups``: the group names also accepted (none for ``forecast``/``backtest``).
+    Used by ``scenario run/compare``, ``forecast``, ``backtest`` and the scenario schema."""
+    groups = tuple(groups)
+    pattern = re.compile(rf"^({'|'.join((USER_CODE_PATTERN, *groups))})$")
+    expected = "FR, a région R84, a département 69, 2A, 971"
+    if groups:
+        expected += ", or " + ", ".join(groups)
+    return [f"{where}: {c!r} is not a territory code (expected {expected})"
+            for c in codes if not pattern.match(str(c))]
+
+
+def territory_level_errors(codes: Iterable[str], levels: Mapping[str, str],
+                           allowed: Iterable[str], where: str = "territories",
+                           hints: Mapping[str, str] | None = None,
+                           context: str = "") -> list[str]:
+    """Well-formed codes that are not in the cube read (``levels``: code → level of its
+    territories) or not at one of the ``allowed`` levels: one message per code, naming it,
+    what it is and what was expected (followed by ``context``, e.g. ``" (--level region)"``);
+    ``hints`` (level → advice) ends the message of a code found at another level, e.g.
+    ``{"department": "use --level department"}``."""
+    allowed = tuple(allowed)
+    expected = " or ".join(LEVEL_WORDS.get(a, a) for a in allowed) + context
+    out = []
+    for code in codes:
+        level = levels.get(code)
+        if level is None:
+            retired = RETIRED_CODES.get(code)
+            out.append(f"{where}: {code!r} is not a territory of the cube"
+                       + (f" (retired: {retired})" if retired else "")
+                       + f"; expected the code of {expected}")
+        elif level not in allowed:
+            hint = (hints or {}).get(level)
+            out.append(f"{where}: {code!r} is {LEVEL_WORDS.get(level, level)}, not "
+                       f"{expected}" + (f": {hint}" if hint else ""))
+    return out
 
 
 def region_code(insee_region: str) -> str:

@@ -18,6 +18,7 @@ import jsonschema
 import pandas as pd
 import yaml
 
+from features.territories import CODE_GROUPS, USER_CODE_PATTERN, territory_code_errors
 from scenarios.levers import VARIANT_PRIORS, Vaccination, Variant, parse_vaccination, parse_variant
 from scenarios.measures import COVARIATES
 from scenarios.params import EpiParameters
@@ -32,9 +33,7 @@ INTERVENTION_TYPES = (
     "relaxation",
     "custom",
 )
-TERRITORY_PATTERN = (
-    r"^(FR|R[0-9]{2,3}|[0-9]{2}|2A|2B|97[0-9]|departments|metro_departments|regions)$"
-)
+TERRITORY_PATTERN = rf"^({'|'.join((USER_CODE_PATTERN, *CODE_GROUPS))})$"
 _DATE = {"type": ["integer", "string"], "minimum": -3650, "maximum": 3650,
          "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
 _CAP_VALUE = {
@@ -178,16 +177,6 @@ SCHEMA: dict[str, Any] = {
         },
     },
 }
-
-
-def territory_code_errors(codes: list[str], where: str = "territories") -> list[str]:
-    """Problems with territory codes given outside a file (``--territory``, ``territories=``):
-    one message per code that is not a code or a group the schema accepts."""
-    import re
-
-    return [f"{where}: {c!r} is not a territory code (expected FR, a région R84, a "
-            "département 69, 2A, 971, or departments, metro_departments, regions)"
-            for c in codes if not re.match(TERRITORY_PATTERN, str(c))]
 
 
 class ScenarioValidationError(ValueError):

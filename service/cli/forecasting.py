@@ -97,6 +97,41 @@ def _default_forecast_date(target, level: str, opener) -> pd.Timestamp:
     return day
 
 
+#: Cube level → the ``--level`` that forecasts it (advice when a code is at another level).
+LEVEL_HINTS = {"country": "use --level national", "region": "use --level region",
+               "department": "use --level department",
+               "collectivity": "Vigie does not forecast overseas collectivités",
+               "epci": "Vigie does not forecast EPCIs", "commune": "Vigie does not forecast "
+                                                                  "communes"}
+
+
+def _malformed_territories(args: argparse.Namespace) -> bool:
+    """Print the ``--territory`` codes that are not territory codes, before any data is read
+    (the check ``scenario run/compare`` make); True when there is one."""
+    from features.territories import territory_code_errors
+
+    errors = territory_code_errors(args.territory or [], where="--territory", groups=())
+    for e in errors:
+        print(e, file=sys.stderr)
+    return bool(errors)
+
+
+def _misplaced_territories(args: argparse.Namespace, ds) -> bool:
+    """Print the ``--territory`` codes absent from the cube or not at ``--level``, once the cube
+    is open and before any fit; True when there is one."""
+    from features.territories import territory_level_errors
+    from models.targets import LEVELS
+
+    levels = dict(zip(map(str, ds["territory"].values), map(str, ds["territory_level"].values),
+                      strict=True))
+    errors = territory_level_errors(args.territory or [], levels, LEVELS[args.level],
+                                    where="--territory", hints=LEVEL_HINTS,
+                                    context=f" (--level {args.level})")
+    for e in errors:
+        print(e, file=sys.stderr)
+    return bool(errors)
+
+
 def _level_of(code: str) -> str:
     return "national" if code == "FR" else "region" if code.startswith("R") else "department"
 
@@ -108,8 +143,12 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     from models.store import ForecastStore
     from models.targets import get_target, to_hub
 
+    if _malformed_territories(args):
+        return 2
     target = get_target(args.target, args.frequency)
     opener = default_opener()
+    if args.territory and _misplaced_territories(args, opener(target.frequency, None)):
+        return 2
     fd = pd.Timestamp(args.as_of) if args.as_of else _default_forecast_date(
         target, args.level, opener)
     registry = get_registry()
@@ -177,6 +216,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from models.registry import get_registry
     from models.targets import QUANTILES, get_target
 
+    if _malformed_territories(args):
+        return 2
     settings = Settings.from_env(data_dir=str(args.data_dir)) if args.data_dir else None
     if args.data_dir:
         _ensure_ingested(settings)
@@ -185,6 +226,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     dates = monday_dates(args.start, args.end, args.every)
     if not dates:
         print("no forecast date between --start and --end", file=sys.stderr)
+        return 2
+    if args.territory and _misplaced_territories(args, opener(target.frequency, None)):
         return 2
     started = time.perf_counter()
     registry = get_registry(settings)

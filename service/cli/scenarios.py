@@ -68,7 +68,7 @@ def _run(file: str, args: argparse.Namespace, trajectories: bool = True) -> dict
 
 def _bad_territories(args: argparse.Namespace) -> bool:
     """Print the codes of ``--territory`` that are not territory codes (before any run)."""
-    from scenarios.schema import territory_code_errors
+    from features.territories import territory_code_errors
 
     errors = territory_code_errors(args.territory or [], where="--territory")
     for e in errors:
