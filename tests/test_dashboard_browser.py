@@ -247,7 +247,8 @@ def test_fan_chart_draws_its_bands(browser, server) -> None:
 
 def test_territory_signals_next_to_admissions(browser, server) -> None:
     """France: incidence, positivity, R(t) band from cases, growth and vaccination drawn;
-    Rhône: no daily incidence (said in words, no empty chart), R(t) from admissions."""
+    Rhône: incidence estimated from screening (dashed, said so and how, its région's beside
+    it), no positivity (said in words, no empty chart), R(t) from admissions."""
     watch = _page(browser)
     page = watch.page
     page.goto(server + "/territoire/FR")
@@ -267,10 +268,24 @@ def test_territory_signals_next_to_admissions(browser, server) -> None:
     page.goto(server + "/territoire/69")
     _wait_drawn(page, "#chart-rt")
     _wait_drawn(page, "#chart-incidence")
-    assert page.evaluate("document.querySelector('#chart-incidence').dataset.drawn") == "empty"
-    assert not page.locator("#chart-incidence").is_visible()
-    assert "Pas de taux d'incidence quotidien" in page.locator("#meta-incidence").inner_text()
-    assert "hospitalisations" in page.locator("#note-rt").inner_text()
+    _wait_drawn(page, "#chart-positivity")
+    assert page.evaluate("document.querySelector('#chart-incidence').dataset.drawn") == "1"
+    traces = page.evaluate("() => document.getElementById('chart-incidence').data"
+                           ".map(t => [t.meta, t.name, (t.line || {}).dash || 'solid'])")
+    assert ["estimate", "tous âges, estimé à partir du criblage", "dash"] in traces, traces
+    assert ["comparison", "Auvergne-Rhône-Alpes : taux de la région", "dot"] in traces, traces
+    note = page.locator("#note-incidence").inner_text()
+    assert "(tous âges, estimé à partir du criblage)" in note and "Taux estimé par Vigie" in note
+    assert "Estimation disponible du 06/06/2021" in note
+    assert "avant, pas de taux d'incidence quotidien pour ce territoire" in note
+    assert "criblage" in page.locator("#meta-incidence").inner_text()
+    assert page.evaluate("document.querySelector('#chart-positivity').dataset.drawn") == "empty"
+    assert not page.locator("#chart-positivity").is_visible()
+    assert "Pas de taux de positivité" in page.locator("#meta-positivity").inner_text()
+    rt_note = page.locator("#note-rt").inner_text()
+    assert "estimé à partir des hospitalisations" in rt_note, rt_note
+    assert "R(t) à partir des hospitalisations" in page.evaluate(
+        "() => document.getElementById('chart-rt').data.map(t => t.name).join('|')")
     _shot(watch, "territory_69_signals")
     watch.clean()
     page.context.close()

@@ -88,7 +88,8 @@ def test_epci_page_and_panels(signals_client):
     assert 'value="200046977"' in signals_client.get("/territoire/FR").get_data(as_text=True)
     panels = _panels(signals_client, "200046977")
     assert panels["incidence"]["available"]
-    assert [s["available"] for s in panels["incidence"]["series"]] == [True, True]  # 65+ too
+    assert [s["available"] for s in panels["incidence"]["series"]
+            if s["role"] == "line"] == [True, True]  # 65+ too
     assert not panels["vaccination"]["available"]
     data = signals_client.get("/tableau/donnees/territoire/200046977").get_json()
     by_key = {p["key"]: p for p in data["panels"]}
@@ -116,7 +117,7 @@ def test_real_cube_signals(client):
     basis = _series(france["rt"], "epidemic_basis")["values"]
     assert 1.0 in basis  # France: from cases while SI-DEP publishes them
     rhone = _panels(client, "69")
-    assert not rhone["incidence"]["available"] and rhone["incidence"]["missing"]
+    assert rhone["incidence"]["available"] and rhone["incidence"]["estimated"]  # see below
     assert rhone["rt"]["available"] and rhone["vaccination"]["available"]
     assert set(_series(rhone["rt"], "epidemic_basis")["values"]) <= {0.0, 2.0}
     cote_dor = _panels(client, "21")
@@ -193,3 +194,56 @@ def test_methods_page_shows_configured_thresholds(signals_settings, tmp_path):
     broken = create_app({"TESTING": True, "SETTINGS": settings,
                          "RATELIMIT_ENABLED": False}).test_client()
     assert "ne sont pas utilisables" in broken.get("/methodes").get_data(as_text=True)
+
+
+def _dates_values(cube, name: str, code: str) -> tuple[list[str], list[float]]:
+    series = cube[name].sel(territory=code).to_series().dropna()
+    return [d.strftime("%Y-%m-%d") for d in series.index], series.to_list()
+
+
+def test_real_departement_incidence_is_the_estimate_said_so_with_its_region(client,
+                                                                           api_settings):
+    """Rhône has no daily cases: its incidence panel draws incidence_rate_7d_estimated (from
+    2021-06-06), says it is an estimate and how it is made, and draws Auvergne-Rhône-Alpes'
+    own incidence beside it; France draws its own, with no estimate."""
+    from features.store import open_cube
+
+    cube = open_cube("daily", settings=api_settings)
+    panel = _panels(client, "69")["incidence"]
+    assert panel["available"] and panel["missing"] is None and panel["estimated"]
+    note = panel["estimate_note"]
+    assert note.startswith("Taux estimé par Vigie") and "criblage" in note and \
+        "de sa région" in note and "100 000 habitants" in note
+    assert "estimation de Vigie" in panel["source"]
+    own = _series(panel, "incidence_rate_7d")
+    assert own["role"] == "line" and not own["available"]
+    estimate = _series(panel, "incidence_rate_7d_estimated")
+    assert estimate["role"] == "estimate" and "estimé" in estimate["label"]
+    dates, values = _dates_values(cube, "incidence_rate_7d_estimated", "69")
+    assert estimate["dates"] == dates and dates[0] == "2021-06-06"
+    assert estimate["values"] == pytest.approx(values, abs=5e-4)
+    [region] = [s for s in panel["series"] if s["role"] == "comparison"]
+    assert region["territory"] == "R84" and region["indicator"] == "incidence_rate_7d"
+    assert region["label"] == "Auvergne-Rhône-Alpes : taux de la région"
+    dates, values = _dates_values(cube, "incidence_rate_7d", "R84")
+    assert region["dates"] == dates and region["values"] == pytest.approx(values, abs=5e-4)
+    # Côte-d'Or: its published rate, then the estimate on other days (never both on a day).
+    cote_dor = _panels(client, "21")["incidence"]
+    published, estimated = (_series(cote_dor, n) for n in ("incidence_rate_7d",
+                                                            "incidence_rate_7d_estimated"))
+    assert published["available"] and estimated["available"] and cote_dor["estimated"]
+    assert published["dates"][-1] < estimated["dates"][0]
+    # France: its own incidence, no estimate, no comparison line.
+    france = _panels(client, "FR")["incidence"]
+    assert not france["estimated"] and france["estimate_note"] is None
+    assert not _series(france, "incidence_rate_7d_estimated")["available"]
+    assert not [s for s in france["series"] if s["role"] == "comparison"]
+
+
+def test_neither_incidence_nor_estimate_keeps_the_no_data_message(signals_client):
+    """The synthetic cube has no estimate: a département there has neither, said in words."""
+    panel = _panels(signals_client, "01")["incidence"]
+    assert not panel["available"] and not panel["estimated"]
+    assert panel["missing"].startswith("Pas de taux d'incidence quotidien pour ce territoire")
+    assert "estime pour les départements à partir du criblage" in panel["missing"]
+    assert [s["role"] for s in panel["series"]] == ["line", "line", "estimate"]

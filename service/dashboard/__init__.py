@@ -99,9 +99,20 @@ SIGNALS: tuple[dict[str, Any], ...] = (
                 ("incidence_rate_7d_65_plus", "line", "65 ans et plus")),
      "source": "Santé publique France, SI-DEP : taux publiés (métropoles, Bourgogne-Franche-"
                "Comté) ou calculés par Vigie à partir des cas et de la population INSEE",
+     # Départements have no daily cases: from June 2021 Vigie estimates their incidence from
+     # screening (docs/CUBE_CONTRACT.md), drawn as such, with their région's for comparison.
+     "estimate": ("incidence_rate_7d_estimated", "tous âges, estimé à partir du criblage"),
+     "estimate_note": "Taux estimé par Vigie, le département n'ayant pas de cas quotidiens : "
+                      "ses tests positifs du criblage sur 7 jours, convertis en personnes avec "
+                      "le nombre de personnes positives par test positif de sa région sur les "
+                      "mêmes 7 jours (SI-DEP), pour 100 000 habitants (population INSEE).",
+     "estimate_source": "Santé publique France, criblage des tests positifs et SI-DEP ; "
+                        "estimation de Vigie",
+     "comparison_label": "{name} : taux de la région",
      "missing": "Pas de taux d'incidence quotidien pour ce territoire : les dépistages (SI-DEP) "
                 "sont publiés pour la France, les régions, les 22 métropoles et les "
-                "départements de Bourgogne-Franche-Comté."},
+                "départements de Bourgogne-Franche-Comté, et Vigie l'estime pour les "
+                "départements à partir du criblage (depuis juin 2021)."},
     {"key": "positivity", "title": "Taux de positivité des tests sur 7 jours", "unit": "%",
      "series": (("positivity_rate_7d", "line", "taux de positivité"),),
      "source": "Santé publique France, SI-DEP : taux publiés ou calculés par Vigie à partir des "
@@ -514,21 +525,48 @@ def signals_data(code: str):
         abort(404)
     panels = []
     for spec in SIGNALS:
-        series = []
-        for name, role, label in spec["series"]:
-            observed = _series(name, "daily", code)
-            if observed.get("values"):  # 3 decimals are plenty to draw; halves the payload
-                observed["values"] = [None if v is None else round(v, 3)
-                                      for v in observed["values"]]
-            series.append({"indicator": name, "role": role, "label": label, **observed})
-        available = any(s["available"] for s in series if s["role"] == "line")
-        panels.append({"key": spec["key"], "title": spec["title"], "unit": spec["unit"],
-                       "available": available, "missing": None if available else spec["missing"],
-                       "source": spec["source"], "licence": SIGNALS_LICENCE,
-                       "series": series})
+        series = [{"indicator": name, "role": role, "label": label,
+                   **_signal_series(name, code)} for name, role, label in spec["series"]]
+        panel = {"key": spec["key"], "title": spec["title"], "unit": spec["unit"],
+                 "source": spec["source"], "licence": SIGNALS_LICENCE, "estimated": False,
+                 "estimate_note": None}
+        if spec.get("estimate"):
+            _add_estimate(spec, code, table, series, panel)
+        available = any(s["available"] for s in series if s["role"] in ("line", "estimate"))
+        panels.append({**panel, "available": available,
+                       "missing": None if available else spec["missing"], "series": series})
     parent = row["parent"] if row["level"] == "department" else None
     return jsonify({"territory": row, "panels": panels, "risk": _risk_of(code),
                     "parent": table.get(parent) if parent else None})
+
+
+def _signal_series(name: str, code: str) -> dict:
+    """One daily signal of ``code`` (see :func:`_series`), values to 3 decimals (plenty to
+    draw; halves the payload)."""
+    observed = _series(name, "daily", code)
+    if observed.get("values"):
+        observed["values"] = [None if v is None else round(v, 3) for v in observed["values"]]
+    return observed
+
+
+def _add_estimate(spec: dict, code: str, table: dict[str, dict], series: list[dict],
+                  panel: dict) -> None:
+    """The panel's estimated series (role ``estimate``; it exists only on days the territory
+    has no value of its own) and, when there is one, the région's own series of the first
+    indicator as a comparison line (role ``comparison``); the panel says how it is made."""
+    name, label = spec["estimate"]
+    estimate = _signal_series(name, code)
+    series.append({"indicator": name, "role": "estimate", "label": label, **estimate})
+    if not estimate["available"]:
+        return
+    panel.update(estimated=True, estimate_note=spec["estimate_note"],
+                 source=f"{panel['source']} ; {spec['estimate_source']}")
+    region = _region_of(code, table)
+    if region != code and region in table:
+        own = spec["series"][0][0]
+        series.append({"indicator": own, "role": "comparison", "territory": region,
+                       "label": spec["comparison_label"].format(name=table[region]["name"]),
+                       **_signal_series(own, region)})
 
 
 def _risk_of(code: str) -> dict:

@@ -1,6 +1,8 @@
 /* Territoire: the epidemic signals next to admissions — incidence, positivity, R(t) with its
    95 % credible interval and its basis (cases or admissions), growth with doubling/halving time,
-   vaccination. A panel without data says so in words (no empty chart). */
+   vaccination. A panel without data says so in words (no empty chart). A département's
+   incidence is Vigie's estimate from screening (dashed, said so, how it is made), drawn with
+   its région's own incidence for comparison (dotted). */
 (function () {
   "use strict";
   var V = window.Vigie;
@@ -12,6 +14,11 @@
   var panels = {};
 
   function byRole(p, role) { return p.series.filter(function (s) { return s.role === role; }); }
+  /* The series a panel draws: its own lines, then an estimate, then a comparison. */
+  var DRAWN = {line: 0, estimate: 1, comparison: 2};
+  function drawn(p) {
+    return p.series.filter(function (s) { return s.role in DRAWN && s.available; });
+  }
   function find(p, name) { return p.series.filter(function (s) { return s.indicator === name; })[0]; }
   function last(s) { return s && s.available ? s.dates.length - 1 : -1; }
 
@@ -29,10 +36,15 @@
   }
 
   function lineTraces(p, scale, digits) {
-    return byRole(p, "line").filter(function (s) { return s.available; }).map(function (s, i) {
+    var k = 0;
+    return drawn(p).map(function (s) {
+      var line = s.role === "estimate" ? {color: V.COLORS[0], width: 2, dash: "dash"}
+        : s.role === "comparison" ? {color: "#767676", width: 1.5, dash: "dot"}
+        : {color: k === 0 ? "#1b1b1b" : V.COLORS[k], width: 2};
+      if (s.role === "line") { k += 1; }
       return {x: s.dates, y: s.values.map(function (v) { return v === null ? null : v * scale; }),
-              mode: "lines", name: s.label, meta: s.indicator, connectgaps: false,
-              line: {color: i === 0 ? "#1b1b1b" : V.COLORS[i - 1], width: 2},
+              mode: "lines", name: s.label, connectgaps: false, line: line,
+              meta: s.role === "line" ? s.indicator : s.role,
               hovertemplate: s.label + " : %{y:,." + digits + "f}<extra></extra>"};
     });
   }
@@ -132,15 +144,33 @@
   }
 
   function latestNote(p, digits, unit) {
-    return byRole(p, "line").filter(function (s) { return s.available; }).map(function (s) {
+    var text = drawn(p).map(function (s) {
       var i = last(s);
       return "Au " + V.date(s.dates[i]) + " : " + V.num(s.values[i], digits) + " " + unit +
         " (" + s.label + ")";
     }).join(" ; ") + ".";
+    return p.estimated ? text + " " + estimateNote(p) : text;
+  }
+
+  /* How the estimate is made, the days it covers, and the days with no incidence at all. */
+  function estimateNote(p) {
+    var est = byRole(p, "estimate")[0], own = byRole(p, "line").filter(function (s) { return s.available; });
+    var first = est.dates[0], text = p.estimate_note + " Estimation disponible du " + V.date(first) +
+      " au " + V.date(est.dates[est.dates.length - 1]) + " ; ";
+    var ownEnd = own.length ? own[0].dates[own[0].dates.length - 1] : null;
+    if (!ownEnd) {
+      text += "avant, pas de taux d'incidence quotidien pour ce territoire.";
+    } else if (V.shiftDate(ownEnd, 1) < first) {
+      text += "taux publié jusqu'au " + V.date(ownEnd) + ", pas de taux d'incidence du " +
+        V.date(V.shiftDate(ownEnd, 1)) + " au " + V.date(V.shiftDate(first, -1)) + ".";
+    } else {
+      text += "taux publié les autres jours.";
+    }
+    return text;
   }
 
   function metaText(p) {
-    var s = byRole(p, "line").filter(function (x) { return x.available; })[0];
+    var s = drawn(p)[0];
     return "Source : " + p.source + " (" + p.licence + ") ; version des données " +
       V.vintageDate(s.vintage_id) + ".";
   }
@@ -164,7 +194,9 @@
       document.getElementById("panel-" + p.key).classList.add("empty");
       return;
     }
-    var traces, l, dates = byRole(p, "line")[0].dates;
+    var traces, l, dates = drawn(p).map(function (s) { return s.dates; }).reduce(function (a, b) {
+      return a.length && b.length && a[a.length - 1] >= b[b.length - 1] ? a : b;
+    }, []);
     if (p.key === "rt") {
       traces = rtTraces(p);
       l = layout(p.unit);
@@ -219,7 +251,8 @@
     var p = panels[b.dataset.signal], rows = [];
     p.series.forEach(function (s) {
       if (!s.available) { return; }
-      s.dates.forEach(function (d, i) { rows.push([V.date(d), code, s.indicator, s.label, s.values[i]]); });
+      var where = s.territory || code;
+      s.dates.forEach(function (d, i) { rows.push([V.date(d), where, s.indicator, s.label, s.values[i]]); });
     });
     V.downloadCSV("vigie_" + code + "_" + p.key, ["date", "territoire", "indicateur", "série", "valeur"], rows);
   });
