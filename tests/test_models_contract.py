@@ -57,6 +57,23 @@ def test_contract_weekly(name, weekly):
     assert last / 3 <= median <= last * 3
 
 
+OTHER_VERSIONS = [f"{n}@{v}" for n in REGISTRY.names() for v in REGISTRY.versions(n)
+                  if v != REGISTRY.get(n).version]
+
+
+@pytest.mark.parametrize("ref", OTHER_VERSIONS)
+def test_contract_every_version(ref, weekly):
+    """Versions other than the current one (older ones, and a newer one not yet the default)
+    follow the contract too, on a cube with the leading signals they may read."""
+    from tests.synthetic_cube import add_leading_signals
+
+    ds = add_leading_signals(synthetic_cube("weekly", periods=40))
+    model = REGISTRY.create(ref)
+    fc = model.clone().fit(ds["inc_hosp"], ds.drop_vars("inc_hosp")).predict(3)
+    assert np.isfinite(fc.values).all() and np.all(fc.values >= 0)
+    assert_forecaster(model, weekly)
+
+
 @pytest.mark.parametrize("name", ["baseline", "ets", "sarimax", "gbm"])
 def test_contract_daily(name):
     y = synthetic_cube("daily", periods=84)["inc_hosp"].sel(territory=["01", "FR"])

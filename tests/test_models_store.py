@@ -16,7 +16,8 @@ from tests.synthetic_cube import synthetic_cube
 def test_registry_versions_persist_and_reload(tmp_path):
     settings = Settings.from_env(home=str(tmp_path))
     reg = get_registry(settings)
-    assert reg.get("ensemble").version == "1.1"
+    assert reg.get("ensemble").version == "1.2"
+    assert reg.get("ensemble@1.1").params == {"member_versions": {"gbm": "1.1"}}
     assert reg.get("ensemble", "1.0").params == {"level_members": {},
                                                  "member_versions": {"gbm": "1.0"}}
     reg.register("ets", kind="ets", params={"window": 26}, version="1.1-w26",
