@@ -339,6 +339,15 @@ def test_scenario_runs_from_the_page(browser, server, tokens) -> None:
     metas = page.evaluate("() => document.getElementById('compare-chart').data.map(t => t.meta)")
     assert metas.count("band90") == 2 and "capacity" in metas
     assert page.locator("#compare-table tbody tr").count() == 2
+    # R actuel and R from admissions in the table; where R actuel came from and the levers
+    # (none in these two) under it, in French.
+    cells = page.locator("#compare-table tbody tr").first.locator("td").all_inner_texts()
+    assert all("," in c for c in cells[2:4]), cells  # R medians, French decimals
+    assert page.locator("#compare-r .run-r").count() == 2
+    said = page.locator("#compare-r").inner_text()
+    assert "R actuel estimé à partir des" in said and "sa région" in said
+    assert "R estimé sur les seules hospitalisations" in said
+    assert "Leviers : aucun" in said
     _shot(watch, "scenarios_planner_run")
     watch.clean()
     page.context.close()

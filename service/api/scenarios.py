@@ -122,7 +122,14 @@ class ScenarioRun(Schema):
     vintage = fields.Raw(allow_none=True, required=True)
     as_of = fields.String(allow_none=True, required=True)
     summary = fields.Dict(allow_none=True, required=True, metadata={
-        "description": "territory → indicator → peak, capacity, probability of exceeding it"})
+        "description": "territory → r_now and r_now_admissions (quantiles q05, median, q95), "
+                       "r_basis (basis: cases or admissions, source: the territory whose R "
+                       "gives the level, r_source: its R, shrink: share of a département's own "
+                       "deviation kept, note: why cases were not used) and, per indicator "
+                       "(inc_hosp, hosp, icu), peak, capacity, probability of exceeding it"})
+    levers = fields.Dict(allow_none=True, required=True, metadata={
+        "description": "the vaccination and variant levers the run used (coverage and share "
+                       "now per territory, priors and their sources); {} when none"})
     links = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
 
 
@@ -162,7 +169,8 @@ class CompareQuery(Schema):
 class CompareOut(Schema):
     territory = fields.String(required=True)
     runs = fields.List(fields.Dict(), required=True, metadata={
-        "description": "per run: id, scenario, as_of, status and that territory's summary"})
+        "description": "per run: id, scenario, as_of, status, that territory's summary and "
+                       "the levers used"})
 
 
 def _library() -> list[dict]:
@@ -183,10 +191,10 @@ def library():
 def _run_out(run: dict, with_summary: bool = True) -> dict:
     params = run.get("params") or {}
     result = run.get("result") or {}
-    summary = None
+    summary = levers = None
     if with_summary and run["status"] == "ok":
-        stored = load_result(run["id"])
-        summary = (stored or {}).get("summary")
+        stored = load_result(run["id"]) or {}
+        summary, levers = stored.get("summary"), stored.get("levers", {})
     note(vintage_id=str(result.get("vintage") or "") or None)
     return {
         "run_id": run["id"], "status": run["status"],
@@ -197,7 +205,7 @@ def _run_out(run: dict, with_summary: bool = True) -> dict:
         # Tracebacks stay in the job history for admins; users get the last line.
         "error": (run.get("error") or "").strip().splitlines()[-1] if run.get("error") else None,
         "vintage": result.get("vintage"), "as_of": result.get("as_of") or params.get("as_of"),
-        "summary": summary,
+        "summary": summary, "levers": levers,
         "links": {"self": url_for("scenarios.get_run", run_id=run["id"]),
                   "trajectories": url_for("scenarios.get_trajectories", run_id=run["id"])},
     }
@@ -312,5 +320,5 @@ def compare(query_data: dict):
         summary = entry.pop("summary") or {}
         out.append({"run_id": run_id, "scenario": entry["scenario"], "status": run["status"],
                     "as_of": entry["as_of"], "vintage": entry["vintage"],
-                    "summary": summary.get(territory)})
+                    "summary": summary.get(territory), "levers": entry["levers"]})
     return json_response({"territory": territory, "runs": out})

@@ -11,7 +11,8 @@ Pages (server-rendered shells, charts drawn in the browser with Plotly served fr
                            admissions the epidemic signals (incidence, positivity, R(t) with
                            its credible interval and basis, growth and doubling time,
                            vaccination); downloads. France, régions, départements, EPCI
-``/scenarios``             Scénarios: library, editor and runs (planner), comparison
+``/scenarios``             Scénarios: library, editor and runs (planner), comparison, and
+                           for each run where R now came from and the levers used
 ``/precision``             Précision des prévisions (public): published forecasts scored
 ``/methodes``              Méthodes et données (public): sources, licences, suppression,
                            model cards, what is logged
@@ -162,6 +163,10 @@ SCENARIO_TITLES = {
     "curfew_18h": "Couvre-feu à 18 h pendant 4 semaines",
     "school_closure_2w": "Fermeture des écoles pendant 2 semaines",
     "relaxation": "Levée progressive des mesures",
+    "variant_delta_2021_06": "Vague Delta de l'été 2021 : variant plus transmissible, sans "
+                             "mesure nouvelle",
+    "vaccination_delta_2021_06": "Vague Delta de l'été 2021 avec la vaccination (70 % de "
+                                 "premières doses au 31/08/2021)",
 }
 
 LEVEL_WORDS = {"red": "rouge", "orange": "orange", "yellow": "jaune", "green": "vert",
@@ -598,6 +603,24 @@ def precision_data():
     """Scores of the published forecasts (see :mod:`service.dashboard.accuracy`)."""
     st = _state()
     return jsonify(track_record(st.settings, st.freshness()))
+
+
+@bp.get("/tableau/donnees/execution/<int:run_id>")
+def scenario_run_text(run_id: int):
+    """A finished scenario run in French, per territory: R now, what it came from (cases or
+    admissions, whose, the fall-back and why), R from admissions, the levers used (see
+    :mod:`service.dashboard.scenario_text`); the run from the API, with the caller's rights."""
+    from service.dashboard.scenario_text import explain_run
+
+    status, body = _api(f"/api/v1/scenarios/runs/{run_id}")
+    if status != 200:
+        return jsonify(_unavailable(status, body))
+    if body.get("status") != "ok":
+        return jsonify({"available": False, "status": status,
+                        "reason": f"exécution {run_id} non terminée"})
+    names = {c: r["name"] for c, r in _territories().items()}
+    return jsonify({"available": True, "run_id": run_id,
+                    "territories": explain_run(body, names)})
 
 
 @bp.get("/tableau/donnees/scenario/<name>")

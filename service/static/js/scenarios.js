@@ -11,6 +11,39 @@
                    failed: "échec", interrupted: "interrompu", coalesced: "regroupé"};
   var shown = [];          // run ids drawn in the comparison (newest first)
   var results = {};        // run id → run (with summary)
+  var explained = {};      // run id → promise of its French explanation (R actuel, leviers)
+
+  function explain(id) {
+    if (!explained[id]) {
+      explained[id] = V.fetchJSON("/tableau/donnees/execution/" + id).catch(function (err) {
+        return {available: false, reason: err.message};
+      });
+    }
+    return explained[id];
+  }
+
+  /* For each run compared: where R actuel came from in this territory, and the levers used. */
+  function drawExplanations(ids, territory, answers) {
+    var box = document.getElementById("compare-r");
+    box.innerHTML = "<h3>R actuel : d'où il vient, et leviers utilisés</h3>" + ids.map(function (id, k) {
+      var a = answers[k], t = a.available ? a.territories[territory] : null;
+      var head = "<h4>" + V.esc(runLabel(results[id])) + "</h4>";
+      if (!t) {
+        return "<div class=\"run-r\" data-run=\"" + id + "\">" + head + "<p>Explication indisponible" +
+          (a.reason ? " : " + V.esc(a.reason) : "") + ".</p></div>";
+      }
+      var levers = t.levers.length ? "<ul class=\"levers\">" + t.levers.map(function (l) {
+        return "<li>" + V.esc(l) + "</li>";
+      }).join("") + "</ul>" : "<p class=\"levers\">Leviers : aucun (ni vaccination ni variant ; " +
+        "seules les mesures du scénario changent R).</p>";
+      return "<div class=\"run-r\" data-run=\"" + id + "\" data-basis=\"" + V.esc(t.basis) + "\">" + head +
+        "<p>" + V.esc(t.text) + "</p><p>R actuel : " + V.esc(t.r_now) +
+        " ; R estimé sur les seules hospitalisations : " + V.esc(t.r_now_admissions) +
+        " (il décrit les contaminations d'environ 10 à 14 jours plus tôt).</p>" +
+        (t.levers.length ? "<p>Leviers :</p>" : "") + levers + "</div>";
+    }).join("");
+    box.hidden = !ids.length;
+  }
 
   function runLabel(run) {
     return (TITLES[run.scenario] || run.scenario || "définition modifiée") + " n° " + run.run_id;
@@ -126,6 +159,10 @@
     var territory = document.getElementById("cmp-territory").value;
     var indicator = document.getElementById("cmp-indicator").value;
     var ids = shown.filter(function (id) { return results[id] && (results[id].summary || {})[territory]; });
+    var texts = Promise.all(ids.map(explain)).then(function (answers) {
+      drawExplanations(ids, territory, answers);
+      return answers;
+    });
     return Promise.all(ids.map(function (id) {
       return V.fetchJSON("/api/v1/scenarios/runs/" + id + "/trajectories?per_page=1000&territory=" +
                          encodeURIComponent(territory) + "&indicator=" + indicator);
@@ -140,13 +177,16 @@
         var pick = function (q) { return dates.map(function (d) { return byDate[d][q]; }); };
         var fc = {dates: dates, q05: pick(0.05), q25: pick(0.25), q50: pick(0.5), q75: pick(0.75), q95: pick(0.95)};
         traces = traces.concat(V.fanTraces(fc, V.COLORS[k % V.COLORS.length], runLabel(run), null));
-        var s = ((run.summary || {})[territory] || {})[indicator] || {};
+        var all = (run.summary || {})[territory] || {}, s = all[indicator] || {};
         if (s.capacity) { capacity = s.capacity; }
         if (dates.length) {
           end = !end || dates[dates.length - 1] > end ? dates[dates.length - 1] : end;
           start = !start || dates[0] < start ? dates[0] : start;
         }
+        var rNow = (all.r_now || {}).median, rAdm = (all.r_now_admissions || {}).median;
         tbody.push("<tr><td>" + V.esc(runLabel(run)) + "</td><td>" + V.date(run.as_of) + "</td><td class=\"num\">" +
+                   (rNow === undefined ? "–" : V.num(rNow, 2)) + "</td><td class=\"num\">" +
+                   (rAdm === undefined ? "–" : V.num(rAdm, 2)) + "</td><td class=\"num\">" +
                    V.num(s.peak) + "</td><td>" + V.date(s.peak_date) + "</td><td class=\"num\">" + V.num(s.capacity) +
                    "</td><td class=\"num\">" + (s.prob_exceed === undefined ? "–" : V.pct(s.prob_exceed)) + "</td></tr>");
       });
@@ -159,7 +199,7 @@
       layout.height = 380;
       var div = document.getElementById("compare-chart");
       document.querySelector("#compare-table tbody").innerHTML = tbody.join("");
-      return Plotly.react(div, traces, layout, V.plotConfig("vigie_scenarios_" + territory)).then(function () {
+      return Promise.all([texts, Plotly.react(div, traces, layout, V.plotConfig("vigie_scenarios_" + territory))]).then(function () {
         div.dataset.drawn = ids.length ? "1" : "";
         div.dataset.runs = ids.join(",");
         V.firstChartAt = V.firstChartAt || performance.now();
