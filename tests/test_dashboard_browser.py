@@ -261,7 +261,7 @@ def test_territory_signals_next_to_admissions(browser, server) -> None:
     assert "à partir des cas confirmés" in page.locator("#note-rt").inner_text() or \
         "hospitalisations" in page.locator("#note-rt").inner_text()
     growth = page.locator("#note-growth").inner_text()
-    assert "% par jour" in growth
+    assert "% par jour" in growth and "Calculé à partir des cas confirmés." in growth
     assert "dose" in page.locator("#note-vaccination").inner_text()
     assert "Niveau de risque au" in page.locator("#risk-line").inner_text()
     _shot(watch, "territory_FR_signals")
@@ -282,6 +282,7 @@ def test_territory_signals_next_to_admissions(browser, server) -> None:
     assert page.evaluate("document.querySelector('#chart-positivity').dataset.drawn") == "empty"
     assert not page.locator("#chart-positivity").is_visible()
     assert "Pas de taux de positivité" in page.locator("#meta-positivity").inner_text()
+    assert "Calculé à partir des hospitalisations." in page.locator("#note-growth").inner_text()
     rt_note = page.locator("#note-rt").inner_text()
     assert "estimé à partir des hospitalisations" in rt_note, rt_note
     assert "R(t) à partir des hospitalisations" in page.evaluate(

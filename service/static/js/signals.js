@@ -134,7 +134,15 @@
     } else {
       text += " : évolution trop lente pour un temps de doublement (plus de six mois).";
     }
-    return text;
+    return text + basisOf(day);
+  }
+
+  /* The basis of the epidemic indicators on a day (the same for R(t) and growth). */
+  function basisOf(day) {
+    var basis = panels.rt && find(panels.rt, "epidemic_basis");
+    var i = basis && basis.available ? basis.dates.indexOf(day) : -1;
+    var b = i < 0 ? null : basis.values[i];
+    return b in BASIS_SHORT ? " Calculé à partir des " + BASIS_SHORT[b] + "." : "";
   }
 
   function vaccinationNote(p) {
@@ -261,6 +269,7 @@
     return V.fetchJSON("/tableau/donnees/signaux/" + encodeURIComponent(code));
   }).then(function (data) {
     riskLine(data.risk);
+    data.panels.forEach(function (p) { panels[p.key] = p; });  // growth reads R(t)'s basis
     data.panels.forEach(draw);
   }).catch(function (err) {
     document.querySelectorAll(".panel.signal .meta").forEach(function (m) {
