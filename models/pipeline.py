@@ -200,7 +200,7 @@ def raw_forecasts(
     if len(dates) < 2 or not bool(y.notnull().any()):
         # One period is no history either: its step (week, day) cannot even be inferred.
         raise NoHistoryError(
-            f"{'one period' if len(dates) == 1 else 'no'} of {target.variable} "
+            f"{'a single period of' if len(dates) == 1 else 'no'} {target.variable} "
             f"({target.frequency}) data at level {level} dated before "
             f"{pd.Timestamp(forecast_date).date()}"
         )
