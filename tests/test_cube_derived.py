@@ -16,7 +16,8 @@ from features.store import CubeStore
 from service.cli import main as cli
 
 
-def test_cli_export_incidence_matches_raw_positives(real_cube, data_dir, monkeypatch, tmp_path):
+def test_cli_export_incidence_matches_raw_positives(real_cube, data_dir, monkeypatch, tmp_path,
+                                                   capsys):
     """The issue's acceptance check: France's 7-day positives ending 2021-11-28 equal the raw
     file's, and the exported rate is those positives over the cube's population × 100,000."""
     monkeypatch.setenv("VIGIE_HOME", str(real_cube.home))
@@ -44,6 +45,10 @@ def test_cli_export_incidence_matches_raw_positives(real_cube, data_dir, monkeyp
     assert {"FR", "200046977"} <= territories
     lyon = exported.loc["200046977"]
     assert lyon.index.min() >= "2020-10-12" and lyon.index.max() <= "2021-01-10"
+    # The Rhône has no rows: the export says so and points at the estimate.
+    assert "69" not in territories
+    assert ("no value of incidence_rate_7d for 69 (Rhône); an estimate may exist: "
+            "--indicator incidence_rate_7d_estimated") in capsys.readouterr().err
 
 
 def test_rates_at_every_level_and_weekly_saturday(real_cube):

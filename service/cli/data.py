@@ -159,6 +159,17 @@ def cmd_cube_export(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     frame[["territory", "date", "indicator", "value"]].to_csv(args.out, index=False)
     print(f"wrote {len(frame)} rows of {args.indicator} ({frequency}) to {args.out}")
+    if args.territory:
+        # A code the cube knows but without this indicator is not an error (no département
+        # publishes daily cases), yet an empty block in the file must not pass unnoticed.
+        empty = [c for c in args.territory if c not in set(frame["territory"])]
+        if empty:
+            names = ds["territory_name"].sel(territory=empty).values
+            listed = ", ".join(f"{c} ({n})" for c, n in zip(empty, names, strict=True))
+            estimate = f"{args.indicator}_estimated"
+            hint = (f"; an estimate may exist: --indicator {estimate}"
+                    if estimate in ds.data_vars else "")
+            print(f"note: no value of {args.indicator} for {listed}{hint}", file=sys.stderr)
     return 0
 
 
