@@ -17,6 +17,7 @@ import hashlib
 import io
 import logging
 import time
+import unicodedata
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -356,6 +357,51 @@ def _report(check: Collector, mask: pd.Series, values: pd.Series, column: str, e
     if len(bad) > MAX_PROBLEMS_PER_CHECK:
         check.add(expected, f"{len(bad) - MAX_PROBLEMS_PER_CHECK} more such values",
                   column=column)
+
+
+def report_rows(check: Collector, frame: pd.DataFrame, mask: pd.Series, column: str,
+                expected: str, found: Callable[[object], str] = repr) -> None:
+    """Report the rows of ``frame`` where ``mask`` holds, showing the cell of ``column``."""
+    label = original_name(frame, column)
+    bad = mask[mask].index
+    for idx in bad[:MAX_PROBLEMS_PER_CHECK]:
+        value = frame.at[idx, column]
+        empty = value is None or (isinstance(value, float) and np.isnan(value)) or value == ""
+        check.add(expected, "an empty cell" if empty else found(value),
+                  line=int(idx) + 2, column=label)
+    if len(bad) > MAX_PROBLEMS_PER_CHECK:
+        check.add(expected, f"{len(bad) - MAX_PROBLEMS_PER_CHECK} more such values",
+                  column=label)
+
+
+def header_text(path: Path) -> str:
+    """The file's first line, lower-case, without BOM: tells an official layout from an extract."""
+    with open(path, "rb") as fh:
+        first = fh.readline(4096)
+    return first.decode("utf-8", errors="replace").lstrip("\ufeff").lower()
+
+
+def window_end(frame: pd.DataFrame, column: str, check: Collector, today: dt.date) -> pd.Series:
+    """SPF's sliding week ``'2020-10-06-2020-10-12'`` → its last day, checking it spans 7 days."""
+    text = frame[column].fillna("").str.strip()
+    parts = pd.DataFrame({"start": text.str[:10], "end": text.str[11:]}, index=frame.index)
+    parts.attrs["original_columns"] = {"start": original_name(frame, column),
+                                       "end": original_name(frame, column)}
+    bad_shape = ~text.str.match(r"^\d{4}-\d{2}-\d{2}-\d{4}-\d{2}-\d{2}$")
+    report_rows(check, frame, bad_shape, column, "a 7-day window like 2020-10-06-2020-10-12")
+    start = to_date(parts[~bad_shape], "start", check, today).reindex(frame.index)
+    end = to_date(parts[~bad_shape], "end", check, today).reindex(frame.index)
+    wrong = (end - start).ne(pd.Timedelta(days=6)) & start.notna() & end.notna()
+    report_rows(check, frame, wrong, column, "a window of 7 days (start + 6 days = end)")
+    return end
+
+
+def name_key(name: str) -> str:
+    """Comparison key of a place name: accents, case, apostrophes and hyphens do not matter."""
+    text = unicodedata.normalize("NFKD", str(name))
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = text.replace("\u2019", "'").replace("-", " ").casefold()
+    return " ".join(text.split())
 
 
 def to_number(frame: pd.DataFrame, column: str, check: Collector, *, count: bool = False,

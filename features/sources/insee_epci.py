@@ -36,6 +36,7 @@ from features.sources.base import (
     drop_duplicates,
     original_name,
     read_table,
+    report_rows,
     to_number,
 )
 
@@ -90,9 +91,9 @@ class CommunesPopulationSource(Source):
         check = Collector(self.name, path)
         frame = read_table(path, self.COLUMNS, check)
         bad = ~frame["commune_code"].fillna("").str.match(COMMUNE_PATTERN)
-        _report_rows(check, frame, bad, "commune_code", "a 5-character INSEE commune code")
+        report_rows(check, frame, bad, "commune_code", "a 5-character INSEE commune code")
         unknown = ~frame["dep_code"].isin(departements["dep_code"])
-        _report_rows(check, frame, unknown, "dep_code", "a known département code")
+        report_rows(check, frame, unknown, "dep_code", "a known département code")
         # Six uninhabited communes (TAAF, Clipperton) have no population: kept, counted as 0.
         frame["population"] = to_number(frame, "population", check, count=True,
                                         allow_missing=True)
@@ -143,25 +144,25 @@ class EpciSource(Source):
         distinct = pd.Series(pd.unique(code))
         well_formed = distinct.str.match(SIREN_PATTERN)
         bad_code = ~code.isin(distinct[well_formed])
-        _report_rows(check, frame, bad_code, "epci_code", "a 9-digit SIREN code")
+        report_rows(check, frame, bad_code, "epci_code", "a 9-digit SIREN code")
         bad_luhn = code.isin([c for c in distinct[well_formed] if not siren_is_valid(c)])
-        _report_rows(check, frame, bad_luhn, "epci_code",
+        report_rows(check, frame, bad_luhn, "epci_code",
                      "a SIREN code with a valid check digit (Luhn)")
         empty_name = frame["epci_name"].fillna("").str.strip().eq("")
-        _report_rows(check, frame, empty_name, "epci_name", "an EPCI name",
+        report_rows(check, frame, empty_name, "epci_name", "an EPCI name",
                      found=lambda v: "an empty cell")
         bad_type = ~frame["epci_type"].isin(list(EPCI_TYPES))
-        _report_rows(check, frame, bad_type, "epci_type",
+        report_rows(check, frame, bad_type, "epci_type",
                      f"an EPCI type ({', '.join(EPCI_TYPES)})")
         frame["epci_population"] = to_number(frame, "epci_population", check, count=True)
 
         commune = frame["commune_code"].fillna("")
         bad_commune = ~commune.str.match(COMMUNE_PATTERN)
-        _report_rows(check, frame, bad_commune, "commune_code",
+        report_rows(check, frame, bad_commune, "commune_code",
                      "a 5-character INSEE commune code")
         if communes is not None:
             unknown = ~bad_commune & ~commune.isin(communes["commune_code"])
-            _report_rows(check, frame, unknown, "commune_code",
+            report_rows(check, frame, unknown, "commune_code",
                          "a current INSEE commune code (fr_communes_population.csv)")
         if "commune_population" in frame:
             frame["commune_population"] = to_number(frame, "commune_population", check,
@@ -217,7 +218,7 @@ class EpciSource(Source):
                     "absent): each EPCI's parent is the département holding most of its "
                     "member communes")
         unknown = ~members["dep_code"].isin(departements["dep_code"])
-        _report_rows(check, frame, unknown, "commune_code",
+        report_rows(check, frame, unknown, "commune_code",
                      "a commune of a known département", found=lambda v: repr(v))
         return members.reset_index(drop=True)
 
@@ -246,19 +247,6 @@ def epci_parents(members: pd.DataFrame) -> pd.DataFrame:
         "n_communes": by_dep.groupby("epci_code")["n"].sum().reindex(best.index),
         "departements": deps.reindex(best.index),
     })
-
-
-def _report_rows(check: Collector, frame: pd.DataFrame, mask: pd.Series, column: str,
-                 expected: str, found=lambda v: repr(v)) -> None:
-    label = original_name(frame, column)
-    bad = mask[mask].index
-    for idx in bad[:MAX_PROBLEMS_PER_CHECK]:
-        value = frame.at[idx, column]
-        check.add(expected, "an empty cell" if pd.isna(value) else found(value),
-                  line=int(idx) + 2, column=label)
-    if len(bad) > MAX_PROBLEMS_PER_CHECK:
-        check.add(expected, f"{len(bad) - MAX_PROBLEMS_PER_CHECK} more such values",
-                  column=label)
 
 
 def _check_consistent(frame: pd.DataFrame, key: str, values: list[str], check: Collector,

@@ -21,7 +21,6 @@ The rates are SPF's published values (``aggregation = 'none'``): never averaged 
 from __future__ import annotations
 
 import dataclasses
-import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -34,11 +33,15 @@ from features.sources.base import (
     Source,
     SourceResult,
     drop_duplicates,
+    header_text,
+    name_key,
     original_name,
     read_table,
+    report_rows,
     to_date,
     to_number,
     to_tidy,
+    window_end,
 )
 
 PUBLISHER = "Santé publique France, SI-DEP (sg-metro)"
@@ -83,14 +86,6 @@ INCIDENCE_RATE_7D_65_PLUS = dataclasses.replace(
     source="Santé publique France, SI-DEP (published)")
 
 
-def name_key(name: str) -> str:
-    """Comparison key of a name: no accents, case, apostrophe or hyphen differences."""
-    text = unicodedata.normalize("NFKD", str(name))
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    text = text.replace("’", "'").replace("-", " ").casefold()
-    return " ".join(text.split())
-
-
 _BY_KEY = {name_key(name): siren for name, siren in METROPOLE_SIREN.items()}
 
 
@@ -119,17 +114,17 @@ class SpfIncidenceMetropoles(Source):
 
     def parse(self, path: Path, ctx: ParseContext) -> SourceResult:
         check = Collector(self.name, path)
-        official = "semaine_glissante" in _header(path)
+        official = "semaine_glissante" in header_text(path)
         frame = read_table(path, self.OFFICIAL if official else self.EXTRACT, check)
         if official:
             frame["territory"] = self._codes(frame, check)
-            frame["date"] = _window_end(frame, "week", check, ctx)
+            frame["date"] = window_end(frame, "week", check, ctx.today)
         else:
             frame["territory"] = self._match_names(frame, check)
             frame["date"] = to_date(frame, "date", check, ctx.today)
         frame["age"] = frame["age"].str.strip()
         bad_age = ~frame["age"].isin(list(AGE_CLASSES))
-        _report(check, frame, bad_age, "age", "an age class ('all' or '65+'; official "
+        report_rows(check, frame, bad_age, "age", "an age class ('all' or '65+'; official "
                 "clage_65 '0' or '65')")
         frame["value"] = to_number(frame, "value", check, minimum=0, maximum=100_000)
         self._check_registry(frame, check, ctx)
@@ -191,42 +186,6 @@ class SpfIncidenceMetropoles(Source):
             first = int(codes.index[codes.eq(code)][0]) + 2
             check.add("the SIREN code of an EPCI of the registry", repr(code) if code else
                       "an empty cell", line=first, column=column)
-
-
-def _header(path: Path) -> str:
-    with open(path, "rb") as fh:
-        first = fh.readline(4096)
-    return first.decode("utf-8", errors="replace").lstrip("\ufeff").lower()
-
-
-def _window_end(frame: pd.DataFrame, column: str, check: Collector,
-                ctx: ParseContext) -> pd.Series:
-    """``'2020-10-06-2020-10-12'`` → the window's last day, checking it spans 7 days."""
-    text = frame[column].fillna("").str.strip()
-    parts = pd.DataFrame({"start": text.str[:10], "end": text.str[11:]}, index=frame.index)
-    parts.attrs["original_columns"] = {"start": original_name(frame, column),
-                                       "end": original_name(frame, column)}
-    bad_shape = ~text.str.match(r"^\d{4}-\d{2}-\d{2}-\d{4}-\d{2}-\d{2}$")
-    _report(check, frame, bad_shape, column,
-            "a 7-day window like 2020-10-06-2020-10-12")
-    start = to_date(parts[~bad_shape], "start", check, ctx.today).reindex(frame.index)
-    end = to_date(parts[~bad_shape], "end", check, ctx.today).reindex(frame.index)
-    wrong = (end - start).ne(pd.Timedelta(days=6)) & start.notna() & end.notna()
-    _report(check, frame, wrong, column, "a window of 7 days (start + 6 days = end)")
-    return end
-
-
-def _report(check: Collector, frame: pd.DataFrame, mask: pd.Series, column: str,
-            expected: str) -> None:
-    label = original_name(frame, column)
-    bad = mask[mask].index
-    for idx in bad[:MAX_PROBLEMS_PER_CHECK]:
-        value = frame.at[idx, column]
-        check.add(expected, "an empty cell" if pd.isna(value) or value == "" else repr(value),
-                  line=int(idx) + 2, column=label)
-    if len(bad) > MAX_PROBLEMS_PER_CHECK:
-        check.add(expected, f"{len(bad) - MAX_PROBLEMS_PER_CHECK} more such values",
-                  column=label)
 
 
 SOURCE = SpfIncidenceMetropoles()

@@ -31,13 +31,16 @@ from features.sources.base import (
     Source,
     SourceResult,
     drop_duplicates,
+    header_text,
+    name_key,
     original_name,
     read_table,
+    report_rows,
     to_date,
     to_number,
     to_tidy,
+    window_end,
 )
-from features.sources.spf_incidence_metropoles import _header, _report, _window_end, name_key
 
 PUBLISHER = "Santé publique France, SI-DEP"
 LICENCE = "Licence Ouverte 2.0"
@@ -71,12 +74,12 @@ class SpfIncidencePositivity(Source):
 
     def parse(self, path: Path, ctx: ParseContext) -> SourceResult:
         check = Collector(self.name, path)
-        official = "semaine_glissante" in _header(path)
+        official = "semaine_glissante" in header_text(path)
         if official:
             frame = read_table(path, self.OFFICIAL, check, optional={"age": ("cl_age90",)})
             if "age" in frame:
                 frame = frame[frame["age"].fillna("").str.strip().eq("0")].copy()
-            frame["date"] = _window_end(frame, "week", check, ctx)
+            frame["date"] = window_end(frame, "week", check, ctx.today)
             positives = to_number(frame, "positives", check, count=True)
             tests = to_number(frame, "tests", check, count=True)
             pop = to_number(frame, "pop", check, minimum=1)
@@ -84,14 +87,14 @@ class SpfIncidencePositivity(Source):
             with np.errstate(invalid="ignore", divide="ignore"):
                 frame["positivity"] = np.where(tests > 0, 100.0 * positives / tests, np.nan)
             more = (positives > tests) & tests.notna()
-            _report(check, frame, more, "positives", "positives <= tests ('T')")
+            report_rows(check, frame, more, "positives", "positives <= tests ('T')")
         else:
             frame = read_table(path, self.EXTRACT, check)
             frame["date"] = to_date(frame, "date", check, ctx.today)
             start = to_date(frame, "start", check, ctx.today)
             wrong = (frame["date"] - start).ne(pd.Timedelta(days=6)) & start.notna() \
                 & frame["date"].notna()
-            _report(check, frame, wrong, "start", "the first day of the 7-day window ending "
+            report_rows(check, frame, wrong, "start", "the first day of the 7-day window ending "
                     "on end_7d (end_7d - 6 days)")
             frame["incidence"] = to_number(frame, "incidence", check, minimum=0,
                                            maximum=100_000)
