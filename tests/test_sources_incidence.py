@@ -10,9 +10,8 @@ import pytest
 from features.errors import SourceError
 from features.ingest import run_ingest
 from features.sources import BY_NAME, spf_incidence_metropoles, spf_incidence_positivity
-from features.sources.base import ParseContext
+from features.sources.base import ParseContext, name_key
 from features.sources.insee_territories import load_territories
-from features.sources.base import name_key
 from features.sources.spf_incidence_metropoles import METROPOLE_SIREN
 from features.store import CubeStore
 from tests.conftest import FIXTURES
