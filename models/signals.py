@@ -145,6 +145,8 @@ def resolve_signals(
     codes = [str(t) for t in y["territory"].values]
     changes: dict[str, str | None] = {}
     for name in names:
+        if name == y.name:
+            continue  # the target itself (e.g. forecasting emergency visits): already a feature
         reason, note = None, None
         if X is None or name not in X:
             reason = "not started: absent from the cube"

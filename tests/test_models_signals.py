@@ -101,6 +101,14 @@ def test_signal_not_started(cube, caplog):
     assert "vaccination_coverage_dose1 dropped" in caplog.text
 
 
+def test_the_target_itself_is_not_a_fallback(cube):
+    """Forecasting a signal (e.g. emergency visits) with a model that lists it: no warning."""
+    y = cube["incidence_rate_7d"].rename("incidence_rate_7d")
+    out = resolve_signals(("incidence_rate_7d", "positivity_rate_7d"),
+                          cube.drop_vars("incidence_rate_7d"), y)
+    assert out.fallbacks == {} and set(out.values) == {"positivity_rate_7d"}
+
+
 def test_regions_stop_france_goes_on(cube, caplog):
     """SI-DEP by région stops while the national file goes on: régions and départements read
     France's series (for the whole history, as if régions had never been published)."""
