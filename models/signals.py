@@ -21,7 +21,8 @@ territory:
   stopped while the others go on (the mutations screened changed, so the shares before and
   after do not measure the same thing);
 - a signal whose latest values lag the origin by ``k <= max_age`` periods (publication delay)
-  is used lagged by ``k`` periods in training and prediction alike.
+  is used lagged by ``k`` periods in training and prediction alike, unless an ancestor's
+  series is current (a territory late by one week reads its région's or France's instead).
 
 Every fallback is logged (warning) and returned as ``{signal: reason}`` for the forecast's
 metadata.
@@ -108,6 +109,13 @@ def _scheme_change(family: str, X: xr.Dataset, dates: pd.DatetimeIndex,
     return None
 
 
+def _nearest(i: int, pos: np.ndarray, ok: np.ndarray) -> int:
+    """``i`` or its nearest ancestor where ``ok``; -1 if none."""
+    while i >= 0 and not ok[i]:
+        i = pos[i]
+    return i
+
+
 def resolve_signals(
     names: tuple[str, ...] | list[str],
     X: xr.Dataset | None,
@@ -162,13 +170,13 @@ def resolve_signals(
             seen = np.isfinite(v)
             has_any = seen.any(axis=1)
             last_seen = np.where(has_any, n_d - 1 - np.argmax(seen[:, ::-1], axis=1), -1)
-            live = has_any & (last - last_seen <= max_age)
-            source = np.full(n_t, -1)
-            for i in range(n_t):
-                j = i
-                while j >= 0 and not live[j]:
-                    j = pos[j]
-                source[i] = j
+            age = last - last_seen
+            live = has_any & (age <= max_age)
+            # Nearest ancestor (self first) current at the origin; else the nearest live one,
+            # then used lagged: one late région must not lag the signal of every territory.
+            source = np.array([_nearest(i, pos, has_any & (age == 0)) for i in range(n_t)])
+            late = source < 0
+            source[late] = [_nearest(i, pos, live) for i in np.flatnonzero(late)]
             missing = np.flatnonzero(source < 0)
             if not has_any.any():
                 reason = "not started: no value before the origin"
@@ -179,7 +187,8 @@ def resolve_signals(
                               f"{last - newest} periods before the origin {_day(dates, last)}")
                 else:
                     example = ", ".join(codes[i] for i in missing[:3])
-                    reason = (f"stopped for {missing.size} territories without a live ancestor "
+                    what = "stopped" if has_any[missing].any() else "not published"
+                    reason = (f"{what} for {missing.size} territories without a live ancestor "
                               f"({example}) at the origin {_day(dates, last)}")
             else:
                 history = seen[source].sum(axis=1)
@@ -195,8 +204,8 @@ def resolve_signals(
         substituted = np.flatnonzero((source != np.arange(n_t)) & has_any)
         if substituted.size:
             example = ", ".join(f"{codes[i]}→{codes[source[i]]}" for i in substituted[:3])
-            note = (f"{substituted.size} territories stopped, their ancestor's series used "
-                    f"({example})")
+            note = (f"{substituted.size} territories stopped or late, their ancestor's series "
+                    f"used ({example})")
             out.fallbacks[name] = note
             log.warning("%s: leading signal %s: %s", model, name, note)
         values = v[source]

@@ -101,6 +101,18 @@ def test_signal_not_started(cube, caplog):
     assert "vaccination_coverage_dose1 dropped" in caplog.text
 
 
+def test_signal_only_below_some_territories(cube):
+    """A département-only signal (no value for France or the régions, no ancestor to take):
+    dropped, saying it is not published there rather than stopped."""
+    values = cube["vaccination_coverage_dose1"].values.copy()
+    values[cube["territory_level"].values != "department"] = np.nan
+    X = cube.drop_vars("inc_hosp").assign(
+        vaccination_coverage_dose1=(("territory", "date"), values))
+    out = resolve_signals(("vaccination_coverage_dose1",), X, cube["inc_hosp"])
+    assert out.fallbacks["vaccination_coverage_dose1"].startswith(
+        "not published for 3 territories without a live ancestor (R84, R94, FR)")
+
+
 def test_the_target_itself_is_not_a_fallback(cube):
     """Forecasting a signal (e.g. emergency visits) with a model that lists it: no warning."""
     y = cube["incidence_rate_7d"].rename("incidence_rate_7d")
@@ -126,7 +138,7 @@ def test_regions_stop_france_goes_on(cube, caplog):
     _, expected = _fit(never, signals=("incidence_rate_7d",))
     np.testing.assert_allclose(fc.values, expected.values)
     note = model.signal_fallbacks_["incidence_rate_7d"]
-    assert note.startswith("2 territories stopped, their ancestor's series used")
+    assert note.startswith("2 territories stopped or late, their ancestor's series used")
     assert "R84→FR" in note and "incidence_rate_7d" in caplog.text
 
 
@@ -160,6 +172,24 @@ def test_published_late_is_used_lagged(cube):
     model, _ = _fit(_truncate(cube, ["incidence_rate_7d"], before=2),
                     signals=("incidence_rate_7d",))
     assert model.signal_fallbacks_["incidence_rate_7d"].startswith("stopped")
+
+
+def test_one_late_region_does_not_lag_everyone(cube):
+    """One région a week late: it (and its départements) read France's current series; the
+    others keep their own, unlagged."""
+    late = cube.copy()
+    values = late["incidence_rate_7d"].values.copy()
+    codes = [str(t) for t in cube["territory"].values]
+    values[codes.index("R94"), -1] = np.nan
+    late["incidence_rate_7d"] = late["incidence_rate_7d"].copy(data=values)
+    out = resolve_signals(("incidence_rate_7d",), late.drop_vars("inc_hosp"), cube["inc_hosp"])
+    got = out.values["incidence_rate_7d"]
+    own = cube["incidence_rate_7d"].values
+    np.testing.assert_allclose(got[codes.index("R84")], own[codes.index("R84")], equal_nan=True)
+    for code in ("R94", "2A"):
+        np.testing.assert_allclose(got[codes.index(code)], own[codes.index("FR")],
+                                   equal_nan=True)
+    assert "R94→FR" in out.fallbacks["incidence_rate_7d"]
 
 
 def test_resolve_signals_daily_age():
