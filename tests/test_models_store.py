@@ -113,3 +113,26 @@ def test_cli_backtest_all_models_writes_every_member(synthetic_home):
     models = set(pd.read_csv(bt)["model"])
     for name in ("ensemble", "ets", "sarimax", "gbm", "baseline"):
         assert name in models, name
+
+
+def test_backtest_report_compares_versions(synthetic_home, monkeypatch, capsys):
+    """bench/backtest_report.py --compare-versions prints both versions per level and period."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "backtest_report.py"
+    spec = importlib.util.spec_from_file_location("backtest_report", path)
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    monkeypatch.setattr(report, "OUT", synthetic_home / "out")
+    assert report.main(["--compare-versions", "1.1", "1.2", "--levels", "national", "department",
+                        "--start", "2021-01-04", "--end", "2021-01-25", "--split", "2021-01-18",
+                        "--sequential"]) == 0
+    printed = capsys.readouterr().out
+    for period in ("all dates", "development (forecast dates before 2021-01-18)",
+                   "held out (forecast dates from 2021-01-18)"):
+        assert period in printed
+    for label in ("France", "median département"):
+        for version in ("1.1", "1.2"):
+            assert f"| {label} | ensemble@{version} | " in printed
+    assert len(list((synthetic_home / "out").glob("compare_ensemble_11_12_*.parquet"))) == 1
