@@ -162,8 +162,9 @@ def compare_versions(args, target, levels, warm, dates, opener, calibration) -> 
     for period, select in periods:
         print(f"\n{target.name} {target.frequency}, {period}, horizons {horizons}, "
               "calibrated")
-        print("| | model | relative WIS | 50 % coverage | 90 % coverage |")
-        print("|---|---|---|---|---|")
+        print("| | model | relative WIS | 50 % coverage | 90 % coverage | territories "
+              "beating the baseline |")
+        print("|---|---|---|---|---|---|")
         for level in levels:
             part = select(scored[level])
             if part.empty:
@@ -176,6 +177,8 @@ def compare_versions(args, target, levels, warm, dates, opener, calibration) -> 
                 row = table[table["model"] == name].sort_values("horizon")
                 cells = [" / ".join(f"{v:.2f}" for v in row[c]) for c in
                          ("rel_wis", "cov50", "cov90")]
+                cells.append("–" if "beats_baseline" not in row else " / ".join(
+                    str(b) for b in row["beats_baseline"]) + f" (of {row['territories'].max()})")
                 print(f"| {LEVEL_LABELS.get(level, level)} | {name} | " + " | ".join(cells)
                       + " |")
     return 0

@@ -72,6 +72,8 @@ class Ensemble(Forecaster):
         "level_members": {"region": ("gbm", "baseline"), "department": ("gbm", "baseline")},
         "weights": None,
         "member_versions": {},
+        # Member → target variables it is combined for (members absent: every target).
+        "member_targets": {},
     }
 
     def all_members(self) -> list[str]:
@@ -81,10 +83,16 @@ class Ensemble(Forecaster):
             names += list(level_names)
         return list(dict.fromkeys(names))
 
-    def members_for(self, territory_level: str) -> tuple[str, ...]:
-        """Members combined for territories of that level (unlisted or "": ``members``)."""
+    def members_for(self, territory_level: str, variable: str | None = None) -> tuple[str, ...]:
+        """Members combined for territories of that level (unlisted or "": ``members``) and,
+        when ``variable`` is given, for that target (see ``member_targets``)."""
         by_level = self.params.get("level_members") or {}
-        return tuple(by_level.get(territory_level, self.params["members"]))
+        names = tuple(by_level.get(territory_level, self.params["members"]))
+        only = self.params.get("member_targets") or {}
+        if variable is None or not only:
+            return names
+        kept = tuple(n for n in names if n not in only or variable in only[n])
+        return kept or names
 
     def member_version(self, name: str) -> str | None:
         """Registry version of a member (None: its current version)."""
@@ -125,6 +133,7 @@ class Ensemble(Forecaster):
     def fit(self, y: xr.DataArray, X: xr.Dataset | None = None) -> Self:
         levels = y.coords.get("territory_level")
         self.levels_ = None if levels is None else [str(v) for v in levels.values]
+        self.variable_ = None if y.name is None else str(y.name)
         registry = _default_registry()
         self.keys_ = self.member_keys(registry, self.levels_)
         models = self.member_models(registry, self.levels_)
@@ -133,7 +142,7 @@ class Ensemble(Forecaster):
 
     def predict(self, horizon: int, X_future: xr.Dataset | None = None) -> xr.DataArray:
         forecasts = {k: m.predict(horizon, X_future) for k, m in self.members_.items()}
-        return self.combine(forecasts, self.levels_, self.keys_)
+        return self.combine(forecasts, self.levels_, self.keys_, self.variable_)
 
     def member_weights(self, names: tuple[str, ...]) -> list[float] | None:
         weights = self.params["weights"]
@@ -146,6 +155,7 @@ class Ensemble(Forecaster):
         forecasts: dict[str, xr.DataArray] | list[xr.DataArray],
         levels: list[str] | np.ndarray | None = None,
         keys: dict[str, str] | None = None,
+        variable: str | None = None,
     ) -> xr.DataArray:
         """Combine member forecasts (also used when members were fitted in parallel).
 
@@ -158,6 +168,8 @@ class Ensemble(Forecaster):
             ``territory_level`` of each territory (None: ``members`` everywhere).
         keys:
             Member name → key of its forecast in ``forecasts`` (default: the name).
+        variable:
+            Target variable forecast (None: every member, whatever ``member_targets``).
         """
         if not isinstance(forecasts, dict):
             forecasts = dict(zip(self.all_members(), forecasts, strict=True))
@@ -171,7 +183,7 @@ class Ensemble(Forecaster):
         values = np.empty(first.shape)
         for level in dict.fromkeys(levels):
             rows = np.flatnonzero(levels == level)
-            names = self.members_for(level)
+            names = self.members_for(level, variable)
             missing = [n for n in names if n not in forecasts]
             if missing:
                 raise KeyError(f"ensemble members without a forecast: {missing}")

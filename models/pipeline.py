@@ -240,7 +240,8 @@ def monday_dates(start: str | pd.Timestamp, end: str | pd.Timestamp, every: int 
 
 
 def combine_members(
-    ensemble: Ensemble, forecasts: dict[str, xr.DataArray], ds: xr.Dataset
+    ensemble: Ensemble, forecasts: dict[str, xr.DataArray], ds: xr.Dataset,
+    variable: str | None = None,
 ) -> xr.DataArray:
     """The ensemble forecast from its members', each territory combined by its level in ``ds``.
 
@@ -250,7 +251,8 @@ def combine_members(
     members = {m: forecasts[keys.get(m, m)] for m in ensemble.all_members()
                if keys.get(m, m) in forecasts}
     territories = next(iter(members.values()))["territory"].values
-    return ensemble.combine(members, ds["territory_level"].sel(territory=territories).values)
+    return ensemble.combine(members, ds["territory_level"].sel(territory=territories).values,
+                            variable=variable)
 
 
 def _backtest_date(opener, target, level, fd, models, horizons, territories, ensembles=None):
@@ -263,7 +265,7 @@ def _backtest_date(opener, target, level, fd, models, horizons, territories, ens
         log.warning("backtest %s skipped: %s", fd.date(), err)
         return pd.DataFrame()
     for name, ens in (ensembles or {}).items():
-        fcs = {**fcs, name: combine_members(ens, fcs, ds)}
+        fcs = {**fcs, name: combine_members(ens, fcs, ds, target.variable)}
     rows = [forecast_rows(fc, fd).assign(model=name) for name, fc in fcs.items()]
     log.debug("backtest %s: %.1fs", fd.date(), time.perf_counter() - t0)
     return pd.concat(rows, ignore_index=True)
@@ -368,7 +370,7 @@ def backtest_levels(
     for (fd, _level), rows in raw.groupby(["forecast_date", raw["territory"].map(level_of)]):
         by_model = {m: _rows_to_forecast(r) for m, r in rows.groupby("model")}
         for name, ens in ensembles.items():
-            fc = combine_members(ens, by_model, ds)
+            fc = combine_members(ens, by_model, ds, target.variable)
             combined.append(forecast_rows(fc, fd).assign(model=name))
     return pd.concat(combined, ignore_index=True)
 
@@ -507,7 +509,8 @@ def forecast(
     ds = opener(target.frequency, fd)
     model, members = expand_members(model_name, registry, level)
     fcs = raw_forecasts(ds, target, level, fd, members, horizons, territories, client)
-    fc = combine_members(model, fcs, ds) if isinstance(model, Ensemble) else fcs[model_name]
+    fc = (combine_members(model, fcs, ds, target.variable) if isinstance(model, Ensemble)
+          else fcs[model_name])
     meta = {
         "vintage_id": ds.attrs.get("vintage_id", ""),
         "as_of": fd.date().isoformat(),

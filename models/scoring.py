@@ -143,7 +143,8 @@ def summarise(
 def median_territory_rel_wis(
     scored: pd.DataFrame, by: list[str], baseline: str = "baseline"
 ) -> pd.DataFrame:
-    """Relative WIS per territory (ratio of WIS sums), then its median over territories."""
+    """Relative WIS per territory (ratio of WIS sums), then its median over territories;
+    ``beats_baseline`` counts the territories whose ratio is below 1, out of ``territories``."""
     keys = ["territory", "forecast_date", "horizon"]
     base = scored[scored["model"] == baseline][[*keys, "wis"]].rename(columns={"wis": "wis_base"})
     paired = scored.merge(base, on=keys, how="inner")
@@ -153,4 +154,9 @@ def median_territory_rel_wis(
     per["rel_wis"] = per["wis"] / per["wis_base"]
     cov = scored.groupby(["model", "territory", *by])[["cov50", "cov90"]].mean()
     per = per.join(cov)
-    return per.groupby(["model", *by])[["rel_wis", "cov50", "cov90"]].median().reset_index()
+    per["beats_baseline"] = (per["rel_wis"] < 1).astype(int)
+    groups = per.groupby(["model", *by])
+    out = groups[["rel_wis", "cov50", "cov90"]].median()
+    out["beats_baseline"] = groups["beats_baseline"].sum()
+    out["territories"] = groups.size()
+    return out.reset_index()

@@ -74,7 +74,7 @@ def test_contract_every_version(ref, weekly):
     assert_forecaster(model, weekly)
 
 
-@pytest.mark.parametrize("name", ["baseline", "ets", "sarimax", "gbm"])
+@pytest.mark.parametrize("name", ["baseline", "ets", "sarimax", "gbm", "growth"])
 def test_contract_daily(name):
     y = synthetic_cube("daily", periods=84)["inc_hosp"].sel(territory=["01", "FR"])
     assert_forecaster(REGISTRY.create(name), y, horizon=7)

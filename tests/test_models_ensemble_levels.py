@@ -184,9 +184,9 @@ def test_only_members_combined_at_the_level_are_fitted():
 
     registry = Registry()
     _, national = expand_members("ensemble", registry, "national")
-    assert set(national) == {"ets", "sarimax", "gbm", "baseline"}
+    assert set(national) == {"ets", "sarimax", "gbm", "baseline", "growth"}
     _, departments = expand_members("ensemble", registry, "department")
-    assert set(departments) == {"gbm", "baseline"}  # ets and sarimax would be discarded
+    assert set(departments) == {"gbm", "baseline", "growth"}  # no ets, sarimax: discarded
     _, everything = expand_members("ensemble", registry, "all")
     assert set(everything) == set(national)
     _, single = expand_members("ets", registry, "department")

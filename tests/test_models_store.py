@@ -16,7 +16,7 @@ from tests.synthetic_cube import synthetic_cube
 def test_registry_versions_persist_and_reload(tmp_path):
     settings = Settings.from_env(home=str(tmp_path))
     reg = get_registry(settings)
-    assert reg.get("ensemble").version == "1.2"
+    assert reg.get("ensemble").version == "1.3"
     assert reg.get("ensemble@1.1").params == {"member_versions": {"gbm": "1.1"}}
     assert reg.get("ensemble", "1.0").params == {"level_members": {},
                                                  "member_versions": {"gbm": "1.0"}}
@@ -135,4 +135,5 @@ def test_backtest_report_compares_versions(synthetic_home, monkeypatch, capsys):
     for label in ("France", "median département"):
         for version in ("1.1", "1.2"):
             assert f"| {label} | ensemble@{version} | " in printed
+    assert "territories beating the baseline" in printed
     assert len(list((synthetic_home / "out").glob("compare_ensemble_11_12_*.parquet"))) == 1
