@@ -7,6 +7,7 @@ Browser behaviour (charts drawn, no console error, scenario runs) is in
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -135,6 +136,18 @@ def test_methods_page_lists_sources_licences_and_models(client) -> None:
     assert "Licence Ouverte 2.0" in html and "CC BY 4.0" in html
     assert "ensemble" in html and "baseline" in html
     assert "strictement compris entre 0 et 10" in html
+
+
+def test_every_registered_model_is_described_in_french() -> None:
+    """The methods page explains each model a forecast may come from; a new one needs words."""
+    from models.registry import get_registry
+    from service.dashboard import MODEL_FR
+
+    missing = sorted(set(get_registry().names()) - set(MODEL_FR))
+    assert not missing, f"no French description in MODEL_FR for {missing}"
+    js = (Path(__file__).parents[1] / "service/static/js/precision.js").read_text()
+    short = js[js.index("var MODEL_FR"):js.index("};", js.index("var MODEL_FR"))]
+    assert all(f"{name}:" in short for name in get_registry().names())
 
 
 def test_track_record_scores_published_forecasts(real_cube: Settings, tmp_path) -> None:

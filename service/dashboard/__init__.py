@@ -289,7 +289,12 @@ MODEL_FR = {
                "variables explicatives quand elles aident.",
     "prophet": "Prophet, avec les jours fériés français et des variables explicatives.",
     "gbm": "Modèle d'apprentissage (gradient boosting quantile) entraîné sur tous les "
-           "territoires à partir des niveaux, croissances et du calendrier récents.",
+           "territoires à partir des niveaux, croissances et du calendrier récents, et de "
+           "l'évolution des cas positifs et de la positivité des tests (ceux de la région pour "
+           "un département) ; un signal interrompu est écarté et signalé.",
+    "growth": "Modèle mécaniste : prolonge la croissance récente des hospitalisations, guidée "
+              "par celle des cas positifs qui la précède d'environ une semaine, en l'amortissant "
+              "de moitié chaque semaine.",
     "ensemble": "Le modèle par défaut : la médiane, quantile par quantile, des autres modèles "
                 "(le choix le plus robuste des Forecast Hubs).",
 }

@@ -3,7 +3,8 @@
   "use strict";
   var V = window.Vigie;
   var MODEL_FR = {baseline: "méthode naïve", ensemble: "ensemble Vigie", ets: "lissage exponentiel (ETS)",
-                  sarimax: "SARIMAX", prophet: "Prophet", gbm: "gradient boosting"};
+                  sarimax: "SARIMAX", prophet: "Prophet", gbm: "gradient boosting",
+                  growth: "croissance amortie"};
   var label = function (m) { return MODEL_FR[m] || m; };
 
   function sentence(group) {
