@@ -213,17 +213,8 @@ def aggregate_hierarchy(frame: Frame) -> None:
 
 def rolling_7d(arr: np.ndarray) -> np.ndarray:
     """Sum over the 7 days ending each date, NaN unless all 7 days have a value."""
-    filled = np.nan_to_num(arr)
-    seen = (~np.isnan(arr)).astype(int)
-    csum = np.cumsum(filled, axis=1)
-    ccount = np.cumsum(seen, axis=1)
-    total = csum.copy()
-    count = ccount.copy()
-    total[:, 7:] -= csum[:, :-7]
-    count[:, 7:] -= ccount[:, :-7]
-    out = np.where(count == 7, total, np.nan)
     # A sum of whole counts: remove the rounding the running sums leave behind.
-    return np.round(out, 6)
+    return np.round(epidemic.trailing_sum(arr, 7), 6)
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray, scale: float) -> np.ndarray:
@@ -267,17 +258,19 @@ def derive_indicators(frame: Frame) -> None:
         arrays[name] = values if published is None else np.where(np.isnan(published), values,
                                                                    published)
         frame.specs.setdefault(name, DERIVED[name])
-    estimated = _incidence_from_screening(frame)
+    estimated = _incidence_from_screening(frame, cases_7d) if "inc_cases" in arrays else None
     if estimated is not None and not np.isnan(estimated).all():
         arrays[INCIDENCE_RATE_7D_ESTIMATED.name] = estimated
         frame.specs[INCIDENCE_RATE_7D_ESTIMATED.name] = INCIDENCE_RATE_7D_ESTIMATED
 
 
-def _incidence_from_screening(frame: Frame) -> np.ndarray | None:
+def _incidence_from_screening(frame: Frame, cases_7d: np.ndarray) -> np.ndarray | None:
     """``incidence_rate_7d_estimated`` of every territory under a région that has screened
-    positive tests and no ``incidence_rate_7d`` that day; None without the inputs."""
+    positive tests and no ``incidence_rate_7d`` that day; None without screening.
+
+    ``cases_7d``: (territory, date) positive persons over the 7 days ending each date."""
     arrays = frame.arrays
-    if "inc_cases" not in arrays or "screened_positive_tests" not in arrays:
+    if "screened_positive_tests" not in arrays:
         return None
     tests = arrays["screened_positive_tests"]
     region = np.array([frame.index.get(frame.territories._ancestor_at(code, "region"), -1)
@@ -286,8 +279,7 @@ def _incidence_from_screening(frame: Frame) -> np.ndarray | None:
     out = np.full(tests.shape, np.nan)
     if not len(rows):
         return out
-    ratio = incidence_estimate.persons_per_test(rolling_7d(arrays["inc_cases"][region[rows]]),
-                                                tests[region[rows]])
+    ratio = incidence_estimate.persons_per_test(cases_7d[region[rows]], tests[region[rows]])
     population = frame.meta["population"].to_numpy(dtype=float)[rows]
     out[rows] = incidence_estimate.estimate(tests[rows], ratio, population)
     own = arrays.get(INCIDENCE_RATE_7D.name)
