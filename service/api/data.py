@@ -84,6 +84,18 @@ def parse_codes(text: str | None) -> list[str] | None:
     return list(dict.fromkeys(codes))
 
 
+def check_readable(codes: list[str], table: dict) -> None:
+    """Refuse codes the registry does not know (400) and, for the public, territories that are
+    not aggregates (403: commune-level data needs a token)."""
+    unknown = [c for c in codes if c not in table]
+    if unknown:
+        raise bad_request("unknown territory code(s)", unknown=unknown)
+    hidden = [c for c in codes if table[c]["level"] not in PUBLIC_LEVELS]
+    if hidden and is_public():
+        raise ApiError(403, "aggregated_only", "the public reads aggregated territories only; "
+                       "commune-level data needs a token", {"territories": hidden})
+
+
 @bp.get("")
 @bp.input(DataQuery, location="query")
 @bp.output(DataOut)
@@ -106,15 +118,7 @@ def get_data(query_data: dict):
     codes = parse_codes(query_data.get("territory"))
     public = is_public()
     if codes:
-        unknown = [c for c in codes if c not in table]
-        if unknown:
-            raise bad_request("unknown territory code(s)", unknown=unknown)
-        if public:
-            hidden = [c for c in codes if table[c]["level"] not in PUBLIC_LEVELS]
-            if hidden:
-                raise ApiError(403, "aggregated_only", "the public reads aggregated "
-                               "territories only; commune-level data needs a token",
-                               {"territories": hidden})
+        check_readable(codes, table)
     as_of = query_data.get("as_of")
     try:
         ds = open_dataset(meta["frequency"], as_of)

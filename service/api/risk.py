@@ -22,7 +22,6 @@ from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf
 
 from service.api.common import (
-    PUBLIC_LEVELS,
     FormatQuery,
     PageInfo,
     PageQuery,
@@ -37,7 +36,7 @@ from service.api.common import (
     state,
     territory_table,
 )
-from service.api.data import parse_codes
+from service.api.data import check_readable, parse_codes
 from service.errors import ApiError, bad_request, not_found
 
 PREFIX = "risk"
@@ -266,14 +265,6 @@ def _respond(payload: dict, query: dict, filename: str):
     return render({**payload, "items": rows}, query, columns=columns, filename=filename)
 
 
-def _public_levels_only(codes: list[str], table: dict) -> None:
-    """As ``/data``: the public reads aggregated territories only."""
-    hidden = [c for c in codes if table[c]["level"] not in PUBLIC_LEVELS]
-    if hidden and is_public():
-        raise ApiError(403, "aggregated_only", "the public reads aggregated territories only; "
-                       "commune-level data needs a token", {"territories": hidden})
-
-
 # ---------------------------------------------------------------------------- endpoints
 @bp.get("")
 @bp.input(RiskQuery, location="query")
@@ -290,10 +281,7 @@ def get_risk(query_data: dict):
     table = territory_table()
     codes = parse_codes(query_data.get("territory"))
     if codes:
-        unknown = [c for c in codes if c not in table]
-        if unknown:
-            raise bad_request("unknown territory code(s)", unknown=unknown)
-        _public_levels_only(codes, table)
+        check_readable(codes, table)
     as_of = query_data.get("as_of")
     ds, thresholds, vintage, counts = assessment(as_of)
     present = set(ds["territory"].values.tolist())
@@ -334,7 +322,7 @@ def get_risk_series(code: str, query_data: dict):
     table = territory_table()
     if code not in table:
         raise not_found(f"no territory with code {code!r}", code=code)
-    _public_levels_only([code], table)
+    check_readable([code], table)
     start, end = query_data.get("start"), query_data.get("end")
     if start and end and start > end:
         raise bad_request("start is after end", start=str(start), end=str(end))
