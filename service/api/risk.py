@@ -284,13 +284,12 @@ def get_risk(query_data: dict):
         check_readable(codes, table)
     as_of = query_data.get("as_of")
     ds, thresholds, vintage, counts = assessment(as_of)
-    present = set(ds["territory"].values.tolist())
+    position = {c: i for i, c in enumerate(ds["territory"].values.tolist())}
     if codes:
-        codes = [c for c in codes if c in present]
+        codes = [c for c in codes if c in position]
     else:
         level = LEVELS[query_data["level"]]
-        codes = [c for c in ds["territory"].values.tolist()
-                 if table.get(c, {}).get("level") == level]
+        codes = [c for c in position if table.get(c, {}).get("level") == level]
     dates = pd.DatetimeIndex(ds["date"].values)
     day = query_data.get("date")
     if day is not None:
@@ -300,7 +299,7 @@ def get_risk(query_data: dict):
                               date=str(day), first=str(dates[0].date()) if len(dates) else None,
                               last=str(dates[-1].date()) if len(dates) else None)
     else:
-        rows = [ds["territory"].values.tolist().index(c) for c in codes]
+        rows = [position[c] for c in codes]
         known = (ds["risk_level"].transpose("territory", "date").values[rows] >= 0).any(axis=0) \
             if rows else np.zeros(len(dates), dtype=bool)
         j = int(np.flatnonzero(known)[-1]) if known.any() else len(dates) - 1
