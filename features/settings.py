@@ -42,6 +42,13 @@ class Settings:
     risk_thresholds:
         A YAML file of risk-level thresholds replacing ``features/risk_thresholds.yaml``
         (``VIGIE_RISK_THRESHOLDS``); None: the shipped defaults (see :mod:`features.risk`).
+    redis_url:
+        Redis holding the API's rate-limit counters, shared by every ``serve`` process
+        (``VIGIE_REDIS_URL``, e.g. ``redis://127.0.0.1:6379/0``); empty: per process, in memory.
+    trusted_proxies:
+        Reverse proxies whose ``X-Forwarded-For`` names the client (``VIGIE_TRUSTED_PROXIES``):
+        a number of hops (``1``) or a comma-separated list of addresses or networks
+        (``10.0.0.5,10.1.0.0/16``); empty: the peer address is the client, the header ignored.
     """
 
     home: Path
@@ -50,6 +57,8 @@ class Settings:
     dask_address: str = ""
     small_count_threshold: int = 10
     risk_thresholds: Path | None = None
+    redis_url: str = ""
+    trusted_proxies: str = ""
     extra: dict = field(default_factory=dict)
 
     @property
@@ -96,6 +105,9 @@ class Settings:
             ),
             risk_thresholds=_optional_path(overrides.pop("risk_thresholds", None)
                                            or env.get("VIGIE_RISK_THRESHOLDS")),
+            redis_url=overrides.pop("redis_url", None) or env.get("VIGIE_REDIS_URL", ""),
+            trusted_proxies=str(overrides.pop("trusted_proxies", None)
+                                or env.get("VIGIE_TRUSTED_PROXIES", "")).strip(),
             extra=overrides,
         )
 

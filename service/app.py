@@ -36,9 +36,11 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULER": {},                       # keyword arguments of service.jobs.Scheduler
     "RESPONSE_CACHE_SIZE": 2048,
     "RATELIMIT_ENABLED": True,
-    "RATELIMIT_PUBLIC": "300 per minute",  # per client address
+    "RATELIMIT_PUBLIC": "300 per minute",  # per client address, whole API (service.ratelimit)
     "RATELIMIT_TOKEN": "3000 per minute",  # per token
-    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_AUTH_FAILURES": "20 per minute",  # refused tokens per client address, then 429
+    "RATELIMIT_STORAGE_URI": None,         # None: VIGIE_REDIS_URL if set, else memory://
+    "RATELIMIT_KEY_PREFIX": None,          # None: one per deployment (digest of the database URL)
     "RATELIMIT_HEADERS_ENABLED": True,
     "JSON_SORT_KEYS": False,
     # apiflask: 400 for invalid input, and our error shape in the document.
@@ -146,23 +148,9 @@ def start_scheduler(app: APIFlask):
 
 
 def _init_limiter(app: APIFlask) -> None:
-    """Per-token rate limits (per client address for the public), in memory per process."""
-    from flask import g, request
-    from flask_limiter import Limiter
+    """Rate limits per token, per client address for the public and for refused tokens; shared
+    through Redis when ``VIGIE_REDIS_URL`` is set; client addresses behind
+    ``VIGIE_TRUSTED_PROXIES`` (see :mod:`service.ratelimit`)."""
+    from service.ratelimit import init_limiter
 
-    def key() -> str:
-        principal = getattr(g, "principal", None)
-        if principal is not None and principal.authenticated:
-            return f"token:{principal.token_id}"
-        return f"addr:{request.remote_addr}"
-
-    def limit() -> str:
-        principal = getattr(g, "principal", None)
-        if principal is not None and principal.authenticated:
-            return app.config["RATELIMIT_TOKEN"]
-        return app.config["RATELIMIT_PUBLIC"]
-
-    limiter = Limiter(key_func=key, app=app, default_limits=[limit],
-                      storage_uri=app.config["RATELIMIT_STORAGE_URI"],
-                      enabled=app.config["RATELIMIT_ENABLED"])
-    app.extensions["vigie"].extra["limiter"] = limiter
+    init_limiter(app, app.extensions["vigie"].settings)

@@ -5,6 +5,11 @@ Roles are ordered: ``public`` (no token) < ``analyst`` < ``planner`` < ``crisis_
 ``Authorization: Bearer <token>``; only their SHA-256 is stored. A token that is sent but
 unknown or revoked is refused (401) even on public routes, so that a typo never silently
 degrades a crisis cell to public, suppressed data.
+
+Every request with a token reads the token's row (one indexed query, no cache), so a token revoked
+by any process (``token revoke``, another server) is refused by every process from the next
+request on. Refused tokens count against the client address's failure budget
+(``RATELIMIT_AUTH_FAILURES``, see :mod:`service.app`): past it the address gets 429 for any token.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from service.errors import ApiError
 
 ROLES: tuple[str, ...] = ("public", "analyst", "planner", "crisis_cell", "admin")
 TOKEN_PREFIX = "vg_"
-_LOOKUP_TTL = 30.0  # seconds a resolved token is trusted without asking the database again
+_TOUCH_EVERY = 60.0  # seconds between two writes of a token's last_used_at by one process
 
 
 @dataclass(frozen=True)
@@ -82,60 +87,53 @@ def list_tokens(engine: sa.Engine) -> list[dict]:
 
 
 def revoke_token(engine: sa.Engine, token_id: int) -> bool:
+    """Revoke a token; every process refuses it from its next request (nothing is cached)."""
     with engine.begin() as conn:
         done = conn.execute(api_tokens.update().where(
             api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None)
         ).values(revoked_at=utcnow())).rowcount
-    _cache.clear()
     return bool(done)
 
 
-class _TokenCache:
-    """Resolved tokens for a few seconds: one database query per token per TTL, not per call."""
+class _Touches:
+    """When this process last wrote each token's ``last_used_at`` (one write per minute at most:
+    enough to spot unused tokens, and no write on the read path of every request)."""
 
     def __init__(self) -> None:
-        self._items: dict[tuple[str, str], tuple[float, Principal | None]] = {}
+        self._at: dict[tuple[str, int], float] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str]) -> tuple[bool, Principal | None]:
+    def due(self, key: tuple[str, int]) -> bool:
+        now = time.monotonic()
         with self._lock:
-            hit = self._items.get(key)
-        if hit and hit[0] > time.monotonic():
-            return True, hit[1]
-        return False, None
-
-    def put(self, key: tuple[str, str], value: Principal | None) -> None:
-        with self._lock:
-            if len(self._items) > 10_000:
-                self._items.clear()
-            self._items[key] = (time.monotonic() + _LOOKUP_TTL, value)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+            if now - self._at.get(key, -_TOUCH_EVERY) < _TOUCH_EVERY:
+                return False
+            if len(self._at) > 10_000:
+                self._at.clear()
+            self._at[key] = now
+            return True
 
 
-_cache = _TokenCache()
+_touches = _Touches()
+_LOOKUP = sa.select(api_tokens.c.id, api_tokens.c.name, api_tokens.c.role,
+                    api_tokens.c.revoked_at).where(api_tokens.c.token_hash == sa.bindparam("h"))
 
 
 def lookup(engine: sa.Engine, token: str) -> Principal | None:
-    """The principal of a token, or None when unknown or revoked."""
-    digest = hash_token(token)
-    key = (str(engine.url), digest)
-    found, principal = _cache.get(key)
-    if found:
-        return principal
-    with engine.begin() as conn:
-        row = conn.execute(sa.select(api_tokens).where(api_tokens.c.token_hash == digest)).first()
-        if row is not None and row.revoked_at is None:
-            # last_used_at at TTL granularity: enough to spot unused tokens, cheap to keep.
+    """The principal of a token, or None when unknown or revoked.
+
+    Asks the database every time (a primary-key-sized read on the unique hash index): a positive
+    cache would keep a revoked token alive in every other process for its lifetime.
+    """
+    with engine.connect() as conn:
+        row = conn.execute(_LOOKUP, {"h": hash_token(token)}).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    if _touches.due((str(engine.url), row.id)):
+        with engine.begin() as conn:
             conn.execute(api_tokens.update().where(api_tokens.c.id == row.id)
                          .values(last_used_at=utcnow()))
-    principal = None
-    if row is not None and row.revoked_at is None:
-        principal = Principal(row.name, row.role, row.id)
-    _cache.put(key, principal)
-    return principal
+    return Principal(row.name, row.role, row.id)
 
 
 def token_age_days(created_at) -> float:
@@ -143,18 +141,31 @@ def token_age_days(created_at) -> float:
 
 
 def resolve_principal() -> None:
-    """``before_request``: put the caller's :class:`Principal` in ``g.principal``."""
+    """``before_request``: put the caller's :class:`Principal` in ``g.principal``.
+
+    A client address past its budget of failed authentications gets 429 before its token is even
+    looked up; each refused token (401) spends one unit of that budget.
+    """
     g.principal = PUBLIC
     header = request.headers.get("Authorization", "")
     if not header:
         return
+    failures = current_app.extensions["vigie"].extra.get("auth_failures")
+    if failures is not None:
+        failures.check()
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "invalid_token", "use 'Authorization: Bearer <token>'")
+        _refuse(failures, "use 'Authorization: Bearer <token>'")
     principal = lookup(current_app.extensions["vigie"].engine, token.strip())
     if principal is None:
-        raise ApiError(401, "invalid_token", "unknown or revoked token")
+        _refuse(failures, "unknown or revoked token")
     g.principal = principal
+
+
+def _refuse(failures, message: str) -> None:
+    if failures is not None:
+        failures.hit()
+    raise ApiError(401, "invalid_token", message)
 
 
 def current_principal() -> Principal:

@@ -46,7 +46,7 @@ def test_bad_tokens_are_refused_even_on_public_routes(client, header):
 
 def test_tokens_stored_hashed_and_revocable(db_url):
     from features.catalog import get_engine
-    from service.auth import _cache, create_token, hash_token, list_tokens, lookup, revoke_token
+    from service.auth import create_token, hash_token, list_tokens, lookup, revoke_token
     from service.db import api_tokens
 
     engine = get_engine(db_url)
@@ -59,7 +59,6 @@ def test_tokens_stored_hashed_and_revocable(db_url):
     assert not principal.has("admin")
     [row] = list_tokens(engine)
     assert revoke_token(engine, row["id"])
-    _cache.clear()
     assert lookup(engine, token) is None
     with pytest.raises(ValueError):
         create_token(engine, "x", "superuser")

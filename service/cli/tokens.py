@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.set_defaults(func=cmd_create)
     listing = sub.add_parser("list", help="list tokens (never their secret)")
     listing.set_defaults(func=cmd_list)
-    revoke = sub.add_parser("revoke", help="revoke a token by id")
+    revoke = sub.add_parser("revoke", help="revoke a token by id (every server refuses it "
+                                           "from its next request)")
     revoke.add_argument("id", type=int)
     revoke.set_defaults(func=cmd_revoke)
     token.set_defaults(func=lambda args: token.print_help() or 2)
