@@ -11,10 +11,12 @@ Steps, in order:
    arrays;
 2. rebuild ``hosp`` and ``icu`` where they were not published (:mod:`features.occupancy`);
 3. aggregate up the hierarchy where a territory has no published value of an indicator: counts
-   by sum over départements (every code, so France = the sum of all 101 départements and the
-   collectivities that report; a parent gets a value on a date only when every child reporting
-   the indicator reported that date), rates by population-weighted mean, national indices
-   repeated for every territory;
+   by sum over départements, rates by population-weighted mean, national indices repeated for
+   every territory. A computed total is served only on the dates when **all its children**
+   report the indicator (every département of the registry under it, plus, for France, the
+   collectivités that report the indicator at all in the vintage); otherwise it is absent, and
+   the variable's ``computed_totals`` attribute says how many children did report
+   (:func:`totals_coverage`). A published value always wins and is never recomputed;
 4. weekly values of daily indicators: sums of counts over complete Sunday–Saturday weeks,
    means of levels (mobility, policy indices); each week labelled by its Saturday;
 5. (daily, before 4) derived indicators where their inputs exist, published values first
@@ -27,7 +29,9 @@ Steps, in order:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -56,6 +60,40 @@ from features.territories import FRANCE, Territories
 MIN_DAYS_FOR_MEAN = 4
 DATE_FREQ = {"daily": "D", "weekly": "W-SAT", "quarterly": "QE", "yearly": "YS"}
 BASE_LEVELS = ("department", "collectivity")
+#: Levels whose values Vigie may compute by summing (or averaging) their children.
+TOTAL_LEVELS = ("region", "country")
+#: Attribute of a variable describing the totals Vigie computed for it (JSON, see
+#: :class:`TotalsCoverage`).
+COVERAGE_ATTR = "computed_totals"
+
+
+@dataclass
+class TotalsCoverage:
+    """Which totals of one indicator Vigie computed, and how complete each cell was.
+
+    ``children``: computed parent code → number of children its total needs (m);
+    ``incomplete``: parent code → {ISO date: children that reported (n, 0 < n < m)} for the
+    dates the total is absent because some children did not report. A computed parent cell
+    with a value had all m children; one absent and not listed had none. Stored in the
+    variable's attrs as JSON (``computed_totals``); ``members`` (the children's codes) is kept
+    for the weekly sums and not stored.
+    """
+
+    children: dict[str, int] = field(default_factory=dict)
+    incomplete: dict[str, dict[str, int]] = field(default_factory=dict)
+    members: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_attr(self) -> str:
+        return json.dumps({"children": self.children, "incomplete": self.incomplete},
+                          separators=(",", ":"), sort_keys=True)
+
+
+def totals_coverage(var: xr.DataArray) -> dict | None:
+    """The ``computed_totals`` of a cube variable as a dict (``children``, ``incomplete``), or
+    None when Vigie computed no total of it (every parent value is published, or the indicator
+    is not aggregated)."""
+    text = var.attrs.get(COVERAGE_ATTR)
+    return json.loads(text) if text else None
 
 
 def merge_results(results: Iterable[SourceResult]
@@ -95,21 +133,11 @@ class Frame:
         self.meta = territories.table.loc[codes]
         self.arrays: dict[str, np.ndarray] = {}
         self.specs: dict[str, IndicatorSpec] = {}
+        self.coverage: dict[str, TotalsCoverage] = {}
         self.index = {code: i for i, code in enumerate(codes)}
 
     def rows_at(self, levels: Iterable[str]) -> np.ndarray:
         return np.flatnonzero(self.meta["level"].isin(list(levels)).to_numpy())
-
-    def membership(self, base: np.ndarray, target_level: str) -> tuple[np.ndarray, np.ndarray]:
-        """Parent rows at ``target_level`` and the 0/1 matrix (parent × base row)."""
-        parents = self.rows_at([target_level])
-        matrix = np.zeros((len(parents), len(base)))
-        parent_pos = {self.codes[p]: i for i, p in enumerate(parents)}
-        for j, row in enumerate(base):
-            ancestor = self.territories._ancestor_at(self.codes[row], target_level)
-            if ancestor in parent_pos:
-                matrix[parent_pos[ancestor], j] = 1.0
-        return parents, matrix
 
 
 def _frequency_frame(tidy: pd.DataFrame, specs: dict[str, IndicatorSpec], frequency: str,
@@ -166,17 +194,68 @@ def rebuild_occupancy(frame: Frame) -> dict:
     return fitted
 
 
+def registry_children(territories: Territories, level: str) -> dict[str, list[str]]:
+    """Parent code at ``level`` → the départements and collectivités of the registry under it."""
+    table = territories.table
+    out: dict[str, list[str]] = {}
+    for code in table.index[table["level"].isin(BASE_LEVELS).to_numpy()]:
+        parent = territories._ancestor_at(code, level)
+        if parent is not None:
+            out.setdefault(parent, []).append(code)
+    return out
+
+
+def _member_matrix(frame: Frame, base: np.ndarray, members: list[list[str]]) -> np.ndarray:
+    """0/1 matrix (parent × base row) of the members present in the frame."""
+    position = {frame.codes[row]: j for j, row in enumerate(base)}
+    matrix = np.zeros((len(members), len(base)))
+    for i, codes in enumerate(members):
+        for code in codes:
+            j = position.get(code)
+            if j is not None:
+                matrix[i, j] = 1.0
+    return matrix
+
+
+def _record_coverage(frame: Frame, name: str, parents: np.ndarray, members: list[list[str]],
+                     count: np.ndarray) -> None:
+    """Note, for the computed ``parents`` rows, the dates their total is absent for want of
+    children (``count``: children reporting, parent × date)."""
+    coverage = frame.coverage.setdefault(name, TotalsCoverage())
+    values = frame.arrays[name]
+    labels = frame.dates.strftime("%Y-%m-%d")
+    for i, row in enumerate(parents):
+        code, need = frame.codes[row], len(members[i])
+        coverage.children[code] = need
+        coverage.members[code] = members[i]
+        gaps = np.flatnonzero(np.isnan(values[row]) & (count[i] > 0) & (count[i] < need))
+        if len(gaps):
+            coverage.incomplete[code] = {labels[j]: int(count[i, j]) for j in gaps}
+        else:
+            coverage.incomplete.pop(code, None)
+
+
 @threadpool_limits.wrap(limits=1, user_api="blas")
 def aggregate_hierarchy(frame: Frame) -> None:
-    """Fill régions and France from départements where they have no published value.
+    """Fill régions and France from their children where they have no published value.
+
+    A total is computed on a date only when all its children report the indicator that date:
+    every département of the registry under it (one missing from the cube counts as not
+    reporting) and, for France, each collectivité that reports the indicator on some date of
+    the vintage (national sources cover collectivités unevenly: SPF's hospital data has
+    Saint-Martin, not Saint-Pierre-et-Miquelon; a collectivité a source never publishes is taken
+    as outside that source). A city indicator reported by one département thus never becomes
+    its région's or France's value. EPCI and communes are never summed. Coverage (n of m) of
+    every computed total goes to ``frame.coverage`` (the variable's ``computed_totals``).
 
     BLAS runs single-threaded here: these products are small (régions × départements × days),
     and OpenBLAS threads made each one 100× slower on a busy 2-core machine (18 ms vs 0.2 ms).
     """
     base = frame.rows_at(BASE_LEVELS)
     population = frame.meta["population"].to_numpy(dtype=float)[base]
-    memberships = {level: frame.membership(base, level) for level in ("region", "country")}
-    is_department = frame.meta["level"].to_numpy()[base] == "department"
+    levels = frame.meta["level"].to_numpy()
+    is_department = levels[base] == "department"
+    children = {level: registry_children(frame.territories, level) for level in TOTAL_LEVELS}
     for name, spec in frame.specs.items():
         arr = frame.arrays[name]
         if spec.aggregation == "national":
@@ -187,28 +266,48 @@ def aggregate_hierarchy(frame: Frame) -> None:
             continue
         x = arr[base]
         observed = ~np.isnan(x)
-        reporting = observed.any(axis=1)
-        if not reporting[is_department].any():
-            # Collectivités alone (SI-DEP publishes 975, 977, 978 beside régions) never make a
-            # région or France total: France stays empty rather than equal to their sum.
+        if not observed.any():
             continue
+        reporting = {frame.codes[row] for row in base[observed.any(axis=1) & ~is_department]}
         filled = np.nan_to_num(x)
-        for parents, matrix in memberships.values():
-            unpublished = np.isnan(arr[parents]).all(axis=1)
-            if not unpublished.any():
+        for level in TOTAL_LEVELS:
+            parents = frame.rows_at([level])
+            parents = parents[np.isnan(arr[parents]).all(axis=1)]  # published rows win
+            if not len(parents):
                 continue
-            m = matrix[unpublished] * reporting[None, :]
+            members = [[c for c in children[level].get(frame.codes[p], [])
+                        if frame.territories.table.at[c, "level"] == "department"
+                        or c in reporting] for p in parents]
+            m = _member_matrix(frame, base, members)
+            need = np.array([len(codes) for codes in members], dtype=float)[:, None]
+            count = m @ observed
+            complete = (count == need) & (need > 0)
             if spec.aggregation == "sum":
-                total = m @ filled
-                count = m @ observed
-                need = m.sum(axis=1, keepdims=True)
-                value = np.where((count == need) & (need > 0), total, np.nan)
+                value = np.where(complete, m @ filled, np.nan)
             else:
                 w = m * np.nan_to_num(population)[None, :]
                 weight = w @ observed
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    value = np.where(weight > 0, (w @ filled) / weight, np.nan)
-            arr[parents[unpublished]] = value
+                    value = np.where(complete & (weight > 0), (w @ filled) / weight, np.nan)
+            arr[parents] = value
+            _record_coverage(frame, name, parents, members, count)
+
+
+def weekly_coverage(frame: Frame, daily: Frame, names: Iterable[str]) -> None:
+    """Coverage of the weekly values of daily indicators: a parent's week is complete when each
+    child the daily total needs has its own weekly value (all 7 days, or the Saturday)."""
+    base = frame.rows_at(BASE_LEVELS)
+    for name in names:
+        source = daily.coverage.get(name)
+        if source is None or name not in frame.arrays:
+            continue
+        parents = np.array([frame.index[c] for c in source.children if c in frame.index])
+        if not len(parents):
+            continue
+        members = [source.members[frame.codes[p]] for p in parents]
+        observed = ~np.isnan(frame.arrays[name][base])
+        _record_coverage(frame, name, parents, members,
+                         _member_matrix(frame, base, members) @ observed)
 
 
 def rolling_7d(arr: np.ndarray) -> np.ndarray:
@@ -338,8 +437,14 @@ def weekly_from_daily(daily: Frame) -> tuple[dict[str, np.ndarray], pd.DatetimeI
 
 def to_dataset(frame: Frame, frequency: str) -> xr.Dataset:
     meta = frame.meta
-    data_vars = {name: (("territory", "date"), frame.arrays[name], frame.specs[name].attrs())
-                 for name in sorted(frame.arrays) if name in frame.specs}
+    data_vars = {}
+    for name in sorted(frame.arrays):
+        if name not in frame.specs:
+            continue
+        attrs = frame.specs[name].attrs()
+        if name in frame.coverage:
+            attrs[COVERAGE_ATTR] = frame.coverage[name].to_attr()
+        data_vars[name] = (("territory", "date"), frame.arrays[name], attrs)
     return xr.Dataset(
         data_vars,
         coords={
@@ -383,6 +488,7 @@ def build_cube(results: list[SourceResult], territories: Territories
             arrays, weeks, weekly_specs = weekly_from_daily(frames["daily"])
             frame = _merge_weekly(frame, arrays, weeks, weekly_specs, frames["daily"].codes,
                                   territories)
+            weekly_coverage(frame, frames["daily"], weekly_specs)
         frames[frequency] = frame
         datasets[frequency] = to_dataset(frame, frequency)
     return datasets, fitted
@@ -396,6 +502,7 @@ def _merge_weekly(frame: Frame, arrays: dict[str, np.ndarray], weeks: pd.Datetim
     both = frame.dates.append(weeks)
     start, end = both.min(), both.max()
     merged = Frame(all_codes, pd.date_range(start, end, freq="W-SAT"), territories)
+    merged.coverage.update(frame.coverage)  # native weekly totals
     for source_codes, source_dates, source_arrays, source_specs in (
             (frame.codes, frame.dates, frame.arrays, frame.specs),
             (codes, weeks, arrays, specs)):

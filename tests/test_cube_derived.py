@@ -119,7 +119,7 @@ def test_derived_specs_are_rates_that_never_aggregate():
 def _screening_cube(data_dir, tests_69: list[float], tests_01: list[float],
                     persons_r84: list[float], published_69: dict | None = None):
     """Daily cube of R84's positive persons (SI-DEP) and the window positive tests of two of its
-    départements (screening), one value per day from 2021-11-01."""
+    départements (screening; none in the others), one value per day from 2021-11-01."""
     from features.indicators import INCIDENCE_RATE_7D
     from features.sources.spf_screening import SPECS
 
@@ -130,6 +130,9 @@ def _screening_cube(data_dir, tests_69: list[float], tests_01: list[float],
     screening = [(code, d, "screened_positive_tests", v)
                  for code, values in (("69", tests_69), ("01", tests_01))
                  for d, v in zip(days, values, strict=True)]
+    # R84's other départements report no positive test: a région total needs all of them.
+    others = [c for c in territories.children("R84") if c not in ("69", "01")]
+    screening += [(code, d, "screened_positive_tests", 0.0) for code in others for d in days]
     results = [_result("sidep", cases, list(SIDEP_INDICATORS)),
                _result("screening", screening, [SPECS["screened_positive_tests"]])]
     if published_69:

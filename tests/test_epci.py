@@ -164,10 +164,14 @@ def test_siren_checksum():
 def test_epci_values_never_enter_departement_region_or_france(territories):
     dates = pd.date_range("2020-11-01", periods=2)
     rows = []
-    for code, value in (("69", 10.0), ("01", 5.0), ("200046977", 1000.0)):
+    # A total needs every département under it: the others report 0 (counts) and 200 (rates).
+    counts = {**dict.fromkeys(territories.codes("department"), 0.0), "69": 10.0, "01": 5.0,
+              "200046977": 1000.0}
+    for code, value in counts.items():
         for date in dates:
             rows.append({"territory": code, "date": date, "indicator": "x_count", "value": value})
-    for code, value in (("69", 200.0), ("200046977", 900.0)):
+    rates = {**dict.fromkeys(territories.children("R84"), 200.0), "200046977": 900.0}
+    for code, value in rates.items():
         rows.append({"territory": code, "date": dates[0], "indicator": "x_rate",
                      "value": value})
     frame = pd.DataFrame(rows)
@@ -181,11 +185,11 @@ def test_epci_values_never_enter_departement_region_or_france(territories):
     # Only EPCIs with data enter the cube; their ancestors come with them.
     assert [c for c, lv in level.items() if lv == "epci"] == ["200046977"]
     count = ds["x_count"].sel(date=dates[0])
-    assert float(count.sel(territory="R84")) == 15.0  # 69 + 01 (the other départements of
-    assert float(count.sel(territory="200046977")) == 1000.0  # R84 do not report x_count)
+    assert float(count.sel(territory="R84")) == 15.0  # 69 + 01 (+ 0 elsewhere), not the EPCI
+    assert float(count.sel(territory="200046977")) == 1000.0
     assert float(count.sel(territory="FR")) == 15.0
     rate = ds["x_rate"].sel(date=dates[0])
-    assert float(rate.sel(territory="R84")) == pytest.approx(200.0)  # from 69 only
+    assert float(rate.sel(territory="R84")) == pytest.approx(200.0)  # the EPCI's 900 left out
     assert ds["territory_parent"].sel(territory="200046977").item() == "69"
     assert ds["population"].sel(territory="200046977").item() == 1428062.0
 

@@ -3,7 +3,10 @@
 ``as_of`` reads the cube as it was known then (the latest vintage issued on or before it,
 observations dated before it), so an answer can be reproduced for an audit. For the public,
 commune-level series are refused and counts below the small-count threshold are suppressed
-(``value: null, suppressed: true``).
+(``value: null, suppressed: true``). A région or France total that Vigie computes from its
+children (none is published) is served only on dates when all of them report; otherwise the row
+says why: ``value: null, reason: "incomplete", coverage: {reporting: n, children: m}``
+(:func:`features.cube.totals_coverage`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import pandas as pd
 from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf
 
+from features.cube import totals_coverage
 from service.api.common import (
     FREQUENCIES,
     PUBLIC_LEVELS,
@@ -49,11 +53,33 @@ class DataQuery(ListQuery):
                        "default: the finest"})
 
 
+class Coverage(Schema):
+    reporting = fields.Integer(required=True, metadata={
+        "description": "children (départements, reporting collectivités) with a value that date"})
+    children = fields.Integer(required=True, metadata={
+        "description": "children the total needs"})
+
+
 class Observation(Schema):
     territory = fields.String(required=True)
     date = fields.String(required=True)
     value = fields.Float(allow_none=True, required=True)
     suppressed = fields.Boolean(required=True)
+    reason = fields.String(allow_none=True, required=True, metadata={
+        "description": "why the value is null when it is not suppressed: 'incomplete' = a "
+                       "total Vigie computes whose children did not all report that date"})
+    coverage = fields.Nested(Coverage, allow_none=True, required=True, metadata={
+        "description": "for a total Vigie computes from its children: how many reported "
+                       "(n of m); null for published and base values"})
+
+
+class ComputedTotals(Schema):
+    territories = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
+                              metadata={"description": "territories of the answer whose values "
+                                                       "Vigie sums (or averages) from their "
+                                                       "children → children needed"})
+    incomplete = fields.Integer(required=True, metadata={
+        "description": "rows withheld (reason 'incomplete') because children were missing"})
 
 
 class DataOut(Schema):
@@ -71,6 +97,9 @@ class DataOut(Schema):
     as_of = fields.String(allow_none=True, required=True)
     suppression_threshold = fields.Integer(allow_none=True, required=True, metadata={
         "description": "counts below this are hidden (public answers only; null otherwise)"})
+    computed_totals = fields.Nested(ComputedTotals, required=True, metadata={
+        "description": "a total Vigie computes is served only on dates when all its children "
+                       "report the indicator; a published total always wins"})
     items = fields.List(fields.Nested(Observation), required=True)
     pagination = fields.Nested(PageInfo, required=True)
 
@@ -144,15 +173,36 @@ def get_data(query_data: dict):
     date_labels = pd.DatetimeIndex(var["date"].values).strftime("%Y-%m-%d").tolist()
     threshold = state().settings.small_count_threshold
     suppress_counts = public and meta["count"]
+    totals = totals_coverage(ds[name]) or {"children": {}, "incomplete": {}}
+    computed = {c: int(totals["children"][c]) for c in codes if c in totals["children"]}
+    labels = np.array(date_labels, dtype=object)
     rows = []
     for i, code in enumerate(codes):
         series = values[i]
-        for j in np.flatnonzero(~np.isnan(series)):
+        need = computed.get(code)
+        gaps = totals["incomplete"].get(code, {}) if need else {}
+        shown = ~np.isnan(series)
+        if gaps:
+            shown |= np.isin(labels, list(gaps))
+        for j in np.flatnonzero(shown):
+            if np.isnan(series[j]):
+                rows.append({"territory": code, "date": date_labels[j], "value": None,
+                             "suppressed": False, "reason": "incomplete",
+                             "coverage": {"reporting": int(gaps[date_labels[j]]),
+                                          "children": need}})
+                continue
             value = float(series[j])
             hidden = bool(suppress_counts and 0 < value < threshold)
             rows.append({"territory": code, "date": date_labels[j],
-                         "value": None if hidden else clean(value), "suppressed": hidden})
+                         "value": None if hidden else clean(value), "suppressed": hidden,
+                         "reason": None,
+                         "coverage": {"reporting": need, "children": need} if need else None})
+    incomplete = sum(1 for row in rows if row["reason"] == "incomplete")
     items, info = paginate(rows, query_data)
+    if query_data.get("format") == "csv":
+        for row in items:
+            row.update(reporting=(row["coverage"] or {}).get("reporting"),
+                       children=(row["coverage"] or {}).get("children"))
     payload = {
         "indicator": name, "frequency": meta["frequency"], "label": meta["label"],
         "units": meta["units"], "units_fr": meta["units_fr"], "count": meta["count"],
@@ -160,7 +210,9 @@ def get_data(query_data: dict):
         "vintage_id": str(ds.attrs.get("vintage_id", "")),
         "as_of": str(as_of) if as_of else None,
         "suppression_threshold": threshold if suppress_counts else None,
+        "computed_totals": {"territories": computed, "incomplete": incomplete},
         "items": items, "pagination": info,
     }
-    return render(payload, query_data, columns=["territory", "date", "value", "suppressed"],
+    return render(payload, query_data, columns=["territory", "date", "value", "suppressed",
+                                                "reason", "reporting", "children"],
                   filename=f"vigie_{name}")
