@@ -35,6 +35,7 @@ from flask import Response, current_app, g, request
 from features.settings import Settings
 from service.audit import note
 from service.auth import current_principal
+from service.csv_safety import neutralise
 from service.labels import indicator_fr
 
 FRESHNESS_TTL = 1.0
@@ -174,12 +175,18 @@ def _csv_value(value: Any, decimal: str) -> str:
         return text.replace(".", ",") if decimal == "," else text
     if isinstance(value, list | dict):
         return json.dumps(value, ensure_ascii=False)
-    return str(value)
+    if isinstance(value, int | float):
+        return str(value)
+    # Text (a city's unit, a name…): never a formula in the reader's spreadsheet.
+    return neutralise(str(value))
 
 
 def csv_response(rows: Iterable[dict], columns: Sequence[str], filename: str,
                  sep: str | None = None, decimal: str | None = None) -> Response:
-    """CSV of ``rows``; ``sep=';'`` gives French Excel's dialect (decimal comma, UTF-8 BOM)."""
+    """CSV of ``rows``; ``sep=';'`` gives French Excel's dialect (decimal comma, UTF-8 BOM).
+
+    Text cells starting with ``= + - @``, tab or CR get a leading apostrophe
+    (:mod:`service.csv_safety`); numbers, the exporter's own, stay numbers."""
     sep = sep or ","
     decimal = decimal or ("," if sep == ";" else ".")
     if sep == decimal:

@@ -14,6 +14,7 @@ from features.indicators import FREQUENCIES
 from features.ingest import run_ingest
 from features.settings import Settings
 from features.store import CubeStore
+from service.csv_safety import write_csv
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -157,7 +158,7 @@ def cmd_cube_export(args: argparse.Namespace) -> int:
     frame["indicator"] = args.indicator
     frame["date"] = frame["date"].dt.strftime("%Y-%m-%d")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    frame[["territory", "date", "indicator", "value"]].to_csv(args.out, index=False)
+    write_csv(frame[["territory", "date", "indicator", "value"]], args.out, index=False)
     print(f"wrote {len(frame)} rows of {args.indicator} ({frequency}) to {args.out}")
     if args.territory:
         # A code the cube knows but without this indicator is not an error (no département

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from service.csv_safety import write_csv
+
 log = logging.getLogger(__name__)
 
 LEVEL_CHOICES = ("national", "region", "department")
@@ -161,7 +163,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         )
     rows = to_hub(fc, target, fd)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    rows.to_csv(args.out, index=False)
+    write_csv(rows, args.out, index=False)
     spec = registry.get(args.model)
     meta.update(target=target.name, frequency=target.frequency, level=args.level,
                 model=spec.name, model_version=spec.version, params=spec.params,
@@ -261,7 +263,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     out = out.sort_values(["model", *key] if args.all_models else key)
     assert set(out["quantile"].round(3)) == {round(q, 3) for q in QUANTILES}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(args.out, index=False)
+    write_csv(out, args.out, index=False)
     log.info("backtest %s %s %s: %d dates, %d rows in %.0fs → %s", target.name, args.level,
              args.model, len(dates), len(out), time.perf_counter() - started, args.out)
     return 0
@@ -308,7 +310,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     board = summarise(scored, ["target_name", "level"], baseline=base)
     board = board.sort_values(["target_name", "level", "wis"])
     if args.out:
-        scored.to_csv(args.out, index=False)
+        write_csv(scored, args.out, index=False)
     if args.json:
         print(json.dumps({"by_horizon": by_h.to_dict("records"),
                           "leaderboard": board.to_dict("records")}, default=str, indent=1))

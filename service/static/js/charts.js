@@ -123,13 +123,18 @@
     return Plotly.newPlot(div, traces, layout, V.plotConfig(spec.filename || "vigie"));
   };
 
-  /* CSV in the French Excel dialect: ';' separator, decimal comma, UTF-8 BOM. */
+  /* CSV in the French Excel dialect: ';' separator, decimal comma, UTF-8 BOM. Text starting
+     with = + - @, tab or CR gets a leading apostrophe (never run as a formula), as in the
+     API's CSV (service/csv_safety.py); numbers stay numbers. */
   V.downloadCSV = function (filename, header, rows) {
     var cell = function (v) {
       if (v === null || v === undefined) { return ""; }
       if (typeof v === "number") { return String(v).replace(".", ","); }
       var s = String(v);
-      return /[;"\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+      if (/^ *[=+\-@\t\r\n]/.test(s) && !/^ *[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$/.test(s)) {
+        s = "'" + s;
+      }
+      return /[;"\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
     };
     var text = "\ufeff" + [header].concat(rows).map(function (r) {
       return r.map(cell).join(";");
