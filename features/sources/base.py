@@ -16,6 +16,7 @@ import fnmatch
 import hashlib
 import io
 import logging
+import re
 import time
 import unicodedata
 import urllib.request
@@ -372,6 +373,67 @@ def report_rows(check: Collector, frame: pd.DataFrame, mask: pd.Series, column: 
     if len(bad) > MAX_PROBLEMS_PER_CHECK:
         check.add(expected, f"{len(bad) - MAX_PROBLEMS_PER_CHECK} more such values",
                   column=label)
+
+
+#: Characters no text cell of a publisher's file may hold: the C0 controls (tab, CR and LF
+#: included: a line break inside a quoted cell splits a record on screen and in spreadsheets),
+#: DEL and the C1 controls. NUL also truncates the cell silently in pandas' reader.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: First characters that make a spreadsheet read a text cell as a formula (OWASP's list; tab
+#: and CR are control characters, refused above).
+FORMULA_STARTS = ("=", "+", "-", "@")
+
+
+def check_control_characters(path: Path, check: Collector, columns: Iterable[str]) -> None:
+    """Report every cell of ``columns`` (header names) holding a control character.
+
+    The file is read again with the ``csv`` module, which keeps NUL bytes and tells on which
+    line of the file (as an editor shows it) each record starts, even when a quoted cell spans
+    several lines. Each problem names the line, the column, the character and its position.
+    """
+    text = path.read_bytes().decode("utf-8", errors="replace").lstrip("\ufeff")
+    if '"' not in text and not CONTROL_CHARACTERS.search(text.replace("\r\n", "\n")
+                                                          .replace("\n", "")):
+        return  # only line ends, and no quoted cell that could hold one: nothing to report
+    wanted = {c.lower() for c in columns}
+    header_line = text.split("\n", 1)[0].rstrip("\r")
+    sep = _detect_separator(header_line, {c: (c,) for c in wanted})
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    header = next(reader, [])
+    positions = {i: name.strip() for i, name in enumerate(header)
+                 if name.strip().lower() in wanted}
+    counts: dict[str, int] = {}
+    start = reader.line_num + 1
+    for record in reader:
+        for i, name in positions.items():
+            cell = record[i] if i < len(record) else ""
+            hit = CONTROL_CHARACTERS.search(cell)
+            if hit is None:
+                continue
+            counts[name] = counts.get(name, 0) + 1
+            if counts[name] <= MAX_PROBLEMS_PER_CHECK:
+                char = hit.group()
+                check.add("text without control characters (tab, line break, U+0000-U+001F, "
+                          "U+007F-U+009F)",
+                          f"{cell[:60]!r}: U+{ord(char):04X} at character {hit.start() + 1}",
+                          line=start, column=name)
+        start = reader.line_num + 1
+    for name, n in counts.items():
+        if n > MAX_PROBLEMS_PER_CHECK:
+            check.add("text without control characters",
+                      f"{n - MAX_PROBLEMS_PER_CHECK} more such values", column=name)
+
+
+def check_formula_starts(frame: pd.DataFrame, columns: Iterable[str], check: Collector) -> None:
+    """Report text cells starting (after spaces) with ``=``, ``+``, ``-`` or ``@``: a
+    spreadsheet opening an export would run them as formulas (CSV injection)."""
+    for column in columns:
+        if column not in frame.columns:
+            continue
+        text = frame[column].fillna("").astype(str).str.lstrip()
+        report_rows(check, frame, text.str[:1].isin(FORMULA_STARTS), column,
+                    "text not starting with =, +, - or @ (a spreadsheet would run it as a "
+                    "formula)")
 
 
 def header_text(path: Path) -> str:

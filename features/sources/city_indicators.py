@@ -6,6 +6,15 @@ school absences…) as a tidy CSV following the Table Schema; every file named
 driven by the schema itself (required fields, types, patterns, enums, primary key) plus the rules
 the schema's descriptions state (counts >= 0, one unit / frequency / aggregation per indicator,
 weekly dates on Saturdays, names that do not shadow Vigie's own indicators).
+
+Text cells are checked too, because they reach every export (``/indicators`` in JSON and CSV,
+the dashboard): a control character (C0 — tab, CR and LF inside a quoted cell included —, DEL,
+C1) in any text field refuses the file, with its line as an editor shows it; so does a free-text
+field (``unit``, ``source``, ``licence``: text without a pattern or a list of values in the
+schema) starting with ``=``, ``+``, ``-`` or ``@``, which a spreadsheet runs as a formula
+(CSV injection). Refused at ingest *and* neutralised at export: vintages ingested before this
+rule, and text from other sources, are made harmless by the CSV writers
+(:mod:`service.csv_safety`).
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ from features.sources.base import (
     Source,
     SourceResult,
     as_text,
+    check_control_characters,
+    check_formula_starts,
     check_territories,
     drop_duplicates,
     read_table,
@@ -76,6 +87,12 @@ def validate_with_schema(frame: pd.DataFrame, schema: dict, check: Collector,
     return frame
 
 
+def free_text_fields(schema: dict) -> list[str]:
+    """String fields whose values the schema does not constrain (no pattern, no list)."""
+    return [f["name"] for f in schema["fields"] if f["type"] == "string"
+            and not {"pattern", "enum"} & set(f.get("constraints", {}))]
+
+
 class CityIndicators(Source):
     name = "city_indicators"
     title = "City indicators in Vigie's shared format"
@@ -95,6 +112,10 @@ class CityIndicators(Source):
         optional = {f["name"]: (f["name"],) for f in schema["fields"]
                     if not f.get("constraints", {}).get("required")}
         frame = read_table(path, fields, check, optional=optional)
+        text_fields = [f["name"] for f in schema["fields"] if f["type"] == "string"]
+        check_control_characters(path, check, text_fields)
+        check.raise_if_any()  # a cell broken over lines shifts every line number after it
+        check_formula_starts(frame, free_text_fields(schema), check)
         for column, default in DEFAULTS.items():
             if column not in frame.columns:
                 frame[column] = default
