@@ -252,6 +252,13 @@ def test_scenario_runs_through_the_worker(served_home, auth):
     cmp = client.get(f"/api/v1/scenarios/compare?runs={ids[0]},{ids[1]}",
                      headers=planner).get_json()
     assert [r["scenario"] for r in cmp["runs"]] == ["status_quo", "lockdown_2020_11"]
+    # A planner's run, even of the library status quo, is not the public scenario alert
+    # until an admin publishes it (tests/test_forged_publication.py).
+    r = client.get("/api/v1/alerts?territory=FR&source=scenario")
+    assert r.status_code == 404 and r.get_json()["code"] == "no_scenario"
+    admin = {"Authorization": "Bearer " + create_token(engine, "a", "admin")}
+    assert client.post(f"/api/v1/scenarios/runs/{ids[0]}/publish",
+                       headers=admin).status_code == 200
     alerts = client.get("/api/v1/alerts?territory=FR&source=scenario").get_json()
     [fr] = alerts["items"]
     assert fr["p_exceed_14d"] is not None and alerts["run_id"] == f"scenario:{ids[0]}"

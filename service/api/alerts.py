@@ -17,9 +17,12 @@ Method (``source=forecast``, the default)
 * Level: ``red`` if P7 ≥ 0.5; ``orange`` if P14 ≥ 0.5 or P7 ≥ 0.2; ``yellow`` if P14 ≥ 0.1;
   ``green`` otherwise; ``unknown`` without capacity or forecast.
 
-``source=scenario`` uses instead the newest finished ``status_quo`` scenario run covering the
-territory: its sampled trajectories give the within-window probabilities directly
-(``prob_exceed_7d`` / ``prob_exceed_14d`` of the scenario summary).
+``source=scenario`` uses instead the newest finished *public* ``status_quo`` scenario run
+covering the territory: its sampled trajectories give the within-window probabilities directly
+(``prob_exceed_7d`` / ``prob_exceed_14d`` of the scenario summary). Public means the library's
+``scenarios/status_quo.yaml`` run unmodified (same content hash) by the service, or a run an
+admin published (``POST /api/v1/scenarios/runs/<id>/publish``): a planner's own run, whatever
+its name, never becomes the alert (:func:`service.api.scenarios.public_runs`).
 """
 
 from __future__ import annotations
@@ -59,7 +62,11 @@ class AlertQuery(FormatQuery, PageQuery):
                           validate=OneOf(["national", "region", "department"]))
     territory = fields.String(validate=Length(1, 2000), metadata={
         "description": "comma-separated codes (default: every territory of `level`)"})
-    source = fields.String(load_default="forecast", validate=OneOf(["forecast", "scenario"]))
+    source = fields.String(load_default="forecast", validate=OneOf(["forecast", "scenario"]),
+                           metadata={"description": "forecast: the daily icu forecast; "
+                                     "scenario: the newest public status_quo run (the library "
+                                     "file unmodified, run by the service, or a run an admin "
+                                     "published), the same for every caller"})
     model = fields.String(validate=Length(1, 64), metadata={
         "description": "model of the icu forecast (default: ensemble, else the newest run)"})
 
@@ -194,20 +201,21 @@ def _from_forecast(codes: list[str], level: str, model: str | None) -> tuple[dic
 
 
 def _from_scenario(codes: list[str]) -> tuple[dict, dict]:
-    from service.api.scenarios import load_result, vintage_id_of
-    from service.jobs import list_runs
+    from service.api.scenarios import load_result, public_runs, vintage_id_of
 
-    runs, _ = list_runs(state().engine, job="scenario", status="ok", limit=50)
+    # Public runs only (library status quo run by the service, or published by an admin),
+    # whoever asks: a planner's own run never becomes the alert.
     chosen = None
-    for run in runs:
-        if (run.get("result") or {}).get("scenario") == "status_quo":
-            result = load_result(run["id"])
-            if result and any(c in (result.get("summary") or {}) for c in codes):
-                chosen = (run, result)
-                break
+    for run in public_runs("status_quo"):
+        result = load_result(run["id"])
+        if result and any(c in (result.get("summary") or {}) for c in codes):
+            chosen = (run, result)
+            break
     if chosen is None:
-        raise ApiError(404, "no_scenario", "no finished status_quo scenario run covers these "
-                       "territories: POST /api/v1/scenarios/runs {\"name\": \"status_quo\"}",
+        raise ApiError(404, "no_scenario", "no public status_quo scenario run covers these "
+                       "territories: the service runs the library's (python -m service jobs "
+                       "run scenario --param name=status_quo) or an admin publishes a run "
+                       "(POST /api/v1/scenarios/runs/<id>/publish)",
                        {"territories": codes[:20]})
     run, result = chosen
     out = {}
@@ -227,7 +235,8 @@ METHODS = {
                 "forecast at 7 and 14 days (linear interpolation of the CDF); 'within 14 days' "
                 "is the max over the two horizons, a lower bound",
     "scenario": "share of status-quo scenario trajectories exceeding adult ICU beds on at "
-                "least one day within 7 / 14 days",
+                "least one day within 7 / 14 days; from the newest public status_quo run (the "
+                "library file, unmodified, run by the service, or a run an admin published)",
 }
 
 

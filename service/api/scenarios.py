@@ -91,6 +91,162 @@ def load_result(run_id: int) -> dict | None:
     return json.loads(path.read_text())
 
 
+# ---------------------------------------------------------------------------- publication
+#: Triggers of runs the service started itself: the scheduler, a job chained by another, and
+#: ``manual`` (``python -m service jobs run scenario`` or an admin's
+#: ``POST /api/v1/jobs/scenario/run``). ``api`` is a run a planner submitted (``POST /runs``).
+SERVICE_TRIGGERS = frozenset({"schedule", "chain", "manual"})
+PUBLIC_RULE = ("public scenario figures (the scenario alert of /alerts) come only from runs of "
+               "a library scenario file, unmodified (same content hash), run by the service "
+               "(CLI or scheduled job), or from runs an admin published; an admin can also "
+               "withdraw either kind")
+
+
+def definition_sha256(resolved: dict) -> str:
+    """Content hash of a resolved definition (the ``inputs`` block of a result), without the
+    name of the file or request it was read from."""
+    import hashlib
+
+    body = {k: v for k, v in resolved.items() if k != "source"}
+    text = json.dumps(json.loads(json.dumps(body, default=str)), sort_keys=True,
+                      ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+_ORIGINS: dict[tuple, tuple[str, str | None]] = {}
+
+
+def _library_key() -> tuple:
+    from scenarios.schema import LIBRARY_DIR
+
+    return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                 for p in sorted(LIBRARY_DIR.glob("*.yaml")))
+
+
+def origin_of(settings: Settings, run_id: int) -> tuple[str, str | None]:
+    """(``library`` or ``custom``, content hash of what was run) of a finished run.
+
+    ``library`` when the definition the run recorded (its result's ``inputs``) has the same
+    content hash as the library file of that name, as shipped now, resolved at the same start
+    date: the name alone proves nothing. Results never change, so the answer is memoised.
+    """
+    from scenarios import load_library_scenario, resolve
+
+    key = (str(settings.home), int(run_id), _library_key())
+    if key in _ORIGINS:
+        return _ORIGINS[key]
+    path = results_dir(settings) / f"{int(run_id)}.json"
+    result = json.loads(path.read_text()) if path.exists() else {}
+    inputs = result.get("inputs") or {}
+    digest = definition_sha256(inputs) if inputs else None
+    origin = "custom"
+    if digest and inputs.get("name") and inputs.get("as_of"):
+        try:
+            library = load_library_scenario(str(inputs["name"]))
+            expected = resolve(library, as_of=inputs["as_of"]).to_dict()
+        except Exception:  # no such library file, or it does not resolve at that date
+            expected = None
+        if expected is not None and definition_sha256(expected) == digest:
+            origin = "library"
+    if len(_ORIGINS) > 4096:
+        _ORIGINS.clear()
+    _ORIGINS[key] = (origin, digest)
+    return origin, digest
+
+
+def _marker(settings: Settings, run_id: int) -> Path:
+    return results_dir(settings) / f"publication-{int(run_id)}.json"
+
+
+def read_publication(settings: Settings, run_id: int) -> dict | None:
+    """An admin's decision on a run (``published`` true or false, by, role, at), or None."""
+    path = _marker(settings, run_id)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_publication(settings: Settings, run_id: int, decision: dict) -> None:
+    """Written then renamed in the results folder: its modification time, part of the
+    response cache's freshness, changes with it, so every process drops its cached alerts."""
+    folder = results_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".publication-{int(run_id)}.json.tmp"
+    tmp.write_text(json.dumps(decision))
+    os.replace(tmp, _marker(settings, run_id))
+
+
+def _root_trigger(engine, run: dict) -> str:
+    """The trigger of the run a retry repeats (a retry keeps its origin)."""
+    from service.jobs import get_run
+
+    seen = 0
+    while run.get("trigger") == "retry" and run.get("retry_of") and seen < 20:
+        parent = get_run(engine, run["retry_of"])
+        if parent is None:
+            break
+        run, seen = parent, seen + 1
+    return str(run.get("trigger") or "")
+
+
+def publication_of(run: dict, settings: Settings | None = None, engine=None) -> dict:
+    """Where a run stands: ``origin`` (``library``: the content of a library file as shipped
+    now; ``custom`` otherwise), ``service_run``, the admin's ``published`` decision (None when
+    none) and ``public`` (the decision if any, else library content run by the service)."""
+    settings = settings or state().settings
+    engine = engine or state().engine
+    origin, digest = (origin_of(settings, run["id"]) if run.get("status") == "ok"
+                      else ("custom", None))
+    service_run = _root_trigger(engine, run) in SERVICE_TRIGGERS
+    decision = read_publication(settings, run["id"]) or {}
+    published = decision.get("published")
+    public = bool(published) if published is not None else (
+        origin == "library" and service_run and run.get("status") == "ok")
+    return {"origin": origin, "public": public and run.get("status") == "ok",
+            "publication": {"published": published, "by": decision.get("by"),
+                            "role": decision.get("role"), "at": decision.get("at"),
+                            "service_run": service_run, "definition_sha256": digest}}
+
+
+def public_runs(scenario: str | None = None):
+    """Finished scenario runs the public may see, newest first (optionally of one scenario).
+
+    Only the service's own runs and runs an admin decided on are read from the database, so
+    that any number of planners' runs can never push a public run out of view.
+    """
+    import sqlalchemy as sa
+
+    from service.db import job_runs
+
+    settings, engine = state().settings, state().engine
+    decided = []
+    folder = results_dir(settings)
+    if folder.is_dir():
+        for path in folder.glob("publication-*.json"):
+            try:
+                decided.append(int(path.stem.split("-", 1)[1]))
+            except ValueError:
+                continue
+    where = [job_runs.c.job == "scenario", job_runs.c.status == "ok",
+             sa.or_(job_runs.c.trigger.in_(sorted(SERVICE_TRIGGERS | {"retry"})),
+                    job_runs.c.id.in_(decided))]
+    offset, page = 0, 200
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(job_runs).where(*where)
+                                .order_by(job_runs.c.id.desc()).limit(page).offset(offset)).all()
+        for row in rows:
+            run = dict(row._mapping)
+            if scenario and (run.get("result") or {}).get("scenario") != scenario:
+                continue
+            if publication_of(run, settings, engine)["public"]:
+                yield run
+        if len(rows) < page:
+            return
+        offset += page
+
+
 class LibraryItem(Schema):
     name = fields.String(required=True)
     description = fields.String(required=True)
@@ -130,6 +286,16 @@ class ScenarioRun(Schema):
     levers = fields.Dict(allow_none=True, required=True, metadata={
         "description": "the vaccination and variant levers the run used (coverage and share "
                        "now per territory, priors and their sources); {} when none"})
+    origin = fields.String(required=True, metadata={
+        "description": "library: the definition run has the content hash of a library file "
+                       "as shipped; custom: anything else (edited, or submitted)"})
+    public = fields.Boolean(required=True, metadata={
+        "description": "whether the public sees this run's figures (the scenario alert of "
+                       "/alerts): " + PUBLIC_RULE})
+    publication = fields.Dict(required=True, metadata={
+        "description": "published (true/false: an admin's decision, null: none), by, role, "
+                       "at, service_run (started by the service, not submitted through the "
+                       "API), definition_sha256"})
     links = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
 
 
@@ -173,6 +339,12 @@ class CompareOut(Schema):
                        "the levers used"})
 
 
+RUNS_DOC = ("Analysts and above see every run, planners' custom runs included, each marked "
+            "with its origin and whether it is public. Anonymous callers read no run (401): "
+            "the public sees scenario figures only through /alerts?source=scenario, built "
+            "from public runs alone. " + PUBLIC_RULE[0].upper() + PUBLIC_RULE[1:] + ".")
+
+
 def _library() -> list[dict]:
     from scenarios import list_library
 
@@ -205,7 +377,7 @@ def _run_out(run: dict, with_summary: bool = True) -> dict:
         # Tracebacks stay in the job history for admins; users get the last line.
         "error": (run.get("error") or "").strip().splitlines()[-1] if run.get("error") else None,
         "vintage": result.get("vintage"), "as_of": result.get("as_of") or params.get("as_of"),
-        "summary": summary, "levers": levers,
+        "summary": summary, "levers": levers, **publication_of(run),
         "links": {"self": url_for("scenarios.get_run", run_id=run["id"]),
                   "trajectories": url_for("scenarios.get_trajectories", run_id=run["id"])},
     }
@@ -256,7 +428,7 @@ def submit_run(json_data: dict):
 @bp.get("/runs")
 @bp.input(PageQuery, location="query")
 @bp.output(ScenarioRunList)
-@bp.doc(summary="Scenario runs, newest first")
+@bp.doc(summary="Scenario runs, newest first", description=RUNS_DOC)
 @requires("analyst")
 def list_runs(query_data: dict):
     from service.jobs import list_runs as _list
@@ -271,16 +443,76 @@ def list_runs(query_data: dict):
 
 @bp.get("/runs/<int:run_id>")
 @bp.output(ScenarioRun)
-@bp.doc(summary="One scenario run: status and summary")
+@bp.doc(summary="One scenario run: status and summary", description=RUNS_DOC)
 @requires("analyst")
 def get_run(run_id: int):
     return json_response(_run_out(_get_scenario_run(run_id)))
 
 
+def _decide(run_id: int, published: bool):
+    """Record an admin's decision on a run: audit row, then the marker the public reads."""
+    from flask import request
+
+    from features.catalog import utcnow
+    from service.audit import record
+
+    st = state()
+    run = _get_scenario_run(run_id)
+    if run["status"] != "ok":
+        raise ApiError(409, "not_finished", f"scenario run {run_id} is {run['status']}: only "
+                       "a finished run can be published or withdrawn", {"status": run["status"]})
+    principal = current_principal()
+    previous = read_publication(st.settings, run_id)
+    write_publication(st.settings, run_id, {"published": published, "by": principal.name,
+                                            "role": principal.role,
+                                            "at": utcnow().isoformat()})
+    out = _run_out(run, with_summary=False)
+    try:
+        record(st.engine, event="scenario_published" if published else "scenario_unpublished",
+               actor=principal.name, role=principal.role, method=request.method,
+               path=request.path[:2000], status=200,
+               vintage_id=str((run.get("result") or {}).get("vintage") or "")[:64] or None,
+               run_id=f"scenario:{run_id}",
+               details={"scenario": out["scenario"], "as_of": out["as_of"],
+                        "origin": out["origin"], "public": out["public"],
+                        "definition_sha256": out["publication"]["definition_sha256"]})
+    except Exception:  # no audit row, no publication
+        if previous is None:
+            _marker(st.settings, run_id).unlink(missing_ok=True)
+        else:
+            write_publication(st.settings, run_id, previous)
+        raise
+    return json_response(out)
+
+
+PUBLISH_DOC = ("Admins only; audited (audit event scenario_published / scenario_unpublished). "
+               + PUBLIC_RULE[0].upper() + PUBLIC_RULE[1:] + ". The decision overrides the "
+               "rule for that run; the public scenario alert is the newest public status_quo "
+               "run covering the territories.")
+
+
+@bp.post("/runs/<int:run_id>/publish")
+@bp.output(ScenarioRun)
+@bp.doc(summary="Publish a finished run: its figures become public",
+        description=PUBLISH_DOC)
+@requires("admin")
+def publish_run(run_id: int):
+    return _decide(run_id, True)
+
+
+@bp.post("/runs/<int:run_id>/unpublish")
+@bp.output(ScenarioRun)
+@bp.doc(summary="Withdraw a run from the public (published or library run)",
+        description=PUBLISH_DOC)
+@requires("admin")
+def unpublish_run(run_id: int):
+    return _decide(run_id, False)
+
+
 @bp.get("/runs/<int:run_id>/trajectories")
 @bp.input(ScenarioTrajectoryQuery, location="query")
 @bp.output(TrajectoryOut)
-@bp.doc(summary="Quantile trajectories of a finished run")
+@bp.doc(summary="Quantile trajectories of a finished run", description=RUNS_DOC)
 @requires("analyst")
 @cached
 def get_trajectories(run_id: int, query_data: dict):
@@ -306,7 +538,7 @@ def get_trajectories(run_id: int, query_data: dict):
 @bp.get("/compare")
 @bp.input(CompareQuery, location="query")
 @bp.output(CompareOut)
-@bp.doc(summary="Compare scenario runs side by side for one territory")
+@bp.doc(summary="Compare scenario runs side by side for one territory", description=RUNS_DOC)
 @requires("analyst")
 def compare(query_data: dict):
     ids = list(dict.fromkeys(int(x) for x in query_data["runs"].split(",")))[:7]

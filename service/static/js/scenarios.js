@@ -213,8 +213,14 @@
         var cls = run.status === "ok" ? "status-ok" : (run.status === "failed" ? "status-failed" : "");
         var action = run.status === "ok" ? " <button type=\"button\" class=\"show-run\" data-id=\"" + run.run_id +
           "\">Comparer</button>" : "";
+        // Public: what citizens see (the scenario alert); else a working run, seen by accounts only.
+        var publicity = run.public ? " — <strong class=\"published\" title=\"Scénario de la bibliothèque " +
+          "lancé par le service, ou publié par un administrateur : il alimente l'alerte publique\">publié</strong>" :
+          (run.status === "ok" ? " — <span class=\"meta\">non publié" +
+            (run.origin === "custom" ? ", définition personnalisée" : "") + "</span>" : "");
         return "<li>" + V.esc(runLabel(run)) + " — <span class=\"" + cls + "\">" + STATUS_FR[run.status] +
-          "</span>, soumis par " + V.esc(run.submitted_by || "?") + " le " + V.date(run.queued_at) + action + "</li>";
+          "</span>" + publicity + ", soumis par " + V.esc(run.submitted_by || "?") + " le " + V.date(run.queued_at) +
+          action + "</li>";
       }).join("") || "<li>Aucune exécution pour l'instant.</li>";
     });
   }
