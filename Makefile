@@ -1,28 +1,39 @@
 # Vigie: two commands do all set-up on a fresh machine.
-#   make run   install, ingest the data directory, forecast, serve the API and dashboard
-#   make test  install, run the test suite and ruff
+#   make run   install the runtime, ingest the data directory, forecast, serve the API and dashboard
+#   make test  install the runtime and the development tools, run the test suite and ruff
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# One stamp per requirements file: editing one reinstalls it (requirements-dev.txt includes
+# requirements.txt, so its stamp also stands for the runtime).
+STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
 export VIGIE_HOME ?= $(CURDIR)/var
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint ingest forecast serve bench clean
+.PHONY: run test install install-dev lint ingest forecast serve bench clean
 
-$(STAMP): requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): requirements.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+$(DEV_STAMP): requirements-dev.txt requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(DEV_STAMP) $(STAMP)
+
 install: $(STAMP)
 
-lint: install
+install-dev: $(DEV_STAMP)
+
+lint: install-dev
 	$(PY) -m ruff check .
 
-test: install
+test: install-dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
@@ -38,7 +49,7 @@ serve: install
 run: install ingest forecast serve
 
 # Benchmarks print figures (ratios against a reference measured in the same run).
-bench: install
+bench: install-dev
 	$(PY) bench/ingest.py
 	$(PY) bench/occupancy_rebuild.py
 	$(PY) bench/epidemic_risk.py
