@@ -49,6 +49,17 @@ class Settings:
         Reverse proxies whose ``X-Forwarded-For`` names the client (``VIGIE_TRUSTED_PROXIES``):
         a number of hops (``1``) or a comma-separated list of addresses or networks
         (``10.0.0.5,10.1.0.0/16``); empty: the peer address is the client, the header ignored.
+    retain_vintages:
+        ``python -m service prune`` keeps this many newest cube vintages, plus every vintage
+        something kept refers to (``VIGIE_RETAIN_VINTAGES``, default 30; 0 keeps all).
+    retain_forecast_runs:
+        Forecast runs kept per target, frequency, level and model, newest first, plus every run
+        referenced (``VIGIE_RETAIN_FORECAST_RUNS``, default 8; 0 keeps all). See
+        :mod:`service.retention`.
+    tmp_grace_hours:
+        Age after which a temporary entry whose writer cannot be checked (another host, no
+        writer in its name) is removed (``VIGIE_TMP_GRACE_HOURS``, default 6); see
+        :mod:`features.tempfiles`.
     """
 
     home: Path
@@ -59,6 +70,9 @@ class Settings:
     risk_thresholds: Path | None = None
     redis_url: str = ""
     trusted_proxies: str = ""
+    retain_vintages: int = 30
+    retain_forecast_runs: int = 8
+    tmp_grace_hours: float = 6.0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -108,8 +122,19 @@ class Settings:
             redis_url=overrides.pop("redis_url", None) or env.get("VIGIE_REDIS_URL", ""),
             trusted_proxies=str(overrides.pop("trusted_proxies", None)
                                 or env.get("VIGIE_TRUSTED_PROXIES", "")).strip(),
+            retain_vintages=int(_first(overrides.pop("retain_vintages", None),
+                                       env.get("VIGIE_RETAIN_VINTAGES"), 30)),
+            retain_forecast_runs=int(_first(overrides.pop("retain_forecast_runs", None),
+                                            env.get("VIGIE_RETAIN_FORECAST_RUNS"), 8)),
+            tmp_grace_hours=float(_first(overrides.pop("tmp_grace_hours", None),
+                                         env.get("VIGIE_TMP_GRACE_HOURS"), 6.0)),
             extra=overrides,
         )
+
+
+def _first(*values):
+    """The first value that is set (0 is a value; None and "" are not)."""
+    return next(v for v in values if v is not None and v != "")
 
 
 def _optional_path(value: str | Path | None) -> Path | None:

@@ -6,9 +6,11 @@ Layout under ``$VIGIE_HOME/cube``::
     vintages/<vintage_id>/tables/<name>.parquet                          (non-time-series tables)
     vintages/<vintage_id>/manifest.json                                   (what the catalog holds)
 
-A vintage is written into a temporary folder and renamed into place (atomic on one file system);
-only then is its catalog row inserted. A crash at any point leaves the previous vintage current:
-a folder without a catalog row is never served.
+A vintage is written into a temporary folder (``vintages/.tmp-<id>~<host>~<pid>``) and renamed
+into place (atomic on one file system); only then is its catalog row inserted. A crash at any
+point leaves the previous vintage current: a folder without a catalog row is never served. The
+temporary folders a killed process leaves are removed when a process first opens the store
+(:mod:`features.tempfiles`); old vintages by ``python -m service prune`` (:mod:`service.retention`).
 
 Reads: ``open_cube(frequency, as_of)`` takes the latest vintage issued on or before ``as_of`` and
 removes observations dated on or after ``as_of``, so that a backtest never sees the future.
@@ -31,6 +33,7 @@ import pandas as pd
 import sqlalchemy as sa
 import xarray as xr
 
+from features import tempfiles
 from features.catalog import as_utc, get_engine, utcnow, vintages
 from features.errors import NoVintageError
 from features.settings import Settings
@@ -52,6 +55,8 @@ class CubeStore:
         self.settings = settings or Settings.from_env()
         self.root = self.settings.cube_dir
         self.engine = get_engine(self.settings.database_url)
+        # What a killed ingest, forecast or scenario left half-written under this home.
+        tempfiles.sweep_once(self.settings.home, self.settings.tmp_grace_hours)
 
     # ------------------------------------------------------------------ catalog
     def list_vintages(self) -> list[dict]:
@@ -99,7 +104,7 @@ class CubeStore:
         issued_at = issued_at or utcnow()
         vintage_id = f"{issued_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         final = self.root / "vintages" / vintage_id
-        tmp = self.root / "vintages" / f".tmp-{vintage_id}"
+        tmp = self.root / "vintages" / tempfiles.temp_name(vintage_id)
         tmp.mkdir(parents=True)
         try:
             row_counts = {}

@@ -6,8 +6,10 @@ Layout under ``Settings.forecasts_dir``::
     runs/<run_id>/metadata.json     run id, model name + version, cube vintage, as_of, …
     latest/<target>_<frequency>_<level>_<model>.json   pointer to the newest run of that kind
 
-A run is written into a temporary folder and renamed into place, and the pointer is replaced
-atomically after it: a reader sees either the previous run or the complete new one.
+A run is written into a temporary folder (``runs/.tmp-<run_id>~<host>~<pid>…``) and renamed into
+place, and the pointer is replaced atomically after it: a reader sees either the previous run or
+the complete new one. Temporary entries a killed process left are removed when a process first
+opens the store (:mod:`features.tempfiles`); old runs by ``python -m service prune``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ from typing import Any
 
 import pandas as pd
 
+from features import tempfiles
 from models.targets import HUB_COLUMNS
+
+#: Temporary entries of this store, relative to its root (:func:`features.tempfiles.sweep`).
+TEMP_LOCATIONS = (("runs", ".tmp-*"), ("latest", "*.tmp"))
 
 
 @dataclass(frozen=True)
@@ -47,10 +53,14 @@ class ForecastStore:
     ----------
     root:
         ``Settings.forecasts_dir``.
+    tmp_grace_hours:
+        Age after which a temporary entry whose writer cannot be checked is removed.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path,
+                 tmp_grace_hours: float = tempfiles.DEFAULT_GRACE_HOURS) -> None:
         self.root = Path(root)
+        tempfiles.sweep_once(self.root, tmp_grace_hours, TEMP_LOCATIONS)
 
     @classmethod
     def from_settings(cls, settings: Any = None) -> ForecastStore:
@@ -58,7 +68,7 @@ class ForecastStore:
             from features.settings import Settings
 
             settings = Settings.from_env()
-        return cls(settings.forecasts_dir)
+        return cls(settings.forecasts_dir, settings.tmp_grace_hours)
 
     def save(self, rows: pd.DataFrame, metadata: dict[str, Any]) -> ForecastRun:
         """Store a run atomically and make it the latest of its kind.
@@ -76,7 +86,7 @@ class ForecastStore:
         meta = {**metadata, "run_id": run_id, "created_at": created.isoformat(), "rows": len(rows)}
         runs = self.root / "runs"
         runs.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{run_id}", dir=runs))
+        tmp = Path(tempfile.mkdtemp(prefix=f"{tempfiles.temp_name(run_id)}~", dir=runs))
         try:
             rows[HUB_COLUMNS].to_csv(tmp / "forecast.csv", index=False)
             (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
@@ -94,7 +104,8 @@ class ForecastStore:
     @staticmethod
     def _write_json(path: Path, payload: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{tempfiles.temp_name(path.stem)}~",
+                                   suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
             json.dump(payload, fh)
         os.replace(tmp, path)
