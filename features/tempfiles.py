@@ -18,6 +18,7 @@ any command or job reading the cube) and from ``python -m service prune``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -25,7 +26,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,7 @@ LOCATIONS: tuple[tuple[str, str], ...] = (
 
 _swept: set[str] = set()
 _swept_lock = threading.Lock()
+_paused = threading.local()
 
 
 def _host() -> str:
@@ -138,6 +140,8 @@ def sweep_once(home: Path, grace_hours: float = DEFAULT_GRACE_HOURS,
                locations: Iterable[tuple[str, str]] = LOCATIONS) -> None:
     """:func:`sweep` the first time this process opens a store of ``home``; never raises (a
     store must open even on a read-only home)."""
+    if getattr(_paused, "depth", 0):
+        return
     key = f"{Path(home).resolve()}|{sorted(locations)}"
     with _swept_lock:
         if key in _swept:
@@ -147,3 +151,13 @@ def sweep_once(home: Path, grace_hours: float = DEFAULT_GRACE_HOURS,
         sweep(home, grace_hours, locations=locations)
     except OSError:
         log.warning("could not remove stale temporary entries under %s", home, exc_info=True)
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """Stores opened in this block (this thread) do not sweep (``prune --dry-run``)."""
+    _paused.depth = getattr(_paused, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _paused.depth -= 1

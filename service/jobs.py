@@ -618,3 +618,16 @@ register_job(JobSpec("backtest", job_backtest,
                      max_attempts=2, params_doc={"model": "registry name, or 'all'"}))
 register_job(JobSpec("scenario", job_scenario, "Run a what-if scenario submitted through the API",
                      schedule=None, max_attempts=1, coalesce=False))
+
+
+def job_prune(ctx: JobContext, dry_run: bool = False) -> dict:
+    """Apply the retention policy to vintages and forecast runs (:mod:`service.retention`)."""
+    from service.retention import job_prune as prune
+
+    return prune(ctx, dry_run=dry_run)
+
+
+register_job(JobSpec("prune", job_prune,
+                     "Delete old cube vintages and forecast runs nothing refers to (retention)",
+                     schedule={"trigger": "cron", "hour": 4, "minute": 15}, max_attempts=1,
+                     params_doc={"dry_run": "say what would be deleted, delete nothing"}))

@@ -1,0 +1,61 @@
+"""``prune``: apply the retention policy to cube vintages and forecast runs
+(:mod:`service.retention`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    prune = subparsers.add_parser(
+        "prune", help="delete old cube vintages and forecast runs nothing refers to",
+        description="Keep the newest VIGIE_RETAIN_VINTAGES vintages (default 30) and "
+                    "VIGIE_RETAIN_FORECAST_RUNS runs per target/frequency/level/model (default "
+                    "8), plus the served vintage, every run a 'latest' pointer names and every "
+                    "vintage or run a kept run, a scenario result, the leaderboard or any audit "
+                    "row refers to; delete the rest and stale temporary entries. 0 keeps all.")
+    prune.add_argument("--dry-run", action="store_true",
+                       help="say what would be deleted; delete nothing")
+    prune.add_argument("--keep-vintages", type=int, metavar="N",
+                       help="override VIGIE_RETAIN_VINTAGES")
+    prune.add_argument("--keep-runs", type=int, metavar="N",
+                       help="override VIGIE_RETAIN_FORECAST_RUNS")
+    prune.add_argument("--json", action="store_true", help="print the summary as JSON")
+    prune.set_defaults(func=cmd_prune)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from features.settings import Settings
+    from service.retention import prune
+
+    for name in ("keep_vintages", "keep_runs"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            print(f"--{name.replace('_', '-')}: expected 0 (keep all) or more, got {value}")
+            return 2
+    result = prune(Settings.from_env(), dry_run=args.dry_run,
+                   retain_vintages=args.keep_vintages, retain_forecast_runs=args.keep_runs)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"policy: newest {result.retain_vintages or 'all'} vintages, newest "
+          f"{result.retain_forecast_runs or 'all'} runs per kind, plus everything referenced")
+    for title, items in (("vintages", result.vintages), ("forecast runs", result.runs)):
+        side = summary["vintages" if title == "vintages" else "forecast_runs"]
+        print(f"{title}: {side['total']} found, {side['kept']} kept, {side['deleted']} {verb} "
+              f"({_mb(side['bytes_freed'])})")
+        for item in items:
+            what = ", ".join(item.reasons) if item.kept else verb
+            print(f"  {item.id:<40} {what}")
+    for entry in result.temporary:
+        print(f"temporary {entry.path}: {verb} ({entry.reason})")
+    for path in result.orphans:
+        print(f"vintage folder without a catalog row, left alone: {path}")
+    return 0

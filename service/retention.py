@@ -1,0 +1,274 @@
+"""Retention: which cube vintages and forecast runs ``python -m service prune`` deletes.
+
+Vintages and forecast runs are immutable and were kept forever. The policy keeps:
+
+* **cube vintages**: the newest ``VIGIE_RETAIN_VINTAGES`` (default 30) by issue time, and every
+  vintage something kept refers to: the served one (the newest), the vintage of every kept
+  forecast run (its ``metadata.json``), of every stored scenario result
+  (``$VIGIE_HOME/scenario_runs/<id>.json``), of the models' leaderboard, and every vintage any
+  audit row names (answers given to a token holder, forecasts published). A vintage catalogued
+  with a folder outside this home's ``cube/vintages`` is never touched.
+* **forecast runs**: per target, frequency, level and model, the newest
+  ``VIGIE_RETAIN_FORECAST_RUNS`` (default 8), every run a ``latest`` pointer names (what the API,
+  the alerts and the dashboard publish), and every run any audit row names.
+
+``0`` keeps everything of that kind. Everything else is deleted: the vintage's catalog row
+first (it is never served again), then its folder, renamed to a temporary name before removal
+so that a killed prune leaves only what :mod:`features.tempfiles` sweeps. ``ingest_runs`` rows
+keep their (now dangling) vintage id as history. An ``as_of`` read of a period whose vintages
+were pruned gets the newest kept vintage issued before it, or, when none is, the earliest kept
+vintage holding every source (flagged ``vintage_issued_after_as_of``), as for any date before
+the first ingest. Stale temporary entries are removed too. Vintage folders without a catalog row
+(a crash between the rename and the catalog insert) are reported, never removed: another
+database may catalog them.
+
+The audit table is only read. The scheduled ``prune`` job (daily, 04:15) runs the same code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from features import tempfiles
+from features.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Item:
+    """A vintage or a forecast run, and why it is kept (no reasons: it is deleted)."""
+
+    id: str
+    path: Path
+    kind: str = ""
+    reasons: list[str] = field(default_factory=list)
+    bytes: int = 0
+
+    @property
+    def kept(self) -> bool:
+        return bool(self.reasons)
+
+    def keep(self, reason: str) -> None:
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+
+
+@dataclass
+class Plan:
+    """What a prune keeps and deletes."""
+
+    vintages: list[Item]
+    runs: list[Item]
+    temporary: list[tempfiles.StaleEntry]
+    orphans: list[Path]
+    retain_vintages: int
+    retain_forecast_runs: int
+    dry_run: bool = True
+
+    def deleted(self, items: list[Item]) -> list[Item]:
+        return [i for i in items if not i.kept]
+
+    def summary(self) -> dict:
+        def side(items: list[Item]) -> dict:
+            gone = self.deleted(items)
+            return {"total": len(items), "kept": len(items) - len(gone), "deleted": len(gone),
+                    "deleted_ids": [i.id for i in gone],
+                    "bytes_freed": sum(i.bytes for i in gone)}
+
+        return {"dry_run": self.dry_run,
+                "policy": {"retain_vintages": self.retain_vintages,
+                           "retain_forecast_runs": self.retain_forecast_runs},
+                "vintages": side(self.vintages), "forecast_runs": side(self.runs),
+                "temporary_removed": [str(e.path) for e in self.temporary],
+                "orphan_vintage_folders": [str(p) for p in self.orphans]}
+
+
+def _size(path: Path) -> int:
+    if not path.exists():
+        return 0
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def audit_references(engine: sa.Engine) -> tuple[set[str], set[str]]:
+    """(vintage ids, run ids) any audit row names."""
+    from service.db import audit_log
+
+    with engine.connect() as conn:
+        vintage_ids = {r[0] for r in conn.execute(
+            sa.select(audit_log.c.vintage_id).where(audit_log.c.vintage_id.isnot(None))
+            .distinct())}
+        run_ids = {r[0] for r in conn.execute(
+            sa.select(audit_log.c.run_id).where(audit_log.c.run_id.isnot(None)).distinct())}
+    return vintage_ids, run_ids
+
+
+def scenario_vintages(settings: Settings) -> dict[str, str]:
+    """Vintage id → the first stored scenario result computed on it."""
+    out: dict[str, str] = {}
+    folder = settings.home / "scenario_runs"
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.glob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            vintage = json.loads(path.read_text()).get("vintage")
+        except (OSError, ValueError, AttributeError):
+            log.warning("scenario result %s unreadable: its vintage cannot be kept", path)
+            continue
+        if isinstance(vintage, dict):
+            vintage = vintage.get("vintage_id")
+        if vintage:
+            out.setdefault(str(vintage), path.stem)
+    return out
+
+
+def leaderboard_vintage(settings: Settings) -> str | None:
+    path = settings.models_dir / "leaderboard.json"
+    try:
+        return json.loads(path.read_text()).get("vintage_id") or None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def plan(settings: Settings, *, retain_vintages: int | None = None,
+         retain_forecast_runs: int | None = None) -> Plan:
+    """What :func:`prune` would keep and delete now (nothing is changed)."""
+    from features.store import CubeStore
+    from models.store import ForecastStore
+
+    keep_v = settings.retain_vintages if retain_vintages is None else retain_vintages
+    keep_r = settings.retain_forecast_runs if retain_forecast_runs is None else \
+        retain_forecast_runs
+    store = CubeStore(settings)
+    audit_vintages, audit_runs = audit_references(store.engine)
+
+    # Forecast runs first: the kept ones pin their vintages.
+    forecasts = ForecastStore.from_settings(settings)
+    pointed = set()
+    latest = forecasts.root / "latest"
+    for pointer in sorted(latest.glob("*.json")) if latest.is_dir() else []:
+        try:
+            pointed.add(json.loads(pointer.read_text())["run_id"])
+        except (OSError, ValueError, KeyError):
+            log.warning("forecast pointer %s unreadable", pointer)
+    runs, per_kind = [], {}
+    run_vintage: dict[str, str] = {}
+    for run in forecasts.list_runs():  # newest first
+        meta = run.metadata
+        kind = "_".join(str(meta.get(k, "")) for k in ("target", "frequency", "level", "model"))
+        item = Item(run.run_id, run.path, kind)
+        per_kind[kind] = per_kind.get(kind, 0) + 1
+        if keep_r <= 0:
+            item.keep("policy keeps all runs")
+        elif per_kind[kind] <= keep_r:
+            item.keep(f"{per_kind[kind]} newest of {kind}")
+        if run.run_id in pointed:
+            item.keep("latest pointer (published)")
+        if run.run_id in audit_runs:
+            item.keep("audit row")
+        if meta.get("vintage_id"):
+            run_vintage[run.run_id] = str(meta["vintage_id"])
+        runs.append(item)
+
+    pinned: dict[str, str] = {}
+    for item in runs:
+        if item.kept and item.id in run_vintage:
+            pinned.setdefault(run_vintage[item.id], f"forecast run {item.id}")
+    for vintage, result in scenario_vintages(settings).items():
+        pinned.setdefault(vintage, f"scenario result {result}")
+    board = leaderboard_vintage(settings)
+    if board:
+        pinned.setdefault(board, "models' leaderboard")
+
+    home_vintages = store.root / "vintages"
+    items = []
+    for rank, row in enumerate(store.list_vintages()):  # newest first
+        item = Item(row["id"], Path(row["path"]))
+        if rank == 0:
+            item.keep("served (newest)")
+        if keep_v <= 0:
+            item.keep("policy keeps all vintages")
+        elif rank < keep_v:
+            item.keep(f"{rank + 1} newest")
+        if row["id"] in audit_vintages:
+            item.keep("audit row")
+        if row["id"] in pinned:
+            item.keep(pinned[row["id"]])
+        if not _inside(item.path, home_vintages):
+            item.keep("folder outside this home")
+        items.append(item)
+    for item in [*items, *runs]:
+        if not item.kept:
+            item.bytes = _size(item.path)
+
+    known = {Path(i.path).name for i in items}
+    grace = settings.tmp_grace_hours * 3600
+    orphans = []
+    if home_vintages.is_dir():
+        orphans = [p for p in sorted(home_vintages.iterdir())
+                   if p.is_dir() and not p.name.startswith(".") and p.name not in known
+                   and time.time() - p.stat().st_mtime > grace]
+    temporary = tempfiles.find_stale(settings.home, settings.tmp_grace_hours)
+    return Plan(items, runs, temporary, orphans, keep_v, keep_r)
+
+
+def _discard(path: Path, stem: str) -> None:
+    """Rename into a temporary name, then remove (a killed prune leaves a sweepable entry)."""
+    doomed = path.parent / tempfiles.temp_name(f"prune-{stem}")
+    try:
+        path.rename(doomed)
+    except FileNotFoundError:  # already gone (another prune)
+        return
+    tempfiles.remove(doomed)
+
+
+def prune(settings: Settings | None = None, *, dry_run: bool = False,
+          retain_vintages: int | None = None,
+          retain_forecast_runs: int | None = None) -> Plan:
+    """Apply the retention policy (see the module docstring); return what was done."""
+    from features.catalog import vintages
+    from features.store import CubeStore
+
+    settings = settings or Settings.from_env()
+    with tempfiles.paused() if dry_run else contextlib.nullcontext():
+        result = plan(settings, retain_vintages=retain_vintages,
+                      retain_forecast_runs=retain_forecast_runs)
+    result.dry_run = dry_run
+    if dry_run:
+        return result
+    engine = CubeStore(settings).engine
+    for item in result.deleted(result.runs):
+        _discard(item.path, item.id)
+        log.info("pruned forecast run %s (%s)", item.id, item.kind)
+    for item in result.deleted(result.vintages):
+        with engine.begin() as conn:  # never served again, then the folder goes
+            conn.execute(vintages.delete().where(vintages.c.id == item.id))
+        _discard(item.path, item.id)
+        log.info("pruned vintage %s", item.id)
+    for entry in result.temporary:
+        tempfiles.remove(entry.path)
+    for path in result.orphans:
+        log.warning("vintage folder %s has no catalog row: left alone", path)
+    return result
+
+
+def job_prune(ctx, dry_run: bool = False) -> dict:
+    """The scheduled ``prune`` job (:mod:`service.jobs`)."""
+    return prune(ctx.settings, dry_run=bool(dry_run)).summary()
