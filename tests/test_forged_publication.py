@@ -21,16 +21,17 @@ SCENARIO_ALERT = "/api/v1/alerts?territory=FR&source=scenario"
 
 
 @pytest.fixture
-def served(real_cube, make_settings, monkeypatch, tmp_path):
+def served(real_cube, make_settings, db_url, monkeypatch):
     """A writable home on the real cube's vintage (synthetic forecasts), a client, tokens and
-    the library status quo run by the service through the CLI, as an operator would."""
+    the library status quo run by the service through the CLI, as an operator would; SQLite,
+    and PostgreSQL when ``VIGIE_TEST_DATABASE_URL`` is set."""
     from features.catalog import get_engine
     from features.store import CubeStore
     from service.app import create_app
     from service.auth import create_token
     from service.cli import main as cli
 
-    settings = make_settings(real_cube.data_dir, name="forged")
+    settings = make_settings(real_cube.data_dir, name="forged", database_url=db_url)
     copy_catalog(real_cube, settings)
     synthetic_runs(settings, CubeStore(settings).current_vintage()["id"])
     engine = get_engine(settings.database_url)
