@@ -21,7 +21,7 @@ from flask import send_from_directory
 
 from features.catalog import get_engine
 from features.settings import Settings
-from service import audit, auth, errors
+from service import audit, auth, errors, guards
 from service.api.common import ResponseCache, VigieState
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,10 @@ DEFAULTS: dict[str, Any] = {
     "SETTINGS": None,                      # features.settings.Settings; None: from environment
     "START_SCHEDULER": False,              # `serve` turns it on
     "SCHEDULER": {},                       # keyword arguments of service.jobs.Scheduler
-    "RESPONSE_CACHE_SIZE": 2048,
+    "RESPONSE_CACHE_SIZE": 2048,           # entries
+    "RESPONSE_CACHE_BYTES": 64 * 1024 * 1024,  # and bytes (bodies, headers and keys)
+    "MAX_CONTENT_LENGTH": 1024 * 1024,     # request bodies: 413 above (service.guards)
+    "MAX_JSON_DEPTH": 32,                  # JSON bodies nested deeper: 400 before parsing
     "RATELIMIT_ENABLED": True,
     "RATELIMIT_PUBLIC": "300 per minute",  # per client address, whole API (service.ratelimit)
     "RATELIMIT_TOKEN": "3000 per minute",  # per token
@@ -88,13 +91,17 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
         app.config.from_mapping(config)
     settings = app.config["SETTINGS"] or Settings.from_env()
     engine = get_engine(settings.database_url)
-    vigie = VigieState(settings, engine, ResponseCache(app.config["RESPONSE_CACHE_SIZE"]))
+    vigie = VigieState(settings, engine, ResponseCache(app.config["RESPONSE_CACHE_SIZE"],
+                                                       app.config["RESPONSE_CACHE_BYTES"]))
     app.extensions["vigie"] = vigie
 
     errors.init_app(app)
     app.before_request(auth.resolve_principal)
     audit.init_app(app)
     _init_limiter(app)
+    # Control characters, role (before any body is read), body size and JSON depth; security
+    # headers on every answer. After the token and rate-limit hooks, before the cache's.
+    guards.init_app(app)
 
     from service.api import health
 

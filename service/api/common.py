@@ -9,6 +9,11 @@ answers are kept in an LRU keyed on exactly that, with a strong ETag (hash of th
 Last-Modified (the vintage's issue time, or the forecast run's creation). The data state is read
 at most once a second; vintages and forecast runs are immutable and switched atomically, so an
 entry can only be stale for that second, never torn.
+
+The query part of the key is the view's *validated* arguments (:func:`cache_key`): unknown,
+reordered or repeated parameters map to the entry of the same validated query, never to new
+entries. The LRU is capped in entries and in bytes (``RESPONSE_CACHE_SIZE``,
+``RESPONSE_CACHE_BYTES``, 64 MiB by default).
 """
 
 from __future__ import annotations
@@ -226,17 +231,36 @@ def paginate(items: Sequence, query: dict) -> tuple[list, dict]:
     start = (page - 1) * per_page
     info = {"page": page, "per_page": per_page, "total": total, "pages": pages}
     g.page_info = info
+    g.page_query = query
     return list(items[start:start + per_page]), info
 
 
-def _link_header(info: dict) -> str | None:
+def _link_header(info: dict, query: dict | None = None) -> str | None:
+    """RFC 8288 ``Link`` of the first/prev/next/last pages, built from the *validated* query
+    (``query``, else ``g.page_query``): unknown parameters are dropped, values equal to the
+    schema's default left out, everything percent-encoded (a value can never break out of
+    the header)."""
+    from urllib.parse import quote, urlencode
+
+    query = query if query is not None else (getattr(g, "page_query", None) or {})
+    defaults = {}
+    for schema in query_schemas(current_app.view_functions.get(request.endpoint)):
+        for name, fld in schema.fields.items():
+            defaults[name] = fld.load_default
+    args: dict[str, Any] = {}
+    for key, value in query.items():
+        if key == "page" or value is None or (key in defaults and defaults[key] == value):
+            continue
+        if isinstance(value, dt.date | dt.datetime):
+            value = value.isoformat()
+        args[key] = [clean(v) for v in value] if isinstance(value, list | tuple) else value
+    path = quote(request.path, safe="/")
     links = []
-    args = request.args.to_dict(flat=True)
     for rel, page in (("first", 1), ("prev", info["page"] - 1), ("next", info["page"] + 1),
                       ("last", info["pages"])):
         if 1 <= page <= info["pages"] and (rel in ("first", "last") or page != info["page"]):
-            query = "&".join(f"{k}={v}" for k, v in {**args, "page": page}.items())
-            links.append(f'<{request.path}?{query}>; rel="{rel}"')
+            encoded = urlencode({**args, "page": page}, doseq=True)
+            links.append(f'<{path}?{encoded}>; rel="{rel}"')
     return ", ".join(links) or None
 
 
@@ -267,36 +291,85 @@ class CachedAnswer:
 
 
 class ResponseCache:
-    """A thread-safe LRU of rendered GET answers (see the module docstring)."""
+    """A thread-safe LRU of rendered GET answers (see the module docstring), bounded both in
+    entries (``size``) and in bytes (``max_bytes``: bodies, stored headers and keys). An answer
+    larger than a quarter of ``max_bytes`` is not kept (it would flush everything else)."""
 
-    def __init__(self, size: int = 2048) -> None:
+    def __init__(self, size: int = 2048, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.size = size
-        self._items: OrderedDict[tuple, CachedAnswer] = OrderedDict()
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple, tuple[CachedAnswer, int]] = OrderedDict()
         self._lock = threading.Lock()
+        self.bytes = 0
         self.hits = 0
         self.misses = 0
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def get(self, key: tuple, count_miss: bool = True) -> CachedAnswer | None:
         with self._lock:
-            item = self._items.get(key)
-            if item is not None:
+            entry = self._items.get(key)
+            if entry is not None:
                 self._items.move_to_end(key)
                 self.hits += 1
-            elif count_miss:
+                return entry[0]
+            if count_miss:
                 self.misses += 1
-            return item
+            return None
+
+    @staticmethod
+    def weight(key: tuple, item: CachedAnswer) -> int:
+        """Bytes an entry holds, roughly: body, stored headers, key and a fixed overhead."""
+        return (len(item.body) + sum(len(k) + len(v) for k, v in item.headers.items())
+                + len(repr(key)) + 512)
 
     def put(self, key: tuple, item: CachedAnswer) -> None:
-        if self.size <= 0:
+        if self.size <= 0 or self.max_bytes <= 0:
+            return
+        weight = self.weight(key, item)
+        if weight > self.max_bytes // 4:
             return
         with self._lock:
-            self._items[key] = item
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+            self._items[key] = (item, weight)
+            self.bytes += weight
+            while len(self._items) > self.size or self.bytes > self.max_bytes:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.bytes -= dropped
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self.bytes = 0
+
+
+def _canonical(value: Any) -> Any:
+    """A hashable, order-independent form of validated arguments (dates as ISO text)."""
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _canonical(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple | set | frozenset):
+        return tuple(_canonical(v) for v in value)
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def cache_key(args: dict | None, public: bool, freshness: tuple) -> tuple:
+    """The response cache's key: path, the view's *validated* query arguments (defaults
+    filled in, unknown parameters dropped, order and duplicates irrelevant), audience, data
+    state. Never the raw query string."""
+    return (request.path, _canonical(args or {}), public, freshness)
+
+
+def query_schemas(view: Callable | None) -> list:
+    """The marshmallow schemas a view validates its query string with (``@bp.input(...,
+    location="query")``), read from apiflask's annotations."""
+    spec = getattr(view, "_spec", None) or {}
+    return [schema for schema, location in spec.get("args") or ()
+            if location in ("query", "querystring")]
 
 
 def set_last_modified(value: dt.datetime | str | None) -> None:
@@ -321,29 +394,44 @@ def _finish(answer: CachedAnswer, public: bool) -> Response:
 
 
 def serve_from_cache() -> Response | None:
-    """``before_request`` fast path: a GET already answered (same path, query, audience and
-    data state) is served before routing, validation and the view run. Only 200 answers of
-    ``@cached`` views are ever stored, and the key holds the raw query string, so a hit is a
-    request that was already validated; authentication, rate limits, metrics and audit hooks
+    """``before_request`` fast path: a GET already answered (same path, validated arguments,
+    audience and data state) is served before the view runs. Only 200 answers of ``@cached``
+    views are ever stored. The query is validated here with the view's own schema, so the key
+    is the one :func:`cached` computes; a query that does not validate falls through to the
+    view, which answers the 400. Authentication, role, rate limits, metrics and audit hooks
     still run around it."""
     if request.method != "GET" or not request.path.startswith("/api/v1/"):
         return None
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    if view is None or not getattr(view, "_vigie_cached", False):
+        return None
+    schemas = query_schemas(view)
+    if len(schemas) > 1:
+        return None
+    args: dict = {}
+    if schemas:
+        from apiflask.schema_adapters.marshmallow import parser
+
+        try:
+            args = parser.parse(schemas[0], request, location="query")
+        except Exception:  # invalid: the view's own validation answers it
+            return None
     st = state()
     public = is_public()
-    hit = st.cache.get((request.path, request.query_string, public, st.freshness()),
-                       count_miss=False)
+    hit = st.cache.get(cache_key(args, public, st.freshness()), count_miss=False)
     return _finish(hit, public) if hit is not None else None
 
 
 def cached(view: Callable) -> Callable:
-    """Serve GET answers from the response cache, with ETag and Last-Modified (304s)."""
+    """Serve GET answers from the response cache, with ETag and Last-Modified (304s). The key
+    is :func:`cache_key` of the view's validated ``query_data``."""
     import functools
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         st = state()
         public = is_public()
-        key = (request.path, request.query_string, public, st.freshness())
+        key = cache_key(kwargs.get("query_data"), public, st.freshness())
         hit = st.cache.get(key)
         if hit is not None:
             return _finish(hit, public)
@@ -358,7 +446,7 @@ def cached(view: Callable) -> Callable:
         info = getattr(g, "page_info", None)
         if info is not None:
             headers["X-Total-Count"] = str(info["total"])
-            link = _link_header(info)
+            link = _link_header(info, kwargs.get("query_data") or {})
             if link:
                 headers["Link"] = link
         answer = CachedAnswer(body, response.mimetype, headers,
@@ -368,6 +456,7 @@ def cached(view: Callable) -> Callable:
         st.cache.put(key, answer)
         return _finish(answer, public)
 
+    wrapper._vigie_cached = True  # read by serve_from_cache (copied up by outer decorators)
     return wrapper
 
 
