@@ -111,6 +111,9 @@ SCHEMA: dict[str, Any] = {
     "properties": {
         "name": {"type": "string", "minLength": 1},
         "description": {"type": "string"},
+        # French title and description the dashboard shows (the description above is English).
+        "title_fr": {"type": "string", "minLength": 1, "maxLength": 120},
+        "description_fr": {"type": "string", "minLength": 1, "maxLength": 2000},
         "territories": {
             "type": "array",
             "minItems": 1,

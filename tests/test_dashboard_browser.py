@@ -10,6 +10,7 @@ Playwright's own browser download is never used.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import pandas as pd
 import pytest
 
 from features.settings import Settings
+from tests.dashboard_french import problems
 
 pytestmark = pytest.mark.browser
 
@@ -106,8 +108,48 @@ def tokens(dash_home: Settings) -> dict[str, str]:
             for role in ("analyst", "planner")}
 
 
+def _retrospective_rows() -> list[dict]:
+    """A small synthetic retrospective track record (two targets, three levels, two periods)."""
+    rows = []
+    for target, frequency, horizons in (("inc_hosp", "weekly", (1, 2, 3, 4)),
+                                        ("icu", "daily", (7, 14))):
+        for level, base in (("national", 0.5), ("region", 0.7), ("department", 0.8)):
+            for period, start, end, shift in (("development", "2020-09-07", "2021-02-22", 0.05),
+                                              ("held_out", "2021-03-01", "2021-11-29", 0.0)):
+                for k, h in enumerate(horizons):
+                    rows.append({"target": target, "frequency": frequency, "level": level,
+                                 "period": period, "start": start, "end": end, "horizon": h,
+                                 "relative_wis": round(base + shift + 0.1 * k, 3),
+                                 "coverage_50": 0.47, "coverage_90": 0.86, "n_forecasts": 40,
+                                 "model": "ensemble", "model_version": "1.3",
+                                 "computed_at": "2026-11-30T10:00:00+00:00"})
+    return rows
+
+
 @pytest.fixture(scope="module")
-def server(dash_home: Settings, tokens):
+def retrospective(dash_home: Settings):
+    """``models/retrospective.json`` in the dashboard's home, read by
+    ``models.trackrecord.load_retrospective`` or, until that module exists, by a stand-in
+    reading the same file."""
+    from service.dashboard import accuracy
+
+    dash_home.models_dir.mkdir(parents=True, exist_ok=True)
+    path = dash_home.models_dir / "retrospective.json"
+    path.write_text(json.dumps(_retrospective_rows()))
+    with pytest.MonkeyPatch.context() as patch:
+        try:
+            from models.trackrecord import load_retrospective
+            real = load_retrospective(dash_home)
+        except Exception:  # not there yet, or it reads another layout than this list of rows
+            real = None
+        if not real:
+            patch.setattr(accuracy, "_load_retrospective",
+                          lambda settings: json.loads(path.read_text()))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def server(dash_home: Settings, tokens, retrospective):
     """The real app under waitress on a free loopback port, its scheduler running."""
     from waitress.server import create_server
 
@@ -171,14 +213,43 @@ def _shot(watch: Watch, name: str) -> None:
     watch.page.screenshot(path=str(ARTIFACTS / f"dashboard_{name}.png"), full_page=True)
 
 
+def _wait(page, expression: str, timeout: float = 20_000) -> None:
+    """Wait until ``expression`` (JavaScript) is truthy in the page. Polled from here with
+    ``page.evaluate``: Playwright's ``wait_for_function`` evaluates its predicate with
+    ``eval`` inside the page, which the service's Content-Security-Policy forbids."""
+    import time
+
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still false after {timeout / 1000:g} s: {expression}")
+        page.wait_for_timeout(50)
+
+
 def _wait_drawn(page, selector: str, timeout: float = 20_000) -> None:
-    page.wait_for_function(
-        f"document.querySelector({selector!r}) && "
-        f"document.querySelector({selector!r}).dataset.drawn", timeout=timeout)
+    _wait(page, f"() => !!(document.querySelector({selector!r}) && "
+                f"document.querySelector({selector!r}).dataset.drawn)", timeout)
+
+
+#: What a reader sees or hears once the scripts have run: the page's text (not <code>), the
+#: accessible names and titles, the charts' text and the chart toolbar's tooltips.
+SHOWN_TEXT = """() => {
+  const body = document.body.cloneNode(true);
+  body.querySelectorAll('code, script, style, template').forEach(e => e.remove());
+  const parts = [document.body.innerText.length ? body.textContent : ''];
+  document.querySelectorAll('[aria-label], [title], [data-title], [placeholder]').forEach(e => {
+    for (const a of ['aria-label', 'title', 'data-title', 'placeholder']) {
+      if (e.getAttribute(a)) { parts.push(e.getAttribute(a)); }
+    }
+  });
+  return parts.join('\\n');
+}"""
 
 
 @pytest.mark.parametrize("name", list(PAGES))
 def test_page_loads_clean(browser, server, name: str) -> None:
+    """Every page loads with no console error, no failed request, and in French once its
+    scripts have run (page data, chart axes and toolbars included)."""
     watch = _page(browser)
     watch.page.goto(server + PAGES[name])
     ready = {"overview": "#national-chart", "territory": "#chart-icu",
@@ -189,6 +260,7 @@ def test_page_loads_clean(browser, server, name: str) -> None:
     _shot(watch, name)
     assert watch.page.locator("h1").first.inner_text()
     assert watch.page.locator("html").get_attribute("lang") == "fr"
+    assert problems(watch.page.evaluate(SHOWN_TEXT)) == []
     watch.clean()
     watch.page.context.close()
 
@@ -203,15 +275,27 @@ def test_map_shows_every_departement(browser, server, dash_home: Settings) -> No
     watch = _page(browser)
     watch.page.goto(server + "/")
     _wait_drawn(watch.page, "#national-chart")
-    tiles = watch.page.locator("#map .tile")
-    codes = set(tiles.evaluate_all("els => els.map(e => e.dataset.code)"))
+    deps = watch.page.locator("#map a.dep")
+    codes = set(deps.evaluate_all("els => els.map(e => e.dataset.code)"))
     assert codes == departements
-    levels = tiles.evaluate_all("els => els.map(e => e.dataset.level)")
+    levels = deps.evaluate_all("els => els.map(e => e.dataset.level)")
     # Baseline ICU forecasts and DREES beds exist for (nearly) every département.
     assert sum(level != "unknown" for level in levels) >= 95, levels
-    assert watch.page.locator("#map .tile rect").first.bounding_box()["width"] > 10
-    # Clicking a tile opens its Territoire page.
-    watch.page.locator('#map .tile[data-code="13"]').click()
+    # Geographic shapes, painted in their level's colour (not the grey of "unknown").
+    fills = deps.evaluate_all("els => els.map(e => getComputedStyle(e.querySelector('path'))"
+                              ".fill)")
+    assert sum(f not in ("rgb(217, 217, 217)", "") for f in fills) >= 95, fills
+    boxes = {code: watch.page.locator(f'#map a.dep[data-code="{code}"] path').bounding_box()
+             for code in ("29", "67", "2A", "974")}
+    assert boxes["29"]["x"] < boxes["67"]["x"]  # Finistère west of Bas-Rhin
+    assert boxes["2A"]["y"] > boxes["67"]["y"]  # Corse-du-Sud south of Bas-Rhin
+    assert boxes["974"]["y"] > boxes["2A"]["y"]  # La Réunion in the insets, under the mainland
+    assert all(b["width"] > 5 and b["height"] > 5 for b in boxes.values()), boxes
+    label = watch.page.locator('#map a.dep[data-code="13"]').get_attribute("aria-label")
+    assert label.startswith("Bouches-du-Rhône (13) : niveau "), label
+    _shot(watch, "overview_map")
+    # Clicking a département opens its Territoire page.
+    watch.page.locator('#map a.dep[data-code="13"]').click()
     watch.page.wait_for_url("**/territoire/13")
     _wait_drawn(watch.page, "#chart-icu")
     _shot(watch, "territory_13_from_map")
@@ -232,7 +316,7 @@ def test_fan_chart_draws_its_bands(browser, server) -> None:
         "els => els.filter(e => (e.getAttribute('d') || '').length > 20).length")
     assert fills >= 2  # the 90 % and 50 % bands are painted
     meta = watch.page.locator("#meta-icu").inner_text()
-    assert "baseline" in meta and "version des données" in meta
+    assert "modèle « méthode naïve »" in meta and "version des données" in meta
     # Dates dd/mm/yyyy on the axis, French numbers.
     ticks = watch.page.locator("#chart-icu .xtick text").all_inner_texts()
     assert ticks and all(len(t.split("/")) == 3 for t in ticks if t), ticks
@@ -302,10 +386,10 @@ def test_map_colours_by_risk_level(browser, server) -> None:
     assert page.evaluate("document.getElementById('map').dataset.mode") == "risk"
     assert page.locator("#legend-risk").is_visible()
     assert not page.locator("#legend-capacity").is_visible()
-    risks = page.locator("#map .tile").evaluate_all("els => els.map(e => e.dataset.risk)")
+    risks = page.locator("#map a.dep").evaluate_all("els => els.map(e => e.dataset.risk)")
     assert len(risks) == 101 and sum(r != "-1" for r in risks) >= 90, risks
     fill = page.evaluate("getComputedStyle(document.querySelector("
-                         "'#map .tile:not([data-risk=\"-1\"]) rect')).fill")
+                         "'#map a.dep:not([data-risk=\"-1\"]) path')).fill")
     assert fill not in ("rgb(217, 217, 217)", "")  # coloured, not the unknown grey
     assert "Niveau de risque au" in page.locator("#risk-meta").inner_text()
     # Départements have no daily cases: their incidence is estimated from screening, and said.
@@ -315,8 +399,8 @@ def test_map_colours_by_risk_level(browser, server) -> None:
         page.locator("#risk-table tbody").text_content()
     page.fill("#risk-date", "2020-11-02")
     page.dispatch_event("#risk-date", "change")
-    page.wait_for_function("() => document.getElementById('risk-meta').textContent"
-                           ".includes('02/11/2020')")
+    _wait(page, "() => document.getElementById('risk-meta').textContent"
+                ".includes('02/11/2020')")
     assert "criblage" not in page.locator("#risk-meta").inner_text()  # before June 2021
     _shot(watch, "overview_risk")
     watch.clean()
@@ -334,9 +418,8 @@ def test_scenario_runs_from_the_page(browser, server, tokens) -> None:
     page.click("#run-selected")
     page.wait_for_selector("#progress-box:not([hidden])")
     assert "Scénario n°" in page.locator("#progress-text").inner_text()
-    page.wait_for_function(
-        "() => (document.querySelector('#compare-chart').dataset.runs || '').split(',')"
-        ".filter(Boolean).length === 2", timeout=90_000)
+    _wait(page, "() => (document.querySelector('#compare-chart').dataset.runs || '')"
+                ".split(',').filter(Boolean).length === 2", timeout=90_000)
     metas = page.evaluate("() => document.getElementById('compare-chart').data.map(t => t.meta)")
     assert metas.count("band90") == 2 and "capacity" in metas
     assert page.locator("#compare-table tbody tr").count() == 2
@@ -360,7 +443,7 @@ def test_role_without_rights_sees_no_planner_controls(browser, server, tokens,
     watch = _page(browser, tokens.get(role))
     page = watch.page
     page.goto(server + "/scenarios")
-    page.wait_for_function("() => document.body.dataset.role")
+    _wait(page, "() => document.body.dataset.role")
     page.wait_for_load_state("networkidle")
     assert page.evaluate("document.body.dataset.role") == role
     for selector in ("#run-form", "#run-selected", "#editor", "#edit-text", "#library input"):
@@ -382,13 +465,92 @@ def test_planner_sees_the_editor(browser, server, tokens) -> None:
     page.click("#editor summary")
     page.select_option("#edit-from", "lockdown_2020_11")
     page.click("#edit-load")
-    page.wait_for_function("() => document.getElementById('edit-text').value.includes('lockdown')")
+    _wait(page, "() => document.getElementById('edit-text').value.includes('lockdown')")
     page.fill("#edit-text", '{"name": "broken", "territories": ["FR"], "horizon_days": -3}')
     page.click("#run-edited")
     # A definition the API refuses is explained on the page (the 400 itself is expected).
-    page.wait_for_function("() => document.getElementById('edit-msg').textContent.length > 0")
+    _wait(page, "() => document.getElementById('edit-msg').textContent.length > 0")
     message = page.locator("#edit-msg").inner_text()
-    assert "Définition refusée" in message and "horizon_days" in message
+    assert message == ("Définition refusée : champ « horizon_days » : -3 est inférieur au "
+                       "minimum (1).")
     assert all("400" in e or "status of 400" in e for e in watch.errors), watch.errors
     page.context.close()
 
+
+
+def test_keyboard_path_through_the_map(browser, server) -> None:
+    """Tab reaches the map (one stop), arrows move to a neighbour in that direction, typing a
+    code jumps to it, the focused département is outlined and read out, Enter opens it."""
+    watch = _page(browser)
+    page = watch.page
+    page.goto(server + "/")
+    _wait(page, "document.getElementById('map').dataset.painted")
+    page.focus('input[name="colour-by"]:checked')
+    page.keyboard.press("Tab")
+    focused = page.evaluate("() => [document.activeElement.dataset.code, "
+                            "document.activeElement.getAttribute('aria-label')]")
+    assert focused[0] == "01" and focused[1].startswith("Ain (01) : niveau "), focused
+    assert "Ain (01)" in page.locator("#tile-info").inner_text()
+    ring = page.locator("#focus-ring")
+    assert len(ring.get_attribute("d")) > 50  # the outline follows the focus
+    assert float(page.evaluate("getComputedStyle(document.getElementById('focus-ring'))"
+                               ".strokeWidth").replace("px", "")) >= 2
+
+    def at() -> tuple[str, float, float]:
+        return page.evaluate("() => { const a = document.activeElement; "
+                             "return [a.dataset.code, +a.dataset.cx, +a.dataset.cy]; }")
+
+    start = at()
+    page.keyboard.press("ArrowRight")
+    east = at()
+    assert east[0] != start[0] and east[1] > start[1], (start, east)
+    page.keyboard.press("ArrowDown")
+    south = at()
+    assert south[2] > east[2], (east, south)
+    # One Tab stop: the département left is the only one in the tab order.
+    assert page.locator('#map a.dep[tabindex="0"]').count() == 1
+    page.keyboard.type("69")
+    assert at()[0] == "69"
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')").startswith(
+        "Rhône (69) : niveau ")
+    _shot(watch, "overview_keyboard_focus")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/territoire/69")
+    _wait_drawn(page, "#chart-icu")
+    watch.clean()
+    page.context.close()
+
+
+def test_precision_shows_the_retrospective_track_record(browser, server) -> None:
+    watch = _page(browser)
+    page = watch.page
+    page.goto(server + "/precision")
+    _wait(page, "document.getElementById('retro-groups').dataset.drawn === '2'")
+    _wait_drawn(page, "#groups")
+    section = page.locator("#retrospective")
+    assert "rétrospectif : prévisions refaites après coup sur des données passées" in \
+        section.inner_text().lower()
+    assert section.locator("article.retro").count() == 2
+    table = page.locator("#retro-table-0")
+    heads = table.locator("thead th").all_inner_texts()
+    assert heads == ["Niveau", "Période", "à 1 semaine", "à 2 semaines", "à 3 semaines",
+                     "à 4 semaines"]
+    rows = table.locator("tbody tr")
+    assert rows.count() == 6
+    first = rows.first.locator("th, td").all_inner_texts()
+    assert first[:2] == ["France entière", "test (hors échantillon)"]
+    assert first[2].startswith("0,50") and "90 % : 86 %" in first[2], first
+    assert page.locator("#retro-table-1 thead th").all_inner_texts()[2:] == ["à 7 jours",
+                                                                              "à 14 jours"]
+    verdict = section.locator(".verdict").first.inner_text()
+    assert verdict.startswith("Sur la période de test (hors échantillon) (du 01/03/2021 au "
+                              "29/11/2021), pour la France entière"), verdict
+    # Drawn too: one line per level and period, plus the reference at 1.
+    names = page.evaluate("() => document.getElementById('retro-0').data.map(t => t.name)")
+    assert "France entière, test (hors échantillon)" in names and len(names) == 7
+    # Beside it, the live track record of the forecasts published here.
+    assert page.locator("#live .tag").inner_text() == "en conditions réelles"
+    _shot(watch, "precision_retrospective")
+    assert problems(page.evaluate(SHOWN_TEXT)) == []
+    watch.clean()
+    page.context.close()

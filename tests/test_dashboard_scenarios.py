@@ -144,15 +144,17 @@ def test_page_data_follows_the_callers_rights(runs):
 
 def test_scenarios_page_has_the_r_columns_and_french_titles(runs):
     from scenarios import list_library
-    from service.dashboard import SCENARIO_TITLES
+    from scenarios.schema import load_definition
+    from service.dashboard.messages import thin
 
     client, _, _ = runs
     html = unescape(client.get("/scenarios").get_data(as_text=True))
     assert ">R actuel</th>" in html and ">R des hospitalisations</th>" in html
     assert 'id="compare-r"' in html
     for item in list_library():
-        assert item["name"] in SCENARIO_TITLES, item["name"]
-        assert SCENARIO_TITLES[item["name"]] in html
+        definition = load_definition(item["path"])
+        assert thin(definition["title_fr"]) in html, item["name"]
+        assert thin(definition["description_fr"].strip()) in html, item["name"]
 
 
 # -- every note the R-now estimator writes has French words (synthetic cubes) -------------

@@ -213,7 +213,7 @@ def test_real_departement_incidence_is_the_estimate_said_so_with_its_region(clie
     assert panel["available"] and panel["missing"] is None and panel["estimated"]
     note = panel["estimate_note"]
     assert note.startswith("Taux estimé par Vigie") and "criblage" in note and \
-        "de sa région" in note and "100 000 habitants" in note
+        "de sa région" in note and "100\u202f000 habitants" in note
     assert "estimation de Vigie" in panel["source"]
     own = _series(panel, "incidence_rate_7d")
     assert own["role"] == "line" and not own["available"]

@@ -1,11 +1,14 @@
 """The dashboard: decision-makers' pages and the public transparency pages, in French.
 
-Pages (server-rendered shells, charts drawn in the browser with Plotly served from the installed
-``plotly`` package — no CDN, no network):
+Pages (server-rendered shells, charts drawn in the browser with the vendored partial Plotly
+bundle ``static/vendor/plotly`` — no CDN, no network; assets versioned, cached and compressed by
+:mod:`service.dashboard.assets`):
 
 =========================  ==============================================================
-``/``                      Vue d'ensemble: tile-grid map of the départements coloured by alert
-                           level, national admissions curve with its forecast fan
+``/``                      Vue d'ensemble: map of France (département shapes, overseas insets,
+                           :mod:`service.dashboard.france_map`) coloured by alert or risk level,
+                           keyboard-navigable, with its text table; national admissions curve
+                           with its forecast fan
 ``/territoire/<code>``     Territoire: observed series and 50 %/90 % forecast fans for
                            admissions, beds, ICU beds, emergency visits; capacity; next to
                            admissions the epidemic signals (incidence, positivity, R(t) with
@@ -13,7 +16,9 @@ Pages (server-rendered shells, charts drawn in the browser with Plotly served fr
                            vaccination); downloads. France, régions, départements, EPCI
 ``/scenarios``             Scénarios: library, editor and runs (planner), comparison, and
                            for each run where R now came from and the levers used
-``/precision``             Précision des prévisions (public): published forecasts scored
+``/precision``             Précision des prévisions (public): the retrospective track record
+                           (backtests by target, level, period and horizon) and the published
+                           forecasts scored once their outcome is known
 ``/methodes``              Méthodes et données (public): sources, licences, suppression,
                            model cards, what is logged
 =========================  ==============================================================
@@ -25,6 +30,8 @@ The JSON the pages draw (``/tableau/donnees/…``) is assembled from the service
 same suppression of small counts for the public, the same audit rows, the same response cache
 and rate limits as any API client. A missing forecast becomes ``{"available": false, "reason":
 …}`` in a 200 answer, so that a page never logs a failed request; the API itself keeps its 404.
+The reason is French, built from the API error's code and details
+(:func:`service.dashboard.messages.reason_fr`), never the API's English message.
 
 Roles
 -----
@@ -36,15 +43,10 @@ security: the API refuses scenario runs below ``planner`` whatever the page show
 
 from __future__ import annotations
 
-import gzip
-import importlib.util
-import threading
-from pathlib import Path
 from typing import Any
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     jsonify,
@@ -52,10 +54,18 @@ from flask import (
     request,
 )
 
-from service.dashboard import grid
-from service.dashboard.accuracy import track_record
+from service.dashboard import assets, france_map
+from service.dashboard.accuracy import retrospective_record, track_record
+from service.dashboard.messages import reason_fr, source_fr, thin_all, thin_html
 
 bp = Blueprint("dashboard", __name__)
+
+
+def init_app(app) -> None:
+    """Register the dashboard on ``app``: its pages and page data, versioned and compressed
+    static assets, compressed HTML and JSON (:mod:`service.dashboard.assets`)."""
+    app.register_blueprint(bp)
+    assets.init_app(app)
 
 #: Navigation: (endpoint, title, public?)
 NAV = (
@@ -155,20 +165,6 @@ SIGNALS: tuple[dict[str, Any], ...] = (
 #: Every signal is Santé publique France data (or Vigie's computation from it).
 SIGNALS_LICENCE = "Licence Ouverte 2.0"
 
-#: French titles of the library scenarios (their YAML descriptions are in English).
-SCENARIO_TITLES = {
-    "status_quo": "Statu quo : aucune mesure nouvelle",
-    "lockdown_2020_11": "Confinement national de novembre 2020",
-    "lockdown_2021_04": "Confinement d'avril 2021",
-    "curfew_18h": "Couvre-feu à 18 h pendant 4 semaines",
-    "school_closure_2w": "Fermeture des écoles pendant 2 semaines",
-    "relaxation": "Levée progressive des mesures",
-    "variant_delta_2021_06": "Vague Delta de l'été 2021 : variant plus transmissible, sans "
-                             "mesure nouvelle",
-    "vaccination_delta_2021_06": "Vague Delta de l'été 2021 avec la vaccination (70 % de "
-                                 "premières doses au 31/08/2021)",
-}
-
 LEVEL_WORDS = {"red": "rouge", "orange": "orange", "yellow": "jaune", "green": "vert",
                "unknown": "inconnu"}
 
@@ -193,8 +189,9 @@ def _api(path: str, **params: Any) -> tuple[int, dict]:
 
 
 def _unavailable(status: int, body: dict) -> dict:
-    return {"available": False, "status": status,
-            "reason": body.get("message") or f"réponse {status} de l'API"}
+    """A failed API answer as page data: its code, and a French sentence for the page."""
+    return {"available": False, "status": status, "code": body.get("code"),
+            "reason": reason_fr(status, body)}
 
 
 def _territories() -> dict[str, dict]:
@@ -231,7 +228,7 @@ def _series(indicator: str, frequency: str, code: str) -> dict:
     return {"available": bool(dates), "reason": None if dates else "aucune observation",
             "dates": dates, "values": values, "suppressed": suppressed,
             "threshold": meta.get("suppression_threshold"), "units": meta.get("units"),
-            "source": meta.get("source"), "licence": meta.get("licence"),
+            "source": source_fr(meta.get("source")), "licence": source_fr(meta.get("licence")),
             "vintage_id": meta.get("vintage_id")}
 
 
@@ -280,10 +277,16 @@ def _capacity(indicator: str, code: str, on: str | None = None) -> dict | None:
             "licence": body.get("licence")}
 
 
+#: Short French names of the models (as ``Vigie.MODEL_FR`` in static/js/common.js).
+MODEL_NAMES = {"baseline": "Méthode naïve", "ensemble": "Ensemble Vigie",
+               "ets": "Lissage exponentiel (ETS)", "sarimax": "SARIMAX", "prophet": "Prophet",
+               "gbm": "Gradient boosting", "growth": "Croissance amortie"}
+
 #: Model cards in plain French (the registry's descriptions are technical, in English).
 MODEL_FR = {
-    "baseline": "La méthode naïve des Forecast Hubs : demain ressemble à aujourd'hui ; la "
-                "fourchette vient des variations passées. C'est l'étalon de comparaison.",
+    "baseline": "La méthode naïve des centres de prévision européen et américain : demain "
+                "ressemble à aujourd'hui ; la fourchette vient des variations passées. C'est "
+                "l'étalon de comparaison.",
     "ets": "Lissage exponentiel (tendance amortie) sur une échelle qui stabilise la variance.",
     "sarimax": "Modèle ARIMA saisonnier, avec la mobilité et la sévérité des mesures comme "
                "variables explicatives quand elles aident.",
@@ -296,7 +299,7 @@ MODEL_FR = {
               "par celle des cas positifs qui la précède d'environ une semaine, en l'amortissant "
               "de moitié chaque semaine.",
     "ensemble": "Le modèle par défaut : la médiane, quantile par quantile, des autres modèles "
-                "(le choix le plus robuste des Forecast Hubs).",
+                "(le choix le plus robuste des centres de prévision européen et américain).",
 }
 
 
@@ -311,7 +314,15 @@ def frdate(value: Any) -> str:
 
 # ---------------------------------------------------------------------------- pages
 def _page(template: str, **context: Any) -> str:
-    return render_template(template, nav=NAV, **context)
+    from service.dashboard.messages import CODES_FR
+
+    context.setdefault("prefetch", None)
+    return thin_html(render_template(template, nav=NAV, codes_fr=CODES_FR, **context))
+
+
+def _data(payload: Any):
+    """A page-data answer: JSON, its text with French thousands separators."""
+    return jsonify(thin_all(payload))
 
 
 @bp.get("/")
@@ -319,16 +330,24 @@ def overview():
     """Vue d'ensemble: the map and the national curve."""
     from features.risk import LEVEL_LABELS
 
-    names = {c: r["name"] for c, r in _territories().items() if r["level"] == "department"}
-    cols, rows = grid.size()
+    document = france_map.load()
+    table = _territories()
+    names = {d["code"]: table.get(d["code"], {}).get("name") or d["name"]
+             for d in document["departements"]}
     risk_levels = sorted(LEVEL_LABELS.items(), key=lambda kv: (kv[0] < 0, -kv[0]))
-    return _page("overview.html", active="dashboard.overview", tiles=list(grid.tiles()),
-                 names=names, grid_cols=cols, grid_rows=rows, risk_levels=risk_levels)
+    return _page("overview.html", active="dashboard.overview", map=document, names=names,
+                 risk_levels=risk_levels, prefetch="/tableau/donnees/ensemble")
 
 
 @bp.get("/territoire")
 def territory_default():
-    """Territoire without a code: France."""
+    """Territoire without a code: France; ``?t=CODE`` (the page's « Autre territoire » form,
+    which works without script) redirects to that territory."""
+    from flask import redirect, url_for
+
+    code = (request.args.get("t") or "").strip()
+    if code:
+        return redirect(url_for("dashboard.territory", code=code))
     return territory("FR")
 
 
@@ -345,7 +364,8 @@ def territory(code: str):
                      key=lambda cr: (cr[0] != "FR", not cr[0].startswith("R"),
                                      table[cr[0]]["level"] == "epci", cr[0]))
     return _page("territory.html", active="dashboard.territory_default", territory=row,
-                 panels=PANELS, signals=SIGNALS, choices=choices)
+                 panels=PANELS, signals=SIGNALS, choices=choices,
+                 prefetch=f"/tableau/donnees/territoire/{code}")
 
 
 def _observed_epci() -> set[str]:
@@ -364,10 +384,7 @@ def _observed_epci() -> set[str]:
 @bp.get("/scenarios")
 def scenarios():
     """Scénarios: library for everyone, runs for analysts, editor and runs for planners."""
-    from scenarios import list_library
-
-    library = [{"name": s["name"], "title": SCENARIO_TITLES.get(s["name"], s["name"]),
-                "description": s.get("description", "")} for s in list_library()]
+    library = scenario_library()
     territories = sorted(((c, r["name"]) for c, r in _territories().items()
                           if LEVEL_OF.get(r["level"])),
                          key=lambda cr: (cr[0] != "FR", not cr[0].startswith("R"), cr[0]))
@@ -375,10 +392,27 @@ def scenarios():
                  territories=territories)
 
 
+def scenario_library() -> list[dict[str, str]]:
+    """The library scenarios with their French title and description (``title_fr``,
+    ``description_fr`` in each YAML file; see ``scenarios/README.md``)."""
+    from scenarios import list_library
+    from scenarios.schema import load_definition
+
+    out = []
+    for item in list_library():
+        definition = load_definition(item["path"])
+        out.append({"name": item["name"],
+                    "title": definition.get("title_fr") or f"Scénario « {item['name']} »",
+                    "description": definition.get("description_fr")
+                    or "Pas encore de description en français."})
+    return out
+
+
 @bp.get("/precision")
 def precision():
     """Précision des prévisions (public)."""
-    return _page("precision.html", active="dashboard.precision")
+    return _page("precision.html", active="dashboard.precision",
+                 prefetch="/tableau/donnees/precision")
 
 
 @bp.get("/methodes")
@@ -389,7 +423,8 @@ def methods():
 
     st = _state()
     try:
-        indicators = indicator_entries()
+        indicators = [{**i, "source": source_fr(i.get("source")),
+                       "licence": source_fr(i.get("licence"))} for i in indicator_entries()]
         vintage = st.store.current_vintage()
     except (ApiError, LookupError):
         indicators, vintage = [], None
@@ -406,7 +441,7 @@ def methods():
     except Exception:  # the page still documents the data without the registry
         current_app.logger.exception("model registry unavailable for the methods page")
     return _page("methods.html", active="dashboard.methods", indicators=indicators,
-                 vintage=vintage, models=models, model_fr=MODEL_FR,
+                 vintage=vintage, models=models, model_fr=MODEL_FR, model_names=MODEL_NAMES,
                  threshold=st.settings.small_count_threshold, risk=_risk_method(st.settings))
 
 
@@ -418,7 +453,8 @@ def _risk_method(settings) -> dict:
         return {"available": True, **risk.describe(risk.load_thresholds(settings))}
     except risk.RiskThresholdsError as exc:
         current_app.logger.error("risk thresholds unusable: %s", exc)
-        return {"available": False, "reason": str(exc)}
+        return {"available": False, "reason": "le fichier des seuils configuré est invalide "
+                                              "(le détail est dans le journal du service)"}
 
 
 # ---------------------------------------------------------------------------- page data
@@ -445,7 +481,7 @@ def overview_data():
                       "median_14d", "message")} for i in body.get("items", [])}}
     else:
         alerts = _unavailable(status, body)
-    return jsonify({"alerts": alerts, "risk": _risk_map(),
+    return _data({"alerts": alerts, "risk": _risk_map(),
                     "observed": _series("inc_hosp", "weekly", "FR"),
                     "forecast": _forecast("inc_hosp", "weekly", "FR")})
 
@@ -480,7 +516,7 @@ def _risk_map(day: str | None = None) -> dict:
 @bp.get("/tableau/donnees/risque")
 def risk_map_data():
     """The risk map on another day (``?date=YYYY-MM-DD``); the API validates the date."""
-    return jsonify(_risk_map(request.args.get("date") or None))
+    return _data(_risk_map(request.args.get("date") or None))
 
 
 @bp.get("/tableau/donnees/territoire/<code>")
@@ -513,7 +549,7 @@ def territory_data(code: str):
         panel["capacity_label"] = spec.get("capacity_label")
         panel["capacity_note"] = spec.get("capacity_note")
         panels.append(panel)
-    return jsonify({"territory": row, "panels": panels})
+    return _data({"territory": row, "panels": panels})
 
 
 def _region_of(code: str, table: dict[str, dict]) -> str:
@@ -546,7 +582,7 @@ def signals_data(code: str):
         panels.append({**panel, "available": available,
                        "missing": None if available else spec["missing"], "series": series})
     parent = row["parent"] if row["level"] == "department" else None
-    return jsonify({"territory": row, "panels": panels, "risk": _risk_of(code),
+    return _data({"territory": row, "panels": panels, "risk": _risk_of(code),
                     "parent": table.get(parent) if parent else None})
 
 
@@ -600,14 +636,17 @@ def _risk_of(code: str) -> dict:
 
 
 def _fr_number(value: float | None) -> str:
-    return "–" if value is None else f"{value:,.1f}".replace(",", " ").replace(".", ",")
+    from service.dashboard.messages import fr_number
+
+    return fr_number(value, 1)
 
 
 @bp.get("/tableau/donnees/precision")
 def precision_data():
     """Scores of the published forecasts (see :mod:`service.dashboard.accuracy`)."""
     st = _state()
-    return jsonify(track_record(st.settings, st.freshness()))
+    return _data({**track_record(st.settings, st.freshness()),
+                    "retrospective": retrospective_record(st.settings)})
 
 
 @bp.get("/tableau/donnees/execution/<int:run_id>")
@@ -619,12 +658,12 @@ def scenario_run_text(run_id: int):
 
     status, body = _api(f"/api/v1/scenarios/runs/{run_id}")
     if status != 200:
-        return jsonify(_unavailable(status, body))
+        return _data(_unavailable(status, body))
     if body.get("status") != "ok":
-        return jsonify({"available": False, "status": status,
-                        "reason": f"exécution {run_id} non terminée"})
+        return _data({"available": False, "status": status,
+                        "reason": f"exécution n° {run_id} non terminée"})
     names = {c: r["name"] for c, r in _territories().items()}
-    return jsonify({"available": True, "run_id": run_id,
+    return _data({"available": True, "run_id": run_id,
                     "territories": explain_run(body, names)})
 
 
@@ -646,38 +685,3 @@ def _dumps(value: Any) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=False, default=str, indent=2)
-
-
-# ---------------------------------------------------------------------------- Plotly
-_PLOTLY: dict[str, bytes] = {}
-_PLOTLY_LOCK = threading.Lock()
-
-
-def _plotly_bytes() -> tuple[bytes, bytes]:
-    """plotly.min.js from the installed package, and its gzip (compressed once)."""
-    with _PLOTLY_LOCK:
-        if not _PLOTLY:
-            spec = importlib.util.find_spec("plotly")
-            if spec is None or spec.origin is None:  # pragma: no cover - in requirements.txt
-                raise RuntimeError("plotly is not installed (pip install -r requirements.txt)")
-            raw = (Path(spec.origin).parent / "package_data" / "plotly.min.js").read_bytes()
-            _PLOTLY["raw"] = raw
-            _PLOTLY["gz"] = gzip.compress(raw, compresslevel=6, mtime=0)
-        return _PLOTLY["raw"], _PLOTLY["gz"]
-
-
-@bp.get("/tableau/vendor/plotly.min.js")
-def plotly_js():
-    """Plotly's bundle (4.8 MB; 1.4 MB gzipped when the browser accepts it), cached a day."""
-    import hashlib
-
-    raw, gz = _plotly_bytes()
-    use_gz = "gzip" in request.headers.get("Accept-Encoding", "")
-    response = Response(gz if use_gz else raw, mimetype="application/javascript")
-    if use_gz:
-        response.headers["Content-Encoding"] = "gzip"
-    response.vary.add("Accept-Encoding")
-    response.set_etag(hashlib.blake2b(raw, digest_size=12).hexdigest())
-    response.cache_control.public = True
-    response.cache_control.max_age = 86400
-    return response.make_conditional(request)

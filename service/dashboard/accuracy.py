@@ -11,6 +11,13 @@ outcomes inside the 50 % and 90 % intervals (should be about 50 % and 90 %).
 Scores are averaged over territories: the page shows no territory's values, so nothing here
 needs small-count suppression. The backtest leaderboard written by the weekly ``backtest`` job
 (``$VIGIE_HOME/models/leaderboard.json``) is shown beside it when it exists.
+
+The retrospective track record (:func:`retrospective_record`) is the other half of the page, the
+one a fresh install can show: backtests of every published target and level, forecasts made
+again afterwards on past data, each with only the data known at its date, scored over a
+development period (where the models' settings were chosen) and a held-out period. The rows
+come from ``models.trackrecord.load_retrospective(settings)`` (``$VIGIE_HOME/models/
+retrospective.json``, written by the pipeline); this module only groups and labels them.
 """
 
 from __future__ import annotations
@@ -38,6 +45,11 @@ TARGET_LABELS = {
 }
 LEVEL_LABELS = {"national": "France entière", "region": "régions", "department": "départements"}
 UNIT_LABELS = {"wk": "semaine", "day": "jour", "qtr": "trimestre"}
+FREQUENCY_UNITS = {"weekly": "semaine", "daily": "jour", "quarterly": "trimestre"}
+FREQUENCY_LABELS = {"weekly": "hebdomadaire", "daily": "quotidienne", "quarterly": "trimestrielle"}
+PERIOD_LABELS = {"development": "développement", "held_out": "test (hors échantillon)"}
+LEVEL_ORDER = {"national": 0, "region": 1, "department": 2}
+TARGET_ORDER = {name: k for k, name in enumerate(TARGET_LABELS)}
 
 
 def _observed(store, target, locations: list[str], dates: list[str]) -> pd.Series:
@@ -192,3 +204,87 @@ def track_record(settings, freshness: tuple) -> dict:
             _CACHE.clear()
         _CACHE[key] = payload
     return payload
+
+
+def _load_retrospective(settings) -> list[dict] | None:
+    """``models.trackrecord.load_retrospective`` (imported here: the page works, saying "not
+    computed yet", on a checkout that does not have it)."""
+    try:
+        from models.trackrecord import load_retrospective
+    except ImportError:
+        log.info("models.trackrecord not available: no retrospective track record")
+        return None
+    return load_retrospective(settings)
+
+
+def _number(value) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(out) else out
+
+
+def retrospective_record(settings) -> dict:
+    """The retrospective track record grouped for the page.
+
+    Returns ``{"available": False, "reason"}`` before it is computed, else ``{"available":
+    True, "computed_at", "groups"}`` with one group per (target, frequency): its French
+    ``title``, horizon ``unit``, ``horizons``, ``periods`` (each period's French label and
+    dates) and ``rows``, one per (level, period), holding per horizon the relative WIS, 50 % and
+    90 % coverage and the number of forecasts scored.
+    """
+    try:
+        rows = _load_retrospective(settings)
+    except Exception:  # an unreadable file must not take the page down
+        log.exception("retrospective track record unreadable")
+        rows = None
+    if not rows:
+        return {"available": False,
+                "reason": "pas encore calculé : le calcul rétrospectif des prévisions n'a pas "
+                          "encore été fait sur cette installation"}
+    groups: dict[tuple[str, str], dict] = {}
+    for row in rows:
+        target, frequency = str(row.get("target")), str(row.get("frequency"))
+        level, period = str(row.get("level")), str(row.get("period"))
+        try:
+            horizon = int(row["horizon"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        group = groups.setdefault((target, frequency), {
+            "target": target, "frequency": frequency,
+            "title": f"{TARGET_LABELS.get(target, target)} "
+                     f"({FREQUENCY_LABELS.get(frequency, frequency)})",
+            "unit": FREQUENCY_UNITS.get(frequency, ""), "horizons": set(), "periods": {},
+            "models": set(), "rows": {}})
+        group["horizons"].add(horizon)
+        group["models"].add(f"{row.get('model', '')} {row.get('model_version', '')}".strip())
+        span = group["periods"].setdefault(period, {
+            "period": period, "label": PERIOD_LABELS.get(period, period),
+            "start": row.get("start"), "end": row.get("end")})
+        span["start"] = min(filter(None, (span["start"], row.get("start"))), default=None)
+        span["end"] = max(filter(None, (span["end"], row.get("end"))), default=None)
+        line = group["rows"].setdefault((level, period), {
+            "level": level, "level_label": LEVEL_LABELS.get(level, level).capitalize()
+            if level != "national" else LEVEL_LABELS["national"],
+            "period": period, "period_label": PERIOD_LABELS.get(period, period),
+            "by_horizon": {}})
+        line["by_horizon"][str(horizon)] = {
+            "relative_wis": _number(row.get("relative_wis")),
+            "coverage_50": _number(row.get("coverage_50")),
+            "coverage_90": _number(row.get("coverage_90")),
+            "n_forecasts": int(_number(row.get("n_forecasts")) or 0)}
+    out = []
+    for _, group in sorted(groups.items(),
+                                     key=lambda kv: (TARGET_ORDER.get(kv[0][0], 99), kv[0])):
+        lines = sorted(group["rows"].values(),
+                       key=lambda r: (LEVEL_ORDER.get(r["level"], 9),
+                                      r["period"] != "held_out", r["period"]))
+        out.append({**group, "horizons": sorted(group["horizons"]),
+                    "models": sorted(m for m in group["models"] if m),
+                    "periods": sorted(group["periods"].values(),
+                                      key=lambda p: p["period"] != "development"),
+                    "rows": lines})
+    computed = sorted(str(r["computed_at"]) for r in rows if r.get("computed_at"))
+    return {"available": True, "computed_at": computed[-1] if computed else None,
+            "groups": out}

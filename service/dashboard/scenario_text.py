@@ -34,7 +34,7 @@ _CODE = r"(?P<code>\S+?)"
 def _fr(value: float | None, digits: int = 2) -> str:
     if value is None:
         return "–"
-    text = f"{value:,.{digits}f}".replace(",", " ").replace(".", ",")
+    text = f"{value:,.{digits}f}".replace(",", "\u202f").replace(".", ",")
     return text
 
 

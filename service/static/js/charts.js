@@ -15,7 +15,7 @@
                "septembre", "octobre", "novembre", "décembre"],
       shortMonths: ["janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.",
                     "oct.", "nov.", "déc."],
-      date: "%d/%m/%Y", decimal: ",", thousands: " "
+      date: "%d/%m/%Y", decimal: ",", thousands: "\u202f"
     }
   });
 
@@ -31,7 +31,7 @@
 
   V.baseLayout = function (unit) {
     return {
-      separators: ", ", margin: {l: 64, r: 16, t: 12, b: 48}, height: 340,
+      separators: ",\u202f", margin: {l: 64, r: 16, t: 12, b: 48}, height: 340,
       paper_bgcolor: "#ffffff", plot_bgcolor: "#ffffff",
       font: {family: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", size: 13,
              color: "#1b1b1b"},

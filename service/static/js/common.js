@@ -23,12 +23,85 @@
     return fetch(url, Object.assign({}, options, {headers: headers})).then(function (r) {
       return r.json().catch(function () { return {}; }).then(function (body) {
         if (!r.ok) {
-          var err = new Error(body.message || ("erreur " + r.status));
+          var err = new Error("erreur " + r.status);
           err.status = r.status; err.body = body; throw err;
         }
         return body;
       });
     });
+  };
+
+  /* Page data fetched as soon as common.js runs (first of the deferred scripts), while the
+     chart library is still being compiled: the page names it in <body data-prefetch>. */
+  var prefetched = {};
+  V.load = function (url) {
+    var hit = prefetched[url];
+    if (hit) { delete prefetched[url]; return hit; }
+    return V.ready.then(function () { return V.fetchJSON(url); });
+  };
+
+  /* The API's errors in French: from the error's stable code and details (the codes' sentences
+     come from the server, service/dashboard/messages.py), never the API's English message. */
+  var codes = {};
+  (function () {
+    var el = document.getElementById("error-codes");
+    try { codes = el ? JSON.parse(el.textContent) : {}; } catch (e) { codes = {}; }
+  })();
+  var SCHEMA_FR = [
+    [/^(.*) is less than the minimum of (.*)$/, "$1 est inférieur au minimum ($2)"],
+    [/^(.*) is greater than the maximum of (.*)$/, "$1 dépasse le maximum ($2)"],
+    [/^(.*) is less than or equal to the minimum of (.*)$/, "$1 doit être supérieur à $2"],
+    [/^'(.*)' is a required property$/, "le champ « $1 » est obligatoire"],
+    [/^unknown field; allowed fields: \[(.*)\]$/, "champ inconnu (champs permis : $1)"],
+    [/^(.*) is not of type (.*)$/, "$1 n'est pas du type attendu ($2)"],
+    [/^(.*) does not match .*$/, "$1 n'a pas le format attendu"],
+    [/^(.*) is not one of \[(.*)\]$/, "$1 n'est pas une valeur permise (valeurs : $2)"],
+    [/^(.*) is not a valid date \(YYYY-MM-DD\)$/, "$1 n'est pas une date valide (AAAA-MM-JJ)"],
+    [/^(.*) is before start (.*)$/, "la fin $1 précède le début $2"],
+    [/^give either end or duration_days, not both$/, "donnez end ou duration_days, pas les deux"],
+    [/^only a relaxation lifts measures$/, "seule une levée de mesures (relaxation) peut lever des mesures"]
+  ];
+  /* "horizon_days: -3 is less than the minimum of 1" → "champ « horizon_days » : -3 est …" */
+  V.schemaErrorFr = function (text) {
+    var m = /^([^:]+): (.*)$/.exec(String(text)), field = m ? m[1] : "", what = m ? m[2] : String(text);
+    for (var i = 0; i < SCHEMA_FR.length; i++) {
+      if (SCHEMA_FR[i][0].test(what)) {
+        what = what.replace(SCHEMA_FR[i][0], SCHEMA_FR[i][1]);
+        return (field && field !== "(top level)" ? "champ « " + field + " » : " : "") + what;
+      }
+    }
+    return (field && field !== "(top level)" ? "champ « " + field + " » : " : "") +
+      "valeur refusée (voir la description des champs dans scenarios/README.md)";
+  };
+  V.errorFr = function (err) {
+    var body = (err && err.body) || {}, code = body.code, details = body.details || {};
+    if (code && codes[code]) {
+      var text = codes[code];
+      if ((code === "forbidden" || code === "authentication_required") && details.required_role) {
+        text = "accès refusé : il faut un jeton « " +
+          (V.ROLE_LABELS[details.required_role] || details.required_role).toLowerCase() + " » ou supérieur";
+      }
+      return text;
+    }
+    if (err && err.status === 404) { return codes.not_found || "élément introuvable"; }
+    if (err && err.status >= 500) { return codes.internal_error || "erreur du service"; }
+    if (err && err.status) { return "le service a refusé la demande (code " + err.status + ")"; }
+    return "le service ne répond pas (réseau ou serveur arrêté)";
+  };
+  /* "pas encore de prévision…" → "Pas encore de prévision…." */
+  V.sentence = function (text) {
+    text = String(text || "");
+    if (!text) { return ""; }
+    text = text.charAt(0).toUpperCase() + text.slice(1);
+    return /[.!?…]$/.test(text) ? text : text + ".";
+  };
+
+  /* Models in French (the registry's names are identifiers). */
+  V.MODEL_FR = {baseline: "méthode naïve", ensemble: "ensemble Vigie", ets: "lissage exponentiel (ETS)",
+                sarimax: "SARIMAX", prophet: "Prophet", gbm: "gradient boosting",
+                growth: "croissance amortie"};
+  V.modelLabel = function (model, version) {
+    return "modèle « " + (V.MODEL_FR[model] || model) + " »" + (version ? " version " + version : "");
   };
 
   V.has = function (role) { return V.ROLES.indexOf(V.role) >= V.ROLES.indexOf(role); };
@@ -86,6 +159,11 @@
       if (msg) { msg.textContent = "Jeton refusé : accès public."; }
       return V.role;
     });
+  })();
+
+  (function () {
+    var url = document.body && document.body.dataset.prefetch;
+    if (url) { prefetched[url] = V.ready.then(function () { return V.fetchJSON(url); }); }
   })();
 
   document.addEventListener("DOMContentLoaded", function () {

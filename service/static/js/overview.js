@@ -1,38 +1,55 @@
-/* Vue d'ensemble: colour the tile map by alert level, draw the national curve. */
+/* Vue d'ensemble: colour the map of France by alert or risk level, move through it with the
+   keyboard, draw the national curve.
+
+   Keyboard: the map is one Tab stop (roving tabindex): arrows move to the nearest département
+   in that direction (by centroid), Home/End to the first/last, digits typed quickly jump to a
+   code ("6", "9" → Rhône; "2A"), Enter follows the link (the browser's own behaviour for an
+   SVG <a href>). The enlarged copies of Paris and its neighbours are for the mouse only. */
 (function () {
   "use strict";
   var V = window.Vigie;
+  var map = document.getElementById("map");
   var names = JSON.parse(document.getElementById("dep-names").textContent || "{}");
   var LEVEL_FR = {red: "rouge", orange: "orange", yellow: "jaune", green: "vert", unknown: "inconnu"};
   var ORDER = {red: 0, orange: 1, yellow: 2, green: 3, unknown: 4};
+  var deps = Array.prototype.slice.call(map.querySelectorAll("a.dep"));
+  var byCode = {};
+  deps.forEach(function (a) { byCode[a.dataset.code] = a; });
+  var info = document.getElementById("tile-info");
+  var ring = document.getElementById("focus-ring");
 
-  /* Each tile keeps one sentence per colouring; the title and the hover line follow the mode. */
+  /* One sentence per département and colouring: the aria-label and the info line follow the mode. */
   var texts = {capacity: {}, risk: {}};
-  function mode() { return document.getElementById("map").dataset.mode; }
+  function mode() { return map.dataset.mode; }
+  function label(code) { return (names[code] || code) + " (" + code + ")"; }
 
   function showTitles() {
     var m = mode();
-    document.querySelectorAll("#map .tile").forEach(function (tile) {
-      var code = tile.dataset.code;
-      tile.querySelector("title").textContent = texts[m][code] || code;
+    deps.forEach(function (a) {
+      var code = a.dataset.code;
+      a.setAttribute("aria-label", texts[m][code] || label(code));
     });
+  }
+
+  function each(code, fn) {
+    map.querySelectorAll("[data-code=\"" + code + "\"]").forEach(fn);
+  }
+
+  function show(code) {
+    info.textContent = texts[mode()][code] || label(code);
   }
 
   function paintMap(alerts) {
     var items = alerts.available ? alerts.items : {};
-    var info = document.getElementById("tile-info");
-    document.querySelectorAll("#map .tile").forEach(function (tile) {
-      var code = tile.dataset.code, a = items[code];
-      var level = a ? a.level : "unknown";
-      tile.dataset.level = level;
-      var text = a ? a.message : (names[code] || code) + " : pas d'alerte calculée.";
-      texts.capacity[code] = code + " " + (names[code] || "") + " — niveau " + LEVEL_FR[level] +
-        ". " + text;
-      var show = function () { info.textContent = texts[mode()][code] || text; };
-      tile.addEventListener("mouseenter", show);
-      tile.addEventListener("focus", show);
+    deps.forEach(function (a) {
+      var code = a.dataset.code, item = items[code];
+      var level = item ? item.level : "unknown";
+      each(code, function (el) { el.dataset.level = level; });
+      var text = item ? item.message : "pas d'alerte calculée.";
+      var own = (names[code] || "") + " : ";
+      if (text.indexOf(own) === 0) { text = V.sentence(text.slice(own.length)); }  // name said once
+      texts.capacity[code] = label(code) + " : niveau " + LEVEL_FR[level] + ". " + text;
     });
-    showTitles();
     var meta = document.getElementById("alert-meta");
     if (alerts.available) {
       var counts = {};
@@ -42,7 +59,7 @@
         ", orange : " + (counts.orange || 0) + ", jaune : " + (counts.yellow || 0) +
         ", vert : " + (counts.green || 0) + ", sans alerte calculée : " + (counts.unknown || 0) + ".";
     } else {
-      meta.textContent = "Alertes indisponibles : " + alerts.reason;
+      meta.textContent = "Alertes indisponibles : " + V.sentence(alerts.reason);
     }
     var rows = Object.keys(items).sort(function (a, b) {
       return (ORDER[items[a].level] - ORDER[items[b].level]) || a.localeCompare(b);
@@ -53,16 +70,19 @@
         "\"></span>" + LEVEL_FR[a.level] + "</td><td>" + V.pct(a.p_exceed_7d) + "</td><td>" +
         V.pct(a.p_exceed_14d) + "</td><td>" + V.num(a.capacity) + "</td></tr>";
     });
-    document.querySelector("#alert-table tbody").innerHTML = rows.join("");
+    document.querySelector("#alert-table tbody").innerHTML = rows.join("") ||
+      "<tr><td colspan=\"5\">Aucune alerte calculée pour l'instant.</td></tr>";
   }
 
   function paintRisk(risk) {
     var items = risk.available ? risk.items : {};
-    document.querySelectorAll("#map .tile").forEach(function (tile) {
-      var code = tile.dataset.code, r = items[code];
-      tile.dataset.risk = r ? r.level : -1;
-      tile.dataset.complete = r && !r.complete ? "0" : "1";
-      texts.risk[code] = code + " " + (names[code] || "") + " — " + (r ? r.message :
+    deps.forEach(function (a) {
+      var code = a.dataset.code, r = items[code];
+      each(code, function (el) {
+        el.dataset.risk = r ? r.level : -1;
+        el.dataset.complete = r && !r.complete ? "0" : "1";
+      });
+      texts.risk[code] = label(code) + " : " + (r ? r.label + ". " + r.message :
         "niveau de risque inconnu.");
     });
     var meta = document.getElementById("risk-meta");
@@ -83,7 +103,7 @@
         "estimé à partir des tests positifs du criblage pour " + estimated + " département(s). "
         : "") + "Seuils et source : page Méthodes et données.";
     } else {
-      meta.textContent = "Niveaux de risque indisponibles : " + risk.reason;
+      meta.textContent = "Niveaux de risque indisponibles : " + V.sentence(risk.reason);
     }
     var rows = Object.keys(items).sort(function (a, b) {
       return (items[b].level - items[a].level) || a.localeCompare(b);
@@ -95,29 +115,101 @@
         V.esc((r.estimated || []).join(", ") || "–") + "</td><td>" +
         V.esc(r.missing.join(", ") || "–") + "</td></tr>";
     });
-    document.querySelector("#risk-table tbody").innerHTML = rows.join("");
+    document.querySelector("#risk-table tbody").innerHTML = rows.join("") ||
+      "<tr><td colspan=\"5\">Aucun niveau de risque calculé pour l'instant.</td></tr>";
   }
 
   function setMode(m) {
     var risk = m === "risk";
-    document.getElementById("map").dataset.mode = m;
+    map.dataset.mode = m;
     document.getElementById("legend-capacity").hidden = risk;
     document.getElementById("legend-risk").hidden = !risk;
     document.getElementById("risk-meta").hidden = !risk;
     document.getElementById("risk-date-box").hidden = !risk;
     document.getElementById("alert-meta").hidden = risk;
     document.getElementById("risk-table-box").hidden = !risk;
-    document.getElementById("alert-table").closest("details").hidden = risk;
+    document.getElementById("alert-table-box").hidden = risk;
     document.getElementById("map-title").textContent = risk ? "Niveau de risque par département"
                                                             : "Niveau d'alerte par département";
     showTitles();
   }
 
+  /* ---- pointer and keyboard ---- */
+  function highlight(code) {
+    var a = byCode[code];
+    ring.setAttribute("d", a ? a.querySelector("path").getAttribute("d") : "");
+    if (a) { show(code); }
+  }
+
+  function focusDep(a) {
+    deps.forEach(function (other) { other.tabIndex = other === a ? 0 : -1; });
+    a.focus();
+  }
+
+  /* The nearest département whose centroid lies in the arrow's direction (within ±60°),
+     distance weighted against straying off the axis. */
+  function neighbour(from, dx, dy) {
+    var x0 = Number(from.dataset.cx), y0 = Number(from.dataset.cy), best = null, bestScore = Infinity;
+    deps.forEach(function (a) {
+      if (a === from) { return; }
+      var x = Number(a.dataset.cx) - x0, y = Number(a.dataset.cy) - y0;
+      var along = x * dx + y * dy, across = Math.abs(x * dy - y * dx);
+      if (along <= 0 || across > along * 1.8) { return; }
+      var score = along + 2 * across;
+      if (score < bestScore) { bestScore = score; best = a; }
+    });
+    return best;
+  }
+
+  var typed = "", typedAt = 0;
+  map.addEventListener("keydown", function (ev) {
+    var a = ev.target.closest ? ev.target.closest("a.dep") : null;
+    if (!a) { return; }
+    var moves = {ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1]};
+    var next = null;
+    if (moves[ev.key]) {
+      next = neighbour(a, moves[ev.key][0], moves[ev.key][1]);
+    } else if (ev.key === "Home") {
+      next = deps[0];
+    } else if (ev.key === "End") {
+      next = deps[deps.length - 1];
+    } else if (/^[0-9abAB]$/.test(ev.key)) {
+      var now = Date.now();
+      typed = (now - typedAt < 1200 ? typed : "") + ev.key.toUpperCase();
+      typedAt = now;
+      next = byCode[typed] || null;
+    } else if (ev.key === " ") {
+      ev.preventDefault();
+      a.click();
+      return;
+    } else {
+      return;
+    }
+    ev.preventDefault();
+    if (next) { focusDep(next); }
+  });
+  map.addEventListener("focusin", function (ev) {
+    var a = ev.target.closest ? ev.target.closest("a.dep") : null;
+    if (a) {
+      deps.forEach(function (other) { other.tabIndex = other === a ? 0 : -1; });
+      highlight(a.dataset.code);
+      map.classList.add("has-focus");
+    }
+  });
+  map.addEventListener("focusout", function () { map.classList.remove("has-focus"); ring.setAttribute("d", ""); });
+  map.addEventListener("mouseover", function (ev) {
+    var a = ev.target.closest ? ev.target.closest("[data-code]") : null;
+    if (a && !map.classList.contains("has-focus")) { highlight(a.dataset.code); }
+  });
+  map.addEventListener("mouseleave", function () {
+    if (!map.classList.contains("has-focus")) { ring.setAttribute("d", ""); }
+  });
+
   document.getElementById("risk-date").addEventListener("change", function (ev) {
     if (!ev.target.value) { return; }
     V.fetchJSON("/tableau/donnees/risque?date=" + encodeURIComponent(ev.target.value))
       .then(paintRisk).then(showTitles).catch(function (err) {
-        document.getElementById("risk-meta").textContent = "Erreur de chargement : " + err.message;
+        document.getElementById("risk-meta").textContent = "Erreur de chargement : " + V.errorFr(err);
       });
   });
 
@@ -131,32 +223,33 @@
     V.fanChart(div, {observed: data.observed, forecast: data.forecast,
                      unit: "patients par semaine", filename: "vigie_france_hospitalisations",
                      window: 364}).then(function () {
-      V.firstChartAt = performance.now();
+      V.firstChartAt = V.firstChartAt || performance.now();
       div.dataset.drawn = "1";
     });
     var parts = [];
     if (data.observed.available) {
       parts.push("Observé jusqu'au " + V.date(data.observed.dates[data.observed.dates.length - 1]) +
-                 " (" + V.esc(data.observed.source) + ")");
+                 " (" + data.observed.source + ")");
+    } else {
+      parts.push("Pas d'observation : " + data.observed.reason);
     }
     if (data.forecast.available) {
-      parts.push("prévision du " + V.date(data.forecast.forecast_date) + ", modèle " +
-                 V.esc(data.forecast.model) + " v" + V.esc(data.forecast.model_version));
+      parts.push("prévision du " + V.date(data.forecast.forecast_date) + ", " +
+                 V.modelLabel(data.forecast.model, data.forecast.model_version));
     } else {
-      parts.push("pas de prévision : " + V.esc(data.forecast.reason));
+      parts.push("pas de prévision : " + data.forecast.reason);
     }
     meta.textContent = parts.join(" ; ") + ".";
   }
 
-  V.ready.then(function () {
-    return V.fetchJSON("/tableau/donnees/ensemble");
-  }).then(function (data) {
+  V.load("/tableau/donnees/ensemble").then(function (data) {
     paintMap(data.alerts);
     paintRisk(data.risk);
     var checked = document.querySelector("input[name=colour-by]:checked");
     setMode(checked ? checked.value : "capacity");
+    map.dataset.painted = "1";
     drawNational(data);
   }).catch(function (err) {
-    document.getElementById("alert-meta").textContent = "Erreur de chargement : " + err.message;
+    document.getElementById("alert-meta").textContent = "Erreur de chargement : " + V.errorFr(err);
   });
 })();

@@ -1,11 +1,110 @@
-/* Précision des prévisions: relative WIS over time, coverage per horizon, in plain French. */
+/* Précision des prévisions, in plain French: the retrospective track record (backtests by
+   target, level, period and horizon: a chart and its table), then the published forecasts
+   scored once their outcome is known (relative WIS over time, coverage per horizon). */
 (function () {
   "use strict";
   var V = window.Vigie;
-  var MODEL_FR = {baseline: "méthode naïve", ensemble: "ensemble Vigie", ets: "lissage exponentiel (ETS)",
-                  sarimax: "SARIMAX", prophet: "Prophet", gbm: "gradient boosting",
-                  growth: "croissance amortie"};
-  var label = function (m) { return MODEL_FR[m] || m; };
+  var label = function (m) { return V.MODEL_FR[m] || m; };
+  var TARGET_FR = {inc_hosp: "nouvelles hospitalisations", inc_icu: "nouvelles admissions en réanimation",
+                   hosp: "lits d'hospitalisation occupés", icu: "lits de réanimation occupés",
+                   er_visits: "passages aux urgences pour Covid-19", unemployment: "taux de chômage"};
+  var LEVEL_FR = {national: "France entière", region: "régions", department: "départements"};
+  var PLURAL = {semaine: "semaines", jour: "jours", trimestre: "trimestres"};
+
+  function horizonText(h, unit) {
+    return "à " + h + " " + (h > 1 ? (PLURAL[unit] || unit) : unit);
+  }
+
+  /* ---- retrospective ---- */
+  function span(p) {
+    return p.label + " : prévisions du " + V.date(p.start) + " au " + V.date(p.end);
+  }
+
+  function retroSentence(group) {
+    var row = group.rows.filter(function (r) { return r.period === "held_out"; })[0] || group.rows[0];
+    if (!row) { return ""; }
+    var hs = group.horizons.filter(function (h) { return row.by_horizon[h] && row.by_horizon[h].relative_wis !== null; });
+    if (!hs.length) { return ""; }
+    var first = row.by_horizon[hs[0]], last = row.by_horizon[hs[hs.length - 1]];
+    var period = group.periods.filter(function (p) { return p.period === row.period; })[0];
+    var text = "Sur la période de " + row.period_label + (period ? " (du " + V.date(period.start) + " au " +
+      V.date(period.end) + ")" : "") + ", pour " + (row.level === "national" ? "la France entière" : "les " +
+      row.level_label.toLowerCase()) + ", l'erreur des prévisions " + horizonText(hs[0], group.unit) + " valait " +
+      V.num(first.relative_wis, 2) + " fois celle de la méthode naïve";
+    if (hs.length > 1) {
+      text += ", et " + V.num(last.relative_wis, 2) + " " + horizonText(hs[hs.length - 1], group.unit);
+    }
+    text += ". La fourchette à 90 % a contenu la réalité " + V.num(100 * first.coverage_90) + " fois sur 100 " +
+      horizonText(hs[0], group.unit) + " (attendu : 90).";
+    return text;
+  }
+
+  function retroTable(group, index) {
+    var head = "<tr><th scope=\"col\">Niveau</th><th scope=\"col\">Période</th>" + group.horizons.map(function (h) {
+      return "<th scope=\"col\" class=\"num\">" + horizonText(h, group.unit) + "</th>";
+    }).join("") + "</tr>";
+    var body = group.rows.map(function (r) {
+      return "<tr data-level=\"" + V.esc(r.level) + "\" data-period=\"" + V.esc(r.period) + "\"><th scope=\"row\">" +
+        V.esc(r.level_label) + "</th><td>" + V.esc(r.period_label) + "</td>" + group.horizons.map(function (h) {
+          var c = r.by_horizon[h];
+          if (!c) { return "<td class=\"num\">–</td>"; }
+          return "<td class=\"num\"><strong class=\"rel-wis\">" + V.num(c.relative_wis, 2) + "</strong><br><small>" +
+            "50 % : " + V.pct(c.coverage_50) + " · 90 % : " + V.pct(c.coverage_90) + "<br>" +
+            V.num(c.n_forecasts) + " prévisions</small></td>";
+        }).join("") + "</tr>";
+    }).join("");
+    return "<table class=\"retro-table\" id=\"retro-table-" + index + "\"><caption>Erreur comparée à la méthode naïve " +
+      "(en gras ; moins de 1 : mieux que la méthode naïve), puis part des valeurs réelles dans les fourchettes à 50 % et 90 %" +
+      "</caption><thead>" + head + "</thead><tbody>" + body + "</tbody></table>";
+  }
+
+  function drawRetroGroup(group, index) {
+    var box = document.createElement("article");
+    box.className = "panel retro";
+    box.dataset.target = group.target;
+    box.innerHTML = "<h3>" + V.esc(group.title) + "</h3><p class=\"verdict\">" + V.esc(retroSentence(group)) + "</p>" +
+      "<div class=\"chart small\" id=\"retro-" + index + "\" role=\"img\" aria-label=\"Erreur comparée à la méthode " +
+      "naïve par horizon, par niveau et par période (le tableau ci-dessous donne les mêmes valeurs)\"></div>" +
+      retroTable(group, index) + "<p class=\"meta\">" + V.esc(group.periods.map(span).join(" ; ")) + ". Modèle : " +
+      V.esc(group.models.map(function (m) {
+        var parts = m.split(" ");
+        return label(parts[0]) + (parts[1] ? " version " + parts[1] : "");
+      }).join(", ")) + ".</p>";
+    document.getElementById("retro-groups").appendChild(box);
+    var traces = [], levels = [];
+    group.rows.forEach(function (r) { if (levels.indexOf(r.level) < 0) { levels.push(r.level); } });
+    group.rows.forEach(function (r) {
+      var hs = group.horizons.filter(function (h) { return r.by_horizon[h] && r.by_horizon[h].relative_wis !== null; });
+      traces.push({x: hs, y: hs.map(function (h) { return r.by_horizon[h].relative_wis; }),
+                   mode: "lines+markers", name: r.level_label + ", " + r.period_label,
+                   line: {color: V.COLORS[levels.indexOf(r.level) % V.COLORS.length], width: 2,
+                          dash: r.period === "held_out" ? "solid" : "dash"},
+                   hovertemplate: "%{y:.2f}<extra>%{fullData.name}</extra>"});
+    });
+    traces.push({x: [group.horizons[0], group.horizons[group.horizons.length - 1]], y: [1, 1], mode: "lines",
+                 name: "méthode naïve (= 1)", line: {color: "#555", width: 1.5, dash: "dot"}, hoverinfo: "skip"});
+    var layout = V.baseLayout("erreur relative");
+    layout.height = 300;
+    layout.xaxis = {type: "linear", tickvals: group.horizons, gridcolor: "#e5e5e5",
+                    ticktext: group.horizons.map(function (h) { return horizonText(h, group.unit); })};
+    layout.hovermode = "closest";
+    return Plotly.newPlot("retro-" + index, traces, layout, V.plotConfig("vigie_precision_retrospective"));
+  }
+
+  function retrospective(retro) {
+    var status = document.getElementById("retro-status");
+    if (!retro || !retro.available) {
+      status.textContent = "Historique rétrospectif : " + V.sentence(retro ? retro.reason : "pas encore calculé");
+      return [];
+    }
+    status.textContent = "Calculé le " + V.date(retro.computed_at) + " ; " + retro.groups.length +
+      " série(s) prévue(s). Trait plein : période de test ; tirets : période de développement.";
+    var draws = retro.groups.map(drawRetroGroup);
+    document.getElementById("retro-groups").dataset.drawn = String(draws.length);
+    return draws;
+  }
+
+  /* ---- published forecasts ---- */
 
   function sentence(group) {
     var models = group.models.filter(function (m) { return m !== "baseline"; });
@@ -80,8 +179,8 @@
     if (!lb || !lb.models) { return; }
     var section = document.getElementById("leaderboard");
     section.hidden = false;
-    document.getElementById("lb-meta").textContent = "Prévisions refaites sur le passé (" + lb.target + ", " + lb.level +
-      "), dates de prévision du " + V.date((lb.forecast_dates || [])[0]) + " au " +
+    document.getElementById("lb-meta").textContent = "Rétrospectif : prévisions refaites après coup sur des données passées (" +
+      (TARGET_FR[lb.target] || lb.target) + ", " + (LEVEL_FR[lb.level] || lb.level) + "), dates de prévision du " + V.date((lb.forecast_dates || [])[0]) + " au " +
       V.date((lb.forecast_dates || []).slice(-1)[0]) + ", chacune avec les seules données connues à sa date.";
     section.querySelector("tbody").innerHTML = lb.models.map(function (r) {
       return "<tr><td>" + V.esc(label(r.model)) + "</td><td class=\"num\">" + (r.horizon === undefined ? "toutes" : r.horizon) +
@@ -90,22 +189,30 @@
     }).join("");
   }
 
-  V.fetchJSON("/tableau/donnees/precision").then(function (data) {
+  V.load("/tableau/donnees/precision").then(function (data) {
+    var retroDraws = retrospective(data.retrospective);
+    if (retroDraws.length) {
+      retroDraws[0].then(function () { V.firstChartAt = V.firstChartAt || performance.now(); });
+    }
     var status = document.getElementById("precision-status");
     if (!data.groups.length) {
       status.textContent = "Aucune prévision publiée n'a encore pu être comparée à la réalité" +
-        (data.pending.length ? " (en attente : " + data.pending.join(", ") + ")." : ".");
+        (data.pending.length ? " (en attente d'observations : " + data.pending.join(", ") + ")" : "") +
+        ". Chacune le sera dès que les jours ou les semaines qu'elle prévoit auront été observés ; " +
+        "en attendant, l'historique rétrospectif ci-dessus donne la mesure de leur précision.";
     } else {
       status.textContent = "Scores calculés sur les prévisions publiées dont l'issue est connue." +
         (data.pending.length ? " En attente d'observations : " + data.pending.join(", ") + "." : "");
     }
     var draws = data.groups.map(drawGroup);
     leaderboard(data.leaderboard);
-    return Promise.all(draws).then(function () {
-      V.firstChartAt = performance.now();
+    if (draws.length) {
+      draws[0].then(function () { V.firstChartAt = V.firstChartAt || performance.now(); });
+    }
+    return Promise.all(retroDraws.concat(draws)).then(function () {
       document.getElementById("groups").dataset.drawn = String(draws.length);
     });
   }).catch(function (err) {
-    document.getElementById("precision-status").textContent = "Erreur de chargement : " + err.message;
+    document.getElementById("precision-status").textContent = "Erreur de chargement : " + V.errorFr(err) + ".";
   });
 })();

@@ -16,7 +16,7 @@
   function explain(id) {
     if (!explained[id]) {
       explained[id] = V.fetchJSON("/tableau/donnees/execution/" + id).catch(function (err) {
-        return {available: false, reason: err.message};
+        return {available: false, reason: V.errorFr(err)};
       });
     }
     return explained[id];
@@ -77,7 +77,7 @@
           if (asOf) { body.as_of = asOf; }
           return submit(body, territory);
         }).catch(function (err) {
-          progress("Scénario « " + name + " » refusé : " + err.message, false);
+          progress("Scénario « " + (TITLES[name] || name) + " » refusé : " + V.errorFr(err) + ".", false);
         });
       });
     });
@@ -96,8 +96,8 @@
       var territory = (def.territories || ["FR"])[0];
       submit({definition: def}, territory).catch(function (err) {
         var details = (err.body && err.body.details && err.body.details.errors) || [];
-        msg.textContent = "Définition refusée par le service : " + err.message +
-          (details.length ? " — " + details.join(" ; ") : "");
+        msg.textContent = "Définition refusée : " + (details.length ?
+          details.map(V.schemaErrorFr).join(" ; ") : V.errorFr(err)) + ".";
       });
     });
   }
@@ -136,9 +136,10 @@
             refreshRuns(); drawComparison();
             resolve(run);
           } else {
-            progress("Scénario n° " + id + " : " + STATUS_FR[run.status] + " — " + (run.error || ""), false);
+            progress("Scénario n° " + id + " : " + STATUS_FR[run.status] + (run.error ?
+              " (le détail technique est dans le journal des traitements)" : "") + ".", false);
             refreshRuns();
-            reject(new Error(run.error || run.status));
+            reject(new Error(run.status));
           }
         }).catch(reject);
       })();

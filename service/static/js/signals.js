@@ -273,7 +273,7 @@
     data.panels.forEach(draw);
   }).catch(function (err) {
     document.querySelectorAll(".panel.signal .meta").forEach(function (m) {
-      m.textContent = "Erreur de chargement : " + err.message;
+      m.textContent = "Erreur de chargement : " + V.errorFr(err) + ".";
     });
   });
 })();

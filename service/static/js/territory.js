@@ -19,8 +19,8 @@
       parts.push("pas d'observation : " + obs.reason);
     }
     if (fc.available) {
-      parts.push("prévision du " + V.date(fc.forecast_date) + " par le modèle " + fc.model + " v" +
-                 fc.model_version + " (données " + V.vintageDate(fc.vintage_id) + ")");
+      parts.push("prévision du " + V.date(fc.forecast_date) + ", " +
+                 V.modelLabel(fc.model, fc.model_version) + " (données " + V.vintageDate(fc.vintage_id) + ")");
       if (fc.suppressed) { parts.push("prévisions de petits effectifs masquées"); }
     } else {
       parts.push("pas de prévision : " + fc.reason);
@@ -42,7 +42,7 @@
     }
     if (fc.available) {
       fc.dates.forEach(function (d, i) {
-        rows.push([V.date(d), p.territory, "prévision " + fc.model + " v" + fc.model_version, "",
+        rows.push([V.date(d), p.territory, "prévision, " + V.modelLabel(fc.model, fc.model_version), "",
                    fc.q05[i], fc.q25[i], fc.q50[i], fc.q75[i], fc.q95[i]]);
       });
     }
@@ -77,13 +77,11 @@
     }
   });
 
-  V.ready.then(function () {
-    return V.fetchJSON("/tableau/donnees/territoire/" + encodeURIComponent(code));
-  }).then(function (data) {
+  V.load("/tableau/donnees/territoire/" + encodeURIComponent(code)).then(function (data) {
     data.panels.forEach(function (p, i) { panels[p.key] = p; draw(p, i === 0); });
   }).catch(function (err) {
     document.querySelectorAll(".panel .meta").forEach(function (m) {
-      m.textContent = "Erreur de chargement : " + err.message;
+      m.textContent = "Erreur de chargement : " + V.errorFr(err) + ".";
     });
   });
 })();
