@@ -58,6 +58,7 @@ bench: install-dev
 	$(PY) bench/scenario.py
 	$(PY) bench/scenario_validation.py
 	$(PY) bench/api_load.py
+	$(PY) bench/api_load.py --two-processes
 	$(PY) bench/dashboard.py
 
 clean:

@@ -13,6 +13,20 @@ keep-alive clients (processes × threads):
 
 Usage: ``python bench/api_load.py [--home VIGIE_HOME] [--clients 32] [--duration 8]
 [--no-background]``. Aims: p99 < 50 ms, throughput ≥ 0.5 × static.
+
+``--two-processes``: the public rate limit across processes instead. The catalog goes into a
+throw-away schema of PostgreSQL (``VIGIE_BENCH_DATABASE_URL``, default the test database
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``; the schema is dropped at the end), the
+counters into Redis (``VIGIE_REDIS_URL``, default ``redis://127.0.0.1:6379/0``, under a random
+key prefix deleted at the end), one home. All clients hammer from 127.0.0.1, one client address,
+with the public limit (``--limit``, default 300 per minute):
+
+1. reference: one ``serve`` process with Redis;
+2. two ``serve`` processes on the same database, Redis and home, clients split between them;
+3. the same two processes counting in memory (what every deployment did before Redis).
+
+Prints requests/s, p50 / p99, the number of 200s and 429s and the share of 429s of each, and
+exits 1 unless the two processes together let through the limit, not twice it.
 """
 
 from __future__ import annotations
@@ -69,9 +83,9 @@ def wait_up(port: int, path: str, timeout: float = 60) -> None:
 
 
 # ---------------------------------------------------------------------------- load
-def _client_thread(port, path, stop_at, check, out):
+def _client_thread(port, path, stop_at, check, out, expect=(200,)):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    lat, errors, runs = [], [], {}
+    lat, errors, runs, codes = [], [], {}, {}
     while time.perf_counter() < stop_at:
         t0 = time.perf_counter()
         try:
@@ -84,9 +98,10 @@ def _client_thread(port, path, stop_at, check, out):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             continue
         lat.append(time.perf_counter() - t0)
-        if resp.status != 200:
+        codes[f"{port}:{resp.status}"] = codes.get(f"{port}:{resp.status}", 0) + 1
+        if resp.status not in expect:
             errors.append(f"HTTP {resp.status}: {body[:200]!r}")
-        elif check:
+        elif check and resp.status == 200:
             try:
                 doc = json.loads(body)
                 run = doc["run"]["run_id"]
@@ -98,14 +113,16 @@ def _client_thread(port, path, stop_at, check, out):
                 runs.setdefault(run, set()).add(hashlib.blake2b(body, digest_size=8).hexdigest())
             except (ValueError, KeyError) as exc:
                 errors.append(f"bad body: {exc}")
-    out.append((lat, errors, {k: sorted(v) for k, v in runs.items()}))
+    out.append((lat, errors, {k: sorted(v) for k, v in runs.items()}, codes))
 
 
-def _client_process(port, path, threads, duration, check, queue):
+def _client_process(ports, path, threads, duration, check, queue, expect=(200,), first=0):
     stop_at = time.perf_counter() + duration
     out: list = []
-    pool = [threading.Thread(target=_client_thread, args=(port, path, stop_at, check, out))
-            for _ in range(threads)]
+    pool = [threading.Thread(target=_client_thread,
+                             args=(ports[(first + i) % len(ports)], path, stop_at, check, out,
+                                   expect))
+            for i in range(threads)]
     for t in pool:
         t.start()
     for t in pool:
@@ -113,13 +130,17 @@ def _client_process(port, path, threads, duration, check, queue):
     queue.put(out)
 
 
-def load(port: int, path: str, clients: int, duration: float, check: bool = False) -> dict:
-    """``clients`` keep-alive clients (4 processes × threads) for ``duration`` seconds."""
+def load(port: int | list[int], path: str, clients: int, duration: float, check: bool = False,
+         expect: tuple[int, ...] = (200,)) -> dict:
+    """``clients`` keep-alive clients (4 processes × threads) for ``duration`` seconds, spread
+    evenly over ``port`` (one or several servers); ``expect``: the statuses that are no error."""
+    ports = [port] if isinstance(port, int) else list(port)
     procs_n = min(4, clients)
     per = [clients // procs_n + (1 if i < clients % procs_n else 0) for i in range(procs_n)]
     queue: mp.Queue = mp.Queue()
-    procs = [mp.Process(target=_client_process, args=(port, path, n, duration, check, queue))
-             for n in per]
+    procs = [mp.Process(target=_client_process,
+                        args=(ports, path, n, duration, check, queue, expect, sum(per[:i])))
+             for i, n in enumerate(per)]
     for p in procs:
         p.start()
     results = [item for _ in procs for item in queue.get()]
@@ -131,9 +152,14 @@ def load(port: int, path: str, clients: int, duration: float, check: bool = Fals
     for r in results:
         for run, hashes in r[2].items():
             runs.setdefault(run, set()).update(hashes)
+    codes: dict[str, int] = {}
+    for r in results:
+        for key, count in r[3].items():
+            codes[key] = codes.get(key, 0) + count
     n = len(lat)
     return {
         "requests": n, "throughput_rps": round(n / duration, 1),
+        "statuses": dict(sorted(codes.items())),
         "p50_ms": round(1000 * lat[n // 2], 2) if n else None,
         "p99_ms": round(1000 * lat[min(n - 1, int(n * 0.99))], 2) if n else None,
         "errors": len(errors), "error_examples": sorted(set(errors))[:5],
@@ -143,8 +169,10 @@ def load(port: int, path: str, clients: int, duration: float, check: bool = Fals
 
 
 # ---------------------------------------------------------------------------- set-up
-def prepare_home(source_home: Path, target: Path) -> tuple[dict, str]:
-    """Copy the catalog and forecast runs of ``source_home`` into a fresh home; admin token."""
+def prepare_home(source_home: Path, target: Path,
+                 database_url: str | None = None) -> tuple[dict, str]:
+    """Copy the catalog and forecast runs of ``source_home`` into a fresh home (its own SQLite
+    database, or ``database_url``); admin token."""
     import sqlalchemy as sa
 
     from features.catalog import get_engine, vintages
@@ -153,7 +181,7 @@ def prepare_home(source_home: Path, target: Path) -> tuple[dict, str]:
 
     src = Settings.from_env(home=str(source_home))
     dst = Settings.from_env(home=str(target), data_dir=str(src.data_dir),
-                            database_url=f"sqlite:///{target}/vigie.sqlite")
+                            database_url=database_url or f"sqlite:///{target}/vigie.sqlite")
     with get_engine(src.database_url).connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(sa.select(vintages))]
     if not rows:
@@ -195,6 +223,125 @@ def api_call(port, method, path, token, body=None) -> dict:
     return json.loads(conn.getresponse().read())
 
 
+# ---------------------------------------------------------------------------- two processes
+PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+REDIS_DEFAULT = "redis://127.0.0.1:6379/0"
+
+
+def _summary(run: dict, limit: int) -> dict:
+    """requests/s, latency, 200s and 429s (in all and per server) of a rate-limited run."""
+    ok = sum(v for k, v in run["statuses"].items() if k.endswith(":200"))
+    limited = sum(v for k, v in run["statuses"].items() if k.endswith(":429"))
+    per_server: dict[str, dict[str, int]] = {}
+    for key, count in run["statuses"].items():
+        port, status = key.split(":")
+        per_server.setdefault(port, {})[status] = count
+    return {"requests": run["requests"], "throughput_rps": run["throughput_rps"],
+            "p50_ms": run["p50_ms"], "p99_ms": run["p99_ms"], "ok_200": ok,
+            "limited_429": limited, "share_429": round(limited / max(run["requests"], 1), 3),
+            "ok_200_vs_limit": round(ok / limit, 2), "per_server": per_server,
+            "errors": run["errors"], "error_examples": run["error_examples"]}
+
+
+def two_processes(args, tmp: Path, server_log) -> int:
+    """The public limit with one and with two ``serve`` processes on PostgreSQL and Redis."""
+    import uuid
+
+    import redis
+    import sqlalchemy as sa
+
+    from features.catalog import get_engine
+
+    pg_base = os.environ.get("VIGIE_BENCH_DATABASE_URL") or os.environ.get(
+        "VIGIE_TEST_DATABASE_URL") or PG_DEFAULT
+    redis_url = os.environ.get("VIGIE_REDIS_URL") or REDIS_DEFAULT
+    limit = int(args.limit.split()[0])
+    tag = uuid.uuid4().hex[:10]
+    schema = f"vigie_bench_{tag}"
+    rds = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    try:
+        rds.ping()
+        admin = sa.create_engine(pg_base)
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        print(f"two-process run needs PostgreSQL ({pg_base}) and Redis ({redis_url}): {exc}",
+              file=sys.stderr)
+        return 2
+    sep = "&" if "?" in pg_base else "?"
+    db_url = f"{pg_base}{sep}options=-csearch_path%3D{schema}"
+    servers: list[subprocess.Popen] = []
+
+    def start(n: int, storage: str, prefix: str) -> list[int]:
+        ports = [free_port() for _ in range(n)]
+        for port in ports:
+            server_env = {**os.environ, **env, "PYTHONPATH": str(ROOT),
+                          "VIGIE_API_RATELIMIT_PUBLIC": args.limit,
+                          "VIGIE_API_RATELIMIT_KEY_PREFIX": prefix}
+            server_env.pop("VIGIE_REDIS_URL", None)
+            server_env.pop("VIGIE_API_RATELIMIT_STORAGE_URI", None)
+            if storage == "redis":
+                server_env["VIGIE_REDIS_URL"] = redis_url
+            servers.append(subprocess.Popen(
+                [sys.executable, "-m", "service", "serve", "--port", str(port), "--threads",
+                 str(args.threads), "--no-scheduler"], cwd=ROOT, env=server_env,
+                stdout=subprocess.DEVNULL, stderr=server_log))
+        for port in ports:
+            wait_up(port, "/healthz")
+        return ports
+
+    def stop() -> None:
+        while servers:
+            proc = servers.pop()
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    report: dict = {"url": URL, "limit": args.limit, "clients": args.clients,
+                    "duration_s": args.duration, "server_threads": args.threads,
+                    "database": f"{pg_base.split('@')[-1]} schema {schema}",
+                    "redis": redis_url.split("@")[-1], "cpus": os.cpu_count()}
+    try:
+        env, _ = prepare_home(args.home.resolve(), tmp / "home", database_url=db_url)
+        ensure_forecast(env)
+        phases = (("one_process_redis", 1, "redis"), ("two_processes_redis", 2, "redis"),
+                  ("two_processes_memory", 2, "memory"))
+        for name, n, storage in phases:
+            ports = start(n, storage, f"vigie-bench-{tag}-{name}")  # fresh counters per phase
+            report[name] = _summary(load(ports, URL, args.clients, args.duration,
+                                         expect=(200, 429)), limit)
+            stop()
+        ref = report["one_process_redis"]
+        two = report["two_processes_redis"]
+        report["two_vs_one"] = {
+            "ok_200_ratio": round(two["ok_200"] / max(ref["ok_200"], 1), 2),
+            "throughput_ratio": round(two["throughput_rps"] / max(ref["throughput_rps"], 1e-9),
+                                      2),
+            "p99_ratio": round((two["p99_ms"] or 0) / max(ref["p99_ms"] or 0, 1e-9), 2)}
+        print(json.dumps(report, indent=2))
+        # A fixed window counts exactly: the limit, give or take the requests in flight when a
+        # window opens (none here: the whole run is inside one window).
+        holds = (limit <= two["ok_200"] <= limit + 2 and ref["ok_200"] == limit
+                 and two["errors"] == 0 and ref["errors"] == 0)
+        print(f"limit {args.limit}: one process let {ref['ok_200']} through, two processes on "
+              f"Redis {two['ok_200']}, two processes in memory "
+              f"{report['two_processes_memory']['ok_200']}: "
+              f"{'holds' if holds else 'DOES NOT HOLD'}", file=sys.stderr)
+        return 0 if holds else 1
+    finally:
+        stop()
+        get_engine(db_url).dispose()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+        keys = list(rds.scan_iter(match=f"*vigie-bench-{tag}*", count=1000))
+        if keys:
+            rds.delete(*keys)
+        rds.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path,
@@ -204,6 +351,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8, help="server threads (both servers)")
     parser.add_argument("--no-background", action="store_true")
     parser.add_argument("--background-timeout", type=float, default=150.0)
+    parser.add_argument("--two-processes", action="store_true",
+                        help="the public rate limit with one and two serve processes sharing "
+                             "PostgreSQL and Redis (see above), instead of the load run")
+    parser.add_argument("--limit", default="300 per minute",
+                        help="public rate limit of the --two-processes run")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="vigie-bench-"))
@@ -211,6 +363,8 @@ def main() -> int:
     log_path = Path(tempfile.gettempdir()) / "vigie_api_load_server.log"
     server_log = log_path.open("w")
     try:
+        if args.two_processes:
+            return two_processes(args, tmp, server_log)
         env, token = prepare_home(args.home.resolve(), tmp / "home")
         ensure_forecast(env)
         api_port, static_port = free_port(), free_port()

@@ -35,6 +35,8 @@ from service.errors import ApiError
 log = logging.getLogger(__name__)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: WSGI environ key of requests the server makes to itself (warm-up): not rate-limited.
+INTERNAL_REQUEST = "vigie.internal_request"
 
 
 # ---------------------------------------------------------------------------- client address
@@ -179,6 +181,9 @@ def init_limiter(app: Flask, settings) -> None:
     limiter = Limiter(key_func=key, app=app, application_limits=[limit], storage_uri=storage,
                       key_prefix=prefix, enabled=app.config["RATELIMIT_ENABLED"],
                       in_memory_fallback_enabled=not storage.startswith("memory://"))
+    # The server's own warm-up requests (service.cli.serve) spend no client's budget; a client
+    # cannot set this WSGI environ key (headers arrive as HTTP_*).
+    limiter.request_filter(lambda: bool(request.environ.get(INTERNAL_REQUEST)))
     state = app.extensions["vigie"]
     state.extra["limiter"] = limiter
     if app.config["RATELIMIT_ENABLED"]:

@@ -150,3 +150,17 @@ def test_audit_rows_carry_the_client_address_behind_a_proxy(api_settings, auth):
     assert r.status_code == 200
     rows, _ = query(get_engine(settings.database_url), actor="test-analyst", limit=1)
     assert rows[0]["remote_addr"] == "198.51.100.44"
+
+
+def test_the_servers_warm_up_spends_no_clients_budget(api_settings):
+    from service.app import create_app
+    from service.cli.serve import warm_up
+
+    app = create_app({"TESTING": True, "SETTINGS": api_settings, "RATELIMIT_PUBLIC": "2 per minute",
+                      "RATELIMIT_STORAGE_URI": "memory://",
+                      "RATELIMIT_KEY_PREFIX": uuid.uuid4().hex})
+    warm_up(app)  # its requests come from 127.0.0.1 too
+    client = app.test_client()
+    assert [_get(client, addr="127.0.0.1").status_code for _ in range(3)] == [200, 200, 429]
+    # A client sending a header of that name is still limited.
+    assert _get(client, addr="127.0.0.1", **{"Vigie-Internal-Request": "1"}).status_code == 429

@@ -26,11 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def warm_up(app) -> None:
-    """Load the served vintage's tables before the first client waits for them."""
+    """Load the served vintage's tables before the first client waits for them (requests that
+    spend no client's rate-limit budget)."""
+    from service.ratelimit import INTERNAL_REQUEST
+
     with app.test_client() as client:
         for path in ("/api/v1/territories?per_page=1", "/api/v1/indicators?per_page=1"):
             try:
-                client.get(path)
+                client.get(path, environ_base={INTERNAL_REQUEST: True})
             except Exception:  # nothing ingested yet: readyz says so, serving goes on
                 log.debug("warm-up of %s failed", path, exc_info=True)
 
