@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import jsonschema
 import pandas as pd
 import yaml
 
+from features import safe_yaml
+from features.safe_yaml import BoundedLoader
 from features.territories import CODE_GROUPS, USER_CODE_PATTERN, territory_code_errors
 from scenarios.levers import VARIANT_PRIORS, Vaccination, Variant, parse_vaccination, parse_variant
 from scenarios.measures import COVARIATES
@@ -34,8 +37,23 @@ INTERVENTION_TYPES = (
     "custom",
 )
 TERRITORY_PATTERN = rf"^({'|'.join((USER_CODE_PATTERN, *CODE_GROUPS))})$"
+# Bounds on what a definition may ask the engine to do (a definition can come from any planner
+# through the API: every size the engine's memory or time grows with has a maximum).
+#: ISO dates of this century only (pandas' calendar ends in 2262; the data start in 2020).
+ISO_DATE = r"^20[0-9]{2}-[0-9]{2}-[0-9]{2}$"
+MAX_TERRITORIES = 120       # every département and région listed one by one still fits
+MAX_INTERVENTIONS = 20      # the whole 2020-2021 French timeline is about 15 measures
+MAX_SPAN_DAYS = 730         # an intervention lasts at most two years (as duration_days)
+#: Upper bound of territories × samples × days simulated (infection dates: 7 + max_delay +
+#: horizon). About 50 bytes each in the engine's arrays: 10 million is about 0.5 GB on top of
+#: the cube; the library's largest run is 6 × 500 × 89 = 0.27 million, every département at
+#: the default 500 samples and 42 days 4.5 million.
+MAX_CELLS = 10_000_000
+#: Territories a group name stands for (upper bounds, for the cost estimate).
+GROUP_SIZES = {"departments": 101, "metro_departments": 96, "regions": 18}
+_TEXT = {"type": "string", "maxLength": 2000}
 _DATE = {"type": ["integer", "string"], "minimum": -3650, "maximum": 3650,
-         "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+         "pattern": ISO_DATE}
 _CAP_VALUE = {
     "if": {"type": "string"},
     "then": {"const": "cube"},
@@ -64,8 +82,12 @@ _PARAM_TYPES["p_icu_path"] = {"type": "number", "minimum": 0, "maximum": 1}
 _PARAM_MAX = {"gi_mean": 15, "gi_sd": 10, "incubation_median": 21, "incubation_q975": 42,
               "onset_to_admission_mean": 30, "onset_to_admission_sd": 30,
               "los_ward_median": 120, "los_ward_icu_path_median": 120, "los_icu_median": 120,
-              "los_shape": 50, "los_sd_log": 1, "ihr": 1, "r_max": 20, "max_gi": 60,
-              "max_delay": 120, "max_los": 365}
+              "los_shape": 50, "los_sd_log": 1, "ihr": 1, "r_max": 20,
+              # Truncations of the discretised distributions (defaults 20, 40, 120 days): a
+              # generation interval of mean ≤ 15 d has no mass worth keeping past 30 d; the
+              # infection-to-admission delay (incubation ≤ 42 d at 97.5 %, onset to admission
+              # ≤ 30 d on average) past 60 d; DREES finds stays over 180 d exceptional.
+              "max_gi": 30, "max_delay": 60, "max_los": 180}
 for _name, _max in _PARAM_MAX.items():
     _PARAM_TYPES[_name] = {**_PARAM_TYPES[_name], "maximum": _max}
 
@@ -78,7 +100,7 @@ _VACCINATION = {
     "properties": {
         "coverage": {"type": "number", "minimum": 0, "maximum": 100},
         "by": {"type": ["integer", "string"], "minimum": 1, "maximum": 730,
-               "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+               "pattern": ISO_DATE},
         "start_coverage": {"if": {"type": "string"}, "then": {"const": "cube"},
                            "else": {"type": "number", "minimum": 0, "maximum": 100}},
         "effect": {"type": "number", "minimum": 0, "maximum": 0.95},
@@ -109,17 +131,18 @@ SCHEMA: dict[str, Any] = {
     "required": ["name"],
     "additionalProperties": False,
     "properties": {
-        "name": {"type": "string", "minLength": 1},
-        "description": {"type": "string"},
+        "name": {"type": "string", "minLength": 1, "maxLength": 100},
+        "description": _TEXT,
         # French title and description the dashboard shows (the description above is English).
         "title_fr": {"type": "string", "minLength": 1, "maxLength": 120},
         "description_fr": {"type": "string", "minLength": 1, "maxLength": 2000},
         "territories": {
             "type": "array",
             "minItems": 1,
+            "maxItems": MAX_TERRITORIES,
             "items": {"type": "string", "pattern": TERRITORY_PATTERN},
         },
-        "as_of": {"type": "string", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+        "as_of": {"type": "string", "pattern": ISO_DATE},
         "horizon_days": {"type": "integer", "minimum": 1, "maximum": 180},
         "n_samples": {"type": "integer", "minimum": 20, "maximum": 5000},
         "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
@@ -140,13 +163,14 @@ SCHEMA: dict[str, Any] = {
         },
         "interventions": {
             "type": "array",
+            "maxItems": MAX_INTERVENTIONS,
             "items": {
                 "type": "object",
                 "required": ["type", "start"],
                 "additionalProperties": False,
                 "properties": {
                     "type": {"enum": list(INTERVENTION_TYPES)},
-                    "label": {"type": "string"},
+                    "label": {"type": "string", "maxLength": 200},
                     "start": _DATE,
                     "end": _DATE,
                     "duration_days": {"type": "integer", "minimum": 1, "maximum": 730},
@@ -155,9 +179,11 @@ SCHEMA: dict[str, Any] = {
                     "territories": {
                         "type": "array",
                         "minItems": 1,
+                        "maxItems": MAX_TERRITORIES,
                         "items": {"type": "string", "pattern": TERRITORY_PATTERN},
                     },
-                    "lifts": {"type": "array", "items": {"enum": list(COVARIATES)}},
+                    "lifts": {"type": "array", "maxItems": len(COVARIATES), "uniqueItems": True,
+                              "items": {"enum": list(COVARIATES)}},
                     "effect": {
                         "if": {"type": "string"},
                         "then": {"const": "history"},
@@ -350,6 +376,15 @@ def validate_definition(definition: dict[str, Any], source: str = "<definition>"
         s, e = iv.get("start"), iv.get("end")
         if type(s) is type(e) and isinstance(s, int | str) and e < s:
             errors.append(f"{where}.end: {e} is before start {s}")
+        elif type(s) is type(e) and isinstance(s, int) and e - s >= MAX_SPAN_DAYS:
+            errors.append(f"{where}.end: lasts {e - s + 1} days; at most {MAX_SPAN_DAYS}")
+        elif isinstance(s, str) and isinstance(e, str):
+            try:
+                span = (dt.date.fromisoformat(e) - dt.date.fromisoformat(s)).days
+            except ValueError:
+                span = 0  # reported above
+            if span >= MAX_SPAN_DAYS:
+                errors.append(f"{where}.end: lasts {span + 1} days; at most {MAX_SPAN_DAYS}")
     var = d.get("variant")
     if isinstance(var, dict) and var.get("share") == "cube" and "share_indicator" not in var \
             and not (isinstance(var.get("advantage"), str)
@@ -368,14 +403,48 @@ def validate_definition(definition: dict[str, Any], source: str = "<definition>"
             dt.date.fromisoformat(as_of)
         except ValueError:
             errors.append(f"as_of: {as_of!r} is not a valid date (YYYY-MM-DD)")
+    errors += [f"{where}: not a finite number" for where in _non_finite(d)]
+    if not errors:
+        cells = run_size(d)
+        if cells > MAX_CELLS:
+            errors.append(
+                f"(top level): too large a run: {cells:,} territory × sample × day cells "
+                f"(territories × n_samples × (7 + parameters.max_delay + horizon_days)); at "
+                f"most {MAX_CELLS:,}: fewer territories, samples or days")
     if errors:
         raise ScenarioValidationError(errors, source)
     return d
 
 
-class _Loader(yaml.SafeLoader):
+def _non_finite(obj: Any, where: str = "") -> list[str]:
+    """Paths of NaN and infinite numbers (JSON bodies may carry them; every bound lets NaN
+    through, since no comparison with it is true)."""
+    if isinstance(obj, float):
+        return [] if math.isfinite(obj) else [where or "(top level)"]
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in _non_finite(v, f"{where}.{k}" if where
+                                                               else str(k))]
+    if isinstance(obj, list):
+        return [p for i, v in enumerate(obj) for p in _non_finite(v, f"{where}[{i}]")]
+    return []
+
+
+def run_size(definition: dict[str, Any], territories: list[str] | None = None) -> int:
+    """Upper bound of the territory × sample × day cells a (valid) definition simulates; the
+    engine's memory grows with it (:data:`MAX_CELLS`)."""
+    codes = territories or definition.get("territories") or ["FR"]
+    n_terr = sum(GROUP_SIZES.get(c, 0) for c in set(codes)) + len(
+        {c for c in codes if c not in GROUP_SIZES})
+    params = definition.get("parameters") or {}
+    days = 7 + int(params.get("max_delay", EpiParameters.max_delay)) + int(
+        definition.get("horizon_days", 42))
+    return n_terr * int(definition.get("n_samples", 500)) * days
+
+
+class _Loader(BoundedLoader):
     """Safe loader that keeps dates as text, so that an impossible date (2020-02-30) is
-    reported by the validator with its field instead of crashing the YAML parser."""
+    reported by the validator with its field instead of crashing the YAML parser. Refuses
+    anchors, aliases and deep nesting (:mod:`features.safe_yaml`)."""
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -388,11 +457,11 @@ def load_definition(path: str | Path) -> dict[str, Any]:
     """Read and validate a YAML scenario file (raises :class:`ScenarioValidationError`)."""
     path = Path(path)
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        raw = safe_yaml.load(safe_yaml.read_text(path), _Loader)
     except yaml.YAMLError as exc:
         raise ScenarioValidationError([f"(file): not valid YAML: {exc}"], str(path)) from exc
-    except OSError as exc:
-        raise ScenarioValidationError([f"(file): cannot read: {exc}"], str(path)) from exc
+    except safe_yaml.YamlFileError as exc:
+        raise ScenarioValidationError([f"(file): {exc}"], str(path)) from exc
     d = validate_definition(raw, str(path))
     d["_source"] = str(path)
     return d
@@ -458,6 +527,11 @@ def resolve(
     source = d.pop("_source", "<definition>")
     if territories:
         bad = territory_code_errors(list(territories))
+        if not bad and len(territories) > MAX_TERRITORIES:
+            bad = [f"territories: {len(territories)} given; at most {MAX_TERRITORIES}"]
+        if not bad and run_size(d, list(territories)) > MAX_CELLS:
+            bad = [f"territories: too large a run ({run_size(d, list(territories)):,} "
+                   f"territory × sample × day cells; at most {MAX_CELLS:,})"]
         if bad:
             raise ScenarioValidationError(bad, source)
     a = as_of if as_of is not None else d.get("as_of")
@@ -465,7 +539,12 @@ def resolve(
         raise ScenarioValidationError(
             ["as_of: missing; give it in the file or with --as-of"], source
         )
-    a = pd.Timestamp(a).normalize()
+    try:
+        a = pd.Timestamp(a).normalize()
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ScenarioValidationError([f"as_of: {a!r} is not a date: {exc}"], source) from exc
+    if not 2000 <= a.year <= 2099:
+        raise ScenarioValidationError([f"as_of: {a.date()} is outside 2000-2099"], source)
     ivs = []
     errors = []
     for i, iv in enumerate(d.get("interventions") or []):

@@ -155,3 +155,145 @@ def test_large_values_are_refused(tmp_path, text, where):
         load_definition(f)
     assert any(e.startswith(f"{where}:") and "maximum" in e for e in err.value.errors), \
         err.value.errors
+
+
+# ---------------------------------------------------------------------------- bounds on work
+def _sized_leaves(node, kind: str, path="$"):
+    """Every sub-schema of SCHEMA of type ``kind`` (string or array), with its path."""
+    if isinstance(node, dict):
+        types = node.get("type")
+        types = types if isinstance(types, list) else [types] if isinstance(types, str) else []
+        if kind in types:
+            yield path, node
+        for key, value in node.items():
+            yield from _sized_leaves(value, kind, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _sized_leaves(value, kind, f"{path}[{i}]")
+
+
+def test_every_list_and_free_text_has_a_length_bound():
+    """A definition comes from any planner through the API: no list or text is unbounded."""
+    from scenarios import SCHEMA
+
+    arrays = list(_sized_leaves(SCHEMA, "array"))
+    assert len(arrays) >= 4
+    for path, node in arrays:
+        assert "maxItems" in node, path
+    for path, node in _sized_leaves(SCHEMA, "string"):
+        if "integer" in (node.get("type") or []) or path.endswith(".if"):
+            continue  # a date (ISO pattern or bounded days), or the test of an if/then/else
+        assert "maxLength" in node or "pattern" in node or "enum" in node \
+            or "const" in node, path
+
+
+def _errors(definition: dict) -> list[str]:
+    from scenarios import validate_definition
+
+    with pytest.raises(ScenarioValidationError) as err:
+        validate_definition(definition, "api")
+    return err.value.errors
+
+
+@pytest.mark.parametrize(("parameters", "where"), [
+    ({"max_los": 181}, "parameters.max_los"), ({"max_delay": 61}, "parameters.max_delay"),
+    ({"max_gi": 31}, "parameters.max_gi"), ({"max_los": 10**12}, "parameters.max_los"),
+])
+def test_truncations_have_epidemiological_maxima(parameters, where):
+    errors = _errors({"name": "x", "parameters": parameters})
+    assert any(e.startswith(f"{where}:") and "maximum" in e for e in errors), errors
+
+
+@pytest.mark.parametrize(("definition", "where", "words"), [
+    ({"name": "x", "interventions": [{"type": "lockdown", "start": i} for i in range(21)]},
+     "interventions", "too long"),
+    ({"name": "x", "territories": [f"{i:02d}" for i in range(1, 96)] + ["FR"] * 26},
+     "territories", "too long"),
+    ({"name": "x" * 101}, "name", "too long"),
+    ({"name": "x", "description": "d" * 2001}, "description", "too long"),
+    ({"name": "x", "interventions": [{"type": "lockdown", "start": 0, "label": "l" * 201}]},
+     "interventions[0].label", "too long"),
+    ({"name": "x", "interventions": [{"type": "relaxation", "start": 0,
+                                      "lifts": ["curfew", "curfew"]}]},
+     "interventions[0].lifts", "non-unique"),
+    ({"name": "x", "as_of": "0001-01-01"}, "as_of", "does not match"),
+    ({"name": "x", "interventions": [{"type": "lockdown", "start": "9999-01-01"}]},
+     "interventions[0].start", "does not match"),
+    ({"name": "x", "interventions": [{"type": "lockdown", "start": "2020-01-01",
+                                      "end": "2022-06-01"}]},
+     "interventions[0].end", "at most 730"),
+    ({"name": "x", "interventions": [{"type": "lockdown", "start": -3000, "end": 3000}]},
+     "interventions[0].end", "at most 730"),
+    ({"name": "x", "parameters": {"gi_mean": float("nan")}}, "parameters.gi_mean",
+     "not a finite number"),
+    ({"name": "x", "capacity": {"icu": float("inf")}}, "capacity.icu", ""),
+])
+def test_sizes_dates_and_non_finite_numbers_are_refused(definition, where, words):
+    errors = _errors(definition)
+    assert any(e.startswith(f"{where}:") and words in e for e in errors), errors
+
+
+def test_run_size_is_capped_and_the_library_fits():
+    """territories × samples × days is what the engine's memory grows with (a planner's run of
+    every département, 5,000 samples, 180 days and max_delay 120 reached 9 GB)."""
+    from scenarios.schema import MAX_CELLS, run_size, validate_definition
+
+    heavy = {"name": "x", "territories": ["departments"], "n_samples": 5000,
+             "horizon_days": 180, "parameters": {"max_delay": 60}}
+    errors = _errors(heavy)
+    assert any("too large a run" in e and f"{run_size(heavy):,}" in e for e in errors), errors
+    assert run_size(heavy) == 101 * 5000 * (7 + 60 + 180)
+    # Every département at the defaults (500 samples, 42 days) still runs.
+    validate_definition({"name": "x", "territories": ["departments"]})
+    for item in list_library():
+        assert run_size(load_definition(item["path"])) <= MAX_CELLS / 10, item["name"]
+    # A territory override from the command line is held to the same cap.
+    with pytest.raises(ScenarioValidationError, match="too large a run"):
+        resolve({"name": "x", "n_samples": 5000, "horizon_days": 180}, as_of="2021-01-15",
+                 territories=["departments", "regions"])
+
+
+def test_as_of_outside_the_century_is_refused():
+    for day in ("1500-01-01", "2262-04-12"):
+        with pytest.raises(ScenarioValidationError, match="as_of"):
+            resolve({"name": "x"}, as_of=day)
+
+
+# ---------------------------------------------------------------------------- YAML bounds
+def _alias_bomb(levels: int = 4) -> str:
+    lines = ["name: bomb", 'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 8) + "]")
+    lines.append(f"description: *a{levels - 1}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    (_alias_bomb(), "anchors and aliases"),
+    ("name: &n x\ndescription: y\n", "anchors and aliases"),
+    ("name: x\ndescription: " + "[" * 40 + "]" * 40 + "\n", "nested deeper than 32"),
+    ("name: x\ndescription: " + "[" * 100_000 + "\n", "nested deeper than 32"),
+    ("name: x\n" + "".join(f"{'  ' * i}k{i}:\n" for i in range(40)) + "  " * 40 + "v: 1\n",
+     "nested deeper than 32"),
+    ("name: x\ndescription: |\n" + "  " + "x" * 300_000 + "\n", "larger than 256 KiB"),
+])
+def test_yaml_aliases_depth_and_size_are_refused(tmp_path, text, words):
+    f = tmp_path / "hostile.yaml"
+    f.write_text(text)
+    with pytest.raises(ScenarioValidationError) as err:
+        load_definition(f)
+    assert err.value.source == str(f)
+    assert any(e.startswith("(file):") and words in e for e in err.value.errors), \
+        err.value.errors
+
+
+def test_cli_answers_an_alias_bomb_naming_the_file(tmp_path, capsys):
+    """Nine levels of aliases stand for 8**9 = 134 million strings: refused while composing
+    (before, the definition's deep copy never ended)."""
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_alias_bomb(9))
+    code = cli_main(["scenario", "run", str(bomb), "--out", str(tmp_path / "o.json")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert str(bomb) in err and "aliases" in err
+    assert not (tmp_path / "o.json").exists()

@@ -50,10 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--territory", nargs="+", action="extend", metavar="CODE",
-                   help="territory codes, as for forecast: --territory FR 69 13 (FR, R84, 69, "
-                        "2A, 971, or the groups departments, metro_departments, regions); "
-                        "default: the file's")
+    from service.cli import add_territory_option
+
+    add_territory_option(p, "territory codes, as for forecast: --territory FR 69 13 or "
+                            "--territory FR --territory 69 (FR, R84, 69, 2A, 971, or the groups "
+                            "departments, metro_departments, regions); default: the file's")
     p.add_argument("--as-of", help="YYYY-MM-DD: first day not known (overrides the file)")
     p.add_argument("--samples", type=int, help="number of samples (default: file, else 500)")
 
@@ -76,7 +77,23 @@ def _bad_territories(args: argparse.Namespace) -> bool:
     return bool(errors)
 
 
+def _unsafe_files(files: list[str]) -> bool:
+    """Print the files that are too large, too deep or use YAML aliases, checked with PyYAML
+    alone before the engine is imported (an alias bomb is answered at once)."""
+    from features.safe_yaml import check_file
+
+    bad = False
+    for f in files:
+        problem = check_file(f)
+        if problem:
+            print(f"invalid scenario:\n{f}: (file): {problem}", file=sys.stderr)
+            bad = True
+    return bad
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if _unsafe_files([args.file]):
+        return 2
     from scenarios import ScenarioValidationError
 
     if _bad_territories(args):
@@ -99,6 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    if _unsafe_files(args.files):
+        return 2
     from scenarios import ScenarioValidationError
 
     if _bad_territories(args):
