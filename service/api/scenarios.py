@@ -8,13 +8,14 @@ Results are stored as JSON under ``$VIGIE_HOME/scenario_runs/<id>.json`` (writte
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from apiflask import APIBlueprint, Schema, fields
-from apiflask.validators import Length, OneOf, Regexp
+from apiflask.validators import Length, OneOf, Range, Regexp
 from flask import url_for
 
 from features.settings import Settings
@@ -256,13 +257,42 @@ class LibraryOut(Schema):
     items = fields.List(fields.Nested(LibraryItem), required=True)
 
 
+def _definition_doc() -> str:
+    from scenarios.params import EpiParameters
+    from scenarios.schema import (
+        MAX_CELLS,
+        MAX_INTERVENTIONS,
+        MAX_SPAN_DAYS,
+        MAX_TERRITORIES,
+        SCHEMA,
+    )
+
+    params = SCHEMA["properties"]["parameters"]["properties"]
+    top = SCHEMA["properties"]
+    return (
+        "a scenario definition (same schema as the YAML library files, scenarios/README.md). "
+        f"Bounds: at most {MAX_TERRITORIES} territories, {MAX_INTERVENTIONS} interventions "
+        f"of at most {MAX_SPAN_DAYS} days, {top['n_samples']['maximum']} samples, "
+        f"{top['horizon_days']['maximum']} days of horizon; truncations max_gi ≤ "
+        f"{params['max_gi']['maximum']}, max_delay ≤ {params['max_delay']['maximum']}, "
+        f"max_los ≤ {params['max_los']['maximum']} days (defaults {EpiParameters.max_gi}, "
+        f"{EpiParameters.max_delay}, {EpiParameters.max_los}); dates in 2000-2099; and "
+        f"territories × n_samples × (7 + max_delay + horizon_days) at most {MAX_CELLS:,} "
+        "(a group counts its members: departments 101, regions 18). Bodies over 1 MiB "
+        "(413) or nested deeper than 32 levels (400) are refused before being read.")
+
+
+DEFINITION_DOC = _definition_doc()
+
+
 class ScenarioRunIn(Schema):
     name = fields.String(validate=Length(1, 100), metadata={
         "description": "a library scenario (see GET /scenarios)"})
-    definition = fields.Dict(metadata={
-        "description": "a scenario definition (same schema as the YAML library files)"})
-    as_of = fields.Date(metadata={"description": "start date (default: the definition's, "
-                                                 "else the day after the last data)"})
+    definition = fields.Dict(metadata={"description": DEFINITION_DOC})
+    as_of = fields.Date(validate=Range(min=dt.date(2000, 1, 1), max=dt.date(2099, 12, 31)),
+                        metadata={"description": "start date, 2000-2099 (default: the "
+                                                 "definition's, else the day after the last "
+                                                 "data)"})
 
 
 class ScenarioRun(Schema):
