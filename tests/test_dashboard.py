@@ -440,3 +440,20 @@ def test_retrospective_not_computed_yet(client, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(accuracy, "_load_retrospective", lambda settings: None)
     retro = client.get("/tableau/donnees/precision").get_json()["retrospective"]
     assert retro["available"] is False and retro["reason"].startswith("pas encore calculé")
+
+
+def test_page_data_spends_one_unit_of_the_rate_limit(api_settings: Settings) -> None:
+    """A page's data takes tens of in-process API calls; the visitor's budget pays for the one
+    request the page made, not for each of them."""
+    from service.app import create_app
+
+    app = create_app({"TESTING": True, "SETTINGS": api_settings, "RATELIMIT_ENABLED": True,
+                      "RATELIMIT_PUBLIC": "5 per minute",
+                      "RATELIMIT_KEY_PREFIX": "test-dashboard-budget"})
+    client = app.test_client()
+    response = client.get("/tableau/donnees/territoire/69",
+                          environ_base={"REMOTE_ADDR": "192.0.2.77"})
+    assert response.status_code == 200
+    panels = {p["key"]: p for p in response.get_json()["panels"]}
+    assert panels["icu"]["observed"]["available"], panels["icu"]["observed"]
+    assert response.headers["X-RateLimit-Remaining"] == "4"

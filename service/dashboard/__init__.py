@@ -175,7 +175,13 @@ def _state():
 
 
 def _api(path: str, **params: Any) -> tuple[int, dict]:
-    """Call the service's own API in-process as the current caller (see module docstring)."""
+    """Call the service's own API in-process as the current caller (see module docstring).
+
+    The call is marked internal: the caller's page-data request already spent one unit of its
+    rate-limit budget, and a page's data takes tens of API calls (every page of every series),
+    which must not spend one each."""
+    from service.ratelimit import INTERNAL_REQUEST
+
     headers = {}
     auth = request.headers.get("Authorization")
     if auth:
@@ -183,7 +189,8 @@ def _api(path: str, **params: Any) -> tuple[int, dict]:
     client = current_app.test_client()
     response = client.get(path, query_string={k: v for k, v in params.items() if v is not None},
                           headers=headers,
-                          environ_base={"REMOTE_ADDR": request.remote_addr or "127.0.0.1"})
+                          environ_base={"REMOTE_ADDR": request.remote_addr or "127.0.0.1",
+                                        INTERNAL_REQUEST: True})
     body = response.get_json(silent=True)
     return response.status_code, body if isinstance(body, dict) else {}
 
