@@ -33,7 +33,7 @@ import pandas as pd
 import sqlalchemy as sa
 import xarray as xr
 
-from features import tempfiles
+from features import fencing, tempfiles
 from features.catalog import as_utc, get_engine, utcnow, vintages
 from features.errors import NoVintageError
 from features.settings import Settings
@@ -127,12 +127,17 @@ class CubeStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        with self.engine.begin() as conn:
-            conn.execute(vintages.insert().values(
-                id=vintage_id, issued_at=issued_at, path=str(final),
-                data_dir=manifest.get("data_dir"), sources=manifest.get("sources", {}),
-                files=manifest.get("files", {}), row_counts=row_counts,
-                fitted=_clean_json(manifest.get("fitted", {}))))
+        try:
+            with self.engine.begin() as conn:
+                fencing.check(conn)  # a job that lost its run catalogs nothing
+                conn.execute(vintages.insert().values(
+                    id=vintage_id, issued_at=issued_at, path=str(final),
+                    data_dir=manifest.get("data_dir"), sources=manifest.get("sources", {}),
+                    files=manifest.get("files", {}), row_counts=row_counts,
+                    fitted=_clean_json(manifest.get("fitted", {}))))
+        except fencing.FencedError:
+            shutil.rmtree(final, ignore_errors=True)
+            raise
         return vintage_id
 
     # ------------------------------------------------------------------ read

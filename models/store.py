@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from features import tempfiles
+from features import fencing, tempfiles
 from models.targets import HUB_COLUMNS
 
 #: Temporary entries of this store, relative to its root (:func:`features.tempfiles.sweep`).
@@ -90,11 +90,13 @@ class ForecastStore:
         try:
             rows[HUB_COLUMNS].to_csv(tmp / "forecast.csv", index=False)
             (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
-            os.replace(tmp, runs / run_id)
+            with fencing.publishing():  # a job that lost its run publishes nothing
+                os.replace(tmp, runs / run_id)
+                self._write_json(self.root / "latest" / f"{self._kind(meta)}.json",
+                                 {"run_id": run_id})
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self._write_json(self.root / "latest" / f"{self._kind(meta)}.json", {"run_id": run_id})
         return ForecastRun(run_id, runs / run_id, meta)
 
     @staticmethod

@@ -59,6 +59,9 @@ audit_log = sa.Table(
 )
 
 #: Job history and queue: a row is queued, then running, then ok / failed / interrupted.
+#: ``worker`` and ``fence`` name who runs it: the scheduler lease's holder and the lease's epoch
+#: when the run was claimed (``fence`` is null for runs claimed without the lease, e.g. by
+#: ``jobs run``). Finishing or publishing is a compare-and-set on both (see ``service.jobs``).
 job_runs = sa.Table(
     "job_runs", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -77,15 +80,19 @@ job_runs = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("result", sa.JSON),
     sa.Column("retry_of", sa.Integer),
+    sa.Column("fence", sa.Integer),
 )
 
 #: Leases: the holder of ``scheduler`` runs the scheduler; others wait for it to expire.
+#: ``epoch`` grows by one at every change of holder and never goes back (a released lease is
+#: expired, not deleted): it is the fencing token of the runs claimed under the lease.
 locks = sa.Table(
     "service_locks", metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("holder", sa.String(128), nullable=False),
     sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),
 )
 
 #: APScheduler's persistent job store, declared here so that migrations own the schema

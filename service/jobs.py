@@ -17,6 +17,16 @@ How it fits together
   outputs atomically (new cube vintage, new forecast run), so a crash mid-job leaves the
   previous outputs served; a run left ``running`` by a dead process is marked ``interrupted``
   by the next leader and retried.
+* Fencing. The lease has an ``epoch`` that grows at every change of holder; a run is claimed
+  with the epoch of the claimer's lease (``job_runs.fence``). Finishing a run is a
+  compare-and-set (``UPDATE … WHERE id = ? AND status = 'running' AND worker = ? AND fence = ?``
+  and the lease still at that epoch), and so is every publication: while a job function runs,
+  its :class:`JobContext` is installed as the fence of :mod:`features.fencing`, which the
+  stores check inside the transaction of their atomic switch (cube vintage catalogued,
+  forecast run and "latest" pointer, scenario result, leaderboard, chained runs). A leader that
+  stalled past its lease and wakes up after another took over therefore publishes nothing and
+  cannot mark the run ``ok``: its outcome is discarded and noted on the run, which the new
+  leader has marked ``interrupted`` and retried.
 * Job functions are thin: they call the pipeline (``features.ingest``, ``models``,
   ``scenarios``) with the service's settings.
 """
@@ -38,7 +48,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from features import fencing
 from features.catalog import as_utc, utcnow
+from features.fencing import FencedError
 from features.settings import Settings
 from service.db import job_runs, locks, newest_page
 
@@ -54,17 +66,62 @@ class JobError(RuntimeError):
 
 @dataclass
 class JobContext:
-    """What a job function gets: settings, database, its run, and a way to queue follow-ups."""
+    """What a job function gets: settings, database, its run, and a way to queue follow-ups.
+
+    ``worker`` and ``fence`` are who claimed the run and under which lease epoch; the context is
+    the run's :class:`features.fencing.Fence` while the job function runs.
+    """
 
     settings: Settings
     engine: sa.Engine
     run_id: int
     attempt: int
     requested_by: str | None = None
+    worker: str | None = None
+    fence: int | None = None
 
     def enqueue(self, job: str, params: dict | None = None) -> int:
-        return enqueue(self.engine, job, params, trigger="chain",
-                       requested_by=f"job:{self.run_id}")
+        """Queue a follow-up run (only while this run is still ours)."""
+        with self.engine.begin() as conn:
+            self.check(conn)
+            return _insert_run(conn, job, params, trigger="chain",
+                               requested_by=f"job:{self.run_id}")
+
+    def check(self, conn: sa.Connection) -> None:
+        """Raise :class:`FencedError` unless this run is still ours; lock it until ``conn``'s
+        transaction ends (the :class:`features.fencing.Fence` protocol)."""
+        hit = conn.execute(job_runs.update().where(*_owned(self.run_id, self.worker, self.fence))
+                           .values(fence=job_runs.c.fence)).rowcount
+        if hit and self.fence is not None and conn.dialect.name == "postgresql":
+            # Hold the lease's row too: a takeover waits until this transaction is over.
+            hit = conn.execute(sa.select(locks.c.epoch).where(
+                locks.c.name == SCHEDULER_LOCK, locks.c.holder == self.worker,
+                locks.c.epoch == self.fence).with_for_update()).first() is not None
+        if not hit:
+            raise FencedError(self._lost(conn))
+
+    def still_owns(self) -> bool:
+        """Whether this run is still ours (read only; a job's own decision to stop early)."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(job_runs.c.id).where(
+                *_owned(self.run_id, self.worker, self.fence))).first() is not None
+
+    def check_fence(self) -> None:
+        """Raise :class:`FencedError` unless this run is still ours."""
+        with self.engine.begin() as conn:
+            self.check(conn)
+
+    def _lost(self, conn: sa.Connection) -> str:
+        row = conn.execute(sa.select(job_runs.c.status, job_runs.c.worker, job_runs.c.fence)
+                           .where(job_runs.c.id == self.run_id)).first()
+        lease = conn.execute(sa.select(locks.c.holder, locks.c.epoch)
+                             .where(locks.c.name == SCHEDULER_LOCK)).first()
+        now = (f"the run is {row.status} (worker {row.worker}, fence {row.fence})"
+               if row is not None else "the run no longer exists")
+        held = (f"the scheduler lease is held by {lease.holder} at epoch {lease.epoch}"
+                if lease is not None else "no scheduler lease exists")
+        return (f"fenced: job run {self.run_id} was claimed by {self.worker} under lease epoch "
+                f"{self.fence}, but {now} and {held}; this worker lost it and must not publish")
 
 
 @dataclass(frozen=True)
@@ -112,14 +169,21 @@ def enqueue(engine: sa.Engine, job: str, params: dict | None = None, *, trigger:
     KeyError
         If no job has that name.
     """
+    with engine.begin() as conn:
+        return _insert_run(conn, job, params, trigger=trigger, requested_by=requested_by,
+                           delay=delay, attempt=attempt, retry_of=retry_of)
+
+
+def _insert_run(conn: sa.Connection, job: str, params: dict | None, *, trigger: str,
+                requested_by: str | None, delay: float = 0.0, attempt: int = 1,
+                retry_of: int | None = None) -> int:
     spec = JOBS[job]
     now = utcnow()
-    with engine.begin() as conn:
-        result = conn.execute(job_runs.insert().values(
-            job=job, status="queued", trigger=trigger, attempt=attempt,
-            max_attempts=spec.max_attempts, params=params or {}, requested_by=requested_by,
-            queued_at=now, not_before=now + dt.timedelta(seconds=delay), retry_of=retry_of))
-        return int(result.inserted_primary_key[0])
+    result = conn.execute(job_runs.insert().values(
+        job=job, status="queued", trigger=trigger, attempt=attempt,
+        max_attempts=spec.max_attempts, params=params or {}, requested_by=requested_by,
+        queued_at=now, not_before=now + dt.timedelta(seconds=delay), retry_of=retry_of))
+    return int(result.inserted_primary_key[0])
 
 
 def _row(row) -> dict:
@@ -154,11 +218,30 @@ def last_runs(engine: sa.Engine) -> dict[str, dict]:
     return {r.job: _row(r) for r in rows}
 
 
-def claim(engine: sa.Engine, worker: str) -> dict | None:
+def _holding(worker: str | None, fence: int | None) -> list:
+    """SQL conditions: ``worker`` still holds the scheduler lease at epoch ``fence`` (none when
+    the run was claimed without the lease)."""
+    if fence is None:
+        return []
+    return [sa.exists().where(locks.c.name == SCHEDULER_LOCK, locks.c.holder == worker,
+                              locks.c.epoch == fence)]
+
+
+def _owned(run_id: int, worker: str | None, fence: int | None) -> list:
+    """SQL conditions: run ``run_id`` is still running, claimed by ``worker`` under ``fence``,
+    and that lease has not changed hands since."""
+    return [job_runs.c.id == run_id, job_runs.c.status == "running",
+            job_runs.c.worker == worker, job_runs.c.fence.is_not_distinct_from(fence),
+            *_holding(worker, fence)]
+
+
+def claim(engine: sa.Engine, worker: str, fence: int | None = None) -> dict | None:
     """Take the oldest due queued run (skipping jobs already running); None when none is due.
 
     The ``UPDATE … WHERE status = 'queued'`` is the claim: of two workers racing for a row,
-    only one sees a row count of 1.
+    only one sees a row count of 1. With ``fence`` (the epoch of the scheduler lease ``worker``
+    holds), the claim also requires the lease to be still held at that epoch, and the run
+    records it: it can then only be finished or published under that same lease.
     """
     now = utcnow()
     with engine.connect() as conn:
@@ -176,8 +259,8 @@ def claim(engine: sa.Engine, worker: str) -> dict | None:
             continue
         with engine.begin() as conn:
             taken = conn.execute(job_runs.update().where(
-                job_runs.c.id == run_id, job_runs.c.status == "queued"
-            ).values(status="running", started_at=utcnow(), worker=worker)).rowcount
+                job_runs.c.id == run_id, job_runs.c.status == "queued", *_holding(worker, fence)
+            ).values(status="running", started_at=utcnow(), worker=worker, fence=fence)).rowcount
             if not taken:
                 continue
             if spec.coalesce:
@@ -191,10 +274,32 @@ def claim(engine: sa.Engine, worker: str) -> dict | None:
 
 
 def _finish(engine: sa.Engine, run_id: int, status: str, *, result: dict | None = None,
-            error: str | None = None) -> None:
+            error: str | None = None, owner: JobContext | None = None) -> bool:
+    """Record a run's outcome; with ``owner``, only if that worker still owns the run (a
+    compare-and-set). True when the row was written."""
+    where = (_owned(run_id, owner.worker, owner.fence) if owner is not None
+             else [job_runs.c.id == run_id])
     with engine.begin() as conn:
-        conn.execute(job_runs.update().where(job_runs.c.id == run_id).values(
-            status=status, finished_at=utcnow(), result=result, error=error))
+        return conn.execute(job_runs.update().where(*where).values(
+            status=status, finished_at=utcnow(), result=result, error=error)).rowcount == 1
+
+
+def _discarded(engine: sa.Engine, owner: JobContext, outcome: str) -> None:
+    """Note on a run this worker lost that what it came back with was thrown away."""
+    note = (f"\n[fenced] {owner.worker} came back at {utcnow():%Y-%m-%d %H:%M:%S} UTC with "
+            f"outcome '{outcome}' after losing this run (claimed under lease epoch "
+            f"{owner.fence}); that outcome was discarded and nothing was published")
+    log.warning("job run %s: %s lost the run; its outcome (%s) is discarded", owner.run_id,
+                owner.worker, outcome)
+    try:
+        with engine.begin() as conn:
+            conn.execute(job_runs.update().where(
+                job_runs.c.id == owner.run_id, job_runs.c.worker == owner.worker,
+                job_runs.c.fence.is_not_distinct_from(owner.fence),
+                job_runs.c.status != "running",  # still running: the new leader will mark it
+            ).values(error=sa.func.coalesce(job_runs.c.error, "") + note))
+    except Exception:  # pragma: no cover - a note only
+        log.exception("could not note the discarded outcome of job run %s", owner.run_id)
 
 
 def execute(engine: sa.Engine, settings: Settings, run: dict, *,
@@ -203,23 +308,28 @@ def execute(engine: sa.Engine, settings: Settings, run: dict, *,
 
     Returns
     -------
-    The final status (``ok`` or ``failed``).
+    The final status: ``ok`` or ``failed``, or ``fenced`` when this worker lost the run
+    meanwhile (its outcome is discarded; see the module docstring).
     """
     spec = JOBS[run["job"]]
-    ctx = JobContext(settings, engine, run["id"], run["attempt"], run.get("requested_by"))
+    ctx = JobContext(settings, engine, run["id"], run["attempt"], run.get("requested_by"),
+                     worker=run.get("worker"), fence=run.get("fence"))
+    params = run.get("params") or {}
     log.info("job %s run %s attempt %s/%s started", spec.name, run["id"], run["attempt"],
              run["max_attempts"])
     try:
-        result = spec.func(ctx, **(run.get("params") or {})) or {}
-        # A result must be storable; a job returning numpy values should not fail after the fact.
-        result = json.loads(json.dumps(result, default=str))
+        result = _call(ctx, spec.func, params)
     except BaseException as exc:  # a job must never take the server down
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
-        error = "".join(traceback.format_exception(exc))[-4000:]
-        log.error("job %s run %s failed: %s", spec.name, run["id"], exc)
+        error = (str(exc) if isinstance(exc, FencedError)
+                 else "".join(traceback.format_exception(exc)))[-4000:]
+        log.error("job %s run %s failed: %s", spec.name, run["id"],
+                  (str(exc).splitlines() or [type(exc).__name__])[0])
         try:
-            _finish(engine, run["id"], "failed", error=error)
+            if not _finish(engine, run["id"], "failed", error=error, owner=ctx):
+                _discarded(engine, ctx, f"failed: {type(exc).__name__}: {exc}"[:300])
+                return "fenced"
             if run["attempt"] < run["max_attempts"]:
                 delay = retry_base * 2 ** (run["attempt"] - 1)
                 retry = enqueue(engine, spec.name, run.get("params"), trigger="retry",
@@ -229,9 +339,19 @@ def execute(engine: sa.Engine, settings: Settings, run: dict, *,
         except Exception:
             log.exception("could not record the failure of job run %s", run["id"])
         return "failed"
-    _finish(engine, run["id"], "ok", result=result)
+    if not _finish(engine, run["id"], "ok", result=result, owner=ctx):
+        _discarded(engine, ctx, "ok")
+        return "fenced"
     log.info("job %s run %s ok", spec.name, run["id"])
     return "ok"
+
+
+def _call(ctx: JobContext, func: Callable[..., dict | None], params: dict) -> dict:
+    """Run a job function with ``ctx`` as the publication fence; its JSON-able result."""
+    with fencing.installed(ctx):
+        result = func(ctx, **params) or {}
+    # A result must be storable; a job returning numpy values should not fail after the fact.
+    return json.loads(json.dumps(result, default=str))
 
 
 def run_pending(engine: sa.Engine, settings: Settings, *, worker: str = "inline",
@@ -246,47 +366,80 @@ def run_pending(engine: sa.Engine, settings: Settings, *, worker: str = "inline"
     return done
 
 
-def interrupt_stale(engine: sa.Engine, worker: str, *, retry_base: float = 60.0) -> int:
-    """Mark runs left ``running`` by another (dead) worker as interrupted and retry them."""
+def interrupt_stale(engine: sa.Engine, worker: str, *, retry_base: float = 60.0,
+                    epoch: int | None = None) -> int:
+    """Mark runs left ``running`` by another (dead or stalled) worker, or claimed under an
+    older lease epoch, as interrupted and retry them; how many were."""
     with engine.connect() as conn:
         stale = conn.execute(sa.select(job_runs).where(
-            job_runs.c.status == "running", job_runs.c.worker != worker)).all()
+            job_runs.c.status == "running",
+            sa.or_(job_runs.c.worker.is_distinct_from(worker),
+                   job_runs.c.fence.is_distinct_from(epoch)))).all()
+    done = 0
     for row in stale:
         run = _row(row)
-        _finish(engine, run["id"], "interrupted",
-                error=f"worker {run['worker']} stopped while the job was running")
-        if run["job"] in JOBS and run["attempt"] < run["max_attempts"]:
-            enqueue(engine, run["job"], run.get("params"), trigger="retry",
-                    requested_by=run.get("requested_by"), attempt=run["attempt"] + 1,
-                    retry_of=run["id"])
-    return len(stale)
+        retry = run["job"] in JOBS and run["attempt"] < run["max_attempts"]
+        error = (f"worker {run['worker']} stopped or lost the scheduler lease while the job was "
+                 f"running (claimed under lease epoch {run.get('fence')}; taken over by "
+                 f"{worker} at epoch {epoch}); {'a retry is queued' if retry else 'no retry'}. "
+                 "Anything that worker still does with this run is discarded.")
+        # Compare-and-set: a run its worker finished meanwhile keeps its outcome.
+        with engine.begin() as conn:
+            taken = conn.execute(job_runs.update().where(
+                job_runs.c.id == run["id"], job_runs.c.status == "running",
+                job_runs.c.worker.is_not_distinct_from(run["worker"]),
+                job_runs.c.fence.is_not_distinct_from(run.get("fence")),
+            ).values(status="interrupted", finished_at=utcnow(), error=error)).rowcount
+            if taken and retry:
+                _insert_run(conn, run["job"], run.get("params"), trigger="retry",
+                            requested_by=run.get("requested_by"), attempt=run["attempt"] + 1,
+                            retry_of=run["id"])
+        done += taken
+    return done
 
 
 # ---------------------------------------------------------------------------- the lease
-def try_lock(engine: sa.Engine, holder: str, ttl: float, name: str = SCHEDULER_LOCK) -> bool:
-    """Take or renew the lease ``name`` for ``ttl`` seconds; True when ``holder`` has it."""
+def acquire_lease(engine: sa.Engine, holder: str, ttl: float,
+                  name: str = SCHEDULER_LOCK) -> int | None:
+    """Take or renew the lease ``name`` for ``ttl`` seconds.
+
+    Returns
+    -------
+    The lease's epoch when ``holder`` has it (the fencing token: it grows by one whenever the
+    lease changes hands, and a renewal keeps it), else None.
+    """
     now = utcnow()
     expires = now + dt.timedelta(seconds=ttl)
+    mine = locks.c.holder == holder
     with engine.begin() as conn:
+        # Every right-hand side reads the row as it was before the update.
         renewed = conn.execute(locks.update().where(
-            locks.c.name == name, sa.or_(locks.c.holder == holder, locks.c.expires_at < now)
-        ).values(acquired_at=sa.case((locks.c.holder == holder, locks.c.acquired_at),
-                                     else_=now),
+            locks.c.name == name, sa.or_(mine, locks.c.expires_at < now)
+        ).values(acquired_at=sa.case((mine, locks.c.acquired_at), else_=now),
+                 epoch=sa.case((mine, locks.c.epoch), else_=locks.c.epoch + 1),
                  holder=holder, expires_at=expires)).rowcount
-    if renewed:
-        return True
+        if renewed:
+            return int(conn.execute(sa.select(locks.c.epoch).where(locks.c.name == name))
+                       .scalar_one())
     try:
         with engine.begin() as conn:
             conn.execute(locks.insert().values(name=name, holder=holder, acquired_at=now,
-                                               expires_at=expires))
-        return True
+                                               expires_at=expires, epoch=1))
+        return 1
     except sa.exc.IntegrityError:
-        return False
+        return None
+
+
+def try_lock(engine: sa.Engine, holder: str, ttl: float, name: str = SCHEDULER_LOCK) -> bool:
+    """Take or renew the lease ``name`` for ``ttl`` seconds; True when ``holder`` has it."""
+    return acquire_lease(engine, holder, ttl, name) is not None
 
 
 def release_lock(engine: sa.Engine, holder: str, name: str = SCHEDULER_LOCK) -> None:
+    """Give the lease up: it is expired, not deleted, so that its epoch never goes back."""
     with engine.begin() as conn:
-        conn.execute(locks.delete().where(locks.c.name == name, locks.c.holder == holder))
+        conn.execute(locks.update().where(locks.c.name == name, locks.c.holder == holder)
+                     .values(expires_at=utcnow() - dt.timedelta(seconds=1)))
 
 
 def lock_holder(engine: sa.Engine, name: str = SCHEDULER_LOCK) -> dict | None:
@@ -348,6 +501,7 @@ class Scheduler:
         self.timezone = timezone
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._aps = None
+        self._epoch: int | None = None  # of the lease while this process leads
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._busy = 0
         self._busy_lock = threading.Lock()
@@ -370,15 +524,18 @@ class Scheduler:
         renew = max(0.2, self.lock_ttl / 3)
         while not self._stop.is_set():
             try:
-                leader = try_lock(self.engine, self.holder, self.lock_ttl)
+                epoch = acquire_lease(self.engine, self.holder, self.lock_ttl)
             except Exception:  # database away: stop leading rather than run jobs twice
                 log.exception("scheduler lease check failed")
-                leader = False
-            if leader and self._aps is None:
-                self._become_leader()
-            elif not leader and self._aps is not None:
-                log.warning("scheduler lease lost by %s", self.holder)
+                epoch = None
+            if self._aps is not None and epoch != self._epoch:
+                # Lost, or lost and taken back (a new epoch): runs claimed under the old epoch
+                # are fenced; leading again starts from scratch.
+                log.warning("scheduler lease lost by %s (epoch %s)", self.holder, self._epoch)
                 self._step_down()
+            if epoch is not None and self._aps is None:
+                self._epoch = epoch
+                self._become_leader()
             self._stop.wait(renew)
 
     def _become_leader(self) -> None:
@@ -388,8 +545,8 @@ class Scheduler:
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        log.info("scheduler lease taken by %s", self.holder)
-        interrupt_stale(self.engine, self.holder, retry_base=self.retry_base)
+        log.info("scheduler lease taken by %s (epoch %s)", self.holder, self._epoch)
+        interrupt_stale(self.engine, self.holder, retry_base=self.retry_base, epoch=self._epoch)
         self._pool = concurrent.futures.ThreadPoolExecutor(self.workers,
                                                            thread_name_prefix="vigie-job")
         aps = BackgroundScheduler(
@@ -419,6 +576,7 @@ class Scheduler:
     def _step_down(self) -> None:
         global _ACTIVE
         aps, self._aps = self._aps, None
+        self._epoch = None
         if aps is not None:
             aps.shutdown(wait=False)
         if self._pool is not None:
@@ -429,18 +587,24 @@ class Scheduler:
 
     def dispatch(self) -> None:
         """Claim due runs while workers are free and run them in the pool."""
-        if self._pool is None:
-            return
         while True:
+            pool, epoch = self._pool, self._epoch
+            if pool is None or epoch is None:
+                return
             with self._busy_lock:
                 if self._busy >= self.workers:
                     return
-            run = claim(self.engine, self.holder)
+            run = claim(self.engine, self.holder, fence=epoch)
             if run is None:
                 return
             with self._busy_lock:
                 self._busy += 1
-            self._pool.submit(self._run, run)
+            try:
+                pool.submit(self._run, run)
+            except RuntimeError:  # the pool was shut down meanwhile (lease lost)
+                with self._busy_lock:
+                    self._busy -= 1
+                return
 
     def _run(self, run: dict) -> None:
         try:
@@ -582,7 +746,8 @@ def job_backtest(ctx: JobContext, model: str = "ensemble", target: str = "inc_ho
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
+    with fencing.publishing():  # a run this worker lost publishes nothing
+        os.replace(tmp, path)
     return payload
 
 

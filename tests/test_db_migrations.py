@@ -16,13 +16,23 @@ TABLES = {"cube_vintages", "ingest_runs", "api_tokens", "audit_log", "job_runs",
           "service_locks", "apscheduler_jobs", "alembic_version"}
 
 
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    from service.db import alembic_config
+
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert len(heads) == 1, f"the migrations branch: {heads}"
+    return heads[0]
+
+
 def test_first_use_migrates_to_head(db_url):
     from features.catalog import get_engine
     from service.db import current_revision
 
     engine = get_engine(db_url)
     assert set(sa.inspect(engine).get_table_names()) >= TABLES
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == _head()
 
 
 def test_migrated_schema_matches_the_table_definitions(db_url):
@@ -67,10 +77,34 @@ def test_two_processes_migrating_at_once(tmp_path):
              for _ in range(2)]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outs]
-    assert [o[0].strip() for o in outs] == ["0001", "0001"]
+    assert [o[0].strip() for o in outs] == [_head(), _head()]
 
 
 def test_db_cli(runner, tmp_path):
     env = {"VIGIE_HOME": str(tmp_path), "VIGIE_DATABASE_URL": f"sqlite:///{tmp_path}/c.sqlite"}
     code, out, _ = runner(["db", "upgrade"], env)
-    assert code == 0 and out.strip() == "0001"
+    assert code == 0 and out.strip() == _head()
+
+
+def test_fencing_columns_added_to_a_0001_database(db_url):
+    """0002 upgrades a database holding a lease and runs: the lease starts at epoch 0, old runs
+    have no fence."""
+    from features.catalog import utcnow
+    from service.db import current_revision, job_runs, locks, migrate
+
+    engine = sa.create_engine(db_url)  # not get_engine: that one migrates to the head at once
+    migrate(engine, "0001")
+    with engine.begin() as conn:
+        cols = {c["name"] for c in sa.inspect(conn).get_columns("service_locks")}
+        assert "epoch" not in cols
+        conn.execute(sa.text("INSERT INTO service_locks (name, holder, acquired_at, expires_at) "
+                             "VALUES ('scheduler', 'old', :t, :t)"), {"t": utcnow()})
+        conn.execute(sa.text('INSERT INTO job_runs (job, status, "trigger", attempt, '
+                             "max_attempts, queued_at, not_before) VALUES "
+                             "('ingest', 'ok', 'manual', 1, 1, :t, :t)"), {"t": utcnow()})
+    migrate(engine)
+    assert current_revision(engine) == _head()
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(locks.c.epoch)).scalar_one() == 0
+        assert conn.execute(sa.select(job_runs.c.fence)).scalar_one() is None
+    engine.dispose()

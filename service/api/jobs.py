@@ -30,6 +30,9 @@ class JobRun(Schema):
     started_at = fields.String(allow_none=True)
     finished_at = fields.String(allow_none=True)
     worker = fields.String(allow_none=True)
+    fence = fields.Integer(allow_none=True, metadata={
+        "description": "epoch of the scheduler lease the run was claimed under (null: claimed "
+                       "without the lease, e.g. by the command line)"})
     error = fields.String(allow_none=True)
     result = fields.Raw(allow_none=True)
     retry_of = fields.Integer(allow_none=True)
@@ -48,6 +51,8 @@ class JobOut(Schema):
 class SchedulerOut(Schema):
     holder = fields.String(allow_none=True, required=True)
     lease_expires_at = fields.String(allow_none=True, required=True)
+    lease_epoch = fields.Integer(allow_none=True, required=True, metadata={
+        "description": "grows by one at every change of holder (the runs' fencing token)"})
     alive = fields.Boolean(required=True)
     this_process_leads = fields.Boolean(required=True)
 
@@ -91,6 +96,7 @@ def list_jobs():
     return json_response({
         "scheduler": {"holder": holder["holder"] if holder else None,
                       "lease_expires_at": holder["expires_at"].isoformat() if holder else None,
+                      "lease_epoch": holder["epoch"] if holder else None,
                       "alive": bool(holder and holder["alive"]),
                       "this_process_leads": bool(st.scheduler and st.scheduler.is_leader)},
         "items": items})
