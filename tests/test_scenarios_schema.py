@@ -297,3 +297,25 @@ def test_cli_answers_an_alias_bomb_naming_the_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(bomb) in err and "aliases" in err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_python_m_service_refuses_a_hostile_file_before_loading_the_data_stack(tmp_path):
+    """``python -m service scenario run`` checks the file with PyYAML alone, before the command
+    line imports pandas, xarray and the ingest (the check must not need them)."""
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_alias_bomb(9))
+    probe = ("import runpy, sys; sys.argv = ['service', 'scenario', 'run', sys.argv[1], "
+             "'--out', sys.argv[2]]\n"
+             "try:\n    runpy.run_module('service', run_name='__main__')\n"
+             "except SystemExit as exit:\n"
+             "    heavy = sorted(m for m in ('pandas', 'xarray', 'features.ingest') "
+             "if m in sys.modules)\n"
+             "    print('exit', exit.code, 'heavy', heavy)\n")
+    done = subprocess.run([sys.executable, "-c", probe, str(bomb), str(tmp_path / "o.json")],
+                          capture_output=True, text=True, timeout=120,
+                          cwd=str(Path(__file__).resolve().parent.parent))
+    assert "exit 2 heavy []" in done.stdout, (done.stdout, done.stderr[-2000:])
+    assert str(bomb) in done.stderr and "aliases" in done.stderr
