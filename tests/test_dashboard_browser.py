@@ -402,6 +402,7 @@ def test_map_colours_by_risk_level(browser, server) -> None:
     _wait(page, "() => document.getElementById('risk-meta').textContent"
                 ".includes('02/11/2020')")
     assert "criblage" not in page.locator("#risk-meta").inner_text()  # before June 2021
+    assert problems(page.evaluate(SHOWN_TEXT)) == []  # risk legend, table, labels
     _shot(watch, "overview_risk")
     watch.clean()
     page.context.close()
@@ -432,6 +433,7 @@ def test_scenario_runs_from_the_page(browser, server, tokens) -> None:
     assert "R actuel estimé à partir des" in said and "sa région" in said
     assert "R estimé sur les seules hospitalisations" in said
     assert "Leviers : aucun" in said
+    assert problems(page.evaluate(SHOWN_TEXT)) == []  # runs, comparison, explanations
     _shot(watch, "scenarios_planner_run")
     watch.clean()
     page.context.close()
