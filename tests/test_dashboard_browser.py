@@ -397,7 +397,8 @@ def test_map_colours_by_risk_level(browser, server) -> None:
         page.locator("#risk-meta").inner_text()
     assert "Taux d'incidence sur 7 jours (estimé" in \
         page.locator("#risk-table tbody").text_content()
-    page.fill("#risk-date", "2020-11-02")
+    assert "(du " in page.locator("#risk-date-range").inner_text()
+    page.fill("#risk-date", "02/11/2020")
     page.dispatch_event("#risk-date", "change")
     _wait(page, "() => document.getElementById('risk-meta').textContent"
                 ".includes('02/11/2020')")
@@ -545,8 +546,9 @@ def test_precision_shows_the_retrospective_track_record(browser, server) -> None
     assert page.locator("#retro-table-1 thead th").all_inner_texts()[2:] == ["à 7 jours",
                                                                               "à 14 jours"]
     verdict = section.locator(".verdict").first.inner_text()
-    assert verdict.startswith("Sur la période de test (hors échantillon) (du 01/03/2021 au "
-                              "29/11/2021), pour la France entière"), verdict
+    assert verdict.startswith("Sur la période de test (prévisions du 01/03/2021 au "
+                              "29/11/2021), pour la France entière, l'erreur des prévisions à "
+                              "1 semaine valait 0,50 fois celle de la méthode naïve"), verdict
     # Drawn too: one line per level and period, plus the reference at 1.
     names = page.evaluate("() => document.getElementById('retro-0').data.map(t => t.name)")
     assert "France entière, test (hors échantillon)" in names and len(names) == 7

@@ -88,8 +88,10 @@
     var meta = document.getElementById("risk-meta");
     var picker = document.getElementById("risk-date");
     if (risk.available) {
-      picker.min = risk.first_date || ""; picker.max = risk.last_date || "";
-      picker.value = risk.date || "";
+      picker.dataset.min = risk.first_date || ""; picker.dataset.max = risk.last_date || "";
+      picker.value = V.date(risk.date);
+      document.getElementById("risk-date-range").textContent = "(du " + V.date(risk.first_date) +
+        " au " + V.date(risk.last_date) + ")";
       var counts = {};
       Object.values(items).forEach(function (r) { counts[r.level] = (counts[r.level] || 0) + 1; });
       var partial = Object.values(items).filter(function (r) { return !r.complete; }).length;
@@ -205,9 +207,18 @@
     if (!map.classList.contains("has-focus")) { ring.setAttribute("d", ""); }
   });
 
+  /* The day is typed dd/mm/yyyy (a native date field would follow the browser's language). */
   document.getElementById("risk-date").addEventListener("change", function (ev) {
-    if (!ev.target.value) { return; }
-    V.fetchJSON("/tableau/donnees/risque?date=" + encodeURIComponent(ev.target.value))
+    var m = /^(\d{2})\/(\d{2})\/(\d{4})$/.exec(ev.target.value.trim());
+    var meta = document.getElementById("risk-meta");
+    if (!m) { meta.textContent = "Date à écrire jj/mm/aaaa."; return; }
+    var iso = m[3] + "-" + m[2] + "-" + m[1];
+    var lo = ev.target.dataset.min, hi = ev.target.dataset.max;
+    if ((lo && iso < lo) || (hi && iso > hi)) {
+      meta.textContent = "Date hors de la période évaluée (du " + V.date(lo) + " au " + V.date(hi) + ").";
+      return;
+    }
+    V.fetchJSON("/tableau/donnees/risque?date=" + encodeURIComponent(iso))
       .then(paintRisk).then(showTitles).catch(function (err) {
         document.getElementById("risk-meta").textContent = "Erreur de chargement : " + V.errorFr(err);
       });

@@ -27,8 +27,8 @@
     if (!hs.length) { return ""; }
     var first = row.by_horizon[hs[0]], last = row.by_horizon[hs[hs.length - 1]];
     var period = group.periods.filter(function (p) { return p.period === row.period; })[0];
-    var text = "Sur la période de " + row.period_label + (period ? " (du " + V.date(period.start) + " au " +
-      V.date(period.end) + ")" : "") + ", pour " + (row.level === "national" ? "la France entière" : "les " +
+    var text = "Sur la période de " + (row.period === "held_out" ? "test" : row.period_label) +
+      (period ? " (prévisions du " + V.date(period.start) + " au " + V.date(period.end) + ")" : "") + ", pour " + (row.level === "national" ? "la France entière" : "les " +
       row.level_label.toLowerCase()) + ", l'erreur des prévisions " + horizonText(hs[0], group.unit) + " valait " +
       V.num(first.relative_wis, 2) + " fois celle de la méthode naïve";
     if (hs.length > 1) {
