@@ -27,6 +27,12 @@ How it fits together
   stalled past its lease and wakes up after another took over therefore publishes nothing and
   cannot mark the run ``ok``: its outcome is discarded and noted on the run, which the new
   leader has marked ``interrupted`` and retried.
+* Isolation. Scenario, forecast and backtest runs execute in a child process
+  (``python -m service.job_worker``) with an address-space limit
+  (``VIGIE_JOB_MEMORY_LIMIT_MB``, default 4096) and its BLAS/OpenMP threads set
+  (``VIGIE_JOB_THREADS``, default half the CPUs): a run that needs too much memory fails with
+  a recorded error, the serving process is untouched. ``VIGIE_JOB_ISOLATION=thread`` runs them
+  in the worker thread instead (debugging).
 * Job functions are thin: they call the pipeline (``features.ingest``, ``models``,
   ``scenarios``) with the service's settings.
 """
@@ -38,7 +44,12 @@ import datetime as dt
 import json
 import logging
 import os
+import pickle
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import traceback
 import uuid
@@ -51,7 +62,7 @@ import sqlalchemy as sa
 from features import fencing
 from features.catalog import as_utc, utcnow
 from features.fencing import FencedError
-from features.settings import Settings
+from features.settings import PROJECT_ROOT, Settings
 from service.db import job_runs, locks, newest_page
 
 log = logging.getLogger(__name__)
@@ -62,6 +73,10 @@ SCHEDULER_LOCK = "scheduler"
 
 class JobError(RuntimeError):
     """A job that ran but did not achieve its purpose (recorded as failed, retried)."""
+
+
+class WorkerError(JobError):
+    """A job run in a child process failed there, or the process died (message says which)."""
 
 
 @dataclass
@@ -139,6 +154,9 @@ class JobSpec:
     coalesce:
         Several queued runs collapse into one, and never two run at once (``max_instances=1``);
         False for runs that differ by their parameters (scenario runs).
+    isolated:
+        Run in a child process with a memory limit (heavy computations: the serving process
+        must survive them). ``func`` must then be importable by name (a module-level function).
     """
 
     name: str
@@ -148,6 +166,7 @@ class JobSpec:
     max_attempts: int = 3
     coalesce: bool = True
     params_doc: dict[str, str] = field(default_factory=dict)
+    isolated: bool = False
 
 
 JOBS: dict[str, JobSpec] = {}
@@ -318,11 +337,14 @@ def execute(engine: sa.Engine, settings: Settings, run: dict, *,
     log.info("job %s run %s attempt %s/%s started", spec.name, run["id"], run["attempt"],
              run["max_attempts"])
     try:
-        result = _call(ctx, spec.func, params)
+        if spec.isolated and isolation() == "process":
+            result = run_in_worker(ctx, spec, params)
+        else:
+            result = _call(ctx, spec.func, params)
     except BaseException as exc:  # a job must never take the server down
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
-        error = (str(exc) if isinstance(exc, FencedError)
+        error = (str(exc) if isinstance(exc, WorkerError | FencedError)
                  else "".join(traceback.format_exception(exc)))[-4000:]
         log.error("job %s run %s failed: %s", spec.name, run["id"],
                   (str(exc).splitlines() or [type(exc).__name__])[0])
@@ -352,6 +374,143 @@ def _call(ctx: JobContext, func: Callable[..., dict | None], params: dict) -> di
         result = func(ctx, **params) or {}
     # A result must be storable; a job returning numpy values should not fail after the fact.
     return json.loads(json.dumps(result, default=str))
+
+
+# ---------------------------------------------------------------------------- worker processes
+#: Thread-count variables of the numeric libraries (OpenMP, OpenBLAS, MKL, numexpr, …).
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS")
+DEFAULT_MEMORY_LIMIT_MB = 4096
+_WATCH_EVERY = 5.0  # seconds between checks that a worker process's run is still ours
+
+
+def isolation() -> str:
+    """``process`` (default): isolated jobs run in a child process; ``thread``: in the worker
+    thread (``VIGIE_JOB_ISOLATION``)."""
+    return "thread" if os.environ.get("VIGIE_JOB_ISOLATION", "").lower() == "thread" \
+        else "process"
+
+
+def memory_limit_mb() -> int:
+    """Address-space limit of a job's worker process (``VIGIE_JOB_MEMORY_LIMIT_MB``; 0: none)."""
+    return int(os.environ.get("VIGIE_JOB_MEMORY_LIMIT_MB") or DEFAULT_MEMORY_LIMIT_MB)
+
+
+def job_threads() -> int:
+    """BLAS/OpenMP threads of a job's worker process (``VIGIE_JOB_THREADS``; default half the
+    CPUs, so that the serving process keeps some)."""
+    value = os.environ.get("VIGIE_JOB_THREADS")
+    return max(1, int(value) if value else (os.cpu_count() or 2) // 2)
+
+
+def run_in_worker(ctx: JobContext, spec: JobSpec, params: dict) -> dict:
+    """Run ``spec.func(ctx, **params)`` in a child process (``python -m service.job_worker``).
+
+    The child gets the memory limit and thread counts in its environment, rebuilds the context
+    (its own database engine, the same run, worker and fence) and publishes under the same
+    fence. While it runs, this thread checks every few seconds that the run is still ours and
+    kills the child otherwise.
+
+    Raises
+    ------
+    FencedError
+        The run was lost meanwhile.
+    WorkerError
+        The job failed in the child (its error and traceback), ran out of memory, or the child
+        died (its exit code or signal and its last output).
+    """
+    limit, threads = memory_limit_mb(), job_threads()
+    env = {**os.environ, "VIGIE_JOB_MEMORY_LIMIT_MB": str(limit),
+           **{name: str(threads) for name in THREAD_VARS},
+           "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT)] + [
+               p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    request = {"func": spec.func, "params": params, "settings": ctx.settings,
+               "run_id": ctx.run_id, "attempt": ctx.attempt, "requested_by": ctx.requested_by,
+               "worker": ctx.worker, "fence": ctx.fence}
+    with tempfile.TemporaryDirectory(prefix=f"vigie-job-{ctx.run_id}-") as tmp:
+        folder = Path(tmp)
+        (folder / "request.pkl").write_bytes(pickle.dumps(request))
+        with open(folder / "output.log", "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "service.job_worker", str(folder)],
+                                    stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, env=env, cwd=str(PROJECT_ROOT))
+        log.info("job %s run %s: worker process %s (memory limit %s MB, %s threads)",
+                 spec.name, ctx.run_id, proc.pid, limit or "no", threads)
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=_WATCH_EVERY)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                try:
+                    owned = ctx.still_owns()
+                except Exception:  # database away: the child's own checks still fence it
+                    log.exception("job run %s: ownership check failed", ctx.run_id)
+                    owned = True
+                if not owned:
+                    proc.kill()
+                    proc.wait()
+                    raise FencedError(f"fenced: job run {ctx.run_id} was lost by {ctx.worker} "
+                                      f"(lease epoch {ctx.fence}) while its worker process "
+                                      f"{proc.pid} ran; the process was stopped")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        output = (folder / "output.log").read_bytes().decode("utf-8", "replace")
+        if output.strip():
+            log.info("job %s run %s worker output:\n%s", spec.name, ctx.run_id,
+                     output[-20000:].rstrip())
+        answer_path = folder / "response.pkl"
+        answer = pickle.loads(answer_path.read_bytes()) if answer_path.exists() else None
+    if answer is not None and answer["ok"]:
+        return answer["result"]
+    raise _worker_failure(answer, proc.returncode, output, limit)
+
+
+def _worker_failure(answer: dict | None, returncode: int, output: str,
+                    limit: int) -> Exception:
+    tail = "\n".join(output.rstrip().splitlines()[-30:])
+    if answer is not None:
+        kind, message = answer["type"], answer["message"]
+        if kind == "FencedError":
+            return FencedError(message)
+        if kind == "MemoryError" or _out_of_memory(message):
+            return WorkerError(
+                f"out of memory: the job's worker process went over its limit of {limit} MB "
+                f"(VIGIE_JOB_MEMORY_LIMIT_MB) and stopped; the service was not affected. "
+                f"{kind}: {message}\n\nworker traceback:\n{answer['traceback']}")
+        return WorkerError(f"{kind}: {message}\n\nworker traceback:\n{answer['traceback']}")
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = (f"; SIGKILL usually means it ran out of memory (limit {limit} MB, "
+                "VIGIE_JOB_MEMORY_LIMIT_MB)" if -returncode == signal.SIGKILL else "")
+        return WorkerError(f"the job's worker process was killed by {name}{hint}; the service "
+                           f"was not affected.\n\nlast output:\n{tail}")
+    return WorkerError(f"the job's worker process exited with code {returncode} without an "
+                       f"answer (memory limit {limit} MB).\n\nlast output:\n{tail}")
+
+
+def _out_of_memory(message: str) -> bool:
+    text = message.lower()
+    return any(s in text for s in ("cannot allocate memory", "out of memory",
+                                   "unable to allocate", "failed to map segment",
+                                   "memory allocation failed"))
+
+
+def run_request(request: dict) -> dict:
+    """The child's side of :func:`run_in_worker` (called by :mod:`service.job_worker`)."""
+    from features.catalog import get_engine
+
+    settings = request["settings"]
+    ctx = JobContext(settings, get_engine(settings.database_url), request["run_id"],
+                     request["attempt"], request.get("requested_by"),
+                     worker=request.get("worker"), fence=request.get("fence"))
+    return _call(ctx, request["func"], request.get("params") or {})
 
 
 def run_pending(engine: sa.Engine, settings: Settings, *, worker: str = "inline",
@@ -764,7 +923,7 @@ def leaderboard_from_backtest(frame) -> list[dict]:
 def job_scenario(ctx: JobContext, name: str | None = None, definition: dict | None = None,
                  as_of: str | None = None) -> dict:
     """Run a scenario (library name or definition) on the current cube; store its result."""
-    from service.api.scenarios import run_and_store
+    from service.scenario_runs import run_and_store
 
     return run_and_store(ctx.settings, ctx.run_id, name=name, definition=definition,
                          as_of=as_of)
@@ -775,14 +934,15 @@ register_job(JobSpec("ingest", job_ingest, "Ingest the data directory into a new
                      params_doc={"force": "write a vintage even if no input changed"}))
 register_job(JobSpec("forecast", job_forecast,
                      "Forecast every target and level into the forecast store (after ingest)",
-                     schedule=None, max_attempts=2,
+                     schedule=None, max_attempts=2, isolated=True,
                      params_doc={"model": "registry name (default ensemble)"}))
 register_job(JobSpec("backtest", job_backtest,
                      "Weekly backtest of the models and leaderboard of their scores",
                      schedule={"trigger": "cron", "day_of_week": "mon", "hour": 3},
-                     max_attempts=2, params_doc={"model": "registry name, or 'all'"}))
+                     max_attempts=2, isolated=True,
+                     params_doc={"model": "registry name, or 'all'"}))
 register_job(JobSpec("scenario", job_scenario, "Run a what-if scenario submitted through the API",
-                     schedule=None, max_attempts=1, coalesce=False))
+                     schedule=None, max_attempts=1, coalesce=False, isolated=True))
 
 
 def job_prune(ctx: JobContext, dry_run: bool = False) -> dict:

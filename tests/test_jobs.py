@@ -176,6 +176,7 @@ def test_crash_mid_job_keeps_previous_forecasts_served(served_home, monkeypatch)
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", crash)
+    monkeypatch.setenv("VIGIE_JOB_ISOLATION", "thread")  # the crash is patched in this process
     run_id = enqueue(engine, "forecast", {"model": "baseline", "runs": [["inc_hosp", "weekly"]],
                                           "levels": ["national"], "calibrate": False})
     assert run_pending(engine, served_home)[0] == (run_id, "failed")

@@ -33,63 +33,16 @@ from service.api.data import parse_codes
 from service.audit import note
 from service.auth import current_principal, requires
 from service.errors import ApiError, bad_request, not_found
+from service.scenario_runs import load_result as _load_result
+from service.scenario_runs import results_dir, run_and_store, vintage_id_of  # noqa: F401
 
 PREFIX = "scenarios"
 bp = APIBlueprint("scenarios", __name__, tag="scenarios")
 
 
-def results_dir(settings: Settings) -> Path:
-    return settings.home / "scenario_runs"
-
-
-def run_and_store(settings: Settings, run_id: int, *, name: str | None = None,
-                  definition: dict | None = None, as_of: str | None = None) -> dict:
-    """Run a scenario (the ``scenario`` job's body) and store its full result."""
-    from scenarios import load_library_scenario, run_scenario
-
-    if definition is None:
-        definition = load_library_scenario(name)
-    result = run_scenario(definition, as_of=as_of, settings=settings)
-    folder = results_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{run_id}.json.tmp"
-    tmp.write_text(json.dumps(_json_safe(result), default=str, allow_nan=False))
-    os.replace(tmp, folder / f"{run_id}.json")
-    inputs = result.get("inputs") or {}
-    return {"scenario": inputs.get("name") or name, "vintage": vintage_id_of(result),
-            "as_of": inputs.get("as_of"), "territories": sorted(result.get("summary") or {}),
-            "timing_s": result.get("timing_s")}
-
-
-def vintage_id_of(result: dict) -> str | None:
-    """The cube vintage id a scenario result was computed on."""
-    vintage = result.get("vintage")
-    if isinstance(vintage, dict):
-        vintage = vintage.get("vintage_id")
-    return str(vintage) if vintage else None
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities become null (JSON has neither)."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        try:
-            return _json_safe(value.item())
-        except (ValueError, AttributeError):
-            return str(value)
-    return value
-
-
 def load_result(run_id: int) -> dict | None:
-    path = results_dir(state().settings) / f"{run_id}.json"
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())
+    """A stored scenario result of this app's home, or None."""
+    return _load_result(state().settings, run_id)
 
 
 # ---------------------------------------------------------------------------- publication
