@@ -36,12 +36,13 @@ def _run(store: ForecastStore, vintage: str, target: str = "inc_hosp") -> str:
 
 
 @pytest.fixture
-def home(tmp_path):
-    """Seven vintages and five forecast runs, each kept (or not) for one reason."""
+def home(tmp_path, db_url):
+    """Seven vintages and five forecast runs, each kept (or not) for one reason (SQLite and,
+    with VIGIE_TEST_DATABASE_URL, PostgreSQL)."""
     from service.audit import record, record_publication
 
     settings = Settings.from_env(home=str(tmp_path / "home"), data_dir=str(tmp_path),
-                                 database_url=f"sqlite:///{tmp_path}/home/vigie.sqlite")
+                                 database_url=db_url)
     cube = CubeStore(settings)
     start = dt.datetime(2021, 1, 1, tzinfo=dt.UTC)
     ids = [cube.write_vintage({"daily": _dataset()}, {}, {},
