@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -82,8 +83,10 @@ def test_city_indicators_flow_into_the_cube(make_settings, data_copy):
     assert food.attrs["source"] == "CCAS de Rennes"
     assert weekly["territory_level"].sel(territory="35238").item() == "commune"
     housing = weekly["emergency_housing_calls_115"]
-    # A département total is the published value, and the région/France are sums of it.
+    # A département total is the published value; one département of four makes no région or
+    # France total (tests/test_cube_coverage.py).
     assert housing.sel(territory="35", date="2020-11-07").item() == 1210
+    assert np.isnan(housing.sel(territory=["R53", "FR"], date="2020-11-07").values).all()
     daily = CubeStore(settings).open("daily")
     assert daily["school_absences_pct"].sel(territory="35238", date="2020-11-03").item() \
         == pytest.approx(7.1)
