@@ -25,11 +25,25 @@ HEADERS = {"vintage_id": "X-Vigie-Vintage", "model_version": "X-Vigie-Model-Vers
            "run_id": "X-Vigie-Run"}
 
 
-def note(**provenance: Any) -> None:
-    """Record where the current answer came from (vintage_id, model_version, run_id)."""
+def note(*, pin: bool = False, **provenance: Any) -> None:
+    """Record where the current answer came from (vintage_id, model_version, run_id).
+
+    ``pin=True``: these are the answer's own (a forecast's vintage and model version); notes
+    made later while the view looks things up in the current cube (territory names,
+    indicators) do not replace them.
+    """
     current = getattr(g, "provenance", None) or {}
-    current.update({k: v for k, v in provenance.items() if v})
+    fixed = getattr(g, "provenance_pinned", None) or set()
+    given = {k: v for k, v in provenance.items() if v}
+    current.update({k: v for k, v in given.items() if pin or k not in fixed})
+    if pin:
+        g.provenance_pinned = fixed | set(given)
     g.provenance = current
+
+
+def pinned(key: str) -> bool:
+    """Whether the current answer's ``key`` (e.g. ``vintage_id``) was pinned by the view."""
+    return key in (getattr(g, "provenance_pinned", None) or set())
 
 
 def record(engine: sa.Engine, *, event: str, actor: str, role: str,

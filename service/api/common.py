@@ -38,7 +38,7 @@ from apiflask.validators import OneOf, Range
 from flask import Response, current_app, g, request
 
 from features.settings import Settings
-from service.audit import note
+from service.audit import note, pinned
 from service.auth import current_principal
 from service.csv_safety import neutralise
 from service.labels import indicator_fr
@@ -474,7 +474,8 @@ def current_vintage() -> dict:
         raise ApiError(503, "no_data", "no cube vintage yet: run 'python -m service ingest'",
                        {"reason": str(exc)}) from exc
     note(vintage_id=row["id"])
-    set_last_modified(row["issued_at"])
+    if not pinned("vintage_id"):  # else the answer is not of the current vintage (a forecast)
+        set_last_modified(row["issued_at"])
     return row
 
 

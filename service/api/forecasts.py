@@ -160,9 +160,8 @@ def find_run(target: str, frequency: str | None, level: str, model: str | None,
     from models.targets import get_target
 
     store = forecast_store()
-    if run_id and (len(run_id) > 64 or not re.match(RUN_ID, run_id)):
-        # A store folder name is at most 64 characters (longer: the OS refuses the path).
-        raise not_found(f"no forecast run {run_id[:64]!r}")
+    if run_id and not re.match(RUN_ID, run_id):
+        raise not_found(f"no forecast run {run_id!r}")
     if run_id:
         try:
             return store.get(run_id)
@@ -220,7 +219,8 @@ def get_forecasts(query_data: dict):
     run = find_run(query_data["target"], query_data.get("frequency"), level,
                    query_data.get("model"), query_data.get("run_id"))
     meta = run_meta(run.metadata)
-    note(vintage_id=meta["vintage_id"], run_id=meta["run_id"],
+    # The forecast's own vintage and model, not the current cube's (looked up for names).
+    note(pin=True, vintage_id=meta["vintage_id"], run_id=meta["run_id"],
          model_version=f"{meta['model']}@{meta['model_version']}")
     set_last_modified(meta["created_at"] or None)
     grouped = run_items(run)
@@ -297,6 +297,7 @@ def list_forecast_runs(query_data: dict):
 def get_forecast_run(run_id: str):
     run = find_run("", None, "", "", run_id)
     meta = run_meta(run.metadata)
-    note(vintage_id=meta["vintage_id"], run_id=meta["run_id"],
+    # The forecast's own vintage and model, not the current cube's (looked up for names).
+    note(pin=True, vintage_id=meta["vintage_id"], run_id=meta["run_id"],
          model_version=f"{meta['model']}@{meta['model_version']}")
     return render(meta, {})
