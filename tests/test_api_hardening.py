@@ -233,3 +233,36 @@ def test_dashboard_pages_carry_no_inline_executable_script(app):
                                         resp.get_data(as_text=True), re.S):
             assert "src=" in attrs or "application/json" in attrs or not script.strip(), path
         assert "script-src 'self';" in resp.headers["Content-Security-Policy"], path
+
+
+def test_metrics_report_the_cache_size(app):
+    client = app.test_client()
+    client.get(LIST, query_string={"per_page": 3})
+    text = client.get("/metrics").get_data(as_text=True)
+    cache = app.extensions["vigie"].cache
+    assert f"vigie_response_cache_bytes {float(cache.bytes)}" in text
+    assert f"vigie_response_cache_entries {float(len(cache))}" in text
+
+
+# ---------------------------------------------------------------------------- OpenAPI bounds
+def test_every_query_parameter_is_bounded_in_the_openapi_document(app):
+    """Numbers have a maximum, text a maximum length, an enum or a pattern, dates a format:
+    what the API accepts is written in the document clients and fuzzers read."""
+    spec = app.test_client().get("/api/v1/openapi.json").get_json()
+    seen = 0
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            for param in op.get("parameters", []) if isinstance(op, dict) else []:
+                if param["in"] != "query":
+                    continue
+                seen += 1
+                schema, where = param["schema"], f"{method.upper()} {path} {param['name']}"
+                if schema.get("type") in ("integer", "number"):
+                    assert "maximum" in schema and "minimum" in schema, where
+                elif schema.get("type") == "string":
+                    assert ("maxLength" in schema or "enum" in schema or "pattern" in schema
+                            or schema.get("format") == "date"), where
+    assert seen > 40
+    body = spec["components"]["schemas"]["ScenarioRunIn"]["properties"]
+    assert "at most 120 territories" in body["definition"]["description"]
+    assert "max_los ≤ 180" in body["definition"]["description"]

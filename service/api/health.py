@@ -104,6 +104,14 @@ class _StateCollector:
         misses = CounterMetricFamily("vigie_response_cache_misses", "Answers rendered")
         misses.add_metric([], st.cache.misses)
         yield misses
+        size = GaugeMetricFamily("vigie_response_cache_bytes",
+                                 "Bytes held by the response cache (capped at "
+                                 "RESPONSE_CACHE_BYTES)")
+        size.add_metric([], st.cache.bytes)
+        yield size
+        entries = GaugeMetricFamily("vigie_response_cache_entries", "Answers in the cache")
+        entries.add_metric([], len(st.cache))
+        yield entries
         leader = GaugeMetricFamily("vigie_scheduler_leader", "1 when this process runs jobs")
         leader.add_metric([], 1 if st.scheduler is not None and st.scheduler.is_leader else 0)
         yield leader
