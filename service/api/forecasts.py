@@ -160,8 +160,9 @@ def find_run(target: str, frequency: str | None, level: str, model: str | None,
     from models.targets import get_target
 
     store = forecast_store()
-    if run_id and not re.match(RUN_ID, run_id):
-        raise not_found(f"no forecast run {run_id!r}")
+    if run_id and (len(run_id) > 64 or not re.match(RUN_ID, run_id)):
+        # A store folder name is at most 64 characters (longer: the OS refuses the path).
+        raise not_found(f"no forecast run {run_id[:64]!r}")
     if run_id:
         try:
             return store.get(run_id)
