@@ -29,6 +29,7 @@ Steps, in order:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -136,6 +137,11 @@ class Frame:
         self.coverage: dict[str, TotalsCoverage] = {}
         self.index = {code: i for i, code in enumerate(codes)}
 
+    @functools.cached_property
+    def date_labels(self) -> list[str]:
+        """ISO dates of the date axis (coverage keys)."""
+        return list(self.dates.strftime("%Y-%m-%d"))
+
     def rows_at(self, levels: Iterable[str]) -> np.ndarray:
         return np.flatnonzero(self.meta["level"].isin(list(levels)).to_numpy())
 
@@ -197,10 +203,13 @@ def rebuild_occupancy(frame: Frame) -> dict:
 def registry_children(territories: Territories, level: str) -> dict[str, list[str]]:
     """Parent code at ``level`` → the départements and collectivités of the registry under it."""
     table = territories.table
+    parent_of, level_of = table["parent"].to_dict(), table["level"].to_dict()
     out: dict[str, list[str]] = {}
     for code in table.index[table["level"].isin(BASE_LEVELS).to_numpy()]:
-        parent = territories._ancestor_at(code, level)
-        if parent is not None:
+        parent = parent_of.get(code)
+        while parent and level_of.get(parent) != level:
+            parent = parent_of.get(parent)
+        if parent:
             out.setdefault(parent, []).append(code)
     return out
 
@@ -223,7 +232,7 @@ def _record_coverage(frame: Frame, name: str, parents: np.ndarray, members: list
     children (``count``: children reporting, parent × date)."""
     coverage = frame.coverage.setdefault(name, TotalsCoverage())
     values = frame.arrays[name]
-    labels = frame.dates.strftime("%Y-%m-%d")
+    labels = frame.date_labels
     for i, row in enumerate(parents):
         code, need = frame.codes[row], len(members[i])
         coverage.children[code] = need
@@ -256,6 +265,8 @@ def aggregate_hierarchy(frame: Frame) -> None:
     levels = frame.meta["level"].to_numpy()
     is_department = levels[base] == "department"
     children = {level: registry_children(frame.territories, level) for level in TOTAL_LEVELS}
+    table = frame.territories.table
+    departments = set(table.index[(table["level"] == "department").to_numpy()])
     for name, spec in frame.specs.items():
         arr = frame.arrays[name]
         if spec.aggregation == "national":
@@ -276,8 +287,7 @@ def aggregate_hierarchy(frame: Frame) -> None:
             if not len(parents):
                 continue
             members = [[c for c in children[level].get(frame.codes[p], [])
-                        if frame.territories.table.at[c, "level"] == "department"
-                        or c in reporting] for p in parents]
+                        if c in departments or c in reporting] for p in parents]
             m = _member_matrix(frame, base, members)
             need = np.array([len(codes) for codes in members], dtype=float)[:, None]
             count = m @ observed
