@@ -84,6 +84,8 @@ class GlobalGBM(Forecaster):
     alias: ClassVar[str] = "gbm"
     is_global: ClassVar[bool] = True
     pools_territories: ClassVar[bool] = True
+    #: ``predict(horizon, needed=...)`` fits only the steps asked for (see :meth:`predict`).
+    predicts_needed_steps: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {
         "lags": (1, 2, 3, 4),
         # Leading indicators, where the cube has them (weekly SurSaUD, by région; a
@@ -237,7 +239,15 @@ class GlobalGBM(Forecaster):
             random_state=self.params["random_state"],
         )
 
-    def predict(self, horizon: int, X_future: xr.Dataset | None = None) -> xr.DataArray:
+    def predict(self, horizon: int, X_future: xr.Dataset | None = None,
+                needed: set[int] | None = None) -> xr.DataArray:
+        """Quantiles of steps 1..``horizon``.
+
+        ``needed``: the steps the caller keeps (the pipeline keeps the Hub horizons' steps,
+        e.g. 8 and 15 of a daily 15-step forecast). When they are all among the steps fitted
+        anyway, only they are fitted: their quantiles are exactly those of a full predict, the
+        other steps are interpolated between them (a daily forecast then costs 2 fits, not 6).
+        """
         targets = future_dates(self.last_date_, self.step_, horizon)
         n_t = len(self.territories_)
         origin = self.features_[:, -1, :]
@@ -248,6 +258,8 @@ class GlobalGBM(Forecaster):
         # 14-day targets (7 days apart, the last one last) on their own weekday: interpolating
         # a Monday between two Sunday fits under-forecast daily admissions by the weekend dip.
         fit_h = sorted({*range(1, min(4, horizon) + 1), *range(horizon, 4, -7)})
+        if needed and set(needed) <= set(fit_h):
+            fit_h = sorted(needed)
         center = np.full((n_t, len(fit_h)), np.nan)
         spread = np.full((n_t, len(fit_h)), np.nan)
         for j, h in enumerate(fit_h):

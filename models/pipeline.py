@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from models.base import Forecaster
-from models.calibration import ConformalCalibrator, calibrate_rows, forecast_rows
+from models.calibration import QCOLS, ConformalCalibrator, calibrate_rows, forecast_rows
 from models.ensemble import Ensemble
 from models.registry import Registry, get_registry
 from models.targets import LEVELS, Target, select_territories
@@ -42,10 +43,13 @@ def default_opener(settings: Any = None) -> CubeOpener:
 
 # -- parallelism ------------------------------------------------------------------------------
 @contextmanager
-def dask_client(address: str | None = None, n_workers: int | None = None):
+def dask_client(address: str | None = None, n_workers: int | None = None, nice: int = 0):
     """A ``dask.distributed`` client: the cluster at ``address`` or a LocalCluster.
 
-    Workers are processes with one thread each: statsmodels and Stan fits hold the GIL.
+    Workers are processes with one thread each: statsmodels and Stan fits hold the GIL. Their
+    logging follows this process's (``VIGIE_LOG_LEVEL``, set by the command line: warnings
+    once each unless ``-v``). ``nice``: lower the local workers' CPU priority (a background
+    job leaves the serving process its share).
     """
     from dask.distributed import Client, LocalCluster
 
@@ -62,11 +66,51 @@ def dask_client(address: str | None = None, n_workers: int | None = None):
         ) as cluster,
         Client(cluster) as client,
     ):
+        client.run(_worker_logging, os.environ.get("VIGIE_LOG_LEVEL", "WARNING"), nice)
         yield client
 
 
-def _fit_predict(model: Forecaster, y: xr.DataArray, X: xr.Dataset | None, steps: int):
-    return model.clone().fit(y, X).predict(steps)
+def _worker_logging(level: str, nice: int = 0) -> None:
+    """In a Dask worker: Vigie's warnings once each (a signal dropped at each of 28 dates is
+    one fact), at ``level``; libraries quiet unless it is DEBUG."""
+    import logging
+    import os
+
+    class _Once(logging.Filter):
+        seen: set = set()
+
+        def filter(self, record):
+            key = (record.name, record.getMessage())
+            if record.levelno < logging.WARNING or key not in self.seen:
+                self.seen.add(key)
+                return True
+            return False
+
+    class _Lower(logging.Formatter):
+        def format(self, record):
+            return f"{record.levelname.lower()}: {super().format(record)}"
+
+    root = logging.getLogger()
+    if not any(getattr(h, "_vigie", False) for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+                             if level.upper() == "DEBUG" else _Lower("%(message)s"))
+        handler.addFilter(_Once())
+        handler._vigie = True
+        root.addHandler(handler)
+    numeric = getattr(logging, level.upper(), logging.WARNING)
+    for name in ("models", "features", "scenarios", "service"):
+        logging.getLogger(name).setLevel(numeric)
+    if nice:
+        os.nice(nice)
+
+
+def _fit_predict(model: Forecaster, y: xr.DataArray, X: xr.Dataset | None, steps: int,
+                 needed: set[int] | None = None):
+    fitted = model.clone().fit(y, X)
+    if needed and getattr(fitted, "predicts_needed_steps", False):
+        return fitted.predict(steps, needed=needed)
+    return fitted.predict(steps)
 
 
 def run_models(
@@ -75,15 +119,18 @@ def run_models(
     X: xr.Dataset | None,
     steps: int,
     client: Any = None,
+    needed: set[int] | None = None,
 ) -> dict[str, xr.DataArray]:
     """Fit and predict several models; per-series models are split over Dask workers.
+
+    ``needed``: the steps that will be kept (a model that can skips fitting the others).
 
     Returns
     -------
     name → forecast (territory, horizon=step, quantile).
     """
     if client is None:
-        return {name: _fit_predict(m, y, X, steps) for name, m in models.items()}
+        return {name: _fit_predict(m, y, X, steps, needed) for name, m in models.items()}
     n_chunks = max(1, 2 * len(client.scheduler_info()["workers"]))
     codes = list(y["territory"].values)
     chunks = [c for c in np.array_split(np.array(codes, dtype=object), n_chunks) if len(c)]
@@ -92,10 +139,12 @@ def run_models(
     x_f = client.scatter(X, broadcast=True) if X is not None else None
     for name, model in models.items():
         if model.is_global or len(chunks) == 1:
-            futures[name] = [client.submit(_fit_predict, model, y_f, x_f, steps, pure=False)]
+            futures[name] = [client.submit(_fit_predict, model, y_f, x_f, steps, needed,
+                                           pure=False)]
         else:
             futures[name] = [
-                client.submit(_fit_chunk, model, y_f, x_f, steps, list(chunk), pure=False)
+                client.submit(_fit_chunk, model, y_f, x_f, steps, list(chunk), needed,
+                              pure=False)
                 for chunk in chunks
             ]
     out = {}
@@ -105,9 +154,9 @@ def run_models(
     return out
 
 
-def _fit_chunk(model, y, X, steps, codes):
+def _fit_chunk(model, y, X, steps, codes, needed=None):
     sub_x = X.sel(territory=codes) if X is not None and "territory" in X.dims else X
-    return _fit_predict(model, y.sel(territory=codes), sub_x, steps)
+    return _fit_predict(model, y.sel(territory=codes), sub_x, steps, needed)
 
 
 # -- one forecast -----------------------------------------------------------------------------
@@ -191,8 +240,14 @@ def raw_forecasts(
     horizons: Iterable[int],
     territories: list[str] | None = None,
     client: Any = None,
+    pooled_cache: dict | None = None,
 ) -> dict[str, xr.DataArray]:
-    """Uncalibrated forecasts of each model from a cube already cut at ``forecast_date``."""
+    """Uncalibrated forecasts of each model from a cube already cut at ``forecast_date``.
+
+    ``pooled_cache``: a dict shared by the calls for several levels on one cube and date; a
+    model pooling the hierarchy (fitted on every level whatever the requested one) is then
+    fitted once for all of them (per last observed date), with identical results.
+    """
     from models.base import infer_step
 
     y, X = prepare(ds, target, level, territories)
@@ -208,16 +263,23 @@ def raw_forecasts(
         raise ValueError("the cube holds data on or after the forecast date (not cut as_of)")
     steps = steps_for(target, dates[-1], forecast_date, horizons, infer_step(dates))
     n_steps = max(steps.values())
+    needed = set(steps.values())
     pooled = {n: m for n, m in models.items() if m.pools_territories}
-    fcs = run_models({n: m for n, m in models.items() if n not in pooled}, y, X, n_steps, client)
-    if pooled:
+    fcs = run_models({n: m for n, m in models.items() if n not in pooled}, y, X, n_steps, client,
+                     needed)
+    cache = pooled_cache if pooled_cache is not None else {}
+    key = (dates[-1], n_steps, tuple(sorted(needed)))
+    todo = {n: m for n, m in pooled.items() if (n, *key) not in cache}
+    if todo:
         # Global models learn from every territory of the hierarchy (a national series alone
         # is too short to train on), then forecast the requested ones.
         y_all, x_all = prepare(ds, target, "all")
         y_all = y_all.sel(date=y_all["date"] <= dates[-1])
         x_all = x_all.sel(date=y_all["date"])
-        for name, fc in run_models(pooled, y_all, x_all, n_steps, client).items():
-            fcs[name] = fc.sel(territory=y["territory"].values)
+        for name, fc in run_models(todo, y_all, x_all, n_steps, client, needed).items():
+            cache[(name, *key)] = fc
+    for name in pooled:
+        fcs[name] = cache[(name, *key)].sel(territory=y["territory"].values)
     return {name: relabel(fcs[name], steps) for name in models}
 
 
@@ -538,3 +600,193 @@ def forecast(
         }
     fc.attrs["model"] = model_name
     return fc, meta
+
+
+# -- every level of a target, many dates at once ----------------------------------------------
+@dataclass
+class LevelPlan:
+    """What to fit for one model and target at each level.
+
+    Attributes
+    ----------
+    model_name:
+        The model as asked for (``ensemble``, ``gbm``, ``ensemble@1.2``…).
+    model:
+        Its unfitted forecaster (an :class:`Ensemble` combines ``members``).
+    members:
+        Level → model key → unfitted forecaster: the members the model combines at that level
+        for this target (not those it would discard) and the Hub ``baseline``, the reference
+        of every relative score.
+    key:
+        Identifies the fitted models: ``name@version`` and a hash of every member's kind,
+        version and settings (stored forecasts of another member set are never mixed in).
+    """
+
+    model_name: str
+    model: Forecaster
+    members: dict[str, dict[str, Forecaster]]
+    key: str
+
+    def for_levels(self, levels: Iterable[str]) -> LevelPlan:
+        return LevelPlan(self.model_name, self.model,
+                         {lv: self.members[lv] for lv in levels if lv in self.members}, self.key)
+
+
+def level_plan(model_name: str, target: Target, levels: Iterable[str],
+               registry: Registry | None = None) -> LevelPlan:
+    """The :class:`LevelPlan` of ``model_name`` for ``target`` at ``levels``."""
+    import hashlib
+    import json
+
+    registry = registry or get_registry()
+    spec = registry.get(model_name)
+    model = registry.create(model_name)
+    members: dict[str, dict[str, Forecaster]] = {}
+    described: dict[str, Any] = {}
+    if isinstance(model, Ensemble):
+        model.keys_ = model.member_keys(registry)
+    for level in levels:
+        chosen: dict[str, Forecaster] = {}
+        if isinstance(model, Ensemble):
+            combined = {n for kind in LEVELS[level]
+                        for n in model.members_for(kind, target.variable)}
+            for name, key in model.member_keys(registry, LEVELS[level]).items():
+                if name in combined:
+                    chosen[key] = registry.create(name, model.member_version(name))
+                    member = registry.get(name, model.member_version(name))
+                    described[key] = [member.kind, member.version, member.params]
+        else:
+            chosen[model_name] = model
+        if "baseline" not in chosen:
+            chosen["baseline"] = registry.create("baseline")
+        members[level] = chosen
+    baseline = registry.get("baseline")
+    described["baseline"] = [baseline.kind, baseline.version, baseline.params]
+    described[model_name] = [spec.kind, spec.version, spec.params]
+    digest = hashlib.sha1(json.dumps(described, sort_keys=True, default=str).encode())
+    key = f"{spec.name}@{spec.version}-{digest.hexdigest()[:8]}"
+    return LevelPlan(model_name, model, members, key)
+
+
+def levels_date_rows(opener: CubeOpener, target: Target, forecast_date: pd.Timestamp,
+                     plan: LevelPlan, horizons: Iterable[int]) -> tuple[pd.DataFrame, dict]:
+    """Raw forecasts of a plan's models at every level of the plan, made on one date.
+
+    A model pooling the hierarchy (``gbm``, ``growth``) is fitted once for all the levels
+    (see :func:`raw_forecasts`); the ensemble is combined per level as in :func:`forecast`.
+
+    Returns
+    -------
+    (rows, meta): wide rows (``model``, ``level``, ``forecast_date``, ``territory``,
+    ``horizon``, ``target_end_date``, quantile columns) of every member, the baseline and the
+    model; per level ``{"vintage_id", "signal_fallbacks"}`` (levels with no history before the
+    date are left out of both).
+    """
+    fd = pd.Timestamp(forecast_date)
+    horizons = tuple(horizons)
+    ds = opener(target.frequency, fd)
+    cache: dict = {}
+    parts, meta = [], {}
+    for level, models in plan.members.items():
+        try:
+            fcs = raw_forecasts(ds, target, level, fd, models, horizons, pooled_cache=cache)
+        except NoHistoryError as err:
+            log.debug("%s %s %s skipped: %s", target.name, level, fd.date(), err)
+            continue
+        if isinstance(plan.model, Ensemble):
+            fcs[plan.model_name] = combine_members(plan.model, fcs, ds, target.variable)
+        fallbacks = {name: dict(f.attrs["signal_fallbacks"]) for name, f in fcs.items()
+                     if f.attrs.get("signal_fallbacks")}
+        meta[level] = {"vintage_id": str(ds.attrs.get("vintage_id", "")),
+                       "signal_fallbacks": fallbacks}
+        parts += [forecast_rows(fc, fd).assign(model=name, level=level)
+                  for name, fc in fcs.items()]
+    if not parts:
+        return pd.DataFrame(columns=["model", "level", *_ROW_KEYS]), meta
+    return pd.concat(parts, ignore_index=True), meta
+
+
+_ROW_KEYS = ["forecast_date", "territory", "horizon", "target_end_date", *QCOLS]
+
+
+@dataclass
+class DateTask:
+    """One call of :func:`levels_date_rows` (what :func:`run_date_tasks` schedules)."""
+
+    target: Target
+    forecast_date: pd.Timestamp
+    plan: LevelPlan
+    horizons: tuple[int, ...]
+    tag: Any = None
+
+
+def run_date_tasks(tasks: list[DateTask], opener: CubeOpener, *, client: Any = None,
+                   on_done: Callable[[DateTask, tuple | None, BaseException | None], None]
+                   | None = None) -> list[tuple | None]:
+    """Run date tasks, in parallel on the Dask ``client`` when given (both workers busy until
+    the last task), calling ``on_done(task, result, error)`` as each one ends (progress,
+    storing, publishing what is complete). A failed task gives ``None`` and its error to
+    ``on_done``; the others go on.
+    """
+    results: list[tuple | None] = [None] * len(tasks)
+
+    def _done(i: int, result, error) -> None:
+        results[i] = result
+        if on_done is not None:
+            on_done(tasks[i], result, error)
+
+    if client is None:
+        for i, t in enumerate(tasks):
+            try:
+                result = levels_date_rows(opener, t.target, t.forecast_date, t.plan, t.horizons)
+            except Exception as exc:  # one failing date must not stop the others
+                _done(i, None, exc)
+                continue
+            _done(i, result, None)
+        return results
+    from dask.distributed import as_completed
+
+    futures = {client.submit(levels_date_rows, opener, t.target, t.forecast_date, t.plan,
+                             t.horizons, pure=False): i for i, t in enumerate(tasks)}
+    for fut in as_completed(list(futures)):
+        i = futures[fut]
+        try:
+            result = fut.result()
+        except Exception as exc:
+            _done(i, None, exc)
+            continue
+        _done(i, result, None)
+    return results
+
+
+def history_dates(target: Target, forecast_date: pd.Timestamp, window: int,
+                  horizons: Iterable[int] | None = None) -> list[pd.Timestamp]:
+    """Past forecast dates whose errors calibrate a forecast made on ``forecast_date``:
+    Mondays, a week apart (also for daily targets), far enough back that ``window`` of them
+    have every horizon observed before it. For a weekly target (forecast on a Monday) these
+    are the dates :func:`forecast` backtests; a daily target's are the Mondays before its date,
+    the origins of the stored backtests, so calibration reuses them."""
+    fd = pd.Timestamp(forecast_date).normalize()
+    monday = fd + pd.Timedelta(days=(0 - fd.weekday()) % 7)
+    return [d for d in warmup_dates(target, monday, window, 7, horizons) if d < fd]
+
+
+def calibrate_level(fc_rows: pd.DataFrame, history: pd.DataFrame, ds_as_of: xr.Dataset,
+                    target: Target, forecast_date: pd.Timestamp,
+                    calibration: ConformalCalibrator) -> tuple[xr.DataArray, dict]:
+    """The calibrated forecast of one model and level from its raw rows and the raw rows of
+    its past forecasts (outcomes as known in ``ds_as_of``), as :func:`forecast` does it.
+
+    Returns
+    -------
+    (forecast with Hub horizons, ``{"calibration_factors": …}``).
+    """
+    fd = pd.Timestamp(forecast_date)
+    fc = _rows_to_forecast(fc_rows.drop(columns=["level"], errors="ignore"))
+    known = observed_rows(history, ds_as_of, target)
+    cal = ConformalCalibrator(calibration.window, calibration.prior_scores,
+                              calibration.max_factor).fit(known, as_of=fd)
+    fc = cal.transform(fc)
+    factors = {int(h): [round(float(k), 3) for k in cal.factors(int(h))]
+               for h in fc["horizon"].values}
+    return fc, {"calibration_factors": factors}
