@@ -121,8 +121,8 @@ def test_risk_csv(signals_client, cube):
 @pytest.mark.parametrize("url, status, word", [
     ("/api/v1/risk?level=planet", 400, "level"),
     ("/api/v1/risk?territory=XX,R84", 400, "unknown"),
-    ("/api/v1/risk?territory=R84%00", 400, "unknown"),
-    ("/api/v1/risk?territory=%1b%5b31m", 400, "unknown"),
+    ("/api/v1/risk?territory=R84%00", 400, "control character"),
+    ("/api/v1/risk?territory=%1b%5b31m", 400, "control character"),
     ("/api/v1/risk?date=2020-13-01", 400, "date"),
     ("/api/v1/risk?date=2035-01-01", 400, "last"),
     ("/api/v1/risk?date=1%0a", 400, "date"),
@@ -130,7 +130,7 @@ def test_risk_csv(signals_client, cube):
     ("/api/v1/risk/R84?start=2021-01-01&end=2020-01-01", 400, "start"),
     ("/api/v1/risk/R84?start=nope", 400, "start"),
     ("/api/v1/risk/ZZ", 404, "ZZ"),
-    ("/api/v1/risk/%07%00", 404, "code"),
+    ("/api/v1/risk/%07%00", 400, "control character"),
 ])
 def test_bad_parameters_are_json_errors(signals_client, url, status, word):
     r = signals_client.get(url)
