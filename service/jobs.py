@@ -814,58 +814,37 @@ def job_ingest(ctx: JobContext, force: bool = False, data_dir: str | None = None
     return result
 
 
-#: What the forecast job produces: forecast-all's weekly admissions, plus the daily ICU and
-#: hospital occupancy at 7 and 14 days that the capacity alerts are computed from.
-FORECAST_RUNS: tuple[tuple[str, str], ...] = (
-    ("inc_hosp", "weekly"), ("inc_icu", "weekly"), ("icu", "daily"), ("hosp", "daily"))
-
-
 def job_forecast(ctx: JobContext, model: str = "ensemble", vintage_id: str | None = None,
                  runs: list | None = None, levels: list | None = None,
-                 calibrate: bool = True) -> dict:
-    """Forecast every target × level into the forecast store and audit each publication.
+                 calibrate: bool = True, force: bool = False) -> dict:
+    """Publish every target × level (``runs``: (target, frequency) pairs, default the published
+    ones) through :func:`service.usecases.forecasts.publish_forecasts`, as ``forecast-all``
+    does; then queue the retrospective track record if it is stale.
 
-    Each run is stored atomically by :class:`models.store.ForecastStore`: if this job dies
-    midway, the runs already stored are complete and the others keep their previous run.
+    Each run is stored atomically (fenced) and audited: if this job dies midway, the runs
+    already stored are complete and the others keep their previous run.
     """
-    import pandas as pd
+    from service.usecases.forecasts import publish_forecasts, track_record_due
 
-    from models.pipeline import default_opener, forecast, prepare
-    from models.registry import get_registry
-    from models.store import ForecastStore
-    from models.targets import get_target, to_hub
-    from service.audit import record_publication
+    ctx.check_fence()
+    report = publish_forecasts(ctx.settings, model=model, targets=runs, levels=levels,
+                               calibrate=bool(calibrate), force=bool(force), nice=10,
+                               actor="job:forecast", engine=ctx.engine)
+    result = {**report.to_dict(), "expected_vintage": vintage_id}
+    if report.with_status("failed") and not (report.with_status("published")
+                                              or report.with_status("unchanged")):
+        raise JobError(f"every forecast failed: {result['failed'][:3]}")
+    if model == "ensemble" and runs is None and levels is None \
+            and track_record_due(ctx.settings, model):
+        result["trackrecord_run"] = ctx.enqueue("trackrecord", {"model": model})
+    return result
 
-    opener = default_opener(ctx.settings)
-    registry = get_registry(ctx.settings)
-    spec = registry.get(model)
-    store = ForecastStore.from_settings(ctx.settings)
-    done, failed = [], []
-    for name, frequency in [tuple(r) for r in (runs or FORECAST_RUNS)]:
-        target = get_target(name, frequency)
-        for level in levels or target.levels:
-            if level not in target.levels:
-                continue
-            try:
-                y, _ = prepare(opener(target.frequency, None), target, level)
-                day = pd.Timestamp(y["date"].values[-1]) + pd.Timedelta(days=1)
-                if target.unit == "wk":  # weekly forecasts are made on Mondays (Hub rule)
-                    day += pd.Timedelta(days=(0 - day.weekday()) % 7)
-                fc, meta = forecast(target, level, day, model, opener, registry=registry,
-                                    calibrate=bool(calibrate))
-            except Exception as exc:
-                log.exception("forecast %s/%s %s failed", name, frequency, level)
-                failed.append({"target": name, "frequency": frequency, "level": level,
-                               "error": f"{type(exc).__name__}: {exc}"[:500]})
-                continue
-            meta.update(target=name, frequency=frequency, level=level, model=spec.name,
-                        model_version=spec.version, params=spec.params)
-            run = store.save(to_hub(fc, target, day), meta)
-            record_publication(ctx.engine, run.metadata)
-            done.append(run.run_id)
-    if failed and not done:
-        raise JobError(f"every forecast failed: {failed[:3]}")
-    return {"runs": done, "failed": failed, "expected_vintage": vintage_id}
+
+def job_trackrecord(ctx: JobContext, model: str = "ensemble") -> dict:
+    """The retrospective track record of the accuracy page (stored backtests reused)."""
+    from service.usecases.forecasts import refresh_track_record
+
+    return refresh_track_record(ctx.settings, model=model, nice=10)
 
 
 def job_backtest(ctx: JobContext, model: str = "ensemble", target: str = "inc_hosp",
@@ -934,6 +913,11 @@ register_job(JobSpec("ingest", job_ingest, "Ingest the data directory into a new
                      params_doc={"force": "write a vintage even if no input changed"}))
 register_job(JobSpec("forecast", job_forecast,
                      "Forecast every target and level into the forecast store (after ingest)",
+                     schedule=None, max_attempts=2, isolated=True,
+                     params_doc={"model": "registry name (default ensemble)"}))
+register_job(JobSpec("trackrecord", job_trackrecord,
+                     "Retrospective track record of every published target and level "
+                     "(accuracy page; after forecast refreshes)",
                      schedule=None, max_attempts=2, isolated=True,
                      params_doc={"model": "registry name (default ensemble)"}))
 register_job(JobSpec("backtest", job_backtest,

@@ -4,6 +4,18 @@ Each module in this package that defines ``register(subparsers)`` adds its comma
 module is discovered automatically, so commands are added without editing a central list.
 A registered command sets ``func`` (taking the parsed ``argparse.Namespace`` and returning an
 exit code) with ``parser.set_defaults(func=...)``.
+
+One grammar for every command (``tests/test_cli_grammar.py`` checks it on every parser):
+
+* the same option name for the same thing: ``--territory``, ``--as-of``, ``--model``,
+  ``--level``, ``--target``, ``--out``, ``--data-dir``, ``--json``;
+* options that take several values take them both ways: ``--territory 69 13 FR`` and
+  ``--territory 69 --territory 13`` (:func:`add_territory_option`);
+* every command's ``--help`` ends with examples (:data:`EXAMPLES`), each of which parses.
+
+What the terminal shows: one line per step, a progress bar on long steps, Vigie's warnings
+and errors (a warning repeated word for word is shown once); the libraries' INFO logs (Dask,
+Alembic, cmdstanpy, Prophet…) and Vigie's debug messages only with ``-v``.
 """
 
 from __future__ import annotations
@@ -11,8 +23,114 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
+
+#: Loggers of Vigie's own packages: INFO shown by default (steps), the rest of the world from
+#: WARNING unless ``-v``.
+VIGIE_LOGGERS = ("service", "features", "models", "scenarios")
+#: Environment variable handed to child processes (Dask workers, job workers): the log level.
+LOG_LEVEL_ENV = "VIGIE_LOG_LEVEL"
+
+#: Examples closing each command's ``--help`` (command path → lines). A command without an
+#: entry fails tests/test_cli_grammar.py.
+EXAMPLES: dict[str, list[str]] = {
+    "": ["python -m service ingest",
+         "python -m service forecast-all",
+         "python -m service serve --port 8000",
+         "python -m service -v forecast-all          # with the libraries' logs"],
+    "ingest": ["python -m service ingest",
+               "python -m service ingest --data-dir ../shared/data --json",
+               "python -m service ingest --source spf_hospital_flows spf_bed_occupancy --force"],
+    "cube": ["python -m service cube info --as-of 2020-10-25"],
+    "cube info": ["python -m service cube info",
+                  "python -m service cube info --as-of 2020-10-25 --json"],
+    "cube export": ["python -m service cube export --indicator inc_hosp --territory FR 69 13 "
+                    "--out admissions.csv",
+                    "python -m service cube export --indicator hosp --territory 69 --territory 13 "
+                    "--as-of 2021-01-04 --out lits.csv"],
+    "cube vintages": ["python -m service cube vintages", "python -m service cube vintages --json"],
+    "forecast": ["python -m service forecast --target inc_hosp --level national --out fr.csv",
+                 "python -m service forecast --target icu --level department --territory 69 13 "
+                 "--as-of 2021-04-05 --out rea.csv --save",
+                 "python -m service forecast --target inc_hosp --level region --territory R84 "
+                 "--territory R93 --model gbm --horizon 2 --out r.csv"],
+    "forecast-all": ["python -m service forecast-all",
+                     "python -m service forecast-all --target inc_hosp icu --level national",
+                     "python -m service forecast-all --as-of 2021-11-29 --force"],
+    "backtest": ["python -m service backtest --target inc_hosp --level national "
+                 "--start 2020-09-07 --end 2021-02-22 --out bt.csv",
+                 "python -m service backtest --target hosp --level department --territory 69 13 "
+                 "--start 2021-01-04 --end 2021-03-29 --all-models --out bt_hosp.csv"],
+    "score": ["python -m service score bt.csv",
+              "python -m service score ensemble.csv --baseline baseline.csv --json"],
+    "trackrecord": ["python -m service trackrecord",
+                    "python -m service trackrecord --target inc_hosp hosp --json"],
+    "scenario": ["python -m service scenario list",
+                 "python -m service scenario run scenarios/status_quo.yaml --out sq.json"],
+    "scenario run": ["python -m service scenario run scenarios/lockdown_2020_11.yaml "
+                     "--territory FR 69 13 --out confinement.json",
+                     "python -m service scenario run scenarios/status_quo.yaml --territory 69 "
+                     "--territory 13 --as-of 2020-10-25 --out sq.json"],
+    "scenario compare": ["python -m service scenario compare scenarios/status_quo.yaml "
+                         "scenarios/lockdown_2020_11.yaml --territory FR 69 --plot cmp.png"],
+    "scenario list": ["python -m service scenario list"],
+    "serve": ["python -m service serve", "python -m service serve --host 0.0.0.0 --port 8765",
+              "python -m service serve --no-scheduler --threads 16"],
+    "token": ["python -m service token create --role analyst --name 'cellule Rhône'"],
+    "token create": ["python -m service token create --role analyst --name 'cellule Rhône'"],
+    "token list": ["python -m service token list"],
+    "token revoke": ["python -m service token revoke 3"],
+    "jobs": ["python -m service jobs list", "python -m service jobs run forecast"],
+    "jobs list": ["python -m service jobs list"],
+    "jobs run": ["python -m service jobs run ingest",
+                 "python -m service jobs run forecast --param model='\"ensemble\"' "
+                 "--param runs='[[\"inc_hosp\", \"weekly\"]]'"],
+    "jobs history": ["python -m service jobs history --limit 50"],
+    "prune": ["python -m service prune --dry-run",
+              "python -m service prune --keep-vintages 10 --keep-runs 4 --json"],
+    "db": ["python -m service db upgrade"],
+    "db upgrade": ["python -m service db upgrade"],
+    "db current": ["python -m service db current"],
+}
+
+
+def add_territory_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--territory CODE [CODE …]``, repeatable: ``--territory 69 13`` = ``--territory 69
+    --territory 13``."""
+    parser.add_argument("--territory", nargs="+", action="extend", metavar="CODE", help=help)
+
+
+def subcommands(parser: argparse.ArgumentParser, path: str = ""):
+    """(command path, parser) of ``parser`` and every sub-command below it, depth first."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from subcommands(sub, f"{path} {name}".strip())
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Descriptions wrapped as usual; the examples block printed as written (each example
+    stays on one line, ready to copy)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        head, marker, examples = text.partition("examples:")
+        filled = super()._fill_text(head, width, indent) if head.strip() else ""
+        if not marker:
+            return filled
+        raw = indent + marker + examples.replace("\n", "\n" + indent)
+        return f"{filled}\n\n{raw}" if filled else raw
+
+
+def _with_examples(parser: argparse.ArgumentParser, path: str) -> None:
+    """Close the command's help with its examples, printed as written."""
+    lines = EXAMPLES.get(path)
+    parser.formatter_class = HelpFormatter
+    if lines and "examples:" not in (parser.epilog or ""):
+        block = "examples:\n" + "\n".join(f"  {line}" for line in lines)
+        parser.epilog = f"{parser.epilog}\n\n{block}" if parser.epilog else block
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,24 +138,104 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m service",
         description="Vigie: crisis-response analytics and forecasting for French territories.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show the libraries' INFO logs (Dask, Alembic, cmdstanpy…) "
+                             "and Vigie's debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{__name__}.{module_info.name}")
         register = getattr(module, "register", None)
         if register is not None:
             register(subparsers)
+    for path, sub in subcommands(parser):
+        _with_examples(sub, path)
+        if sub is not parser:  # -v after the command works too: python -m service serve -v
+            sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help=argparse.SUPPRESS)
     return parser
+
+
+class _OncePerMessage(logging.Filter):
+    """Let a warning repeated word for word through once (a signal dropped at every one of 28
+    calibration dates is one fact)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+class _TerminalFormatter(logging.Formatter):
+    """Steps as plain lines, ``warning: …`` / ``error: …`` for the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {message}"
+        return message
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Writes through ``tqdm.write`` so that a log line does not break a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Terminal logging: Vigie's steps, warnings and errors; everything with ``verbose``.
+
+    Also sets what child processes inherit: :data:`LOG_LEVEL_ENV` (read by the Dask workers
+    and the job worker) and Dask's own logger level, so that a LocalCluster's workers are as
+    quiet as this process.
+    """
+    level = logging.DEBUG if verbose else logging.WARNING
+    os.environ[LOG_LEVEL_ENV] = "DEBUG" if verbose else "WARNING"
+    if not verbose:
+        # Read by dask.config when distributed is first imported, here and in its workers.
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+        os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "warning")
+    handler = _TqdmHandler(sys.stderr)
+    if verbose:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(_TerminalFormatter("%(message)s"))
+        handler.addFilter(_OncePerMessage())
+    handler._vigie = True  # replaced by the next call (in-process runs: tests, notebooks)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_vigie", False):
+            root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in VIGIE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:
+        for name in ("distributed", "alembic", "cmdstanpy", "prophet", "apscheduler",
+                     "waitress", "matplotlib", "numexpr"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        # Shutting a LocalCluster down says it killed its idle workers: not news.
+        logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
+        logging.getLogger("distributed.worker").setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(bool(getattr(args, "verbose", False)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

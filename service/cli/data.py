@@ -18,6 +18,8 @@ from service.csv_safety import write_csv
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from service.cli import add_territory_option
+
     ingest = subparsers.add_parser(
         "ingest", help="ingest every source found into a new cube vintage",
         description="Read, validate and merge every source found in the data directory into a "
@@ -27,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default $VIGIE_DATA_DIR, else ../shared/data)")
     ingest.add_argument("--download", action="store_true",
                         help="download the official publications first (needs network)")
-    ingest.add_argument("--source", action="append", dest="sources", metavar="NAME",
-                        help="ingest only this source (others keep their current data)")
+    ingest.add_argument("--source", nargs="+", action="extend", dest="sources", metavar="NAME",
+                        help="ingest only these sources (others keep their current data): "
+                             "--source A B or --source A --source B")
     ingest.add_argument("--force", action="store_true",
                         help="write a vintage even if no input changed")
     ingest.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -41,10 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_cube_info)
     export = cube_sub.add_parser("export", help="write one indicator as a tidy CSV")
-    export.add_argument("--indicator", required=True)
-    export.add_argument("--territory", nargs="+", metavar="CODE")
-    export.add_argument("--as-of")
-    export.add_argument("--out", required=True, type=Path)
+    export.add_argument("--indicator", required=True, help="cube variable, e.g. inc_hosp")
+    add_territory_option(export, "only these codes (FR, R84, 69, 2A, 971, EPCI SIREN): "
+                                 "--territory 69 13 or --territory 69 --territory 13")
+    export.add_argument("--as-of", help="YYYY-MM-DD: the cube as known that day")
+    export.add_argument("--out", required=True, type=Path, help="CSV file to write")
     export.set_defaults(func=cmd_cube_export)
     vint = cube_sub.add_parser("vintages", help="list the cube's vintages")
     vint.add_argument("--json", action="store_true")

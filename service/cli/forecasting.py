@@ -1,4 +1,4 @@
-"""``forecast``, ``forecast-all``, ``backtest`` and ``score`` commands (models/)."""
+"""``forecast``, ``forecast-all``, ``backtest``, ``score`` and ``trackrecord`` commands."""
 
 from __future__ import annotations
 
@@ -17,18 +17,19 @@ from service.csv_safety import write_csv
 log = logging.getLogger(__name__)
 
 LEVEL_CHOICES = ("national", "region", "department")
-#: What ``forecast-all`` (``make run``) produces: weekly admissions at every level.
-DEFAULT_RUNS = (("inc_hosp", "weekly"), ("inc_icu", "weekly"))
+TARGET_HELP = "inc_hosp, inc_icu, hosp, icu, er_visits, unemployment"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from service.cli import add_territory_option
+
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--target", required=True, help="inc_hosp, inc_icu, hosp, icu, …")
+    common.add_argument("--target", required=True, help=TARGET_HELP)
     common.add_argument("--frequency", choices=("weekly", "daily", "quarterly"),
                         help="cube frequency of the target (default: the target's usual one)")
     common.add_argument("--level", choices=LEVEL_CHOICES, default="national")
-    common.add_argument("--territory", nargs="+", metavar="CODE",
-                        help="restrict to these codes (INSEE département, R84, FR)")
+    add_territory_option(common, "restrict to these codes (INSEE département, R84, FR): "
+                                 "--territory 69 13 or --territory 69 --territory 13")
     common.add_argument("--model", default="ensemble", help="registry name (default ensemble)")
     common.add_argument("--sequential", action="store_true",
                         help="no Dask cluster: fit in this process")
@@ -59,11 +60,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bt.set_defaults(func=cmd_backtest)
 
     fa = subparsers.add_parser(
-        "forecast-all", help="forecast the default targets at every level into the store")
-    fa.add_argument("--model", default="ensemble")
-    fa.add_argument("--as-of")
-    fa.add_argument("--sequential", action="store_true")
+        "forecast-all", help="publish the default targets at every level (make run)",
+        description="Forecast and publish (forecast store + one audit row each) every target "
+                    "the pages and the API show by default, at every level: weekly admissions "
+                    "and ICU admissions, beds and ICU beds at 7/14 days, emergency visits. "
+                    "A target × level whose latest run was made on the same date from the same "
+                    "vintage by the same model version is left as it is (--force to redo). "
+                    "Then queues the retrospective track record if it is missing or stale.")
+    fa.add_argument("--target", nargs="+", action="extend", metavar="NAME",
+                    help=f"only these targets (default: all published ones; {TARGET_HELP})")
+    fa.add_argument("--level", nargs="+", action="extend", choices=LEVEL_CHOICES,
+                    help="only these levels (default: every level of each target)")
+    fa.add_argument("--model", default="ensemble", help="registry name (default ensemble)")
+    fa.add_argument("--as-of", help="forecast date YYYY-MM-DD (default: the day after each "
+                                    "level's latest observation, a Monday for weekly targets)")
+    fa.add_argument("--force", action="store_true",
+                    help="publish even where nothing changed since the latest run")
+    fa.add_argument("--no-calibration", action="store_true")
+    fa.add_argument("--no-trackrecord", action="store_true",
+                    help="do not queue the retrospective track record job")
+    fa.add_argument("--sequential", action="store_true",
+                    help="no Dask cluster: fit in this process")
+    fa.add_argument("--json", action="store_true", help="print the report as JSON")
     fa.set_defaults(func=cmd_forecast_all)
+
+    tr = subparsers.add_parser(
+        "trackrecord", help="compute the retrospective track record (accuracy page)",
+        description="Rolling-origin backtest of every published target and level over "
+                    "2020-09-07 … the last date with outcomes (forecasts stored by earlier "
+                    "runs reused), calibrated as served, scored against the Hub baseline by "
+                    "horizon, development (before 2021-03-01) and held-out periods; written to "
+                    "$VIGIE_HOME/models/retrospective.json.")
+    tr.add_argument("--target", nargs="+", action="extend", metavar="NAME",
+                    help="only these targets (default: all published ones)")
+    tr.add_argument("--model", default="ensemble", help="registry name (default ensemble)")
+    tr.add_argument("--sequential", action="store_true",
+                    help="no Dask cluster: fit in this process")
+    tr.add_argument("--json", action="store_true", help="print the rows as JSON")
+    tr.set_defaults(func=cmd_trackrecord)
 
     sc = subparsers.add_parser("score", help="WIS, relative WIS, coverage of a Hub CSV")
     sc.add_argument("file", type=Path, help="Hub CSV (optionally with a 'model' column)")
@@ -89,14 +123,9 @@ def _client(args):
 
 def _default_forecast_date(target, level: str, opener) -> pd.Timestamp:
     """The day after the latest observation (the next Monday for weekly targets)."""
-    from models.pipeline import prepare
+    from service.usecases.forecasts import default_forecast_date
 
-    y, _ = prepare(opener(target.frequency, None), target, level)
-    last = pd.Timestamp(y["date"].values[-1])
-    day = last + pd.Timedelta(days=1)
-    if target.unit == "wk":
-        day += pd.Timedelta(days=(0 - day.weekday()) % 7)
-    return day
+    return default_forecast_date(target, level, opener)
 
 
 #: Cube level → the ``--level`` that forecasts it (advice when a code is at another level).
@@ -170,7 +199,13 @@ def cmd_forecast(args: argparse.Namespace) -> int:
                 territories=args.territory or "all",
                 elapsed_s=round(time.perf_counter() - started, 1))
     if args.save:
-        run = ForecastStore.from_settings().save(rows, meta)
+        from features.catalog import get_engine
+        from features.settings import Settings
+        from service.usecases.forecasts import publish_run
+
+        settings = Settings.from_env()
+        run = publish_run(get_engine(settings.database_url), rows, meta, actor="cli:forecast",
+                          store=ForecastStore.from_settings(settings))
         meta["run_id"] = run.run_id
     log.info("forecast %s %s %s as of %s: %d rows in %.1fs → %s", target.name, args.level,
              args.model, fd.date(), len(rows), meta["elapsed_s"], args.out)
@@ -178,37 +213,92 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
 
 def cmd_forecast_all(args: argparse.Namespace) -> int:
-    from models.pipeline import default_opener, forecast
-    from models.registry import get_registry
-    from models.store import ForecastStore
-    from models.targets import get_target, to_hub
+    from features.settings import Settings
+    from models.targets import DEFAULT_FREQUENCY
+    from service.cli.progress import TerminalProgress
+    from service.usecases.forecasts import (
+        PUBLISHED_TARGETS,
+        publish_forecasts,
+        track_record_due,
+    )
 
-    opener = default_opener()
-    registry = get_registry()
-    spec = registry.get(args.model)
-    store = ForecastStore.from_settings()
-    failures = 0
-    with _client(args) as client:
-        for name, frequency in DEFAULT_RUNS:
-            target = get_target(name, frequency)
-            for level in target.levels:
-                started = time.perf_counter()
-                try:
-                    fd = pd.Timestamp(args.as_of) if args.as_of else _default_forecast_date(
-                        target, level, opener)
-                    fc, meta = forecast(target, level, fd, args.model, opener,
-                                        client=client, registry=registry)
-                except Exception:
-                    log.exception("forecast %s/%s %s failed", name, frequency, level)
-                    failures += 1
-                    continue
-                meta.update(target=name, frequency=frequency, level=level, model=spec.name,
-                            model_version=spec.version, params=spec.params,
-                            elapsed_s=round(time.perf_counter() - started, 1))
-                run = store.save(to_hub(fc, target, fd), meta)
-                log.info("forecast %s %s %s as of %s: run %s (%.1fs)", name, frequency, level,
-                         fd.date(), run.run_id, meta["elapsed_s"])
-    return 1 if failures else 0
+    settings = Settings.from_env()
+    targets = list(PUBLISHED_TARGETS)
+    if args.target:
+        unknown = sorted(set(args.target) - {name for name, _ in targets})
+        if unknown:
+            print(f"--target: {', '.join(unknown)} not published by forecast-all (published: "
+                  f"{', '.join(dict.fromkeys(n for n, _ in targets))}); use forecast for "
+                  f"others, e.g. --target {unknown[0]} --frequency "
+                  f"{DEFAULT_FREQUENCY.get(unknown[0], 'weekly')}", file=sys.stderr)
+            return 2
+        targets = [t for t in targets if t[0] in args.target]
+    progress = TerminalProgress()
+    report = publish_forecasts(
+        settings, model=args.model, targets=targets, levels=args.level, as_of=args.as_of,
+        calibrate=not args.no_calibration, force=args.force, parallel=not args.sequential,
+        actor="cli:forecast-all", progress=progress)
+    published, failed = report.with_status("published"), report.with_status("failed")
+    unchanged = report.with_status("unchanged")
+    progress.step(f"forecast-all: {len(published)} published, {len(unchanged)} unchanged, "
+                  f"{len(failed)} failed in {report.elapsed_s:.0f} s ({report.fitted_dates} "
+                  f"past dates fitted, {report.reused_dates} reused)")
+    for o in failed:
+        print(f"error: {o.target} ({o.frequency}) {o.level}: {o.error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    if (not args.no_trackrecord and args.model == "ensemble" and not args.target
+            and not args.level and not args.as_of and track_record_due(settings, args.model)):
+        _queue_track_record(settings, args.model, progress)
+    return 1 if failed else 0
+
+
+def _queue_track_record(settings, model: str, progress) -> None:
+    """Queue the track record job: ``serve`` runs it (``make run``), or ``jobs run``."""
+    from features.catalog import get_engine
+    from service.jobs import JOBS, enqueue, list_runs
+
+    if "trackrecord" not in JOBS:
+        return
+    engine = get_engine(settings.database_url)
+    if list_runs(engine, job="trackrecord", status="queued", limit=1)[1] or \
+            list_runs(engine, job="trackrecord", status="running", limit=1)[1]:
+        return
+    run_id = enqueue(engine, "trackrecord", {"model": model}, requested_by="cli:forecast-all")
+    progress.step(f"retrospective track record queued (job run {run_id}): 'serve' computes it "
+                  "in the background, or run 'python -m service trackrecord' now")
+
+
+def cmd_trackrecord(args: argparse.Namespace) -> int:
+    from features.settings import Settings
+    from models.trackrecord import load_retrospective
+    from service.cli.progress import TerminalProgress
+    from service.usecases.forecasts import PUBLISHED_TARGETS, refresh_track_record
+
+    settings = Settings.from_env()
+    targets = [t for t in PUBLISHED_TARGETS if not args.target or t[0] in args.target]
+    if not targets:
+        print(f"--target: none of {', '.join(args.target)} is published", file=sys.stderr)
+        return 2
+    summary = refresh_track_record(settings, model=args.model, targets=targets,
+                                   parallel=not args.sequential, progress=TerminalProgress())
+    rows = load_retrospective(settings) or []
+    if args.json:
+        print(json.dumps(rows, indent=1, ensure_ascii=False))
+    else:
+        frame = pd.DataFrame(rows)
+        if not frame.empty:
+            table = frame.pivot_table(index=["target", "level", "period"], columns="horizon",
+                                      values="relative_wis")
+            with pd.option_context("display.width", 160, "display.float_format",
+                                   "{:.2f}".format):
+                print("relative WIS against the Hub baseline by horizon (calibrated; France, "
+                      "median région / département)")
+                print(table.to_string())
+    for f in summary["failed"]:
+        print(f"error: {f['target']} ({f['frequency']}) {f['level']}: some forecasts failed",
+              file=sys.stderr)
+    return 1 if summary["failed"] else 0
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:

@@ -1,0 +1,387 @@
+"""Publish forecasts, and the retrospective track record beside them.
+
+:func:`publish_forecasts` is the one way forecasts of the default targets reach the public:
+``python -m service forecast-all`` (``make run``), the ``forecast`` job queued after each new
+cube vintage and the notebooks (through that job) all call it, with one target list,
+:data:`PUBLISHED_TARGETS`. :func:`publish_run` is the one way any forecast run is made public
+(``forecast --save`` calls it too): stored atomically, then exactly one audit row carrying the
+cube vintage and model version the forecast was made from.
+
+Why it is fast enough for ``make run``:
+
+* every level of a target is forecast from one fit of the members that pool the hierarchy
+  (``gbm``, ``growth``), not one per level (:func:`models.pipeline.levels_date_rows`);
+* calibration reads the raw forecasts of past dates from the store of backtest forecasts
+  (:class:`models.trackrecord.BacktestStore`), fitting only the dates not stored yet, and the
+  retrospective track record reads the same files;
+* a target × level whose latest stored run was made on the same date, from the same vintage,
+  by the same model version is left as it is;
+* all the date fits of all targets go to the Dask workers at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from features import fencing
+from service.usecases import Progress
+
+log = logging.getLogger(__name__)
+
+#: What the pages and the API show by default, at every level each target exists at: weekly
+#: hospital and ICU admissions, hospital and ICU beds occupied at 7 and 14 days (the capacity
+#: alerts of /api/v1/alerts read the daily ``icu`` run), weekly emergency visits.
+PUBLISHED_TARGETS: tuple[tuple[str, str], ...] = (
+    ("inc_hosp", "weekly"), ("inc_icu", "weekly"), ("hosp", "daily"), ("icu", "daily"),
+    ("er_visits", "weekly"),
+)
+#: Below this many date fits a Dask cluster costs more to start than it saves.
+MIN_TASKS_FOR_DASK = 6
+
+
+@dataclass
+class Outcome:
+    """What happened to one target × level."""
+
+    target: str
+    frequency: str
+    level: str
+    status: str  # published | unchanged | failed
+    as_of: str | None = None
+    run_id: str | None = None
+    vintage_id: str | None = None
+    model_version: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class PublishReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    fitted_dates: int = 0
+    reused_dates: int = 0
+    elapsed_s: float = 0.0
+
+    def with_status(self, status: str) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == status]
+
+    def to_dict(self) -> dict:
+        return {"runs": [o.run_id for o in self.with_status("published")],
+                "unchanged": [f"{o.target}/{o.frequency}/{o.level}"
+                              for o in self.with_status("unchanged")],
+                "failed": [{"target": o.target, "frequency": o.frequency, "level": o.level,
+                            "error": o.error} for o in self.with_status("failed")],
+                "fitted_dates": self.fitted_dates, "reused_dates": self.reused_dates,
+                "elapsed_s": round(self.elapsed_s, 1)}
+
+
+def publish_run(engine: Any, rows: pd.DataFrame, metadata: dict, *, actor: str,
+                store: Any = None, settings: Any = None):
+    """Make one forecast run public: stored atomically (only while a job that publishes it
+    still owns its run), then one audit row with the run's vintage and model version.
+
+    Parameters
+    ----------
+    rows:
+        Hub CSV rows.
+    metadata:
+        As :meth:`models.store.ForecastStore.save` wants it; ``vintage_id`` must be the
+        vintage the forecast was read from (not the current one) and ``model_version`` the
+        version that made it.
+    actor:
+        Who publishes (``cli:forecast-all``, ``cli:forecast``, ``job:forecast`` …).
+    """
+    from models.store import ForecastStore
+    from service.audit import record_publication
+
+    store = store or ForecastStore.from_settings(settings)
+    fencing.check()  # a job that lost its run stops before writing anything
+    run = store.save(rows, metadata)
+    record_publication(engine, run.metadata, actor=actor)
+    return run
+
+
+def default_forecast_date(target: Any, level: str, opener: Any) -> pd.Timestamp:
+    """The day after the latest observation at that level (the next Monday for weekly
+    targets, the Hub's forecast day)."""
+    from models.pipeline import prepare
+
+    y, _ = prepare(opener(target.frequency, None), target, level)
+    if y.sizes["date"] == 0:
+        from models.pipeline import NoHistoryError
+
+        raise NoHistoryError(f"no {target.variable} ({target.frequency}) data at level {level}")
+    day = pd.Timestamp(y["date"].values[-1]) + pd.Timedelta(days=1)
+    if target.unit == "wk":
+        day += pd.Timedelta(days=(0 - day.weekday()) % 7)
+    return day
+
+
+def _unchanged(run: Any, fd: pd.Timestamp, vintage: str, spec: Any, calibrate: bool) -> bool:
+    if run is None:
+        return False
+    meta = run.metadata
+    return (meta.get("as_of") == fd.date().isoformat() and meta.get("vintage_id") == vintage
+            and meta.get("model") == spec.name and meta.get("model_version") == spec.version
+            and bool(meta.get("calibrated")) == bool(calibrate))
+
+
+def _targets(targets: Iterable | None) -> list[tuple[str, str]]:
+    return [tuple(t) for t in (targets or PUBLISHED_TARGETS)]
+
+
+def publish_forecasts(settings: Any, *, model: str = "ensemble",
+                      targets: Iterable | None = None, levels: Iterable[str] | None = None,
+                      as_of: str | pd.Timestamp | None = None, calibrate: bool = True,
+                      force: bool = False, parallel: bool = True, nice: int = 0,
+                      actor: str = "cli:forecast-all", progress: Progress | None = None,
+                      engine: Any = None) -> PublishReport:
+    """Forecast every target × level (default: :data:`PUBLISHED_TARGETS` at all their levels)
+    and publish each run with its audit row.
+
+    Parameters
+    ----------
+    model:
+        Registry name (``ensemble`` …).
+    targets, levels:
+        (name, frequency) pairs and levels to restrict to.
+    as_of:
+        Forecast date (default: the day after each level's latest observation, a Monday for
+        weekly targets).
+    calibrate:
+        Conformal calibration from the errors of past forecasts (stored ones reused).
+    force:
+        Publish even where the latest run was made on the same date from the same vintage by
+        the same model version (otherwise left as it is, ``unchanged``).
+    parallel, nice:
+        Fit on Dask workers (``VIGIE_DASK_ADDRESS``, else a local cluster, at this CPU
+        priority) when there are enough dates to fit.
+    actor:
+        Written in each audit row.
+
+    Returns
+    -------
+    A :class:`PublishReport`. A target × level that fails is reported, the others published;
+    a job that lost its run stops (:class:`features.fencing.FencedError`).
+    """
+    from features.catalog import get_engine
+    from models.calibration import ConformalCalibrator
+    from models.pipeline import (
+        DateTask,
+        _rows_to_forecast,
+        calibrate_level,
+        dask_client,
+        default_opener,
+        history_dates,
+        level_plan,
+        run_date_tasks,
+    )
+    from models.registry import get_registry
+    from models.store import ForecastStore
+    from models.targets import get_target, to_hub
+    from models.trackrecord import (
+        BacktestStore,
+        missing_tasks,
+        store_task_result,
+        vintage_resolver,
+    )
+
+    started = time.perf_counter()
+    progress = progress or Progress()
+    engine = engine or get_engine(settings.database_url)
+    registry = get_registry(settings)
+    spec = registry.get(model)
+    opener = default_opener(settings)
+    forecasts = ForecastStore.from_settings(settings)
+    backtests = BacktestStore.from_settings(settings)
+    vintage_of = vintage_resolver(settings)
+    report = PublishReport()
+    # -- plan: what to publish, which live and past dates to fit
+    groups: list[dict] = []  # one per target and forecast date
+    tasks: list[DateTask] = []
+    for name, frequency in _targets(targets):
+        target = get_target(name, frequency)
+        plan = level_plan(model, target, target.levels, registry)
+        calibration = ConformalCalibrator.for_frequency(target.frequency)
+        by_date: dict[pd.Timestamp, list[str]] = {}
+        for level in [lv for lv in (levels or target.levels) if lv in target.levels]:
+            try:
+                fd = (pd.Timestamp(as_of).normalize() if as_of
+                      else default_forecast_date(target, level, opener))
+                vintage = vintage_of(fd)
+            except Exception as exc:
+                log.error("forecast %s (%s) %s: %s", name, frequency, level, exc)
+                report.outcomes.append(Outcome(name, frequency, level, "failed",
+                                               error=f"{type(exc).__name__}: {exc}"[:500]))
+                continue
+            latest = forecasts.latest(name, level, spec.name, frequency)
+            if not force and _unchanged(latest, fd, vintage, spec, calibrate):
+                report.outcomes.append(Outcome(
+                    name, frequency, level, "unchanged", fd.date().isoformat(), latest.run_id,
+                    vintage, spec.version))
+                continue
+            by_date.setdefault(fd, []).append(level)
+        for fd, lvls in by_date.items():
+            sub = plan.for_levels(lvls)
+            past = history_dates(target, fd, calibration.window) if calibrate else []
+            group = {"target": target, "plan": sub, "fd": fd, "past": past,
+                     "calibration": calibration, "pending": 0, "live": None, "error": None}
+            groups.append(group)
+            live = DateTask(target, fd, sub, target.horizons, tag=("live", len(groups) - 1))
+            history = missing_tasks(backtests, target, sub, past, vintage_of,
+                                    tag=("history", len(groups) - 1))
+            report.fitted_dates += len(history)
+            report.reused_dates += len(past) - len(history)
+            group["pending"] = 1 + len(history)
+            tasks += [live, *history]
+    n_publish = sum(len(g["plan"].members) for g in groups)
+    unchanged = len(report.with_status("unchanged"))
+    progress.step(f"forecast {model}@{spec.version}: {n_publish} target × level to publish"
+                  + (f", {unchanged} unchanged (same date, vintage and model version)"
+                     if unchanged else "")
+                  + (f"; {len(tasks)} dates to fit, {report.reused_dates} past forecasts "
+                     "reused from the backtest store" if tasks else ""))
+
+    # -- fit, store the past dates, publish each target as soon as its dates are in
+    def _publish(group: dict) -> None:
+        target, fd = group["target"], group["fd"]
+        for level in group["plan"].members:
+            outcome = Outcome(target.name, target.frequency, level, "failed",
+                              fd.date().isoformat(), model_version=spec.version)
+            report.outcomes.append(outcome)
+            try:
+                if group["error"] is not None:
+                    raise group["error"]
+                rows, meta = group["live"]
+                mine = rows[(rows["model"] == model) & (rows["level"] == level)] \
+                    if len(rows) else rows
+                if level not in meta or mine.empty:
+                    raise ValueError(f"no {target.variable} ({target.frequency}) history at "
+                                     f"level {level} before {fd.date()}")
+                info = {"vintage_id": meta[level]["vintage_id"],
+                        "as_of": fd.date().isoformat(), "calibrated": False}
+                if meta[level]["signal_fallbacks"]:
+                    info["signal_fallbacks"] = meta[level]["signal_fallbacks"]
+                if calibrate:
+                    history = backtests.load(target, group["plan"].key, level, group["past"])
+                    fc, cal = calibrate_level(mine, history[history["model"] == model],
+                                              opener(target.frequency, fd), target, fd,
+                                              group["calibration"])
+                    info.update(calibrated=True, **cal)
+                else:
+                    fc = _rows_to_forecast(mine.drop(columns=["level"]))
+                info.update(target=target.name, frequency=target.frequency, level=level,
+                            model=spec.name, model_version=spec.version, params=spec.params,
+                            elapsed_s=round(time.perf_counter() - started, 1))
+                run = publish_run(engine, to_hub(fc, target, fd), info, actor=actor,
+                                  store=forecasts)
+            except fencing.FencedError:
+                raise
+            except Exception as exc:
+                log.error("forecast %s (%s) %s as of %s failed: %s", target.name,
+                          target.frequency, level, fd.date(), exc)
+                outcome.error = f"{type(exc).__name__}: {exc}"[:500]
+                continue
+            outcome.status, outcome.run_id = "published", run.run_id
+            outcome.vintage_id = info["vintage_id"]
+            progress.step(f"published {target.name} ({target.frequency}) {level}, as of "
+                          f"{fd.date()}: run {run.run_id}")
+
+    bar = progress.bar(len(tasks), "fitting") if tasks else None
+
+    def _done(task: DateTask, result, error) -> None:
+        kind, index = task.tag
+        group = groups[index]
+        if kind == "live":
+            group["live"] = result
+            if error is None and task.forecast_date.weekday() == 0:
+                # A Monday's forecast is next week's calibration history.
+                store_task_result(backtests, task, result, vintage_of)
+        elif error is None:
+            store_task_result(backtests, task, result, vintage_of)
+        if error is not None:
+            log.error("fitting %s (%s) as of %s failed: %s", task.target.name,
+                      task.target.frequency, task.forecast_date.date(), error)
+            group["error"] = group["error"] or error
+        if bar is not None:
+            bar.set_postfix_str(f"{task.target.name} {task.forecast_date.date()}")
+            bar.update(1)
+        group["pending"] -= 1
+        if group["pending"] == 0:
+            _publish(group)
+
+    use_dask = parallel and len(tasks) >= MIN_TASKS_FOR_DASK
+    context = (dask_client(settings.dask_address or None, nice=nice) if use_dask
+               else nullcontext(None))
+    try:
+        with context as client:
+            run_date_tasks(tasks, opener, client=client, on_done=_done)
+    finally:
+        if bar is not None:
+            bar.close()
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+# -- the retrospective track record -----------------------------------------------------------
+def track_record_due(settings: Any, model: str = "ensemble") -> bool:
+    """Whether the retrospective file is missing or was computed from another vintage or
+    model version than the current ones."""
+    from models.trackrecord import is_current
+
+    return not is_current(settings, model)
+
+
+def refresh_track_record(settings: Any, *, model: str = "ensemble",
+                         targets: Iterable | None = None, parallel: bool = True,
+                         nice: int = 0, progress: Progress | None = None) -> dict:
+    """Compute and write the retrospective track record of every published target and level
+    (stored backtest forecasts reused; the missing ones fitted on Dask workers).
+
+    Returns
+    -------
+    A summary: rows written, dates fitted, failures, elapsed seconds, the file's path.
+    """
+    from models.pipeline import dask_client
+    from models.trackrecord import compute_track_record, retrospective_path
+
+    started = time.perf_counter()
+    progress = progress or Progress()
+    state: dict[str, Any] = {"bar": None, "fitted": 0}
+
+    def _plan(n: int) -> None:
+        state["fitted"] = n
+        progress.step(f"retrospective track record: {n} past forecast dates to fit"
+                      if n else "retrospective track record: every past forecast is stored")
+        if n:
+            state["bar"] = progress.bar(n, "backtest")
+
+    def _task(task, error) -> None:
+        if state["bar"] is not None:
+            state["bar"].set_postfix_str(f"{task.target.name} {task.forecast_date.date()}")
+            state["bar"].update(1)
+
+    def _client_for(n_tasks: int):
+        if parallel and n_tasks >= MIN_TASKS_FOR_DASK:
+            return dask_client(settings.dask_address or None, nice=nice)
+        return nullcontext(None)
+
+    try:
+        payload = compute_track_record(settings, _targets(targets), model=model,
+                                       client_for=_client_for, on_plan=_plan, on_task=_task)
+    finally:
+        if state["bar"] is not None:
+            state["bar"].close()
+    elapsed = time.perf_counter() - started
+    progress.step(f"retrospective track record: {len(payload['rows'])} rows written to "
+                  f"{retrospective_path(settings)} ({elapsed:.0f} s)")
+    return {"rows": len(payload["rows"]), "fitted_dates": state["fitted"],
+            "failed": payload["failed"], "elapsed_s": round(elapsed, 1),
+            "vintage_id": payload["vintage_id"], "model_version": payload["model_version"],
+            "path": str(retrospective_path(settings))}

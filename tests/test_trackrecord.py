@@ -1,0 +1,107 @@
+"""The retrospective track record: rolling-origin backtests of the data, calibrated as served
+and scored against the Hub baseline, by level, period and horizon; stored backtest forecasts
+reused (and refitted when the cube would give other inputs)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from features.settings import Settings
+from tests.synthetic_cube import synthetic_cube
+
+TARGETS = [("inc_hosp", "weekly")]
+MODEL = "ets"  # fast per-series fits; the pipeline is the same for the ensemble
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    from features.store import CubeStore
+
+    monkeypatch.setenv("VIGIE_HOME", str(tmp_path))
+    monkeypatch.delenv("VIGIE_DATABASE_URL", raising=False)
+    settings = Settings.from_env()
+    CubeStore(settings).write_vintage({"weekly": synthetic_cube("weekly", periods=60)}, {},
+                                      {"data_dir": str(tmp_path), "sources": {"s": {}}})
+    return settings
+
+
+def test_rows_come_from_the_backtest_and_follow_the_contract(settings):
+    from models.calibration import ConformalCalibrator
+    from models.pipeline import backtest, default_opener, monday_dates
+    from models.scoring import score_table, summarise
+    from models.targets import get_target
+    from models.trackrecord import (
+        ROW_FIELDS,
+        compute_track_record,
+        is_current,
+        load_retrospective,
+    )
+
+    assert load_retrospective(settings) is None and not is_current(settings, MODEL)
+    planned = []
+    payload = compute_track_record(settings, TARGETS, model=MODEL, on_plan=planned.append)
+    rows = load_retrospective(settings)
+    assert rows and all(tuple(r) == ROW_FIELDS for r in rows)
+    assert is_current(settings, MODEL) and payload["failed"] == []
+    assert {(r["level"], r["period"]) for r in rows} == {
+        (lv, p) for lv in ("national", "region", "department")
+        for p in ("development", "held_out")}
+    assert {r["horizon"] for r in rows} == {1, 2, 3, 4}
+    for r in rows:
+        assert r["target"] == "inc_hosp" and r["frequency"] == "weekly" and r["model"] == MODEL
+        assert math.isfinite(r["relative_wis"]) and 0 <= r["coverage_90"] <= 1
+        assert (r["end"] < "2021-03-01") is (r["period"] == "development")
+    # France's development row at 1 week is the calibrated backtest's relative WIS.
+    target = get_target("inc_hosp", "weekly")
+    dev = [d for d in monday_dates("2020-09-07", "2021-02-28")]
+    frame = backtest(target, "national", dev, [MODEL], default_opener(settings),
+                     calibration=ConformalCalibrator.for_frequency("weekly"))
+    scored = score_table(frame[frame["model"].isin([MODEL, "baseline"])], frame.filter(
+        like="q").columns.tolist())
+    expected = summarise(scored, ["horizon"]).query(f"model == '{MODEL}' and horizon == 1")
+    row = next(r for r in rows if r["level"] == "national" and r["period"] == "development"
+               and r["horizon"] == 1)
+    assert row["relative_wis"] == pytest.approx(float(expected["rel_wis"].iloc[0]), abs=1e-3)
+    assert row["n_forecasts"] == int(expected["n"].iloc[0])
+    assert row["coverage_90"] == pytest.approx(float(expected["cov90"].iloc[0]), abs=1e-3)
+
+    # A second computation fits nothing: every past forecast is stored.
+    again = compute_track_record(settings, TARGETS, model=MODEL, on_plan=planned.append)
+    assert planned[0] > 0 and planned[1] == 0
+    strip = [{k: v for k, v in r.items() if k != "computed_at"} for r in again["rows"]]
+    assert strip == [{k: v for k, v in r.items() if k != "computed_at"} for r in rows]
+
+
+def test_a_stored_forecast_from_another_vintage_is_refitted(settings):
+    from models.pipeline import level_plan
+    from models.registry import get_registry
+    from models.targets import get_target
+    from models.trackrecord import BacktestStore, missing_tasks, vintage_resolver
+
+    target = get_target("inc_hosp", "weekly")
+    plan = level_plan(MODEL, target, target.levels, get_registry(settings))
+    store = BacktestStore.from_settings(settings)
+    vintage_of = vintage_resolver(settings)
+    day = pd.Timestamp("2021-01-04")
+    store.save(target, plan.key, "national", day, vintage_of(day), pd.DataFrame())
+    store.save(target, plan.key, "region", day, "another-vintage", pd.DataFrame())
+    [task] = missing_tasks(store, target, plan, [day], vintage_of)
+    assert set(task.plan.members) == {"region", "department"}
+
+
+def test_the_retrospective_is_stale_after_a_new_vintage(settings):
+    from features.store import CubeStore
+    from models.registry import get_registry
+    from models.trackrecord import is_current, write_retrospective
+
+    current = CubeStore(settings).current_vintage()["id"]
+    version = get_registry(settings).get(MODEL).version
+    write_retrospective(settings, {"vintage_id": current, "model": MODEL,
+                                   "model_version": version, "rows": []})
+    assert is_current(settings, MODEL) and not is_current(settings, "ensemble")
+    CubeStore(settings).write_vintage({"weekly": synthetic_cube("weekly", periods=61)}, {},
+                                      {"data_dir": "x", "sources": {"s": {}}})
+    assert not is_current(settings, MODEL)
