@@ -328,6 +328,9 @@ RUNS_DOC = ("Analysts and above see every run, planners' custom runs included, e
             "from public runs alone. " + PUBLIC_RULE[0].upper() + PUBLIC_RULE[1:] + ".")
 
 
+NOT_FINISHED = "The run is not finished (queued, running, failed): code not_finished"
+
+
 def _library() -> list[dict]:
     from scenarios import list_library
 
@@ -477,7 +480,7 @@ PUBLISH_DOC = ("Admins only; audited (audit event scenario_published / scenario_
 @bp.post("/runs/<int:run_id>/publish")
 @bp.output(ScenarioRun)
 @bp.doc(summary="Publish a finished run: its figures become public",
-        description=PUBLISH_DOC)
+        description=PUBLISH_DOC, responses={409: NOT_FINISHED})
 @requires("admin")
 def publish_run(run_id: int):
     return _decide(run_id, True)
@@ -486,7 +489,7 @@ def publish_run(run_id: int):
 @bp.post("/runs/<int:run_id>/unpublish")
 @bp.output(ScenarioRun)
 @bp.doc(summary="Withdraw a run from the public (published or library run)",
-        description=PUBLISH_DOC)
+        description=PUBLISH_DOC, responses={409: NOT_FINISHED})
 @requires("admin")
 def unpublish_run(run_id: int):
     return _decide(run_id, False)
@@ -495,7 +498,8 @@ def unpublish_run(run_id: int):
 @bp.get("/runs/<int:run_id>/trajectories")
 @bp.input(ScenarioTrajectoryQuery, location="query")
 @bp.output(TrajectoryOut)
-@bp.doc(summary="Quantile trajectories of a finished run", description=RUNS_DOC)
+@bp.doc(summary="Quantile trajectories of a finished run", description=RUNS_DOC,
+        responses={409: NOT_FINISHED})
 @requires("analyst")
 @cached
 def get_trajectories(run_id: int, query_data: dict):
