@@ -40,6 +40,28 @@
     return V.ready.then(function () { return V.fetchJSON(url); });
   };
 
+  /* The page's first chart: drawn before anything else heavy (other charts wait for it), its
+     time kept in Vigie.firstChartAt (bench/dashboard.py reads it). V.firstChart resolves once
+     it is drawn, or once the page knows it will draw none (V.noChart). */
+  var firstDone;
+  V.firstChart = new Promise(function (resolve) { firstDone = resolve; });
+  V.markFirstChart = function () {
+    V.firstChartAt = V.firstChartAt || performance.now();
+    firstDone();
+  };
+  V.noFirstChart = function () { V.noChart = !V.firstChartAt; firstDone(); };
+  /* fn(item, i) for each item in turn, each after the previous one's promise and a pause that
+     lets the browser paint (one chart appears, then the next). */
+  V.sequence = function (items, fn) {
+    return items.reduce(function (done, item, i) {
+      return done.then(function () {
+        return new Promise(function (resolve) { setTimeout(resolve, 0); });
+      }).then(function () { return fn(item, i); }).catch(function (err) {
+        console.error(err);  // one chart failing does not stop the others (and tests see it)
+      });
+    }, Promise.resolve());
+  };
+
   /* The API's errors in French: from the error's stable code and details (the codes' sentences
      come from the server, service/dashboard/messages.py), never the API's English message. */
   var codes = {};

@@ -234,8 +234,8 @@
     V.fanChart(div, {observed: data.observed, forecast: data.forecast,
                      unit: "patients par semaine", filename: "vigie_france_hospitalisations",
                      window: 364}).then(function () {
-      V.firstChartAt = V.firstChartAt || performance.now();
       div.dataset.drawn = "1";
+      V.markFirstChart();
     });
     var parts = [];
     if (data.observed.available) {
@@ -261,6 +261,7 @@
     map.dataset.painted = "1";
     drawNational(data);
   }).catch(function (err) {
-    document.getElementById("alert-meta").textContent = "Erreur de chargement : " + V.errorFr(err);
+    V.noFirstChart();
+    document.getElementById("alert-meta").textContent = "Erreur de chargement : " + V.errorFr(err) + ".";
   });
 })();

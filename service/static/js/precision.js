@@ -94,7 +94,7 @@
   function retrospective(retro) {
     var status = document.getElementById("retro-status");
     if (!retro || !retro.available) {
-      status.textContent = "Historique rétrospectif : " + V.sentence(retro ? retro.reason : "pas encore calculé");
+      status.textContent = V.sentence(retro ? retro.reason : "pas encore calculé");
       return [];
     }
     status.textContent = "Calculé le " + V.date(retro.computed_at) + " ; " + retro.groups.length +
@@ -191,9 +191,7 @@
 
   V.load("/tableau/donnees/precision").then(function (data) {
     var retroDraws = retrospective(data.retrospective);
-    if (retroDraws.length) {
-      retroDraws[0].then(function () { V.firstChartAt = V.firstChartAt || performance.now(); });
-    }
+    if (retroDraws.length) { retroDraws[0].then(V.markFirstChart); }
     var status = document.getElementById("precision-status");
     if (!data.groups.length) {
       status.textContent = "Aucune prévision publiée n'a encore pu être comparée à la réalité" +
@@ -206,13 +204,13 @@
     }
     var draws = data.groups.map(drawGroup);
     leaderboard(data.leaderboard);
-    if (draws.length) {
-      draws[0].then(function () { V.firstChartAt = V.firstChartAt || performance.now(); });
-    }
+    if (draws.length) { draws[0].then(V.markFirstChart); }
+    if (!draws.length && !retroDraws.length) { V.noFirstChart(); }
     return Promise.all(retroDraws.concat(draws)).then(function () {
       document.getElementById("groups").dataset.drawn = String(draws.length);
     });
   }).catch(function (err) {
+    V.noFirstChart();
     document.getElementById("precision-status").textContent = "Erreur de chargement : " + V.errorFr(err) + ".";
   });
 })();

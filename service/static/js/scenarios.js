@@ -203,7 +203,7 @@
       return Promise.all([texts, Plotly.react(div, traces, layout, V.plotConfig("vigie_scenarios_" + territory))]).then(function () {
         div.dataset.drawn = ids.length ? "1" : "";
         div.dataset.runs = ids.join(",");
-        V.firstChartAt = V.firstChartAt || performance.now();
+        if (ids.length) { V.markFirstChart(); }
       });
     });
   }

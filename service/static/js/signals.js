@@ -223,11 +223,11 @@
       note.textContent = p.key === "vaccination" ? vaccinationNote(p) : latestNote(p, 1, p.unit);
     }
     window_(l, dates, 364);
-    Plotly.newPlot(div, traces, l, V.plotConfig("vigie_" + code + "_" + p.key)).then(function () {
-      div.dataset.drawn = "1";
-    });
     meta.textContent = metaText(p);
     document.querySelectorAll("#panel-" + p.key + " button").forEach(function (b) { b.disabled = false; });
+    return Plotly.newPlot(div, traces, l, V.plotConfig("vigie_" + code + "_" + p.key)).then(function () {
+      div.dataset.drawn = "1";
+    });
   }
 
   /* "Niveau de risque au …: Alerte maximale (…)", with a link to the thresholds. */
@@ -265,12 +265,15 @@
     V.downloadCSV("vigie_" + code + "_" + p.key, ["date", "territoire", "indicateur", "série", "valeur"], rows);
   });
 
-  V.ready.then(function () {
+  /* Fetched at once, drawn once the admissions chart is (territory.js), one after the other. */
+  var signals = V.ready.then(function () {
     return V.fetchJSON("/tableau/donnees/signaux/" + encodeURIComponent(code));
-  }).then(function (data) {
+  });
+  Promise.all([signals, V.firstChart]).then(function (answers) {
+    var data = answers[0];
     riskLine(data.risk);
     data.panels.forEach(function (p) { panels[p.key] = p; });  // growth reads R(t)'s basis
-    data.panels.forEach(draw);
+    return V.sequence(data.panels, draw);
   }).catch(function (err) {
     document.querySelectorAll(".panel.signal .meta").forEach(function (m) {
       m.textContent = "Erreur de chargement : " + V.errorFr(err) + ".";

@@ -55,12 +55,12 @@
                                  capacity: p.capacity, capacityLabel: p.capacity_label,
                                  filename: "vigie_" + code + "_" + p.key,
                                  window: p.key === "admissions" || p.key === "er" ? 364 : 182});
-    drawn.then(function () {
-      if (first) { V.firstChartAt = V.firstChartAt || performance.now(); }
-      div.dataset.drawn = "1";
-    });
     document.getElementById("meta-" + p.key).textContent = metaText(p);
     document.querySelectorAll("#panel-" + p.key + " button").forEach(function (b) { b.disabled = false; });
+    return drawn.then(function () {
+      div.dataset.drawn = "1";
+      if (first) { V.markFirstChart(); }
+    });
   }
 
   document.addEventListener("click", function (ev) {
@@ -77,10 +77,13 @@
     }
   });
 
+  /* One chart after the other, admissions first: the signals (signals.js) wait for it. */
   V.load("/tableau/donnees/territoire/" + encodeURIComponent(code)).then(function (data) {
-    data.panels.forEach(function (p, i) { panels[p.key] = p; draw(p, i === 0); });
+    data.panels.forEach(function (p) { panels[p.key] = p; });
+    return V.sequence(data.panels, function (p, i) { return draw(p, i === 0); });
   }).catch(function (err) {
-    document.querySelectorAll(".panel .meta").forEach(function (m) {
+    V.noFirstChart();
+    document.querySelectorAll(".panel:not(.signal) .meta").forEach(function (m) {
       m.textContent = "Erreur de chargement : " + V.errorFr(err) + ".";
     });
   });
