@@ -394,19 +394,17 @@ def _retro_rows() -> list[dict]:
 
 @pytest.fixture
 def retro_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """A home of its own holding a synthetic ``models/retrospective.json``, read by
-    ``models.trackrecord.load_retrospective`` — or, until that module exists, by a stand-in
-    reading the same file — whatever home the page is served from."""
+    """A home of its own holding a synthetic ``models/retrospective.json`` (the layout
+    models.trackrecord writes), read by ``models.trackrecord.load_retrospective`` whatever
+    home the page is served from."""
+    from models.trackrecord import load_retrospective
     from service.dashboard import accuracy
 
     settings = Settings.from_env(home=str(tmp_path / "retro_home"))
     settings.models_dir.mkdir(parents=True)
-    (settings.models_dir / "retrospective.json").write_text(json.dumps(_retro_rows()))
-    try:
-        from models.trackrecord import load_retrospective
-    except ImportError:
-        def load_retrospective(s):
-            return json.loads((s.models_dir / "retrospective.json").read_text())
+    (settings.models_dir / "retrospective.json").write_text(json.dumps(
+        {"computed_at": "2026-11-30T10:00:00+00:00", "model": "ensemble",
+         "model_version": "1.3", "rows": _retro_rows(), "failed": []}))
     monkeypatch.setattr(accuracy, "_load_retrospective",
                         lambda _served: load_retrospective(settings))
     return settings

@@ -128,24 +128,17 @@ def _retrospective_rows() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def retrospective(dash_home: Settings):
-    """``models/retrospective.json`` in the dashboard's home, read by
-    ``models.trackrecord.load_retrospective`` or, until that module exists, by a stand-in
-    reading the same file."""
-    from service.dashboard import accuracy
+    """``models/retrospective.json`` in the dashboard's home (the layout models.trackrecord
+    writes; the page reads it through ``models.trackrecord.load_retrospective``)."""
+    from models.trackrecord import load_retrospective
 
     dash_home.models_dir.mkdir(parents=True, exist_ok=True)
     path = dash_home.models_dir / "retrospective.json"
-    path.write_text(json.dumps(_retrospective_rows()))
-    with pytest.MonkeyPatch.context() as patch:
-        try:
-            from models.trackrecord import load_retrospective
-            real = load_retrospective(dash_home)
-        except Exception:  # not there yet, or it reads another layout than this list of rows
-            real = None
-        if not real:
-            patch.setattr(accuracy, "_load_retrospective",
-                          lambda settings: json.loads(path.read_text()))
-        yield path
+    path.write_text(json.dumps({"computed_at": "2026-11-30T10:00:00+00:00", "model": "ensemble",
+                                "model_version": "1.3", "rows": _retrospective_rows(),
+                                "failed": []}))
+    assert len(load_retrospective(dash_home)) == len(_retrospective_rows())
+    return path
 
 
 @pytest.fixture(scope="module")

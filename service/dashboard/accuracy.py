@@ -242,7 +242,8 @@ def retrospective_record(settings) -> dict:
     if not rows:
         return {"available": False,
                 "reason": "pas encore calculé : le calcul rétrospectif des prévisions n'a pas "
-                          "encore été fait sur cette installation"}
+                          "encore été fait sur cette installation (il est lancé de lui-même "
+                          "après le calcul des prévisions et prend plusieurs minutes)"}
     groups: dict[tuple[str, str], dict] = {}
     for row in rows:
         target, frequency = str(row.get("target")), str(row.get("frequency"))
