@@ -98,6 +98,15 @@ def test_unknown_territory_is_a_french_404(client) -> None:
     assert "Territoire inconnu" in response.get_data(as_text=True)
 
 
+def test_territory_picker_works_without_script(client) -> None:
+    """« Autre territoire » is a plain GET form (no inline handler under the CSP)."""
+    html = client.get("/territoire/69").get_data(as_text=True)
+    assert 'id="pick-form" action="/territoire" method="get"' in html and 'name="t"' in html
+    response = client.get("/territoire?t=R84")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/territoire/R84")
+    assert client.get("/territoire").status_code == 200  # France
+
+
 def test_map_page_draws_every_departement(client) -> None:
     html = client.get("/").get_data(as_text=True)
     assert html.count('class="dep"') == 101
