@@ -11,6 +11,7 @@ Writes are synchronous: an audit row that could be lost in a crash would not be 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -75,6 +76,12 @@ def query(engine: sa.Engine, *, actor: str | None = None, event: str | None = No
     return out, total
 
 
+def _printable(text: str) -> str:
+    """Control characters percent-encoded (PostgreSQL refuses NUL in text: a path holding one,
+    answered 400, would otherwise leave no audit row)."""
+    return re.sub("[\x00-\x1f\x7f-\x9f]", lambda m: f"%{ord(m.group()):02X}", text)
+
+
 def init_app(app: Flask) -> None:
     """Add provenance headers to responses and audit authenticated requests."""
 
@@ -89,7 +96,8 @@ def init_app(app: Flask) -> None:
             try:
                 record(current_app.extensions["vigie"].engine, event="request",
                        actor=principal.name, role=principal.role, method=request.method,
-                       path=request.path[:2000], query=request.query_string.decode()[:2000],
+                       path=_printable(request.path)[:2000],
+                       query=request.query_string.decode("utf-8", "backslashreplace")[:2000],
                        status=response.status_code,
                        vintage_id=provenance.get("vintage_id"),
                        model_version=provenance.get("model_version"),

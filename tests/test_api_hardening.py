@@ -266,3 +266,29 @@ def test_every_query_parameter_is_bounded_in_the_openapi_document(app):
     body = spec["components"]["schemas"]["ScenarioRunIn"]["properties"]
     assert "at most 120 territories" in body["definition"]["description"]
     assert "max_los ≤ 180" in body["definition"]["description"]
+
+
+def test_a_control_character_leaves_an_audit_row_on_every_database(real_cube, make_settings,
+                                                                    db_url):
+    """PostgreSQL refuses NUL in text: the audit row of an authenticated request whose path
+    held one was lost (logged), so a token could probe without a trace."""
+    import sqlalchemy as sa
+
+    from features.catalog import get_engine
+    from service.app import create_app
+    from service.auth import create_token
+    from service.db import audit_log
+    from tests.api_fixtures import copy_catalog
+
+    settings = make_settings(real_cube.data_dir, database_url=db_url)
+    app = create_app({"TESTING": True, "SETTINGS": settings, "RATELIMIT_ENABLED": False})
+    copy_catalog(real_cube, settings)
+    engine = get_engine(settings.database_url)
+    token = create_token(engine, "prober", "analyst")
+    resp = app.test_client().get("/api/v1/territories/ab%00cd%0A",
+                                 headers={"Authorization": f"Bearer {token}"})
+    _error_shape(resp, 400, "invalid_input")
+    with engine.connect() as conn:
+        paths = [r.path for r in conn.execute(sa.select(audit_log.c.path)
+                                              .where(audit_log.c.actor == "prober"))]
+    assert paths == ["/api/v1/territories/ab%00cd%0A"]
