@@ -39,7 +39,9 @@ per vintage.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +49,7 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 from scipy.sparse.csgraph import connected_components
+from threadpoolctl import threadpool_limits
 
 #: Counts that are facts about equipment or the whole population, not about patients: the
 #: DREES bed capacities (SAE, published per establishment) and INSEE populations. Never
@@ -155,7 +158,8 @@ def hierarchy_children(codes: Iterable[str], levels: Iterable[str], parents: Ite
 def hierarchy_equations(values: np.ndarray, children: Mapping[int, np.ndarray], offset: int
                         ) -> list[tuple[np.ndarray, np.ndarray, str]]:
     """parent = Σ children at every date where the parent and every child that reports the
-    indicator (has a value on some date) have a value. ``values`` (territory, date)."""
+    indicator (has a value on some date) have a value, and the sum holds. ``values``
+    (territory, date)."""
     n_dates = values.shape[1]
     present = ~np.isnan(values)
     parts = []
@@ -164,12 +168,20 @@ def hierarchy_equations(values: np.ndarray, children: Mapping[int, np.ndarray], 
         if not len(kids):
             continue
         cols = np.flatnonzero(present[p] & present[kids].all(axis=0))
+        cols = cols[_holds(values[p, cols], values[kids][:, cols].sum(axis=0))]
         if not len(cols):
             continue
         total = offset + p * n_dates + cols
         members = offset + kids[None, :] * n_dates + cols[:, None]
         parts.append((total, members, "hierarchy"))
     return parts
+
+
+def _holds(total: np.ndarray, summed: np.ndarray) -> np.ndarray:
+    """Where a published total equals the sum of its members: only an equation that holds
+    gives anything back (a published total that differs from the sum of its parts, or the
+    parts of an inconsistent source, is no equation)."""
+    return np.abs(total - summed) <= 1e-6 * np.maximum(1.0, np.abs(total))
 
 
 def week_days(daily_dates: pd.DatetimeIndex, weekly_dates: pd.DatetimeIndex) -> np.ndarray:
@@ -194,12 +206,14 @@ def time_equations(daily: np.ndarray, weekly: np.ndarray, d_rows: np.ndarray,
             ok = (sat >= 0) & ~np.isnan(weekly[wr])
             ok[ok] &= ~np.isnan(daily[dr, sat[ok]])
             w = np.flatnonzero(ok)
+            w = w[_holds(weekly[wr, w], daily[dr, sat[w]])]
             members = (d_off + dr * nd + sat[w])[:, None]
             kind = "saturday"
         else:
             ok = full & ~np.isnan(weekly[wr])
             ok[ok] &= ~np.isnan(daily[dr][days[ok]]).any(axis=1)
             w = np.flatnonzero(ok)
+            w = w[_holds(weekly[wr, w], daily[dr][days[w]].sum(axis=1))]
             members = d_off + dr * nd + days[w]
             kind = "week"
         if len(w):
@@ -268,7 +282,7 @@ def complete(values: np.ndarray, hidden: np.ndarray, eqs: Equations, threshold: 
 
 
 def determined(hidden: np.ndarray, eqs: Equations, focus: np.ndarray | None = None,
-               tol: float = 1e-7) -> np.ndarray:
+               tol: float = 1e-10) -> np.ndarray:
     """Hidden cells the equations determine exactly (whatever the visible values are).
 
     The unknowns are the hidden cells; each equation restricted to them is a row (see
@@ -285,13 +299,14 @@ def determined(hidden: np.ndarray, eqs: Equations, focus: np.ndarray | None = No
 
 
 def determined_unknowns(matrix: sp.spmatrix, focus: np.ndarray | None = None,
-                        tol: float = 1e-7) -> np.ndarray:
+                        tol: float = 1e-10) -> np.ndarray:
     """Unknowns (columns) of the linear system ``matrix @ x = known`` that it determines.
 
     An unknown is determined iff its unit vector lies in the row space, i.e. iff it is zero
     in every null-space vector. Solved per connected block of unknowns (rows sharing an
     unknown), by SVD; blocks of up to 64 unknowns are padded and solved in stacks. ``focus``
-    (one flag per unknown): only the blocks holding one are checked."""
+    (one flag per unknown): only the blocks holding one are checked. ``tol``: largest squared
+    norm of the part of a determined unknown's unit vector outside the row space."""
     a = sp.csr_matrix(matrix, dtype=float)
     a.eliminate_zeros()
     n_unknowns = a.shape[1]
@@ -380,13 +395,14 @@ def _propagate(a: sp.csr_matrix, rounds: int = 50) -> np.ndarray:
 
 def _determined_stack(stack: np.ndarray, tol: float) -> np.ndarray:
     """(k, columns): whether each column's unit vector is in its matrix's row space (zero
-    rows and columns of padding change nothing)."""
-    _, s, vt = np.linalg.svd(stack, full_matrices=True)
+    rows and columns of padding change nothing): its projection on the row space, spanned by
+    the right singular vectors of non-zero singular values, has norm 1."""
+    _, s, vt = np.linalg.svd(stack, full_matrices=False)
     top = s[:, :1] if s.shape[1] else np.zeros((len(stack), 1))
     rank = (s > max(stack.shape[1:]) * np.finfo(float).eps * top).sum(axis=1)
-    null = np.arange(vt.shape[1])[None, :] >= rank[:, None]
-    norms = np.sqrt(np.einsum("kr,krc->kc", null.astype(float), vt ** 2))
-    return norms < tol
+    used = np.arange(vt.shape[1])[None, :] < rank[:, None]
+    inside = np.einsum("kr,krc->kc", used.astype(float), vt ** 2)
+    return 1.0 - inside < tol
 
 
 def protect(values: np.ndarray, primary: np.ndarray, eqs: Equations, threshold: float
@@ -516,6 +532,37 @@ def public_masks(datasets: Mapping[str, xr.Dataset], threshold: float) -> Public
         _protect_count(out, datasets, children, name, names[name], threshold)
     derived_masks(out, datasets, threshold)
     return out
+
+
+_CACHE: OrderedDict[tuple, PublicMasks] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+FREQUENCIES = ("daily", "weekly", "quarterly", "yearly")
+
+
+def vintage_masks(vintage: Hashable, open_dataset: Callable[[str], xr.Dataset],
+                  threshold: float) -> PublicMasks:
+    """:func:`public_masks` of one vintage, computed once per process and threshold
+    (vintages are immutable). ``vintage``: a key naming it (its folder);
+    ``open_dataset(frequency)``: its full dataset (KeyError when it has none)."""
+    key = (vintage, float(threshold))
+    with _CACHE_LOCK:
+        masks = _CACHE.get(key)
+        if masks is not None:
+            _CACHE.move_to_end(key)
+            return masks
+        datasets = {}
+        for frequency in FREQUENCIES:
+            try:
+                datasets[frequency] = open_dataset(frequency)
+            except KeyError:
+                continue
+        # Many small dense solves: BLAS threads only slow them down on a busy machine.
+        with threadpool_limits(limits=1, user_api="blas"):
+            masks = public_masks(datasets, threshold)
+        _CACHE[key] = masks
+        while len(_CACHE) > 4:
+            _CACHE.popitem(last=False)
+        return masks
 
 
 def _protect_count(out: PublicMasks, datasets: Mapping[str, xr.Dataset],

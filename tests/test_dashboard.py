@@ -180,7 +180,7 @@ def test_bad_token_is_refused(client) -> None:
     assert client.get("/tableau/moi", headers={"Authorization": "Bearer nope"}).status_code == 401
 
 
-def test_territory_data_has_four_panels_with_forecast_and_capacity(client) -> None:
+def test_territory_data_has_four_panels_with_forecast_and_capacity(client, auth) -> None:
     body = client.get("/tableau/donnees/territoire/75").get_json()
     panels = {p["key"]: p for p in body["panels"]}
     assert list(panels) == ["admissions", "beds", "icu", "er"]
@@ -188,8 +188,13 @@ def test_territory_data_has_four_panels_with_forecast_and_capacity(client) -> No
     assert icu["observed"]["available"] and icu["observed"]["vintage_id"]
     # The synthetic ICU forecast of the API fixtures: 7 and 14 days ahead, median 800.
     assert icu["forecast"]["available"] and icu["forecast"]["horizons"] == [7, 14]
-    assert icu["forecast"]["q50"] == [800.0, 800.0]
-    assert icu["forecast"]["q05"][0] < icu["forecast"]["q25"][0] < 800.0
+    # For the public, not more precise than the observation: Paris's ICU beds of 2021-01-15,
+    # rebuilt from hidden daily admissions, are hidden, and so is that day's forecast.
+    assert icu["forecast"]["q50"] == [800.0, None] and icu["forecast"]["suppressed"] == 1
+    analyst = client.get("/tableau/donnees/territoire/75", headers=auth["analyst"]).get_json()
+    forecast = {p["key"]: p for p in analyst["panels"]}["icu"]["forecast"]
+    assert forecast["q50"] == [800.0, 800.0]
+    assert forecast["q05"][0] < forecast["q25"][0] < 800.0
     assert icu["capacity"]["value"] > 0
     # SurSaUD is regional: Paris's panel shows Île-de-France.
     assert panels["er"]["territory"] == "R11"

@@ -5,7 +5,8 @@ Method (``source=forecast``, the default)
 -----------------------------------------
 * Capacity C: the territory's latest ``icu_beds_adult`` in the yearly cube (DREES, adult
   intensive-care beds, all sectors). The cube holds no general-ward capacity, so alerts are
-  for ICU occupancy only.
+  for ICU occupancy only. Beds are a public fact about equipment, shown to everyone exactly as
+  ``/data`` shows them; the medians follow the forecasts' disclosure rule (docs/DISCLOSURE.md).
 * Occupancy: the latest stored forecast of daily ``icu`` (beds occupied) at the territory's
   level, whose Hub targets are exactly ``7 day ahead icu`` and ``14 day ahead icu``.
 * ``P(X_h > C) = 1 - F_h(C)`` with ``F_h`` interpolated linearly between the forecast's
@@ -38,15 +39,13 @@ from service.api.common import (
     PageQuery,
     cached,
     clean,
-    is_public,
     open_dataset,
     paginate,
     render,
-    state,
     territory_table,
 )
 from service.api.data import parse_codes
-from service.api.forecasts import LEVEL_OF, find_run, run_items, run_meta
+from service.api.forecasts import LEVEL_OF, find_run, public_items, run_items, run_meta
 from service.audit import note
 from service.errors import ApiError, bad_request
 
@@ -175,6 +174,11 @@ def _from_forecast(codes: list[str], level: str, model: str | None) -> tuple[dic
     for item in grouped["items"]:
         per.setdefault(item["location"], {})[item["horizon"]] = item
     caps = capacities(grouped["forecast_date"])
+    # Medians as /forecasts shows them to this caller (docs/DISCLOSURE.md, "Forecasts").
+    wanted = set(codes)
+    shown = {(i["location"], i["horizon"]): i["median"] for i in public_items(
+        [i for i in grouped["items"] if i["location"] in wanted and i["horizon"] in (7, 14)],
+        meta)[0]}
     out = {}
     for code in codes:
         cap = caps.get(code)
@@ -189,10 +193,7 @@ def _from_forecast(codes: list[str], level: str, model: str | None) -> tuple[dic
                 probs.append(prob_exceed(lv, vals, cap[0]) if np.isfinite(vals).all() else None)
             if None not in probs:
                 p7, p14 = round(probs[0], 3), round(max(probs), 3)
-        if 7 in horizons:
-            m7 = horizons[7]["median"]
-        if 14 in horizons:
-            m14 = horizons[14]["median"]
+        m7, m14 = shown.get((code, 7)), shown.get((code, 14))
         out[code] = {"capacity": cap[0] if cap else None, "capacity_date": cap[1] if cap else None,
                      "median_7d": m7, "median_14d": m14, "p_exceed_7d": p7, "p_exceed_14d": p14}
     info = {"run_id": meta["run_id"], "vintage_id": meta["vintage_id"],
@@ -264,8 +265,6 @@ def get_alerts(query_data: dict):
         figures, info = _from_forecast(codes, level, query_data.get("model"))
     else:
         figures, info = _from_scenario(codes)
-    threshold = state().settings.small_count_threshold
-    public = is_public()
     rows = []
     for code in codes:
         f = figures[code]
@@ -274,10 +273,6 @@ def get_alerts(query_data: dict):
         row = {"territory": code, "name": name, **f, "level": lvl,
                "message": message_fr(name, f["capacity"], f["p_exceed_7d"],
                                      f["p_exceed_14d"], lvl)}
-        if public:  # forecast occupancies are counts of patients
-            for key in ("median_7d", "median_14d"):
-                if row[key] is not None and 0 < row[key] < threshold:
-                    row[key] = None
         rows.append(row)
     items, page = paginate(rows, query_data)
     return render({"source": query_data["source"], "method": METHODS[query_data["source"]],

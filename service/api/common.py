@@ -269,14 +269,30 @@ def is_public() -> bool:
     return not current_principal().authenticated
 
 
-def suppress(value: Any, threshold: int) -> tuple[Any, bool]:
-    """(value, suppressed): counts in [0, threshold) are hidden from the public."""
-    value = clean(value)
-    if value is None or not isinstance(value, int | float):
-        return value, False
-    if 0 < value < threshold:  # zero stays: it identifies nobody
-        return None, True
-    return value, False
+def public_masks(vintage_id: str | None = None):
+    """The cells of a vintage (default: the served one) hidden from the public:
+    :func:`features.disclosure.public_masks` (small counts, complementary cells, derived
+    values; docs/DISCLOSURE.md), computed once per vintage and threshold for the process
+    (vintages are immutable; the first public request of a vintage pays a few seconds)."""
+    from features import disclosure
+
+    st = state()
+    row = (next((v for v in st.store.list_vintages() if v["id"] == vintage_id), None)
+           if vintage_id else st.store.current_vintage())
+    if row is None:
+        raise LookupError(f"no vintage '{vintage_id}'")
+    return disclosure.vintage_masks(
+        str(row["path"]), lambda frequency: st.store.open(frequency, vintage_id=row["id"]),
+        st.settings.small_count_threshold)
+
+
+def hidden_cells(frequency: str, name: str, codes: Sequence[str], dates: Any,
+                 vintage_id: str | None = None) -> np.ndarray | None:
+    """For a public caller, the (codes × dates) mask of ``name`` hidden by disclosure
+    control; None for an authenticated caller or an indicator never hidden."""
+    if not is_public():
+        return None
+    return public_masks(vintage_id or None).select(frequency, name, codes, dates)
 
 
 # ---------------------------------------------------------------------------- caching

@@ -3,9 +3,11 @@
 ``as_of`` reads the cube as it was known then (the latest vintage issued on or before it,
 observations dated before it), so an answer can be reproduced for an audit. For the public,
 commune-level series are refused and counts below the small-count threshold are suppressed
-(``value: null, suppressed: true``). A région or France total that Vigie computes from its
-children (none is published) is served only on dates when all of them report; otherwise the row
-says why: ``value: null, reason: "incomplete", coverage: {reporting: n, children: m}``
+(``value: null, suppressed: true``), with the cells that would give them back by differencing
+and the rates computed from hidden counts (docs/DISCLOSURE.md). A région or France total that
+Vigie computes from its children (none is published) is served only on dates when all of them
+report; otherwise the row says why: ``value: null, reason: "incomplete", coverage:
+{reporting: n, children: m}``
 (:func:`features.cube.totals_coverage`).
 """
 
@@ -25,6 +27,7 @@ from service.api.common import (
     cached,
     clean,
     find_indicator,
+    hidden_cells,
     indicator_catalog,
     is_public,
     open_dataset,
@@ -96,7 +99,9 @@ class DataOut(Schema):
     vintage_id = fields.String(required=True)
     as_of = fields.String(allow_none=True, required=True)
     suppression_threshold = fields.Integer(allow_none=True, required=True, metadata={
-        "description": "counts below this are hidden (public answers only; null otherwise)"})
+        "description": "counts below this are hidden, and so are the cells and derived values "
+                       "that would give them back (docs/DISCLOSURE.md); public answers of "
+                       "suppressed indicators only, null otherwise"})
     computed_totals = fields.Nested(ComputedTotals, required=True, metadata={
         "description": "a total Vigie computes is served only on dates when all its children "
                        "report the indicator; a published total always wins"})
@@ -172,7 +177,10 @@ def get_data(query_data: dict):
     values = var.transpose("territory", "date").values
     date_labels = pd.DatetimeIndex(var["date"].values).strftime("%Y-%m-%d").tolist()
     threshold = state().settings.small_count_threshold
-    suppress_counts = public and meta["count"]
+    # docs/DISCLOSURE.md: small counts, the cells that would give them back, derived values.
+    mask = hidden_cells(meta["frequency"], name, codes, var["date"].values,
+                        str(ds.attrs.get("vintage_id", "")) or None) if public else None
+    suppress_counts = mask is not None
     totals = totals_coverage(ds[name]) or {"children": {}, "incomplete": {}}
     computed = {c: int(totals["children"][c]) for c in codes if c in totals["children"]}
     labels = np.array(date_labels, dtype=object)
@@ -192,7 +200,7 @@ def get_data(query_data: dict):
                                           "children": need}})
                 continue
             value = float(series[j])
-            hidden = bool(suppress_counts and 0 < value < threshold)
+            hidden = bool(suppress_counts and mask[i, j])
             rows.append({"territory": code, "date": date_labels[j],
                          "value": None if hidden else clean(value), "suppressed": hidden,
                          "reason": None,

@@ -18,7 +18,8 @@ from service.api.common import (
     cached,
     clean,
     csv_response,
-    indicator_catalog,
+    find_indicator,
+    hidden_cells,
     is_public,
     paginate,
     render,
@@ -233,21 +234,11 @@ def get_forecasts(query_data: dict):
         items = [i for i in items if i["horizon"] == query_data["horizon"]]
     names = territory_table()
     threshold = state().settings.small_count_threshold
-    variable = {"inc_hosp": "inc_hosp", "inc_icu": "inc_icu", "hosp": "hosp", "icu": "icu"}.get(
-        meta["target"])
-    suppress_counts = bool(is_public() and variable
-                           and indicator_catalog().get(variable, {}).get("count"))
+    out, suppress_counts = public_items(items, meta)
     if query_data["format"] == "hub":
-        return _hub_csv(grouped["hub"], items, suppress_counts, threshold, meta)
-    out = []
-    for item in items:
-        hidden = bool(suppress_counts and item["median"] is not None
-                      and 0 < item["median"] < threshold)
-        out.append({**item, "location_name": names.get(item["location"], {}).get("name", ""),
-                    "median": None if hidden else item["median"],
-                    "quantiles": [{"quantile": q["quantile"], "value": None}
-                                  for q in item["quantiles"]] if hidden else item["quantiles"],
-                    "suppressed": hidden})
+        return _hub_csv(grouped["hub"], out, meta)
+    out = [{**item, "location_name": names.get(item["location"], {}).get("name", "")}
+           for item in out]
     if query_data["format"] == "csv":
         flat = [{"location": i["location"], "location_name": i["location_name"],
                  "target": i["target"], "horizon": i["horizon"],
@@ -263,16 +254,58 @@ def get_forecasts(query_data: dict):
                    "items": page, "pagination": info}, query_data)
 
 
-def _hub_csv(frame, items, suppress_counts: bool, threshold: int, meta: dict):
-    """The Forecast Hub CSV of the selected forecasts (suppressed values left empty)."""
-    keep = {(i["location"], i["target"]) for i in items}
-    hidden = {(i["location"], i["target"]) for i in items
-              if suppress_counts and i["median"] is not None and 0 < i["median"] < threshold}
+def public_items(items: list[dict], meta: dict) -> tuple[list[dict], bool]:
+    """Forecast items as the caller may see them, and whether suppression applies.
+
+    For the public and a count target (docs/DISCLOSURE.md, "Forecasts"): every value of an
+    item is hidden when the observation of the same territory and date is hidden (a forecast
+    is never more precise than the observation) or its median is in (0, threshold); otherwise
+    each quantile value in (0, threshold) is hidden (``suppressed: true`` on the item)."""
+    import pandas as pd
+
+    from features.disclosure import forecast_public, is_protected
+    from models.targets import get_target
+
+    plain = [{**i, "suppressed": False} for i in items]
+    if not is_public():
+        return plain, False
+    try:
+        target = get_target(meta["target"], meta["frequency"] or None)
+    except KeyError:
+        return plain, False
+    entry = find_indicator(target.variable, target.frequency)
+    if entry is None or not is_protected(target.variable, {"count": int(entry["count"])}):
+        return plain, False
+    threshold = state().settings.small_count_threshold
+    locations = sorted({i["location"] for i in items})
+    ends = sorted({i["target_end_date"] for i in items})
+    mask = hidden_cells(target.frequency, target.variable, locations, pd.to_datetime(ends))
+    row = {c: k for k, c in enumerate(locations)}
+    col = {d: k for k, d in enumerate(ends)}
+    out = []
+    for item in items:
+        observed = bool(mask is not None and mask[row[item["location"]],
+                                                  col[item["target_end_date"]]])
+        values, hidden = forecast_public([q["value"] for q in item["quantiles"]],
+                                         item["median"], observed, threshold, True)
+        quantiles = [{"quantile": q["quantile"], "value": v}
+                     for q, v in zip(item["quantiles"], values, strict=True)]
+        median = next((q["value"] for q in quantiles if abs(q["quantile"] - 0.5) < 1e-9),
+                      None if hidden else item["median"])
+        out.append({**item, "median": median, "quantiles": quantiles, "suppressed": hidden})
+    return out, True
+
+
+def _hub_csv(frame, items: list[dict], meta: dict):
+    """The Forecast Hub CSV of the selected forecasts (``items`` as :func:`public_items` gives
+    them: hidden values left empty)."""
+    shown = {(i["location"], i["target"], q["quantile"]): q["value"]
+             for i in items for q in i["quantiles"]}
     rows = []
     for rec in frame[HUB_COLUMNS].to_dict("records"):
-        key = (str(rec["location"]), rec["target"])
-        if key in keep:
-            rows.append({**rec, "value": None if key in hidden else rec["value"]})
+        key = (str(rec["location"]), rec["target"], round(float(rec["quantile"]), 4))
+        if key in shown:
+            rows.append({**rec, "value": shown[key]})
     # Hub file naming: <forecast date>-<team>-<model>.csv
     return csv_response(rows, HUB_COLUMNS, f"{meta['as_of'] or 'forecast'}-vigie-{meta['model']}")
 

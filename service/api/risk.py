@@ -28,6 +28,7 @@ from service.api.common import (
     _memo,
     cached,
     clean,
+    hidden_cells,
     is_public,
     open_dataset,
     paginate,
@@ -92,8 +93,9 @@ class RiskItem(Schema):
     criteria_evaluated = fields.Integer(required=True)
     criteria = fields.List(fields.Nested(CriterionOut), required=True)
     inputs = fields.Dict(keys=fields.String(), values=fields.Float(allow_none=True),
-                         required=True, metadata={"description": "input values used (counts "
-                                                  "below the threshold hidden for the public)"})
+                         required=True, metadata={"description": "input values used (null "
+                                                  "for the public where the count behind "
+                                                  "them is hidden: docs/DISCLOSURE.md)"})
     inputs_from = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
                               metadata={"description": "territory each input was taken from "
                                                        "(a région for regional criteria)"})
@@ -152,20 +154,51 @@ def assessment(as_of: dt.date | None):
     # The thresholds in force are part of the key: a changed file is a new assessment.
     key = ("risk", vintage, str(as_of), thresholds.path, thresholds.name, thresholds.criteria,
            tuple((k, i.scope) for k, i in thresholds.inputs.items()))
-    counts = [n for n, v in daily.data_vars.items() if int(v.attrs.get("count", 0) or 0)]
-    return _memo(key, lambda: risk.assess(daily, yearly, thresholds)), thresholds, vintage, \
-        set(counts)
+    assessed = _memo(key, lambda: risk.assess(daily, yearly, thresholds))
+    return assessed, thresholds, vintage, _hidden_inputs(assessed, vintage)
 
 
-def _rows(ds, thresholds, codes: list[str], date_idx: list[int] | None, counts: set[str],
-          public: bool, keep_unknown: bool) -> list[dict]:
+def _hidden_inputs(ds, vintage: str) -> dict[str, np.ndarray]:
+    """Per input of the assessment ``ds``, its (territory, date) values hidden from the
+    public: hidden where the cube cell it was taken from is (the région's for a regional
+    input, the estimate's where estimated; ICU occupancy = ICU patients / beds is hidden with
+    the patients), docs/DISCLOSURE.md. Empty for an authenticated caller."""
+    from features import risk
+
+    if not is_public():
+        return {}
+    codes = ds["territory"].values.tolist()
+    dates = ds["date"].values
+    inputs = [n for n in ds.data_vars if f"{n}_from" in ds.data_vars]
+    out = {}
+    for name in [*inputs, "icu"]:
+        if name not in ds.data_vars:
+            continue
+        source = "icu" if name in ("icu", risk.ICU_OCCUPANCY) else name
+        taken = f"{name}_from" if f"{name}_from" in ds.data_vars else \
+            f"{risk.ICU_OCCUPANCY}_from"
+        where = ds[taken].values.tolist() if taken in ds.data_vars else codes
+        mask = hidden_cells("daily", source, where, dates, vintage or None)
+        estimate = risk.ESTIMATES.get(name)
+        if estimate and f"{name}_origin" in ds.data_vars:
+            guess = hidden_cells("daily", estimate, where, dates, vintage or None)
+            if guess is not None:
+                origin = ds[f"{name}_origin"].transpose("territory", "date").values
+                mask = np.where(origin == risk.ORIGIN_ESTIMATED, guess,
+                                mask if mask is not None else False)
+        if mask is not None:
+            out[name] = mask
+    return out
+
+
+def _rows(ds, thresholds, codes: list[str], date_idx: list[int] | None,
+          hidden: dict[str, np.ndarray], public: bool, keep_unknown: bool) -> list[dict]:
     """One row per (territory, date) of the assessment ``ds`` (``keep_unknown``: also the
-    days with no evaluable criterion); counts among the inputs (``icu``) below the
-    small-count threshold are hidden from the public."""
+    days with no evaluable criterion); inputs whose cube cell is hidden from the public
+    (``hidden``, :func:`_hidden_inputs`) are null."""
     from features import risk
 
     table = territory_table()
-    threshold = state().settings.small_count_threshold
     index = {c: i for i, c in enumerate(ds["territory"].values.tolist())}
     dates = pd.DatetimeIndex(ds["date"].values).strftime("%Y-%m-%d")
     criteria = [n for n in ds.data_vars if str(n).startswith("criterion_")]
@@ -190,10 +223,9 @@ def _rows(ds, thresholds, codes: list[str], date_idx: list[int] | None, counts: 
             values = {n: clean(float(arrays[n][i, j])) for n in (*inputs, *extra)}
             origin_of = {n: risk.ORIGIN_NAMES.get(int(o[i, j])) for n, o in origins.items()}
             estimated = [n for n, o in origins.items() if o[i, j] == risk.ORIGIN_ESTIMATED]
-            if public:
-                for n in values:
-                    if n in counts and values[n] is not None and 0 < values[n] < threshold:
-                        values[n] = None
+            for n, mask in hidden.items():  # public answers only (docs/DISCLOSURE.md)
+                if n in values and mask[i, j]:
+                    values[n] = None
             rows.append({
                 "territory": code, "name": table.get(code, {}).get("name", code),
                 "date": dates[j], "level": lv, "level_max": int(level_max[i, j]),
@@ -283,7 +315,7 @@ def get_risk(query_data: dict):
     if codes:
         check_readable(codes, table)
     as_of = query_data.get("as_of")
-    ds, thresholds, vintage, counts = assessment(as_of)
+    ds, thresholds, vintage, hidden = assessment(as_of)
     position = {c: i for i, c in enumerate(ds["territory"].values.tolist())}
     if codes:
         codes = [c for c in codes if c in position]
@@ -304,7 +336,7 @@ def get_risk(query_data: dict):
             if rows else np.zeros(len(dates), dtype=bool)
         j = int(np.flatnonzero(known)[-1]) if known.any() else len(dates) - 1
     label = str(dates[j].date()) if len(dates) else None
-    rows = _rows(ds, thresholds, codes, [j] if len(dates) else [], counts, is_public(),
+    rows = _rows(ds, thresholds, codes, [j] if len(dates) else [], hidden, is_public(),
                  keep_unknown=True)
     payload = _payload(ds, thresholds, vintage, as_of, label, rows, query_data)
     return _respond(payload, query_data, f"vigie_risk_{label}")
@@ -326,7 +358,7 @@ def get_risk_series(code: str, query_data: dict):
     if start and end and start > end:
         raise bad_request("start is after end", start=str(start), end=str(end))
     as_of = query_data.get("as_of")
-    ds, thresholds, vintage, counts = assessment(as_of)
+    ds, thresholds, vintage, hidden = assessment(as_of)
     dates = pd.DatetimeIndex(ds["date"].values)
     keep = np.ones(len(dates), dtype=bool)
     if start:
@@ -334,7 +366,7 @@ def get_risk_series(code: str, query_data: dict):
     if end:
         keep &= dates <= pd.Timestamp(end)
     codes = [code] if code in set(ds["territory"].values.tolist()) else []
-    rows = _rows(ds, thresholds, codes, np.flatnonzero(keep).tolist(), counts, is_public(),
+    rows = _rows(ds, thresholds, codes, np.flatnonzero(keep).tolist(), hidden, is_public(),
                  keep_unknown=False)
     payload = _payload(ds, thresholds, vintage, as_of, None, rows, query_data)
     return _respond(payload, query_data, f"vigie_risk_{code}")
