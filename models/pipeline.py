@@ -75,13 +75,17 @@ def _worker_logging(level: str, nice: int = 0) -> None:
     one fact), at ``level``; libraries quiet unless it is DEBUG."""
     import logging
     import os
+    import re
 
     class _Once(logging.Filter):
         seen: set = set()
 
         def filter(self, record):
-            key = (record.name, record.getMessage())
-            if record.levelno < logging.WARNING or key not in self.seen:
+            # One line per fact, as the command line decides it (service.cli.repeat_key).
+            args = tuple(map(str, record.args)) if isinstance(record.args, tuple) else ()
+            kept = args[:-1] if len(args) > 1 else tuple(re.sub(r"\d+", "#", a) for a in args)
+            key = (record.name, str(record.msg), *kept)
+            if record.levelno != logging.WARNING or key not in self.seen:
                 self.seen.add(key)
                 return True
             return False

@@ -35,11 +35,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.calibration import QCOLS, ConformalCalibrator
+from models.calibration import QCOLS, ConformalCalibrator, calibrate_rows
 from models.pipeline import (
     DateTask,
     LevelPlan,
-    calibrate_backtest,
     default_opener,
     level_plan,
     monday_dates,
@@ -268,6 +267,7 @@ def compute_track_record(settings: Any, targets: Iterable[tuple[str, str]], *,
             run_date_tasks(tasks, opener, client=made, on_done=_done)
     else:
         run_date_tasks(tasks, opener, client=client, on_done=_done)
+    outcomes = _Outcomes(settings, vintage_of)
     rows: list[dict] = []
     failed: list[dict] = []
     for (name, frequency), job in jobs.items():
@@ -280,8 +280,8 @@ def compute_track_record(settings: Any, targets: Iterable[tuple[str, str]], *,
             raw = raw[raw["model"].isin([model, "baseline"])]
             if raw.empty:
                 continue
-            rows += _score_level(raw, target, level, job["dates"], opener, job["calibration"],
-                                 model, spec.version, split, computed_at)
+            rows += _score_level(raw, target, level, job["dates"], outcomes,
+                                 job["calibration"], model, spec.version, split, computed_at)
     payload = {"computed_at": computed_at, "model": spec.name, "model_version": spec.version,
                "vintage_id": current, "start": start, "split": split,
                "relative_wis": "France: ratio of mean WIS to the Hub baseline's on the same "
@@ -293,11 +293,67 @@ def compute_track_record(settings: Any, targets: Iterable[tuple[str, str]], *,
     return payload
 
 
+class _Outcomes:
+    """Observed values of a target as known as of a date, read once per vintage.
+
+    As of ``d`` the cube serves vintage ``vintage_of(d)`` without the dates on or after ``d``;
+    calibration as of ``d`` only reads outcomes dated before ``d``, so the vintage's whole
+    series gives the same values (``calibrate_backtest`` opens the cube at every date: the
+    same numbers, read ~100 times per target and level)."""
+
+    def __init__(self, settings: Any, vintage_of: Callable[[pd.Timestamp], str]) -> None:
+        from features.store import CubeStore
+
+        self.store = CubeStore(settings)
+        self.vintage_of = vintage_of
+        self.cache: dict[tuple[str, str, str], pd.DataFrame] = {}
+
+    def of_vintage(self, target: Target, vintage: str) -> pd.DataFrame:
+        key = (target.frequency, target.variable, vintage)
+        if key not in self.cache:
+            ds = self.store.open(target.frequency, vintage_id=vintage)
+            known = ds[target.variable].to_series().rename("observed").reset_index()
+            known["territory"] = known["territory"].astype(str)
+            self.cache[key] = known.rename(columns={"date": "target_end_date"})
+        return self.cache[key]
+
+    def latest(self, target: Target) -> pd.DataFrame:
+        return self.of_vintage(target, str(self.store.current_vintage()["id"]))
+
+
+def calibrate_stored(raw: pd.DataFrame, target: Target, first: pd.Timestamp,
+                     outcomes: _Outcomes, calibration: ConformalCalibrator) -> pd.DataFrame:
+    """:func:`models.pipeline.calibrate_backtest` (the same rows) with outcomes read once
+    per vintage: each date's forecasts calibrated with the errors of earlier ones whose
+    targets were observed before it, as known then; kept from ``first``; ``observed`` from
+    the current cube."""
+    is_base = raw["model"] == "baseline"
+    out = [raw[is_base], raw[~is_base].assign(model=raw["model"] + "_raw")]
+    to_calibrate = raw[~is_base]
+    merged: dict[str, pd.DataFrame] = {}
+    for fd, current in to_calibrate.groupby("forecast_date", sort=True):
+        if fd < first:
+            continue
+        vintage = outcomes.vintage_of(fd)
+        if vintage not in merged:
+            merged[vintage] = to_calibrate.merge(outcomes.of_vintage(target, vintage),
+                                                 on=["territory", "target_end_date"],
+                                                 how="left")
+        known = merged[vintage]
+        past = known[(known["forecast_date"] < fd) & (known["target_end_date"] < fd)]
+        for name, rows in current.groupby("model", sort=False):
+            out.append(calibrate_rows(rows, past[past["model"] == name], fd, calibration))
+    result = pd.concat(out, ignore_index=True)
+    result = result[result["forecast_date"] >= first]
+    return result.merge(outcomes.latest(target), on=["territory", "target_end_date"],
+                        how="left")
+
+
 def _score_level(raw: pd.DataFrame, target: Target, level: str, dates: list[pd.Timestamp],
-                 opener, calibration: ConformalCalibrator, model: str, version: str,
-                 split: str, computed_at: str) -> list[dict]:
+                 outcomes: _Outcomes, calibration: ConformalCalibrator, model: str,
+                 version: str, split: str, computed_at: str) -> list[dict]:
     """Calibrate (each date with the errors known then, as served) and score one level."""
-    result = calibrate_backtest(raw[_KEYS + QCOLS], target, dates[0], opener, calibration)
+    result = calibrate_stored(raw[_KEYS + QCOLS], target, dates[0], outcomes, calibration)
     result = result[result["forecast_date"] <= dates[-1]]
     scored = score_table(result[result["model"].isin([model, "baseline"])], QCOLS)
     if scored.empty:

@@ -142,9 +142,19 @@ def test_terminal_shows_steps_warnings_once_and_library_info_only_with_v(capsys,
     logging.getLogger("service.cli.serve").info("Vigie API on http://127.0.0.1:8000")
     for _ in range(3):
         logging.getLogger("models.signals").warning("gbm: leading signal x stopped")
-    logging.getLogger("features.ingest").error("a source failed")
+    for n in (27, 41):  # the same fact with another detail
+        logging.getLogger("models.signals").warning("%s: signal %s dropped (%s)", "gbm", "y",
+                                                    f"{n} periods of history")
+        logging.getLogger("models.growth").warning("growth: no case signal (%s)",
+                                                   f"{n} periods of history")
+    logging.getLogger("models.signals").warning("%s: signal %s dropped (%s)", "gbm", "z", "-")
+    for _ in range(2):
+        logging.getLogger("features.ingest").error("a source failed")
     err = capsys.readouterr().err
     assert "Vigie API on http://127.0.0.1:8000" in err
-    assert "a source failed" in err
+    assert err.count("a source failed") == 2
     assert ("SQLiteImpl" in err) is verbose and ("Scheduler at" in err) is verbose
     assert err.count("gbm: leading signal x stopped") == (3 if verbose else 1)
+    assert err.count("gbm: signal y dropped") == (2 if verbose else 1)
+    assert err.count("growth: no case signal") == (2 if verbose else 1)
+    assert "gbm: signal z dropped" in err

@@ -25,6 +25,7 @@ import importlib
 import logging
 import os
 import pkgutil
+import re
 import sys
 
 #: Loggers of Vigie's own packages: INFO shown by default (steps), the rest of the world from
@@ -155,18 +156,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def repeat_key(record: logging.LogRecord) -> tuple:
+    """What makes two warnings the same fact: logger, message template and its arguments but
+    the detail (the last of several; the numbers of a single one): "gbm: leading signal X
+    dropped (27 periods of history)" at 28 calibration dates is one fact, shown once with its
+    first detail."""
+    args = tuple(map(str, record.args)) if isinstance(record.args, tuple) else ()
+    kept = args[:-1] if len(args) > 1 else tuple(re.sub(r"\d+", "#", a) for a in args)
+    return (record.name, str(record.msg), *kept)
+
+
 class _OncePerMessage(logging.Filter):
-    """Let a warning repeated word for word through once (a signal dropped at every one of 28
-    calibration dates is one fact)."""
+    """Let a repeated warning through once (see :func:`repeat_key`)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.seen: set[tuple[str, str]] = set()
+        self.seen: set[tuple] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        if record.levelno != logging.WARNING:  # errors are always shown
             return True
-        key = (record.name, record.getMessage())
+        key = repeat_key(record)
         if key in self.seen:
             return False
         self.seen.add(key)
