@@ -5,8 +5,8 @@ the documented schema. Bounded (a few examples per operation) to keep the suite 
 Runs as admin and as the anonymous public on a home of its own, so that generated POSTs (job
 triggers, scenario runs) only queue rows in a throw-away database. Answers are asked for
 uncompressed (``Accept-Encoding: identity``): schemathesis' WSGI transport does not decode
-them. A heavier run (hundreds of examples per operation, negative cases, control characters,
-unknown parameters, deep and large bodies) is described in ``tests/test_api_hardening.py``.
+them. The heavier run (hundreds of examples per operation, negative cases, control characters,
+unknown parameters, deep and large bodies, optionally on PostgreSQL) is ``bench/api_fuzz.py``.
 """
 
 from __future__ import annotations
