@@ -298,6 +298,7 @@ def determined(hidden: np.ndarray, eqs: Equations, focus: np.ndarray | None = No
     return out
 
 
+@threadpool_limits.wrap(limits=1, user_api="blas")
 def determined_unknowns(matrix: sp.spmatrix, focus: np.ndarray | None = None,
                         tol: float = 1e-10) -> np.ndarray:
     """Unknowns (columns) of the linear system ``matrix @ x = known`` that it determines.
@@ -306,7 +307,8 @@ def determined_unknowns(matrix: sp.spmatrix, focus: np.ndarray | None = None,
     in every null-space vector. Solved per connected block of unknowns (rows sharing an
     unknown), by SVD; blocks of up to 64 unknowns are padded and solved in stacks. ``focus``
     (one flag per unknown): only the blocks holding one are checked. ``tol``: largest squared
-    norm of the part of a determined unknown's unit vector outside the row space."""
+    norm of the part of a determined unknown's unit vector outside the row space. BLAS runs
+    single-threaded: thousands of small solves, which its threads only slow down."""
     a = sp.csr_matrix(matrix, dtype=float)
     a.eliminate_zeros()
     n_unknowns = a.shape[1]
@@ -542,7 +544,7 @@ FREQUENCIES = ("daily", "weekly", "quarterly", "yearly")
 def vintage_masks(vintage: Hashable, open_dataset: Callable[[str], xr.Dataset],
                   threshold: float) -> PublicMasks:
     """:func:`public_masks` of one vintage, computed once per process and threshold
-    (vintages are immutable). ``vintage``: a key naming it (its folder);
+    (vintages are immutable). ``vintage``: a key naming it (its id);
     ``open_dataset(frequency)``: its full dataset (KeyError when it has none)."""
     key = (vintage, float(threshold))
     with _CACHE_LOCK:

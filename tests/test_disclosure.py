@@ -248,8 +248,8 @@ def real_masks(real_cube):
 
     store = CubeStore(real_cube)
     row = store.current_vintage()
-    # The API's key (the vintage folder): computed once for this test and the API tests.
-    return D.vintage_masks(str(row["path"]), lambda f: store.open(f, vintage_id=row["id"]),
+    # The API's key (the vintage id): computed once for this test and the API tests.
+    return D.vintage_masks(row["id"], lambda f: store.open(f, vintage_id=row["id"]),
                            real_cube.small_count_threshold), store
 
 
