@@ -39,6 +39,7 @@ per vintage.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
@@ -54,6 +55,8 @@ from threadpoolctl import threadpool_limits
 #: Counts that are facts about equipment or the whole population, not about patients: the
 #: DREES bed capacities (SAE, published per establishment) and INSEE populations. Never
 #: suppressed, identically in /data, /alerts, /risk and the dashboard.
+log = logging.getLogger(__name__)
+
 PUBLIC_FACTS = frozenset({
     "icu_beds_adult", "icu_beds_paediatric", "intensive_care_beds", "critical_care_beds",
     "continuous_care_beds", "population_estimate", "population_65_plus",
@@ -595,7 +598,17 @@ def _protect_count(out: PublicMasks, datasets: Mapping[str, xr.Dataset],
         parts += time_equations(arrays["daily"], arrays["weekly"], d_rows, w_pos[d_rows], days,
                                 offsets["daily"], offsets["weekly"], stock)
     eqs = _stack(parts, len(values))
-    hidden, figures = protect(values, primary | dependent, eqs, threshold)
+    try:
+        hidden, figures = protect(values, primary | dependent, eqs, threshold)
+    except ValueError as exc:  # a block too large to audit exactly
+        hidden, figures = present.copy(), {"error": str(exc)}
+    if figures.get("error") or figures["determined"] or figures["unresolved"]:
+        # Fail closed: an indicator whose protection could not be proved is not published
+        # to the public at all (every cell hidden) rather than published leaky.
+        log.error("disclosure: %s could not be protected (%s): every public cell hidden",
+                  name, figures)
+        hidden = present.copy()
+        figures["fail_closed"] = True
     for f in frequencies:
         o, shape = offsets[f], arrays[f].shape
         mask = hidden[o:o + arrays[f].size].reshape(shape)

@@ -276,3 +276,19 @@ def test_real_cube_masks_leave_nothing_determined(real_masks):
         window[:, k:] |= cases[:, :cases.shape[1] - k]
     assert (masks.hidden["daily"]["incidence_rate_7d"] | ~window
             | np.isnan(ds["incidence_rate_7d"].transpose("territory", "date").values)).all()
+
+
+def test_an_indicator_that_cannot_be_proved_safe_is_hidden_whole(monkeypatch):
+    """Fail closed: when the exact audit cannot run (a block too large) the indicator's public
+    cells are all hidden, never served as the incomplete mask."""
+    import features.disclosure as disclosure
+
+    def too_large(*args, **kwargs):
+        raise ValueError("blocks of more than 4000 hidden cells")
+
+    monkeypatch.setattr(disclosure, "protect", too_large)
+    cube = _cube()
+    masks = disclosure.public_masks(cube, THRESHOLD)
+    for frequency in ("daily", "weekly"):
+        present = cube[frequency]["inc_icu"].notnull().values
+        assert masks.hidden[frequency]["inc_icu"][present].all()
