@@ -65,3 +65,25 @@ def test_forecast_answers_carry_the_forecasts_vintage(two_vintages):
     assert {row["vintage_id"] for row in forecast_rows} == {a["id"]}
     assert {row["model_version"] for row in forecast_rows} == {"ensemble@1.0"}
     assert {row["run_id"] for row in forecast_rows} == {run_id}
+
+
+def test_alert_answers_carry_the_forecasts_vintage(two_vintages):
+    """/alerts is computed from the icu forecast: its header and audit row name that run's
+    vintage, not the cube vintage served now (B)."""
+    from features.catalog import get_engine
+    from service.app import create_app
+    from service.audit import query
+    from service.auth import create_token
+
+    settings, a, runs = two_vintages
+    engine = get_engine(settings.database_url)
+    analyst = {"Authorization": "Bearer " + create_token(engine, "prov", "analyst")}
+    client = create_app({"TESTING": True, "SETTINGS": settings,
+                         "RATELIMIT_ENABLED": False}).test_client()
+    for headers in (analyst, {}):
+        r = client.get("/api/v1/alerts?territory=75", headers=headers)
+        assert r.status_code == 200, r.get_json()
+        assert r.headers["X-Vigie-Vintage"] == a["id"]
+        assert r.headers["X-Vigie-Run"] == runs["icu_department"]
+    rows, _ = query(engine, event="request")
+    assert {row["vintage_id"] for row in rows if row["path"] == "/api/v1/alerts"} == {a["id"]}

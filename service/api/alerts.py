@@ -168,7 +168,9 @@ def capacities(on: str | None = None) -> dict[str, tuple[float, str]]:
 def _from_forecast(codes: list[str], level: str, model: str | None) -> tuple[dict, dict]:
     run = find_run("icu", "daily", level, model)
     meta = run_meta(run.metadata)
-    note(run_id=meta["run_id"], model_version=f"{meta['model']}@{meta['model_version']}")
+    # The answer's provenance is the forecast's own (its vintage, not the cube served now).
+    note(pin=True, vintage_id=meta["vintage_id"], run_id=meta["run_id"],
+         model_version=f"{meta['model']}@{meta['model_version']}")
     grouped = run_items(run)
     per: dict[str, dict[int, dict]] = {}
     for item in grouped["items"]:
@@ -226,7 +228,7 @@ def _from_scenario(codes: list[str]) -> tuple[dict, dict]:
                      "median_7d": None, "median_14d": None,
                      "p_exceed_7d": clean(icu.get("prob_exceed_7d")),
                      "p_exceed_14d": clean(icu.get("prob_exceed_14d"))}
-    note(vintage_id=vintage_id_of(result))
+    note(pin=True, vintage_id=vintage_id_of(result), run_id=f"scenario:{run['id']}")
     return out, {"run_id": f"scenario:{run['id']}", "vintage_id": vintage_id_of(result),
                  "forecast_date": (result.get("inputs") or {}).get("as_of")}
 
