@@ -91,6 +91,7 @@
     return Plotly.newPlot("retro-" + index, traces, layout, V.plotConfig("vigie_precision_retrospective"));
   }
 
+  /* The groups of the retrospective track record (none before it is computed). */
   function retrospective(retro) {
     var status = document.getElementById("retro-status");
     if (!retro || !retro.available) {
@@ -99,9 +100,7 @@
     }
     status.textContent = "Calculé le " + V.date(retro.computed_at) + " ; " + retro.groups.length +
       " série(s) prévue(s). Trait plein : période de test ; tirets : période de développement.";
-    var draws = retro.groups.map(drawRetroGroup);
-    document.getElementById("retro-groups").dataset.drawn = String(draws.length);
-    return draws;
+    return retro.groups;
   }
 
   /* ---- published forecasts ---- */
@@ -171,8 +170,7 @@
     cl.shapes = [50, 90].map(function (y) {
       return {type: "line", xref: "paper", x0: 0, x1: 1, y0: y, y1: y, line: {color: "#555", dash: "dot", width: 1}};
     });
-    Plotly.newPlot("cov-" + index, cov, cl, V.plotConfig("vigie_couverture"));
-    return first;
+    return Promise.all([first, Plotly.newPlot("cov-" + index, cov, cl, V.plotConfig("vigie_couverture"))]);
   }
 
   function leaderboard(lb) {
@@ -190,8 +188,7 @@
   }
 
   V.load("/tableau/donnees/precision").then(function (data) {
-    var retroDraws = retrospective(data.retrospective);
-    if (retroDraws.length) { retroDraws[0].then(V.markFirstChart); }
+    var retroGroups = retrospective(data.retrospective);
     var status = document.getElementById("precision-status");
     if (!data.groups.length) {
       status.textContent = "Aucune prévision publiée n'a encore pu être comparée à la réalité" +
@@ -202,12 +199,18 @@
       status.textContent = "Scores calculés sur les prévisions publiées dont l'issue est connue." +
         (data.pending.length ? " En attente d'observations : " + data.pending.join(", ") + "." : "");
     }
-    var draws = data.groups.map(drawGroup);
     leaderboard(data.leaderboard);
-    if (draws.length) { draws[0].then(V.markFirstChart); }
-    if (!draws.length && !retroDraws.length) { V.noFirstChart(); }
-    return Promise.all(retroDraws.concat(draws)).then(function () {
-      document.getElementById("groups").dataset.drawn = String(draws.length);
+    /* Retrospective groups, then the published forecasts' groups, one after the other. */
+    var drawn = 0;
+    function marked(promise) {
+      return Promise.resolve(promise).then(function () { if (drawn++ === 0) { V.markFirstChart(); } });
+    }
+    return V.sequence(retroGroups, function (g, i) { return marked(drawRetroGroup(g, i)); }).then(function () {
+      document.getElementById("retro-groups").dataset.drawn = String(retroGroups.length);
+      return V.sequence(data.groups, function (g, i) { return marked(drawGroup(g, i)); });
+    }).then(function () {
+      if (!drawn) { V.noFirstChart(); }
+      document.getElementById("groups").dataset.drawn = String(data.groups.length);
     });
   }).catch(function (err) {
     V.noFirstChart();
