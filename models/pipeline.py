@@ -442,12 +442,14 @@ def backtest_levels(
 
 
 def _rows_to_forecast(rows: pd.DataFrame) -> xr.DataArray:
-    """Wide rows of one model and forecast date back to a (territory, horizon, quantile) array."""
+    """Wide rows of one model and forecast date back to a (territory, horizon, quantile) array
+    (territories in the order of their first row: the cube's, for rows of forecast_rows)."""
     from models.base import quantile_array
     from models.calibration import QCOLS
 
-    rows = rows.sort_values(["territory", "horizon"])
     territories = list(dict.fromkeys(rows["territory"]))
+    position = rows["territory"].map({t: i for i, t in enumerate(territories)})
+    rows = rows.assign(_position=position).sort_values(["_position", "horizon"], kind="stable")
     horizons = list(dict.fromkeys(rows["horizon"]))
     values = rows[QCOLS].to_numpy(float).reshape(len(territories), len(horizons), len(QCOLS))
     ends = pd.DatetimeIndex(rows["target_end_date"].iloc[: len(horizons)])

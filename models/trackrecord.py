@@ -172,9 +172,12 @@ def missing_tasks(store: BacktestStore, target: Target, plan: LevelPlan,
 
 def store_task_result(store: BacktestStore, task: DateTask, result: tuple,
                       vintage_of: Callable[[pd.Timestamp], str]) -> None:
-    """Store what a :class:`DateTask` computed, level by level (a level with no history that
-    day is stored empty: nothing to compute there next time)."""
+    """Store what a :class:`DateTask` computed, level by level: the model's and the baseline's
+    rows (what calibration and scores read; the members' would triple the files). A level
+    with no history that day is stored empty: nothing to compute there next time."""
     rows, meta = result
+    if len(rows):
+        rows = rows[rows["model"].isin([task.plan.model_name, "baseline"])]
     for level in task.plan.members:
         vintage = meta.get(level, {}).get("vintage_id") or vintage_of(task.forecast_date)
         part = rows[rows["level"] == level] if len(rows) else rows

@@ -48,8 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     import pickle
     import traceback
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # As the command that started the server: Vigie's steps, warnings once, the libraries'
+    # INFO logs (Alembic, Dask…) only when it ran with -v (VIGIE_LOG_LEVEL=DEBUG).
+    from service.cli import configure_logging
+
+    configure_logging(os.environ.get("VIGIE_LOG_LEVEL", "").upper() == "DEBUG")
     try:
         request = pickle.loads((folder / "request.pkl").read_bytes())
         from service.jobs import run_request

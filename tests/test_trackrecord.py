@@ -105,3 +105,40 @@ def test_the_retrospective_is_stale_after_a_new_vintage(settings):
     CubeStore(settings).write_vintage({"weekly": synthetic_cube("weekly", periods=61)}, {},
                                       {"data_dir": "x", "sources": {"s": {}}})
     assert not is_current(settings, MODEL)
+
+
+def test_publishing_every_level_at_once_gives_the_forecasts_of_one_level_at_a_time(settings):
+    """Pooled members fitted once for all levels, calibration from the backtest store: the
+    published quantiles are those of models.pipeline.forecast level by level; a second
+    refresh fits no past date again."""
+    import numpy as np
+
+    from models.pipeline import default_opener, forecast
+    from models.registry import get_registry
+    from models.store import ForecastStore
+    from models.targets import get_target, to_hub
+    from service.usecases.forecasts import publish_forecasts
+
+    # A cheap ensemble of the same shape as the default: a pooled member (growth, fitted on
+    # the whole hierarchy), a per-series one (ets) for France only, the baseline.
+    get_registry(settings).register("ensemble", kind="ensemble", version="test", params={
+        "members": ("ets", "growth", "baseline"),
+        "level_members": {"region": ("growth", "baseline"),
+                          "department": ("growth", "baseline")}})
+    as_of = pd.Timestamp("2021-01-04")
+    report = publish_forecasts(settings, model="ensemble", targets=[("inc_hosp", "weekly")],
+                               as_of=as_of, parallel=False)
+    assert len(report.with_status("published")) == 3 and report.reused_dates == 0
+    target = get_target("inc_hosp", "weekly")
+    store = ForecastStore.from_settings(settings)
+    for level in ("national", "region", "department"):
+        fc, meta = forecast(target, level, as_of, "ensemble", default_opener(settings))
+        expected = to_hub(fc, target, as_of)
+        published = store.latest("inc_hosp", level).read()
+        assert np.allclose(published["value"].to_numpy(), expected["value"].to_numpy())
+        factors = store.latest("inc_hosp", level).metadata["calibration_factors"]
+        assert factors == {str(h): k for h, k in meta["calibration_factors"].items()}
+    again = publish_forecasts(settings, model="ensemble", targets=[("inc_hosp", "weekly")],
+                              as_of=as_of, parallel=False, force=True)
+    assert again.fitted_dates == 0 and again.reused_dates == report.fitted_dates > 0
+    assert len(again.with_status("published")) == 3

@@ -213,6 +213,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
 
 def cmd_forecast_all(args: argparse.Namespace) -> int:
+    from features.errors import NoVintageError
     from features.settings import Settings
     from models.targets import DEFAULT_FREQUENCY
     from service.cli.progress import TerminalProgress
@@ -234,10 +235,14 @@ def cmd_forecast_all(args: argparse.Namespace) -> int:
             return 2
         targets = [t for t in targets if t[0] in args.target]
     progress = TerminalProgress()
-    report = publish_forecasts(
-        settings, model=args.model, targets=targets, levels=args.level, as_of=args.as_of,
-        calibrate=not args.no_calibration, force=args.force, parallel=not args.sequential,
-        actor="cli:forecast-all", progress=progress)
+    try:
+        report = publish_forecasts(
+            settings, model=args.model, targets=targets, levels=args.level, as_of=args.as_of,
+            calibrate=not args.no_calibration, force=args.force, parallel=not args.sequential,
+            actor="cli:forecast-all", progress=progress)
+    except (NoVintageError, KeyError) as exc:  # nothing ingested; unknown model
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
     published, failed = report.with_status("published"), report.with_status("failed")
     unchanged = report.with_status("unchanged")
     progress.step(f"forecast-all: {len(published)} published, {len(unchanged)} unchanged, "

@@ -169,8 +169,14 @@ def publish_forecasts(settings: Any, *, model: str = "ensemble",
     -------
     A :class:`PublishReport`. A target × level that fails is reported, the others published;
     a job that lost its run stops (:class:`features.fencing.FencedError`).
+
+    Raises
+    ------
+    features.errors.NoVintageError
+        Nothing ingested yet.
     """
     from features.catalog import get_engine
+    from features.store import CubeStore
     from models.calibration import ConformalCalibrator
     from models.pipeline import (
         DateTask,
@@ -194,6 +200,7 @@ def publish_forecasts(settings: Any, *, model: str = "ensemble",
 
     started = time.perf_counter()
     progress = progress or Progress()
+    CubeStore(settings).current_vintage()  # NoVintageError, once, before any target
     engine = engine or get_engine(settings.database_url)
     registry = get_registry(settings)
     spec = registry.get(model)
