@@ -26,24 +26,32 @@ the *public mask* of every indicator (True = hidden from the public), by the rul
    unit vector lies in the row space of the equations restricted to the hidden cells
    (:func:`determined`); for each such cell one more visible cell of its equations is hidden,
    and steps 3–4 repeat (:func:`protect`).
-5. **Derived values** that let a hidden count be backed out are hidden wherever a cell they
+5. **Across vintages** (:class:`PublicRecord`, :func:`store_masks`): a count an earlier vintage
+   showed with the value it has now is known to the public (a value in steps 3–4, never a
+   complement); a count the previous vintage hid with the value it has now stays hidden.
+6. **Derived values** that let a hidden count be backed out are hidden wherever a cell they
    are computed from is (:func:`derived_masks`): 7-day incidence and positivity (7-day sums of
    cases and tests), vaccination coverage, variant shares, the screening-based incidence
    estimate, R(t), growth rate and doubling time (7-day sums and the 20-day infectiousness of
    their basis series); rates whose implied count (rate × population) is in
    ``(0, threshold)`` are hidden too.
 
-Everything is numpy/scipy on whole arrays; no Flask. The service memoises :func:`public_masks`
-per vintage.
+Everything is numpy/scipy on whole arrays; no Flask. The service memoises the masks per vintage
+(:func:`store_masks`) and keeps each vintage's record beside the cube.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import tempfile
 import threading
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -225,12 +233,16 @@ def time_equations(daily: np.ndarray, weekly: np.ndarray, d_rows: np.ndarray,
 
 
 # ---------------------------------------------------------------------------- the rule
-def violations(values: np.ndarray, hidden: np.ndarray, eqs: Equations, threshold: float
-               ) -> np.ndarray:
+def violations(values: np.ndarray, hidden: np.ndarray, eqs: Equations, threshold: float,
+               known: np.ndarray | None = None) -> np.ndarray:
     """Equations that break the rule: exactly one member hidden (total included), or a visible
-    total whose hidden members add up to something in ``(0, threshold)``."""
+    total whose hidden members add up to something in ``(0, threshold)``. ``known``: cells the
+    public already knows (published by a previous vintage with the same value): hidden or not,
+    they count as visible."""
     if not eqs.size:
         return np.zeros(0, dtype=bool)
+    if known is not None:
+        hidden = hidden & ~known
     m = eqs.members
     hidden_members = m @ hidden.astype(float)
     total_hidden = hidden[eqs.total]
@@ -242,15 +254,37 @@ def violations(values: np.ndarray, hidden: np.ndarray, eqs: Equations, threshold
     return (count == 1) | small
 
 
-def _pick(values: np.ndarray, hidden: np.ndarray, eqs: Equations, rows: np.ndarray
-          ) -> np.ndarray:
+def _pick(values: np.ndarray, hidden: np.ndarray, eqs: Equations, rows: np.ndarray,
+          known: np.ndarray | None = None) -> np.ndarray:
     """For each equation of ``rows``: its smallest positive visible member (lowest cell on
-    ties), else its total when visible and positive; -1 when neither exists."""
+    ties), else its total when visible and positive, else (with ``known``, an equation nothing
+    positive can fix) a visible zero member or total; -1 when none exists. Cells the public
+    already knows (``known``) are never picked: hiding them hides nothing."""
+    blocked = hidden if known is None else hidden | known
+    out = _smallest(values, blocked, eqs, rows, positive=True)
+    total = eqs.total[rows]
+    fallback = (out < 0) & ~blocked[total] & (values[total] > 0)
+    out[fallback] = total[fallback]
+    if known is not None and (out < 0).any():
+        # Only where the previous vintages' published cells leave nothing positive to hide.
+        rest = np.flatnonzero(out < 0)
+        zero = _smallest(values, blocked, eqs, rows[rest], positive=False)
+        total = eqs.total[rows[rest]]
+        zero = np.where((zero < 0) & ~blocked[total], total, zero)
+        out[rest] = zero
+    return out
+
+
+def _smallest(values: np.ndarray, blocked: np.ndarray, eqs: Equations, rows: np.ndarray,
+              positive: bool) -> np.ndarray:
+    """Per equation of ``rows``, its smallest member not ``blocked`` (lowest cell on ties), -1
+    when none; positive members only when ``positive``, else zero ones."""
     sub = eqs.members[rows]
     out = np.full(len(rows), -1, dtype=np.int64)
     lengths = np.diff(sub.indptr)
     cells = sub.indices
-    cost = np.where(~hidden[cells] & (values[cells] > 0), values[cells], np.inf)
+    ok = ~blocked[cells] & ((values[cells] > 0) if positive else (values[cells] == 0))
+    cost = np.where(ok, values[cells], np.inf)
     if len(cells):
         starts = sub.indptr[:-1]
         safe = np.minimum(starts, len(cells) - 1)
@@ -261,22 +295,20 @@ def _pick(values: np.ndarray, hidden: np.ndarray, eqs: Equations, rows: np.ndarr
         first = np.minimum.reduceat(pos, safe)
         found = np.isfinite(best)
         out[found] = cells[first[found]]
-    total = eqs.total[rows]
-    fallback = (out < 0) & ~hidden[total] & (values[total] > 0)
-    out[fallback] = total[fallback]
     return out
 
 
-def complete(values: np.ndarray, hidden: np.ndarray, eqs: Equations, threshold: float
-             ) -> tuple[np.ndarray, int]:
+def complete(values: np.ndarray, hidden: np.ndarray, eqs: Equations, threshold: float,
+             known: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Secondary suppression to a fixpoint of :func:`violations` (returns the new mask and
     the number of rounds). Equations no visible positive cell can fix are left (reported by
-    :func:`violations` afterwards)."""
+    :func:`violations` afterwards). ``known``: see :func:`_pick`."""
     hidden = hidden.copy()
     values = np.nan_to_num(values)
     for rounds in range(1, MAX_ROUNDS + 1):
-        bad = np.flatnonzero(violations(values, hidden, eqs, threshold))
-        picks = _pick(values, hidden, eqs, bad) if len(bad) else np.zeros(0, dtype=np.int64)
+        bad = np.flatnonzero(violations(values, hidden, eqs, threshold, known))
+        picks = _pick(values, hidden, eqs, bad, known) if len(bad) \
+            else np.zeros(0, dtype=np.int64)
         picks = picks[picks >= 0]
         if not len(picks):
             return hidden, rounds
@@ -410,35 +442,42 @@ def _determined_stack(stack: np.ndarray, tol: float) -> np.ndarray:
     return 1.0 - inside < tol
 
 
-def protect(values: np.ndarray, primary: np.ndarray, eqs: Equations, threshold: float
-            ) -> tuple[np.ndarray, dict]:
+def protect(values: np.ndarray, primary: np.ndarray, eqs: Equations, threshold: float,
+            known: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """:func:`complete`, then the :func:`determined` audit, repeated until no hidden cell is
-    determined. Returns the mask and figures (rounds, cells still determined: 0 expected)."""
+    determined. Returns the mask and figures (rounds, cells still determined: 0 expected).
+
+    ``known``: cells the public already knows with their current value (published by a
+    previous vintage): they are values, not unknowns, in the rule and in the audit, and are
+    never chosen as complements."""
     values = np.nan_to_num(values)
-    hidden, rounds = complete(values, primary, eqs, threshold)
+    known = np.zeros(len(values), dtype=bool) if known is None else known
+    hidden, rounds = complete(values, primary, eqs, threshold, known)
     audits = 0
-    stuck = determined(hidden, eqs)
+    stuck = determined(hidden & ~known, eqs)
     while stuck.any() and audits < MAX_ROUNDS:
         audits += 1
-        extra = _unlock(values, hidden, eqs, np.flatnonzero(stuck))
+        extra = _unlock(values, hidden, eqs, np.flatnonzero(stuck), known)
         if not len(extra):
             break
         before = hidden.copy()
         hidden[extra] = True
-        hidden, more = complete(values, hidden, eqs, threshold)
+        hidden, more = complete(values, hidden, eqs, threshold, known)
         rounds += more
-        stuck = determined(hidden, eqs, focus=(hidden & ~before) | stuck)
+        stuck = determined(hidden & ~known, eqs, focus=(hidden & ~before) | stuck)
     return hidden, {"rounds": rounds, "audits": audits, "determined": int(stuck.sum()),
-                    "unresolved": int(violations(values, hidden, eqs, threshold).sum())}
+                    "unresolved": int(violations(values, hidden, eqs, threshold, known).sum())}
 
 
-def _unlock(values: np.ndarray, hidden: np.ndarray, eqs: Equations, stuck: np.ndarray
-            ) -> np.ndarray:
+def _unlock(values: np.ndarray, hidden: np.ndarray, eqs: Equations, stuck: np.ndarray,
+            known: np.ndarray | None = None) -> np.ndarray:
     """One more cell per determined cell ``i``: the equations give ``x_i`` as a combination
     ``Σ α_k (equation k)``; a visible cell with a non-zero net coefficient in that combination
-    breaks it once hidden. The smallest positive such cell is chosen."""
+    breaks it once hidden. The smallest positive such cell is chosen (a zero one when no
+    positive one is left), never one of ``known``."""
+    known = np.zeros(len(hidden), dtype=bool) if known is None else known
     signed = eqs.signed()
-    cells = np.flatnonzero(hidden)
+    cells = np.flatnonzero(hidden & ~known)
     restricted = signed[:, cells].tocsc()
     by_row = restricted.tocsr()
     column = {c: k for k, c in enumerate(cells)}
@@ -450,7 +489,10 @@ def _unlock(values: np.ndarray, hidden: np.ndarray, eqs: Equations, stuck: np.nd
         target[column[cell]] = 1.0
         alpha = np.linalg.lstsq(block.T, target, rcond=None)[0]
         net = signed[rows].T @ alpha
-        candidates = np.flatnonzero((np.abs(net) > 1e-7) & ~hidden & (values > 0))
+        free = (np.abs(net) > 1e-7) & ~hidden & ~known
+        candidates = np.flatnonzero(free & (values > 0))
+        if not len(candidates):
+            candidates = np.flatnonzero(free & (values == 0))
         if len(candidates):
             picks.append(candidates[np.argmin(values[candidates])])
     return np.unique(np.array(picks, dtype=np.int64))
@@ -487,6 +529,10 @@ class PublicMasks:
     dates: dict[str, pd.DatetimeIndex]
     hidden: dict[str, dict[str, np.ndarray]]
     figures: dict[str, dict] = field(default_factory=dict)
+    #: What the public knows once this vintage is published (see :class:`PublicRecord`),
+    #: and the file it was written to (None: not tried yet).
+    record: PublicRecord | None = field(default=None, repr=False)
+    record_file: Path | None = field(default=None, repr=False)
 
     def has(self, frequency: str, name: str) -> bool:
         return name in self.hidden.get(frequency, {})
@@ -511,15 +557,105 @@ class PublicMasks:
         return bool(sel is not None and sel[0, 0])
 
 
+@dataclass
+class PublicRecord:
+    """What the public knows of the counts after a vintage was served, to protect the next
+    vintage against the combination of both (an attacker keeps yesterday's answers, or reads
+    them through ``as_of``). Per frequency and protected count, on the vintage's codes × dates:
+
+    * ``known``: the last value the public was shown for the cell, in this vintage or an
+      earlier one (NaN: never shown);
+    * ``hidden``: the value of the cells this vintage hides (NaN elsewhere), which the next
+      vintage keeps hidden while their value is unchanged (showing one could give back,
+      through this vintage's equations, a count it hid).
+
+    Written once per vintage (:meth:`save`, ``<cube>/disclosure/<id>-t<threshold>.npz``)."""
+
+    codes: dict[str, list[str]]
+    dates: dict[str, pd.DatetimeIndex]
+    known: dict[str, dict[str, np.ndarray]]
+    hidden: dict[str, dict[str, np.ndarray]]
+
+    def aligned(self, kind: str, frequency: str, name: str, codes: list[str],
+                dates: pd.DatetimeIndex) -> np.ndarray:
+        """``known`` or ``hidden`` of ``name`` on ``codes`` × ``dates`` (NaN where absent)."""
+        out = np.full((len(codes), len(dates)), np.nan)
+        arr = getattr(self, kind).get(frequency, {}).get(name)
+        if arr is None:
+            return out
+        rows = pd.Index(self.codes[frequency]).get_indexer(codes)
+        cols = self.dates[frequency].get_indexer(dates)
+        ok_r, ok_c = rows >= 0, cols >= 0
+        out[np.ix_(ok_r, ok_c)] = arr[np.ix_(rows[ok_r], cols[ok_c])]
+        return out
+
+    def save(self, path: Path) -> None:
+        """Written atomically (a temporary file renamed into place), compressed."""
+        arrays: dict[str, np.ndarray] = {}
+        for f in self.codes:
+            arrays[f"codes|{f}"] = np.array(self.codes[f], dtype=str)
+            arrays[f"dates|{f}"] = self.dates[f].values.astype("datetime64[ns]").astype(np.int64)
+        for kind in ("known", "hidden"):
+            for f, by_name in getattr(self, kind).items():
+                for name, arr in by_name.items():
+                    arrays[f"{kind}|{f}|{name}"] = arr
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> PublicRecord | None:
+        """The record at ``path``, None when there is none or it cannot be read."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                files = {k: z[k] for k in z.files}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            if not isinstance(exc, FileNotFoundError):
+                log.warning("disclosure: unreadable record %s (%s): recomputed", path, exc)
+            return None
+        codes, dates = {}, {}
+        known: dict[str, dict[str, np.ndarray]] = {}
+        hidden: dict[str, dict[str, np.ndarray]] = {}
+        for key, arr in files.items():
+            parts = key.split("|")
+            if parts[0] == "codes":
+                codes[parts[1]] = [str(c) for c in arr]
+            elif parts[0] == "dates":
+                dates[parts[1]] = pd.DatetimeIndex(arr.astype("datetime64[ns]"))
+            elif parts[0] in ("known", "hidden"):
+                (known if parts[0] == "known" else hidden).setdefault(parts[1], {})[
+                    parts[2]] = arr
+        return cls(codes, dates, known, hidden)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Where two arrays of counts hold the same value (False where either is NaN)."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(a - b) <= 1e-9 * np.maximum(1.0, np.abs(a))
+
+
 def _arrays(ds: xr.Dataset, name: str) -> np.ndarray:
     return ds[name].transpose("territory", "date").values.astype(float)
 
 
-def public_masks(datasets: Mapping[str, xr.Dataset], threshold: float) -> PublicMasks:
+def public_masks(datasets: Mapping[str, xr.Dataset], threshold: float,
+                 previous: PublicRecord | None = None) -> PublicMasks:
     """The public mask of every suppressed indicator of a vintage (see the module docstring).
 
     ``datasets``: frequency → the vintage's full dataset (never an ``as_of`` cut: the mask of
-    a cell must not depend on which dates a request reads)."""
+    a cell must not depend on which dates a request reads). ``previous``: what the public
+    knows from the vintages served before (:class:`PublicRecord`): a count shown there with the
+    value it has now is known, never chosen as a complement and no unknown in the audit. The
+    result's ``record`` is what the public knows once this vintage is served too."""
     codes = {f: [str(c) for c in ds["territory"].values] for f, ds in datasets.items()}
     dates = {f: pd.DatetimeIndex(ds["date"].values) for f, ds in datasets.items()}
     out = PublicMasks(float(threshold), codes, dates, {f: {} for f in datasets})
@@ -533,28 +669,39 @@ def public_masks(datasets: Mapping[str, xr.Dataset], threshold: float) -> Public
                 names.setdefault(str(name), []).append(f)
     # Flows before the stocks rebuilt from them.
     order = sorted(names, key=lambda n: (n in REBUILT, n))
+    record = PublicRecord(codes, dates, {f: {} for f in datasets}, {f: {} for f in datasets})
     for name in order:
-        _protect_count(out, datasets, children, name, names[name], threshold)
+        _protect_count(out, datasets, children, name, names[name], threshold, previous,
+                       record)
     derived_masks(out, datasets, threshold)
+    out.record = record
     return out
 
 
 _CACHE: OrderedDict[tuple, PublicMasks] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
+_CACHE_LOCK = threading.RLock()
 FREQUENCIES = ("daily", "weekly", "quarterly", "yearly")
+#: Vintage id → the id of the vintage served before it (None: the first), once looked up.
+_PREVIOUS: dict[Hashable, Hashable | None] = {}
 
 
 def vintage_masks(vintage: Hashable, open_dataset: Callable[[str], xr.Dataset],
-                  threshold: float) -> PublicMasks:
+                  threshold: float, previous: Hashable | None = None,
+                  previous_record: Callable[[], PublicRecord] | None = None,
+                  folder: Path | None = None) -> PublicMasks:
     """:func:`public_masks` of one vintage, computed once per process and threshold
     (vintages are immutable). ``vintage``: a key naming it (its id);
-    ``open_dataset(frequency)``: its full dataset (KeyError when it has none)."""
-    key = (vintage, float(threshold))
+    ``open_dataset(frequency)``: its full dataset (KeyError when it has none);
+    ``previous``/``previous_record()``: the id of the vintage served before it and what the
+    public knew after it (see :func:`store_masks`); ``folder``: where the vintage's own
+    record is written (``<vintage>-t<threshold>.npz``) for the next vintage."""
+    key = (vintage, float(threshold), previous)
     with _CACHE_LOCK:
         masks = _CACHE.get(key)
         if masks is not None:
             _CACHE.move_to_end(key)
             return masks
+        prior = previous_record() if previous_record is not None else None
         datasets = {}
         for frequency in FREQUENCIES:
             try:
@@ -563,16 +710,82 @@ def vintage_masks(vintage: Hashable, open_dataset: Callable[[str], xr.Dataset],
                 continue
         # Many small dense solves: BLAS threads only slow them down on a busy machine.
         with threadpool_limits(limits=1, user_api="blas"):
-            masks = public_masks(datasets, threshold)
+            masks = public_masks(datasets, threshold, prior)
+        if folder is not None:
+            _save_record(masks, record_path(folder, vintage, threshold))
         _CACHE[key] = masks
         while len(_CACHE) > 4:
             _CACHE.popitem(last=False)
         return masks
 
 
+def record_path(folder: Path, vintage: Hashable, threshold: float) -> Path:
+    return Path(folder) / f"{vintage}-t{float(threshold):g}.npz"
+
+
+def _save_record(masks: PublicMasks, path: Path) -> None:
+    if masks.record is None or masks.record_file is not None:
+        return
+    try:
+        masks.record.save(path)
+        masks.record_file = path
+    except OSError as exc:  # kept in memory: the next vintage reads it from there
+        log.warning("disclosure: record %s not written (%s)", path, exc)
+        masks.record_file = path  # tried once per process
+
+
+def store_masks(store, vintage_id: str, threshold: float) -> PublicMasks:
+    """:func:`vintage_masks` of a vintage of a :class:`features.store.CubeStore`, protected
+    against the vintages served before it: each vintage's record (what the public knows once
+    it is served) is kept in ``<cube>/disclosure/``; a missing one is computed from its
+    vintage, oldest first (vintages are immutable, so the chain is computed once)."""
+    folder = Path(store.root) / "disclosure"
+    with _CACHE_LOCK:
+        if vintage_id not in _PREVIOUS:
+            order = [str(v["id"]) for v in sorted(store.list_vintages(),
+                                                  key=lambda v: v["issued_at"])]
+            if vintage_id not in order:
+                raise LookupError(f"no vintage '{vintage_id}'")
+            for before, after in zip([None, *order[:-1]], order, strict=True):
+                _PREVIOUS.setdefault(after, before)
+        masks = _CACHE.get((vintage_id, float(threshold), _PREVIOUS[vintage_id]))
+        if masks is not None:  # computed by vintage_masks alone: its record written once
+            if masks.record_file is None:
+                _save_record(masks, record_path(folder, vintage_id, threshold))
+            return masks
+        chain = [vintage_id]
+        while (prev := _PREVIOUS.get(chain[-1])) is not None:
+            if (prev, float(threshold), _PREVIOUS.get(prev)) in _CACHE \
+                    or record_path(folder, prev, threshold).exists():
+                break
+            chain.append(prev)
+        for vid in reversed(chain):
+            masks = _store_vintage_masks(store, vid, threshold, folder)
+        return masks
+
+
+def _store_vintage_masks(store, vintage_id: str, threshold: float, folder: Path
+                         ) -> PublicMasks:
+    prev = _PREVIOUS.get(vintage_id)
+
+    def previous_record() -> PublicRecord:
+        masks = _CACHE.get((prev, float(threshold), _PREVIOUS.get(prev)))
+        if masks is not None and masks.record is not None:
+            return masks.record
+        record = PublicRecord.load(record_path(folder, prev, threshold))
+        if record is None:  # unreadable: computed again from its vintage
+            record = _store_vintage_masks(store, prev, threshold, folder).record
+        return record
+
+    return vintage_masks(vintage_id, lambda f: store.open(f, vintage_id=vintage_id),
+                         threshold, prev, previous_record if prev is not None else None,
+                         folder)
+
+
 def _protect_count(out: PublicMasks, datasets: Mapping[str, xr.Dataset],
                    children: Mapping[str, dict], name: str, frequencies: list[str],
-                   threshold: float) -> None:
+                   threshold: float, previous: PublicRecord | None = None,
+                   record: PublicRecord | None = None) -> None:
     arrays = {f: _arrays(datasets[f], name) for f in frequencies}
     offsets, start = {}, 0
     for f in frequencies:
@@ -598,8 +811,19 @@ def _protect_count(out: PublicMasks, datasets: Mapping[str, xr.Dataset],
         parts += time_equations(arrays["daily"], arrays["weekly"], d_rows, w_pos[d_rows], days,
                                 offsets["daily"], offsets["weekly"], stock)
     eqs = _stack(parts, len(values))
+    # A cell the previous vintages showed with the value it has now is known to the public:
+    # a value, not an unknown, and never a complement. A cell the previous vintage hid with
+    # the value it has now stays hidden: showing it now could give back, through that
+    # vintage's own equations (whose other cells may have been revised since), a cell it hid.
+    before = {kind: np.concatenate([
+        (previous.aligned(kind, f, name, out.codes[f], out.dates[f]) if previous is not None
+         else np.full(arrays[f].shape, np.nan)).ravel() for f in frequencies])
+        for kind in ("known", "hidden")}
+    known = present & _same(before["known"], values)
+    kept = present & _same(before["hidden"], values) & ~known
     try:
-        hidden, figures = protect(values, primary | dependent, eqs, threshold)
+        hidden, figures = protect(values, primary | dependent | kept, eqs, threshold,
+                                  known if previous is not None else None)
     except ValueError as exc:  # a block too large to audit exactly
         hidden, figures = present.copy(), {"error": str(exc)}
     if figures.get("error") or figures["determined"] or figures["unresolved"]:
@@ -609,10 +833,23 @@ def _protect_count(out: PublicMasks, datasets: Mapping[str, xr.Dataset],
                   name, figures)
         hidden = present.copy()
         figures["fail_closed"] = True
+    figures["known"] = int(known.sum())
+    figures["kept"] = int((kept & ~primary & ~dependent).sum())
+    figures["known_hidden"] = int((known & hidden).sum())
     for f in frequencies:
         o, shape = offsets[f], arrays[f].shape
         mask = hidden[o:o + arrays[f].size].reshape(shape)
         out.hidden[f][name] = mask
+        if record is not None:
+            value = arrays[f]
+            shown = ~np.isnan(value) & ~mask
+            record.known[f][name] = np.where(
+                shown, value, before["known"][o:o + arrays[f].size].reshape(shape))
+            # A vintage that hid the whole indicator (fail closed) showed nothing: the
+            # cells an earlier one hid stay the ones to keep hidden.
+            record.hidden[f][name] = np.where(~np.isnan(value) & mask, value, np.nan) \
+                if not figures.get("fail_closed") \
+                else before["hidden"][o:o + arrays[f].size].reshape(shape)
         p = primary[o:o + arrays[f].size]
         d = dependent[o:o + arrays[f].size] & ~p
         out.figures.setdefault(f, {})[name] = {
@@ -669,7 +906,7 @@ def rebuilt_dependency(daily: xr.Dataset, name: str, masks: PublicMasks) -> np.n
 # ---------------------------------------------------------------------------- derived values
 def derived_masks(out: PublicMasks, datasets: Mapping[str, xr.Dataset], threshold: float
                   ) -> None:
-    """Masks of the values computed from counts (see the module docstring, step 5), daily,
+    """Masks of the values computed from counts (see the module docstring, step 6), daily,
     and their weekly copies (a weekly stock is its Saturday's value)."""
     if "daily" not in datasets:
         return
