@@ -242,12 +242,27 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
     phase_started = time.perf_counter()
     report.vintage_id = store.write_vintage(datasets, tables, manifest, issued_at=issued_at)
     report.timings["write"] = time.perf_counter() - phase_started
+    phase_started = time.perf_counter()
+    _disclosure_record(store, report.vintage_id, settings.small_count_threshold)
+    report.timings["disclosure"] = time.perf_counter() - phase_started
     report.outcome = "partial" if report.failed else "ok"
     report.message = (f"vintage {report.vintage_id} written"
                       + (f"; {len(report.failed)} source(s) failed and kept their last good "
                          "data" if report.failed else ""))
     _record(engine, report)
     return report
+
+
+def _disclosure_record(store: CubeStore, vintage_id: str, threshold: float) -> None:
+    """Compute the new vintage's public masks and record now (docs/DISCLOSURE.md), so that no
+    public request waits for them. Best effort: if it fails, the first public request computes
+    them (and fails closed there); the vintage itself is already written."""
+    from features.disclosure import store_masks
+
+    try:
+        store_masks(store, vintage_id, threshold)
+    except Exception:
+        log.exception("disclosure record of vintage %s not written ahead", vintage_id)
 
 
 #: The optional EPCI level's files: a refused one is quarantined and its last good copy used (or

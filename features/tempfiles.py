@@ -37,13 +37,14 @@ SEPARATOR = "~"
 DEFAULT_GRACE_HOURS = 6.0
 #: (folder under the home, glob of its temporary entries). Folders: cube vintages, forecast runs;
 #: files: forecast pointers, model registry and leaderboard, scenario results and publication
-#: marks, raw copies.
+#: marks, disclosure records, raw copies.
 LOCATIONS: tuple[tuple[str, str], ...] = (
     ("cube/vintages", ".tmp-*"),
     ("forecasts/runs", ".tmp-*"),
     ("forecasts/latest", "*.tmp"),
     ("models", "*.tmp"),
     ("scenario_runs", ".*.tmp"),
+    ("cube/disclosure", ".*.tmp"),
     ("raw/*", "*.part"),
 )
 

@@ -76,7 +76,15 @@ def test_city_indicators_flow_into_the_cube(make_settings, data_copy):
                      "fr_spf_hosp_incid_dep_daily.csv")
     shutil.copyfile(FIXTURES / "city_indicators_rennes.csv", data / "city_indicators_rennes.csv")
     settings = make_settings(data)
-    assert run_ingest(settings).outcome == "ok"
+    report = run_ingest(settings)
+    assert report.outcome == "ok"
+    # The new vintage's public masks were computed by the ingest (docs/DISCLOSURE.md), so no
+    # public request waits for them.
+    from features.disclosure import record_path
+
+    assert "disclosure" in report.timings
+    assert record_path(settings.cube_dir / "disclosure", report.vintage_id,
+                       settings.small_count_threshold).exists()
     weekly = CubeStore(settings).open("weekly")
     food = weekly["food_aid_requests"]
     assert food.sel(territory="35238", date="2020-11-14").item() == 455
@@ -119,3 +127,4 @@ def test_cli_ingest_info_export(make_settings, data_copy, monkeypatch, capsys, t
     assert cli(["ingest", "--data-dir", str(data)]) == 1
     out = capsys.readouterr().out
     assert "oxcgrt" in out and "failed" in out and "quarantined" in out
+
