@@ -816,10 +816,15 @@ def job_ingest(ctx: JobContext, force: bool = False, data_dir: str | None = None
 
 def job_forecast(ctx: JobContext, model: str = "ensemble", vintage_id: str | None = None,
                  runs: list | None = None, levels: list | None = None,
-                 calibrate: bool = True, force: bool = False) -> dict:
+                 calibrate: bool = True, force: bool | None = None) -> dict:
     """Publish every target × level (``runs``: (target, frequency) pairs, default the published
     ones) through :func:`service.usecases.forecasts.publish_forecasts`, as ``forecast-all``
     does; then queue the retrospective track record if it is stale.
+
+    ``force`` (default: unless the run is the refresh queued by an ingest, which passes its
+    ``vintage_id``): publish even a target × level whose latest run was made on the same date
+    from the same vintage by the same model version. A run asked for by hand publishes anew;
+    the refresh after an ingest publishes only what the new vintage changed.
 
     Each run is stored atomically (fenced) and audited: if this job dies midway, the runs
     already stored are complete and the others keep their previous run.
@@ -828,7 +833,9 @@ def job_forecast(ctx: JobContext, model: str = "ensemble", vintage_id: str | Non
 
     ctx.check_fence()
     report = publish_forecasts(ctx.settings, model=model, targets=runs, levels=levels,
-                               calibrate=bool(calibrate), force=bool(force), nice=10,
+                               calibrate=bool(calibrate),
+                               force=vintage_id is None if force is None else bool(force),
+                               nice=10,
                                actor="job:forecast", engine=ctx.engine)
     result = {**report.to_dict(), "expected_vintage": vintage_id}
     if report.with_status("failed") and not (report.with_status("published")
