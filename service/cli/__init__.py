@@ -31,6 +31,9 @@ import sys
 #: Loggers of Vigie's own packages: INFO shown by default (steps), the rest of the world from
 #: WARNING unless ``-v``.
 VIGIE_LOGGERS = ("service", "features", "models", "scenarios")
+#: Libraries whose INFO logs are shown only with ``-v``.
+LIBRARY_LOGGERS = ("distributed", "alembic", "cmdstanpy", "prophet", "apscheduler", "waitress",
+                   "matplotlib", "numexpr")
 #: Environment variable handed to child processes (Dask workers, job workers): the log level.
 LOG_LEVEL_ENV = "VIGIE_LOG_LEVEL"
 
@@ -233,13 +236,13 @@ def configure_logging(verbose: bool = False) -> None:
     root.setLevel(level)
     for name in VIGIE_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not verbose:
-        for name in ("distributed", "alembic", "cmdstanpy", "prophet", "apscheduler",
-                     "waitress", "matplotlib", "numexpr"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        # Shutting a LocalCluster down says it killed its idle workers: not news.
-        logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
-        logging.getLogger("distributed.worker").setLevel(logging.ERROR)
+    if not verbose:  # the models' per-fit notes (fallbacks to the baseline…) are detail
+        logging.getLogger("models").setLevel(logging.WARNING)
+    quiet = {name: logging.WARNING for name in LIBRARY_LOGGERS}
+    # Shutting a LocalCluster down says it killed its idle workers: not news.
+    quiet.update({"distributed.nanny": logging.ERROR, "distributed.worker": logging.ERROR})
+    for name, quiet_level in quiet.items():  # with -v: back to the root's level
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else quiet_level)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -114,10 +113,10 @@ def _horizons(target, horizon: int | None) -> tuple[int, ...]:
 
 def _client(args):
     from features.settings import Settings
-    from models.pipeline import dask_client
+    from models.pipeline import dask_client, one_thread
 
     if getattr(args, "sequential", False):
-        return nullcontext(None)
+        return one_thread()
     return dask_client(Settings.from_env().dask_address or None)
 
 

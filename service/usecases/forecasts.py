@@ -42,8 +42,8 @@ PUBLISHED_TARGETS: tuple[tuple[str, str], ...] = (
     ("inc_hosp", "weekly"), ("inc_icu", "weekly"), ("hosp", "daily"), ("icu", "daily"),
     ("er_visits", "weekly"),
 )
-#: Below this many date fits a Dask cluster costs more to start than it saves.
-MIN_TASKS_FOR_DASK = 6
+#: Below this many date fits a Dask cluster (~3 s to start) costs more than it saves.
+MIN_TASKS_FOR_DASK = 3
 
 
 @dataclass
