@@ -142,3 +142,21 @@ def test_publishing_every_level_at_once_gives_the_forecasts_of_one_level_at_a_ti
                               as_of=as_of, parallel=False, force=True)
     assert again.fitted_dates == 0 and again.reused_dates == report.fitted_dates > 0
     assert len(again.with_status("published")) == 3
+
+
+def test_state_says_when_the_track_record_is_being_computed(settings):
+    from features.catalog import get_engine
+    from models.registry import get_registry
+    from models.trackrecord import write_retrospective
+    from service.jobs import claim, enqueue
+    from service.usecases.forecasts import track_record_state
+
+    engine = get_engine(settings.database_url)
+    assert track_record_state(settings) == "missing"
+    enqueue(engine, "trackrecord", {"model": "ensemble"})
+    assert track_record_state(settings) == "queued"
+    claim(engine, "worker")
+    assert track_record_state(settings) == "running"
+    write_retrospective(settings, {"model": "ensemble", "rows": [],
+                                   "model_version": get_registry(settings).get("ensemble").version})
+    assert track_record_state(settings) == "ready"

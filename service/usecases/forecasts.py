@@ -392,3 +392,20 @@ def refresh_track_record(settings: Any, *, model: str = "ensemble",
             "failed": payload["failed"], "elapsed_s": round(elapsed, 1),
             "vintage_id": payload["vintage_id"], "model_version": payload["model_version"],
             "path": str(retrospective_path(settings))}
+
+
+def track_record_state(settings: Any, engine: Any = None) -> str:
+    """Where the retrospective track record stands, for the accuracy page: ``ready`` (the file
+    exists), ``running`` / ``queued`` (a ``trackrecord`` job is at work or waiting: « en cours
+    de calcul »), ``missing`` (nothing computed nor asked for)."""
+    from features.catalog import get_engine
+    from models.trackrecord import read_retrospective
+    from service.jobs import list_runs
+
+    if read_retrospective(settings) is not None:
+        return "ready"
+    engine = engine or get_engine(settings.database_url)
+    for status in ("running", "queued"):
+        if list_runs(engine, job="trackrecord", status=status, limit=1)[1]:
+            return status
+    return "missing"
