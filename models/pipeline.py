@@ -448,6 +448,9 @@ def backtest_levels(
     combined = [raw]
     for (fd, _level), rows in raw.groupby(["forecast_date", raw["territory"].map(level_of)]):
         by_model = {m: _rows_to_forecast(r) for m, r in rows.groupby("model")}
+        # Members are combined position by position: one territory order for all of them.
+        order = sorted(next(iter(by_model.values()))["territory"].values)
+        by_model = {m: fc.sel(territory=order) for m, fc in by_model.items()}
         for name, ens in ensembles.items():
             fc = combine_members(ens, by_model, ds, target.variable)
             combined.append(forecast_rows(fc, fd).assign(model=name))
