@@ -469,3 +469,24 @@ def test_page_data_spends_one_unit_of_the_rate_limit(api_settings: Settings) -> 
     panels = {p["key"]: p for p in response.get_json()["panels"]}
     assert panels["icu"]["observed"]["available"], panels["icu"]["observed"]
     assert response.headers["X-RateLimit-Remaining"] == "4"
+
+
+def test_retrospective_being_computed(client, api_settings: Settings,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A queued trackrecord job: the page says « en cours de calcul », not « pas encore »."""
+    from features.catalog import get_engine
+    from service.dashboard import accuracy
+    from service.jobs import enqueue
+
+    monkeypatch.setattr(accuracy, "_load_retrospective", lambda settings: None)
+    monkeypatch.setattr("models.trackrecord.read_retrospective", lambda settings: None)
+    from service.db import job_runs
+
+    engine = get_engine(api_settings.database_url)
+    run_id = enqueue(engine, "trackrecord")
+    try:
+        retro = client.get("/tableau/donnees/precision").get_json()["retrospective"]
+    finally:  # the home is shared by the module's tests: leave no queued run behind
+        with engine.begin() as conn:
+            conn.execute(job_runs.delete().where(job_runs.c.id == run_id))
+    assert retro["available"] is False and retro["reason"].startswith("en cours de calcul")

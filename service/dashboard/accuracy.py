@@ -240,6 +240,18 @@ def retrospective_record(settings) -> dict:
         log.exception("retrospective track record unreadable")
         rows = None
     if not rows:
+        try:
+            from service.usecases.forecasts import track_record_state
+
+            state = track_record_state(settings)
+        except Exception:  # the job table unreadable: say the general case
+            log.exception("track record state unreadable")
+            state = "missing"
+        if state in ("running", "queued"):
+            return {"available": False,
+                    "reason": "en cours de calcul : les prévisions des semaines passées sont "
+                              "refaites sur les données de l'époque ; le tableau apparaîtra ici "
+                              "dans quelques minutes"}
         return {"available": False,
                 "reason": "pas encore calculé : le calcul rétrospectif des prévisions n'a pas "
                           "encore été fait sur cette installation (il est lancé de lui-même "
