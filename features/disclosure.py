@@ -60,6 +60,9 @@ import xarray as xr
 from scipy.sparse.csgraph import connected_components
 from threadpoolctl import threadpool_limits
 
+from features.epidemic import trailing_sum
+from features.risk import region_rows
+
 #: Counts that are facts about equipment or the whole population, not about patients: the
 #: DREES bed capacities (SAE, published per establishment) and INSEE populations. Never
 #: suppressed, identically in /data, /alerts, /risk and the dashboard.
@@ -921,7 +924,7 @@ def derived_masks(out: PublicMasks, datasets: Mapping[str, xr.Dataset], threshol
     def small_sum7(name: str) -> np.ndarray:
         if name not in ds:
             return np.zeros(shape, dtype=bool)
-        s = _trailing_sum(_arrays(ds, name), 7)
+        s = trailing_sum(_arrays(ds, name), 7)
         return (s > _EPS) & (s < threshold - _EPS)
 
     cases_window = _trailing_any(hidden_of("inc_cases"), 7) | small_sum7("inc_cases")
@@ -938,7 +941,9 @@ def derived_masks(out: PublicMasks, datasets: Mapping[str, xr.Dataset], threshol
             m = name[len("variant_share_"):]
             derived[name] = hidden_of(f"screened_{m}_present") | hidden_of(f"screened_{m}_absent")
     if "incidence_rate_7d_estimated" in ds:
-        region = _region_rows(ds)
+        # Each territory's région row (France has none: its estimate is not built from one).
+        region = region_rows(ds, [str(c) for c in ds["territory"].values])
+        region[ds["territory_level"].values == "country"] = -1
         own = hidden_of("screened_positive_tests")
         reg = cases_window | hidden_of("screened_positive_tests")
         via_region = np.where((region >= 0)[:, None], reg[np.maximum(region, 0)], False)
@@ -985,27 +990,6 @@ def _weekly_copies(out: PublicMasks, datasets: Mapping[str, xr.Dataset], names: 
         out.hidden["weekly"][name] = mask
         out.figures.setdefault("weekly", {})[name] = {
             "cells": int((~np.isnan(values)).sum()), "hidden": int(mask.sum())}
-
-
-def _trailing_sum(x: np.ndarray, days: int) -> np.ndarray:
-    from features.epidemic import trailing_sum
-
-    return trailing_sum(x, days)
-
-
-def _region_rows(ds: xr.Dataset) -> np.ndarray:
-    """Row of each territory's région (itself for a région; -1 when none)."""
-    codes = [str(c) for c in ds["territory"].values]
-    levels = [str(v) for v in ds["territory_level"].values]
-    parents = [str(v) for v in ds["territory_parent"].values]
-    row = {c: i for i, c in enumerate(codes)}
-    out = np.full(len(codes), -1)
-    for i in range(len(codes)):
-        j, seen = i, 0
-        while j >= 0 and levels[j] != "region" and seen < 6:
-            j, seen = row.get(parents[j], -1), seen + 1
-        out[i] = j if j >= 0 and levels[j] == "region" else -1
-    return out
 
 
 # ---------------------------------------------------------------------------- forecasts

@@ -323,7 +323,7 @@ def assess(daily: xr.Dataset, yearly: xr.Dataset | None,
     daily = daily.transpose("territory", "date")
     codes = [str(c) for c in daily["territory"].values]
     shape = (len(codes), daily.sizes["date"])
-    region_of = _region_rows(daily, codes)
+    region_of = region_rows(daily, codes)
     own = np.arange(len(codes))
     values, origin, extra, estimated = {}, {}, {}, {}
     for name, spec in thresholds.inputs.items():
@@ -451,7 +451,7 @@ def _take(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _region_rows(daily: xr.Dataset, codes: list[str]) -> np.ndarray:
+def region_rows(daily: xr.Dataset, codes: list[str]) -> np.ndarray:
     """Row of each territory's région (itself for a région or France), -1 if none in ``daily``.
 
     Walks ``territory_parent`` (commune → département → région; EPCI → département → région);
