@@ -1,4 +1,5 @@
-"""Alembic environment: runs against the connection handed over by ``service.db.migrate``.
+"""Alembic environment: runs against the connection handed over by
+``features.storage.db.migrate``.
 
 Run by hand with ``python -m service db upgrade`` (or ``alembic`` with ``-x url=...``); the URL
 otherwise comes from ``VIGIE_DATABASE_URL`` / the default SQLite file.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from service.db import all_metadata
+from features.storage.schema import all_metadata
 
 config = context.config
 target_metadata = all_metadata()
