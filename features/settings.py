@@ -75,9 +75,21 @@ class Settings:
     tmp_grace_hours: float = 6.0
     extra: dict = field(default_factory=dict)
 
+    # -- the paths of everything Vigie keeps (one place: callers use these, never spell them)
     @property
     def cube_dir(self) -> Path:
+        """The cube store (:mod:`features.store`)."""
         return self.home / "cube"
+
+    @property
+    def vintages_dir(self) -> Path:
+        """One immutable folder per cube vintage."""
+        return self.cube_dir / "vintages"
+
+    @property
+    def disclosure_dir(self) -> Path:
+        """Per-vintage disclosure records (:func:`features.disclosure.store_masks`)."""
+        return self.cube_dir / "disclosure"
 
     @property
     def raw_dir(self) -> Path:
@@ -86,15 +98,51 @@ class Settings:
 
     @property
     def quarantine_dir(self) -> Path:
+        """Source files that failed validation, each with its report."""
         return self.home / "quarantine"
 
     @property
     def forecasts_dir(self) -> Path:
+        """The forecast store (:mod:`models.store`): ``runs/`` and ``latest/``."""
         return self.home / "forecasts"
+
+    @property
+    def forecast_runs_dir(self) -> Path:
+        return self.forecasts_dir / "runs"
+
+    @property
+    def forecast_latest_dir(self) -> Path:
+        """The pointers to the newest run of each kind."""
+        return self.forecasts_dir / "latest"
 
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def registry_file(self) -> Path:
+        """Models created at run time (:mod:`models.registry`)."""
+        return self.models_dir / "registry.json"
+
+    @property
+    def leaderboard_file(self) -> Path:
+        """The ``backtest`` job's leaderboard."""
+        return self.models_dir / "leaderboard.json"
+
+    @property
+    def retrospective_file(self) -> Path:
+        """The retrospective track record (:mod:`models.trackrecord`)."""
+        return self.models_dir / "retrospective.json"
+
+    @property
+    def backtests_dir(self) -> Path:
+        """Past dates' raw forecasts (:class:`models.trackrecord.BacktestStore`)."""
+        return self.models_dir / "backtests"
+
+    @property
+    def scenario_runs_dir(self) -> Path:
+        """Scenario jobs' results and their publication marks."""
+        return self.home / "scenario_runs"
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
