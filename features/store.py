@@ -6,11 +6,12 @@ Layout under ``$VIGIE_HOME/cube``::
     vintages/<vintage_id>/tables/<name>.parquet                          (non-time-series tables)
     vintages/<vintage_id>/manifest.json                                   (what the catalog holds)
 
-A vintage is written into a temporary folder (``vintages/.tmp-<id>~<host>~<pid>``) and renamed
-into place (atomic on one file system); only then is its catalog row inserted. A crash at any
-point leaves the previous vintage current: a folder without a catalog row is never served. The
-temporary folders a killed process leaves are removed when a process first opens the store
-(:mod:`features.tempfiles`); old vintages by ``python -m service prune`` (:mod:`service.retention`).
+A vintage is written into a temporary folder (``vintages/.tmp-<id>~<host>~<pid>~…``, see
+:mod:`features.storage.atomic`) and renamed into place (atomic on one file system); only then is
+its catalog row inserted. A crash at any point leaves the previous vintage current: a folder
+without a catalog row is never served. The temporary folders a killed process leaves are removed
+when a process first opens the store (:mod:`features.tempfiles`); old vintages by
+``python -m service prune`` (:mod:`service.retention`).
 
 Reads: ``open_cube(frequency, as_of)`` takes the latest vintage issued on or before ``as_of`` and
 removes observations dated on or after ``as_of``, so that a backtest never sees the future.
@@ -20,15 +21,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
-import os
 import shutil
 import threading
 import uuid
 from collections import OrderedDict
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 import xarray as xr
@@ -37,6 +35,8 @@ from features import fencing, tempfiles
 from features.catalog import as_utc, get_engine, utcnow, vintages
 from features.errors import NoVintageError
 from features.settings import Settings
+from features.storage import jsonsafe
+from features.storage.atomic import atomic_dir
 
 NETCDF_ENGINE = "netcdf4"
 _CACHE_SIZE = 16
@@ -103,10 +103,8 @@ class CubeStore:
         """Write a new immutable vintage atomically and catalog it; return its id."""
         issued_at = issued_at or utcnow()
         vintage_id = f"{issued_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-        final = self.root / "vintages" / vintage_id
-        tmp = self.root / "vintages" / tempfiles.temp_name(vintage_id)
-        tmp.mkdir(parents=True)
-        try:
+        final = self.settings.vintages_dir / vintage_id
+        with atomic_dir(final, fsync=True) as tmp:
             row_counts = {}
             for frequency, ds in datasets.items():
                 ds = ds.assign_attrs(vintage_id=vintage_id, issued_at=issued_at.isoformat())
@@ -121,12 +119,7 @@ class CubeStore:
                     table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
             full_manifest = {**manifest, "id": vintage_id, "issued_at": issued_at.isoformat(),
                              "row_counts": row_counts}
-            (tmp / "manifest.json").write_text(json.dumps(_clean_json(full_manifest), indent=2))
-            _fsync_dir(tmp)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            (tmp / "manifest.json").write_text(jsonsafe.dumps(full_manifest, indent=2))
         try:
             with self.engine.begin() as conn:
                 fencing.check(conn)  # a job that lost its run catalogs nothing
@@ -134,7 +127,7 @@ class CubeStore:
                     id=vintage_id, issued_at=issued_at, path=str(final),
                     data_dir=manifest.get("data_dir"), sources=manifest.get("sources", {}),
                     files=manifest.get("files", {}), row_counts=row_counts,
-                    fitted=_clean_json(manifest.get("fitted", {}))))
+                    fitted=jsonsafe.jsonable(manifest.get("fitted", {}))))
         except fencing.FencedError:
             shutil.rmtree(final, ignore_errors=True)
             raise
@@ -214,27 +207,3 @@ def open_cube(frequency: str = "daily", as_of: dt.date | str | None = None,
               settings: Settings | None = None) -> xr.Dataset:
     """Shortcut: ``CubeStore(settings).open(frequency, as_of)``."""
     return CubeStore(settings).open(frequency, as_of)
-
-
-def _fsync_dir(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as fh:
-                os.fsync(fh.fileno())
-
-
-def _clean_json(value):
-    """JSON-safe copy: arrays to lists, NaN/inf to null (PostgreSQL's JSON rejects NaN)."""
-    if isinstance(value, dict):
-        return {str(k): _clean_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean_json(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _clean_json(value.tolist())
-    if isinstance(value, np.generic):
-        return _clean_json(value.item())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    return str(value)

@@ -20,7 +20,7 @@ from models.store import ForecastStore
 from models.targets import HUB_COLUMNS
 
 KILLED_INGEST = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 import features.store as store
 from features.settings import Settings
@@ -28,13 +28,13 @@ from features.settings import Settings
 settings = Settings.from_env(home=sys.argv[1], data_dir=sys.argv[1],
                              database_url="sqlite:///" + sys.argv[1] + "/vigie.sqlite")
 cube = store.CubeStore(settings)
-real_replace = store.os.replace
+real_replace = os.replace
 
 def stall(src, dst):  # the vintage is written; die before it is renamed into place
     print("WRITTEN", src, flush=True)
     time.sleep(600)
 
-store.os.replace = stall
+os.replace = stall  # the atomic write's rename (features.storage.atomic)
 import numpy as np, pandas as pd, xarray as xr
 ds = xr.Dataset({"x": (("territory", "date"), np.ones((1, 3)))},
                 coords={"territory": ["FR"], "date": pd.date_range("2021-01-01", periods=3)})
