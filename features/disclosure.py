@@ -42,10 +42,7 @@ Everything is numpy/scipy on whole arrays; no Flask. The service memoises the ma
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import tempfile
 import threading
 import zipfile
 from collections import OrderedDict
@@ -62,6 +59,7 @@ from threadpoolctl import threadpool_limits
 
 from features.epidemic import trailing_sum
 from features.risk import region_rows
+from features.storage.atomic import atomic_path
 
 #: Counts that are facts about equipment or the whole population, not about patients: the
 #: DREES bed capacities (SAE, published per establishment) and INSEE populations. Never
@@ -602,18 +600,8 @@ class PublicRecord:
             for f, by_name in getattr(self, kind).items():
                 for name, arr in by_name.items():
                     arrays[f"{kind}|{f}|{name}"] = arr
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with atomic_path(path, fsync=True) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> PublicRecord | None:
