@@ -12,7 +12,7 @@ export VIGIE_HOME ?= $(CURDIR)/var
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev lint ingest forecast serve bench clean
+.PHONY: run test install install-dev browser lint ingest forecast serve bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,15 @@ install: $(STAMP)
 
 install-dev: $(DEV_STAMP)
 
+# Debian's Chromium and driver for the browser tests, installed with apt-get when missing; never
+# fails: when it cannot install, it says why and the browser tests skip with that reason.
+browser:
+	@sh tests/browser_setup.sh
+
 lint: install-dev
 	$(PY) -m ruff check .
 
-test: install-dev
+test: install-dev browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 

@@ -3,6 +3,11 @@
 Real data comes from ``$VIGIE_DATA_DIR`` (CI sets it to ``../shared/data`` beside the clone);
 nothing from there is copied into the repository. Fixtures the project makes itself (small valid
 files in the official formats, deliberately broken files) live in ``tests/fixtures``.
+
+Every test that asks, directly or through another fixture, for one of ``REAL_DATA_FIXTURES``
+is marked ``integration`` here at collection: ``pytest -m "not integration"`` runs the rest
+(``tests/unit/`` and every test on synthetic or fixture data) without the real data; plain
+``pytest`` (``make test``) runs everything.
 """
 
 from __future__ import annotations
@@ -16,6 +21,16 @@ import pytest
 from features.settings import PROJECT_ROOT, Settings
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+#: The fixtures that read the shared real data; a test using any of them is an integration test.
+REAL_DATA_FIXTURES = frozenset({"data_dir", "data_copy", "real_cube"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``integration`` every test whose fixture closure reaches the real data."""
+    for item in items:
+        if REAL_DATA_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 def _real_data_dir() -> Path:
@@ -74,4 +89,61 @@ def real_cube(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Setti
     report = run_ingest(settings)
     assert report.outcome == "ok", report.to_dict()
     return settings
+class Clock:
+    """A clock that moves only when told (``advance``): injected in place of the wall clock so
+    that tests of expiries (leases, retry backoff, the API's freshness window) never sleep."""
+
+    def __init__(self) -> None:
+        import datetime as dt
+        import time
+
+        self._utc = dt.datetime.now(dt.UTC)
+        self._mono = time.monotonic()
+
+    def utcnow(self):
+        return self._utc
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        import datetime as dt
+
+        self._utc += dt.timedelta(seconds=seconds)
+        self._mono += seconds
+
+
+@pytest.fixture
+def job_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The job queue's and the scheduler lease's ``utcnow`` (every ``service.jobs`` module that
+    imported ``features.catalog.utcnow``), as a :class:`Clock` of this process only."""
+    import sys
+
+    import service.jobs  # noqa: F401  (loads every module of the package)
+    from features import catalog
+
+    clock = Clock()
+    patched = 0
+    for name, module in list(sys.modules.items()):
+        if (name == "service.jobs" or name.startswith("service.jobs.")) and \
+                getattr(module, "utcnow", None) is catalog.utcnow:
+            monkeypatch.setattr(module, "utcnow", clock.utcnow)
+            patched += 1
+    assert patched, "service.jobs no longer reads features.catalog.utcnow: update job_clock"
+    return clock
+
+
+@pytest.fixture
+def api_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The clock of the API's freshness window (``service.api.common``): ``advance(1.1)`` in
+    place of sleeping past it."""
+    import types
+
+    from service.api import common
+
+    clock = Clock()
+    monkeypatch.setattr(common, "time", types.SimpleNamespace(monotonic=clock.monotonic))
+    return clock
+
+
 pytest_plugins = ["tests.api_fixtures"]

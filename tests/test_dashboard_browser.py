@@ -4,16 +4,15 @@ One server and one browser for the module: the real ``create_app`` serving a hom
 the session's real cube, with baseline forecasts made here (fast) and a scheduler that runs the
 scenarios submitted from the page. Screenshots go to ``tests/_artifacts/`` (gitignored).
 
-Chromium comes from Debian (``tests/browser_setup.sh``, run here when it is missing);
-Playwright's own browser download is never used.
+Chromium comes from Debian, installed by ``make browser`` (``tests/browser_setup.sh``, a
+prerequisite of ``make test``); the tests skip, saying so, when it is missing, and never install
+anything. Playwright's own browser download is never used.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import socket
-import subprocess
 import threading
 from pathlib import Path
 
@@ -34,15 +33,10 @@ PAGES = {"overview": "/", "territory": "/territoire/69", "scenarios": "/scenario
 
 
 def _ensure_chromium() -> None:
-    """Install Debian's Chromium when missing (CI machines start without it)."""
-    if Path(CHROMIUM).exists():
-        return
-    script = Path(__file__).resolve().parent / "browser_setup.sh"
-    if shutil.which("apt-get") is None:
-        pytest.skip("no /usr/bin/chromium and no apt-get to install it (Debian 'chromium')")
-    done = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=900)
-    if done.returncode != 0 or not Path(CHROMIUM).exists():
-        pytest.skip(f"could not install Chromium with {script}: {done.stderr[-500:]}")
+    """Skip, with the reason, when Debian's Chromium is missing (``make browser`` installs it)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no {CHROMIUM}: run `make browser` (Debian chromium + chromium-driver via "
+                    "apt-get; `make test` does it first)")
 
 
 def _forecasts(settings: Settings) -> None:
@@ -206,10 +200,11 @@ def _shot(watch: Watch, name: str) -> None:
     watch.page.screenshot(path=str(ARTIFACTS / f"dashboard_{name}.png"), full_page=True)
 
 
-def _wait(page, expression: str, timeout: float = 20_000) -> None:
+def _wait(page, expression: str, timeout: float = 60_000) -> None:
     """Wait until ``expression`` (JavaScript) is truthy in the page. Polled from here with
     ``page.evaluate``: Playwright's ``wait_for_function`` evaluates its predicate with
-    ``eval`` inside the page, which the service's Content-Security-Policy forbids."""
+    ``eval`` inside the page, which the service's Content-Security-Policy forbids. The deadline
+    only guards against a hang (no speed is asserted: bench/dashboard.py measures it)."""
     import time
 
     deadline = time.monotonic() + timeout / 1000
@@ -219,7 +214,7 @@ def _wait(page, expression: str, timeout: float = 20_000) -> None:
         page.wait_for_timeout(50)
 
 
-def _wait_drawn(page, selector: str, timeout: float = 20_000) -> None:
+def _wait_drawn(page, selector: str, timeout: float = 60_000) -> None:
     _wait(page, f"() => !!(document.querySelector({selector!r}) && "
                 f"document.querySelector({selector!r}).dataset.drawn)", timeout)
 
@@ -414,7 +409,7 @@ def test_scenario_runs_from_the_page(browser, server, tokens) -> None:
     page.wait_for_selector("#progress-box:not([hidden])")
     assert "Scénario n°" in page.locator("#progress-text").inner_text()
     _wait(page, "() => (document.querySelector('#compare-chart').dataset.runs || '')"
-                ".split(',').filter(Boolean).length === 2", timeout=90_000)
+                ".split(',').filter(Boolean).length === 2", timeout=180_000)
     metas = page.evaluate("() => document.getElementById('compare-chart').data.map(t => t.meta)")
     assert metas.count("band90") == 2 and "capacity" in metas
     assert page.locator("#compare-table tbody tr").count() == 2
