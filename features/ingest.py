@@ -32,6 +32,8 @@ from features.sources.base import (
     raw_file,
 )
 from features.sources.insee_territories import load_territories, original_name
+from features.storage import jsonsafe
+from features.storage.atomic import atomic_path
 from features.store import CubeStore
 from features.territories import Territories
 
@@ -83,10 +85,8 @@ def keep_raw(settings: Settings, raw: RawFile) -> Path:
     """Copy a raw input into the content-addressed raw store (once per distinct content)."""
     target = settings.raw_dir / raw.sha256[:2] / f"{raw.sha256}-{raw.path.name}"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".part")
-        shutil.copyfile(raw.path, tmp)
-        tmp.replace(target)
+        with atomic_path(target, suffix=".part") as tmp:
+            shutil.copyfile(raw.path, tmp)
     return target
 
 
@@ -338,4 +338,4 @@ def _record(engine: sa.Engine, report: IngestReport) -> None:
         conn.execute(ingest_runs.insert().values(
             started_at=report.started_at, finished_at=report.finished_at,
             outcome=report.outcome, vintage_id=report.vintage_id,
-            report=json.loads(json.dumps(report.to_dict(), default=str))))
+            report=jsonsafe.plain(report.to_dict())))

@@ -29,6 +29,7 @@ import pandas as pd
 
 from features.errors import Problem, SourceError
 from features.indicators import IndicatorSpec
+from features.storage.atomic import atomic_write_bytes
 from features.territories import Territories
 
 log = logging.getLogger(__name__)
@@ -157,15 +158,12 @@ class Source:
             data_dir.mkdir(parents=True, exist_ok=True)
             stem = self.download_name()
             target = data_dir / stem
-            tmp = target.with_suffix(target.suffix + ".part")
             try:
                 log.info("downloading %s from %s", self.name, self.official_url)
                 with urllib.request.urlopen(self.official_url, timeout=timeout) as resp:
-                    tmp.write_bytes(resp.read())
-                tmp.replace(target)
+                    atomic_write_bytes(target, resp.read(), suffix=".part")
                 return target
             except OSError as exc:
-                tmp.unlink(missing_ok=True)
                 if found is not None:
                     log.warning("download of %s failed (%s); using %s", self.name, exc, found)
                     return found
