@@ -55,7 +55,7 @@ from features.indicators import (
 )
 from features.sources import spf_screening
 from features.sources.base import SourceResult
-from features.territories import FRANCE, Territories
+from features.territories import FRANCE, Territories, ancestor_at
 
 #: Days of a week that must be published for a weekly mean of a daily level.
 MIN_DAYS_FOR_MEAN = 4
@@ -206,9 +206,7 @@ def registry_children(territories: Territories, level: str) -> dict[str, list[st
     parent_of, level_of = table["parent"].to_dict(), table["level"].to_dict()
     out: dict[str, list[str]] = {}
     for code in table.index[table["level"].isin(BASE_LEVELS).to_numpy()]:
-        parent = parent_of.get(code)
-        while parent and level_of.get(parent) != level:
-            parent = parent_of.get(parent)
+        parent = ancestor_at(code, level, parent_of, level_of)
         if parent:
             out.setdefault(parent, []).append(code)
     return out
@@ -382,7 +380,7 @@ def _incidence_from_screening(frame: Frame, cases_7d: np.ndarray) -> np.ndarray 
     if "screened_positive_tests" not in arrays:
         return None
     tests = arrays["screened_positive_tests"]
-    region = np.array([frame.index.get(frame.territories._ancestor_at(code, "region"), -1)
+    region = np.array([frame.index.get(frame.territories.ancestor_at(code, "region"), -1)
                        for code in frame.codes])  # a région is its own
     rows = np.flatnonzero((region >= 0) & ~np.isnan(tests).all(axis=1))
     out = np.full(tests.shape, np.nan)

@@ -52,6 +52,7 @@ import xarray as xr
 import yaml
 
 from features.errors import Problem
+from features.territories import ancestor_at
 
 if TYPE_CHECKING:
     from features.settings import Settings
@@ -454,21 +455,18 @@ def _take(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
 def region_rows(daily: xr.Dataset, codes: list[str]) -> np.ndarray:
     """Row of each territory's région (itself for a région or France), -1 if none in ``daily``.
 
-    Walks ``territory_parent`` (commune → département → région; EPCI → département → région);
-    collectivités hang under France and have none.
+    Walks ``territory_parent`` (commune → département → région; EPCI → département → région,
+    :func:`features.territories.ancestor_at`); collectivités hang under France and have none.
     """
     index = {c: i for i, c in enumerate(codes)}
     levels = [str(v) for v in daily["territory_level"].values]
-    parents = [str(v) for v in daily["territory_parent"].values]
+    parent_of = dict(zip(codes, (str(v) for v in daily["territory_parent"].values), strict=True))
+    level_of = dict(zip(codes, levels, strict=True))
     out = np.full(len(codes), -1)
-    for i in range(len(codes)):
-        j, seen = i, 0
-        while j is not None and seen < 6:
-            if levels[j] in ("region", "country"):
-                if levels[j] == "region" or j == i:
-                    out[i] = j
-                break
-            j, seen = index.get(parents[j]), seen + 1
+    for i, code in enumerate(codes):
+        region = code if levels[i] == "country" else ancestor_at(code, "region", parent_of,
+                                                                 level_of)
+        out[i] = index.get(region, -1)
     return out
 
 

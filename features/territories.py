@@ -97,6 +97,34 @@ def territory_level_errors(codes: Iterable[str], levels: Mapping[str, str],
     return out
 
 
+def chain_to_root(code: str, parent_of: Mapping[str, str]) -> list[str]:
+    """``code``, its parent, its parent's parent… up to the root (France): ``'69'`` →
+    ``['69', 'R84', 'FR']``, ``'975'`` → ``['975', 'FR']``.
+
+    ``parent_of``: code → parent code (anything with ``.get``: a dict, or the registry's
+    ``table["parent"]``, or one built from a cube's ``territory_parent`` coordinate); the walk
+    ends at an empty or absent parent, or at a code already in the chain (a malformed loop never
+    hangs). A parent that has no entry itself ends the chain after it.
+    """
+    chain = [code]
+    parent = parent_of.get(code)
+    while parent and parent not in chain:
+        chain.append(parent)
+        parent = parent_of.get(parent)
+    return chain
+
+
+def ancestor_at(code: str, level: str, parent_of: Mapping[str, str],
+                level_of: Mapping[str, str]) -> str | None:
+    """The first territory of :func:`chain_to_root` (``code`` itself included) whose level
+    (``level_of``: code → level) is ``level``; None when the chain has none (a collectivité
+    has no région, France no département)."""
+    for candidate in chain_to_root(code, parent_of):
+        if level_of.get(candidate) == level:
+            return candidate
+    return None
+
+
 def region_code(insee_region: str) -> str:
     """Vigie code of a région from its INSEE code (``'84'`` → ``'R84'``)."""
     return f"R{str(insee_region).strip().zfill(2)}"
@@ -184,13 +212,14 @@ class Territories:
         return str(self.table.at[code, "parent"])
 
     def ancestors(self, code: str) -> list[str]:
-        """Parents from the nearest up to France (``'69'`` → ``['R84', 'FR']``)."""
-        chain = []
-        current = self.parent(code)
-        while current:
-            chain.append(current)
-            current = self.parent(current)
-        return chain
+        """Parents from the nearest up to France (``'69'`` → ``['R84', 'FR']``); KeyError for a
+        code the registry lacks."""
+        self.parent(code)
+        return chain_to_root(code, self.table["parent"])[1:]
+
+    def ancestor_at(self, code: str, level: str) -> str | None:
+        """``code`` or its nearest ancestor at ``level`` (None: none), see :func:`ancestor_at`."""
+        return ancestor_at(code, level, self.table["parent"], self.table["level"])
 
     def children(self, code: str) -> list[str]:
         return list(self.table.index[self.table["parent"] == code])
@@ -249,7 +278,7 @@ class Territories:
         frame = frame[frame["territory"].map(self.table["level"]).ne("epci").to_numpy()]
         if frame.empty:
             return frame.copy()
-        parents = {code: self._ancestor_at(code, target_level)
+        parents = {code: self.ancestor_at(code, target_level)
                    for code in pd.unique(frame["territory"])}
         population = self.table["population"].to_dict()
         mapped = frame.assign(parent=frame["territory"].map(parents)).dropna(subset=["parent"])
@@ -275,10 +304,3 @@ class Territories:
         else:
             raise ValueError(f"cannot aggregate with '{how}'")
         return out.rename("value").reset_index().rename(columns={"parent": "territory"})
-
-    def _ancestor_at(self, code: str, level: str) -> str | None:
-        levels = self.table["level"]
-        for candidate in [code, *self.ancestors(code)]:
-            if levels.at[candidate] == level:
-                return candidate
-        return None
