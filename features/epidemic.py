@@ -58,7 +58,7 @@ Data handling (Vigie's choices, recorded in the catalog by :meth:`EpidemicMethod
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from scipy import special, stats
@@ -68,7 +68,13 @@ from features.indicators import IndicatorSpec
 if TYPE_CHECKING:
     import xarray as xr
 
-    from features.cube import Frame
+
+class Frame(Protocol):
+    """What :func:`add_indicators` reads and fills: the daily :class:`features.cube.Frame`
+    (named by its shape, so that this module, which the cube imports, does not import it)."""
+
+    arrays: dict[str, np.ndarray]
+    specs: dict[str, IndicatorSpec]
 
 BASIS_NONE, BASIS_CASES, BASIS_ADMISSIONS = 0, 1, 2
 #: Input indicator of each basis, in order of preference.
