@@ -65,6 +65,7 @@ bench: install-dev
 	$(PY) bench/api_load.py
 	$(PY) bench/api_load.py --two-processes
 	$(PY) bench/dashboard.py
+	$(PY) bench/notebooks.py
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache

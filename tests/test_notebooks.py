@@ -14,7 +14,6 @@ that ``/api/v1/models`` lists it and that a forecast job run with it is served b
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import nbformat
@@ -56,8 +55,9 @@ def _defined_names(source: str) -> set[str]:
     return names
 
 
-def execute(path: Path, overrides: dict) -> tuple[nbformat.NotebookNode, float]:
-    """Run a notebook (cwd = notebooks/) with parameter overrides; (executed copy, seconds)."""
+def execute(path: Path, overrides: dict) -> nbformat.NotebookNode:
+    """Run a notebook (cwd = notebooks/) with parameter overrides; the executed copy. How long
+    it takes is measured by ``bench/notebooks.py``, not asserted here."""
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
@@ -66,10 +66,9 @@ def execute(path: Path, overrides: dict) -> tuple[nbformat.NotebookNode, float]:
             "# parameters injected by tests/test_notebooks.py\n"
             + "\n".join(f"{name} = {value!r}" for name, value in overrides.items()))
         nb.cells.insert(_parameters_cell(nb) + 1, cell)
-    started = time.perf_counter()
     NotebookClient(nb, timeout=TIMEOUT_PER_CELL, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOK_DIR)}}).execute()
-    return nb, time.perf_counter() - started
+    return nb
 
 
 def text_outputs(nb: nbformat.NotebookNode) -> str:
@@ -150,13 +149,11 @@ def in_notebook_home(notebook_home: Settings, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.slow
 def test_01_explorer_les_donnees(in_notebook_home: Settings):
-    nb, seconds = execute(NOTEBOOK_DIR / "01_explorer_les_donnees.ipynb",
-                          FAST["01_explorer_les_donnees"])
+    nb = execute(NOTEBOOK_DIR / "01_explorer_les_donnees.ipynb", FAST["01_explorer_les_donnees"])
     text = text_outputs(nb)
     assert "Un seul vintage" not in text
     # The newer vintage adds the fixture's city indicators: the comparison must show them.
     assert "food_aid_requests" in text and "ajoutée" in text
-    assert seconds < 120, f"notebook 01 took {seconds:.0f} s"
 
 
 @pytest.mark.slow
@@ -168,8 +165,8 @@ def test_02_registered_model_is_served_and_forecasts(in_notebook_home: Settings)
     from service.jobs import get_run, run_pending
 
     settings = in_notebook_home
-    nb, seconds = execute(NOTEBOOK_DIR / "02_reentrainer_et_evaluer.ipynb",
-                          FAST["02_reentrainer_et_evaluer"])
+    nb = execute(NOTEBOOK_DIR / "02_reentrainer_et_evaluer.ipynb",
+                 FAST["02_reentrainer_et_evaluer"])
     params = _defined_names(nb.cells[_parameters_cell(nb)].source)
     assert {"NOM_MODELE", "VERSION"} <= params
     name, version = "sarimax_urgences", "1.0"
@@ -206,18 +203,16 @@ def test_02_registered_model_is_served_and_forecasts(in_notebook_home: Settings)
     assert body["run"]["run_id"] == stored
     assert (body["run"]["model"], body["run"]["model_version"]) == (name, version)
     assert sorted(i["horizon"] for i in body["items"]) == [1, 2, 3, 4]
-    assert seconds < 150, f"notebook 02 took {seconds:.0f} s"
 
 
 @pytest.mark.slow
 def test_03_scenarios(in_notebook_home: Settings):
-    nb, seconds = execute(NOTEBOOK_DIR / "03_scenarios.ipynb", FAST["03_scenarios"])
+    nb = execute(NOTEBOOK_DIR / "03_scenarios.ipynb", FAST["03_scenarios"])
     text = text_outputs(nb)
     for scenario in ("status_quo", "curfew_18h", "confinement_local_4s",
                      "masques_et_teletravail"):
         assert scenario in text
     assert "is less than the minimum of 16" in text   # the invalid definition's errors
-    assert seconds < 120, f"notebook 03 took {seconds:.0f} s"
 
 
 @pytest.mark.slow
@@ -225,7 +220,7 @@ def test_04_nouvelle_source(in_notebook_home: Settings):
     from features.store import CubeStore
 
     before = {v["id"] for v in CubeStore(in_notebook_home).list_vintages()}
-    nb, seconds = execute(NOTEBOOK_DIR / "04_nouvelle_source.ipynb", FAST["04_nouvelle_source"])
+    nb = execute(NOTEBOOK_DIR / "04_nouvelle_source.ipynb", FAST["04_nouvelle_source"])
     text = text_outputs(nb)
     assert "expected a Saturday" in text and "expected a count >= 0" in text
     store = CubeStore(in_notebook_home)
@@ -234,4 +229,3 @@ def test_04_nouvelle_source(in_notebook_home: Settings):
     weekly = store.open("weekly", vintage_id=new[0]["id"])
     series = weekly["food_aid_requests"].sel(territory="35238")
     assert int(series.notnull().sum()) > 80
-    assert seconds < 120, f"notebook 04 took {seconds:.0f} s"
