@@ -22,7 +22,8 @@ from flask import send_from_directory
 from features.catalog import get_engine
 from features.settings import Settings
 from service import audit, auth, errors, guards
-from service.api.common import ResponseCache, VigieState
+from service.api.response_cache import ResponseCache
+from service.api.state import VigieState
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     from service.api import health
 
     health.init_app(app)
-    from service.api.common import serve_from_cache
+    from service.api.cache import serve_from_cache
 
     app.before_request(serve_from_cache)  # last: after token, rate limit and timer hooks
     for name in BLUEPRINTS:

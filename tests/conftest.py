@@ -135,14 +135,14 @@ def job_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 @pytest.fixture
 def api_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """The clock of the API's freshness window (``service.api.common``): ``advance(1.1)`` in
+    """The clock of the API's freshness window (``service.api.state``): ``advance(1.1)`` in
     place of sleeping past it."""
     import types
 
-    from service.api import common
+    from service.api import state
 
     clock = Clock()
-    monkeypatch.setattr(common, "time", types.SimpleNamespace(monotonic=clock.monotonic))
+    monkeypatch.setattr(state, "time", types.SimpleNamespace(monotonic=clock.monotonic))
     return clock
 
 

@@ -151,7 +151,7 @@ def test_exports_neutralise_formulas_of_a_vintage_ingested_before_the_rule(
 def test_text_cells_are_neutralised_and_numbers_stay_numbers(app, tmp_path):
     import pandas as pd
 
-    from service.api.common import csv_response
+    from service.api.formats import csv_response
 
     row = {"formula": HYPERLINK, "negative": -3.5, "whole": -7, "code_text": "-12",
            "dde": "-2+3+cmd|' /C calc'!A0", "at": "@SUM(A1)", "plus": "+33 1 23",

@@ -256,7 +256,7 @@ def test_track_record_scores_published_forecasts(real_cube: Settings, tmp_path) 
     from features.store import CubeStore
     from models.base import QUANTILES
     from models.store import ForecastStore
-    from service.dashboard.accuracy import score_runs
+    from service.usecases.accuracy import score_runs
 
     ds = CubeStore(real_cube).open("weekly")
     fr = ds["inc_hosp"].sel(territory="FR").to_series().dropna()
@@ -412,7 +412,7 @@ def retro_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     models.trackrecord writes), read by ``models.trackrecord.load_retrospective`` whatever
     home the page is served from."""
     from models.trackrecord import load_retrospective
-    from service.dashboard import accuracy
+    from service.usecases import accuracy
 
     settings = Settings.from_env(home=str(tmp_path / "retro_home"))
     settings.models_dir.mkdir(parents=True)
@@ -447,7 +447,7 @@ def test_retrospective_record_groups_rows_for_the_page(client, retro_home) -> No
 
 
 def test_retrospective_not_computed_yet(client, monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.dashboard import accuracy
+    from service.usecases import accuracy
 
     monkeypatch.setattr(accuracy, "_load_retrospective", lambda settings: None)
     retro = client.get("/tableau/donnees/precision").get_json()["retrospective"]
@@ -475,8 +475,8 @@ def test_retrospective_being_computed(client, api_settings: Settings,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A queued trackrecord job: the page says « en cours de calcul », not « pas encore »."""
     from features.catalog import get_engine
-    from service.dashboard import accuracy
     from service.jobs import enqueue
+    from service.usecases import accuracy
 
     monkeypatch.setattr(accuracy, "_load_retrospective", lambda settings: None)
     monkeypatch.setattr("models.trackrecord.read_retrospective", lambda settings: None)

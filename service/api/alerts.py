@@ -33,21 +33,19 @@ import pandas as pd
 from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf
 
-from service.api.common import (
-    FormatQuery,
-    PageInfo,
-    PageQuery,
-    cached,
-    clean,
-    open_dataset,
-    paginate,
-    render,
-    territory_table,
-)
-from service.api.data import parse_codes
-from service.api.forecasts import LEVEL_OF, find_run, public_items, run_items, run_meta
+from service.api.cache import cached
+from service.api.formats import FormatQuery, clean, render
+from service.api.lookups import open_dataset, parse_codes, territory_table
+from service.api.paging import PageInfo, PageQuery, paginate
 from service.audit import note
 from service.errors import ApiError, bad_request
+from service.usecases.forecast_reads import (
+    LEVEL_OF,
+    find_run,
+    public_items,
+    run_items,
+    run_meta,
+)
 
 PREFIX = "alerts"
 bp = APIBlueprint("alerts", __name__, tag="alerts")

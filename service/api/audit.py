@@ -5,7 +5,9 @@ from __future__ import annotations
 from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length
 
-from service.api.common import PageInfo, PageQuery, json_response, state
+from service.api.formats import json_response
+from service.api.paging import PageInfo, PageQuery, page_info, page_window
+from service.api.state import state
 from service.audit import query
 from service.auth import requires
 
@@ -46,10 +48,7 @@ class AuditList(Schema):
 @bp.doc(summary="Audit trail: who asked what, and from which vintage and model version")
 @requires("admin")
 def list_audit(query_data: dict):
-    per_page, page = query_data["per_page"], query_data["page"]
+    limit, offset = page_window(query_data)
     rows, total = query(state().engine, actor=query_data.get("actor"),
-                        event=query_data.get("event"), limit=per_page,
-                        offset=(page - 1) * per_page)
-    return json_response({"items": rows, "pagination": {
-        "page": page, "per_page": per_page, "total": total,
-        "pages": max(1, -(-total // per_page))}})
+                        event=query_data.get("event"), limit=limit, offset=offset)
+    return json_response({"items": rows, "pagination": page_info(query_data, total)})

@@ -19,24 +19,21 @@ from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf
 
 from features.cube import totals_coverage
-from service.api.common import (
+from service.api.cache import cached, set_last_modified
+from service.api.disclosure_view import hidden_cells, is_public
+from service.api.formats import clean, render
+from service.api.lookups import (
     FREQUENCIES,
     PUBLIC_LEVELS,
-    ListQuery,
-    PageInfo,
-    cached,
-    clean,
+    check_readable,
     find_indicator,
-    hidden_cells,
     indicator_catalog,
-    is_public,
     open_dataset,
-    paginate,
-    render,
-    set_last_modified,
-    state,
+    parse_codes,
     territory_table,
 )
+from service.api.paging import ListQuery, PageInfo, paginate
+from service.api.state import state
 from service.errors import ApiError, bad_request
 
 PREFIX = "data"
@@ -107,27 +104,6 @@ class DataOut(Schema):
                        "report the indicator; a published total always wins"})
     items = fields.List(fields.Nested(Observation), required=True)
     pagination = fields.Nested(PageInfo, required=True)
-
-
-def parse_codes(text: str | None) -> list[str] | None:
-    if not text:
-        return None
-    codes = [c.strip() for c in text.split(",") if c.strip()]
-    if not codes:
-        raise bad_request("territory: give one or more codes separated by commas")
-    return list(dict.fromkeys(codes))
-
-
-def check_readable(codes: list[str], table: dict) -> None:
-    """Refuse codes the registry does not know (400) and, for the public, territories that are
-    not aggregates (403: commune-level data needs a token)."""
-    unknown = [c for c in codes if c not in table]
-    if unknown:
-        raise bad_request("unknown territory code(s)", unknown=unknown)
-    hidden = [c for c in codes if table[c]["level"] not in PUBLIC_LEVELS]
-    if hidden and is_public():
-        raise ApiError(403, "aggregated_only", "the public reads aggregated territories only; "
-                       "commune-level data needs a token", {"territories": hidden})
 
 
 @bp.get("")

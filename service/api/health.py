@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from apiflask import APIFlask, Schema, fields
 from flask import Response, g, request
 
-from service.api.common import state
+from service.api.state import state
 
 
 class HealthOut(Schema):

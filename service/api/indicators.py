@@ -6,17 +6,10 @@ from __future__ import annotations
 from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import OneOf
 
-from service.api.common import (
-    FREQUENCIES,
-    ListQuery,
-    PageInfo,
-    cached,
-    find_indicator,
-    indicator_catalog,
-    indicator_entries,
-    paginate,
-    render,
-)
+from service.api.cache import cached
+from service.api.formats import render
+from service.api.lookups import FREQUENCIES, find_indicator, indicator_catalog, indicator_entries
+from service.api.paging import ListQuery, PageInfo, paginate
 from service.errors import not_found
 
 PREFIX = "indicators"

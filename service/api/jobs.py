@@ -6,7 +6,9 @@ from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf
 from flask import url_for
 
-from service.api.common import PageInfo, PageQuery, json_response, state
+from service.api.formats import json_response
+from service.api.paging import PageInfo, PageQuery, page_info, page_window
+from service.api.state import state
 from service.auth import current_principal, requires
 from service.errors import not_found
 
@@ -110,12 +112,10 @@ def list_jobs():
 def list_job_runs(query_data: dict):
     from service.jobs import list_runs
 
-    per_page, page = query_data["per_page"], query_data["page"]
+    limit, offset = page_window(query_data)
     runs, total = list_runs(state().engine, query_data.get("job"), query_data.get("status"),
-                            limit=per_page, offset=(page - 1) * per_page)
-    return json_response({"items": runs, "pagination": {
-        "page": page, "per_page": per_page, "total": total,
-        "pages": max(1, -(-total // per_page))}})
+                            limit=limit, offset=offset)
+    return json_response({"items": runs, "pagination": page_info(query_data, total)})
 
 
 @bp.get("/runs/<int:run_id>")

@@ -7,7 +7,10 @@ import json
 
 from apiflask import APIBlueprint, Schema, fields
 
-from service.api.common import ListQuery, PageInfo, cached, paginate, render, state
+from service.api.cache import cached
+from service.api.formats import render
+from service.api.paging import ListQuery, PageInfo, paginate
+from service.api.state import state
 from service.errors import ApiError, not_found
 
 PREFIX = "models"

@@ -21,23 +21,18 @@ import pandas as pd
 from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf
 
-from service.api.common import (
-    FormatQuery,
-    PageInfo,
-    PageQuery,
-    _memo,
-    cached,
-    clean,
-    hidden_cells,
-    is_public,
+from service.api.cache import cached, set_last_modified
+from service.api.disclosure_view import hidden_cells, is_public
+from service.api.formats import FormatQuery, clean, render
+from service.api.lookups import (
+    check_readable,
+    memo,
     open_dataset,
-    paginate,
-    render,
-    set_last_modified,
-    state,
+    parse_codes,
     territory_table,
 )
-from service.api.data import check_readable, parse_codes
+from service.api.paging import PageInfo, PageQuery, paginate
+from service.api.state import state
 from service.errors import ApiError, bad_request, not_found
 
 PREFIX = "risk"
@@ -154,7 +149,7 @@ def assessment(as_of: dt.date | None):
     # The thresholds in force are part of the key: a changed file is a new assessment.
     key = ("risk", vintage, str(as_of), thresholds.path, thresholds.name, thresholds.criteria,
            tuple((k, i.scope) for k, i in thresholds.inputs.items()))
-    assessed = _memo(key, lambda: risk.assess(daily, yearly, thresholds))
+    assessed = memo(key, lambda: risk.assess(daily, yearly, thresholds))
     return assessed, thresholds, vintage, _hidden_inputs(assessed, vintage)
 
 

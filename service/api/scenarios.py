@@ -19,17 +19,11 @@ from apiflask.validators import Length, OneOf, Range, Regexp
 from flask import url_for
 
 from features.settings import Settings
-from service.api.common import (
-    PageInfo,
-    PageQuery,
-    cached,
-    csv_response,
-    json_response,
-    paginate,
-    render,
-    state,
-)
-from service.api.data import parse_codes
+from service.api.cache import cached
+from service.api.formats import csv_response, json_response, render
+from service.api.lookups import parse_codes
+from service.api.paging import PageInfo, PageQuery, page_info, page_window, paginate
+from service.api.state import state
 from service.audit import note
 from service.auth import current_principal, requires
 from service.errors import ApiError, bad_request, not_found
@@ -419,12 +413,10 @@ def submit_run(json_data: dict):
 def list_runs(query_data: dict):
     from service.jobs import list_runs as _list
 
-    runs, total = _list(state().engine, job="scenario", limit=query_data["per_page"],
-                        offset=(query_data["page"] - 1) * query_data["per_page"])
-    info = {"page": query_data["page"], "per_page": query_data["per_page"], "total": total,
-            "pages": max(1, -(-total // query_data["per_page"]))}
+    limit, offset = page_window(query_data)
+    runs, total = _list(state().engine, job="scenario", limit=limit, offset=offset)
     return json_response({"items": [_run_out(r, with_summary=False) for r in runs],
-                          "pagination": info})
+                          "pagination": page_info(query_data, total)})
 
 
 @bp.get("/runs/<int:run_id>")

@@ -6,7 +6,10 @@ from __future__ import annotations
 from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf
 
-from service.api.common import ListQuery, PageInfo, cached, paginate, render, territory_table
+from service.api.cache import cached
+from service.api.formats import render
+from service.api.lookups import territory_table
+from service.api.paging import ListQuery, PageInfo, paginate
 from service.errors import not_found
 
 PREFIX = "territories"

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from apiflask import APIBlueprint, Schema, fields
 
-from service.api.common import (
-    ListQuery,
-    PageInfo,
-    cached,
-    current_vintage,
-    is_public,
-    paginate,
-    render,
-    state,
-)
+from service.api.cache import cached
+from service.api.disclosure_view import is_public
+from service.api.formats import render
+from service.api.lookups import current_vintage
+from service.api.paging import ListQuery, PageInfo, paginate
+from service.api.state import state
 from service.errors import not_found
 
 PREFIX = "vintages"

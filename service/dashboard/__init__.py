@@ -55,8 +55,9 @@ from flask import (
 )
 
 from service.dashboard import assets, france_map
-from service.dashboard.accuracy import retrospective_record, track_record
+from service.dashboard.accuracy import page_data as precision_page
 from service.dashboard.messages import reason_fr, source_fr, thin_all, thin_html
+from service.usecases.accuracy import accuracy as forecast_accuracy
 
 bp = Blueprint("dashboard", __name__)
 
@@ -203,7 +204,7 @@ def _unavailable(status: int, body: dict) -> dict:
 
 def _territories() -> dict[str, dict]:
     """Code → territory row of the served vintage ({} before the first ingest)."""
-    from service.api.common import territory_table
+    from service.api.lookups import territory_table
     from service.errors import ApiError
 
     try:
@@ -377,7 +378,7 @@ def territory(code: str):
 
 def _observed_epci() -> set[str]:
     """EPCI with at least one observation of a signal (the métropoles' published incidence)."""
-    from service.api.common import observed_territories
+    from service.api.lookups import observed_territories
     from service.errors import ApiError
 
     try:
@@ -425,7 +426,7 @@ def precision():
 @bp.get("/methodes")
 def methods():
     """Méthodes et données (public), rendered on the server: it must read without script."""
-    from service.api.common import indicator_entries
+    from service.api.lookups import indicator_entries
     from service.errors import ApiError
 
     st = _state()
@@ -650,10 +651,10 @@ def _fr_number(value: float | None) -> str:
 
 @bp.get("/tableau/donnees/precision")
 def precision_data():
-    """Scores of the published forecasts (see :mod:`service.dashboard.accuracy`)."""
+    """Scores of the published forecasts and the retrospective track record
+    (:func:`service.usecases.accuracy.accuracy`, worded by :mod:`service.dashboard.accuracy`)."""
     st = _state()
-    return _data({**track_record(st.settings, st.freshness()),
-                    "retrospective": retrospective_record(st.settings)})
+    return _data(precision_page(forecast_accuracy(st.settings, st.freshness())))
 
 
 @bp.get("/tableau/donnees/execution/<int:run_id>")
