@@ -9,32 +9,21 @@ Vigie computes from its children (none is published) is served only on dates whe
 report; otherwise the row says why: ``value: null, reason: "incomplete", coverage:
 {reporting: n, children: m}``
 (:func:`features.cube.totals_coverage`).
+
+The blueprint parses the request, calls :func:`service.usecases.data_reads.series` and renders
+one row per observation (JSON, or CSV with the coverage as ``reporting`` and ``children``).
 """
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf
 
-from features.cube import totals_coverage
-from service.api.cache import cached, set_last_modified
-from service.api.disclosure_view import hidden_cells, is_public
-from service.api.formats import clean, render
-from service.api.lookups import (
-    FREQUENCIES,
-    PUBLIC_LEVELS,
-    check_readable,
-    find_indicator,
-    indicator_catalog,
-    open_dataset,
-    parse_codes,
-    territory_table,
-)
+from service.api.cache import cached
+from service.api.formats import render
+from service.api.lookups import FREQUENCIES
 from service.api.paging import ListQuery, PageInfo, paginate
-from service.api.state import state
-from service.errors import ApiError, bad_request
+from service.usecases.data_reads import series
 
 PREFIX = "data"
 bp = APIBlueprint("data", __name__, tag="data")
@@ -113,90 +102,14 @@ class DataOut(Schema):
         description="Territories × dates, tidy rows; `as_of` for the data as known then.")
 @cached
 def get_data(query_data: dict):
-    name = query_data["indicator"]
-    meta = find_indicator(name, query_data.get("frequency"))
-    if meta is None:
-        known = find_indicator(name)
-        if known is not None:
-            raise bad_request(f"{name} has no {query_data['frequency']} series",
-                              frequency=known["frequency"])
-        raise bad_request(f"unknown indicator {name!r}", known=sorted(indicator_catalog()))
-    start, end = query_data.get("start"), query_data.get("end")
-    if start and end and start > end:
-        raise bad_request("start is after end", start=str(start), end=str(end))
-    table = territory_table()
-    codes = parse_codes(query_data.get("territory"))
-    public = is_public()
-    if codes:
-        check_readable(codes, table)
-    as_of = query_data.get("as_of")
-    try:
-        ds = open_dataset(meta["frequency"], as_of)
-    except LookupError as exc:
-        raise ApiError(503, "no_data", str(exc)) from exc
-    if as_of is not None:
-        set_last_modified(ds.attrs.get("issued_at"))
-    var = ds[name]
-    available = set(var["territory"].values.tolist())
-    if codes is None:
-        codes = [c for c in var["territory"].values.tolist()
-                 if not public or table.get(c, {}).get("level") in PUBLIC_LEVELS]
-    codes = [c for c in codes if c in available]
-    var = var.sel(territory=codes)
-    dates = pd.DatetimeIndex(var["date"].values)
-    keep = np.ones(len(dates), dtype=bool)
-    if start:
-        keep &= dates >= pd.Timestamp(start)
-    if end:
-        keep &= dates <= pd.Timestamp(end)
-    var = var.isel(date=np.flatnonzero(keep))
-    values = var.transpose("territory", "date").values
-    date_labels = pd.DatetimeIndex(var["date"].values).strftime("%Y-%m-%d").tolist()
-    threshold = state().settings.small_count_threshold
-    # docs/DISCLOSURE.md: small counts, the cells that would give them back, derived values.
-    mask = hidden_cells(meta["frequency"], name, codes, var["date"].values,
-                        str(ds.attrs.get("vintage_id", "")) or None) if public else None
-    suppress_counts = mask is not None
-    totals = totals_coverage(ds[name]) or {"children": {}, "incomplete": {}}
-    computed = {c: int(totals["children"][c]) for c in codes if c in totals["children"]}
-    labels = np.array(date_labels, dtype=object)
-    rows = []
-    for i, code in enumerate(codes):
-        series = values[i]
-        need = computed.get(code)
-        gaps = totals["incomplete"].get(code, {}) if need else {}
-        shown = ~np.isnan(series)
-        if gaps:
-            shown |= np.isin(labels, list(gaps))
-        for j in np.flatnonzero(shown):
-            if np.isnan(series[j]):
-                rows.append({"territory": code, "date": date_labels[j], "value": None,
-                             "suppressed": False, "reason": "incomplete",
-                             "coverage": {"reporting": int(gaps[date_labels[j]]),
-                                          "children": need}})
-                continue
-            value = float(series[j])
-            hidden = bool(suppress_counts and mask[i, j])
-            rows.append({"territory": code, "date": date_labels[j],
-                         "value": None if hidden else clean(value), "suppressed": hidden,
-                         "reason": None,
-                         "coverage": {"reporting": need, "children": need} if need else None})
-    incomplete = sum(1 for row in rows if row["reason"] == "incomplete")
-    items, info = paginate(rows, query_data)
+    answer = series(indicator=query_data["indicator"], frequency=query_data.get("frequency"),
+                    territory=query_data.get("territory"), start=query_data.get("start"),
+                    end=query_data.get("end"), as_of=query_data.get("as_of"))
+    items, info = paginate(answer.pop("rows"), query_data)
     if query_data.get("format") == "csv":
         for row in items:
             row.update(reporting=(row["coverage"] or {}).get("reporting"),
                        children=(row["coverage"] or {}).get("children"))
-    payload = {
-        "indicator": name, "frequency": meta["frequency"], "label": meta["label"],
-        "units": meta["units"], "units_fr": meta["units_fr"], "count": meta["count"],
-        "source": meta["source"], "licence": meta["licence"],
-        "vintage_id": str(ds.attrs.get("vintage_id", "")),
-        "as_of": str(as_of) if as_of else None,
-        "suppression_threshold": threshold if suppress_counts else None,
-        "computed_totals": {"territories": computed, "incomplete": incomplete},
-        "items": items, "pagination": info,
-    }
-    return render(payload, query_data, columns=["territory", "date", "value", "suppressed",
-                                                "reason", "reporting", "children"],
-                  filename=f"vigie_{name}")
+    return render({**answer, "items": items, "pagination": info}, query_data,
+                  columns=["territory", "date", "value", "suppressed", "reason", "reporting",
+                           "children"], filename=f"vigie_{answer['indicator']}")

@@ -1,0 +1,148 @@
+"""One indicator's series for territories × a date range, as known on a date
+(``/api/v1/data``).
+
+``as_of`` reads the cube as it was known then (the latest vintage issued on or before it,
+observations dated before it), so an answer can be reproduced for an audit. For the public,
+commune-level series are refused and the cells disclosure control hides (small counts, the
+cells that would give them back by differencing, rates computed from hidden counts:
+docs/DISCLOSURE.md) are ``value: null, suppressed: true``. A région or France total that Vigie
+computes from its children (none is published) is served only on dates when all of them
+report; otherwise the row says why: ``value: null, reason: "incomplete", coverage:
+{reporting: n, children: m}`` (:func:`features.cube.totals_coverage`).
+
+A read use case: it runs in a request, like :mod:`service.usecases.forecast_reads`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from features.cube import totals_coverage
+from service.api.cache import set_last_modified
+from service.api.disclosure_view import hidden_cells, is_public
+from service.api.formats import clean
+from service.api.lookups import (
+    PUBLIC_LEVELS,
+    check_readable,
+    find_indicator,
+    indicator_catalog,
+    open_dataset,
+    parse_codes,
+    territory_table,
+)
+from service.api.state import state
+from service.errors import ApiError, bad_request
+
+
+def _indicator(name: str, frequency: str | None) -> dict:
+    """The indicator's entry at ``frequency`` (default: the finest); 400 when there is none."""
+    meta = find_indicator(name, frequency)
+    if meta is None:
+        known = find_indicator(name)
+        if known is not None:
+            raise bad_request(f"{name} has no {frequency} series",
+                              frequency=known["frequency"])
+        raise bad_request(f"unknown indicator {name!r}", known=sorted(indicator_catalog()))
+    return meta
+
+
+def _dataset(frequency: str, as_of: dt.date | None):
+    try:
+        ds = open_dataset(frequency, as_of)
+    except LookupError as exc:
+        raise ApiError(503, "no_data", str(exc)) from exc
+    if as_of is not None:
+        set_last_modified(ds.attrs.get("issued_at"))
+    return ds
+
+
+def _window(var, start: dt.date | None, end: dt.date | None):
+    """``var`` from ``start`` to ``end`` (inclusive)."""
+    dates = pd.DatetimeIndex(var["date"].values)
+    keep = np.ones(len(dates), dtype=bool)
+    if start:
+        keep &= dates >= pd.Timestamp(start)
+    if end:
+        keep &= dates <= pd.Timestamp(end)
+    return var.isel(date=np.flatnonzero(keep))
+
+
+def _rows(codes: list[str], values: np.ndarray, date_labels: list[str], mask, totals: dict,
+          computed: dict[str, int]) -> list[dict]:
+    """One row per observed (territory, date), and per date a computed total is withheld."""
+    labels = np.array(date_labels, dtype=object)
+    rows = []
+    for i, code in enumerate(codes):
+        series = values[i]
+        need = computed.get(code)
+        gaps = totals["incomplete"].get(code, {}) if need else {}
+        shown = ~np.isnan(series)
+        if gaps:
+            shown |= np.isin(labels, list(gaps))
+        for j in np.flatnonzero(shown):
+            if np.isnan(series[j]):
+                rows.append({"territory": code, "date": date_labels[j], "value": None,
+                             "suppressed": False, "reason": "incomplete",
+                             "coverage": {"reporting": int(gaps[date_labels[j]]),
+                                          "children": need}})
+                continue
+            value = float(series[j])
+            hidden = bool(mask is not None and mask[i, j])
+            rows.append({"territory": code, "date": date_labels[j],
+                         "value": None if hidden else clean(value), "suppressed": hidden,
+                         "reason": None,
+                         "coverage": {"reporting": need, "children": need} if need else None})
+    return rows
+
+
+def series(*, indicator: str, frequency: str | None, territory: str | None,
+           start: dt.date | None, end: dt.date | None, as_of: dt.date | None) -> dict:
+    """The series of ``indicator`` (at ``frequency``, default the finest) for the ``territory``
+    codes (comma-separated; default: every territory served to the caller), from ``start`` to
+    ``end``, as known on ``as_of``.
+
+    Returns
+    -------
+    The indicator's metadata (``indicator``, ``frequency``, ``label``, ``units``, ``units_fr``,
+    ``count``, ``source``, ``licence``), ``vintage_id``, ``as_of``, ``suppression_threshold``
+    (None when nothing is suppressed for this caller), ``computed_totals`` and ``rows`` last.
+    """
+    meta = _indicator(indicator, frequency)
+    if start and end and start > end:
+        raise bad_request("start is after end", start=str(start), end=str(end))
+    table = territory_table()
+    codes = parse_codes(territory)
+    public = is_public()
+    if codes:
+        check_readable(codes, table)
+    ds = _dataset(meta["frequency"], as_of)
+    var = ds[indicator]
+    available = set(var["territory"].values.tolist())
+    if codes is None:
+        codes = [c for c in var["territory"].values.tolist()
+                 if not public or table.get(c, {}).get("level") in PUBLIC_LEVELS]
+    codes = [c for c in codes if c in available]
+    var = _window(var.sel(territory=codes), start, end)
+    # docs/DISCLOSURE.md: small counts, the cells that would give them back, derived values.
+    mask = hidden_cells(meta["frequency"], indicator, codes, var["date"].values,
+                        str(ds.attrs.get("vintage_id", "")) or None) if public else None
+    totals = totals_coverage(ds[indicator]) or {"children": {}, "incomplete": {}}
+    computed = {c: int(totals["children"][c]) for c in codes if c in totals["children"]}
+    rows = _rows(codes, var.transpose("territory", "date").values,
+                 pd.DatetimeIndex(var["date"].values).strftime("%Y-%m-%d").tolist(), mask,
+                 totals, computed)
+    incomplete = sum(1 for row in rows if row["reason"] == "incomplete")
+    return {
+        "indicator": indicator, "frequency": meta["frequency"], "label": meta["label"],
+        "units": meta["units"], "units_fr": meta["units_fr"], "count": meta["count"],
+        "source": meta["source"], "licence": meta["licence"],
+        "vintage_id": str(ds.attrs.get("vintage_id", "")),
+        "as_of": str(as_of) if as_of else None,
+        "suppression_threshold": state().settings.small_count_threshold
+        if mask is not None else None,
+        "computed_totals": {"territories": computed, "incomplete": incomplete},
+        "rows": rows,
+    }
