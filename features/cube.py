@@ -54,7 +54,7 @@ from features.indicators import (
     variant_share,
 )
 from features.sources import spf_screening
-from features.sources.base import SourceResult
+from features.sources.contract import SourceResult
 from features.territories import FRANCE, Territories, ancestor_at
 
 #: Days of a week that must be published for a weekly mean of a daily level.

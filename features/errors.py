@@ -46,7 +46,7 @@ class SourceError(Exception):
     path:
         The offending file, if any.
     problems:
-        Every problem found (reports are capped per check, see ``features.sources.base``).
+        Every problem found (reports are capped per check, see ``features.sources.reading``).
     """
 
     def __init__(self, source: str, path: Path | None, problems: list[Problem]):

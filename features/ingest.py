@@ -23,7 +23,7 @@ from features.cube import build_cube
 from features.errors import SourceError
 from features.settings import Settings
 from features.sources import SOURCES
-from features.sources.base import (
+from features.sources.contract import (
     ParseContext,
     RawFile,
     Source,

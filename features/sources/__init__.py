@@ -22,7 +22,7 @@ from features.sources import (
     spf_vacsi,
     sursaud,
 )
-from features.sources.base import Source
+from features.sources.contract import Source
 
 SOURCES: tuple[Source, ...] = (
     spf_hospital_flows.SOURCE,

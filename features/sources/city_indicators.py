@@ -26,21 +26,17 @@ from pathlib import Path
 import pandas as pd
 
 from features.indicators import IndicatorSpec
-from features.sources.base import (
-    Collector,
-    ParseContext,
-    Source,
-    SourceResult,
+from features.sources.checks import (
     as_text,
     check_control_characters,
     check_formula_starts,
     check_territories,
     drop_duplicates,
-    read_table,
     to_date,
     to_number,
-    to_tidy,
 )
+from features.sources.contract import ParseContext, Source, SourceResult, to_tidy
+from features.sources.reading import Collector, read_table
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "city_indicators.schema.json"
 DEFAULTS = {"frequency": "daily", "aggregation": "sum", "licence": "Licence Ouverte 2.0"}

@@ -14,18 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from features.indicators import IndicatorSpec
-from features.sources.base import (
-    Collector,
-    ParseContext,
-    Source,
-    SourceResult,
-    check_territories,
-    drop_duplicates,
-    read_table,
-    to_date,
-    to_number,
-    to_tidy,
-)
+from features.sources.checks import check_territories, drop_duplicates, to_date, to_number
+from features.sources.contract import ParseContext, Source, SourceResult, to_tidy
+from features.sources.reading import Collector, read_table
 from features.territories import FRANCE, ISO_REGION_TO_CODE
 
 PUBLISHER = "Google LLC, COVID-19 Community Mobility Reports"

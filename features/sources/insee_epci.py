@@ -29,16 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.sources.base import (
-    MAX_PROBLEMS_PER_CHECK,
-    Collector,
-    Source,
-    drop_duplicates,
-    original_name,
-    read_table,
-    report_rows,
-    to_number,
-)
+from features.sources.checks import drop_duplicates, original_name, report_rows, to_number
+from features.sources.contract import Source
+from features.sources.reading import MAX_PROBLEMS_PER_CHECK, Collector, read_table
 
 LICENCE = "Licence Ouverte 2.0"
 SIREN_PATTERN = r"^\d{9}$"

@@ -13,17 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from features.indicators import IndicatorSpec
-from features.sources.base import (
-    Collector,
-    ParseContext,
-    Source,
-    SourceResult,
-    check_territories,
-    drop_duplicates,
-    read_table,
-    to_number,
-    to_tidy,
-)
+from features.sources.checks import check_territories, drop_duplicates, to_number
+from features.sources.contract import ParseContext, Source, SourceResult, to_tidy
+from features.sources.reading import Collector, read_table
 
 PUBLISHER = "INSEE, estimations de population"
 LICENCE = "Licence Ouverte 2.0"

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.sources.base import Collector, Source, drop_duplicates, read_table, to_number
+from features.sources.checks import drop_duplicates, to_number
+from features.sources.contract import Source
 from features.sources.insee_epci import CommunesPopulationSource, EpciSource
+from features.sources.reading import Collector, read_table
 from features.territories import Territories
 
 log = logging.getLogger(__name__)

@@ -13,17 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from features.indicators import IndicatorSpec
-from features.sources.base import (
-    Collector,
-    ParseContext,
-    Source,
-    SourceResult,
-    drop_duplicates,
-    read_table,
-    to_date,
-    to_number,
-    to_tidy,
-)
+from features.sources.checks import drop_duplicates, to_date, to_number
+from features.sources.contract import ParseContext, Source, SourceResult, to_tidy
+from features.sources.reading import Collector, read_table
 from features.territories import FRANCE
 
 PUBLISHER = "Blavatnik School of Government, University of Oxford (OxCGRT)"

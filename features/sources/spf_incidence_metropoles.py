@@ -26,23 +26,17 @@ from pathlib import Path
 import pandas as pd
 
 from features.indicators import INCIDENCE_RATE_7D
-from features.sources.base import (
-    MAX_PROBLEMS_PER_CHECK,
-    Collector,
-    ParseContext,
-    Source,
-    SourceResult,
+from features.sources.checks import (
     drop_duplicates,
-    header_text,
     name_key,
     original_name,
-    read_table,
     report_rows,
     to_date,
     to_number,
-    to_tidy,
     window_end,
 )
+from features.sources.contract import ParseContext, Source, SourceResult, to_tidy
+from features.sources.reading import MAX_PROBLEMS_PER_CHECK, Collector, header_text, read_table
 
 PUBLISHER = "Santé publique France, SI-DEP (sg-metro)"
 LICENCE = "Licence Ouverte 2.0"

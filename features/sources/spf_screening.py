@@ -38,20 +38,15 @@ from pathlib import Path
 import pandas as pd
 
 from features.indicators import IndicatorSpec, screened_absent, screened_present
-from features.sources.base import (
-    MAX_PROBLEMS_PER_CHECK,
-    Collector,
-    ParseContext,
-    Source,
-    SourceResult,
+from features.sources.checks import (
     check_territories,
     drop_duplicates,
     original_name,
-    read_table,
     to_date,
     to_number,
-    to_tidy,
 )
+from features.sources.contract import ParseContext, Source, SourceResult, to_tidy
+from features.sources.reading import MAX_PROBLEMS_PER_CHECK, Collector, read_table
 
 PUBLISHER = "Santé publique France, SI-DEP (variant screening)"
 LICENCE = "Licence Ouverte 2.0"

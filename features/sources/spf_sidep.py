@@ -22,19 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from features.indicators import IndicatorSpec
-from features.sources.base import (
-    MAX_PROBLEMS_PER_CHECK,
-    Collector,
-    ParseContext,
-    Source,
-    SourceResult,
-    drop_duplicates,
-    original_name,
-    read_table,
-    to_date,
-    to_number,
-    to_tidy,
-)
+from features.sources.checks import drop_duplicates, original_name, to_date, to_number
+from features.sources.contract import ParseContext, Source, SourceResult, to_tidy
+from features.sources.reading import MAX_PROBLEMS_PER_CHECK, Collector, read_table
 from features.territories import FRANCE, region_code
 
 PUBLISHER = "Santé publique France, SI-DEP"

@@ -18,19 +18,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from features.indicators import IndicatorSpec
-from features.sources.base import (
-    Collector,
-    ParseContext,
-    Source,
-    SourceResult,
+from features.sources.checks import (
     check_territories,
     drop_duplicates,
     original_name,
-    read_table,
     to_date,
     to_number,
-    to_tidy,
 )
+from features.sources.contract import ParseContext, Source, SourceResult, to_tidy
+from features.sources.reading import Collector, read_table
 
 PUBLISHER = "Santé publique France, VAC-SI"
 LICENCE = "Licence Ouverte 2.0"
