@@ -177,7 +177,7 @@ def test_methods_page_cites_the_risk_source_and_thresholds(signals_client):
     assert "Taux d'incidence sur 7 jours<br><code>incidence_rate_7d</code>" in html
 
 
-def test_methods_page_shows_configured_thresholds(signals_settings, tmp_path):
+def test_methods_page_shows_configured_thresholds(signals_settings, tmp_path, api_clock):
     """Thresholds are configuration (VIGIE_RISK_THRESHOLDS): the page shows the file in force."""
     import dataclasses
 
@@ -199,7 +199,7 @@ def test_methods_page_shows_configured_thresholds(signals_settings, tmp_path):
     custom.write_text(custom.read_text(encoding="utf-8").replace("seuils_locaux", "seuils_v2"),
                       encoding="utf-8")
     os.utime(custom, (time.time() + 5, time.time() + 5))
-    time.sleep(1.1)
+    api_clock.advance(1.1)
     assert client.get("/api/v1/risk?level=region").get_json()["thresholds"] == "seuils_v2"
     custom.write_text("levels: [1, 2]\n", encoding="utf-8")
     broken = create_app({"TESTING": True, "SETTINGS": settings,

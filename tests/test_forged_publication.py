@@ -11,8 +11,6 @@ territory. Before the fix it became the public alert (red, "plus de 99 %").
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.api_fixtures import copy_catalog, synthetic_runs
@@ -62,11 +60,11 @@ def _submit(client, headers, body) -> int:
     return r.get_json()["run_id"]
 
 
-def _run_queue(settings, engine) -> None:
+def _run_queue(settings, engine, clock) -> None:
     from service.jobs import run_pending
 
     assert {s for _, s in run_pending(engine, settings)} == {"ok"}
-    time.sleep(1.1)  # past the freshness window of the response cache
+    clock.advance(1.1)  # past the freshness window of the response cache
 
 
 def _public_views(client) -> tuple[dict, dict, dict]:
@@ -78,7 +76,7 @@ def _public_views(client) -> tuple[dict, dict, dict]:
     return alert.get_json(), overview.get_json()["alerts"], alerts_dep.get_json()
 
 
-def test_a_planners_custom_status_quo_changes_nothing_public(served):
+def test_a_planners_custom_status_quo_changes_nothing_public(served, api_clock):
     settings, engine, client, headers = served
     before = _public_views(client)
     [fr] = before[0]["items"]
@@ -88,7 +86,7 @@ def test_a_planners_custom_status_quo_changes_nothing_public(served):
     # by the planner with a start date of their choosing (the autumn 2020 wave).
     forged = _submit(client, headers["planner"], {"definition": _forged_status_quo()})
     early = _submit(client, headers["planner"], {"name": "status_quo", "as_of": "2020-10-25"})
-    _run_queue(settings, engine)
+    _run_queue(settings, engine, api_clock)
 
     # The forged run exists and its own figures are what the planner asked for...
     mine = client.get(f"/api/v1/scenarios/runs/{forged}", headers=headers["planner"]).get_json()
@@ -110,7 +108,7 @@ def test_a_planners_custom_status_quo_changes_nothing_public(served):
     assert client.get(f"/api/v1/scenarios/runs/{forged}").status_code == 401
 
 
-def test_a_modified_library_definition_run_by_the_service_is_not_public(served):
+def test_a_modified_library_definition_run_by_the_service_is_not_public(served, api_clock):
     """Content, not name: the CLI running an edited status quo is a custom run."""
     import json
 
@@ -120,20 +118,20 @@ def test_a_modified_library_definition_run_by_the_service_is_not_public(served):
     before = client.get(SCENARIO_ALERT).get_json()
     assert cli(["jobs", "run", "scenario", "--param",
                 "definition=" + json.dumps(_forged_status_quo())]) == 0
-    time.sleep(1.1)
+    api_clock.advance(1.1)
     assert client.get(SCENARIO_ALERT).get_json() == before
     runs = client.get("/api/v1/scenarios/runs", headers=headers["analyst"]).get_json()["items"]
     assert [r["origin"] for r in runs] == ["custom", "library"]
     assert [r["public"] for r in runs] == [False, True]
 
 
-def test_admin_publishes_and_withdraws_a_run_planners_cannot(served):
+def test_admin_publishes_and_withdraws_a_run_planners_cannot(served, api_clock):
     from service.audit import query
 
     settings, engine, client, headers = served
     library_run = client.get(SCENARIO_ALERT).get_json()["run_id"]
     forged = _submit(client, headers["planner"], {"definition": _forged_status_quo()})
-    _run_queue(settings, engine)
+    _run_queue(settings, engine, api_clock)
 
     publish = f"/api/v1/scenarios/runs/{forged}/publish"
     r = client.post(publish, headers=headers["planner"])
@@ -141,7 +139,7 @@ def test_admin_publishes_and_withdraws_a_run_planners_cannot(served):
     assert client.post(publish).status_code == 401
     assert client.post("/api/v1/scenarios/runs/999999/publish",
                        headers=headers["admin"]).status_code == 404
-    time.sleep(1.1)
+    api_clock.advance(1.1)
     assert client.get(SCENARIO_ALERT).get_json()["run_id"] == library_run
 
     # An admin publishes it deliberately: from then on it is the public scenario alert.
@@ -150,7 +148,7 @@ def test_admin_publishes_and_withdraws_a_run_planners_cannot(served):
     body = r.get_json()
     assert body["public"] is True and body["publication"]["published"] is True
     assert body["publication"]["by"] == "t-admin"
-    time.sleep(1.1)
+    api_clock.advance(1.1)
     alert = client.get(SCENARIO_ALERT).get_json()
     assert alert["run_id"] == f"scenario:{forged}"
     assert alert["items"][0]["capacity"] == 1 and alert["items"][0]["level"] == "red"
@@ -163,7 +161,7 @@ def test_admin_publishes_and_withdraws_a_run_planners_cannot(served):
     assert r.status_code == 200 and r.get_json()["public"] is False
     assert client.post(f"/api/v1/scenarios/runs/{forged}/unpublish",
                        headers=headers["planner"]).status_code == 403
-    time.sleep(1.1)
+    api_clock.advance(1.1)
     assert client.get(SCENARIO_ALERT).get_json()["run_id"] == library_run
     rows, _ = query(engine, event="scenario_unpublished")
     assert [r["run_id"] for r in rows] == [f"scenario:{forged}"]

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,8 +31,7 @@ def _child(url: str, home: str) -> None:  # pragma: no cover - runs in the subpr
                                schedules={"ingest": None, "backtest": None})
     scheduler.start()
     print("started", scheduler.holder, flush=True)
-    while True:
-        time.sleep(0.2)
+    threading.Event().wait()  # serve until killed
 
 
 def _spawn(url: str, home: Path) -> subprocess.Popen:
@@ -60,8 +60,8 @@ def test_one_scheduler_across_two_processes(db_url, tmp_path):
     procs = [_spawn(db_url, tmp_path / "a"), _spawn(db_url, tmp_path / "b")]
     try:
         holders = [p.stdout.readline().split()[1] for p in procs]
-        deadline = time.time() + 30
-        while time.time() < deadline and len(_tick_workers(engine)) < 5:
+        deadline = time.monotonic() + 60  # hang guards, not speed limits
+        while time.monotonic() < deadline and len(_tick_workers(engine)) < 5:
             time.sleep(0.2)
         workers = _tick_workers(engine)
         assert len(workers) >= 5, "the scheduled job did not run"
@@ -72,8 +72,8 @@ def test_one_scheduler_across_two_processes(db_url, tmp_path):
         procs[dead].send_signal(signal.SIGKILL)
         procs[dead].wait()
         survivor = holders[1 - dead]
-        deadline = time.time() + 30
-        while time.time() < deadline and survivor not in _tick_workers(engine):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and survivor not in _tick_workers(engine):
             time.sleep(0.2)
         after = _tick_workers(engine)
         assert survivor in after
@@ -88,7 +88,7 @@ def test_one_scheduler_across_two_processes(db_url, tmp_path):
                 p.wait()
 
 
-def test_lease_is_exclusive_and_expires(db_url):
+def test_lease_is_exclusive_and_expires(db_url, job_clock):
     from features.catalog import get_engine
     from service.jobs import release_lock, try_lock
 
@@ -96,7 +96,9 @@ def test_lease_is_exclusive_and_expires(db_url):
     assert try_lock(engine, "a", ttl=0.5)
     assert not try_lock(engine, "b", ttl=0.5)
     assert try_lock(engine, "a", ttl=0.5)  # renewal
-    time.sleep(0.6)
+    job_clock.advance(0.4)
+    assert not try_lock(engine, "b", ttl=5)  # renewed: still a's
+    job_clock.advance(0.2)
     assert try_lock(engine, "b", ttl=5)  # expired: taken over
     assert not try_lock(engine, "a", ttl=5)
     release_lock(engine, "b")
