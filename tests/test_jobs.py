@@ -38,10 +38,9 @@ def flaky():
     jobs.JOBS.pop("flaky", None)
 
 
-def test_failure_is_recorded_then_retried_with_backoff(job_env, flaky):
+def test_failure_is_recorded_then_retried_with_backoff(job_env, flaky, job_clock):
     settings, engine = job_env
     first = enqueue(engine, "flaky", {"fail": 2})
-    t0 = time.time()
     assert run_pending(engine, settings, retry_base=0.2) == [(first, "failed")]
     failed = get_run(engine, first)
     assert "source unreachable (call 1)" in failed["error"]
@@ -52,11 +51,13 @@ def test_failure_is_recorded_then_retried_with_backoff(job_env, flaky):
     delay = (dt.datetime.fromisoformat(retry["not_before"])
              - dt.datetime.fromisoformat(retry["queued_at"])).total_seconds()
     assert delay == pytest.approx(0.2, abs=0.01)
-    if time.time() - t0 < 0.15:
-        assert run_pending(engine, settings, retry_base=0.2) == []
-    time.sleep(0.25)
+    job_clock.advance(0.15)
+    assert run_pending(engine, settings, retry_base=0.2) == []  # not before its delay
+    job_clock.advance(0.1)
     assert run_pending(engine, settings, retry_base=0.2)[0][1] == "failed"
-    time.sleep(0.45)  # second retry waits twice as long
+    job_clock.advance(0.3)  # second retry waits twice as long: 0.4 s
+    assert run_pending(engine, settings, retry_base=0.2) == []
+    job_clock.advance(0.15)
     [(last, status)] = run_pending(engine, settings, retry_base=0.2)
     assert status == "ok" and get_run(engine, last)["result"] == {"calls": 3}
     assert flaky == [1, 2, 3]
@@ -130,8 +131,8 @@ def test_scheduler_dispatches_api_triggered_runs(served_home, flaky):
                         headers=auth["admin"])
         assert r.status_code == 202
         run_id = r.get_json()["id"]
-        deadline = time.time() + 10
-        while time.time() < deadline:
+        deadline = time.monotonic() + 60  # a hang guard, not a speed limit
+        while time.monotonic() < deadline:
             runs = client.get("/api/v1/jobs/runs?job=flaky", headers=auth["admin"]).get_json()
             if any(x["status"] == "ok" for x in runs["items"]):
                 break
@@ -159,7 +160,7 @@ def served_home(real_cube, make_settings, tmp_path):
     return settings
 
 
-def test_crash_mid_job_keeps_previous_forecasts_served(served_home, monkeypatch):
+def test_crash_mid_job_keeps_previous_forecasts_served(served_home, monkeypatch, api_clock):
     import os
 
     from features.catalog import get_engine
@@ -181,7 +182,7 @@ def test_crash_mid_job_keeps_previous_forecasts_served(served_home, monkeypatch)
                                           "levels": ["national"], "calibrate": False})
     assert run_pending(engine, served_home)[0] == (run_id, "failed")
     monkeypatch.setattr(os, "replace", real_replace)
-    time.sleep(1.1)  # past the freshness window of the response cache
+    api_clock.advance(1.1)  # past the freshness window of the response cache
     after = client.get("/api/v1/forecasts?territory=FR&format=hub")
     assert after.headers["X-Vigie-Run"] == before.headers["X-Vigie-Run"]
     assert after.data == before.data

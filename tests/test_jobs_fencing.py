@@ -67,7 +67,8 @@ def env(db_url, make_settings, tmp_path):
     return settings, get_engine(db_url)
 
 
-def _wait(condition, seconds: float = 30.0, what: str = "condition"):
+def _wait(condition, seconds: float = 120.0, what: str = "condition"):
+    """Poll ``condition`` until true; the deadline only guards against a hang."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         value = condition()
@@ -130,7 +131,7 @@ def test_a_leader_that_lost_its_lease_publishes_nothing(env, probe_job):
     assert not list((settings.forecasts_dir / "runs").glob(".tmp*"))
 
 
-def test_completion_and_publication_are_compare_and_set(env, probe_job):
+def test_completion_and_publication_are_compare_and_set(env, probe_job, job_clock):
     from features import fencing
     from features.store import CubeStore
     from models.store import ForecastStore
@@ -145,7 +146,7 @@ def test_completion_and_publication_are_compare_and_set(env, probe_job):
     assert ctx.still_owns()
     ctx.check_fence()
 
-    time.sleep(0.4)  # A stalls past its lease; B takes it over
+    job_clock.advance(0.4)  # A stalls past its lease; B takes it over
     epoch_b = jobs.acquire_lease(engine, "B", ttl=30)
     assert epoch_b == epoch_a + 1
     assert jobs.acquire_lease(engine, "A", ttl=30) is None
@@ -181,13 +182,13 @@ def test_completion_and_publication_are_compare_and_set(env, probe_job):
     assert jobs.acquire_lease(engine, "A", ttl=30) == epoch_b + 1
 
 
-def test_execute_discards_what_a_fenced_worker_returns(env, probe_job):
+def test_execute_discards_what_a_fenced_worker_returns(env, probe_job, job_clock):
     settings, engine = env
     epoch = jobs.acquire_lease(engine, "A", ttl=0.3)
     run_id = enqueue(engine, probe_job)
     run = jobs.claim(engine, "A", fence=epoch)
     RESUME.set()
-    time.sleep(0.4)
+    job_clock.advance(0.4)
     assert jobs.acquire_lease(engine, "B", ttl=30) == epoch + 1
     assert jobs.interrupt_stale(engine, "B", epoch=epoch + 1) == 1
     assert jobs.execute(engine, settings, run) == "fenced"

@@ -104,7 +104,8 @@ def test_a_killed_worker_is_a_failed_run(job_home, test_jobs):
     assert "killed by SIGKILL" in error and "memory" in error
 
 
-def test_worker_stopped_when_its_run_is_taken_over(job_home, test_jobs, monkeypatch):
+def test_worker_stopped_when_its_run_is_taken_over(job_home, test_jobs, monkeypatch,
+                                                   job_clock):
     settings, engine = job_home
     monkeypatch.setattr(jobs, "_WATCH_EVERY", 0.2)
     epoch = jobs.acquire_lease(engine, "A", ttl=0.5)
@@ -113,7 +114,7 @@ def test_worker_stopped_when_its_run_is_taken_over(job_home, test_jobs, monkeypa
     outcome = []
     thread = threading.Thread(target=lambda: outcome.append(jobs.execute(engine, settings, run)))
     thread.start()
-    time.sleep(0.6)
+    job_clock.advance(0.6)  # A's lease expires while its worker runs
     assert jobs.acquire_lease(engine, "B", ttl=30) == epoch + 1
     thread.join(30)
     assert not thread.is_alive(), "the worker process was not stopped"
