@@ -116,7 +116,7 @@ def test_worker_stopped_when_its_run_is_taken_over(job_home, test_jobs, monkeypa
     thread.start()
     job_clock.advance(0.6)  # A's lease expires while its worker runs
     assert jobs.acquire_lease(engine, "B", ttl=30) == epoch + 1
-    thread.join(30)
+    thread.join(120)  # a hang guard: the watcher stops the worker within _WATCH_EVERY
     assert not thread.is_alive(), "the worker process was not stopped"
     assert outcome == ["fenced"]
     stale = get_run(engine, run_id)
