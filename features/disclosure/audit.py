@@ -1,0 +1,308 @@
+"""Secondary suppression and its exact audit over :class:`~features.disclosure.equations.Equations`
+(steps 3 and 4 of :mod:`features.disclosure`): hide complements until no equation breaks the
+rule (:func:`complete`), then check every connected block of hidden cells exactly
+(:func:`determined`) and hide one more cell for each determined one (:func:`protect`).
+
+Values are counts of persons on a flat vector of cells; masks are boolean vectors over it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+from threadpoolctl import threadpool_limits
+
+from features.disclosure.equations import Equations
+
+#: Safety cap on the complete/audit rounds (each round hides at least one more cell).
+MAX_ROUNDS = 200
+#: Largest block of hidden cells checked exactly (dense SVD); larger ones are refused.
+MAX_BLOCK = 4000
+#: Tolerance of a count compared with zero or with the threshold.
+EPS = 1e-9
+
+
+def violations(values: np.ndarray, hidden: np.ndarray, eqs: Equations, threshold: float,
+               known: np.ndarray | None = None) -> np.ndarray:
+    """Equations that break the rule: exactly one member hidden (total included), or a visible
+    total whose hidden members add up to something in ``(0, threshold)``. ``known``: cells the
+    public already knows (published by a previous vintage with the same value): hidden or not,
+    they count as visible."""
+    if not eqs.size:
+        return np.zeros(0, dtype=bool)
+    if known is not None:
+        hidden = hidden & ~known
+    m = eqs.members
+    hidden_members = m @ hidden.astype(float)
+    total_hidden = hidden[eqs.total]
+    count = hidden_members + total_hidden
+    visible_sum = m @ np.where(hidden, 0.0, values)
+    recovered = values[eqs.total] - visible_sum
+    small = ~total_hidden & (hidden_members >= 1) & (recovered > EPS) \
+        & (recovered < threshold - EPS)
+    return (count == 1) | small
+
+
+def _pick(values: np.ndarray, hidden: np.ndarray, eqs: Equations, rows: np.ndarray,
+          known: np.ndarray | None = None) -> np.ndarray:
+    """For each equation of ``rows``: its smallest positive visible member (lowest cell on
+    ties), else its total when visible and positive, else (with ``known``, an equation nothing
+    positive can fix) a visible zero member or total; -1 when none exists. Cells the public
+    already knows (``known``) are never picked: hiding them hides nothing."""
+    blocked = hidden if known is None else hidden | known
+    out = _smallest(values, blocked, eqs, rows, positive=True)
+    total = eqs.total[rows]
+    fallback = (out < 0) & ~blocked[total] & (values[total] > 0)
+    out[fallback] = total[fallback]
+    if known is not None and (out < 0).any():
+        # Only where the previous vintages' published cells leave nothing positive to hide.
+        rest = np.flatnonzero(out < 0)
+        zero = _smallest(values, blocked, eqs, rows[rest], positive=False)
+        total = eqs.total[rows[rest]]
+        zero = np.where((zero < 0) & ~blocked[total], total, zero)
+        out[rest] = zero
+    return out
+
+
+def _smallest(values: np.ndarray, blocked: np.ndarray, eqs: Equations, rows: np.ndarray,
+              positive: bool) -> np.ndarray:
+    """Per equation of ``rows``, its smallest member not ``blocked`` (lowest cell on ties), -1
+    when none; positive members only when ``positive``, else zero ones."""
+    sub = eqs.members[rows]
+    out = np.full(len(rows), -1, dtype=np.int64)
+    lengths = np.diff(sub.indptr)
+    cells = sub.indices
+    ok = ~blocked[cells] & ((values[cells] > 0) if positive else (values[cells] == 0))
+    cost = np.where(ok, values[cells], np.inf)
+    if len(cells):
+        starts = sub.indptr[:-1]
+        safe = np.minimum(starts, len(cells) - 1)
+        best = np.minimum.reduceat(cost, safe)
+        best[lengths == 0] = np.inf
+        is_best = cost == np.repeat(best, lengths)
+        pos = np.where(is_best, np.arange(len(cells)), len(cells))
+        first = np.minimum.reduceat(pos, safe)
+        found = np.isfinite(best)
+        out[found] = cells[first[found]]
+    return out
+
+
+def complete(values: np.ndarray, hidden: np.ndarray, eqs: Equations, threshold: float,
+             known: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Secondary suppression to a fixpoint of :func:`violations` (returns the new mask and
+    the number of rounds). Equations no visible positive cell can fix are left (reported by
+    :func:`violations` afterwards). ``known``: see :func:`_pick`."""
+    hidden = hidden.copy()
+    values = np.nan_to_num(values)
+    for rounds in range(1, MAX_ROUNDS + 1):
+        bad = np.flatnonzero(violations(values, hidden, eqs, threshold, known))
+        picks = _pick(values, hidden, eqs, bad, known) if len(bad) \
+            else np.zeros(0, dtype=np.int64)
+        picks = picks[picks >= 0]
+        if not len(picks):
+            return hidden, rounds
+        hidden[picks] = True
+    return hidden, MAX_ROUNDS
+
+
+def determined(hidden: np.ndarray, eqs: Equations, focus: np.ndarray | None = None,
+               tol: float = 1e-10) -> np.ndarray:
+    """Hidden cells the equations determine exactly (whatever the visible values are).
+
+    The unknowns are the hidden cells; each equation restricted to them is a row (see
+    :func:`determined_unknowns`). With ``focus`` (a cell mask), only the blocks holding a focus
+    cell are checked (the others are reported not determined)."""
+    out = np.zeros(len(hidden), dtype=bool)
+    if not eqs.size or not hidden.any():
+        return out
+    cells = np.flatnonzero(hidden)
+    found = determined_unknowns(eqs.signed()[:, cells],
+                                None if focus is None else focus[cells], tol)
+    out[cells[found]] = True
+    return out
+
+
+@threadpool_limits.wrap(limits=1, user_api="blas")
+def determined_unknowns(matrix: sp.spmatrix, focus: np.ndarray | None = None,
+                        tol: float = 1e-10) -> np.ndarray:
+    """Unknowns (columns) of the linear system ``matrix @ x = known`` that it determines.
+
+    An unknown is determined iff its unit vector lies in the row space, i.e. iff it is zero
+    in every null-space vector. Solved per connected block of unknowns (rows sharing an
+    unknown), by SVD; blocks of up to 64 unknowns are padded and solved in stacks. ``focus``
+    (one flag per unknown): only the blocks holding one are checked. ``tol``: largest squared
+    norm of the part of a determined unknown's unit vector outside the row space. BLAS runs
+    single-threaded: thousands of small solves, which its threads only slow down."""
+    a = sp.csr_matrix(matrix, dtype=float)
+    a.eliminate_zeros()
+    n_unknowns = a.shape[1]
+    out = _propagate(a)
+    if out.any():  # what one equation gives away is known: the rest is solved without it
+        a = a[:, np.flatnonzero(~out)].tocsr()
+        rest = determined_unknowns(a, None if focus is None else np.asarray(focus)[~out], tol)
+        out[np.flatnonzero(~out)[rest]] = True
+        return out
+    a = a[np.diff(a.indptr) > 0].tocoo()
+    if not a.nnz:
+        return out
+    cells = np.arange(n_unknowns)
+    n_rows, n_cells = a.shape
+    graph = sp.coo_matrix((np.ones(a.nnz), (a.row, a.col + n_rows)),
+                          shape=(n_rows + n_cells, n_rows + n_cells))
+    n_comp, label = connected_components(graph, directed=False)
+    row_label, cell_label = label[:n_rows], label[n_rows:]
+    wanted = np.ones(n_comp, dtype=bool)
+    if focus is not None:
+        wanted[:] = False
+        wanted[cell_label[np.asarray(focus, dtype=bool)]] = True
+    # Local positions of rows and cells inside their block.
+    r_order = np.lexsort((np.arange(n_rows), row_label))
+    c_order = np.lexsort((np.arange(n_cells), cell_label))
+    r_start = np.searchsorted(row_label[r_order], np.arange(n_comp + 1))
+    c_start = np.searchsorted(cell_label[c_order], np.arange(n_comp + 1))
+    r_local = np.empty(n_rows, dtype=np.int64)
+    r_local[r_order] = np.arange(n_rows) - r_start[row_label[r_order]]
+    c_local = np.empty(n_cells, dtype=np.int64)
+    c_local[c_order] = np.arange(n_cells) - c_start[cell_label[c_order]]
+    comp = cell_label[a.col]
+    n_r, n_c = np.diff(r_start), np.diff(c_start)
+    keep = wanted[comp] & (n_r[comp] > 0)
+    single = wanted & (n_r > 0) & (n_c == 1)  # alone in its equations: each gives it away
+    out[cells[c_order[c_start[:-1][single]]]] = True
+    # Blocks of up to 64 cells are padded to a power of two and solved in stacks.
+    pad_r = np.maximum(2, 2 ** np.ceil(np.log2(np.maximum(n_r, 1))).astype(int))
+    pad_c = np.maximum(2, 2 ** np.ceil(np.log2(np.maximum(n_c, 1))).astype(int))
+    todo = wanted & (n_r > 0) & (n_c > 1)
+    nz_all = np.flatnonzero(keep)
+    nz_comp = comp[nz_all]
+    order = np.argsort(nz_comp, kind="stable")
+    nz_all, nz_comp = nz_all[order], nz_comp[order]
+    nz_start = np.searchsorted(nz_comp, np.arange(n_comp + 1))
+    small = todo & (n_c <= 64)
+    for pr, pc in sorted(set(zip(pad_r[small].tolist(), pad_c[small].tolist(),
+                                 strict=True))):
+        in_group = small & (pad_r == pr) & (pad_c == pc)
+        group = np.flatnonzero(in_group)
+        position = np.full(n_comp, -1)
+        position[group] = np.arange(len(group))
+        nz = nz_all[in_group[nz_comp]]
+        stack = np.zeros((len(group), pr, pc))
+        stack[position[comp[nz]], r_local[a.row[nz]], c_local[a.col[nz]]] = a.data[nz]
+        found = _determined_stack(stack, tol)
+        mine = in_group[cell_label]
+        out[cells[mine]] = found[position[cell_label[mine]], c_local[mine]]
+    too_big = todo & (n_c > MAX_BLOCK)
+    if too_big.any():
+        raise ValueError(f"{int(too_big.sum())} blocks of more than {MAX_BLOCK} hidden cells "
+                         f"(largest {int(n_c.max())}): too large to check exactly")
+    for k in np.flatnonzero(todo & (n_c > 64)):
+        members = c_order[c_start[k]:c_start[k + 1]]
+        nz = nz_all[nz_start[k]:nz_start[k + 1]]
+        block = np.zeros((n_r[k], n_c[k]))
+        block[r_local[a.row[nz]], c_local[a.col[nz]]] = a.data[nz]
+        out[cells[members[_determined_stack(block[None], tol)[0]]]] = True
+    return out
+
+
+def _propagate(a: sp.csr_matrix, rounds: int = 50) -> np.ndarray:
+    """Unknowns alone in an equation, then alone once those are known, and so on."""
+    ones = abs(a).sign().tocsr()
+    known = np.zeros(a.shape[1], dtype=bool)
+    for _ in range(rounds):
+        left = ones @ (~known).astype(float)
+        rows = np.flatnonzero(left == 1)
+        if not len(rows):
+            break
+        sub = ones[rows].multiply((~known).astype(float)[None, :]).tocsr()
+        sub.eliminate_zeros()
+        known[sub.indices] = True
+    return known
+
+
+def _determined_stack(stack: np.ndarray, tol: float) -> np.ndarray:
+    """(k, columns): whether each column's unit vector is in its matrix's row space (zero
+    rows and columns of padding change nothing): its projection on the row space, spanned by
+    the right singular vectors of non-zero singular values, has norm 1."""
+    _, s, vt = np.linalg.svd(stack, full_matrices=False)
+    top = s[:, :1] if s.shape[1] else np.zeros((len(stack), 1))
+    rank = (s > max(stack.shape[1:]) * np.finfo(float).eps * top).sum(axis=1)
+    used = np.arange(vt.shape[1])[None, :] < rank[:, None]
+    inside = np.einsum("kr,krc->kc", used.astype(float), vt ** 2)
+    return 1.0 - inside < tol
+
+
+def protect(values: np.ndarray, primary: np.ndarray, eqs: Equations, threshold: float,
+            known: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """:func:`complete`, then the :func:`determined` audit, repeated until no hidden cell is
+    determined. Returns the mask and figures (rounds, cells still determined: 0 expected).
+
+    ``known``: cells the public already knows with their current value (published by a
+    previous vintage): they are values, not unknowns, in the rule and in the audit, and are
+    never chosen as complements."""
+    values = np.nan_to_num(values)
+    known = np.zeros(len(values), dtype=bool) if known is None else known
+    hidden, rounds = complete(values, primary, eqs, threshold, known)
+    audits = 0
+    stuck = determined(hidden & ~known, eqs)
+    while stuck.any() and audits < MAX_ROUNDS:
+        audits += 1
+        extra = _unlock(values, hidden, eqs, np.flatnonzero(stuck), known)
+        if not len(extra):
+            break
+        before = hidden.copy()
+        hidden[extra] = True
+        hidden, more = complete(values, hidden, eqs, threshold, known)
+        rounds += more
+        stuck = determined(hidden & ~known, eqs, focus=(hidden & ~before) | stuck)
+    return hidden, {"rounds": rounds, "audits": audits, "determined": int(stuck.sum()),
+                    "unresolved": int(violations(values, hidden, eqs, threshold, known).sum())}
+
+
+def _unlock(values: np.ndarray, hidden: np.ndarray, eqs: Equations, stuck: np.ndarray,
+            known: np.ndarray | None = None) -> np.ndarray:
+    """One more cell per determined cell ``i``: the equations give ``x_i`` as a combination
+    ``Σ α_k (equation k)``; a visible cell with a non-zero net coefficient in that combination
+    breaks it once hidden. The smallest positive such cell is chosen (a zero one when no
+    positive one is left), never one of ``known``."""
+    known = np.zeros(len(hidden), dtype=bool) if known is None else known
+    signed = eqs.signed()
+    cells = np.flatnonzero(hidden & ~known)
+    restricted = signed[:, cells].tocsc()
+    by_row = restricted.tocsr()
+    column = {c: k for k, c in enumerate(cells)}
+    picks = []
+    for cell in stuck:
+        rows = _component_rows(restricted, by_row, column[cell])
+        block = restricted[rows].toarray()
+        target = np.zeros(block.shape[1])
+        target[column[cell]] = 1.0
+        alpha = np.linalg.lstsq(block.T, target, rcond=None)[0]
+        net = signed[rows].T @ alpha
+        free = (np.abs(net) > 1e-7) & ~hidden & ~known
+        candidates = np.flatnonzero(free & (values > 0))
+        if not len(candidates):
+            candidates = np.flatnonzero(free & (values == 0))
+        if len(candidates):
+            picks.append(candidates[np.argmin(values[candidates])])
+    return np.unique(np.array(picks, dtype=np.int64))
+
+
+def _component_rows(restricted: sp.csc_matrix, by_row: sp.csr_matrix, start: int
+                    ) -> np.ndarray:
+    """Equations reachable from hidden cell ``start`` through hidden cells (BFS)."""
+    seen_cells, seen_rows = {start}, set()
+    frontier = [start]
+    while frontier:
+        rows = np.unique(np.concatenate(
+            [restricted.indices[restricted.indptr[c]:restricted.indptr[c + 1]]
+             for c in frontier]))
+        new_rows = [r for r in rows.tolist() if r not in seen_rows]
+        seen_rows.update(new_rows)
+        if not new_rows:
+            break
+        nxt = np.unique(np.concatenate([by_row.indices[by_row.indptr[r]:by_row.indptr[r + 1]]
+                                        for r in new_rows]))
+        frontier = [c for c in nxt.tolist() if c not in seen_cells]
+        seen_cells.update(frontier)
+    return np.array(sorted(seen_rows), dtype=np.int64)
