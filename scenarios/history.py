@@ -274,6 +274,69 @@ def fit_effects(
     params = params or EpiParameters()
     w = params.generation_interval()
     f = params.infection_to_admission()
+    hist = _admission_history(daily, measures, as_of, w, f)
+    y, X, wts, clus, dmob, dstr = _weekly_differences(hist)
+    priors = [prior_for(c, as_of, prior_policy) for c in COVARIATES]
+    if len(y) < 10:
+        raise ValueError(f"too few usable weeks of R before {as_of.date()} to learn effects")
+    beta, cov, dw, deff, _resid = _gaussian_posterior(X, y, wts, clus, priors)
+    # Elasticities (univariate, on the residual after measures would double count; use raw y).
+    mob_el = _elasticity(dmob, y, wts, clus, MOBILITY_PRIOR)
+    str_el = _elasticity(dstr, y, wts, clus, STRINGENCY_PRIOR)
+    mr_mean, mr_cov = _mobility_response(hist.sub, measures, as_of)
+    sigma_rw = _drift_by_level(hist, beta, w)
+    model = EffectModel(
+        as_of=str(as_of.date()),
+        covariates=COVARIATES,
+        beta_mean=beta,
+        beta_cov=cov,
+        data_weight=dw,
+        priors=dict(zip(COVARIATES, priors, strict=True)),
+        mobility_elasticity=mob_el,
+        stringency_elasticity=str_el,
+        mobility_response_mean=mr_mean,
+        mobility_response_cov=mr_cov,
+        sigma_rw=sigma_rw,
+        n_obs=len(y),
+        n_weeks=len(np.unique(clus)),
+        design_effect=deff,
+    )
+    log.debug("effects as of %s: %s", as_of.date(), model.to_dict()["effects"])
+    return model
+
+
+@dataclass(frozen=True)
+class _AdmissionHistory:
+    """Départements' admissions, log R^A and covariates on the admission axis.
+
+    Attributes
+    ----------
+    sub:
+        The cube at the départements (territory T, date), dates before ``as_of``.
+    inc:
+        (T, D) admissions/day from the first published day (NaN as 0).
+    log_r, n_win:
+        (T, D) log R^A of the 7-day window ending each day (NaN under
+        :data:`MIN_WINDOW_COUNT` admissions) and the admissions in that window.
+    xa:
+        (C, T, D) measure covariates on the admission axis (delay-convolved, 7-day mean).
+    mob_a, str_a:
+        (T, D) mobility and stringency indices on the admission axis (``str_a`` None without
+        stringency in the cube).
+    """
+
+    sub: xr.Dataset
+    inc: np.ndarray
+    log_r: np.ndarray
+    n_win: np.ndarray
+    xa: np.ndarray
+    mob_a: np.ndarray
+    str_a: np.ndarray | None
+
+
+def _admission_history(daily: xr.Dataset, measures: pd.DataFrame, as_of: pd.Timestamp,
+                       w: np.ndarray, f: np.ndarray) -> _AdmissionHistory:
+    """Steps 1 and 2 of the module docstring, on the départements' history before ``as_of``."""
     daily = daily.sel(date=daily["date"] < np.datetime64(as_of))
     lvl = daily["territory_level"].values if "territory_level" in daily.coords else None
     deps = [
@@ -311,9 +374,15 @@ def fit_effects(
         if strg is not None
         else None
     )
+    return _AdmissionHistory(sub, inc, log_r, n_win, xa, mob_a, str_a)
 
-    # Weekly grid ending the day before as_of.
-    last = len(dates) - 1
+
+def _weekly_differences(hist: _AdmissionHistory) -> tuple[np.ndarray, ...]:
+    """Step 3's rows: weekly differences on a grid ending the day before ``as_of``, pooled
+    over départements: ``y`` (N,) of log R^A, ``X`` (N, C) of the covariates, weights ``wts``
+    (Poisson precision), week ``clus``, and differences of mobility and stringency (N,)."""
+    log_r, n_win, xa, mob_a, str_a = hist.log_r, hist.n_win, hist.xa, hist.mob_a, hist.str_a
+    last = log_r.shape[1] - 1
     grid = np.arange(last, TAU + 7, -7)[::-1]
     rows_y, rows_x, rows_w, rows_c, rows_mob, rows_str = [], [], [], [], [], []
     for t in grid:
@@ -329,31 +398,30 @@ def fit_effects(
         rows_str.append(
             (str_a[:, t] - str_a[:, t - 7])[ok] if str_a is not None else np.full(ok.sum(), np.nan)
         )
-    y = np.concatenate(rows_y)
-    X = np.concatenate(rows_x)
-    wts = np.concatenate(rows_w)
-    clus = np.concatenate(rows_c)
-    dmob = np.concatenate(rows_mob)
-    dstr = np.concatenate(rows_str)
-    priors = [prior_for(c, as_of, prior_policy) for c in COVARIATES]
-    if len(y) < 10:
-        raise ValueError(f"too few usable weeks of R before {as_of.date()} to learn effects")
-    beta, cov, dw, deff, _resid = _gaussian_posterior(X, y, wts, clus, priors)
+    return tuple(np.concatenate(rows)
+                 for rows in (rows_y, rows_x, rows_w, rows_c, rows_mob, rows_str))
 
-    # Elasticities (univariate, on the residual after measures would double count; use raw y).
-    def _elasticity(dz: np.ndarray, prior: Prior) -> tuple[float, float]:
-        ok = np.isfinite(dz)
-        if ok.sum() < 10:
-            return prior.mean, prior.sd
-        m, c, _, _, _ = _gaussian_posterior(dz[ok, None], y[ok], wts[ok], clus[ok], [prior])
-        return float(m[0]), float(np.sqrt(c[0, 0]))
 
-    mob_el = _elasticity(dmob, MOBILITY_PRIOR)
-    str_el = _elasticity(dstr, STRINGENCY_PRIOR)
+def _elasticity(dz: np.ndarray, y: np.ndarray, wts: np.ndarray, clus: np.ndarray,
+                prior: Prior) -> tuple[float, float]:
+    """(mean, sd) of d log R per index point: univariate regression of the weekly differences
+    ``y`` on those of the index ``dz`` (the prior when fewer than 10 are usable)."""
+    ok = np.isfinite(dz)
+    if ok.sum() < 10:
+        return prior.mean, prior.sd
+    m, c, _, _, _ = _gaussian_posterior(dz[ok, None], y[ok], wts[ok], clus[ok], [prior])
+    return float(m[0]), float(np.sqrt(c[0, 0]))
 
-    # Mobility response to measures (same-day, weekly differences of 7-day means), over the
-    # whole mobility record (from 2020-02-15, so the March 2020 drop is in), not only the
-    # admission period.
+
+def _mobility_response(sub: xr.Dataset, measures: pd.DataFrame,
+                       as_of: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (C,) and covariance (C, C) of the transit mobility response to each covariate,
+    in points.
+
+    Same-day weekly differences of 7-day means over the whole mobility record (from
+    2020-02-15, so the March 2020 drop is in), not only the admission period.
+    """
+    deps = [str(t) for t in sub["territory"].values]
     all_dates = pd.DatetimeIndex(sub["date"].values)
     if "mobility_transit_stations" in sub:
         transit = sub["mobility_transit_stations"].values.astype(float)
@@ -371,25 +439,27 @@ def fit_effects(
         mx.append(dx[ok])
     my_a, mx_a = np.concatenate(my), np.concatenate(mx)
     mprior = [Prior(0.0, MOBILITY_RESPONSE_PRIOR_SD, "vague", "1900-01-01")] * len(COVARIATES)
-    if len(my_a) >= 10:
-        clus_m = np.concatenate([np.full(len(a), i) for i, a in enumerate(my)])
-        mr_mean, mr_cov, _, _, _ = _gaussian_posterior(
-            mx_a, my_a, np.ones(len(my_a)), clus_m, mprior
-        )
-    else:
-        mr_mean = np.zeros(len(COVARIATES))
-        mr_cov = np.eye(len(COVARIATES)) * MOBILITY_RESPONSE_PRIOR_SD**2
+    if len(my_a) < 10:
+        return (np.zeros(len(COVARIATES)),
+                np.eye(len(COVARIATES)) * MOBILITY_RESPONSE_PRIOR_SD**2)
+    clus_m = np.concatenate([np.full(len(a), i) for i, a in enumerate(my)])
+    mr_mean, mr_cov, _, _, _ = _gaussian_posterior(mx_a, my_a, np.ones(len(my_a)), clus_m, mprior)
+    return mr_mean, mr_cov
 
-    # Unexplained drift of log R per territory level: aggregates average out local noise, so
-    # France drifts less than a département (measured on the same history).
-    sigma_rw = {"department": _drift(log_r, n_win, xa, beta)}
+
+def _drift_by_level(hist: _AdmissionHistory, beta: np.ndarray, w: np.ndarray) -> dict[str, float]:
+    """Unexplained drift of log R per territory level (:func:`_drift`): aggregates average out
+    local noise, so France drifts less than a département (measured on the same history)."""
+    sub, inc, xa = hist.sub, hist.inc, hist.xa
+    n_deps = sub.sizes["territory"]
+    sigma_rw = {"department": _drift(hist.log_r, hist.n_win, xa, beta)}
     par = np.array([str(v) for v in sub["territory_parent"].values]) if (
-        "territory_parent" in sub.coords) else np.array(["FR"] * len(deps))
+        "territory_parent" in sub.coords) else np.array(["FR"] * n_deps)
     pop = np.nan_to_num(sub["population"].values.astype(float)) if (
-        "population" in sub.coords) else np.ones(len(deps))
+        "population" in sub.coords) else np.ones(n_deps)
     pop = np.where(pop > 0, pop, 1.0)  # a missing population must not poison the weights
     groups = {"region": [np.where(par == r)[0] for r in np.unique(par)],
-              "country": [np.arange(len(deps))]}
+              "country": [np.arange(n_deps)]}
     for lv, idx_list in groups.items():
         agg_inc = np.stack([inc[ix].sum(axis=0) for ix in idx_list])
         agg_x = np.stack([np.tensordot(pop[ix] / pop[ix].sum(), xa[:, ix], axes=([0], [1]))
@@ -399,25 +469,7 @@ def fit_effects(
         sh, sc = sh[:, nb:], sc[:, nb:]
         sigma_rw[lv] = _drift(np.log(sh * sc), sh - 1.0, agg_x, beta)
     log.debug("drift SD of log R per day: %s", sigma_rw)
-
-    model = EffectModel(
-        as_of=str(as_of.date()),
-        covariates=COVARIATES,
-        beta_mean=beta,
-        beta_cov=cov,
-        data_weight=dw,
-        priors=dict(zip(COVARIATES, priors, strict=True)),
-        mobility_elasticity=mob_el,
-        stringency_elasticity=str_el,
-        mobility_response_mean=mr_mean,
-        mobility_response_cov=mr_cov,
-        sigma_rw=sigma_rw,
-        n_obs=len(y),
-        n_weeks=len(np.unique(clus)),
-        design_effect=deff,
-    )
-    log.debug("effects as of %s: %s", as_of.date(), model.to_dict()["effects"])
-    return model
+    return sigma_rw
 
 
 def _drift(log_r: np.ndarray, n_win: np.ndarray, xa: np.ndarray, beta: np.ndarray) -> float:
