@@ -35,44 +35,46 @@ every input known they are equal (``risk_complete``); otherwise the true level l
 them. ``risk_level`` is -1 (unknown) when no criterion can be evaluated at all.
 
 Thresholds are configurable: a YAML file of the same shape named by ``VIGIE_RISK_THRESHOLDS``
-(:attr:`features.settings.Settings.risk_thresholds`), validated on load
-(:class:`RiskThresholdsError` names the file, line, field, what was expected and found).
+(:attr:`features.settings.Settings.risk_thresholds`), read and validated on load by
+:mod:`features.risk_thresholds` (:class:`RiskThresholdsError` names the file, line, field, what
+was expected and found).
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import xarray as xr
-import yaml
 
-from features.errors import Problem
+from features.risk_thresholds import (
+    DEFAULT_THRESHOLDS,
+    ICU_OCCUPANCY,
+    KNOWN_INPUTS,
+    LEVEL_LABELS,
+    LEVEL_UNKNOWN,
+    LEVELS,
+    SCOPES,
+    Criterion,
+    RiskInput,
+    RiskThresholds,
+    RiskThresholdsError,
+    load_thresholds,
+    read_thresholds,
+)
 from features.territories import ancestor_at
 
-if TYPE_CHECKING:
-    from features.settings import Settings
+#: The thresholds' names callers take from here (:mod:`features.risk_thresholds`), and the
+#: assessment's.
+__all__ = [
+    "DEFAULT_THRESHOLDS", "ESTIMATES", "ESTIMATES_FR", "ICU_OCCUPANCY", "KNOWN_INPUTS",
+    "LEVELS", "LEVEL_LABELS", "LEVEL_UNKNOWN", "ORIGIN_ESTIMATED", "ORIGIN_NAMES", "ORIGIN_NONE",
+    "ORIGIN_OBSERVED", "SCOPES", "Criterion", "RiskInput", "RiskThresholds",
+    "RiskThresholdsError", "assess", "describe", "label", "load_thresholds", "read_thresholds",
+    "region_rows",
+]
 
-DEFAULT_THRESHOLDS = Path(__file__).resolve().parent / "risk_thresholds.yaml"
-LEVEL_UNKNOWN = -1
-LEVELS = (0, 1, 2, 3)
-#: French labels shown on the dashboard.
-LEVEL_LABELS: dict[int, str] = {
-    LEVEL_UNKNOWN: "Niveau inconnu",
-    0: "Vigilance",
-    1: "Alerte",
-    2: "Alerte renforcée",
-    3: "Alerte maximale",
-}
-ICU_OCCUPANCY = "icu_occupancy"
-#: Inputs a thresholds file may use: daily cube variables, and the computed ICU occupancy.
-KNOWN_INPUTS = ("incidence_rate_7d", "incidence_rate_7d_65_plus", "positivity_rate_7d",
-                ICU_OCCUPANCY, "rt", "growth_rate")
-SCOPES = ("territory", "region")
 #: Input → daily cube variable estimating it, used where the territory has no value of its own
 #: that day (départements have no daily cases: their incidence is estimated from screened
 #: positive tests, :mod:`features.incidence_estimate`).
@@ -84,204 +86,11 @@ ESTIMATES_FR: dict[str, str] = {
 #: Codes of ``<input>_origin``: no value, the territory's own (published or derived from its
 #: counts), an estimate (:data:`ESTIMATES`).
 ORIGIN_NONE, ORIGIN_OBSERVED, ORIGIN_ESTIMATED = 0, 1, 2
+#: Dims of every (territory, date) variable of :func:`assess`.
+DIMS = ("territory", "date")
 #: ``<input>_origin`` code → the word the API serves.
 ORIGIN_NAMES: dict[int, str | None] = {ORIGIN_NONE: None, ORIGIN_OBSERVED: "observed",
                                        ORIGIN_ESTIMATED: "estimated_from_screening"}
-
-
-class RiskThresholdsError(ValueError):
-    """A thresholds file that cannot be used; lists every problem found."""
-
-    def __init__(self, path: Path | str, problems: list[Problem]):
-        self.path = str(path)
-        self.problems = problems
-        super().__init__("risk thresholds rejected:\n  " + "\n  ".join(map(str, problems)))
-
-
-@dataclass(frozen=True)
-class RiskInput:
-    """One input of the criteria: ``name`` (cube variable or ``icu_occupancy``), French
-    ``label`` and ``units``, and ``scope`` (``territory`` or ``region``)."""
-
-    name: str
-    label: str
-    units: str
-    scope: str
-
-
-@dataclass(frozen=True)
-class Criterion:
-    """``input > threshold`` is required for ``level``."""
-
-    level: int
-    input: str
-    threshold: float
-
-    @property
-    def variable(self) -> str:
-        """Name of the criterion's variable in :func:`assess`'s output."""
-        return f"criterion_{self.level}_{self.input}"
-
-
-@dataclass(frozen=True)
-class RiskThresholds:
-    """Validated thresholds: their inputs, criteria by level, and where they come from."""
-
-    name: str
-    path: str
-    citation: str
-    urls: tuple[str, ...]
-    notes: str
-    inputs: dict[str, RiskInput]
-    criteria: tuple[Criterion, ...]
-
-    def of_level(self, level: int) -> tuple[Criterion, ...]:
-        return tuple(c for c in self.criteria if c.level == level)
-
-
-def load_thresholds(settings: Settings | None = None) -> RiskThresholds:
-    """The thresholds in force: ``VIGIE_RISK_THRESHOLDS`` if set, else the shipped defaults.
-
-    Raises
-    ------
-    RiskThresholdsError
-        The file is missing, not YAML, or not of the expected shape.
-    """
-    from features.settings import Settings
-
-    settings = settings or Settings.from_env()
-    return read_thresholds(settings.risk_thresholds or DEFAULT_THRESHOLDS)
-
-
-#: The last validated file, by path and content: the service loads the thresholds on every
-#: request, and parsing the YAML costs about as much as assessing every territory.
-_CACHE: dict[tuple[str, bytes], RiskThresholds] = {}
-
-
-def read_thresholds(path: Path | str) -> RiskThresholds:
-    """Read and validate one thresholds file (see ``features/risk_thresholds.yaml``); the same
-    content is not parsed twice in a row."""
-    path = Path(path)
-    try:
-        key = (str(path), hashlib.sha256(path.read_bytes()).digest())
-    except OSError:
-        key = None
-    if key in _CACHE:
-        return _CACHE[key]
-    thresholds = _read(path)
-    _CACHE.clear()
-    if key is not None:
-        _CACHE[key] = thresholds
-    return thresholds
-
-
-def _read(path: Path) -> RiskThresholds:
-    name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RiskThresholdsError(name, [Problem(name, "a readable UTF-8 YAML file",
-                                                 f"{type(exc).__name__}: {exc}")]) from exc
-    try:
-        data = yaml.safe_load(text)
-        lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise RiskThresholdsError(name, [Problem(
-            name, "valid YAML", str(getattr(exc, "problem", exc)),
-            line=mark.line + 1 if mark else None)]) from exc
-    return _validate(data, name, lines)
-
-
-def _key_lines(node: Any, path: tuple = ()) -> dict[tuple, int]:
-    """1-based line of every mapping key / sequence item, by its path of keys."""
-    lines: dict[tuple, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = (*path, key.value)
-            lines[sub] = key.start_mark.line + 1
-            lines.update(_key_lines(value, sub))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines[(*path, str(i))] = item.start_mark.line + 1
-            lines.update(_key_lines(item, (*path, str(i))))
-    return lines
-
-
-def _validate(data: Any, name: str, lines: dict[tuple, int]) -> RiskThresholds:
-    problems: list[Problem] = []
-
-    def problem(path: tuple, expected: str, found: Any) -> None:
-        path = tuple(map(str, path))
-        line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines),
-                    None)
-        problems.append(Problem(name, expected, repr(found), line=line,
-                                column=".".join(map(str, path)) or None))
-
-    if not isinstance(data, dict):
-        raise RiskThresholdsError(name, [Problem(name, "a mapping with name, source, inputs "
-                                                 "and levels", repr(data))])
-    for key in sorted(set(data) - {"name", "source", "inputs", "levels"}, key=str):
-        problem((key,), "one of name, source, inputs, levels", key)
-    source = data.get("source")
-    if not isinstance(source, dict) or not isinstance(source.get("citation"), str) \
-            or not source["citation"].strip():
-        problem(("source",), "a mapping with a non-empty 'citation' (the thresholds' source)",
-                source)
-        source = {}
-    urls = source.get("urls", [])
-    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-        problem(("source", "urls"), "a list of URLs", urls)
-        urls = []
-
-    inputs: dict[str, RiskInput] = {}
-    raw_inputs = data.get("inputs")
-    if not isinstance(raw_inputs, dict) or not raw_inputs:
-        problem(("inputs",), "a mapping of input name to label, units, scope", raw_inputs)
-        raw_inputs = {}
-    for key, spec in raw_inputs.items():
-        if key not in KNOWN_INPUTS:
-            problem(("inputs", key), f"an input among {', '.join(KNOWN_INPUTS)}", key)
-            continue
-        if not isinstance(spec, dict):
-            problem(("inputs", key), "a mapping with label, units, scope", spec)
-            continue
-        for field in ("label", "units"):
-            if not isinstance(spec.get(field), str) or not spec[field].strip():
-                problem(("inputs", key, field), "a non-empty text", spec.get(field))
-        if spec.get("scope", "territory") not in SCOPES:
-            problem(("inputs", key, "scope"), f"one of {', '.join(SCOPES)}", spec.get("scope"))
-        inputs[key] = RiskInput(key, str(spec.get("label", "")), str(spec.get("units", "")),
-                                str(spec.get("scope", "territory")))
-
-    criteria: list[Criterion] = []
-    levels = data.get("levels")
-    if not isinstance(levels, dict) or not levels:
-        problem(("levels",), "a mapping of level (1, 2, 3) to {input: threshold}", levels)
-        levels = {}
-    for level, rules in levels.items():
-        if level not in LEVELS[1:] or isinstance(level, bool):
-            problem(("levels", level), "a level among 1, 2, 3", level)
-            continue
-        if not isinstance(rules, dict) or not rules:
-            problem(("levels", level), "a non-empty mapping {input: threshold}", rules)
-            continue
-        for key, threshold in rules.items():
-            if key not in inputs:
-                problem(("levels", level, key), "an input declared under 'inputs'", key)
-            elif isinstance(threshold, bool) or not isinstance(threshold, int | float) \
-                    or not np.isfinite(threshold):
-                problem(("levels", level, key), "a number (the value must be over it)",
-                        threshold)
-            else:
-                criteria.append(Criterion(int(level), key, float(threshold)))
-    if problems:
-        raise RiskThresholdsError(name, problems)
-    return RiskThresholds(
-        name=str(data.get("name") or Path(name).stem), path=name,
-        citation=" ".join(source["citation"].split()), urls=tuple(urls),
-        notes=" ".join(str(source.get("notes", "")).split()),
-        inputs=inputs, criteria=tuple(sorted(criteria, key=lambda c: (c.level, c.input))))
 
 
 def assess(daily: xr.Dataset, yearly: xr.Dataset | None,
@@ -322,28 +131,63 @@ def assess(daily: xr.Dataset, yearly: xr.Dataset | None,
     """
     thresholds = thresholds or load_thresholds()
     daily = daily.transpose("territory", "date")
+    inputs = _gather_inputs(daily, yearly, thresholds)
+    met = {c: _criterion(inputs.values[c.input], c.threshold) for c in thresholds.criteria}
+    level, level_max, evaluated = _levels(met, thresholds, inputs.shape)
+    out = xr.Dataset(coords={k: v for k, v in daily.coords.items()})
+    _add_levels(out, thresholds, level, level_max, evaluated)
+    _add_criteria(out, thresholds, met)
+    _add_inputs(out, thresholds, inputs)
+    out.attrs = {"thresholds": thresholds.name, "thresholds_path": thresholds.path,
+                 "source": thresholds.citation,
+                 "level_labels": "; ".join(f"{k} {v}" for k, v in LEVEL_LABELS.items())}
+    return out
+
+
+@dataclass
+class _Inputs:
+    """The inputs of the criteria on the (territory, date) ``shape`` of the daily cube, after
+    scope: ``values`` by input (the ICU occupancy in %), ``extra`` the ``icu`` and
+    ``icu_beds_adult`` behind it, ``estimated`` where an input is an estimate
+    (:data:`ESTIMATES`), ``origin`` the territory code each input is taken from (``""``: none)."""
+
+    shape: tuple[int, int]
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    estimated: dict[str, np.ndarray] = field(default_factory=dict)
+    origin: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _gather_inputs(daily: xr.Dataset, yearly: xr.Dataset | None, thresholds: RiskThresholds
+                   ) -> _Inputs:
+    """Each input of ``thresholds`` for every territory: its own row, or its région's for a
+    ``region`` scope (NaN where there is none); an estimate where the value is missing."""
     codes = [str(c) for c in daily["territory"].values]
-    shape = (len(codes), daily.sizes["date"])
+    out = _Inputs((len(codes), daily.sizes["date"]))
     region_of = region_rows(daily, codes)
     own = np.arange(len(codes))
-    values, origin, extra, estimated = {}, {}, {}, {}
     for name, spec in thresholds.inputs.items():
         rows = region_of if spec.scope == "region" else own
         if name == ICU_OCCUPANCY:
             occupancy, icu, beds = _icu_occupancy(daily, yearly)
-            extra["icu"], extra["icu_beds_adult"] = _take(icu, rows), _take(beds, rows)
-            values[name] = _take(occupancy, rows)
+            out.extra["icu"], out.extra["icu_beds_adult"] = _take(icu, rows), _take(beds, rows)
+            out.values[name] = _take(occupancy, rows)
         elif name in daily:
-            values[name] = _take(daily[name].values.astype(float), rows)
+            out.values[name] = _take(daily[name].values.astype(float), rows)
         else:
-            values[name] = np.full(shape, np.nan)
+            out.values[name] = np.full(out.shape, np.nan)
         if ESTIMATES.get(name) in daily:
             guess = _take(daily[ESTIMATES[name]].values.astype(float), rows)
-            estimated[name] = np.isnan(values[name]) & ~np.isnan(guess)
-            values[name] = np.where(estimated[name], guess, values[name])
-        origin[name] = np.array([codes[r] if r >= 0 else "" for r in rows], dtype=object)
+            out.estimated[name] = np.isnan(out.values[name]) & ~np.isnan(guess)
+            out.values[name] = np.where(out.estimated[name], guess, out.values[name])
+        out.origin[name] = np.array([codes[r] if r >= 0 else "" for r in rows], dtype=object)
+    return out
 
-    met = {c: _criterion(values[c.input], c.threshold) for c in thresholds.criteria}
+
+def _levels(met: dict[Criterion, np.ndarray], thresholds: RiskThresholds,
+            shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell: the highest level reached (-1 when no criterion is evaluable), the highest
+    the missing inputs do not rule out, and how many criteria were evaluable (int8 arrays)."""
     level = np.zeros(shape, dtype=np.int8)
     level_max = np.zeros(shape, dtype=np.int8)
     for k in LEVELS[1:]:
@@ -359,51 +203,60 @@ def assess(daily: xr.Dataset, yearly: xr.Dataset | None,
     level = np.where(evaluated > 0, level, np.int8(LEVEL_UNKNOWN)).astype(np.int8)
     level_max = np.where(evaluated > 0, np.maximum(level_max, level),
                          np.int8(LEVELS[-1])).astype(np.int8)
+    return level, level_max, evaluated
 
-    dims = ("territory", "date")
-    out = xr.Dataset(coords={k: v for k, v in daily.coords.items()})
-    out["risk_level"] = (dims, level, {
+
+def _add_levels(out: xr.Dataset, thresholds: RiskThresholds, level: np.ndarray,
+                level_max: np.ndarray, evaluated: np.ndarray) -> None:
+    """``risk_level``, ``risk_level_max``, ``risk_complete`` and ``criteria_evaluated``."""
+    out["risk_level"] = (DIMS, level, {
         "units": "level", "description": "niveau de risque : -1 inconnu, 0 Vigilance, 1 Alerte, "
         "2 Alerte renforcée, 3 Alerte maximale (plus haut niveau atteint)"})
-    out["risk_level_max"] = (dims, level_max, {
+    out["risk_level_max"] = (DIMS, level_max, {
         "units": "level", "description": "plus haut niveau que les données manquantes "
         "n'excluent pas"})
-    out["risk_complete"] = (dims, (level == level_max) & (evaluated > 0),
+    out["risk_complete"] = (DIMS, (level == level_max) & (evaluated > 0),
                             {"description": "toutes les données nécessaires étaient connues"})
-    out["criteria_evaluated"] = (dims, evaluated, {
+    out["criteria_evaluated"] = (DIMS, evaluated, {
         "units": "criteria", "description": f"critères évaluables sur "
         f"{len(thresholds.criteria)}"})
+
+
+def _add_criteria(out: xr.Dataset, thresholds: RiskThresholds,
+                  met: dict[Criterion, np.ndarray]) -> None:
+    """One ``criterion_<level>_<input>`` variable per criterion: 1 met, 0 not, NaN unknown."""
     for c, state in met.items():
         spec = thresholds.inputs[c.input]
-        out[c.variable] = (dims, state, {
+        out[c.variable] = (DIMS, state, {
             "level": c.level, "input": c.input, "threshold": c.threshold, "comparison": ">",
             "units": spec.units, "description": f"{spec.label} > {c.threshold:g} "
             f"({LEVEL_LABELS[c.level]}) : 1 oui, 0 non, vide si donnée manquante"})
-    for name, array in {**values, **extra}.items():
+
+
+def _add_inputs(out: xr.Dataset, thresholds: RiskThresholds, inputs: _Inputs) -> None:
+    """The inputs used (and those behind the ICU occupancy), where each was taken from, its
+    origin code per cell, and the names of the inputs missing per cell."""
+    for name, array in {**inputs.values, **inputs.extra}.items():
         spec = thresholds.inputs.get(name)
         attrs = ({"units": spec.units, "description": spec.label, "scope": spec.scope} if spec
                  else {"units": "beds" if name != "icu" else "patients",
                        "description": f"{name} behind icu_occupancy"})
-        if name in estimated:
+        if name in inputs.estimated:
             attrs["estimate"] = ESTIMATES[name]
-        out[name] = (dims, array, attrs)
-    for name, codes_used in origin.items():
+        out[name] = (DIMS, array, attrs)
+    for name, codes_used in inputs.origin.items():
         out[f"{name}_from"] = ("territory", codes_used,
                                {"description": f"territory whose {name} is used"})
-    for name, array in values.items():
+    for name, array in inputs.values.items():
         code = np.where(np.isnan(array), np.int8(ORIGIN_NONE), np.int8(ORIGIN_OBSERVED))
-        if name in estimated:
-            code[estimated[name]] = ORIGIN_ESTIMATED
-        out[f"{name}_origin"] = (dims, code.astype(np.int8), {
+        if name in inputs.estimated:
+            code[inputs.estimated[name]] = ORIGIN_ESTIMATED
+        out[f"{name}_origin"] = (DIMS, code.astype(np.int8), {
             "units": "code", "description": f"origin of {name}: 0 none, 1 the territory's own "
             "value (published or derived from its counts)"
             + (f", 2 estimated ({ESTIMATES[name]})" if name in ESTIMATES else "")})
-    out["inputs_missing"] = (dims, _missing_names(values, shape),
+    out["inputs_missing"] = (DIMS, _missing_names(inputs.values, inputs.shape),
                              {"description": "données d'entrée manquantes ce jour"})
-    out.attrs = {"thresholds": thresholds.name, "thresholds_path": thresholds.path,
-                 "source": thresholds.citation,
-                 "level_labels": "; ".join(f"{k} {v}" for k, v in LEVEL_LABELS.items())}
-    return out
 
 
 def label(level: int, level_max: int | None = None) -> str:
