@@ -6,18 +6,16 @@ Layout under ``Settings.forecasts_dir``::
     runs/<run_id>/metadata.json     run id, model name + version, cube vintage, as_of, …
     latest/<target>_<frequency>_<level>_<model>.json   pointer to the newest run of that kind
 
-A run is written into a temporary folder (``runs/.tmp-<run_id>~<host>~<pid>…``) and renamed into
-place, and the pointer is replaced atomically after it: a reader sees either the previous run or
-the complete new one. Temporary entries a killed process left are removed when a process first
-opens the store (:mod:`features.tempfiles`); old runs by ``python -m service prune``.
+A run is written into a temporary folder (``runs/.tmp-<run_id>~<host>~<pid>…``, see
+:mod:`features.storage.atomic`) and renamed into place, and the pointer is replaced atomically
+after it: a reader sees either the previous run or the complete new one. Temporary entries a
+killed process left are removed when a process first opens the store (:mod:`features.tempfiles`);
+old runs by ``python -m service prune``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +24,8 @@ from typing import Any
 
 import pandas as pd
 
-from features import fencing, tempfiles
+from features import tempfiles
+from features.storage.atomic import atomic_dir, atomic_write_json
 from models.targets import HUB_COLUMNS
 
 #: Temporary entries of this store, relative to its root (:func:`features.tempfiles.sweep`).
@@ -85,32 +84,17 @@ class ForecastStore:
         run_id = f"{created:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex[:6]}"  # sorts by time
         meta = {**metadata, "run_id": run_id, "created_at": created.isoformat(), "rows": len(rows)}
         runs = self.root / "runs"
-        runs.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{tempfiles.temp_name(run_id)}~", dir=runs))
-        try:
+        pointer = self.root / "latest" / f"{self._kind(meta)}.json"
+        # A job that lost its run publishes nothing: neither the run nor the pointer to it.
+        with atomic_dir(runs / run_id, publish=True,
+                        after=lambda: atomic_write_json(pointer, {"run_id": run_id})) as tmp:
             rows[HUB_COLUMNS].to_csv(tmp / "forecast.csv", index=False)
             (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
-            with fencing.publishing():  # a job that lost its run publishes nothing
-                os.replace(tmp, runs / run_id)
-                self._write_json(self.root / "latest" / f"{self._kind(meta)}.json",
-                                 {"run_id": run_id})
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return ForecastRun(run_id, runs / run_id, meta)
 
     @staticmethod
     def _kind(meta: dict[str, Any]) -> str:
         return "_".join(str(meta[k]) for k in ("target", "frequency", "level", "model"))
-
-    @staticmethod
-    def _write_json(path: Path, payload: dict) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{tempfiles.temp_name(path.stem)}~",
-                                   suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh)
-        os.replace(tmp, path)
 
     def get(self, run_id: str) -> ForecastRun:
         path = self.root / "runs" / run_id
