@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from models.base import QUANTILES, hub_baseline_quantiles, quantile_array
+from models.base import QUANTILES, quantile_array
+from models.baseline import hub_baseline_quantiles
 from models.calibration import (
     QCOLS,
     ConformalCalibrator,
