@@ -8,18 +8,16 @@ never start a formula (:mod:`service.csv_safety`).
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
 from apiflask import Schema, fields
 from apiflask.validators import OneOf
 from flask import Response
 
+from features.storage import jsonsafe
 from service.csv_safety import neutralise
 from service.errors import bad_request
 
@@ -38,17 +36,8 @@ class FormatQuery(Schema):
 CSV_CONTENT = {"text/csv": {"schema": {"type": "string"}}}
 
 
-def clean(value: Any) -> Any:
-    """JSON-safe scalars: NaN → None, numpy → Python, dates → ISO strings."""
-    if value is None:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return value
+#: JSON-safe scalars: NaN → None, numpy → Python, dates → ISO strings (the storage foundation's).
+clean = jsonsafe.scalar
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
