@@ -15,14 +15,13 @@ from scenarios.measures import COVARIATES, load_measures
 from scenarios.params import EpiParameters
 from scenarios.rnow import RNow, estimate_r_now
 from scenarios.rt import rt_table
+from scenarios.scenario import Scenario, resolve
 from scenarios.schema import (
     SCHEMA,
-    Scenario,
     ScenarioValidationError,
     list_library,
     load_definition,
     load_library_scenario,
-    resolve,
     validate_definition,
 )
 

@@ -60,7 +60,8 @@ from scenarios.projection import (
     quantile_table,
     summarise,
 )
-from scenarios.schema import Scenario, load_definition, resolve
+from scenarios.scenario import Scenario, resolve
+from scenarios.schema import load_definition
 
 __all__ = ["INDICATORS", "QUANTILES", "Projection", "fit_los_factor", "get_effects", "project",
            "quantile_table", "run_scenario", "summarise"]
@@ -198,7 +199,7 @@ def run_scenario(
     Parameters
     ----------
     definition:
-        Mapping, path of a YAML file, or a resolved :class:`~scenarios.schema.Scenario`.
+        Mapping, path of a YAML file, or a resolved :class:`~scenarios.scenario.Scenario`.
     cube:
         Daily cube (dims territory, date). Default: ``features.store.open_cube("daily", as_of)``.
         Dates on or after ``as_of`` are dropped here in any case.

@@ -27,7 +27,7 @@ from scenarios.measures import (
     measure_covariate,
     territory_covariates,
 )
-from scenarios.schema import Intervention
+from scenarios.scenario import Intervention
 
 INFECTION_DATE = "infection_date"
 

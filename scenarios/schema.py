@@ -1,9 +1,10 @@
-"""Scenario definitions: the YAML schema, its validation and resolution to absolute dates.
+"""Scenario definitions: the YAML schema, its validation, reading files and the library.
 
 A definition names a territory set, a start (``as_of``), a horizon and a list of
 interventions. Dates are ISO dates or whole numbers of days relative to ``as_of``. Every error
 names the file, the field (as a path such as ``interventions[1].effect.transmission``) and the
-problem. The full field reference is in ``scenarios/README.md``.
+problem. The full field reference is in ``scenarios/README.md``. A valid definition is
+resolved to absolute dates by :func:`scenarios.scenario.resolve`.
 """
 
 from __future__ import annotations
@@ -11,18 +12,16 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pandas as pd
 import yaml
 
 from features import safe_yaml
 from features.safe_yaml import BoundedLoader
 from features.territories import CODE_GROUPS, USER_CODE_PATTERN, territory_code_errors
-from scenarios.levers import VARIANT_PRIORS, Vaccination, Variant, parse_vaccination, parse_variant
+from scenarios.levers import VARIANT_PRIORS
 from scenarios.measures import COVARIATES
 from scenarios.params import EpiParameters
 
@@ -217,78 +216,6 @@ class ScenarioValidationError(ValueError):
         super().__init__("\n".join(f"{source}: {e}" for e in errors))
 
 
-@dataclass(frozen=True)
-class Intervention:
-    """One intervention with absolute dates (``end`` inclusive; None = to the horizon)."""
-
-    type: str
-    start: pd.Timestamp
-    end: pd.Timestamp | None
-    ramp_days: int = 0
-    effect: str | dict[str, float] = "history"
-    hour: int | None = None
-    territories: tuple[str, ...] | None = None
-    lifts: tuple[str, ...] | None = None
-    label: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "label": self.label,
-            "start": str(self.start.date()),
-            "end": str(self.end.date()) if self.end is not None else None,
-            "ramp_days": self.ramp_days,
-            "effect": self.effect,
-            "hour": self.hour,
-            "territories": list(self.territories) if self.territories else None,
-            "lifts": list(self.lifts) if self.lifts else None,
-        }
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """A validated definition resolved against an ``as_of`` date."""
-
-    name: str
-    description: str
-    as_of: pd.Timestamp
-    horizon_days: int
-    territories: tuple[str, ...]
-    interventions: tuple[Intervention, ...]
-    capacity: dict[str, Any]
-    parameters: dict[str, Any]
-    n_samples: int = 500
-    seed: int = 20201025
-    prior_policy: str = "as_of"
-    rt_basis: str = "cases"
-    rt_pool: bool = True
-    vaccination: Vaccination | None = None
-    variant: Variant | None = None
-    source: str = "<definition>"
-    raw: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The definition as resolved (JSON-able), for the ``inputs`` block of a result."""
-        return {
-            "name": self.name,
-            "description": self.description,
-            "source": self.source,
-            "as_of": str(self.as_of.date()),
-            "horizon_days": self.horizon_days,
-            "territories": list(self.territories),
-            "interventions": [i.to_dict() for i in self.interventions],
-            "capacity": self.capacity,
-            "parameters": self.parameters,
-            "n_samples": self.n_samples,
-            "seed": self.seed,
-            "prior_policy": self.prior_policy,
-            "rt_basis": self.rt_basis,
-            "rt_pool": self.rt_pool,
-            "vaccination": self.vaccination.to_dict() if self.vaccination else None,
-            "variant": self.variant.to_dict() if self.variant else None,
-        }
-
-
 def _normalise(obj: Any) -> Any:
     """YAML turns ``2020-10-25`` into a date: back to ISO strings so one schema covers both."""
     if isinstance(obj, dict):
@@ -334,6 +261,27 @@ def validate_definition(definition: dict[str, Any], source: str = "<definition>"
             [f"(top level): expected a mapping of fields, got {type(definition).__name__}"], source
         )
     d = _normalise(copy.deepcopy(definition))
+    errors = _schema_errors(d)
+    for i, iv in enumerate(d.get("interventions") or []):
+        if isinstance(iv, dict):
+            errors += _intervention_errors(f"interventions[{i}]", iv)
+    errors += _lever_errors(d)
+    errors += _date_errors("as_of", d.get("as_of"))
+    errors += [f"{where}: not a finite number" for where in _non_finite(d)]
+    if not errors:
+        cells = run_size(d)
+        if cells > MAX_CELLS:
+            errors.append(
+                f"(top level): too large a run: {cells:,} territory × sample × day cells "
+                f"(territories × n_samples × (7 + parameters.max_delay + horizon_days)); at "
+                f"most {MAX_CELLS:,}: fewer territories, samples or days")
+    if errors:
+        raise ScenarioValidationError(errors, source)
+    return d
+
+
+def _schema_errors(d: dict[str, Any]) -> list[str]:
+    """What :data:`SCHEMA` refuses, in field order; an unknown field lists the allowed ones."""
     validator = jsonschema.Draft202012Validator(SCHEMA)
     errors = []
     for e in sorted(validator.iter_errors(d), key=lambda e: list(map(str, e.absolute_path))):
@@ -346,45 +294,63 @@ def validate_definition(definition: dict[str, Any], source: str = "<definition>"
                 errors.append(f"{where}: unknown field; allowed fields: {allowed}")
         else:
             errors.append(f"{_path(e)}: {e.message}")
-    for i, iv in enumerate(d.get("interventions") or []):
-        if not isinstance(iv, dict):
-            continue
-        where = f"interventions[{i}]"
-        for key in ("start", "end"):
-            v = iv.get(key)
-            if isinstance(v, str):
-                try:
-                    dt.date.fromisoformat(v)
-                except ValueError:
-                    errors.append(f"{where}.{key}: {v!r} is not a valid date (YYYY-MM-DD)")
-        if "end" in iv and "duration_days" in iv:
-            errors.append(f"{where}: give either end or duration_days, not both")
-        if iv.get("type") == "custom" and not isinstance(iv.get("effect"), dict):
-            errors.append(
-                f"{where}.effect: a custom intervention needs an explicit effect "
-                "(transmission, mobility or stringency); 'history' has nothing to learn from"
-            )
-        if iv.get("type") == "curfew" and iv.get("hour", 21) >= 22 and iv.get(
-            "effect", "history"
-        ) == "history":
-            errors.append(
-                f"{where}.hour: a curfew at {iv.get('hour')}:00 has no history estimate "
-                "(only 18-21 h curfews were in force); give an explicit effect"
-            )
-        if "lifts" in iv and iv.get("type") != "relaxation":
-            errors.append(f"{where}.lifts: only a relaxation lifts measures")
-        s, e = iv.get("start"), iv.get("end")
-        if type(s) is type(e) and isinstance(s, int | str) and e < s:
-            errors.append(f"{where}.end: {e} is before start {s}")
-        elif type(s) is type(e) and isinstance(s, int) and e - s >= MAX_SPAN_DAYS:
-            errors.append(f"{where}.end: lasts {e - s + 1} days; at most {MAX_SPAN_DAYS}")
-        elif isinstance(s, str) and isinstance(e, str):
-            try:
-                span = (dt.date.fromisoformat(e) - dt.date.fromisoformat(s)).days
-            except ValueError:
-                span = 0  # reported above
-            if span >= MAX_SPAN_DAYS:
-                errors.append(f"{where}.end: lasts {span + 1} days; at most {MAX_SPAN_DAYS}")
+    return errors
+
+
+def _date_errors(where: str, value: Any) -> list[str]:
+    """A text that is not a calendar date (the schema checks only its shape)."""
+    if not isinstance(value, str):
+        return []
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        return [f"{where}: {value!r} is not a valid date (YYYY-MM-DD)"]
+    return []
+
+
+def _intervention_errors(where: str, iv: dict[str, Any]) -> list[str]:
+    """Rules of one intervention the schema cannot express."""
+    errors = _date_errors(f"{where}.start", iv.get("start")) + _date_errors(
+        f"{where}.end", iv.get("end"))
+    if "end" in iv and "duration_days" in iv:
+        errors.append(f"{where}: give either end or duration_days, not both")
+    if iv.get("type") == "custom" and not isinstance(iv.get("effect"), dict):
+        errors.append(
+            f"{where}.effect: a custom intervention needs an explicit effect "
+            "(transmission, mobility or stringency); 'history' has nothing to learn from"
+        )
+    if iv.get("type") == "curfew" and iv.get("hour", 21) >= 22 and iv.get(
+        "effect", "history"
+    ) == "history":
+        errors.append(
+            f"{where}.hour: a curfew at {iv.get('hour')}:00 has no history estimate "
+            "(only 18-21 h curfews were in force); give an explicit effect"
+        )
+    if "lifts" in iv and iv.get("type") != "relaxation":
+        errors.append(f"{where}.lifts: only a relaxation lifts measures")
+    return errors + _span_errors(where, iv.get("start"), iv.get("end"))
+
+
+def _span_errors(where: str, s: Any, e: Any) -> list[str]:
+    """An intervention ending before it starts or lasting over :data:`MAX_SPAN_DAYS`."""
+    if type(s) is type(e) and isinstance(s, int | str) and e < s:
+        return [f"{where}.end: {e} is before start {s}"]
+    if type(s) is type(e) and isinstance(s, int) and e - s >= MAX_SPAN_DAYS:
+        return [f"{where}.end: lasts {e - s + 1} days; at most {MAX_SPAN_DAYS}"]
+    if isinstance(s, str) and isinstance(e, str):
+        try:
+            span = (dt.date.fromisoformat(e) - dt.date.fromisoformat(s)).days
+        except ValueError:
+            span = 0  # reported above
+        if span >= MAX_SPAN_DAYS:
+            return [f"{where}.end: lasts {span + 1} days; at most {MAX_SPAN_DAYS}"]
+    return []
+
+
+def _lever_errors(d: dict[str, Any]) -> list[str]:
+    """A variant share read from the cube without a marker; a vaccination date that is not
+    a date."""
+    errors = []
     var = d.get("variant")
     if isinstance(var, dict) and var.get("share") == "cube" and "share_indicator" not in var \
             and not (isinstance(var.get("advantage"), str)
@@ -392,28 +358,22 @@ def validate_definition(definition: dict[str, Any], source: str = "<definition>"
         errors.append("variant.share: 'cube' needs share_indicator (the cube has no share "
                       f"marker for {var.get('advantage')!r}); or give the share in %")
     vac = d.get("vaccination")
-    if isinstance(vac, dict) and isinstance(vac.get("by"), str):
-        try:
-            dt.date.fromisoformat(vac["by"])
-        except ValueError:
-            errors.append(f"vaccination.by: {vac['by']!r} is not a valid date (YYYY-MM-DD)")
-    as_of = d.get("as_of")
-    if isinstance(as_of, str):
-        try:
-            dt.date.fromisoformat(as_of)
-        except ValueError:
-            errors.append(f"as_of: {as_of!r} is not a valid date (YYYY-MM-DD)")
-    errors += [f"{where}: not a finite number" for where in _non_finite(d)]
-    if not errors:
-        cells = run_size(d)
-        if cells > MAX_CELLS:
-            errors.append(
-                f"(top level): too large a run: {cells:,} territory × sample × day cells "
-                f"(territories × n_samples × (7 + parameters.max_delay + horizon_days)); at "
-                f"most {MAX_CELLS:,}: fewer territories, samples or days")
-    if errors:
-        raise ScenarioValidationError(errors, source)
-    return d
+    if isinstance(vac, dict):
+        errors += _date_errors("vaccination.by", vac.get("by"))
+    return errors
+
+
+def territory_override_errors(definition: dict[str, Any], territories: list[str]) -> list[str]:
+    """Territories given outside a valid definition (``--territory``, ``territories=``):
+    codes that are not territory codes, more than :data:`MAX_TERRITORIES`, or a run over
+    :data:`MAX_CELLS` with them."""
+    bad = territory_code_errors(territories)
+    if not bad and len(territories) > MAX_TERRITORIES:
+        bad = [f"territories: {len(territories)} given; at most {MAX_TERRITORIES}"]
+    if not bad and run_size(definition, territories) > MAX_CELLS:
+        bad = [f"territories: too large a run ({run_size(definition, territories):,} "
+               f"territory × sample × day cells; at most {MAX_CELLS:,})"]
+    return bad
 
 
 def _non_finite(obj: Any, where: str = "") -> list[str]:
@@ -484,114 +444,3 @@ def load_library_scenario(name: str) -> dict[str, Any]:
         if name in (p.stem, d["name"]):
             return d
     raise KeyError(f"no library scenario named {name!r}; see scenarios.list_library()")
-
-
-def _to_date(value: int | str | None, as_of: pd.Timestamp) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return as_of + pd.Timedelta(days=value)
-    return pd.Timestamp(value)
-
-
-def resolve(
-    definition: dict[str, Any] | str | Path,
-    as_of: str | dt.date | pd.Timestamp | None = None,
-    territories: list[str] | None = None,
-) -> Scenario:
-    """Validate a definition and resolve it to absolute dates.
-
-    Parameters
-    ----------
-    definition:
-        A mapping or the path of a YAML file.
-    as_of:
-        Overrides the file's ``as_of`` (first day not known; the projection starts on it).
-    territories:
-        Overrides the file's territory list.
-
-    Raises
-    ------
-    ScenarioValidationError
-        Invalid definition, or no ``as_of`` anywhere.
-    """
-    if isinstance(definition, str | Path):
-        d = load_definition(definition)
-    else:
-        src = definition.get("_source", "<definition>") if isinstance(
-            definition, dict) else "<definition>"
-        body = {k: v for k, v in definition.items() if k != "_source"} if isinstance(
-            definition, dict) else definition
-        d = validate_definition(body, src)
-        d["_source"] = src
-    source = d.pop("_source", "<definition>")
-    if territories:
-        bad = territory_code_errors(list(territories))
-        if not bad and len(territories) > MAX_TERRITORIES:
-            bad = [f"territories: {len(territories)} given; at most {MAX_TERRITORIES}"]
-        if not bad and run_size(d, list(territories)) > MAX_CELLS:
-            bad = [f"territories: too large a run ({run_size(d, list(territories)):,} "
-                   f"territory × sample × day cells; at most {MAX_CELLS:,})"]
-        if bad:
-            raise ScenarioValidationError(bad, source)
-    a = as_of if as_of is not None else d.get("as_of")
-    if a is None:
-        raise ScenarioValidationError(
-            ["as_of: missing; give it in the file or with --as-of"], source
-        )
-    try:
-        a = pd.Timestamp(a).normalize()
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise ScenarioValidationError([f"as_of: {a!r} is not a date: {exc}"], source) from exc
-    if not 2000 <= a.year <= 2099:
-        raise ScenarioValidationError([f"as_of: {a.date()} is outside 2000-2099"], source)
-    ivs = []
-    errors = []
-    for i, iv in enumerate(d.get("interventions") or []):
-        start = _to_date(iv["start"], a)
-        end = _to_date(iv.get("end"), a)
-        if end is None and "duration_days" in iv:
-            end = start + pd.Timedelta(days=iv["duration_days"] - 1)
-        if end is not None and end < start:
-            errors.append(f"interventions[{i}].end: {end.date()} is before start {start.date()}")
-        hour = iv.get("hour")
-        if iv["type"] == "curfew" and hour is None:
-            hour = 21
-        ivs.append(
-            Intervention(
-                type=iv["type"],
-                start=start,
-                end=end,
-                ramp_days=int(iv.get("ramp_days", 0)),
-                effect=iv.get("effect", "history"),
-                hour=hour,
-                territories=tuple(iv["territories"]) if iv.get("territories") else None,
-                lifts=tuple(iv["lifts"]) if iv.get("lifts") else None,
-                label=iv.get("label", ""),
-            )
-        )
-    vac = d.get("vaccination")
-    by = _to_date(vac["by"], a) if vac else None
-    if by is not None and by < a:
-        errors.append(f"vaccination.by: {by.date()} is before as_of {a.date()}")
-    if errors:
-        raise ScenarioValidationError(errors, source)
-    return Scenario(
-        name=d["name"],
-        description=d.get("description", ""),
-        as_of=a,
-        horizon_days=int(d.get("horizon_days", 42)),
-        territories=tuple(territories or d.get("territories") or ["FR"]),
-        interventions=tuple(ivs),
-        capacity=d.get("capacity", {}),
-        parameters=d.get("parameters", {}),
-        n_samples=int(d.get("n_samples", 500)),
-        seed=int(d.get("seed", 20201025)),
-        prior_policy=d.get("prior_policy", "as_of"),
-        rt_basis=d.get("rt_basis", "cases"),
-        rt_pool=bool(d.get("rt_pool", True)),
-        vaccination=parse_vaccination(vac, by),
-        variant=parse_variant(d.get("variant")),
-        source=source,
-        raw=d,
-    )

@@ -42,7 +42,8 @@ from scenarios.levers import vaccination_log_r, variant_log_r
 from scenarios.params import EpiParameters
 from scenarios.rnow import estimate_r_now
 from scenarios.rt import cori_posterior, nb_size
-from scenarios.schema import Scenario, ScenarioValidationError
+from scenarios.scenario import Scenario
+from scenarios.schema import ScenarioValidationError
 
 log = logging.getLogger(__name__)
 
