@@ -121,7 +121,7 @@ def audit_references(engine: sa.Engine) -> tuple[set[str], set[str]]:
 def scenario_vintages(settings: Settings) -> dict[str, str]:
     """Vintage id → the first stored scenario result computed on it."""
     out: dict[str, str] = {}
-    folder = settings.home / "scenario_runs"
+    folder = settings.scenario_runs_dir
     if not folder.is_dir():
         return out
     for path in sorted(folder.glob("*.json")):
@@ -140,7 +140,7 @@ def scenario_vintages(settings: Settings) -> dict[str, str]:
 
 
 def leaderboard_vintage(settings: Settings) -> str | None:
-    path = settings.models_dir / "leaderboard.json"
+    path = settings.leaderboard_file
     try:
         return json.loads(path.read_text()).get("vintage_id") or None
     except (OSError, ValueError, AttributeError):

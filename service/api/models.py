@@ -87,7 +87,7 @@ def list_models(query_data: dict):
 @bp.doc(summary="Backtest scores of the models (weekly backtest job)")
 @cached
 def leaderboard():
-    path = state().settings.models_dir / "leaderboard.json"
+    path = state().settings.leaderboard_file
     if not path.exists():
         raise ApiError(404, "no_leaderboard", "no backtest has run yet: the weekly 'backtest' "
                        "job writes the leaderboard (POST /api/v1/jobs/backtest/run)")

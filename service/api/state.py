@@ -51,8 +51,8 @@ class VigieState:
             stamp, value = self._fresh
             if now - stamp < FRESHNESS_TTL and value:
                 return value
-            value = (self._vintage_id(), _mtime(self.settings.forecasts_dir / "latest"),
-                     _mtime(self.settings.models_dir), _mtime(self.settings.home / "scenario_runs"),
+            value = (self._vintage_id(), _mtime(self.settings.forecast_latest_dir),
+                     _mtime(self.settings.models_dir), _mtime(self.settings.scenario_runs_dir),
                      _mtime(self._thresholds_file()))
             self._fresh = (now, value)
             return value

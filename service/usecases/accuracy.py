@@ -188,7 +188,7 @@ def score_runs(runs: list, store) -> list[dict]:
 
 
 def _leaderboard(settings: Any) -> Any:
-    path = settings.models_dir / "leaderboard.json"
+    path = settings.leaderboard_file
     if not path.exists():
         return None
     try:
