@@ -164,20 +164,6 @@ def _open(frequency: str, as_of: pd.Timestamp | None, settings: Any = None) -> x
         return None
 
 
-def _open(frequency: str, as_of: pd.Timestamp | None, settings: Any = None) -> xr.Dataset | None:
-    try:
-        from features.store import open_cube
-    except ImportError:  # features not installed: the caller must pass the cube
-        return None
-    if frequency == "daily":  # no cube at all must fail loudly, not degrade
-        return open_cube(frequency, as_of=as_of, settings=settings)
-    try:
-        return open_cube(frequency, as_of=as_of, settings=settings)
-    except Exception as exc:  # missing frequency in an older vintage: degrade, do not fail
-        log.warning("no %s cube as of %s: %s", frequency, as_of.date(), exc)
-        return None
-
-
 def run_scenario(
     definition: dict[str, Any] | str | Any,
     cube: xr.Dataset | None = None,

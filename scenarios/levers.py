@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.territories import FRANCE, chain_to_root
+
 log = logging.getLogger(__name__)
 
 COVERAGE = "vaccination_coverage_dose1"
@@ -132,14 +134,6 @@ def _last_value(daily: Any, var: str, code: str, as_of: pd.Timestamp,
     return float(s.iloc[-1]) if len(s) else None
 
 
-def _chain(code: str, parents: dict[str, str]) -> list[str]:
-    """The territory, its parent, ..., up to France."""
-    out = [code]
-    while parents.get(out[-1]) and parents[out[-1]] not in out:
-        out.append(parents[out[-1]])
-    return out if "FR" in out else [*out, "FR"]
-
-
 def vaccination_log_r(lever: Vaccination, daily: Any, terrs: list[str],
                       u_dates: pd.DatetimeIndex, as_of: pd.Timestamp,
                       rng: np.random.Generator, n: int) -> tuple[np.ndarray, dict[str, Any]]:
@@ -189,7 +183,8 @@ def variant_log_r(lever: Variant, daily: Any, terrs: list[str], parents: dict[st
             shares[i] = float(lever.share)
             from_.append("scenario")
             continue
-        for src in _chain(code, parents):
+        chain = chain_to_root(code, parents)
+        for src in chain if FRANCE in chain else [*chain, FRANCE]:
             v = _last_value(daily, lever.share_indicator, src, as_of, SHARE_LOOKBACK_DAYS)
             if v is not None:
                 break
