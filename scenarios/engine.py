@@ -48,7 +48,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from scenarios import stages
 from scenarios.history import EffectModel, fit_effects
 from scenarios.measures import load_measures
 from scenarios.occupancy import fit_los_factor, occupancy
@@ -62,6 +61,17 @@ from scenarios.projection import (
 )
 from scenarios.scenario import Scenario, resolve
 from scenarios.schema import load_definition
+from scenarios.stages import (
+    Streams,
+    capacity,
+    draw_r_now,
+    drift,
+    er_visits,
+    measure_multiplier,
+    mobility,
+    renewal,
+    select_history,
+)
 
 __all__ = ["INDICATORS", "QUANTILES", "Projection", "fit_los_factor", "get_effects", "project",
            "quantile_table", "run_scenario", "summarise"]
@@ -120,24 +130,23 @@ def project(
     Projection
         Trajectories (territory, sample, date) from ``as_of`` over ``horizon_days`` days.
     """
-    streams = stages.Streams.from_seed(scenario.seed)
+    streams = Streams.from_seed(scenario.seed)
     w = params.generation_interval()
-    history, skipped = stages.select_history(scenario, daily)
-    r_now, r_basis = stages.draw_r_now(scenario, daily, history, w, streams.r_now,
-                                       streams.cases)
-    mult, levers = stages.measure_multiplier(scenario, daily, history, measures, effects,
-                                             params, streams)
-    r_path = stages.drift(r_now["r_now"], mult["multiplier"], mult["r_cap"], history, effects,
-                          streams.drift)
-    adm = stages.renewal(history, r_path, r_now["nb_size"], w, params.ihr, streams.noise)
+    history, skipped = select_history(scenario, daily)
+    r_now, r_basis = draw_r_now(scenario, daily, history, w, streams.r_now, streams.cases)
+    mult, levers = measure_multiplier(scenario, daily, history, measures, effects, params,
+                                      streams)
+    r_path = drift(r_now["r_now"], mult["multiplier"], mult["r_cap"], history, effects,
+                   streams.drift)
+    adm = renewal(history, r_path, r_now["nb_size"], w, params.ihr, streams.noise)
     beds = occupancy(history, adm["inc_hosp_mean"], params, streams.los, streams.icu)
     data = xr.Dataset({
         **adm.data_vars, **beds.data_vars,
-        "er_visits_covid_rate": stages.er_visits(history, daily, adm["inc_hosp_mean"], weekly),
-        "mobility_transit_stations": stages.mobility(history, mult, effects, streams.mobility,
-                                                     scenario.as_of),
+        "er_visits_covid_rate": er_visits(history, daily, adm["inc_hosp_mean"], weekly),
+        "mobility_transit_stations": mobility(history, mult, effects, streams.mobility,
+                                              scenario.as_of),
         "r_now": r_now["r_now"], "r_now_admissions": r_now["r_now_admissions"],
-        **stages.capacity(scenario, history, yearly).data_vars,
+        **capacity(scenario, history, yearly).data_vars,
     })
     territory_coords = {k: v for k, v in history.coords.items() if "date" not in v.dims}
     return Projection(data.assign_coords(territory_coords), skipped, r_basis, levers)

@@ -295,13 +295,13 @@ def measure_multiplier(scenario: Scenario, daily: xr.Dataset, history: xr.Datase
     draws = EffectDraws.draw(effects, streams.beta, streams.elasticity, n_s)
     scen = apply_interventions(scenario.interventions, x_base, hierarchy, draws,
                                streams.intervention, as_of + pd.Timedelta(days=n_h - 1))
-    log_r = scen["log_r_explicit"]
     vac, var, levers = _lever_log_r(scenario, daily, history, hierarchy, u_dates, params,
                                     streams)
-    log_r = log_r if vac is None else log_r + vac
-    log_r = log_r if var is None else log_r + var
-    lm = np.einsum("tuc,sc->tsu", scen["covariates"].values, draws.beta.values)
-    m_adm = to_admission_dates(np.exp(log_r.copy(data=lm + log_r.values)), f, as_of, n_h)
+    added = scen["log_r_explicit"]
+    for lever in (vac, var):
+        added = added if lever is None else added + lever
+    log_m = _measure_log_r(scen["covariates"], draws.beta) + added
+    m_adm = to_admission_dates(np.exp(log_m), f, as_of, n_h)
     ref = m_adm.isel(date=slice(None, 7)).mean("date", skipna=False)
     # The cap (R0 without measures) rises with the variant's share of infections.
     r_cap = xr.DataArray(params.r_max) if var is None else params.r_max * to_admission_dates(
@@ -312,6 +312,17 @@ def measure_multiplier(scenario: Scenario, daily: xr.Dataset, history: xr.Datase
          "mobility_shift": scen["mobility_shift"]})
     out["multiplier"].attrs["units"] = out["r_cap"].attrs["units"] = "1"
     return out, levers
+
+
+def _measure_log_r(covariates: xr.DataArray, beta: xr.DataArray) -> xr.DataArray:
+    """``beta · x``: log R of the measures, (territory, sample, infection_date), from the
+    covariates (territory, infection_date, covariate) and the effects (sample, covariate)."""
+    x = covariates.transpose("territory", INFECTION_DATE, "covariate")
+    lm = np.einsum("tuc,sc->tsu", x.values, beta.transpose("sample", "covariate").values)
+    return xr.DataArray(lm, dims=("territory", "sample", INFECTION_DATE),
+                        coords={"territory": x["territory"].values,
+                                INFECTION_DATE: x[INFECTION_DATE].values},
+                        attrs={"units": "log R"})
 
 
 def _lever_log_r(scenario: Scenario, daily: xr.Dataset, history: xr.Dataset,
@@ -541,22 +552,23 @@ def mobility(history: xr.Dataset, multiplier: xr.Dataset, effects: EffectModel,
     xarray.DataArray
         (territory, sample, date) % vs Jan-Feb 2020, from ``as_of``; NaN without mobility.
     """
-    shift = multiplier["mobility_shift"].sel({INFECTION_DATE: slice(as_of, None)})
-    out = shift.rename({INFECTION_DATE: "date"}).transpose(*_TSD)
+    shift = (multiplier["mobility_shift"].sel({INFECTION_DATE: slice(as_of, None)})
+             .rename({INFECTION_DATE: "date"}).transpose(*_TSD))
     units = {"units": "% vs Jan-Feb 2020 baseline"}
     if "mobility_transit_stations" not in history:
-        return xr.full_like(out, np.nan).assign_attrs(units)
+        return xr.full_like(shift, np.nan).assign_attrs(units)
     v = history["mobility_transit_stations"].values.astype(float)[:, -7:]
     with np.errstate(all="ignore"):
         base = np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan for r in v])
     resp = rng.multivariate_normal(effects.mobility_response_mean, effects.mobility_response_cov,
-                                   size=out.sizes["sample"], method="cholesky")  # (S, C)
-    # Change of the covariates vs the day before as_of.
-    x = multiplier["covariates"].sel({INFECTION_DATE: slice(as_of, None)}).values
-    x0 = multiplier["covariates_status_quo"].sel(
-        {INFECTION_DATE: [as_of - pd.Timedelta(days=1)]}).values
-    moved = base[:, None, None] + np.einsum("thc,sc->tsh", x - x0, resp) + out.values
-    return out.copy(data=moved).assign_attrs(units)
+                                   size=shift.sizes["sample"], method="cholesky")  # (S, C)
+    # Change of the covariates from the status quo of the day before as_of.
+    before = multiplier["covariates_status_quo"].sel(
+        {INFECTION_DATE: as_of - pd.Timedelta(days=1)}).drop_vars(INFECTION_DATE)
+    change = (multiplier["covariates"].sel({INFECTION_DATE: slice(as_of, None)}) - before
+              ).transpose("territory", INFECTION_DATE, "covariate")
+    response = np.einsum("thc,sc->tsh", change.values, resp)  # (T, S, H) points
+    return shift.copy(data=base[:, None, None] + response + shift.values).assign_attrs(units)
 
 
 # ----------------------------------------------------------------------------- capacity
