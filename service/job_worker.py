@@ -1,10 +1,11 @@
 """``python -m service.job_worker FOLDER``: one job run in a process of its own.
 
-Started by :func:`service.jobs.run_in_worker` for heavy jobs (scenarios, forecasts, backtests):
-the serving process only waits for it. Before importing anything heavy the process limits its
-address space to ``VIGIE_JOB_MEMORY_LIMIT_MB`` (``RLIMIT_AS``), so that a run needing too much
-memory gets a ``MemoryError`` here (or dies here) instead of growing the server. The numeric
-libraries' thread counts come in the environment (``OMP_NUM_THREADS`` …, set by the parent).
+Started by :func:`service.jobs.worker.run_in_worker` for heavy jobs (scenarios, forecasts,
+backtests): the serving process only waits for it. Before importing anything heavy the process
+limits its address space to ``VIGIE_JOB_MEMORY_LIMIT_MB`` (``RLIMIT_AS``), so that a run
+needing too much memory gets a ``MemoryError`` here (or dies here) instead of growing the
+server. The numeric libraries' thread counts come in the environment (``OMP_NUM_THREADS`` …,
+set by the parent).
 
 ``FOLDER/request.pkl`` holds the job function, its parameters, the settings and the run's
 identity (worker and fence); the answer goes to ``FOLDER/response.pkl``: ``{"ok": True,
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(os.environ.get("VIGIE_LOG_LEVEL", "").upper() == "DEBUG")
     try:
         request = pickle.loads((folder / "request.pkl").read_bytes())
-        from service.jobs import run_request
+        from service.jobs.worker import run_request
 
         answer = {"ok": True, "result": run_request(request)}
     except BaseException as exc:  # reported to the parent, whatever it is

@@ -1,9 +1,11 @@
-"""Scenario runs' results: computed by the ``scenario`` job, stored as JSON, read by the API.
+"""Scenario runs' results and publication decisions, as files: the store the use cases
+(:mod:`service.usecases.scenarios`) and the API read.
 
 A result is written to ``$VIGIE_HOME/scenario_runs/<job run id>.json`` under a temporary name
 and renamed into place, under the job's publication fence (:mod:`features.fencing`): a run the
-worker lost meanwhile writes nothing. Kept out of the API blueprint so that the job (run in a
-worker process) does not import Flask views.
+worker lost meanwhile writes nothing. An admin's decision on a run is
+``publication-<id>.json`` in the same folder. No Flask, no job queue: the job (run in a worker
+process) and the API both use it.
 """
 
 from __future__ import annotations
@@ -21,23 +23,31 @@ def results_dir(settings: Settings) -> Path:
     return settings.home / "scenario_runs"
 
 
+def store_result(settings: Settings, run_id: int, result: dict) -> Path:
+    """Write a run's full result (NaN and infinities as null) atomically, only while the job
+    that computed it still owns its run; the file."""
+    folder = results_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{run_id}.json.tmp"
+    path = folder / f"{run_id}.json"
+    tmp.write_text(json.dumps(json_safe(result), default=str, allow_nan=False))
+    try:
+        with fencing.publishing():
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def run_and_store(settings: Settings, run_id: int, *, name: str | None = None,
                   definition: dict | None = None, as_of: str | None = None) -> dict:
-    """Run a scenario (the ``scenario`` job's body) and store its full result."""
+    """Deprecated: :func:`service.usecases.scenarios.run_and_store` (kept while callers move)."""
     from scenarios import load_library_scenario, run_scenario
 
     if definition is None:
         definition = load_library_scenario(name)
     result = run_scenario(definition, as_of=as_of, settings=settings)
-    folder = results_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{run_id}.json.tmp"
-    tmp.write_text(json.dumps(json_safe(result), default=str, allow_nan=False))
-    try:
-        with fencing.publishing():
-            os.replace(tmp, folder / f"{run_id}.json")
-    finally:
-        tmp.unlink(missing_ok=True)
+    store_result(settings, run_id, result)
     inputs = result.get("inputs") or {}
     return {"scenario": inputs.get("name") or name, "vintage": vintage_id_of(result),
             "as_of": inputs.get("as_of"), "territories": sorted(result.get("summary") or {}),
@@ -74,3 +84,30 @@ def load_result(settings: Settings, run_id: int) -> dict | None:
     if not path.exists():
         return None
     return json.loads(path.read_text())
+
+
+def _marker(settings: Settings, run_id: int) -> Path:
+    return results_dir(settings) / f"publication-{int(run_id)}.json"
+
+
+def read_publication(settings: Settings, run_id: int) -> dict | None:
+    """An admin's decision on a run (``published`` true or false, by, role, at), or None."""
+    try:
+        return json.loads(_marker(settings, run_id).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_publication(settings: Settings, run_id: int, decision: dict) -> None:
+    """Written then renamed in the results folder: its modification time, part of the API
+    response cache's freshness, changes with it, so every process drops its cached alerts."""
+    folder = results_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".publication-{int(run_id)}.json.tmp"
+    tmp.write_text(json.dumps(decision))
+    os.replace(tmp, _marker(settings, run_id))
+
+
+def remove_publication(settings: Settings, run_id: int) -> None:
+    """Forget an admin's decision on a run (no marker: the default rule applies)."""
+    _marker(settings, run_id).unlink(missing_ok=True)

@@ -193,7 +193,8 @@ def test_crash_mid_job_keeps_previous_forecasts_served(served_home, monkeypatch,
 def test_forecast_job_publishes_and_audits(served_home):
     from features.catalog import get_engine
     from service.audit import query
-    from service.jobs import job_forecast
+    from service.jobs import resolve
+    from service.jobs.bodies import job_forecast
 
     engine = get_engine(served_home.database_url)
     run_id = enqueue(engine, "forecast", {"model": "baseline", "runs": [["inc_hosp", "weekly"]],
@@ -202,7 +203,7 @@ def test_forecast_job_publishes_and_audits(served_home):
     [published] = get_run(engine, run_id)["result"]["runs"]
     rows, _ = query(engine, event="forecast_published")
     assert rows[0]["run_id"] == published and rows[0]["model_version"] == "baseline@1.0"
-    assert job_forecast is jobs.JOBS["forecast"].func
+    assert resolve(jobs.JOBS["forecast"].func) is job_forecast
 
 
 def test_ingest_job_chains_a_forecast(served_home, monkeypatch):
@@ -222,7 +223,7 @@ def test_ingest_job_chains_a_forecast(served_home, monkeypatch):
     assert chained["job"] == "forecast" and chained["trigger"] == "chain"
     assert chained["params"] == {"vintage_id": "v-new"}
 
-    jobs._finish(engine, chained["id"], "ok")  # not run here: a full ensemble takes minutes
+    jobs.finish(engine, chained["id"], "ok")  # not run here: a full ensemble takes minutes
     Report.outcome = "failed"
     failed = enqueue(engine, "ingest")
     assert execute(engine, served_home, jobs.claim(engine, "w")) == "failed"

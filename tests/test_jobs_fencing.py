@@ -165,7 +165,7 @@ def test_completion_and_publication_are_compare_and_set(env, probe_job, job_cloc
     assert CubeStore(settings).list_vintages() == []
     assert not list((settings.cube_dir / "vintages").iterdir())
     # Finishing is refused too; the run stays running until the new leader takes it over.
-    assert not jobs._finish(engine, run_id, "ok", result={}, owner=ctx)
+    assert not jobs.finish(engine, run_id, "ok", result={}, owner=ctx)
     assert get_run(engine, run_id)["status"] == "running"
     # A can no longer claim anything under its old epoch.
     jobs.register_job(JobSpec("fence_other", publish_forecast, "test", coalesce=False))

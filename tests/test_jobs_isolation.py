@@ -72,8 +72,8 @@ def test_worker_process_gets_its_limits(job_home, test_jobs, monkeypatch):
 
 
 def test_scenario_over_its_memory_limit_fails_and_the_service_carries_on(job_home, monkeypatch):
-    from service.api.scenarios import results_dir
     from service.app import create_app
+    from service.scenario_runs import results_dir
 
     settings, engine = job_home
     client = create_app({"TESTING": True, "SETTINGS": settings}).test_client()
@@ -107,7 +107,7 @@ def test_a_killed_worker_is_a_failed_run(job_home, test_jobs):
 def test_worker_stopped_when_its_run_is_taken_over(job_home, test_jobs, monkeypatch,
                                                    job_clock):
     settings, engine = job_home
-    monkeypatch.setattr(jobs, "_WATCH_EVERY", 0.2)
+    monkeypatch.setattr(jobs.worker, "WATCH_EVERY", 0.2)
     epoch = jobs.acquire_lease(engine, "A", ttl=0.5)
     run_id = enqueue(engine, "iso_sleep")
     run = jobs.claim(engine, "A", fence=epoch)
@@ -116,7 +116,7 @@ def test_worker_stopped_when_its_run_is_taken_over(job_home, test_jobs, monkeypa
     thread.start()
     job_clock.advance(0.6)  # A's lease expires while its worker runs
     assert jobs.acquire_lease(engine, "B", ttl=30) == epoch + 1
-    thread.join(120)  # a hang guard: the watcher stops the worker within _WATCH_EVERY
+    thread.join(120)  # a hang guard: the watcher stops the worker within WATCH_EVERY
     assert not thread.is_alive(), "the worker process was not stopped"
     assert outcome == ["fenced"]
     stale = get_run(engine, run_id)

@@ -7,13 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from features.errors import NoVintageError
-from features.indicators import FREQUENCIES
-from features.ingest import run_ingest
 from features.settings import Settings
-from features.store import CubeStore
 from service.csv_safety import write_csv
 
 
@@ -62,61 +57,40 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from service.usecases.ingest import ingest
+
     settings = _settings(args)
-    report = run_ingest(settings, download=args.download, only=args.sources, force=args.force)
+    report = ingest(settings, download=args.download, only=args.sources, force=args.force)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str, ensure_ascii=False))
     else:
-        print(f"data directory: {settings.data_dir}")
-        print(f"{'source':<24} {'status':<8} {'rows':>9} {'terr.':>5}  {'dates':<23}  file")
-        for o in report.sources:
-            s = o.summary
-            dates = f"{s.get('first_date', '')}..{s.get('last_date', '')}" if s else ""
-            print(f"{o.source:<24} {o.status:<8} {s.get('rows', ''):>9} "
-                  f"{s.get('territories', ''):>5}  {dates:<23}  {o.file or ''}")
-            for warning in s.get("warnings", []):
-                print(f"    warning: {warning}")
-            if o.status in ("failed", "missing") and o.error:
-                for line in str(o.error).splitlines():
-                    print(f"    {line}")
-            if o.quarantined:
-                print(f"    quarantined in {o.quarantined}")
-        print(f"\n{report.outcome}: {report.message}")
+        _print_ingest(report, settings)
     return {"ok": 0, "unchanged": 0, "partial": 1}.get(report.outcome, 2)
 
 
-def describe(store: CubeStore, as_of: str | None) -> dict:
-    row = store.vintage_at(as_of)
-    out = {"vintage_id": row["id"], "issued_at": row["issued_at"].isoformat(),
-           "as_of": as_of, "issued_after_as_of": row["issued_after_as_of"], "datasets": {}}
-    for frequency in FREQUENCIES:
-        try:
-            ds = store.open(frequency, as_of=as_of, vintage_id=row["id"]) if not as_of else \
-                store.open(frequency, as_of=as_of)
-        except KeyError:
-            continue
-        levels = pd.Series(ds["territory_level"].values).value_counts().to_dict()
-        indicators = {}
-        for name, var in ds.data_vars.items():
-            observed = var.notnull()
-            dates = ds["date"].values[observed.any("territory").values]
-            indicators[name] = {
-                "units": var.attrs.get("units", ""),
-                "source": var.attrs.get("source", ""),
-                "first_date": str(pd.Timestamp(dates[0]).date()) if len(dates) else None,
-                "last_date": str(pd.Timestamp(dates[-1]).date()) if len(dates) else None,
-                "territories": int(observed.any("date").sum()),
-            }
-        out["datasets"][frequency] = {
-            "territories": int(ds.sizes["territory"]), "dates": int(ds.sizes["date"]),
-            "levels": levels, "indicators": indicators}
-    return out
+def _print_ingest(report, settings: Settings) -> None:
+    print(f"data directory: {settings.data_dir}")
+    print(f"{'source':<24} {'status':<8} {'rows':>9} {'terr.':>5}  {'dates':<23}  file")
+    for o in report.sources:
+        s = o.summary
+        dates = f"{s.get('first_date', '')}..{s.get('last_date', '')}" if s else ""
+        print(f"{o.source:<24} {o.status:<8} {s.get('rows', ''):>9} "
+              f"{s.get('territories', ''):>5}  {dates:<23}  {o.file or ''}")
+        for warning in s.get("warnings", []):
+            print(f"    warning: {warning}")
+        if o.status in ("failed", "missing") and o.error:
+            for line in str(o.error).splitlines():
+                print(f"    {line}")
+        if o.quarantined:
+            print(f"    quarantined in {o.quarantined}")
+    print(f"\n{report.outcome}: {report.message}")
 
 
 def cmd_cube_info(args: argparse.Namespace) -> int:
-    store = CubeStore(_settings(args))
+    from service.usecases.cube import describe
+
     try:
-        info = describe(store, args.as_of)
+        info = describe(_settings(args), args.as_of)
     except NoVintageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -137,50 +111,35 @@ def cmd_cube_info(args: argparse.Namespace) -> int:
 
 
 def cmd_cube_export(args: argparse.Namespace) -> int:
-    store = CubeStore(_settings(args))
-    for frequency in FREQUENCIES:
-        try:
-            ds = store.open(frequency, as_of=args.as_of)
-        except KeyError:
-            continue
-        except NoVintageError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        if args.indicator in ds.data_vars:
-            break
-    else:
+    from service.usecases.cube import UnknownIndicator, UnknownTerritories, export_indicator
+
+    try:
+        export = export_indicator(_settings(args), args.indicator, args.territory, args.as_of)
+    except NoVintageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except UnknownIndicator:
         print(f"error: unknown indicator '{args.indicator}'", file=sys.stderr)
         return 2
-    var = ds[args.indicator]
-    if args.territory:
-        unknown = [c for c in args.territory if c not in ds.indexes["territory"]]
-        if unknown:
-            print(f"error: unknown territory code(s): {', '.join(unknown)}", file=sys.stderr)
-            return 2
-        var = var.sel(territory=args.territory)
-    frame = var.to_dataframe(name="value")[["value"]].reset_index().dropna(subset=["value"])
-    frame["indicator"] = args.indicator
-    frame["date"] = frame["date"].dt.strftime("%Y-%m-%d")
+    except UnknownTerritories as exc:
+        print(f"error: unknown territory code(s): {', '.join(exc.codes)}", file=sys.stderr)
+        return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_csv(frame[["territory", "date", "indicator", "value"]], args.out, index=False)
-    print(f"wrote {len(frame)} rows of {args.indicator} ({frequency}) to {args.out}")
-    if args.territory:
-        # A code the cube knows but without this indicator is not an error (no département
-        # publishes daily cases), yet an empty block in the file must not pass unnoticed.
-        empty = [c for c in args.territory if c not in set(frame["territory"])]
-        if empty:
-            names = ds["territory_name"].sel(territory=empty).values
-            listed = ", ".join(f"{c} ({n})" for c, n in zip(empty, names, strict=True))
-            estimate = f"{args.indicator}_estimated"
-            hint = (f"; an estimate may exist: --indicator {estimate}"
-                    if estimate in ds.data_vars else "")
-            print(f"note: no value of {args.indicator} for {listed}{hint}", file=sys.stderr)
+    write_csv(export.frame, args.out, index=False)
+    print(f"wrote {len(export.frame)} rows of {args.indicator} ({export.frequency}) to "
+          f"{args.out}")
+    if export.empty:
+        listed = ", ".join(f"{c} ({n})" for c, n in export.empty)
+        hint = f"; an estimate may exist: --indicator {export.estimate}" if export.estimate \
+            else ""
+        print(f"note: no value of {args.indicator} for {listed}{hint}", file=sys.stderr)
     return 0
 
 
 def cmd_cube_vintages(args: argparse.Namespace) -> int:
-    store = CubeStore(_settings(args))
-    rows = store.list_vintages()
+    from service.usecases.cube import list_vintages
+
+    rows = list_vintages(_settings(args))
     if args.json:
         print(json.dumps([{"id": r["id"], "issued_at": r["issued_at"].isoformat(),
                            "files": r["files"]} for r in rows], indent=2, default=str))

@@ -20,6 +20,16 @@ TARGET_HELP = "inc_hosp, inc_icu, hosp, icu, er_visits, unemployment"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    common = _common_options()
+    _register_forecast(subparsers, common)
+    _register_backtest(subparsers, common)
+    _register_forecast_all(subparsers)
+    _register_trackrecord(subparsers)
+    _register_score(subparsers)
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """Options of ``forecast`` and ``backtest``."""
     from service.cli import add_territory_option
 
     common = argparse.ArgumentParser(add_help=False)
@@ -33,7 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.add_argument("--sequential", action="store_true",
                         help="no Dask cluster: fit in this process")
     common.add_argument("--out", required=True, type=Path, help="Hub CSV to write")
+    return common
 
+
+def _register_forecast(subparsers: argparse._SubParsersAction,
+                       common: argparse.ArgumentParser) -> None:
     fc = subparsers.add_parser(
         "forecast", parents=[common], help="quantile forecast in the Forecast Hub CSV format")
     fc.add_argument("--as-of", help="forecast date YYYY-MM-DD (uses data dated before it; "
@@ -45,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="also store the run under $VIGIE_HOME/forecasts")
     fc.set_defaults(func=cmd_forecast)
 
+
+def _register_backtest(subparsers: argparse._SubParsersAction,
+                       common: argparse.ArgumentParser) -> None:
     bt = subparsers.add_parser(
         "backtest", parents=[common], help="rolling-origin backtest, Hub CSV of every date")
     bt.add_argument("--start", required=True, help="first forecast date (a Monday or later)")
@@ -58,6 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="write every model (members, raw and calibrated) with a model column")
     bt.set_defaults(func=cmd_backtest)
 
+
+def _register_forecast_all(subparsers: argparse._SubParsersAction) -> None:
     fa = subparsers.add_parser(
         "forecast-all", help="publish the default targets at every level (make run)",
         description="Forecast and publish (forecast store + one audit row each) every target "
@@ -83,6 +102,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fa.add_argument("--json", action="store_true", help="print the report as JSON")
     fa.set_defaults(func=cmd_forecast_all)
 
+
+def _register_trackrecord(subparsers: argparse._SubParsersAction) -> None:
     tr = subparsers.add_parser(
         "trackrecord", help="compute the retrospective track record (accuracy page)",
         description="Rolling-origin backtest of every published target and level over "
@@ -98,6 +119,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument("--json", action="store_true", help="print the rows as JSON")
     tr.set_defaults(func=cmd_trackrecord)
 
+
+def _register_score(subparsers: argparse._SubParsersAction) -> None:
     sc = subparsers.add_parser("score", help="WIS, relative WIS, coverage of a Hub CSV")
     sc.add_argument("file", type=Path, help="Hub CSV (optionally with a 'model' column)")
     sc.add_argument("--baseline", type=Path, help="Hub CSV of the baseline to compare with")
@@ -109,22 +132,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # -- helpers ----------------------------------------------------------------------------------
 def _horizons(target, horizon: int | None) -> tuple[int, ...]:
     return tuple(range(1, horizon + 1)) if horizon else target.horizons
-
-
-def _client(args):
-    from features.settings import Settings
-    from models.pipeline import dask_client, one_thread
-
-    if getattr(args, "sequential", False):
-        return one_thread()
-    return dask_client(Settings.from_env().dask_address or None)
-
-
-def _default_forecast_date(target, level: str, opener) -> pd.Timestamp:
-    """The day after the latest observation (the next Monday for weekly targets)."""
-    from service.usecases.forecasts import default_forecast_date
-
-    return default_forecast_date(target, level, opener)
 
 
 #: Cube level → the ``--level`` that forecasts it (advice when a code is at another level).
@@ -162,16 +169,11 @@ def _misplaced_territories(args: argparse.Namespace, ds) -> bool:
     return bool(errors)
 
 
-def _level_of(code: str) -> str:
-    return "national" if code == "FR" else "region" if code.startswith("R") else "department"
-
-
 # -- commands ---------------------------------------------------------------------------------
 def cmd_forecast(args: argparse.Namespace) -> int:
-    from models.pipeline import default_opener, forecast
-    from models.registry import get_registry
-    from models.store import ForecastStore
-    from models.targets import get_target, to_hub
+    from models.pipeline import default_opener
+    from models.targets import get_target
+    from service.usecases.forecasts import forecast_target, publish_run
 
     if _malformed_territories(args):
         return 2
@@ -179,60 +181,58 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     opener = default_opener()
     if args.territory and _misplaced_territories(args, opener(target.frequency, None)):
         return 2
-    fd = pd.Timestamp(args.as_of) if args.as_of else _default_forecast_date(
-        target, args.level, opener)
-    registry = get_registry()
-    started = time.perf_counter()
-    with _client(args) as client:
-        fc, meta = forecast(
-            target, args.level, fd, args.model, opener, territories=args.territory,
-            horizons=_horizons(target, args.horizon), calibrate=not args.no_calibration,
-            client=client, registry=registry,
-        )
-    rows = to_hub(fc, target, fd)
+    rows, meta, fd = forecast_target(
+        None, target, args.level, as_of=args.as_of, model=args.model,
+        territories=args.territory, horizons=_horizons(target, args.horizon),
+        calibrate=not args.no_calibration, parallel=not args.sequential, opener=opener)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(rows, args.out, index=False)
-    spec = registry.get(args.model)
-    meta.update(target=target.name, frequency=target.frequency, level=args.level,
-                model=spec.name, model_version=spec.version, params=spec.params,
-                territories=args.territory or "all",
-                elapsed_s=round(time.perf_counter() - started, 1))
     if args.save:
         from features.catalog import get_engine
         from features.settings import Settings
-        from service.usecases.forecasts import publish_run
 
         settings = Settings.from_env()
         run = publish_run(get_engine(settings.database_url), rows, meta, actor="cli:forecast",
-                          store=ForecastStore.from_settings(settings))
+                          settings=settings)
         meta["run_id"] = run.run_id
     log.info("forecast %s %s %s as of %s: %d rows in %.1fs → %s", target.name, args.level,
              args.model, fd.date(), len(rows), meta["elapsed_s"], args.out)
     return 0
 
 
+def _published_targets(names: list[str] | None) -> list[tuple[str, str]] | None:
+    """The published (target, frequency) pairs named by ``--target`` (all without it); None,
+    after saying so, when one is not published."""
+    from models.targets import DEFAULT_FREQUENCY
+    from service.usecases.forecasts import PUBLISHED_TARGETS
+
+    targets = list(PUBLISHED_TARGETS)
+    if not names:
+        return targets
+    unknown = sorted(set(names) - {name for name, _ in targets})
+    if unknown:
+        print(f"--target: {', '.join(unknown)} not published by forecast-all (published: "
+              f"{', '.join(dict.fromkeys(n for n, _ in targets))}); use forecast for "
+              f"others, e.g. --target {unknown[0]} --frequency "
+              f"{DEFAULT_FREQUENCY.get(unknown[0], 'weekly')}", file=sys.stderr)
+        return None
+    return [t for t in targets if t[0] in names]
+
+
 def cmd_forecast_all(args: argparse.Namespace) -> int:
     from features.errors import NoVintageError
     from features.settings import Settings
-    from models.targets import DEFAULT_FREQUENCY
     from service.cli.progress import TerminalProgress
     from service.usecases.forecasts import (
-        PUBLISHED_TARGETS,
         publish_forecasts,
+        queue_track_record,
         track_record_due,
     )
 
     settings = Settings.from_env()
-    targets = list(PUBLISHED_TARGETS)
-    if args.target:
-        unknown = sorted(set(args.target) - {name for name, _ in targets})
-        if unknown:
-            print(f"--target: {', '.join(unknown)} not published by forecast-all (published: "
-                  f"{', '.join(dict.fromkeys(n for n, _ in targets))}); use forecast for "
-                  f"others, e.g. --target {unknown[0]} --frequency "
-                  f"{DEFAULT_FREQUENCY.get(unknown[0], 'weekly')}", file=sys.stderr)
-            return 2
-        targets = [t for t in targets if t[0] in args.target]
+    targets = _published_targets(args.target)
+    if targets is None:
+        return 2
     progress = TerminalProgress()
     try:
         report = publish_forecasts(
@@ -253,24 +253,12 @@ def cmd_forecast_all(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=1))
     if (not args.no_trackrecord and args.model == "ensemble" and not args.target
             and not args.level and not args.as_of and track_record_due(settings, args.model)):
-        _queue_track_record(settings, args.model, progress)
+        run_id = queue_track_record(settings, args.model, requested_by="cli:forecast-all")
+        if run_id is not None:
+            progress.step(f"retrospective track record queued (job run {run_id}): 'serve' "
+                          "computes it in the background, or run 'python -m service "
+                          "trackrecord' now")
     return 1 if failed else 0
-
-
-def _queue_track_record(settings, model: str, progress) -> None:
-    """Queue the track record job: ``serve`` runs it (``make run``), or ``jobs run``."""
-    from features.catalog import get_engine
-    from service.jobs import JOBS, enqueue, list_runs
-
-    if "trackrecord" not in JOBS:
-        return
-    engine = get_engine(settings.database_url)
-    if list_runs(engine, job="trackrecord", status="queued", limit=1)[1] or \
-            list_runs(engine, job="trackrecord", status="running", limit=1)[1]:
-        return
-    run_id = enqueue(engine, "trackrecord", {"model": model}, requested_by="cli:forecast-all")
-    progress.step(f"retrospective track record queued (job run {run_id}): 'serve' computes it "
-                  "in the background, or run 'python -m service trackrecord' now")
 
 
 def cmd_trackrecord(args: argparse.Namespace) -> int:
@@ -307,16 +295,16 @@ def cmd_trackrecord(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from features.settings import Settings
-    from models.calibration import QCOLS
-    from models.pipeline import backtest, default_opener, model_and_members, monday_dates
-    from models.registry import get_registry
-    from models.targets import QUANTILES, get_target
+    from models.pipeline import default_opener, monday_dates
+    from models.targets import get_target
+    from service.usecases.backtests import backtest_hub
+    from service.usecases.ingest import ensure_ingested
 
     if _malformed_territories(args):
         return 2
     settings = Settings.from_env(data_dir=str(args.data_dir)) if args.data_dir else None
     if args.data_dir:
-        _ensure_ingested(settings)
+        ensure_ingested(settings)
     target = get_target(args.target, args.frequency)
     opener = default_opener(settings)
     dates = monday_dates(args.start, args.end, args.every)
@@ -326,36 +314,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if args.territory and _misplaced_territories(args, opener(target.frequency, None)):
         return 2
     started = time.perf_counter()
-    registry = get_registry(settings)
-    # --all-models: every member too, also those the ensemble does not combine at this level.
-    names = model_and_members(args.model, registry) if args.all_models else [args.model]
-    with _client(args) as client:
-        result = backtest(
-            target, args.level, dates, names, opener, territories=args.territory,
-            horizons=_horizons(target, args.horizon), every=args.every, client=client,
-            registry=registry, progress=sys.stderr.isatty(),
-        )
-    if not args.all_models:
-        result = result[result["model"] == args.model]
-    long = result.melt(
-        id_vars=["model", "forecast_date", "territory", "horizon", "target_end_date"],
-        value_vars=QCOLS, var_name="quantile", value_name="value",
-    )
-    long["quantile"] = long["quantile"].str.lstrip("q").astype(float)
-    out = pd.DataFrame({
-        "forecast_date": long["forecast_date"].dt.strftime("%Y-%m-%d"),
-        "target": [target.hub_target(int(h)) for h in long["horizon"]],
-        "target_end_date": long["target_end_date"].dt.strftime("%Y-%m-%d"),
-        "location": long["territory"],
-        "type": "quantile",
-        "quantile": long["quantile"],
-        "value": long["value"].round(3),
-    })
-    if args.all_models:
-        out.insert(0, "model", long["model"])
-    key = ["forecast_date", "location", "target", "quantile"]
-    out = out.sort_values(["model", *key] if args.all_models else key)
-    assert set(out["quantile"].round(3)) == {round(q, 3) for q in QUANTILES}
+    out = backtest_hub(settings, target, args.level, dates, model=args.model,
+                       all_models=args.all_models, territories=args.territory,
+                       horizons=_horizons(target, args.horizon), every=args.every,
+                       opener=opener, parallel=not args.sequential,
+                       progress=sys.stderr.isatty())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(out, args.out, index=False)
     log.info("backtest %s %s %s: %d dates, %d rows in %.0fs → %s", target.name, args.level,
@@ -363,48 +326,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ensure_ingested(settings) -> None:
-    """Ingest ``settings.data_dir`` unless the current vintage was built from it."""
-    from features.errors import NoVintageError
-    from features.ingest import run_ingest
-    from features.store import CubeStore
-
-    try:
-        current = CubeStore(settings).current_vintage()
-        if Path(str(current.get("data_dir") or "")).resolve() == settings.data_dir:
-            return
-    except NoVintageError:
-        pass
-    log.info("ingesting %s", settings.data_dir)
-    run_ingest(settings, data_dir=settings.data_dir)
-
-
 def cmd_score(args: argparse.Namespace) -> int:
-    from models.calibration import QCOLS
-    from models.pipeline import default_opener, observed_rows
-    from models.scoring import score_table, summarise
-    from models.targets import from_hub, get_target
+    from service.usecases.backtests import score_files
 
-    frames = [_read_hub(args.file, default_model=args.file.stem)]
-    if args.baseline:
-        frames.append(_read_hub(args.baseline, default_model="baseline"))
-    wide = from_hub(pd.concat(frames, ignore_index=True))
-    opener = default_opener()
-    parts = []
-    for (name, frequency), rows in wide.groupby(["target_name", "frequency"]):
-        target = get_target(name, frequency)
-        parts.append(observed_rows(rows, opener(frequency, None), target))
-    scored = score_table(pd.concat(parts, ignore_index=True), QCOLS)
-    if scored.empty:
+    scores = score_files(args.file, args.baseline)
+    if scores is None:
         print("no forecast has an observed outcome yet", file=sys.stderr)
         return 1
-    scored["level"] = scored["territory"].map(_level_of)
-    base = "baseline" if "baseline" in set(scored["model"]) else None
-    by_h = summarise(scored, ["target_name", "level", "horizon"], baseline=base)
-    board = summarise(scored, ["target_name", "level"], baseline=base)
-    board = board.sort_values(["target_name", "level", "wis"])
+    by_h, board = scores["by_horizon"], scores["leaderboard"]
     if args.out:
-        write_csv(scored, args.out, index=False)
+        write_csv(scores["scored"], args.out, index=False)
     if args.json:
         print(json.dumps({"by_horizon": by_h.to_dict("records"),
                           "leaderboard": board.to_dict("records")}, default=str, indent=1))
@@ -417,10 +348,3 @@ def cmd_score(args: argparse.Namespace) -> int:
         print("\nLeaderboard (mean WIS; rel_wis = WIS / baseline WIS on the same forecasts)")
         print(board.to_string(index=False))
     return 0
-
-
-def _read_hub(path: Path, default_model: str) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype={"location": str})
-    if "model" not in frame:
-        frame["model"] = default_model
-    return frame

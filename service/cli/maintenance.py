@@ -31,7 +31,7 @@ def _mb(n: int) -> str:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from features.settings import Settings
-    from service.retention import prune
+    from service.usecases.maintenance import prune
 
     for name in ("keep_vintages", "keep_runs"):
         value = getattr(args, name)

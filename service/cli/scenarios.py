@@ -60,11 +60,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _run(file: str, args: argparse.Namespace, trajectories: bool = True) -> dict[str, Any]:
-    from scenarios import run_scenario
+    from service.usecases.scenarios import run_file
 
-    return run_scenario(file, as_of=args.as_of, territories=args.territory,
-                        n_samples=args.samples, include_trajectories=trajectories,
-                        return_projection=True)
+    return run_file(file, as_of=args.as_of, territories=args.territory,
+                    n_samples=args.samples, include_trajectories=trajectories)
 
 
 def _bad_territories(args: argparse.Namespace) -> bool:
@@ -146,9 +145,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from scenarios import list_library
+    from service.usecases.scenarios import library
 
-    for item in list_library():
+    for item in library(paths=True):
         print(f"{item['name']:<20} {item['path']}\n    {item['description']}")
     return 0
 

@@ -24,18 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     token.set_defaults(func=lambda args: token.print_help() or 2)
 
 
-def _engine():
-    from features.catalog import get_engine
+def _settings():
     from features.settings import Settings
 
-    return get_engine(Settings.from_env().database_url)
+    return Settings.from_env()
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from service.auth import create_token
+    from service.usecases.tokens import create_token
 
     try:
-        secret = create_token(_engine(), args.name, args.role)
+        secret = create_token(_settings(), args.name, args.role)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -44,18 +43,18 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from service.auth import list_tokens
+    from service.usecases.tokens import list_tokens
 
-    for t in list_tokens(_engine()):
+    for t in list_tokens(_settings()):
         state = "revoked" if t["revoked_at"] else "active"
         print(f"{t['id']:>4}  {t['prefix']}…  {t['role']:<12} {state:<8} {t['name']}")
     return 0
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    from service.auth import revoke_token
+    from service.usecases.tokens import revoke_token
 
-    if not revoke_token(_engine(), args.id):
+    if not revoke_token(_settings(), args.id):
         print(f"error: no active token {args.id}", file=sys.stderr)
         return 1
     return 0

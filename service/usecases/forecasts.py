@@ -107,6 +107,50 @@ def publish_run(engine: Any, rows: pd.DataFrame, metadata: dict, *, actor: str,
     return run
 
 
+def fit_client(settings: Any = None, parallel: bool = True):
+    """Where the command line fits: a Dask client (``VIGIE_DASK_ADDRESS``, else a local
+    cluster) or, not ``parallel``, this process on one thread (a context manager)."""
+    from features.settings import Settings
+    from models.pipeline import dask_client, one_thread
+
+    if not parallel:
+        return one_thread()
+    return dask_client(Settings.from_env().dask_address or None)
+
+
+def forecast_target(settings: Any, target: Any, level: str, *, as_of: Any = None,
+                    model: str = "ensemble", territories: list[str] | None = None,
+                    horizons: tuple[int, ...] | None = None, calibrate: bool = True,
+                    parallel: bool = True,
+                    opener: Any = None) -> tuple[pd.DataFrame, dict, pd.Timestamp]:
+    """Forecast one target at one level (``python -m service forecast``), unpublished: Hub CSV
+    rows, their metadata (the vintage read, model version, parameters, elapsed seconds), ready
+    for :func:`publish_run`, and the forecast date.
+
+    ``as_of``: the forecast date (default: the day after the latest observation at that
+    level, the next Monday for weekly targets).
+    """
+    from models.pipeline import default_opener, forecast
+    from models.registry import get_registry
+    from models.targets import to_hub
+
+    opener = opener or default_opener(settings)
+    fd = pd.Timestamp(as_of) if as_of else default_forecast_date(target, level, opener)
+    registry = get_registry(settings)
+    started = time.perf_counter()
+    with fit_client(settings, parallel) as client:
+        fc, meta = forecast(target, level, fd, model, opener, territories=territories,
+                            horizons=horizons or target.horizons, calibrate=calibrate,
+                            client=client, registry=registry)
+    rows = to_hub(fc, target, fd)
+    spec = registry.get(model)
+    meta.update(target=target.name, frequency=target.frequency, level=level,
+                model=spec.name, model_version=spec.version, params=spec.params,
+                territories=territories or "all",
+                elapsed_s=round(time.perf_counter() - started, 1))
+    return rows, meta, fd
+
+
 def default_forecast_date(target: Any, level: str, opener: Any) -> pd.Timestamp:
     """The day after the latest observation at that level (the next Monday for weekly
     targets, the Hub's forecast day)."""
@@ -177,117 +221,160 @@ def publish_forecasts(settings: Any, *, model: str = "ensemble",
     """
     from features.catalog import get_engine
     from features.store import CubeStore
-    from models.calibration import ConformalCalibrator
-    from models.pipeline import (
-        DateTask,
-        _rows_to_forecast,
-        calibrate_level,
-        dask_client,
-        default_opener,
-        history_dates,
-        level_plan,
-        run_date_tasks,
-    )
-    from models.registry import get_registry
-    from models.store import ForecastStore
-    from models.targets import get_target, to_hub
-    from models.trackrecord import (
-        BacktestStore,
-        missing_tasks,
-        store_task_result,
-        vintage_resolver,
-    )
+    from models.pipeline import dask_client, run_date_tasks
 
     started = time.perf_counter()
     progress = progress or Progress()
     CubeStore(settings).current_vintage()  # NoVintageError, once, before any target
-    engine = engine or get_engine(settings.database_url)
-    registry = get_registry(settings)
-    spec = registry.get(model)
-    opener = default_opener(settings)
-    forecasts = ForecastStore.from_settings(settings)
-    backtests = BacktestStore.from_settings(settings)
-    vintage_of = vintage_resolver(settings)
-    report = PublishReport()
-    # -- plan: what to publish, which live and past dates to fit
-    groups: list[dict] = []  # one per target and forecast date
-    tasks: list[DateTask] = []
+    job = _Publication(settings, model, calibrate, actor, progress,
+                       engine or get_engine(settings.database_url), started)
     for name, frequency in _targets(targets):
+        job.plan(name, frequency, levels, as_of, force)
+    job.announce()
+    job.bar = progress.bar(len(job.tasks), "fitting") if job.tasks else None
+    use_dask = parallel and len(job.tasks) >= MIN_TASKS_FOR_DASK
+    context = (dask_client(settings.dask_address or None, nice=nice) if use_dask
+               else nullcontext(None))
+    try:
+        with context as client:
+            run_date_tasks(job.tasks, job.opener, client=client, on_done=job.done)
+    finally:
+        if job.bar is not None:
+            job.bar.close()
+    job.report.elapsed_s = time.perf_counter() - started
+    return job.report
+
+
+class _Publication:
+    """One :func:`publish_forecasts` call: what to publish (one group per target and forecast
+    date, with its live and past date fits), then each group published as soon as its dates
+    are fitted (the past ones stored for the next calibrations)."""
+
+    def __init__(self, settings: Any, model: str, calibrate: bool, actor: str,
+                 progress: Progress, engine: Any, started: float) -> None:
+        from models.pipeline import default_opener
+        from models.registry import get_registry
+        from models.store import ForecastStore
+        from models.trackrecord import BacktestStore, vintage_resolver
+
+        self.model, self.calibrate, self.actor = model, calibrate, actor
+        self.progress, self.engine, self.started = progress, engine, started
+        self.registry = get_registry(settings)
+        self.spec = self.registry.get(model)
+        self.opener = default_opener(settings)
+        self.forecasts = ForecastStore.from_settings(settings)
+        self.backtests = BacktestStore.from_settings(settings)
+        self.vintage_of = vintage_resolver(settings)
+        self.report = PublishReport()
+        self.groups: list[dict] = []  # one per target and forecast date
+        self.tasks: list = []
+        self.bar: Any = None
+
+    # -- plan: what to publish, which live and past dates to fit
+    def plan(self, name: str, frequency: str, levels: Iterable[str] | None,
+             as_of: str | pd.Timestamp | None, force: bool) -> None:
+        """Plan one target: its levels due for publication grouped by forecast date."""
+        from models.calibration import ConformalCalibrator
+        from models.pipeline import level_plan
+        from models.targets import get_target
+
         target = get_target(name, frequency)
-        plan = level_plan(model, target, target.levels, registry)
+        plan = level_plan(self.model, target, target.levels, self.registry)
         calibration = ConformalCalibrator.for_frequency(target.frequency)
         by_date: dict[pd.Timestamp, list[str]] = {}
         for level in [lv for lv in (levels or target.levels) if lv in target.levels]:
-            try:
-                fd = (pd.Timestamp(as_of).normalize() if as_of
-                      else default_forecast_date(target, level, opener))
-                vintage = vintage_of(fd)
-            except Exception as exc:
-                log.error("forecast %s (%s) %s: %s", name, frequency, level, exc)
-                report.outcomes.append(Outcome(name, frequency, level, "failed",
-                                               error=f"{type(exc).__name__}: {exc}"[:500]))
-                continue
-            latest = forecasts.latest(name, level, spec.name, frequency)
-            if not force and _unchanged(latest, fd, vintage, spec, calibrate):
-                report.outcomes.append(Outcome(
-                    name, frequency, level, "unchanged", fd.date().isoformat(), latest.run_id,
-                    vintage, spec.version))
-                continue
-            by_date.setdefault(fd, []).append(level)
+            fd = self._due(target, level, as_of, force)
+            if fd is not None:
+                by_date.setdefault(fd, []).append(level)
         for fd, lvls in by_date.items():
-            sub = plan.for_levels(lvls)
-            past = history_dates(target, fd, calibration.window) if calibrate else []
-            group = {"target": target, "plan": sub, "fd": fd, "past": past,
-                     "calibration": calibration, "pending": 0, "live": None, "error": None}
-            groups.append(group)
-            live = DateTask(target, fd, sub, target.horizons, tag=("live", len(groups) - 1))
-            history = missing_tasks(backtests, target, sub, past, vintage_of,
-                                    tag=("history", len(groups) - 1))
-            report.fitted_dates += len(history)
-            report.reused_dates += len(past) - len(history)
-            group["pending"] = 1 + len(history)
-            tasks += [live, *history]
-    n_publish = sum(len(g["plan"].members) for g in groups)
-    unchanged = len(report.with_status("unchanged"))
-    progress.step(f"forecast {model}@{spec.version}: {n_publish} target × level to publish"
-                  + (f", {unchanged} unchanged (same date, vintage and model version)"
-                     if unchanged else "")
-                  + (f"; {len(tasks)} dates to fit, {report.reused_dates} past forecasts "
-                     "reused from the backtest store" if tasks else ""))
+            self._add_group(target, plan.for_levels(lvls), fd, calibration)
+
+    def _due(self, target: Any, level: str, as_of: str | pd.Timestamp | None,
+             force: bool) -> pd.Timestamp | None:
+        """The forecast date of ``target`` at ``level`` if it is to be published; None when
+        it failed or is unchanged (reported)."""
+        name, frequency, spec = target.name, target.frequency, self.spec
+        try:
+            fd = (pd.Timestamp(as_of).normalize() if as_of
+                  else default_forecast_date(target, level, self.opener))
+            vintage = self.vintage_of(fd)
+        except Exception as exc:
+            log.error("forecast %s (%s) %s: %s", name, frequency, level, exc)
+            self.report.outcomes.append(Outcome(name, frequency, level, "failed",
+                                                error=f"{type(exc).__name__}: {exc}"[:500]))
+            return None
+        latest = self.forecasts.latest(name, level, spec.name, frequency)
+        if not force and _unchanged(latest, fd, vintage, spec, self.calibrate):
+            self.report.outcomes.append(Outcome(
+                name, frequency, level, "unchanged", fd.date().isoformat(), latest.run_id,
+                vintage, spec.version))
+            return None
+        return fd
+
+    def _add_group(self, target: Any, sub: Any, fd: pd.Timestamp, calibration: Any) -> None:
+        from models.pipeline import DateTask, history_dates
+        from models.trackrecord import missing_tasks
+
+        past = history_dates(target, fd, calibration.window) if self.calibrate else []
+        group = {"target": target, "plan": sub, "fd": fd, "past": past,
+                 "calibration": calibration, "pending": 0, "live": None, "error": None}
+        self.groups.append(group)
+        index = len(self.groups) - 1
+        live = DateTask(target, fd, sub, target.horizons, tag=("live", index))
+        history = missing_tasks(self.backtests, target, sub, past, self.vintage_of,
+                                tag=("history", index))
+        self.report.fitted_dates += len(history)
+        self.report.reused_dates += len(past) - len(history)
+        group["pending"] = 1 + len(history)
+        self.tasks += [live, *history]
+
+    def announce(self) -> None:
+        """The step line saying what will be published and fitted."""
+        report, spec = self.report, self.spec
+        n_publish = sum(len(g["plan"].members) for g in self.groups)
+        unchanged = len(report.with_status("unchanged"))
+        self.progress.step(
+            f"forecast {self.model}@{spec.version}: {n_publish} target × level to publish"
+            + (f", {unchanged} unchanged (same date, vintage and model version)"
+               if unchanged else "")
+            + (f"; {len(self.tasks)} dates to fit, {report.reused_dates} past forecasts "
+               "reused from the backtest store" if self.tasks else ""))
 
     # -- fit, store the past dates, publish each target as soon as its dates are in
-    def _publish(group: dict) -> None:
+    def done(self, task: Any, result: Any, error: Any) -> None:
+        """A date fitted (or failed): store it, and publish its group once complete."""
+        from models.trackrecord import store_task_result
+
+        kind, index = task.tag
+        group = self.groups[index]
+        if kind == "live":
+            group["live"] = result
+            if error is None and task.forecast_date.weekday() == 0:
+                # A Monday's forecast is next week's calibration history.
+                store_task_result(self.backtests, task, result, self.vintage_of)
+        elif error is None:
+            store_task_result(self.backtests, task, result, self.vintage_of)
+        if error is not None:
+            log.error("fitting %s (%s) as of %s failed: %s", task.target.name,
+                      task.target.frequency, task.forecast_date.date(), error)
+            group["error"] = group["error"] or error
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{task.target.name} {task.forecast_date.date()}")
+            self.bar.update(1)
+        group["pending"] -= 1
+        if group["pending"] == 0:
+            self.publish(group)
+
+    def publish(self, group: dict) -> None:
+        """Publish each level of a fitted group (one audit row each); a level that fails is
+        reported, a lost job run stops everything."""
         target, fd = group["target"], group["fd"]
         for level in group["plan"].members:
             outcome = Outcome(target.name, target.frequency, level, "failed",
-                              fd.date().isoformat(), model_version=spec.version)
-            report.outcomes.append(outcome)
+                              fd.date().isoformat(), model_version=self.spec.version)
+            self.report.outcomes.append(outcome)
             try:
-                if group["error"] is not None:
-                    raise group["error"]
-                rows, meta = group["live"]
-                mine = rows[(rows["model"] == model) & (rows["level"] == level)] \
-                    if len(rows) else rows
-                if level not in meta or mine.empty:
-                    raise ValueError(f"no {target.variable} ({target.frequency}) history at "
-                                     f"level {level} before {fd.date()}")
-                info = {"vintage_id": meta[level]["vintage_id"],
-                        "as_of": fd.date().isoformat(), "calibrated": False}
-                if meta[level]["signal_fallbacks"]:
-                    info["signal_fallbacks"] = meta[level]["signal_fallbacks"]
-                if calibrate:
-                    history = backtests.load(target, group["plan"].key, level, group["past"])
-                    fc, cal = calibrate_level(mine, history[history["model"] == model],
-                                              opener(target.frequency, fd), target, fd,
-                                              group["calibration"])
-                    info.update(calibrated=True, **cal)
-                else:
-                    fc = _rows_to_forecast(mine.drop(columns=["level"]))
-                info.update(target=target.name, frequency=target.frequency, level=level,
-                            model=spec.name, model_version=spec.version, params=spec.params,
-                            elapsed_s=round(time.perf_counter() - started, 1))
-                run = publish_run(engine, to_hub(fc, target, fd), info, actor=actor,
-                                  store=forecasts)
+                run, info = self._publish_level(group, level)
             except fencing.FencedError:
                 raise
             except Exception as exc:
@@ -297,43 +384,39 @@ def publish_forecasts(settings: Any, *, model: str = "ensemble",
                 continue
             outcome.status, outcome.run_id = "published", run.run_id
             outcome.vintage_id = info["vintage_id"]
-            progress.step(f"published {target.name} ({target.frequency}) {level}, as of "
-                          f"{fd.date()}: run {run.run_id}")
+            self.progress.step(f"published {target.name} ({target.frequency}) {level}, as of "
+                               f"{fd.date()}: run {run.run_id}")
 
-    bar = progress.bar(len(tasks), "fitting") if tasks else None
+    def _publish_level(self, group: dict, level: str) -> tuple[Any, dict]:
+        from models.pipeline import _rows_to_forecast, calibrate_level
+        from models.targets import to_hub
 
-    def _done(task: DateTask, result, error) -> None:
-        kind, index = task.tag
-        group = groups[index]
-        if kind == "live":
-            group["live"] = result
-            if error is None and task.forecast_date.weekday() == 0:
-                # A Monday's forecast is next week's calibration history.
-                store_task_result(backtests, task, result, vintage_of)
-        elif error is None:
-            store_task_result(backtests, task, result, vintage_of)
-        if error is not None:
-            log.error("fitting %s (%s) as of %s failed: %s", task.target.name,
-                      task.target.frequency, task.forecast_date.date(), error)
-            group["error"] = group["error"] or error
-        if bar is not None:
-            bar.set_postfix_str(f"{task.target.name} {task.forecast_date.date()}")
-            bar.update(1)
-        group["pending"] -= 1
-        if group["pending"] == 0:
-            _publish(group)
-
-    use_dask = parallel and len(tasks) >= MIN_TASKS_FOR_DASK
-    context = (dask_client(settings.dask_address or None, nice=nice) if use_dask
-               else nullcontext(None))
-    try:
-        with context as client:
-            run_date_tasks(tasks, opener, client=client, on_done=_done)
-    finally:
-        if bar is not None:
-            bar.close()
-    report.elapsed_s = time.perf_counter() - started
-    return report
+        target, fd, model, spec = group["target"], group["fd"], self.model, self.spec
+        if group["error"] is not None:
+            raise group["error"]
+        rows, meta = group["live"]
+        mine = rows[(rows["model"] == model) & (rows["level"] == level)] if len(rows) else rows
+        if level not in meta or mine.empty:
+            raise ValueError(f"no {target.variable} ({target.frequency}) history at "
+                             f"level {level} before {fd.date()}")
+        info = {"vintage_id": meta[level]["vintage_id"],
+                "as_of": fd.date().isoformat(), "calibrated": False}
+        if meta[level]["signal_fallbacks"]:
+            info["signal_fallbacks"] = meta[level]["signal_fallbacks"]
+        if self.calibrate:
+            history = self.backtests.load(target, group["plan"].key, level, group["past"])
+            fc, cal = calibrate_level(mine, history[history["model"] == model],
+                                      self.opener(target.frequency, fd), target, fd,
+                                      group["calibration"])
+            info.update(calibrated=True, **cal)
+        else:
+            fc = _rows_to_forecast(mine.drop(columns=["level"]))
+        info.update(target=target.name, frequency=target.frequency, level=level,
+                    model=spec.name, model_version=spec.version, params=spec.params,
+                    elapsed_s=round(time.perf_counter() - self.started, 1))
+        run = publish_run(self.engine, to_hub(fc, target, fd), info, actor=self.actor,
+                          store=self.forecasts)
+        return run, info
 
 
 # -- the retrospective track record -----------------------------------------------------------
@@ -394,13 +477,30 @@ def refresh_track_record(settings: Any, *, model: str = "ensemble",
             "path": str(retrospective_path(settings))}
 
 
+def queue_track_record(settings: Any, model: str = "ensemble", *,
+                       requested_by: str = "cli:forecast-all", engine: Any = None) -> int | None:
+    """Queue the ``trackrecord`` job (``serve`` runs it, or ``jobs run``) unless one is
+    already queued or running; its run id, or None."""
+    from features.catalog import get_engine
+    from service.jobs.queue import enqueue, list_runs
+    from service.jobs.spec import JOBS
+
+    if "trackrecord" not in JOBS:
+        return None
+    engine = engine or get_engine(settings.database_url)
+    if list_runs(engine, job="trackrecord", status="queued", limit=1)[1] or \
+            list_runs(engine, job="trackrecord", status="running", limit=1)[1]:
+        return None
+    return enqueue(engine, "trackrecord", {"model": model}, requested_by=requested_by)
+
+
 def track_record_state(settings: Any, engine: Any = None) -> str:
     """Where the retrospective track record stands, for the accuracy page: ``ready`` (the file
     exists), ``running`` / ``queued`` (a ``trackrecord`` job is at work or waiting: « en cours
     de calcul »), ``missing`` (nothing computed nor asked for)."""
     from features.catalog import get_engine
     from models.trackrecord import read_retrospective
-    from service.jobs import list_runs
+    from service.jobs.queue import list_runs
 
     if read_retrospective(settings) is not None:
         return "ready"
