@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from features.catalog import get_engine, ingest_runs, utcnow
 from features.cube import build_cube
+from features.disclosure import store_masks
 from features.errors import SourceError
 from features.settings import Settings
 from features.sources import SOURCES
@@ -81,9 +82,14 @@ class IngestReport:
         }
 
 
+def raw_copy(settings: Settings, sha256: str, name: str) -> Path:
+    """Where the raw store keeps the file ``name`` of content ``sha256``."""
+    return settings.raw_dir / sha256[:2] / f"{sha256}-{name}"
+
+
 def keep_raw(settings: Settings, raw: RawFile) -> Path:
     """Copy a raw input into the content-addressed raw store (once per distinct content)."""
-    target = settings.raw_dir / raw.sha256[:2] / f"{raw.sha256}-{raw.path.name}"
+    target = raw_copy(settings, raw.sha256, raw.path.name)
     if not target.exists():
         with atomic_path(target, suffix=".part") as tmp:
             shutil.copyfile(raw.path, tmp)
@@ -111,7 +117,7 @@ def _last_good_file(store: CubeStore, source: str, settings: Settings) -> list[P
     out = []
     for info in files.values():
         if info.get("source") == source:
-            candidate = settings.raw_dir / info["sha256"][:2] / f"{info['sha256']}-{info['name']}"
+            candidate = raw_copy(settings, info["sha256"], info["name"])
             if candidate.exists():
                 out.append(candidate)
     return out
@@ -121,6 +127,25 @@ def _files_for(source: Source, data_dir: Path, download: bool) -> list[Path]:
     if source.multiple:
         return source.locate_all(data_dir)
     return [source.fetch(data_dir, download=download)]
+
+
+def _failed(source: str, exc: Exception, error: str | None = None, **fields) -> SourceOutcome:
+    """A failed source's outcome, with every problem of a :class:`SourceError`."""
+    outcome = SourceOutcome(source, "failed", error=error or str(exc), **fields)
+    if isinstance(exc, SourceError):
+        outcome.problems = [p.to_dict() for p in exc.problems]
+    return outcome
+
+
+def _manifest_entry(source: str, name: str, sha256: str, size: int, rows: int | None = None,
+                    reused: bool = False) -> dict:
+    """One input file of a vintage, as its manifest lists it."""
+    entry = {"source": source, "name": name, "sha256": sha256, "size": size}
+    if rows is not None:
+        entry["rows"] = rows
+    if reused:
+        entry["reused_from_previous"] = True
+    return entry
 
 
 def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
@@ -134,99 +159,150 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
     settings = settings or Settings.from_env()
     data_dir = Path(data_dir) if data_dir else settings.data_dir
     store = CubeStore(settings)
-    started = utcnow()
-    report = IngestReport("failed", None, [], started)
+    report = IngestReport("failed", None, [], utcnow())
     engine = get_engine(settings.database_url)
-
     try:
         territories, territory_paths = _load_territories(settings, store, data_dir, report)
     except (SourceError, SourceNotFound) as exc:
         outcome = SourceOutcome("insee_territories", "failed", error=str(exc))
         if isinstance(exc, SourceError) and exc.path:
-            outcome.problems = [p.to_dict() for p in exc.problems]
-            outcome.quarantined = str(quarantine(settings, "insee_territories", exc.path, exc))
+            outcome = _failed("insee_territories", exc, quarantined=str(
+                quarantine(settings, "insee_territories", exc.path, exc)))
         report.sources.append(outcome)
         report.message = "territories could not be read; nothing ingested"
         _record(engine, report)
         return report
-    ctx = ParseContext(territories)
     phase_started = time.perf_counter()
-    files_manifest: dict[str, dict] = {}
-    for path in territory_paths:
-        raw = keep_raw(settings, raw_file(path))
-        name = original_name(path)
-        files_manifest[name] = {"source": "insee_territories", "name": name,
-                                "sha256": raw.name.split("-", 1)[0],
-                                "size": path.stat().st_size}
-        if name != path.name:
-            files_manifest[name]["reused_from_previous"] = True
-
-    results: list[SourceResult] = []
-    for source in SOURCES:
-        if only and source.name not in only:
-            for path in _last_good_file(store, source.name, settings):
-                results.extend(_reuse(source, path, ctx, report, files_manifest))
-            continue
-        try:
-            paths = _files_for(source, data_dir, download)
-        except SourceNotFound as exc:
-            status = "missing"
-            reused = _last_good_file(store, source.name, settings)
-            report.sources.append(SourceOutcome(source.name, status, error=str(exc)))
-            for path in reused:
-                results.extend(_reuse(source, path, ctx, report, files_manifest))
-            continue
-        if not paths:
-            continue
-        for path in paths:
-            t0 = time.perf_counter()
-            try:
-                result = source.load(path, ctx)
-            except Exception as exc:
-                log.error("source %s failed on %s: %s", source.name, path.name, exc)
-                outcome = SourceOutcome(source.name, "failed", file=path.name, error=str(exc),
-                                        seconds=time.perf_counter() - t0)
-                if isinstance(exc, SourceError):
-                    outcome.problems = [p.to_dict() for p in exc.problems]
-                outcome.quarantined = str(quarantine(settings, source.name, path, exc))
-                report.sources.append(outcome)
-                for good in _last_good_file(store, source.name, settings):
-                    if good.name.split("-", 1)[1] == path.name or not source.multiple:
-                        results.extend(_reuse(source, good, ctx, report, files_manifest))
-                continue
-            raw = result.files[0]
-            keep_raw(settings, raw)
-            files_manifest[path.name] = {"source": source.name, "name": path.name,
-                                         "sha256": raw.sha256, "size": raw.size,
-                                         "rows": raw.rows}
-            results.append(result)
-            report.sources.append(SourceOutcome(source.name, "ok", file=path.name,
-                                                summary=result.summary(),
-                                                seconds=time.perf_counter() - t0))
-
+    reader = _SourceReader(settings, store, ParseContext(territories), report)
+    reader.add_territory_files(territory_paths)
+    results = reader.read_all(data_dir, download, only)
     report.timings["sources"] = time.perf_counter() - phase_started
     if not results:
         report.message = "no source could be read"
-        _record(engine, report)
-        return report
+    elif force or not _unchanged(store, report, reader.files):
+        _write_vintage(settings, store, report, results, territories, reader.files,
+                       data_dir, issued_at)
+    _record(engine, report)
+    return report
 
+
+@dataclass
+class _SourceReader:
+    """Reads every source of one ingest into validated results, noting each one's outcome in
+    ``report`` and each input file in ``files`` (the vintage's manifest)."""
+
+    settings: Settings
+    store: CubeStore
+    ctx: ParseContext
+    report: IngestReport
+    files: dict[str, dict] = field(default_factory=dict)
+
+    def add_territory_files(self, paths: list[Path]) -> None:
+        """The registry's files: kept in the raw store and listed in the manifest."""
+        for path in paths:
+            raw = keep_raw(self.settings, raw_file(path))
+            name = original_name(path)
+            self.files[name] = _manifest_entry("insee_territories", name,
+                                               raw.name.split("-", 1)[0], path.stat().st_size,
+                                               reused=name != path.name)
+
+    def read_all(self, data_dir: Path, download: bool, only: list[str] | None
+                 ) -> list[SourceResult]:
+        """Every source (``only``: those named; the others keep their last good files)."""
+        results: list[SourceResult] = []
+        for source in SOURCES:
+            if only and source.name not in only:
+                results.extend(self.reuse_last_good(source))
+                continue
+            try:
+                paths = _files_for(source, data_dir, download)
+            except SourceNotFound as exc:
+                self.report.sources.append(SourceOutcome(source.name, "missing",
+                                                         error=str(exc)))
+                results.extend(self.reuse_last_good(source))
+                continue
+            for path in paths:
+                results.extend(self.load(source, path))
+        return results
+
+    def load(self, source: Source, path: Path) -> list[SourceResult]:
+        """One file of a source; a refused one is quarantined and its last good copy used."""
+        t0 = time.perf_counter()
+        try:
+            result = source.load(path, self.ctx)
+        except Exception as exc:
+            log.error("source %s failed on %s: %s", source.name, path.name, exc)
+            outcome = _failed(source.name, exc, file=path.name,
+                              seconds=time.perf_counter() - t0)
+            outcome.quarantined = str(quarantine(self.settings, source.name, path, exc))
+            self.report.sources.append(outcome)
+            return self.reuse_last_good(source, None if not source.multiple else path.name)
+        raw = result.files[0]
+        keep_raw(self.settings, raw)
+        self.files[path.name] = _manifest_entry(source.name, path.name, raw.sha256, raw.size,
+                                                raw.rows)
+        self.report.sources.append(SourceOutcome(source.name, "ok", file=path.name,
+                                                 summary=result.summary(),
+                                                 seconds=time.perf_counter() - t0))
+        return [result]
+
+    def reuse_last_good(self, source: Source, name: str | None = None) -> list[SourceResult]:
+        """The source's files of the current vintage, re-read (``name``: only that file's)."""
+        results: list[SourceResult] = []
+        for good in _last_good_file(self.store, source.name, self.settings):
+            if name is None or good.name.split("-", 1)[1] == name:
+                results.extend(self.reuse(source, good))
+        return results
+
+    def reuse(self, source: Source, path: Path) -> list[SourceResult]:
+        """Re-read a source's last good raw file (content-addressed copy) into this vintage.
+
+        Returns ``[]`` (reported as failed) when that file no longer validates, e.g. against
+        a territory registry that lost a level it needs: the ingest goes on without this
+        source.
+        """
+        original = path.name.split("-", 1)[1]
+        try:
+            result = source.load(path, self.ctx)
+        except Exception as exc:
+            log.error("last good file of %s (%s) no longer valid: %s", source.name, original,
+                      exc)
+            self.report.sources.append(_failed(
+                source.name, exc, error=f"last good file no longer valid: {exc}",
+                file=original))
+            return []
+        raw = result.files[0]
+        self.files[original] = _manifest_entry(source.name, original, raw.sha256, raw.size,
+                                               raw.rows, reused=True)
+        self.report.sources.append(SourceOutcome(source.name, "reused", file=original,
+                                                 summary=result.summary()))
+        return [result]
+
+
+def _unchanged(store: CubeStore, report: IngestReport, files: dict) -> bool:
+    """Whether the inputs are those of the current vintage (then it stays current, and the
+    report says so)."""
     try:
         previous = store.current_vintage()
     except LookupError:
-        previous = None
-    if (previous is not None and not force
-            and _checksums(previous["files"]) == _checksums(files_manifest)):
-        report.vintage_id = previous["id"]
-        if report.failed:
-            report.outcome = "partial"
-            report.message = (f"{len(report.failed)} source(s) failed; the other inputs did not "
-                              f"change: vintage {previous['id']} stays current")
-        else:
-            report.outcome = "unchanged"
-            report.message = "same input files as the current vintage; no new vintage written"
-        _record(engine, report)
-        return report
+        return False
+    if _checksums(previous["files"]) != _checksums(files):
+        return False
+    report.vintage_id = previous["id"]
+    if report.failed:
+        report.outcome = "partial"
+        report.message = (f"{len(report.failed)} source(s) failed; the other inputs did not "
+                          f"change: vintage {previous['id']} stays current")
+    else:
+        report.outcome = "unchanged"
+        report.message = "same input files as the current vintage; no new vintage written"
+    return True
 
+
+def _write_vintage(settings: Settings, store: CubeStore, report: IngestReport,
+                   results: list[SourceResult], territories: Territories, files: dict,
+                   data_dir: Path, issued_at: dt.datetime | None) -> None:
+    """Build the cube, write it as a new vintage and compute its disclosure record."""
     phase_started = time.perf_counter()
     datasets, fitted = build_cube(results, territories)
     report.timings["build"] = time.perf_counter() - phase_started
@@ -234,7 +310,7 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
               **{name: table for r in results for name, table in r.tables.items()}}
     manifest = {
         "data_dir": str(data_dir),
-        "files": files_manifest,
+        "files": files,
         "sources": {o.source if not o.file else f"{o.source}:{o.file}":
                     {"status": o.status, **o.summary} for o in report.sources},
         "fitted": fitted,
@@ -249,16 +325,12 @@ def run_ingest(settings: Settings | None = None, data_dir: Path | None = None,
     report.message = (f"vintage {report.vintage_id} written"
                       + (f"; {len(report.failed)} source(s) failed and kept their last good "
                          "data" if report.failed else ""))
-    _record(engine, report)
-    return report
 
 
 def _disclosure_record(store: CubeStore, vintage_id: str, threshold: float) -> None:
     """Compute the new vintage's public masks and record now (docs/DISCLOSURE.md), so that no
     public request waits for them. Best effort: if it fails, the first public request computes
     them (and fails closed there); the vintage itself is already written."""
-    from features.disclosure import store_masks
-
     try:
         store_masks(store, vintage_id, threshold)
     except Exception:
@@ -278,9 +350,8 @@ def _load_territories(settings: Settings, store: CubeStore, data_dir: Path,
         if exc.source not in EPCI_SOURCES or exc.path is None:
             raise
         log.error("territory level epci refused: %s", exc)
-        report.sources.append(SourceOutcome(
-            exc.source, "failed", file=exc.path.name, error=str(exc),
-            problems=[p.to_dict() for p in exc.problems],
+        report.sources.append(_failed(
+            exc.source, exc, file=exc.path.name,
             quarantined=str(quarantine(settings, exc.source, exc.path, exc))))
     good = _last_good_file(store, "insee_territories", settings)
     try:
@@ -297,32 +368,6 @@ def _load_territories(settings: Settings, store: CubeStore, data_dir: Path,
     if not reused:
         log.error("no last good EPCI file: the epci level is left out of this vintage")
     return territories, paths
-
-
-def _reuse(source: Source, path: Path, ctx: ParseContext, report: IngestReport,
-           files_manifest: dict) -> list[SourceResult]:
-    """Re-read a source's last good raw file (content-addressed copy) into this vintage.
-
-    Returns ``[]`` (reported as failed) when that file no longer validates, e.g. against a
-    territory registry that lost a level it needs: the ingest goes on without this source.
-    """
-    original = path.name.split("-", 1)[1]
-    try:
-        result = source.load(path, ctx)
-    except Exception as exc:
-        log.error("last good file of %s (%s) no longer valid: %s", source.name, original, exc)
-        outcome = SourceOutcome(source.name, "failed", file=original,
-                                error=f"last good file no longer valid: {exc}")
-        if isinstance(exc, SourceError):
-            outcome.problems = [p.to_dict() for p in exc.problems]
-        report.sources.append(outcome)
-        return []
-    files_manifest[original] = {"source": source.name, "name": original,
-                                "sha256": result.files[0].sha256, "size": result.files[0].size,
-                                "rows": result.files[0].rows, "reused_from_previous": True}
-    report.sources.append(SourceOutcome(source.name, "reused", file=original,
-                                        summary=result.summary()))
-    return [result]
 
 
 def _checksums(files: dict) -> dict[str, str]:
