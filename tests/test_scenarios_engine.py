@@ -276,3 +276,21 @@ def test_rt_table_recovers_the_synthetic_reproduction_number(cube):
     err = (est[mid] / truth7[mid] - 1).abs()
     assert err.median() < 0.05 and err.max() < 0.25, err.describe()
     assert (table["r_q05"] <= table["r_mean"]).all() and (table["r_mean"] <= table["r_q95"]).all()
+
+
+def test_projection_is_labelled_with_units(cube, no_measures):
+    """The trajectories are an xarray Dataset with named dimensions and units; the array
+    properties read the same numbers."""
+    proj = _run(cube, no_measures, [{"type": "lockdown", "start": 3}])["_projection"]
+    data = proj.data
+    for name in ("inc_hosp", "inc_hosp_mean", "hosp", "icu", "er_visits_covid_rate",
+                 "mobility_transit_stations"):
+        assert data[name].dims == ("territory", "sample", "date"), name
+        assert data[name].attrs["units"], name
+        np.testing.assert_array_equal(proj.samples[name], data[name].values)
+    assert data["r_now"].dims == ("territory", "sample")
+    assert data["icu_capacity"].dims == ("territory",)
+    assert list(data["territory"].values) == ["01", "69", "FR"]
+    assert str(data["territory_level"].sel(territory="FR").values) == "country"
+    assert data.sizes == {"territory": 3, "sample": 200, "date": 28}
+    assert proj.dates[0] == pd.Timestamp(AS_OF)
