@@ -11,32 +11,22 @@ process) and the API both use it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any
 
-from features import fencing
 from features.settings import Settings
+from features.storage import jsonsafe
+from features.storage.atomic import atomic_write_json, atomic_write_text
 
 
 def results_dir(settings: Settings) -> Path:
-    return settings.home / "scenario_runs"
+    return settings.scenario_runs_dir
 
 
 def store_result(settings: Settings, run_id: int, result: dict) -> Path:
     """Write a run's full result (NaN and infinities as null) atomically, only while the job
     that computed it still owns its run; the file."""
-    folder = results_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{run_id}.json.tmp"
-    path = folder / f"{run_id}.json"
-    tmp.write_text(json.dumps(json_safe(result), default=str, allow_nan=False))
-    try:
-        with fencing.publishing():
-            os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_text(results_dir(settings) / f"{run_id}.json", jsonsafe.dumps(result),
+                             publish=True)
 
 
 def run_and_store(settings: Settings, run_id: int, *, name: str | None = None,
@@ -62,22 +52,6 @@ def vintage_id_of(result: dict) -> str | None:
     return str(vintage) if vintage else None
 
 
-def json_safe(value: Any) -> Any:
-    """NaN and infinities become null (JSON has neither)."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        try:
-            return json_safe(value.item())
-        except (ValueError, AttributeError):
-            return str(value)
-    return value
-
-
 def load_result(settings: Settings, run_id: int) -> dict | None:
     """A stored result, or None."""
     path = results_dir(settings) / f"{run_id}.json"
@@ -101,11 +75,7 @@ def read_publication(settings: Settings, run_id: int) -> dict | None:
 def write_publication(settings: Settings, run_id: int, decision: dict) -> None:
     """Written then renamed in the results folder: its modification time, part of the API
     response cache's freshness, changes with it, so every process drops its cached alerts."""
-    folder = results_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".publication-{int(run_id)}.json.tmp"
-    tmp.write_text(json.dumps(decision))
-    os.replace(tmp, _marker(settings, run_id))
+    atomic_write_json(_marker(settings, run_id), decision)
 
 
 def remove_publication(settings: Settings, run_id: int) -> None:
