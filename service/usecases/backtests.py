@@ -5,13 +5,12 @@ job (``$VIGIE_HOME/models/leaderboard.json``)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from features import fencing
+from features.storage.atomic import atomic_write_json
 
 #: Columns identifying a backtest row before its quantiles.
 ROW_KEYS = ["model", "forecast_date", "territory", "horizon", "target_end_date"]
@@ -91,12 +90,8 @@ def refresh_leaderboard(settings: Any, *, model: str = "ensemble", target: str =
                "forecast_dates": [str(pd.Timestamp(d).date()) for d in dates],
                "vintage_id": ds.attrs.get("vintage_id", ""), "created_at": utcnow().isoformat(),
                "models": board}
-    path = Path(settings.models_dir) / "leaderboard.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    with fencing.publishing():  # a run this worker lost publishes nothing
-        os.replace(tmp, path)
+    # Under the publication fence: a run this worker lost publishes nothing.
+    atomic_write_json(settings.leaderboard_file, payload, indent=2, default=str, publish=True)
     return payload
 
 
