@@ -219,7 +219,7 @@ def test_alerts_match_closed_form(client):
 def test_alert_levels_and_probability_interpolation():
     import numpy as np
 
-    from service.api.alerts import alert_level, prob_exceed
+    from models.alerts import alert_level, prob_exceed
 
     levels = np.array([0.1, 0.5, 0.9])
     values = np.array([10.0, 20.0, 30.0])

@@ -4,21 +4,19 @@
 definition is a 400 listing every problem — then queues a ``scenario`` job: the run happens in
 the scheduler's worker, never in the request thread. The answer (202) gives the run id to poll.
 Results are stored as JSON under ``$VIGIE_HOME/scenario_runs/<id>.json`` (written then renamed).
+
+Submitting, publishing and deciding which runs are public are the use cases'
+(:mod:`service.usecases.scenarios`): this blueprint parses, calls them, and renders runs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
-from pathlib import Path
-from typing import Any
 
 from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf, Range, Regexp
-from flask import url_for
+from flask import request, url_for
 
-from features.settings import Settings
 from service.api.cache import cached
 from service.api.formats import csv_response, json_response, render
 from service.api.lookups import parse_codes
@@ -27,172 +25,22 @@ from service.api.state import state
 from service.audit import note
 from service.auth import current_principal, requires
 from service.errors import ApiError, bad_request, not_found
-from service.scenario_runs import load_result as _load_result
-from service.scenario_runs import results_dir, run_and_store, vintage_id_of  # noqa: F401
+from service.usecases.scenarios import (
+    PUBLIC_RULE,
+    InvalidSubmission,
+    NoSuchRun,
+    NotFinished,
+    decide_publication,
+    load_result,
+    publication_of,
+    run_label,
+    scenario_run,
+)
+from service.usecases.scenarios import library as library_items
+from service.usecases.scenarios import submit_run as queue_run
 
 PREFIX = "scenarios"
 bp = APIBlueprint("scenarios", __name__, tag="scenarios")
-
-
-def load_result(run_id: int) -> dict | None:
-    """A stored scenario result of this app's home, or None."""
-    return _load_result(state().settings, run_id)
-
-
-# ---------------------------------------------------------------------------- publication
-#: Triggers of runs the service started itself: the scheduler, a job chained by another, and
-#: ``manual`` (``python -m service jobs run scenario`` or an admin's
-#: ``POST /api/v1/jobs/scenario/run``). ``api`` is a run a planner submitted (``POST /runs``).
-SERVICE_TRIGGERS = frozenset({"schedule", "chain", "manual"})
-PUBLIC_RULE = ("public scenario figures (the scenario alert of /alerts) come only from runs of "
-               "a library scenario file, unmodified (same content hash), run by the service "
-               "(CLI or scheduled job), or from runs an admin published; an admin can also "
-               "withdraw either kind")
-
-
-def definition_sha256(resolved: dict) -> str:
-    """Content hash of a resolved definition (the ``inputs`` block of a result), without the
-    name of the file or request it was read from."""
-    import hashlib
-
-    body = {k: v for k, v in resolved.items() if k != "source"}
-    text = json.dumps(json.loads(json.dumps(body, default=str)), sort_keys=True,
-                      ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-_ORIGINS: dict[tuple, tuple[str, str | None]] = {}
-
-
-def _library_key() -> tuple:
-    from scenarios.schema import LIBRARY_DIR
-
-    return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size)
-                 for p in sorted(LIBRARY_DIR.glob("*.yaml")))
-
-
-def origin_of(settings: Settings, run_id: int) -> tuple[str, str | None]:
-    """(``library`` or ``custom``, content hash of what was run) of a finished run.
-
-    ``library`` when the definition the run recorded (its result's ``inputs``) has the same
-    content hash as the library file of that name, as shipped now, resolved at the same start
-    date: the name alone proves nothing. Results never change, so the answer is memoised.
-    """
-    from scenarios import load_library_scenario, resolve
-
-    key = (str(settings.home), int(run_id), _library_key())
-    if key in _ORIGINS:
-        return _ORIGINS[key]
-    path = results_dir(settings) / f"{int(run_id)}.json"
-    result = json.loads(path.read_text()) if path.exists() else {}
-    inputs = result.get("inputs") or {}
-    digest = definition_sha256(inputs) if inputs else None
-    origin = "custom"
-    if digest and inputs.get("name") and inputs.get("as_of"):
-        try:
-            library = load_library_scenario(str(inputs["name"]))
-            expected = resolve(library, as_of=inputs["as_of"]).to_dict()
-        except Exception:  # no such library file, or it does not resolve at that date
-            expected = None
-        if expected is not None and definition_sha256(expected) == digest:
-            origin = "library"
-    if len(_ORIGINS) > 4096:
-        _ORIGINS.clear()
-    _ORIGINS[key] = (origin, digest)
-    return origin, digest
-
-
-def _marker(settings: Settings, run_id: int) -> Path:
-    return results_dir(settings) / f"publication-{int(run_id)}.json"
-
-
-def read_publication(settings: Settings, run_id: int) -> dict | None:
-    """An admin's decision on a run (``published`` true or false, by, role, at), or None."""
-    path = _marker(settings, run_id)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_publication(settings: Settings, run_id: int, decision: dict) -> None:
-    """Written then renamed in the results folder: its modification time, part of the
-    response cache's freshness, changes with it, so every process drops its cached alerts."""
-    folder = results_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".publication-{int(run_id)}.json.tmp"
-    tmp.write_text(json.dumps(decision))
-    os.replace(tmp, _marker(settings, run_id))
-
-
-def _root_trigger(engine, run: dict) -> str:
-    """The trigger of the run a retry repeats (a retry keeps its origin)."""
-    from service.jobs import get_run
-
-    seen = 0
-    while run.get("trigger") == "retry" and run.get("retry_of") and seen < 20:
-        parent = get_run(engine, run["retry_of"])
-        if parent is None:
-            break
-        run, seen = parent, seen + 1
-    return str(run.get("trigger") or "")
-
-
-def publication_of(run: dict, settings: Settings | None = None, engine=None) -> dict:
-    """Where a run stands: ``origin`` (``library``: the content of a library file as shipped
-    now; ``custom`` otherwise), ``service_run``, the admin's ``published`` decision (None when
-    none) and ``public`` (the decision if any, else library content run by the service)."""
-    settings = settings or state().settings
-    engine = engine or state().engine
-    origin, digest = (origin_of(settings, run["id"]) if run.get("status") == "ok"
-                      else ("custom", None))
-    service_run = _root_trigger(engine, run) in SERVICE_TRIGGERS
-    decision = read_publication(settings, run["id"]) or {}
-    published = decision.get("published")
-    public = bool(published) if published is not None else (
-        origin == "library" and service_run and run.get("status") == "ok")
-    return {"origin": origin, "public": public and run.get("status") == "ok",
-            "publication": {"published": published, "by": decision.get("by"),
-                            "role": decision.get("role"), "at": decision.get("at"),
-                            "service_run": service_run, "definition_sha256": digest}}
-
-
-def public_runs(scenario: str | None = None):
-    """Finished scenario runs the public may see, newest first (optionally of one scenario).
-
-    Only the service's own runs and runs an admin decided on are read from the database, so
-    that any number of planners' runs can never push a public run out of view.
-    """
-    import sqlalchemy as sa
-
-    from service.db import job_runs
-
-    settings, engine = state().settings, state().engine
-    decided = []
-    folder = results_dir(settings)
-    if folder.is_dir():
-        for path in folder.glob("publication-*.json"):
-            try:
-                decided.append(int(path.stem.split("-", 1)[1]))
-            except ValueError:
-                continue
-    where = [job_runs.c.job == "scenario", job_runs.c.status == "ok",
-             sa.or_(job_runs.c.trigger.in_(sorted(SERVICE_TRIGGERS | {"retry"})),
-                    job_runs.c.id.in_(decided))]
-    offset, page = 0, 200
-    while True:
-        with engine.connect() as conn:
-            rows = conn.execute(sa.select(job_runs).where(*where)
-                                .order_by(job_runs.c.id.desc()).limit(page).offset(offset)).all()
-        for row in rows:
-            run = dict(row._mapping)
-            if scenario and (run.get("result") or {}).get("scenario") != scenario:
-                continue
-            if publication_of(run, settings, engine)["public"]:
-                yield run
-        if len(rows) < page:
-            return
-        offset += page
 
 
 class LibraryItem(Schema):
@@ -325,49 +173,39 @@ RUNS_DOC = ("Analysts and above see every run, planners' custom runs included, e
 NOT_FINISHED = "The run is not finished (queued, running, failed): code not_finished"
 
 
-def _library() -> list[dict]:
-    from scenarios import list_library
-
-    return [{"name": s["name"], "description": s.get("description", "")}
-            for s in list_library()]
-
-
 @bp.get("")
 @bp.output(LibraryOut)
 @bp.doc(summary="The scenario library")
 @cached
 def library():
-    return render({"items": _library()}, {})
+    return render({"items": library_items()}, {})
 
 
 def _run_out(run: dict, with_summary: bool = True) -> dict:
-    params = run.get("params") or {}
+    st = state()
     result = run.get("result") or {}
     summary = levers = None
     if with_summary and run["status"] == "ok":
-        stored = load_result(run["id"]) or {}
+        stored = load_result(st.settings, run["id"]) or {}
         summary, levers = stored.get("summary"), stored.get("levers", {})
     note(vintage_id=str(result.get("vintage") or "") or None)
+    name, as_of = run_label(run)
     return {
-        "run_id": run["id"], "status": run["status"],
-        "scenario": result.get("scenario") or params.get("name")
-        or (params.get("definition") or {}).get("name"),
+        "run_id": run["id"], "status": run["status"], "scenario": name,
         "submitted_by": run.get("requested_by"), "queued_at": run["queued_at"],
         "started_at": run.get("started_at"), "finished_at": run.get("finished_at"),
         # Tracebacks stay in the job history for admins; users get the last line.
         "error": (run.get("error") or "").strip().splitlines()[-1] if run.get("error") else None,
-        "vintage": result.get("vintage"), "as_of": result.get("as_of") or params.get("as_of"),
-        "summary": summary, "levers": levers, **publication_of(run),
+        "vintage": result.get("vintage"), "as_of": as_of,
+        "summary": summary, "levers": levers, **publication_of(run, st.settings, st.engine),
         "links": {"self": url_for("scenarios.get_run", run_id=run["id"]),
                   "trajectories": url_for("scenarios.get_trajectories", run_id=run["id"])},
     }
 
 
 def _get_scenario_run(run_id: int) -> dict:
-    from service.jobs import get_run
-
-    run = get_run(state().engine, run_id)
-    if run is None or run["job"] != "scenario":
+    run = scenario_run(state().engine, run_id)
+    if run is None:
         raise not_found(f"no scenario run {run_id}")
     return run
 
@@ -378,29 +216,14 @@ def _get_scenario_run(run_id: int) -> dict:
 @bp.doc(summary="Run a scenario (queued; poll the returned run)")
 @requires("planner")
 def submit_run(json_data: dict):
-    from scenarios import ScenarioValidationError, load_library_scenario, validate_definition
-    from service.jobs import enqueue, get_run
-
-    name, definition = json_data.get("name"), json_data.get("definition")
-    if bool(name) == bool(definition):
-        raise bad_request("give either 'name' (a library scenario) or 'definition'")
     try:
-        if name:
-            load_library_scenario(name)
-        else:
-            definition = validate_definition(definition, "request body")
-    except KeyError as exc:
-        raise bad_request(f"no library scenario named {name!r}",
-                          library=[s["name"] for s in _library()]) from exc
-    except ScenarioValidationError as exc:
-        raise bad_request("the scenario definition is not valid",
-                          errors=list(getattr(exc, "errors", [str(exc)]))) from exc
-    params: dict[str, Any] = {"name": name, "definition": definition,
-                              "as_of": str(json_data["as_of"]) if json_data.get("as_of")
-                              else None}
-    run_id = enqueue(state().engine, "scenario", params, trigger="api",
-                     requested_by=current_principal().name)
-    response = json_response(_run_out(get_run(state().engine, run_id)), status=202)
+        run_id = queue_run(state().engine, name=json_data.get("name"),
+                           definition=json_data.get("definition"),
+                           as_of=str(json_data["as_of"]) if json_data.get("as_of") else None,
+                           requested_by=current_principal().name)
+    except InvalidSubmission as exc:
+        raise bad_request(exc.message, **exc.details) from exc
+    response = json_response(_run_out(scenario_run(state().engine, run_id)), status=202)
     response.headers["Location"] = url_for("scenarios.get_run", run_id=run_id)
     return response
 
@@ -428,39 +251,18 @@ def get_run(run_id: int):
 
 
 def _decide(run_id: int, published: bool):
-    """Record an admin's decision on a run: audit row, then the marker the public reads."""
-    from flask import request
-
-    from features.catalog import utcnow
-    from service.audit import record
-
-    st = state()
-    run = _get_scenario_run(run_id)
-    if run["status"] != "ok":
-        raise ApiError(409, "not_finished", f"scenario run {run_id} is {run['status']}: only "
-                       "a finished run can be published or withdrawn", {"status": run["status"]})
-    principal = current_principal()
-    previous = read_publication(st.settings, run_id)
-    write_publication(st.settings, run_id, {"published": published, "by": principal.name,
-                                            "role": principal.role,
-                                            "at": utcnow().isoformat()})
-    out = _run_out(run, with_summary=False)
+    """Record an admin's decision on a run (the marker the public reads and its audit row:
+    :func:`service.usecases.scenarios.decide_publication`); the run as it stands now."""
+    st, principal = state(), current_principal()
     try:
-        record(st.engine, event="scenario_published" if published else "scenario_unpublished",
-               actor=principal.name, role=principal.role, method=request.method,
-               path=request.path[:2000], status=200,
-               vintage_id=str((run.get("result") or {}).get("vintage") or "")[:64] or None,
-               run_id=f"scenario:{run_id}",
-               details={"scenario": out["scenario"], "as_of": out["as_of"],
-                        "origin": out["origin"], "public": out["public"],
-                        "definition_sha256": out["publication"]["definition_sha256"]})
-    except Exception:  # no audit row, no publication
-        if previous is None:
-            _marker(st.settings, run_id).unlink(missing_ok=True)
-        else:
-            write_publication(st.settings, run_id, previous)
-        raise
-    return json_response(out)
+        run = decide_publication(st.settings, st.engine, run_id, published,
+                                 actor=principal.name, role=principal.role,
+                                 method=request.method, path=request.path[:2000])
+    except NoSuchRun as exc:
+        raise not_found(f"no scenario run {run_id}") from exc
+    except NotFinished as exc:
+        raise ApiError(409, "not_finished", str(exc), {"status": exc.status}) from exc
+    return json_response(_run_out(run, with_summary=False))
 
 
 PUBLISH_DOC = ("Admins only; audited (audit event scenario_published / scenario_unpublished). "
@@ -499,7 +301,7 @@ def get_trajectories(run_id: int, query_data: dict):
     if run["status"] != "ok":
         raise ApiError(409, "not_finished", f"scenario run {run_id} is {run['status']}",
                        {"status": run["status"]})
-    rows = (load_result(run_id) or {}).get("trajectories") or []
+    rows = (load_result(state().settings, run_id) or {}).get("trajectories") or []
     codes = parse_codes(query_data.get("territory"))
     if codes:
         wanted = set(codes)
