@@ -116,6 +116,96 @@ def _nearest(i: int, pos: np.ndarray, ok: np.ndarray) -> int:
     return i
 
 
+@dataclass
+class _Sources:
+    """Where each territory reads one signal from (see :func:`_find_sources`)."""
+
+    values: np.ndarray  # (territory, date) of every territory's own series
+    seen: np.ndarray  # where ``values`` are observed
+    has_any: np.ndarray  # territory has a value before the origin
+    last_seen: np.ndarray  # position of its last value (-1: none)
+    live: np.ndarray  # its last value is at most ``max_age`` periods old
+    source: np.ndarray  # position of the territory whose series it uses (-1: none)
+
+
+def _family_reason(name: str, X: xr.Dataset | None, y: xr.DataArray, families: tuple[str, ...],
+                   changes: dict[str, str | None], max_age: int) -> str | None:
+    """Why a signal is dropped before looking at its values: absent, or its family's scheme
+    changed (``changes`` caches each family's answer)."""
+    if X is None or name not in X:
+        return "not started: absent from the cube"
+    family = next((f for f in families if name.startswith(f)), None)
+    if family is None:
+        return None
+    if family not in changes:
+        changes[family] = _scheme_change(family, X.sel(date=y["date"]),
+                                         pd.DatetimeIndex(y["date"].values), max_age)
+    return changes[family]
+
+
+def _find_sources(v: np.ndarray, pos: np.ndarray, max_age: int) -> _Sources:
+    """Each territory's nearest ancestor (self first) current at the origin; else its nearest
+    live one, then used lagged: one late région must not lag the signal of every territory."""
+    n_t, n_d = v.shape
+    seen = np.isfinite(v)
+    has_any = seen.any(axis=1)
+    last_seen = np.where(has_any, n_d - 1 - np.argmax(seen[:, ::-1], axis=1), -1)
+    age = (n_d - 1) - last_seen
+    live = has_any & (age <= max_age)
+    source = np.array([_nearest(i, pos, has_any & (age == 0)) for i in range(n_t)])
+    late = source < 0
+    source[late] = [_nearest(i, pos, live) for i in np.flatnonzero(late)]
+    return _Sources(v, seen, has_any, last_seen, live, source)
+
+
+def _source_reason(src: _Sources, dates: pd.DatetimeIndex, codes: list[str],
+                   min_history: int) -> str | None:
+    """Why a signal is dropped given its sources: not started, stopped somewhere without a
+    live ancestor, or too little history (None: usable)."""
+    last = len(dates) - 1
+    missing = np.flatnonzero(src.source < 0)
+    if not src.has_any.any():
+        return "not started: no value before the origin"
+    if missing.size:
+        newest = int(src.last_seen.max())
+        if newest < 0 or not src.live.any():
+            return (f"stopped: last value {_day(dates, newest)}, "
+                    f"{last - newest} periods before the origin {_day(dates, last)}")
+        example = ", ".join(codes[i] for i in missing[:3])
+        what = "stopped" if src.has_any[missing].any() else "not published"
+        return (f"{what} for {missing.size} territories without a live ancestor "
+                f"({example}) at the origin {_day(dates, last)}")
+    history = src.seen[src.source].sum(axis=1)
+    if history.min() < min_history:
+        return (f"not started: {int(history.min())} periods of history before "
+                f"the origin (needs {min_history})")
+    return None
+
+
+def _sourced_values(name: str, src: _Sources, codes: list[str], out: ResolvedSignals,
+                    model: str) -> np.ndarray:
+    """The series each territory uses, lagged by the latest source's delay, forward-filled;
+    a substitution by an ancestor's series is noted in ``out.fallbacks``."""
+    n_t, n_d = src.values.shape
+    substituted = np.flatnonzero((src.source != np.arange(n_t)) & src.has_any)
+    if substituted.size:
+        example = ", ".join(f"{codes[i]}→{codes[src.source[i]]}" for i in substituted[:3])
+        note = (f"{substituted.size} territories stopped or late, their ancestor's series "
+                f"used ({example})")
+        out.fallbacks[name] = note
+        log.warning("%s: leading signal %s: %s", model, name, note)
+    values = src.values[src.source]
+    lag = int(((n_d - 1) - src.last_seen[src.source]).max())
+    if lag > 0:
+        # Published late: use it lagged by the same delay in training and prediction.
+        shifted = np.full_like(values, np.nan)
+        shifted[:, lag:] = values[:, :-lag]
+        values = shifted
+        log.info("%s: leading signal %s lags the origin by %d period(s), used lagged",
+                 model, name, lag)
+    return pd.DataFrame(values.T).ffill().to_numpy().T
+
+
 def resolve_signals(
     names: tuple[str, ...] | list[str],
     X: xr.Dataset | None,
@@ -147,75 +237,21 @@ def resolve_signals(
     """
     out = ResolvedSignals()
     dates = pd.DatetimeIndex(y["date"].values)
-    n_t, n_d = y.sizes["territory"], len(dates)
-    last = n_d - 1
     pos = parent_positions(y)
     codes = [str(t) for t in y["territory"].values]
     changes: dict[str, str | None] = {}
     for name in names:
         if name == y.name:
             continue  # the target itself (e.g. forecasting emergency visits): already a feature
-        reason, note = None, None
-        if X is None or name not in X:
-            reason = "not started: absent from the cube"
-        else:
-            family = next((f for f in families if name.startswith(f)), None)
-            if family is not None:
-                if family not in changes:
-                    changes[family] = _scheme_change(family, X.sel(date=y["date"]), dates,
-                                                     max_age)
-                reason = changes[family]
+        reason = _family_reason(name, X, y, families, changes, max_age)
         if reason is None:
-            v = _matrix(X[name].sel(date=y["date"]), y)
-            seen = np.isfinite(v)
-            has_any = seen.any(axis=1)
-            last_seen = np.where(has_any, n_d - 1 - np.argmax(seen[:, ::-1], axis=1), -1)
-            age = last - last_seen
-            live = has_any & (age <= max_age)
-            # Nearest ancestor (self first) current at the origin; else the nearest live one,
-            # then used lagged: one late région must not lag the signal of every territory.
-            source = np.array([_nearest(i, pos, has_any & (age == 0)) for i in range(n_t)])
-            late = source < 0
-            source[late] = [_nearest(i, pos, live) for i in np.flatnonzero(late)]
-            missing = np.flatnonzero(source < 0)
-            if not has_any.any():
-                reason = "not started: no value before the origin"
-            elif missing.size:
-                newest = int(last_seen.max())
-                if newest < 0 or not live.any():
-                    reason = (f"stopped: last value {_day(dates, newest)}, "
-                              f"{last - newest} periods before the origin {_day(dates, last)}")
-                else:
-                    example = ", ".join(codes[i] for i in missing[:3])
-                    what = "stopped" if has_any[missing].any() else "not published"
-                    reason = (f"{what} for {missing.size} territories without a live ancestor "
-                              f"({example}) at the origin {_day(dates, last)}")
-            else:
-                history = seen[source].sum(axis=1)
-                if history.min() < min_history:
-                    reason = (f"not started: {int(history.min())} periods of history before "
-                              f"the origin (needs {min_history})")
+            src = _find_sources(_matrix(X[name].sel(date=y["date"]), y), pos, max_age)
+            reason = _source_reason(src, dates, codes, min_history)
         if reason is not None:
             out.dropped.append(name)
             out.fallbacks[name] = reason
             log.warning("%s: leading signal %s dropped for this fit, forecast without it (%s)",
                         model, name, reason)
             continue
-        substituted = np.flatnonzero((source != np.arange(n_t)) & has_any)
-        if substituted.size:
-            example = ", ".join(f"{codes[i]}→{codes[source[i]]}" for i in substituted[:3])
-            note = (f"{substituted.size} territories stopped or late, their ancestor's series "
-                    f"used ({example})")
-            out.fallbacks[name] = note
-            log.warning("%s: leading signal %s: %s", model, name, note)
-        values = v[source]
-        lag = int((last - last_seen[source]).max())
-        if lag > 0:
-            # Published late: use it lagged by the same delay in training and prediction.
-            shifted = np.full_like(values, np.nan)
-            shifted[:, lag:] = values[:, :-lag]
-            values = shifted
-            log.info("%s: leading signal %s lags the origin by %d period(s), used lagged",
-                     model, name, lag)
-        out.values[name] = pd.DataFrame(values.T).ffill().to_numpy().T
+        out.values[name] = _sourced_values(name, src, codes, out, model)
     return out

@@ -10,7 +10,7 @@ vintage, not at every refresh:
     $VIGIE_HOME/models/backtests/<target>_<frequency>/<plan key>/<level>/<date>_<vintage>.parquet
 
 The plan key names the model version and a hash of its members' versions and settings
-(:func:`models.pipeline.level_plan`); the vintage is the one the cube serves as of that date
+(:func:`models.forecasting.level_plan`); the vintage is the one the cube serves as of that date
 (:meth:`features.store.CubeStore.vintage_at`): a stored forecast is used only while the cube
 would still give the same inputs, so it is exactly what a new backtest would compute.
 
@@ -35,16 +35,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.backtest import monday_dates
 from models.calibration import QCOLS, ConformalCalibrator, calibrate_rows
-from models.pipeline import (
-    DateTask,
-    LevelPlan,
-    default_opener,
-    level_plan,
-    monday_dates,
-    run_date_tasks,
-    warmup_dates,
-)
+from models.forecasting import DateTask, LevelPlan, level_plan, run_date_tasks
+from models.preparation import default_opener, warmup_dates
 from models.registry import get_registry
 from models.scoring import median_territory_rel_wis, score_table, summarise
 from models.targets import Target, get_target
@@ -229,8 +223,29 @@ def compute_track_record(settings: Any, targets: Iterable[tuple[str, str]], *,
     vintage_of = vintage_resolver(settings)
     current = str(CubeStore(settings).current_vintage()["id"])
     computed_at = datetime.now(UTC).isoformat(timespec="seconds")
+    jobs = _track_record_jobs(targets, model, start, registry, opener)
+    tasks = [task for job in jobs.values()
+             for task in missing_tasks(store, job["target"], job["plan"], job["all"], vintage_of)]
+    if on_plan is not None:
+        on_plan(len(tasks))
+    failed_tasks = _run_missing(tasks, store, opener, vintage_of, client, client_for, on_task)
+    rows, failed = _score_jobs(jobs, failed_tasks, store, _Outcomes(settings, vintage_of),
+                               model, spec.version, split, computed_at)
+    payload = {"computed_at": computed_at, "model": spec.name, "model_version": spec.version,
+               "vintage_id": current, "start": start, "split": split,
+               "relative_wis": "France: ratio of mean WIS to the Hub baseline's on the same "
+                               "forecasts; régions and départements: median over territories "
+                               "of that ratio. Coverage: share of all forecasts.",
+               "rows": rows, "failed": failed}
+    if write:
+        write_retrospective(settings, payload)
+    return payload
+
+
+def _track_record_jobs(targets: Iterable[tuple[str, str]], model: str, start: str,
+                       registry: Any, opener: Callable) -> dict[tuple[str, str], dict]:
+    """Per (target, frequency) with outcomes: its plan, scored dates and warm-up dates."""
     jobs: dict[tuple[str, str], dict] = {}
-    tasks: list[DateTask] = []
     for name, frequency in targets:
         target = get_target(name, frequency)
         calibration = ConformalCalibrator.for_frequency(target.frequency)
@@ -249,9 +264,16 @@ def compute_track_record(settings: Any, targets: Iterable[tuple[str, str]], *,
         plan = level_plan(model, target, target.levels, registry)
         jobs[(name, frequency)] = {"target": target, "plan": plan, "dates": dates,
                                    "all": [*warm, *dates], "calibration": calibration}
-        tasks += missing_tasks(store, target, plan, [*warm, *dates], vintage_of)
-    if on_plan is not None:
-        on_plan(len(tasks))
+    return jobs
+
+
+def _run_missing(tasks: list[DateTask], store: BacktestStore, opener: Callable,
+                 vintage_of: Callable[[pd.Timestamp], str], client: Any,
+                 client_for: Callable[[int], Any] | None,
+                 on_task: Callable[[DateTask, BaseException | None], None] | None,
+                 ) -> set[tuple[str, str, str]]:
+    """Fit the missing dates and store each as it ends; the (target, frequency, level) of
+    the tasks that failed."""
     failed_tasks: set[tuple[str, str, str]] = set()
 
     def _done(task: DateTask, result, error) -> None:
@@ -270,7 +292,13 @@ def compute_track_record(settings: Any, targets: Iterable[tuple[str, str]], *,
             run_date_tasks(tasks, opener, client=made, on_done=_done)
     else:
         run_date_tasks(tasks, opener, client=client, on_done=_done)
-    outcomes = _Outcomes(settings, vintage_of)
+    return failed_tasks
+
+
+def _score_jobs(jobs: dict[tuple[str, str], dict], failed_tasks: set[tuple[str, str, str]],
+                store: BacktestStore, outcomes: _Outcomes, model: str, version: str,
+                split: str, computed_at: str) -> tuple[list[dict], list[dict]]:
+    """Rows of every target and level from the stored forecasts, and the levels that failed."""
     rows: list[dict] = []
     failed: list[dict] = []
     for (name, frequency), job in jobs.items():
@@ -284,16 +312,8 @@ def compute_track_record(settings: Any, targets: Iterable[tuple[str, str]], *,
             if raw.empty:
                 continue
             rows += _score_level(raw, target, level, job["dates"], outcomes,
-                                 job["calibration"], model, spec.version, split, computed_at)
-    payload = {"computed_at": computed_at, "model": spec.name, "model_version": spec.version,
-               "vintage_id": current, "start": start, "split": split,
-               "relative_wis": "France: ratio of mean WIS to the Hub baseline's on the same "
-                               "forecasts; régions and départements: median over territories "
-                               "of that ratio. Coverage: share of all forecasts.",
-               "rows": rows, "failed": failed}
-    if write:
-        write_retrospective(settings, payload)
-    return payload
+                                 job["calibration"], model, version, split, computed_at)
+    return rows, failed
 
 
 class _Outcomes:
@@ -326,7 +346,7 @@ class _Outcomes:
 
 def calibrate_stored(raw: pd.DataFrame, target: Target, first: pd.Timestamp,
                      outcomes: _Outcomes, calibration: ConformalCalibrator) -> pd.DataFrame:
-    """:func:`models.pipeline.calibrate_backtest` (the same rows) with outcomes read once
+    """:func:`models.backtest.calibrate_backtest` (the same rows) with outcomes read once
     per vintage: each date's forecasts calibrated with the errors of earlier ones whose
     targets were observed before it, as known then; kept from ``first``; ``observed`` from
     the current cube."""

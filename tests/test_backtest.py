@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from models.backtest import backtest, monday_dates
 from models.base import Forecaster, future_dates, infer_step, quantile_array
 from models.calibration import QCOLS, ConformalCalibrator, forecast_rows
-from models.pipeline import backtest, forecast, monday_dates, raw_forecasts
+from models.forecasting import forecast
+from models.preparation import raw_forecasts
 from models.registry import KINDS, Registry
 from models.targets import get_target, to_hub
 from tests.synthetic_cube import synthetic_cube

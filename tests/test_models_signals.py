@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from models.forecasting import forecast
 from models.learning import GlobalGBM
-from models.pipeline import forecast
 from models.registry import Registry
 from models.signals import resolve_signals
 from models.targets import get_target

@@ -29,8 +29,9 @@ def settings(tmp_path, monkeypatch):
 
 
 def test_rows_come_from_the_backtest_and_follow_the_contract(settings):
+    from models.backtest import backtest, monday_dates
     from models.calibration import ConformalCalibrator
-    from models.pipeline import backtest, default_opener, monday_dates
+    from models.preparation import default_opener
     from models.scoring import score_table, summarise
     from models.targets import get_target
     from models.trackrecord import (
@@ -76,7 +77,7 @@ def test_rows_come_from_the_backtest_and_follow_the_contract(settings):
 
 
 def test_a_stored_forecast_from_another_vintage_is_refitted(settings):
-    from models.pipeline import level_plan
+    from models.forecasting import level_plan
     from models.registry import get_registry
     from models.targets import get_target
     from models.trackrecord import BacktestStore, missing_tasks, vintage_resolver
@@ -109,11 +110,12 @@ def test_the_retrospective_is_stale_after_a_new_vintage(settings):
 
 def test_publishing_every_level_at_once_gives_the_forecasts_of_one_level_at_a_time(settings):
     """Pooled members fitted once for all levels, calibration from the backtest store: the
-    published quantiles are those of models.pipeline.forecast level by level; a second
+    published quantiles are those of models.forecasting.forecast level by level; a second
     refresh fits no past date again."""
     import numpy as np
 
-    from models.pipeline import default_opener, forecast
+    from models.forecasting import forecast
+    from models.preparation import default_opener
     from models.registry import get_registry
     from models.store import ForecastStore
     from models.targets import get_target, to_hub

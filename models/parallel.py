@@ -1,0 +1,161 @@
+"""Where fits run: in this process on one thread, or split over a Dask cluster.
+
+:func:`run_models` fits and predicts several forecasters on one history (per-series models
+split by territory over the workers); :func:`dask_client` gives the cluster, :func:`one_thread`
+the single-threaded setting of a fit made here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from models.base import Forecaster
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def dask_client(address: str | None = None, n_workers: int | None = None, nice: int = 0):
+    """A ``dask.distributed`` client: the cluster at ``address`` or a LocalCluster.
+
+    Workers are processes with one thread each: statsmodels and Stan fits hold the GIL. Their
+    logging follows this process's (``VIGIE_LOG_LEVEL``, set by the command line: warnings
+    once each unless ``-v``). ``nice``: lower the local workers' CPU priority (a background
+    job leaves the serving process its share).
+    """
+    from dask.distributed import Client, LocalCluster
+
+    if address:
+        with Client(address) as client:
+            yield client
+        return
+    n = n_workers or max(1, min(os.cpu_count() or 1, 8))
+    with (
+        LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.run(_worker_logging, os.environ.get("VIGIE_LOG_LEVEL", "WARNING"), nice)
+        yield client
+
+@contextmanager
+def one_thread():
+    """Fit in this process with one BLAS/OpenMP thread, as a Dask worker does: scikit-learn's
+    gradient boosting on two OpenMP threads of a busy 2-core machine spun 10-40x slower (one
+    date of emergency visits: 56 s instead of 6)."""
+    # threadpoolctl limits the libraries already loaded: load scikit-learn's OpenMP first.
+    import sklearn.ensemble  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield None
+
+def _worker_logging(level: str, nice: int = 0) -> None:
+    """In a Dask worker: Vigie's warnings once each (a signal dropped at each of 28 dates is
+    one fact), at ``level``; libraries quiet unless it is DEBUG."""
+    class _Once(logging.Filter):
+        seen: set = set()
+
+        def filter(self, record):
+            # One line per fact, as the command line decides it (service.cli.repeat_key).
+            args = tuple(map(str, record.args)) if isinstance(record.args, tuple) else ()
+            kept = args[:-1] if len(args) > 1 else tuple(re.sub(r"\d+", "#", a) for a in args)
+            key = (record.name, str(record.msg), *kept)
+            if record.levelno != logging.WARNING or key not in self.seen:
+                self.seen.add(key)
+                return True
+            return False
+
+    class _Lower(logging.Formatter):
+        def format(self, record):
+            return f"{record.levelname.lower()}: {super().format(record)}"
+
+    root = logging.getLogger()
+    if not any(getattr(h, "_vigie", False) for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+                             if level.upper() == "DEBUG" else _Lower("%(message)s"))
+        handler.addFilter(_Once())
+        handler._vigie = True
+        root.addHandler(handler)
+    numeric = getattr(logging, level.upper(), logging.WARNING)
+    for name in ("models", "features", "scenarios", "service"):
+        logging.getLogger(name).setLevel(numeric)
+    if nice:
+        os.nice(nice)
+
+def _fit_predict(model: Forecaster, y: xr.DataArray, X: xr.Dataset | None, steps: int,
+                 needed: set[int] | None = None):
+    fitted = model.clone().fit(y, X)
+    if needed and getattr(fitted, "predicts_needed_steps", False):
+        return fitted.predict(steps, needed=needed)
+    return fitted.predict(steps)
+
+def run_models(
+    models: dict[str, Forecaster],
+    y: xr.DataArray,
+    X: xr.Dataset | None,
+    steps: int,
+    client: Any = None,
+    needed: set[int] | None = None,
+) -> dict[str, xr.DataArray]:
+    """Fit and predict several models; per-series models are split over Dask workers.
+
+    ``needed``: the steps that will be kept (a model that can skips fitting the others).
+
+    Returns
+    -------
+    name → forecast (territory, horizon=step, quantile).
+    """
+    if client is None:
+        return {name: _fit_predict(m, y, X, steps, needed) for name, m in models.items()}
+    n_chunks = max(1, 2 * len(client.scheduler_info()["workers"]))
+    codes = list(y["territory"].values)
+    chunks = [c for c in np.array_split(np.array(codes, dtype=object), n_chunks) if len(c)]
+    futures = {}
+    y_f = client.scatter(y, broadcast=True)
+    x_f = client.scatter(X, broadcast=True) if X is not None else None
+    for name, model in models.items():
+        if model.is_global or len(chunks) == 1:
+            futures[name] = [client.submit(_fit_predict, model, y_f, x_f, steps, needed,
+                                           pure=False)]
+        else:
+            futures[name] = [
+                client.submit(_fit_chunk, model, y_f, x_f, steps, list(chunk), needed,
+                              pure=False)
+                for chunk in chunks
+            ]
+    out = {}
+    for name, futs in futures.items():
+        parts = client.gather(futs)
+        out[name] = parts[0] if len(parts) == 1 else xr.concat(parts, dim="territory")
+    return out
+
+def _fit_chunk(model, y, X, steps, codes, needed=None):
+    sub_x = X.sel(territory=codes) if X is not None and "territory" in X.dims else X
+    return _fit_predict(model, y.sel(territory=codes), sub_x, steps, needed)
+
+def _progress(items, enabled, desc):
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, disable=not enabled, leave=False)
+
+def _progress_gather(client, futures, enabled):
+    from dask.distributed import as_completed
+
+    results = {}
+    bar = _progress(range(len(futures)), enabled, "backtest")
+    index = {f.key: i for i, f in enumerate(futures)}
+    for fut in as_completed(futures):
+        results[index[fut.key]] = fut.result()
+        bar.update(1)
+    bar.close()
+    return [results[i] for i in range(len(futures))]
