@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # As the command that started the server: Vigie's steps, warnings once, the libraries'
     # INFO logs (Alembic, Dask…) only when it ran with -v (VIGIE_LOG_LEVEL=DEBUG).
+    from features.storage.atomic import atomic_write_bytes
     from service.cli import configure_logging
 
     configure_logging(os.environ.get("VIGIE_LOG_LEVEL", "").upper() == "DEBUG")
@@ -68,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         del exc
         answer = {"ok": False, "type": kind, "message": message, "traceback": trace}
     logging.getLogger("service.job_worker").info("job worker %s done: %s", os.getpid(), _peak())
-    tmp = folder / "response.pkl.tmp"
-    tmp.write_bytes(pickle.dumps(answer))
-    os.replace(tmp, folder / "response.pkl")
+    atomic_write_bytes(folder / "response.pkl", pickle.dumps(answer))
     return 0
 
 

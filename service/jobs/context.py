@@ -4,7 +4,6 @@ worker lost publishes nothing."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,6 +12,7 @@ import sqlalchemy as sa
 from features import fencing
 from features.fencing import FencedError
 from features.settings import Settings
+from features.storage import jsonsafe
 from service.db import job_runs, locks
 from service.jobs.queue import insert_run, owned
 from service.jobs.spec import SCHEDULER_LOCK, resolve
@@ -85,5 +85,5 @@ def call(ctx: JobContext, func: Callable[..., dict | None] | str, params: dict) 
     with fencing.installed(ctx):
         result = function(ctx, **params) or {}
     # A result must be storable; a job returning numpy values should not fail after the fact.
-    return json.loads(json.dumps(result, default=str))
+    return jsonsafe.plain(result)
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from features.settings import Settings
+from features.storage import jsonsafe
 from service.scenario_runs import (
     load_result,
     read_publication,
@@ -163,7 +164,7 @@ def definition_sha256(resolved: dict) -> str:
     import hashlib
 
     body = {k: v for k, v in resolved.items() if k != "source"}
-    text = json.dumps(json.loads(json.dumps(body, default=str)), sort_keys=True,
+    text = json.dumps(jsonsafe.plain(body), sort_keys=True,
                       ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
