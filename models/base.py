@@ -14,7 +14,9 @@ target dates).
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Iterable
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -164,12 +166,63 @@ def quantile_array(
     )
 
 
+def hub_baseline_quantiles(
+    history: np.ndarray, steps: int, window: int | None = None, n_paths: int = 2000
+) -> np.ndarray:
+    """Quantiles of the COVIDhub / EuroCOVIDhub baseline for one series.
+
+    The median is the last observed value. Paths add ``h`` changes drawn from the past
+    one-period changes and their negatives (a symmetric distribution: no trend), so the spread
+    grows with the horizon; values are floored at 0 and the median is pinned to the last value.
+
+    Parameters
+    ----------
+    history:
+        Cleaned history (no NaN), counts per period.
+    steps:
+        Number of periods to forecast.
+    window:
+        Use only the last ``window`` changes (None: all of them, as the Hubs do).
+    n_paths:
+        Bootstrap paths; the seed is fixed so forecasts are reproducible.
+
+    Returns
+    -------
+    Array (steps, 23).
+    """
+    if history.size == 0:
+        return np.zeros((steps, QUANTILES_ARR.size))
+    last = float(history[-1])
+    diffs = np.diff(history)
+    if window is not None:
+        diffs = diffs[-window:]
+    if diffs.size == 0:
+        return np.full((steps, QUANTILES_ARR.size), last)
+    sym = np.concatenate([diffs, -diffs])
+    rng = np.random.default_rng(20200317)
+    draws = rng.choice(sym, size=(n_paths, steps), replace=True)
+    paths = np.clip(last + np.cumsum(draws, axis=1), 0.0, None)
+    q = np.quantile(paths, QUANTILES_ARR, axis=0).T
+    q[:, QUANTILES_ARR == 0.5] = last
+    return tidy_quantiles(q)
+
+
+class UnknownParameterError(TypeError, ValueError):
+    """A setting a forecaster does not have (a ``TypeError`` like Python's for an unexpected
+    keyword, and a ``ValueError`` like the registry's other refusals)."""
+
+
 class Forecaster:
     """Base class: settings in ``__init__``, state in ``fit``, quantiles from ``predict``.
 
-    Subclasses set ``alias`` (the name used in outputs) and implement ``fit`` and ``predict``.
-    ``__init__`` only stores keyword settings (no validation, no I/O), so a forecaster can be
-    created from a registry entry and cloned cheaply.
+    As in scikit-learn, a subclass's ``__init__`` takes its settings as explicit keyword
+    parameters (no ``**kwargs``) and only stores each one under its own name: no validation,
+    no I/O, so a forecaster can be created from a registry entry and cloned cheaply.
+    :meth:`get_params` reads them back (the parameters of ``__init__``), :meth:`set_params`
+    changes them; a setting the class does not have is refused with the valid ones listed
+    (:class:`UnknownParameterError`). Fitted state is set by ``fit`` in attributes ending in
+    ``_``. Subclasses set ``alias`` (the name used in outputs) and implement ``fit`` and
+    ``predict``.
     """
 
     alias: ClassVar[str] = "forecaster"
@@ -178,18 +231,51 @@ class Forecaster:
     #: True when the model should be trained on every territory of the hierarchy, whatever
     #: the level asked for (global models learn little from one national series).
     pools_territories: ClassVar[bool] = False
-    #: Default settings; the keyword arguments of ``__init__`` override them.
-    defaults: ClassVar[dict[str, Any]] = {}
+    #: True when ``__init__`` takes a ``registry`` that resolves member names (an ensemble):
+    #: the registry creating the model passes itself; it is not a setting of a registry entry.
+    resolves_members: ClassVar[bool] = False
 
-    def __init__(self, **params: Any) -> None:
-        self.params = {**self.defaults, **params}
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The settings of this class: the keyword parameters of its ``__init__``."""
+        signature = inspect.signature(cls.__init__)
+        return [p.name for p in signature.parameters.values()
+                if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+
+    @classmethod
+    def check_params(cls, params: Iterable[str], *, exclude: Iterable[str] = ()) -> None:
+        """Refuse names that are not settings of this class (or are in ``exclude``), listing
+        the valid ones.
+
+        Raises
+        ------
+        UnknownParameterError
+            E.g. ``unknown parameter 'alpah' for DampedGrowth (growth); valid: case_signal,
+            case_weight, …``.
+        """
+        valid = [name for name in cls.param_names() if name not in set(exclude)]
+        unknown = [name for name in params if name not in valid]
+        if unknown:
+            names = ", ".join(repr(n) for n in unknown)
+            raise UnknownParameterError(
+                f"unknown parameter{'s' if len(unknown) > 1 else ''} {names} for "
+                f"{cls.__name__} ({cls.alias}); valid: {', '.join(sorted(valid))}"
+            )
 
     def get_params(self) -> dict[str, Any]:
-        return dict(self.params)
+        """Settings by name, in the order of ``__init__``'s parameters."""
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    def set_params(self, **params: Any) -> Self:
+        """Change settings (all checked before any is set); returns ``self``."""
+        self.check_params(params)
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
 
     def clone(self) -> Self:
         """An unfitted copy with the same settings."""
-        return type(self)(**self.params)
+        return type(self)(**self.get_params())
 
     def fit(self, y: xr.DataArray, X: xr.Dataset | None = None) -> Self:
         raise NotImplementedError
@@ -198,7 +284,7 @@ class Forecaster:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
     # -- helpers shared by subclasses ---------------------------------------------------------
@@ -217,7 +303,8 @@ class SeriesForecaster(Forecaster):
     the Hub baseline; the reason is logged and kept in ``fallbacks_`` (territory → reason).
     """
 
-    defaults: ClassVar[dict[str, Any]] = {"min_history": 8}
+    def __init__(self, *, min_history: int = 8) -> None:
+        self.min_history = min_history
 
     def _fit_one(self, y: np.ndarray, dates: pd.DatetimeIndex, x: np.ndarray | None) -> Any:
         raise NotImplementedError
@@ -230,8 +317,6 @@ class SeriesForecaster(Forecaster):
         return None
 
     def fit(self, y: xr.DataArray, X: xr.Dataset | None = None) -> Self:
-        from models.baseline import hub_baseline_quantiles
-
         self._store_axis(y)
         dates = pd.DatetimeIndex(y["date"].values)
         self.states_: dict[str, tuple[str, Any, int, np.ndarray]] = {}
@@ -240,9 +325,9 @@ class SeriesForecaster(Forecaster):
             raw = y.sel(territory=territory).values
             clean, trailing = clean_history(raw)
             reason = None
-            if clean.size < self.params["min_history"]:
+            if clean.size < self.min_history:
                 reason = f"short history ({clean.size} periods)"
-            elif not np.any(clean[-self.params["min_history"] :] > 0):
+            elif not np.any(clean[-self.min_history :] > 0):
                 reason = "only zeros recently"
             if reason is None:
                 try:
@@ -257,7 +342,6 @@ class SeriesForecaster(Forecaster):
             log.info("%s: %s falls back to baseline (%s)", self.alias, territory, reason)
             self.fallbacks_[territory] = reason
             self.states_[territory] = ("baseline", None, trailing, clean)
-        self._baseline = hub_baseline_quantiles
         return self
 
     def predict(self, horizon: int, X_future: xr.Dataset | None = None) -> xr.DataArray:
@@ -278,7 +362,7 @@ class SeriesForecaster(Forecaster):
                     self.fallbacks_[territory] = reason
                     q = None
             if q is None:
-                q = self._baseline(clean, steps)
+                q = hub_baseline_quantiles(clean, steps)
             out[i] = q[trailing:]
         return quantile_array(
             out,

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, ClassVar, Self
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 import xarray as xr
 
 from models.base import Forecaster, quantile_array
 
+#: Members by default. Prophet is registered but left out: its trend is not anchored on the
+#: last value and its 1-week WIS was ~3x the baseline's in the 2020-09..2021-11 backtest. The
+#: Hub baseline is a member: a flat forecast in the median damps the trend followers at
+#: turning points (median of 4 = mean of the middle two).
+MEMBERS: tuple[str, ...] = ("ets", "sarimax", "gbm", "baseline")
+#: Per-series ETS/SARIMAX on the smaller, noisier counts of régions (overseas ones
+#: especially) and départements extrapolate noise (their log-scale trends explode at 3–4
+#: weeks); there the pooled gbm, damped by the flat baseline, is the robust pair. Chosen on
+#: the development period (forecast dates 2020-09-07..2021-02-22) and confirmed on
+#: 2021-03..11 (docs/MODELS.md).
+LEVEL_MEMBERS: dict[str, tuple[str, ...]] = {"region": ("gbm", "baseline"),
+                                             "department": ("gbm", "baseline")}
 
-def _default_registry():
-    from models.registry import get_registry
 
-    return get_registry()
+class MemberResolver(Protocol):
+    """What an ensemble resolves member names with (a :class:`models.registry.Registry`)."""
+
+    def get(self, name: str, version: str | None = None) -> Any: ...
+
+    def create(self, name: str, version: str | None = None) -> Forecaster: ...
 
 
 def quantile_median(stack: np.ndarray, weights: list[float] | None = None) -> np.ndarray:
@@ -54,41 +69,56 @@ class Ensemble(Forecaster):
     member_versions:
         Member → registry version, so that an ensemble version always combines the same
         member versions; members absent from it resolve at their current version.
+    member_targets:
+        Member → target variables it is combined for (members absent: every target).
+    registry:
+        Where member names and versions are resolved (a :class:`models.registry.Registry`;
+        the registry creating an ensemble passes itself). Not a setting of a registry entry:
+        the ensemble never reads a registry file or the environment itself, and
+        :meth:`member_keys`, :meth:`member_models` and :meth:`fit` need one.
     """
 
     alias: ClassVar[str] = "ensemble"
     is_global: ClassVar[bool] = True
-    defaults: ClassVar[dict[str, Any]] = {
-        # Prophet is registered but left out: its trend is not anchored on the last value and
-        # its 1-week WIS was ~3x the baseline's in the 2020-09..2021-11 backtest. The Hub
-        # baseline is a member: a flat forecast in the median damps the trend followers at
-        # turning points (median of 4 = mean of the middle two).
-        "members": ("ets", "sarimax", "gbm", "baseline"),
-        # Per-series ETS/SARIMAX on the smaller, noisier counts of régions (overseas ones
-        # especially) and départements extrapolate noise (their log-scale trends explode at
-        # 3–4 weeks); there the pooled gbm, damped by the flat baseline, is the robust pair.
-        # Chosen on the development period (forecast dates 2020-09-07..2021-02-22) and
-        # confirmed on 2021-03..11 (docs/MODELS.md).
-        "level_members": {"region": ("gbm", "baseline"), "department": ("gbm", "baseline")},
-        "weights": None,
-        "member_versions": {},
-        # Member → target variables it is combined for (members absent: every target).
-        "member_targets": {},
-    }
+    resolves_members: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        *,
+        members: tuple[str, ...] = MEMBERS,
+        level_members: Mapping[str, tuple[str, ...]] | None = LEVEL_MEMBERS,
+        weights: Mapping[str, float] | None = None,
+        member_versions: Mapping[str, str] | None = None,
+        member_targets: Mapping[str, tuple[str, ...]] | None = None,
+        registry: MemberResolver | None = None,
+    ) -> None:
+        self.members = members
+        self.level_members = level_members
+        self.weights = weights
+        self.member_versions = member_versions
+        self.member_targets = member_targets
+        self.registry = registry
+
+    def _resolver(self, registry: MemberResolver | None) -> MemberResolver:
+        resolver = registry if registry is not None else self.registry
+        if resolver is None:
+            raise ValueError("this ensemble has no registry to resolve its members: create it "
+                             "with Registry.create, or pass registry=")
+        return resolver
 
     def all_members(self) -> list[str]:
         """Every member name used at some level, in a stable order."""
-        names = list(self.params["members"])
-        for level_names in (self.params.get("level_members") or {}).values():
+        names = list(self.members)
+        for level_names in (self.level_members or {}).values():
             names += list(level_names)
         return list(dict.fromkeys(names))
 
     def members_for(self, territory_level: str, variable: str | None = None) -> tuple[str, ...]:
         """Members combined for territories of that level (unlisted or "": ``members``) and,
         when ``variable`` is given, for that target (see ``member_targets``)."""
-        by_level = self.params.get("level_members") or {}
-        names = tuple(by_level.get(territory_level, self.params["members"]))
-        only = self.params.get("member_targets") or {}
+        by_level = self.level_members or {}
+        names = tuple(by_level.get(territory_level, self.members))
+        only = self.member_targets or {}
         if variable is None or not only:
             return names
         kept = tuple(n for n in names if n not in only or variable in only[n])
@@ -96,7 +126,7 @@ class Ensemble(Forecaster):
 
     def member_version(self, name: str) -> str | None:
         """Registry version of a member (None: its current version)."""
-        return (self.params.get("member_versions") or {}).get(name)
+        return (self.member_versions or {}).get(name)
 
     def members_used(self, territory_levels: Iterable[str] | None = None) -> list[str]:
         """Members combined for territories of these levels (None: every member), in
@@ -108,12 +138,14 @@ class Ensemble(Forecaster):
         return [m for m in self.all_members() if m in used]
 
     def member_keys(
-        self, registry: Any = None, territory_levels: Iterable[str] | None = None
+        self, registry: MemberResolver | None = None,
+        territory_levels: Iterable[str] | None = None,
     ) -> dict[str, str]:
         """Member name → key of its forecast: the name itself, or ``name@version`` when this
         ensemble pins a version other than the registry's current one (so that two ensemble
-        versions backtested together fit and combine their own member versions)."""
-        registry = registry or _default_registry()
+        versions backtested together fit and combine their own member versions).
+        ``registry``: default, the ensemble's own."""
+        registry = self._resolver(registry)
         keys = {}
         for name in self.members_used(territory_levels):
             version = self.member_version(name)
@@ -122,11 +154,12 @@ class Ensemble(Forecaster):
         return keys
 
     def member_models(
-        self, registry: Any = None, territory_levels: Iterable[str] | None = None
+        self, registry: MemberResolver | None = None,
+        territory_levels: Iterable[str] | None = None,
     ) -> dict[str, Forecaster]:
         """Unfitted member forecasters by key (see :meth:`member_keys`; those used at
-        ``territory_levels``), resolved through the registry."""
-        registry = registry or _default_registry()
+        ``territory_levels``), resolved through the registry (default: the ensemble's)."""
+        registry = self._resolver(registry)
         return {key: registry.create(name, self.member_version(name))
                 for name, key in self.member_keys(registry, territory_levels).items()}
 
@@ -134,7 +167,7 @@ class Ensemble(Forecaster):
         levels = y.coords.get("territory_level")
         self.levels_ = None if levels is None else [str(v) for v in levels.values]
         self.variable_ = None if y.name is None else str(y.name)
-        registry = _default_registry()
+        registry = self._resolver(None)
         self.keys_ = self.member_keys(registry, self.levels_)
         models = self.member_models(registry, self.levels_)
         self.members_ = {key: m.fit(y, X) for key, m in models.items()}
@@ -145,7 +178,7 @@ class Ensemble(Forecaster):
         return self.combine(forecasts, self.levels_, self.keys_, self.variable_)
 
     def member_weights(self, names: tuple[str, ...]) -> list[float] | None:
-        weights = self.params["weights"]
+        weights = self.weights
         if not weights:
             return None
         return [float(weights.get(n, 1.0)) for n in names]

@@ -26,7 +26,7 @@ pipeline's conformal calibration then corrects the combined intervals.
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -35,11 +35,11 @@ import xarray as xr
 from models.base import (
     Forecaster,
     future_dates,
+    hub_baseline_quantiles,
     normal_quantiles,
     quantile_array,
     season_length,
 )
-from models.baseline import hub_baseline_quantiles
 from models.signals import resolve_signals
 
 log = logging.getLogger(__name__)
@@ -85,30 +85,36 @@ class DampedGrowth(Forecaster):
     alias: ClassVar[str] = "growth"
     is_global: ClassVar[bool] = True  # a département reads its région's cases
     pools_territories: ClassVar[bool] = True
-    defaults: ClassVar[dict[str, Any]] = {
-        "phi": 0.65,
-        "case_weight": 0.5,
-        "case_signal": "incidence_rate_7d",
-        "own_span": 2,
-        "max_growth": 0.7,
-        "error_window": 26,
-        "shrink": 10.0,
-        "min_history": 8,
-        "led_targets": ("inc_hosp", "inc_icu", "hosp", "icu", "inc_death"),
-        "signal_max_age_days": 7,
-        "signal_min_history_days": 56,
-    }
+
+    def __init__(self, *, phi: float = 0.65, case_weight: float = 0.5,
+                 case_signal: str = "incidence_rate_7d", own_span: int = 2,
+                 max_growth: float = 0.7, error_window: int = 26, shrink: float = 10.0,
+                 min_history: int = 8,
+                 led_targets: tuple[str, ...] = ("inc_hosp", "inc_icu", "hosp", "icu",
+                                                 "inc_death"),
+                 signal_max_age_days: int = 7, signal_min_history_days: int = 56) -> None:
+        self.phi = phi
+        self.case_weight = case_weight
+        self.case_signal = case_signal
+        self.own_span = own_span
+        self.max_growth = max_growth
+        self.error_window = error_window
+        self.shrink = shrink
+        self.min_history = min_history
+        self.led_targets = led_targets
+        self.signal_max_age_days = signal_max_age_days
+        self.signal_min_history_days = signal_min_history_days
 
     def _case_growth(self, y: xr.DataArray, X: xr.Dataset | None,
                      period: int = 1) -> np.ndarray | None:
         """Log change of the case signal per period, over ``period`` periods (territory,
         date), or None when the signal is dropped."""
         days = {pd.offsets.Day: 1, pd.offsets.Week: 7}.get(type(self.step_), 91)
-        name = self.params["case_signal"]
+        name = self.case_signal
         resolved = resolve_signals(
             (name,), X, y,
-            max_age=-(-self.params["signal_max_age_days"] // days),
-            min_history=-(-self.params["signal_min_history_days"] // days),
+            max_age=-(-self.signal_max_age_days // days),
+            min_history=-(-self.signal_min_history_days // days),
             model=self.alias,
         )
         self.signal_fallbacks_ = dict(resolved.fallbacks)
@@ -132,20 +138,20 @@ class DampedGrowth(Forecaster):
         if period > 1:
             frame = frame.rolling(period, min_periods=period).mean()
         levels = np.log1p(frame.ffill().to_numpy().T)
-        k = self.params["own_span"] * period
+        k = self.own_span * period
         own = np.full_like(levels, np.nan)
         own[:, k:] = (levels[:, k:] - levels[:, :-k]) / k
         self.signal_fallbacks_: dict[str, str] = {}
         cases = None
-        if str(y.name) in self.params["led_targets"]:
+        if str(y.name) in self.led_targets:
             cases = self._case_growth(y, X, period)
         else:  # unemployment does not follow infections: a damped trend of its own
             log.info("growth: %s is not led by cases, its own growth only", y.name)
-        w = self.params["case_weight"]
+        w = self.case_weight
         growth = own if cases is None else np.where(
             np.isfinite(cases), w * cases + (1 - w) * own, own)
-        bound = self.params["max_growth"] / period
-        self.phi_ = self.params["phi"] ** (1.0 / period)
+        bound = self.max_growth / period
+        self.phi_ = self.phi ** (1.0 / period)
         self.levels_ = levels
         self.raw_ = np.log1p(values)
         self.growth_ = np.clip(growth, -bound, bound)
@@ -162,7 +168,7 @@ class DampedGrowth(Forecaster):
         tier = (np.asarray(self.y_["territory_level"].values, dtype=str)
                 if "territory_level" in self.y_.coords else np.full(n_t, ""))
         for h in range(1, horizon + 1):
-            origins = np.arange(max(0, n_d - h - self.params["error_window"]), n_d - h)
+            origins = np.arange(max(0, n_d - h - self.error_window), n_d - h)
             if origins.size == 0:
                 continue
             err = raw[:, origins + h] - (levels[:, origins] + growth[:, origins] * cum[h - 1])
@@ -175,8 +181,8 @@ class DampedGrowth(Forecaster):
                 if not np.isfinite(pooled):
                     pooled = 0.1 * h
                 mix = np.where(n > 0, (n * own ** 2
-                                       + self.params["shrink"] * pooled ** 2)
-                               / (n + self.params["shrink"]), pooled ** 2)
+                                       + self.shrink * pooled ** 2)
+                               / (n + self.shrink), pooled ** 2)
                 sd[rows, h - 1] = np.sqrt(mix[rows])
         return np.maximum(sd, 1e-3)
 
@@ -187,9 +193,9 @@ class DampedGrowth(Forecaster):
         level, growth = self.levels_[:, -1], self.growth_[:, -1]
         history = self.observed_.sum(axis=1)
         # Only zeros recently (no wave, or no more reporting): nothing to grow, the baseline.
-        recent = np.nan_to_num(self.y_.values[:, -self.params["min_history"]:]) > 0
+        recent = np.nan_to_num(self.y_.values[:, -self.min_history:]) > 0
         usable = (self.observed_[:, -1] & np.isfinite(growth) & recent.any(axis=1)
-                  & (history >= self.params["min_history"]))
+                  & (history >= self.min_history))
         cum = damped_sum(self.phi_, horizon)
         sd = self._spread(horizon)
         out = np.empty((n_t, horizon, 23))

@@ -21,11 +21,11 @@ import xarray as xr
 from models.base import (
     Forecaster,
     future_dates,
+    hub_baseline_quantiles,
     normal_quantiles,
     quantile_array,
     season_length,
 )
-from models.baseline import hub_baseline_quantiles
 from models.signals import parent_positions as _parent_positions
 from models.signals import resolve_signals
 
@@ -47,11 +47,11 @@ def _holiday_counts(dates: pd.DatetimeIndex, step: pd.DateOffset) -> np.ndarray:
 class GlobalGBM(Forecaster):
     """Global gradient boosting of log growth (``gbm``).
 
-    Parameters
-    ----------
     The median change comes from a squared-error model, its spread from a second model of
     the first one's absolute errors; the 23 Hub quantiles assume a normal on the log1p scale.
 
+    Parameters
+    ----------
     lags:
         Growth rates ``log1p(y_t) - log1p(y_{t-k})`` used as features (periods).
     parent_growth:
@@ -79,6 +79,10 @@ class GlobalGBM(Forecaster):
         Train on origins in the last ``window`` periods only (None = all).
     daily_window:
         Default ``window`` of daily series (~100 territories × 182 days is plenty).
+    min_rows:
+        Training rows needed at a horizon (fewer: the Hub baseline for every territory).
+    random_state:
+        Seed of the gradient boosting (forecasts are reproducible).
     """
 
     alias: ClassVar[str] = "gbm"
@@ -86,26 +90,44 @@ class GlobalGBM(Forecaster):
     pools_territories: ClassVar[bool] = True
     #: ``predict(horizon, needed=...)`` fits only the steps asked for (see :meth:`predict`).
     predicts_needed_steps: ClassVar[bool] = True
-    defaults: ClassVar[dict[str, Any]] = {
-        "lags": (1, 2, 3, 4),
+
+    def __init__(
+        self,
+        *,
+        lags: tuple[int, ...] = (1, 2, 3, 4),
         # Leading indicators, where the cube has them (weekly SurSaUD, by région; a
         # département takes its région's): Covid shares of SOS Médecins acts and of
         # emergency visits turn a week or two before admissions do.
-        "exog": ("sos_medecins_covid_rate", "er_visits_covid_rate"),
-        "signals": (),
-        "signal_levels": True,
-        "signal_max_age_days": 7,
-        "signal_min_history_days": 56,
-        "parent_growth": True,
-        "max_iter": 80,
-        "learning_rate": 0.08,
-        "max_leaf_nodes": 15,
-        "min_samples_leaf": 30,
-        "window": None,
-        "daily_window": 182,
-        "min_rows": 200,
-        "random_state": 0,
-    }
+        exog: tuple[str, ...] = ("sos_medecins_covid_rate", "er_visits_covid_rate"),
+        signals: tuple[str, ...] = (),
+        signal_levels: bool | tuple[str, ...] = True,
+        signal_max_age_days: int = 7,
+        signal_min_history_days: int = 56,
+        parent_growth: bool = True,
+        max_iter: int = 80,
+        learning_rate: float = 0.08,
+        max_leaf_nodes: int = 15,
+        min_samples_leaf: int = 30,
+        window: int | None = None,
+        daily_window: int = 182,
+        min_rows: int = 200,
+        random_state: int = 0,
+    ) -> None:
+        self.lags = lags
+        self.exog = exog
+        self.signals = signals
+        self.signal_levels = signal_levels
+        self.signal_max_age_days = signal_max_age_days
+        self.signal_min_history_days = signal_min_history_days
+        self.parent_growth = parent_growth
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.window = window
+        self.daily_window = daily_window
+        self.min_rows = min_rows
+        self.random_state = random_state
 
     # -- features -----------------------------------------------------------------------------
     def _log_levels(self, y: xr.DataArray) -> np.ndarray:
@@ -124,17 +146,17 @@ class GlobalGBM(Forecaster):
     ) -> np.ndarray:
         """Feature array (territory, date, feature) at every origin."""
         n_t = levels.shape[0]
-        feats = [levels, *_growth(levels, self.params["lags"])]
-        if self.params["parent_growth"] and "territory_parent" in y.coords:
+        feats = [levels, *_growth(levels, self.lags)]
+        if self.parent_growth and "territory_parent" in y.coords:
             # The parent's (région's, France's) growth is a less noisy view of the same wave
             # than a small département's own counts.
             pos = _parent_positions(y)
             parent = np.where(pos >= 0, pos, np.arange(n_t))  # no parent: its own growth
-            feats += _growth(levels[parent], self.params["lags"])
+            feats += _growth(levels[parent], self.lags)
         pop = y.coords["population"].values.astype(float) if "population" in y.coords else None
         if pop is not None and np.all(pop > 0):
             feats.append(levels - np.log1p(pop / 1e5)[:, None])  # ~log incidence per 100k
-        for name in self.params["exog"]:
+        for name in self.exog:
             if X is None or name not in X:
                 continue
             v = _exog_values(X[name], y, n_t)
@@ -150,25 +172,25 @@ class GlobalGBM(Forecaster):
     def _signal_features(self, y: xr.DataArray, X: xr.Dataset | None) -> list[np.ndarray]:
         """Features of the leading signals live at the origin; records the fallbacks."""
         self.signal_fallbacks_: dict[str, str] = {}
-        if not self.params["signals"]:
+        if not self.signals:
             return []
         days = {pd.offsets.Day: 1, pd.offsets.Week: 7, pd.offsets.QuarterEnd: 91}.get(
             type(self.step_), 365)
         resolved = resolve_signals(
-            self.params["signals"], X, y,
-            max_age=-(-self.params["signal_max_age_days"] // days),
-            min_history=-(-self.params["signal_min_history_days"] // days),
+            self.signals, X, y,
+            max_age=-(-self.signal_max_age_days // days),
+            min_history=-(-self.signal_min_history_days // days),
             model=self.alias,
         )
         self.signal_fallbacks_ = resolved.fallbacks
         feats = []
-        for name in self.params["signals"]:
+        for name in self.signals:
             if name not in resolved.values:
                 continue
             v = resolved.values[name]
             if np.nanmin(v, initial=np.inf) >= 0:
                 v = np.log1p(v)
-            levels = self.params["signal_levels"]
+            levels = self.signal_levels
             if levels is True or (not isinstance(levels, bool) and name in levels):
                 feats.append(v)
             feats += _growth(v, (1, 2))
@@ -195,9 +217,9 @@ class GlobalGBM(Forecaster):
         n_t, n_d, _ = self.features_.shape
         raw = np.log1p(np.clip(self.y_.values, 0.0, None))  # targets are raw, features smoothed
         dates = pd.DatetimeIndex(self.y_["date"].values)
-        window = self.params["window"]
+        window = self.window
         if isinstance(self.step_, pd.offsets.Day):
-            window = window or self.params["daily_window"]  # 6 months of daily origins
+            window = window or self.daily_window  # 6 months of daily origins
         first = 0 if not window else max(0, n_d - h - window)
         origins = np.arange(first, n_d - h)
         if origins.size == 0:
@@ -209,7 +231,7 @@ class GlobalGBM(Forecaster):
         x = x.reshape(-1, x.shape[-1])
         target = target.reshape(-1)
         keep = np.isfinite(target) & np.isfinite(x[:, 0])
-        if keep.sum() < self.params["min_rows"]:
+        if keep.sum() < self.min_rows:
             return None
         x, target = x[keep], target[keep]
         # A feature not yet observed at any training origin (a lag longer than the history,
@@ -231,12 +253,12 @@ class GlobalGBM(Forecaster):
         from sklearn.ensemble import HistGradientBoostingRegressor
 
         return HistGradientBoostingRegressor(
-            max_iter=self.params["max_iter"],
-            learning_rate=self.params["learning_rate"],
-            max_leaf_nodes=self.params["max_leaf_nodes"],
-            min_samples_leaf=self.params["min_samples_leaf"],
+            max_iter=self.max_iter,
+            learning_rate=self.learning_rate,
+            max_leaf_nodes=self.max_leaf_nodes,
+            min_samples_leaf=self.min_samples_leaf,
             early_stopping=False,
-            random_state=self.params["random_state"],
+            random_state=self.random_state,
         )
 
     def predict(self, horizon: int, X_future: xr.Dataset | None = None,
@@ -286,7 +308,7 @@ class GlobalGBM(Forecaster):
             out[i] = hub_baseline_quantiles(np.clip(hist[np.isfinite(hist)], 0.0, None), horizon)
         if self.fallbacks_:
             log.info("gbm: %d territories fall back to baseline", len(self.fallbacks_))
-        attrs = {"signal_fallbacks": dict(self.signal_fallbacks_)} if self.params["signals"] \
+        attrs = {"signal_fallbacks": dict(self.signal_fallbacks_)} if self.signals \
             else None
         return quantile_array(out, self.territories_, targets, model=self.alias, attrs=attrs)
 

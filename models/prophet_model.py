@@ -59,28 +59,34 @@ class ProphetForecaster(SeriesForecaster):
         Number of potential trend changes in the window.
     holidays:
         Add French public holidays (effective on daily series; weekly dates fall on Saturdays).
+    transform:
+        ``log1p`` or ``sqrt``.
+    min_history:
+        Observed periods needed (fewer: the Hub baseline, logged in ``fallbacks_``).
     """
 
     alias: ClassVar[str] = "prophet"
-    defaults: ClassVar[dict[str, Any]] = {
-        "min_history": 12,
-        "window": 30,
-        "changepoint_prior_scale": 0.05,
-        "n_changepoints": 8,
-        "holidays": True,
-        "transform": "log1p",
-    }
+
+    def __init__(self, *, min_history: int = 12, window: int = 30,
+                 changepoint_prior_scale: float = 0.05, n_changepoints: int = 8,
+                 holidays: bool = True, transform: str = "log1p") -> None:
+        self.min_history = min_history
+        self.window = window
+        self.changepoint_prior_scale = changepoint_prior_scale
+        self.n_changepoints = n_changepoints
+        self.holidays = holidays
+        self.transform = transform
 
     def _fit_one(self, y: np.ndarray, dates: pd.DatetimeIndex, x: np.ndarray | None) -> Any:
         from prophet import Prophet
 
         _silence_stan()
-        window = self.params["window"]
+        window = self.window
         y, dates = y[-window:], dates[-window:]
         daily = isinstance(self.step_, pd.offsets.Day)
         hol = (
             french_holidays(dates[0].year, dates[-1].year + 1)
-            if self.params["holidays"] and daily
+            if self.holidays and daily
             else None
         )
         model = Prophet(
@@ -89,12 +95,12 @@ class ProphetForecaster(SeriesForecaster):
             weekly_seasonality=daily,
             daily_seasonality=False,
             holidays=hol,
-            n_changepoints=min(self.params["n_changepoints"], max(1, y.size // 3)),
+            n_changepoints=min(self.n_changepoints, max(1, y.size // 3)),
             changepoint_range=0.9,
-            changepoint_prior_scale=self.params["changepoint_prior_scale"],
+            changepoint_prior_scale=self.changepoint_prior_scale,
             uncertainty_samples=0,
         )
-        frame = pd.DataFrame({"ds": dates, "y": TRANSFORMS[self.params["transform"]][0](y)})
+        frame = pd.DataFrame({"ds": dates, "y": TRANSFORMS[self.transform][0](y)})
         model.fit(frame, algorithm="LBFGS")
         fitted = model.predict(frame[["ds"]])["yhat"].to_numpy()
         resid = frame["y"].to_numpy() - fitted
@@ -107,4 +113,4 @@ class ProphetForecaster(SeriesForecaster):
         ds = future_dates(state.last_date, self.step_, steps)
         mean = state.model.predict(pd.DataFrame({"ds": ds}))["yhat"].to_numpy()
         sd = state.sd * np.sqrt(np.arange(1, steps + 1))
-        return normal_quantiles(mean, sd, self.params["transform"])
+        return normal_quantiles(mean, sd, self.transform)

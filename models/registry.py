@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.base import Forecaster
+from models.base import Forecaster, UnknownParameterError
 from models.baseline import Baseline
 from models.ensemble import Ensemble
 from models.growth import DampedGrowth
@@ -53,8 +53,30 @@ class ModelSpec:
     description: str = ""
     created_at: str = ""
 
-    def create(self) -> Forecaster:
-        return KINDS[self.kind](**self.params)
+    def create(self, registry: Registry | None = None) -> Forecaster:
+        """An unfitted forecaster with these settings; a model combining others (an
+        ensemble) resolves their names in ``registry``."""
+        cls = KINDS[self.kind]
+        resolver = {"registry": registry} if cls.resolves_members else {}
+        return cls(**self.params, **resolver)
+
+    def check(self) -> None:
+        """Refuse an unknown kind, or a setting the kind does not have (listing the valid
+        ones).
+
+        Raises
+        ------
+        ValueError
+            :class:`models.base.UnknownParameterError` (also a ``TypeError``) for a setting.
+        """
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown model kind {self.kind!r}; known: {sorted(KINDS)}")
+        cls = KINDS[self.kind]
+        try:
+            cls.check_params(self.params, exclude=("registry",) if cls.resolves_members else ())
+        except UnknownParameterError as exc:
+            raise UnknownParameterError(
+                f"model {self.name!r} version {self.version!r}: {exc}") from None
 
 
 def _builtin_specs() -> list[ModelSpec]:
@@ -148,9 +170,11 @@ class Registry:
             for entry in json.loads(path.read_text())["models"]:
                 self._add(ModelSpec(**entry))
 
+    def __repr__(self) -> str:
+        return f"Registry({self.path!r})"
+
     def _add(self, spec: ModelSpec) -> None:
-        if spec.kind not in KINDS:
-            raise ValueError(f"unknown model kind {spec.kind!r}; known: {sorted(KINDS)}")
+        spec.check()
         self._specs.setdefault(spec.name, {})[spec.version] = spec
         self._current[spec.name] = spec.version
 
@@ -177,7 +201,7 @@ class Registry:
 
     def create(self, name: str, version: str | None = None) -> Forecaster:
         """An unfitted forecaster of that name and version (default: current version)."""
-        return self.get(name, version).create()
+        return self.get(name, version).create(self)
 
     def register(
         self,
@@ -194,8 +218,8 @@ class Registry:
         Raises
         ------
         ValueError
-            If that name already has that version (versions are immutable) or the kind is
-            unknown.
+            If that name already has that version (versions are immutable), the kind is
+            unknown or a setting is not one of the kind's (the message lists the valid ones).
         """
         if version in self._specs.get(name, {}):
             raise ValueError(f"model {name!r} version {version!r} already exists")

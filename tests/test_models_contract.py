@@ -74,6 +74,45 @@ def test_contract_every_version(ref, weekly):
     assert_forecaster(model, weekly)
 
 
+EVERY_VERSION = [f"{n}@{v}" for n in REGISTRY.names() for v in REGISTRY.versions(n)]
+
+
+@pytest.mark.parametrize("ref", EVERY_VERSION)
+def test_settings_contract(ref):
+    """scikit-learn's rules: explicit keyword settings, each stored under its own name by
+    ``__init__`` (nothing else), read by get_params, changed by set_params; an unknown one is
+    refused with the valid ones listed, by the class, set_params and the registry."""
+    spec = REGISTRY.get(ref)
+    model = REGISTRY.create(ref)
+    cls = type(model)
+    params = model.get_params()
+    assert list(params) == cls.param_names()
+    assert set(vars(model)) == set(params), "__init__ stores its settings and nothing else"
+    assert {k: params[k] for k in spec.params} == spec.params, "registry settings applied"
+    assert cls().get_params().keys() == params.keys(), "every setting has a default"
+    # Round trips: the settings rebuild the model, set_params applies them, clones copy them.
+    assert cls(**params).get_params() == params
+    assert cls().set_params(**params).get_params() == params
+    clone = model.clone()
+    assert clone is not model and clone.get_params() == params
+    name = next(n for n in params if n != "registry")
+    assert clone.set_params(**{name: "changed"}) is clone
+    assert clone.get_params()[name] == "changed" and model.get_params() == params
+    # Unknown settings: refused everywhere, with the valid ones listed.
+    valid = ", ".join(sorted(n for n in params if n != "registry"))
+    with pytest.raises(TypeError):
+        cls(alpah=1)
+    with pytest.raises(TypeError, match=f"unknown parameter 'alpah' for {cls.__name__}"):
+        model.set_params(alpah=1)
+    assert model.get_params() == params, "a refused set_params changes nothing"
+    with pytest.raises(ValueError, match=rf"unknown parameter 'alpah' .*; valid: {valid}$"):
+        Registry().register(spec.name, kind=spec.kind, params={**spec.params, "alpah": 1},
+                            version="typo", persist=False)
+    with pytest.raises(ValueError, match="unknown parameter 'registry'"):
+        Registry().register(spec.name, kind=spec.kind, params={"registry": None},
+                            version="typo", persist=False)
+
+
 @pytest.mark.parametrize("name", ["baseline", "ets", "sarimax", "gbm", "growth"])
 def test_contract_daily(name):
     y = synthetic_cube("daily", periods=84)["inc_hosp"].sel(territory=["01", "FR"])

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from models.backtest import backtest_raw
 from models.base import QUANTILES_ARR, quantile_array
 from models.ensemble import Ensemble
 from models.learning import GlobalGBM, _exog_values
-from models.pipeline import backtest_raw
 from models.registry import Registry
 from models.targets import get_target
 from tests.synthetic_cube import add_leading_signals, synthetic_cube
@@ -54,7 +54,8 @@ def test_all_members_and_missing_member_error():
 
 def test_ensemble_fit_predict_follows_territory_levels():
     y = synthetic_cube("weekly", periods=40)["inc_hosp"]
-    ens = Ensemble(members=("baseline",), level_members={"department": ("ets",)}).fit(y)
+    ens = Ensemble(members=("baseline",), level_members={"department": ("ets",)},
+                   registry=Registry()).fit(y)
     fc = ens.predict(2)
     base = Registry().create("baseline").fit(y).predict(2)
     ets = Registry().create("ets").fit(y).predict(2)
@@ -138,16 +139,16 @@ def test_ensemble_versions_pin_member_versions():
                       version="9.9", persist=False)
     assert registry.get("gbm").version == "9.9"  # the new version is current
     for version, gbm_version, exog in (("1.0", "1.0", ()),
-                                       ("1.1", "1.1", GlobalGBM.defaults["exog"])):
+                                       ("1.1", "1.1", GlobalGBM().exog)):
         ens = registry.create("ensemble", version)
         assert ens.member_version("gbm") == gbm_version
         members = ens.member_models(registry)
         # A pinned version other than the current one is keyed name@version.
-        assert members[f"gbm@{gbm_version}"].params["exog"] == exog
+        assert members[f"gbm@{gbm_version}"].exog == exog
         assert ens.member_version("ets") is None  # unpinned: current version
         assert "ets" in members
     # An ensemble without pins takes the current versions.
-    assert Ensemble().member_models(registry)["gbm"].params["exog"] == ("stringency_index",)
+    assert Ensemble().member_models(registry)["gbm"].exog == ("stringency_index",)
     assert registry.get("gbm@1.0").params == {"exog": ()}
 
 
@@ -180,7 +181,7 @@ def test_two_ensemble_versions_in_one_backtest():
 
 
 def test_only_members_combined_at_the_level_are_fitted():
-    from models.pipeline import expand_members
+    from models.preparation import expand_members
 
     registry = Registry()
     _, national = expand_members("ensemble", registry, "national")
@@ -196,14 +197,16 @@ def test_only_members_combined_at_the_level_are_fitted():
 def test_ensemble_fit_skips_members_no_level_combines():
     y = synthetic_cube("weekly", periods=40)["inc_hosp"]
     departments = y.sel(territory=y["territory_level"] == "department")
-    assert set(Ensemble().fit(departments).members_) == {"gbm", "baseline"}
-    assert set(Ensemble().fit(y).members_) == {"ets", "sarimax", "gbm", "baseline"}
+    registry = Registry()
+    assert set(Ensemble(registry=registry).fit(departments).members_) == {"gbm", "baseline"}
+    assert set(Ensemble(registry=registry).fit(y).members_) == {"ets", "sarimax", "gbm",
+                                                                "baseline"}
 
 
 def test_backtest_levels_equals_level_by_level():
     """The shared multi-level backtest (each member fitted once per date) gives the rows of
     backtest_raw run level by level."""
-    from models.pipeline import backtest_levels
+    from models.backtest import backtest_levels
 
     cube = add_leading_signals(synthetic_cube("weekly", periods=50))
 
