@@ -13,13 +13,13 @@ the *public mask* of every indicator (True = hidden from the public), by the rul
    ``*_origin = 2``) are exact functions of the territory's own flows: a rebuilt cell is hidden
    wherever one of its input flows is (:func:`rebuilt_dependency`).
 3. **Secondary (complementary) suppression**, to a fixpoint, over every additive equation the
-   public can see (:mod:`features.disclosure.equations`): parent = Σ children at each date (France → régions and
-   collectivités → départements; EPCI are never summed), week = Σ its 7 days (weekly flows are
-   built from daily ones), weekly stock = the Saturday's daily stock. In every equation either
-   nothing is hidden, or at least two members are *and*, when the total is visible, the sum of
-   the hidden members (total − visible members) is not in ``(0, threshold)``. An equation that
-   breaks this gets its smallest positive visible member hidden (or its total, when no member
-   can be), until none does (:func:`complete`).
+   public can see (:mod:`features.disclosure.equations`): parent = Σ children at each date
+   (France → régions and collectivités → départements; EPCI are never summed), week = Σ its 7
+   days (weekly flows are built from daily ones), weekly stock = the Saturday's daily stock.
+   In every equation either nothing is hidden, or at least two members are *and*, when the
+   total is visible, the sum of the hidden members (total − visible members) is not in
+   ``(0, threshold)``. An equation that breaks this gets its smallest positive visible member
+   hidden (or its total, when no member can be), until none does (:func:`complete`).
 4. **Linear audit.** The per-equation rule does not see chains of equations (a hidden cell
    that is a "bridge" between two groups of hidden cells is still determined), so every
    connected block of hidden cells is checked exactly: a hidden cell is determined when its

@@ -226,13 +226,37 @@ def check_territories(frame: pd.DataFrame, column: str, check: Collector,
     """Report each unknown or retired territory code with the first line it appears on."""
     codes = frame[column]
     column = original_name(frame, column)
-    unknown = territories.unknown(codes.dropna())
-    for code in unknown[:MAX_PROBLEMS_PER_CHECK]:
-        first = int(codes.index[codes.eq(code)][0]) + 2
-        check.add("a known INSEE territory code", territories.describe_unknown(code),
-                  line=first, column=column)
+    unknown = codes.isin(territories.unknown(codes.dropna()))
+    report_codes(check, codes, unknown, column, "a known INSEE territory code",
+                 territories.describe_unknown)
     missing = codes.isna()
     _report(check, missing, codes, column, "a territory code", found=lambda v: "an empty cell")
+
+
+def report_codes(check: Collector, codes: pd.Series, bad: pd.Series, column: str,
+                 expected: str, found: Callable[[str], str]) -> None:
+    """Report each distinct code of ``codes`` where ``bad`` holds once, on the first line it
+    appears on, in the order met (the first :data:`MAX_PROBLEMS_PER_CHECK` codes); ``column``:
+    the header as written in the file."""
+    for code in pd.unique(codes[bad])[:MAX_PROBLEMS_PER_CHECK]:
+        first = int(codes.index[codes.eq(code)][0]) + 2
+        check.add(expected, found(code), line=first, column=column)
+
+
+def dated_values(frame: pd.DataFrame, columns: Iterable[str], check: Collector, today: dt.date,
+                 **number) -> pd.DataFrame:
+    """The rows of a (territory, date) table once checked: ``date`` parsed (never after
+    ``today``), each of ``columns`` converted by :func:`to_number` (``number``: its options,
+    e.g. ``count=True``), one row per territory and date (:func:`drop_duplicates`). Ends the
+    validation when any of these found a problem."""
+    columns = list(columns)
+    frame["date"] = to_date(frame, "date", check, today)
+    for column in columns:
+        frame[column] = to_number(frame, column, check, **number)
+    check.raise_if_any()
+    frame = drop_duplicates(frame, ["territory", "date"], columns, check)
+    check.raise_if_any()
+    return frame
 
 
 def drop_duplicates(frame: pd.DataFrame, keys: list[str], values: list[str],

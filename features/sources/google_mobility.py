@@ -14,7 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from features.indicators import IndicatorSpec
-from features.sources.checks import check_territories, drop_duplicates, to_date, to_number
+from features.sources.checks import (
+    check_territories,
+    dated_values,
+)
 from features.sources.contract import ParseContext, Source, SourceResult, to_tidy
 from features.sources.reading import Collector, read_table
 from features.territories import FRANCE, ISO_REGION_TO_CODE
@@ -80,12 +83,7 @@ class GoogleMobility(Source):
                                       np.where(is_region, iso.map(ISO_REGION_TO_CODE), dep))
         frame.attrs["original_columns"]["territory"] = "iso_3166_2_code"
         check_territories(frame, "territory", check, ctx.territories)
-        frame["date"] = to_date(frame, "date", check, ctx.today)
-        for place in PLACES:
-            frame[place] = to_number(frame, place, check, allow_missing=True, minimum=-100)
-        check.raise_if_any()
-        frame = drop_duplicates(frame, ["territory", "date"], list(PLACES), check)
-        check.raise_if_any()
+        frame = dated_values(frame, PLACES, check, ctx.today, allow_missing=True, minimum=-100)
         tidy = to_tidy(frame, {place: f"mobility_{place}" for place in PLACES})
         return SourceResult(self.name, tidy, list(INDICATORS), warnings=check.warnings)
 

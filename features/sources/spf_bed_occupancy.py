@@ -21,7 +21,10 @@ from pathlib import Path
 import pandas as pd
 
 from features.indicators import IndicatorSpec
-from features.sources.checks import check_territories, drop_duplicates, to_date, to_number
+from features.sources.checks import (
+    check_territories,
+    dated_values,
+)
 from features.sources.contract import ParseContext, Source, SourceResult, to_tidy
 from features.sources.reading import Collector, read_table
 
@@ -55,12 +58,8 @@ def _parse_stocks(source: Source, path: Path, ctx: ParseContext, columns: dict,
         # Official file: one row per sex (0 = all, 1 = men, 2 = women); keep the totals.
         frame = frame[frame["sex"].str.strip().eq("0")]
     check_territories(frame, "territory", check, ctx.territories)
-    frame["date"] = to_date(frame, "date", check, ctx.today)
-    frame["hosp"] = to_number(frame, "hosp", check, count=True, allow_missing=True)
-    frame["rea"] = to_number(frame, "rea", check, count=True, allow_missing=True)
-    check.raise_if_any()
-    frame = drop_duplicates(frame, ["territory", "date"], ["hosp", "rea"], check)
-    check.raise_if_any()
+    frame = dated_values(frame, ["hosp", "rea"], check, ctx.today, count=True,
+                         allow_missing=True)
     tidy = to_tidy(frame, {"hosp": "hosp", "rea": "icu"})
     return SourceResult(source.name, tidy, list(INDICATORS), warnings=check.warnings)
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from features.indicators import IndicatorSpec
-from features.sources.checks import check_territories, drop_duplicates, to_date, to_number
+from features.sources.checks import (
+    check_territories,
+    dated_values,
+)
 from features.sources.contract import ParseContext, Source, SourceResult, to_tidy
 from features.sources.reading import Collector, read_table
 
@@ -49,12 +52,7 @@ class SpfHospitalFlows(Source):
         check = Collector(self.name, path)
         frame = read_table(path, self.COLUMNS, check, numeric=VALUE_COLUMNS)
         check_territories(frame, "territory", check, ctx.territories)
-        frame["date"] = to_date(frame, "date", check, ctx.today)
-        for col in VALUE_COLUMNS:
-            frame[col] = to_number(frame, col, check, count=True)
-        check.raise_if_any()
-        frame = drop_duplicates(frame, ["territory", "date"], list(VALUE_COLUMNS), check)
-        check.raise_if_any()
+        frame = dated_values(frame, VALUE_COLUMNS, check, ctx.today, count=True)
         tidy = to_tidy(frame, {col: spec[0] for col, spec in VALUE_COLUMNS.items()})
         return SourceResult(self.name, tidy, list(self.indicators), warnings=check.warnings)
 

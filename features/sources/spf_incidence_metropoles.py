@@ -30,6 +30,7 @@ from features.sources.checks import (
     drop_duplicates,
     name_key,
     original_name,
+    report_codes,
     report_rows,
     to_date,
     to_number,
@@ -175,11 +176,9 @@ class SpfIncidenceMetropoles(Source):
             check.add("the EPCI level in the territory registry (fr_epci_communes.csv in the "
                       "data folder)", "no EPCI registry", column=column)
             return
-        unknown = codes.notna() & ~codes.isin(list(epci))
-        for code in pd.unique(codes[unknown])[:MAX_PROBLEMS_PER_CHECK]:
-            first = int(codes.index[codes.eq(code)][0]) + 2
-            check.add("the SIREN code of an EPCI of the registry", repr(code) if code else
-                      "an empty cell", line=first, column=column)
+        report_codes(check, codes, codes.notna() & ~codes.isin(list(epci)), column,
+                     "the SIREN code of an EPCI of the registry",
+                     lambda code: repr(code) if code else "an empty cell")
 
 
 SOURCE = SpfIncidenceMetropoles()

@@ -28,6 +28,7 @@ from features.sources.checks import (
     drop_duplicates,
     name_key,
     original_name,
+    report_codes,
     report_rows,
     to_date,
     to_number,
@@ -109,12 +110,10 @@ class SpfIncidencePositivity(Source):
         table = ctx.territories.table
         deps = set(table.index[table["level"] == "department"])
         codes = frame["territory"]
-        label = original_name(frame, "territory")
-        for code in pd.unique(codes[~codes.isin(list(deps))])[:MAX_PROBLEMS_PER_CHECK]:
-            first = int(codes.index[codes.eq(code)][0]) + 2
-            check.add("a département code ('01'…'95', '2A', '2B', '971'…'976')",
-                      ctx.territories.describe_unknown(code) if code else "an empty cell",
-                      line=first, column=label)
+        report_codes(check, codes, ~codes.isin(list(deps)), original_name(frame, "territory"),
+                     "a département code ('01'…'95', '2A', '2B', '971'…'976')",
+                     lambda code: ctx.territories.describe_unknown(code) if code
+                     else "an empty cell")
 
     @staticmethod
     def _check_names(frame: pd.DataFrame, check: Collector, ctx: ParseContext) -> None:

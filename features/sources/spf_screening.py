@@ -104,6 +104,13 @@ class _Screening(Source):
     #: File column → Vigie indicator (present/absent counts); derived columns in ``derived``.
     counts: dict[str, str] = {}
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        """A scheme's indicators: the screened positive tests and screened tests, then its
+        present/absent counts."""
+        super().__init_subclass__(**kwargs)
+        cls.indicators = tuple(SPECS[n] for n in ("screened_positive_tests", "screened_tests",
+                                                  *cls.counts.values()))
+
     def columns(self) -> dict[str, tuple[str, ...]]:
         return {"territory": ("dep",), "window": ("semaine",), "positives": ("nb_pos",),
                 "screened": ("nb_crib",), **{c: (c,) for c in self.counts}}
@@ -190,8 +197,6 @@ class SpfScreeningOld(_Screening):
         "nb_B1": screened_present("e484q"), "nb_B0": screened_absent("e484q"),
         "nb_C1": screened_present("l452r"), "nb_C0": screened_absent("l452r"),
     }
-    indicators = tuple(SPECS[n] for n in ("screened_positive_tests", "screened_tests",
-                                          *counts.values()))
 
 
 class SpfScreeningNew(_Screening):
@@ -206,8 +211,6 @@ class SpfScreeningNew(_Screening):
         "nb_D1": screened_present("d"), "nb_D0": screened_absent("d"),
         "nb_A0C0": screened_present("a0c0"), "nb_A01C01": screened_absent("a0c0"),
     }
-    indicators = tuple(SPECS[n] for n in ("screened_positive_tests", "screened_tests",
-                                          *counts.values()))
 
     def derive(self, frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
         # nb_A01C01 counts tests read for both mutations; "absent" is those showing either.

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.indicators import IndicatorSpec
-from features.sources.checks import drop_duplicates, original_name, to_date, to_number
+from features.sources.checks import dated_values, original_name, to_number
 from features.sources.contract import ParseContext, Source, SourceResult, to_tidy
 from features.sources.reading import MAX_PROBLEMS_PER_CHECK, Collector, read_table
 from features.territories import FRANCE, region_code
@@ -82,12 +82,8 @@ class _Sidep(Source):
                        f"only age classes {sorted(pd.unique(age.dropna()).tolist())[:10]}",
                        column=original_name(frame, "age"))
         frame["territory"] = self.territories(frame, check, ctx)
-        frame["date"] = to_date(frame, "date", check, ctx.today)
-        for col in VALUE_COLUMNS:
-            frame[col] = to_number(frame, col, check, count=True, allow_missing=True)
-        check.raise_if_any()
-        frame = drop_duplicates(frame, ["territory", "date"], list(VALUE_COLUMNS), check)
-        check.raise_if_any()
+        frame = dated_values(frame, VALUE_COLUMNS, check, ctx.today, count=True,
+                             allow_missing=True)
         tidy = to_tidy(frame, VALUE_COLUMNS)
         return SourceResult(self.name, tidy, list(self.indicators), warnings=check.warnings)
 

@@ -20,9 +20,8 @@ from pathlib import Path
 from features.indicators import IndicatorSpec
 from features.sources.checks import (
     check_territories,
-    drop_duplicates,
+    dated_values,
     original_name,
-    to_date,
     to_number,
 )
 from features.sources.contract import ParseContext, Source, SourceResult, to_tidy
@@ -71,11 +70,7 @@ class SpfVacsi(Source):
                     check.fail(f"rows with {original_name(frame, key)} = {total} (the total)",
                                "none")
         check_territories(frame, "territory", check, ctx.territories)
-        frame["date"] = to_date(frame, "date", check, ctx.today)
-        frame["dose1"] = to_number(frame, "dose1", check, count=True, allow_missing=True)
-        check.raise_if_any()
-        frame = drop_duplicates(frame, ["territory", "date"], ["dose1"], check)
-        check.raise_if_any()
+        frame = dated_values(frame, ["dose1"], check, ctx.today, count=True, allow_missing=True)
         ordered = frame.sort_values(["territory", "date"])
         falls = ordered.groupby("territory")["dose1"].diff().lt(0)
         if falls.any():

@@ -21,7 +21,13 @@ from pathlib import Path
 import pandas as pd
 
 from features.indicators import IndicatorSpec
-from features.sources.checks import check_territories, drop_duplicates, to_date, to_number
+from features.sources.checks import (
+    check_territories,
+    dated_values,
+    drop_duplicates,
+    to_date,
+    to_number,
+)
 from features.sources.contract import ParseContext, Source, SourceResult, to_tidy
 from features.sources.reading import Collector, read_table
 from features.territories import FRANCE, region_code
@@ -139,12 +145,7 @@ class _SursaudBase(Source):
         frame = read_table(path, columns, check)
         frame = frame[frame["age_class"].str.strip().eq("0")].copy()
         self._assign_territory(frame, "reg", check, ctx)
-        frame["date"] = to_date(frame, "date", check, ctx.today)
-        for c in counts:
-            frame[c] = to_number(frame, c, check, count=True, allow_missing=True)
-        check.raise_if_any()
-        frame = drop_duplicates(frame, ["territory", "date"], list(counts), check)
-        check.raise_if_any()
+        frame = dated_values(frame, counts, check, ctx.today, count=True, allow_missing=True)
         week_start = frame["date"] - pd.to_timedelta(frame["date"].dt.dayofweek, unit="D")
         weekly = frame.assign(date=week_start + pd.Timedelta(days=5)).groupby(
             ["territory", "date"], as_index=False)[list(counts)].sum(min_count=1)
