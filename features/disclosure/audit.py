@@ -8,6 +8,8 @@ Values are counts of persons on a flat vector of cells; masks are boolean vector
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
@@ -136,7 +138,6 @@ def determined_unknowns(matrix: sp.spmatrix, focus: np.ndarray | None = None,
     single-threaded: thousands of small solves, which its threads only slow down."""
     a = sp.csr_matrix(matrix, dtype=float)
     a.eliminate_zeros()
-    n_unknowns = a.shape[1]
     out = _propagate(a)
     if out.any():  # what one equation gives away is known: the rest is solved without it
         a = a[:, np.flatnonzero(~out)].tocsr()
@@ -146,63 +147,126 @@ def determined_unknowns(matrix: sp.spmatrix, focus: np.ndarray | None = None,
     a = a[np.diff(a.indptr) > 0].tocoo()
     if not a.nnz:
         return out
-    cells = np.arange(n_unknowns)
-    n_rows, n_cells = a.shape
-    graph = sp.coo_matrix((np.ones(a.nnz), (a.row, a.col + n_rows)),
-                          shape=(n_rows + n_cells, n_rows + n_cells))
-    n_comp, label = connected_components(graph, directed=False)
-    row_label, cell_label = label[:n_rows], label[n_rows:]
-    wanted = np.ones(n_comp, dtype=bool)
-    if focus is not None:
-        wanted[:] = False
-        wanted[cell_label[np.asarray(focus, dtype=bool)]] = True
-    # Local positions of rows and cells inside their block.
-    r_order = np.lexsort((np.arange(n_rows), row_label))
-    c_order = np.lexsort((np.arange(n_cells), cell_label))
-    r_start = np.searchsorted(row_label[r_order], np.arange(n_comp + 1))
-    c_start = np.searchsorted(cell_label[c_order], np.arange(n_comp + 1))
-    r_local = np.empty(n_rows, dtype=np.int64)
-    r_local[r_order] = np.arange(n_rows) - r_start[row_label[r_order]]
-    c_local = np.empty(n_cells, dtype=np.int64)
-    c_local[c_order] = np.arange(n_cells) - c_start[cell_label[c_order]]
-    comp = cell_label[a.col]
-    n_r, n_c = np.diff(r_start), np.diff(c_start)
-    keep = wanted[comp] & (n_r[comp] > 0)
-    single = wanted & (n_r > 0) & (n_c == 1)  # alone in its equations: each gives it away
-    out[cells[c_order[c_start[:-1][single]]]] = True
-    # Blocks of up to 64 cells are padded to a power of two and solved in stacks.
-    pad_r = np.maximum(2, 2 ** np.ceil(np.log2(np.maximum(n_r, 1))).astype(int))
-    pad_c = np.maximum(2, 2 ** np.ceil(np.log2(np.maximum(n_c, 1))).astype(int))
-    todo = wanted & (n_r > 0) & (n_c > 1)
-    nz_all = np.flatnonzero(keep)
-    nz_comp = comp[nz_all]
-    order = np.argsort(nz_comp, kind="stable")
-    nz_all, nz_comp = nz_all[order], nz_comp[order]
-    nz_start = np.searchsorted(nz_comp, np.arange(n_comp + 1))
-    small = todo & (n_c <= 64)
+    blocks = _Blocks.of(a, focus)
+    # Alone in its equations: each of them gives it away.
+    single = blocks.todo_any & (blocks.n_c == 1)
+    out[blocks.c_order[blocks.c_start[:-1][single]]] = True
+    _solve_small_blocks(blocks, out, tol)
+    too_big = blocks.todo & (blocks.n_c > MAX_BLOCK)
+    if too_big.any():
+        raise ValueError(f"{int(too_big.sum())} blocks of more than {MAX_BLOCK} hidden cells "
+                         f"(largest {int(blocks.n_c.max())}): too large to check exactly")
+    _solve_large_blocks(blocks, out, tol)
+    return out
+
+
+#: Blocks of up to this many unknowns are padded to powers of two and solved in stacks.
+STACKED_BLOCK = 64
+
+
+@dataclass
+class _Blocks:
+    """The connected blocks of a system (unknowns sharing an equation, and those equations),
+    each with local row and column positions, and its non-zeros grouped by block.
+
+    ``a``: the system (COO, no empty row); ``cell_label``: block of each unknown;
+    ``r_local``/``c_local``: position of each row and unknown inside its block;
+    ``c_order``/``c_start``: the unknowns sorted by block and where each block starts;
+    ``n_r``/``n_c``: rows and unknowns per block; ``wanted``: blocks to check; ``comp``: block
+    of each non-zero; ``nz_all``/``nz_comp``/``nz_start``: the non-zeros of the wanted blocks
+    sorted by block, their block, and where each block starts."""
+
+    a: sp.coo_matrix
+    cell_label: np.ndarray
+    r_local: np.ndarray
+    c_local: np.ndarray
+    c_order: np.ndarray
+    c_start: np.ndarray
+    n_r: np.ndarray
+    n_c: np.ndarray
+    wanted: np.ndarray
+    comp: np.ndarray
+    nz_all: np.ndarray
+    nz_comp: np.ndarray
+    nz_start: np.ndarray
+
+    @classmethod
+    def of(cls, a: sp.coo_matrix, focus: np.ndarray | None) -> _Blocks:
+        n_rows, n_cells = a.shape
+        graph = sp.coo_matrix((np.ones(a.nnz), (a.row, a.col + n_rows)),
+                              shape=(n_rows + n_cells, n_rows + n_cells))
+        n_comp, label = connected_components(graph, directed=False)
+        row_label, cell_label = label[:n_rows], label[n_rows:]
+        wanted = np.ones(n_comp, dtype=bool)
+        if focus is not None:
+            wanted[:] = False
+            wanted[cell_label[np.asarray(focus, dtype=bool)]] = True
+        _, r_start, r_local = _local_positions(row_label, n_comp)
+        c_order, c_start, c_local = _local_positions(cell_label, n_comp)
+        comp = cell_label[a.col]
+        n_r, n_c = np.diff(r_start), np.diff(c_start)
+        nz_all = np.flatnonzero(wanted[comp] & (n_r[comp] > 0))
+        nz_comp = comp[nz_all]
+        order = np.argsort(nz_comp, kind="stable")
+        nz_all, nz_comp = nz_all[order], nz_comp[order]
+        nz_start = np.searchsorted(nz_comp, np.arange(n_comp + 1))
+        return cls(a, cell_label, r_local, c_local, c_order, c_start, n_r, n_c,
+                   wanted, comp, nz_all, nz_comp, nz_start)
+
+    @property
+    def todo_any(self) -> np.ndarray:
+        """Wanted blocks with at least one equation."""
+        return self.wanted & (self.n_r > 0)
+
+    @property
+    def todo(self) -> np.ndarray:
+        """Wanted blocks of two unknowns or more: solved by SVD."""
+        return self.todo_any & (self.n_c > 1)
+
+
+def _local_positions(label: np.ndarray, n_comp: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Items sorted by block (stable), where each block starts in that order, and each item's
+    position inside its block."""
+    n = len(label)
+    order = np.lexsort((np.arange(n), label))
+    start = np.searchsorted(label[order], np.arange(n_comp + 1))
+    local = np.empty(n, dtype=np.int64)
+    local[order] = np.arange(n) - start[label[order]]
+    return order, start, local
+
+
+def _solve_small_blocks(b: _Blocks, out: np.ndarray, tol: float) -> None:
+    """Blocks of up to :data:`STACKED_BLOCK` unknowns, padded to a power of two (rows and
+    columns) and solved in one stack per padded shape; their determined unknowns set in
+    ``out``."""
+    a = b.a
+    pad_r = np.maximum(2, 2 ** np.ceil(np.log2(np.maximum(b.n_r, 1))).astype(int))
+    pad_c = np.maximum(2, 2 ** np.ceil(np.log2(np.maximum(b.n_c, 1))).astype(int))
+    small = b.todo & (b.n_c <= STACKED_BLOCK)
     for pr, pc in sorted(set(zip(pad_r[small].tolist(), pad_c[small].tolist(),
                                  strict=True))):
         in_group = small & (pad_r == pr) & (pad_c == pc)
         group = np.flatnonzero(in_group)
-        position = np.full(n_comp, -1)
+        position = np.full(len(b.wanted), -1)
         position[group] = np.arange(len(group))
-        nz = nz_all[in_group[nz_comp]]
+        nz = b.nz_all[in_group[b.nz_comp]]
         stack = np.zeros((len(group), pr, pc))
-        stack[position[comp[nz]], r_local[a.row[nz]], c_local[a.col[nz]]] = a.data[nz]
+        stack[position[b.comp[nz]], b.r_local[a.row[nz]], b.c_local[a.col[nz]]] = a.data[nz]
         found = _determined_stack(stack, tol)
-        mine = in_group[cell_label]
-        out[cells[mine]] = found[position[cell_label[mine]], c_local[mine]]
-    too_big = todo & (n_c > MAX_BLOCK)
-    if too_big.any():
-        raise ValueError(f"{int(too_big.sum())} blocks of more than {MAX_BLOCK} hidden cells "
-                         f"(largest {int(n_c.max())}): too large to check exactly")
-    for k in np.flatnonzero(todo & (n_c > 64)):
-        members = c_order[c_start[k]:c_start[k + 1]]
-        nz = nz_all[nz_start[k]:nz_start[k + 1]]
-        block = np.zeros((n_r[k], n_c[k]))
-        block[r_local[a.row[nz]], c_local[a.col[nz]]] = a.data[nz]
-        out[cells[members[_determined_stack(block[None], tol)[0]]]] = True
-    return out
+        mine = in_group[b.cell_label]
+        out[mine] = found[position[b.cell_label[mine]], b.c_local[mine]]
+
+
+def _solve_large_blocks(b: _Blocks, out: np.ndarray, tol: float) -> None:
+    """Blocks of more than :data:`STACKED_BLOCK` unknowns, one dense SVD each."""
+    a = b.a
+    for k in np.flatnonzero(b.todo & (b.n_c > STACKED_BLOCK)):
+        members = b.c_order[b.c_start[k]:b.c_start[k + 1]]
+        nz = b.nz_all[b.nz_start[k]:b.nz_start[k + 1]]
+        block = np.zeros((b.n_r[k], b.n_c[k]))
+        block[b.r_local[a.row[nz]], b.c_local[a.col[nz]]] = a.data[nz]
+        out[members[_determined_stack(block[None], tol)[0]]] = True
 
 
 def _propagate(a: sp.csr_matrix, rounds: int = 50) -> np.ndarray:
