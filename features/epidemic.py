@@ -61,7 +61,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-from scipy import special, stats
+import pandas as pd
+from scipy import optimize, special, stats
 
 from features.indicators import IndicatorSpec
 
@@ -75,6 +76,7 @@ class Frame(Protocol):
 
     arrays: dict[str, np.ndarray]
     specs: dict[str, IndicatorSpec]
+
 
 BASIS_NONE, BASIS_CASES, BASIS_ADMISSIONS = 0, 1, 2
 #: Input indicator of each basis, in order of preference.
@@ -166,15 +168,13 @@ def generation_interval(mean: float = 5.0, sd: float = 1.9, max_days: int = 20) 
     np.ndarray
         Shape ``(max_days + 1,)``.
     """
-    from scipy.optimize import brentq
-
     cv = sd / mean
 
     def gap(k: float) -> float:
         g1, g2 = special.gamma(1 + 1 / k), special.gamma(1 + 2 / k)
         return float(np.sqrt(g2 / g1**2 - 1) - cv)
 
-    shape = brentq(gap, 0.2, 50.0)
+    shape = optimize.brentq(gap, 0.2, 50.0)
     scale = mean / special.gamma(1 + 1 / shape)
     edges = np.arange(max_days + 2) - 0.5
     edges[0] = 0.0
@@ -444,8 +444,6 @@ def from_dataset(daily: xr.Dataset, method: EpidemicMethod | None = None) -> xr.
         ``rt``, ``rt_lower``, ``rt_upper``, ``growth_rate``, ``doubling_time``,
         ``epidemic_basis`` on the same coordinates, with their attrs.
     """
-    import pandas as pd
-
     dates = pd.DatetimeIndex(daily["date"].values)
     if len(dates) > 1 and (np.diff(dates.values) != np.timedelta64(1, "D")).any():
         raise ValueError("the daily dataset's dates must be consecutive days")
