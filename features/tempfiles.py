@@ -1,9 +1,10 @@
 """Temporary entries of atomic writes, and the removal of those a dead writer left behind.
 
 Vigie writes every output into a temporary entry beside its final place and renames it into
-place (cube vintages, forecast runs, pointers, scenario results). A process killed in between
-leaves the temporary entry behind. Folders name their writer: ``.tmp-<id>~<host>~<pid>`` (see
-:func:`temp_name`), so that a later process can tell an orphan from a write in progress:
+place (cube vintages, forecast runs, pointers, scenario results), through
+:mod:`features.storage.atomic`. A process killed in between leaves the temporary entry behind.
+Entries name their writer: ``.tmp-<name>~<host>~<pid>~…`` (see :func:`temp_name`), so that a
+later process can tell an orphan from a write in progress:
 
 * written on this host by a process that no longer exists: stale, removed at once;
 * written by a live process (or on another host sharing the folder): kept until it is older
