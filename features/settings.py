@@ -144,6 +144,12 @@ class Settings:
         """Scenario jobs' results and their publication marks."""
         return self.home / "scenario_runs"
 
+    @property
+    def audit_journal_dir(self) -> Path:
+        """The audit journals of the API processes (:mod:`service.audit_journal`): one
+        append-only file per process, replayed into the database."""
+        return self.home / "audit_journal"
+
     @classmethod
     def from_env(cls, **overrides) -> Settings:
         env = os.environ

@@ -5,7 +5,11 @@ query, status) and which cube vintage and model version the answer came from. Ro
 with :func:`note` (``note(vintage_id=..., model_version=..., run_id=...)``); the same values go
 out as ``X-Vigie-Vintage`` / ``X-Vigie-Model-Version`` / ``X-Vigie-Run`` response headers.
 
-Writes are synchronous: an audit row that could be lost in a crash would not be an audit trail.
+A request's row is written to this process's audit journal (:mod:`service.audit_journal`)
+before the answer is sent, and shipped to the database in batches by a background thread: off
+the request path, yet a crash loses no answered request's row (the journal is replayed at the
+next start). Readers in this process (:func:`query`) ship what is pending first. Other rows
+(publications, :func:`record`) are written to the database directly.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import re
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 
 from features.catalog import as_utc, utcnow
+from service import audit_journal
 from service.db import audit_log, newest_page
 
 log = logging.getLogger(__name__)
@@ -47,9 +52,20 @@ def pinned(key: str) -> bool:
     return key in (getattr(g, "provenance_pinned", None) or set())
 
 
+def ship_pending(engine: sa.Engine) -> None:
+    """Ship the rows this process's audit journals hold for ``engine`` (call before reading
+    the audit trail); a failure is logged and the rows stay in the journal for its shipper."""
+    try:
+        audit_journal.flush(engine)
+    except Exception:
+        log.exception("could not ship the audit journal's pending rows before reading")
+
+
 def record(engine: sa.Engine, *, event: str, actor: str, role: str,
            details: dict | None = None, **columns: Any) -> None:
-    """Insert one audit row (columns: method, path, query, status, vintage_id, …)."""
+    """Insert one audit row (columns: method, path, query, status, vintage_id, …), after the
+    rows this process's journal holds for ``engine`` (rows keep the order of events)."""
+    ship_pending(engine)
     with engine.begin() as conn:
         conn.execute(audit_log.insert().values(
             at=utcnow(), event=event, actor=actor, role=role, details=details, **columns))
@@ -67,12 +83,15 @@ def record_publication(engine: sa.Engine, metadata: dict, actor: str = "job:fore
 
 def query(engine: sa.Engine, *, actor: str | None = None, event: str | None = None,
           limit: int = 100, offset: int = 0) -> tuple[list[dict], int]:
-    """Audit rows newest first, and how many match in all."""
+    """Audit rows newest first, and how many match in all (this process's journal shipped
+    first, so an answer sees every request this process answered)."""
+    ship_pending(engine)
     rows, total = newest_page(engine, audit_log,
                               {audit_log.c.actor: actor, audit_log.c.event: event}, limit, offset)
     out = [dict(r._mapping) for r in rows]
     for row in out:
         row["at"] = as_utc(row["at"]).isoformat()
+        row.pop("request_id", None)  # the journal's, not part of the answer
     return out, total
 
 
@@ -83,7 +102,18 @@ def _printable(text: str) -> str:
 
 
 def init_app(app: Flask) -> None:
-    """Add provenance headers to responses and audit authenticated requests."""
+    """Add provenance headers to responses and audit authenticated requests (through the
+    audit journal: ``AUDIT_SYNC`` is its durability policy, ``"write"`` or ``"fsync"``; the
+    journals of dead processes of this home are replayed first)."""
+    vigie = app.extensions["vigie"]
+    journal = audit_journal.AuditJournal(vigie.settings.audit_journal_dir, vigie.engine,
+                                         sync=app.config.get("AUDIT_SYNC") or "write")
+    try:
+        audit_journal.recover(vigie.settings.audit_journal_dir, vigie.engine)
+    except Exception:  # the service starts; the journals stay for the next start
+        log.exception("could not replay the audit journals in %s",
+                      vigie.settings.audit_journal_dir)
+    vigie.extra["audit_journal"] = journal
 
     @app.after_request
     def _after(response):
@@ -93,16 +123,29 @@ def init_app(app: Flask) -> None:
                 response.headers[header] = str(provenance[key])
         principal = getattr(g, "principal", None)
         if principal is not None and principal.authenticated:
-            try:
-                record(current_app.extensions["vigie"].engine, event="request",
-                       actor=principal.name, role=principal.role, method=request.method,
-                       path=_printable(request.path)[:2000],
-                       query=request.query_string.decode("utf-8", "backslashreplace")[:2000],
-                       status=response.status_code,
-                       vintage_id=provenance.get("vintage_id"),
-                       model_version=provenance.get("model_version"),
-                       run_id=provenance.get("run_id"), remote_addr=request.remote_addr)
-            except Exception:  # the answer is still right; the failure is logged loudly
-                log.exception("could not write the audit row of %s %s", request.method,
-                              request.path)
+            row = {"request_id": audit_journal.new_request_id(), "at": utcnow().isoformat(),
+                   "event": "request", "actor": principal.name, "role": principal.role,
+                   "method": request.method, "path": _printable(request.path)[:2000],
+                   "query": _printable(request.query_string.decode(
+                       "utf-8", "backslashreplace"))[:2000],
+                   "status": response.status_code,
+                   "vintage_id": provenance.get("vintage_id"),
+                   "model_version": provenance.get("model_version"),
+                   "run_id": provenance.get("run_id"), "remote_addr": request.remote_addr}
+            _write(journal, {k: v for k, v in row.items() if v is not None})
         return response
+
+
+def _write(journal: audit_journal.AuditJournal, row: dict) -> None:
+    """The row into the journal; straight into the database when the journal cannot be
+    written (disk full…); logged loudly when neither works (the answer is still right)."""
+    try:
+        journal.append(row)
+        return
+    except Exception:
+        log.exception("audit journal %s not writable: writing the row directly", journal.path)
+    try:
+        audit_journal.insert_rows(journal.engine, [row])
+    except Exception:
+        log.exception("could not write the audit row of %s %s", row.get("method"),
+                      row.get("path"))

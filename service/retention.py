@@ -106,8 +106,12 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def audit_references(engine: sa.Engine) -> tuple[set[str], set[str]]:
-    """(vintage ids, run ids) any audit row names."""
+    """(vintage ids, run ids) any audit row names (this process's audit journal shipped
+    first)."""
+    from service.audit import ship_pending
     from service.db import audit_log
+
+    ship_pending(engine)
 
     with engine.connect() as conn:
         vintage_ids = {r[0] for r in conn.execute(

@@ -73,6 +73,9 @@ audit_log = sa.Table(
     sa.Column("run_id", sa.String(64)),
     sa.Column("remote_addr", sa.String(64)),
     sa.Column("details", sa.JSON),
+    # The request's id (written by the audit journal, service.audit_journal): a row shipped
+    # twice is stored once. Null for rows written directly (publications).
+    sa.Column("request_id", sa.String(32), index=True, unique=True),
 )
 
 #: Job history and queue: a row is queued, then running, then ok / failed / interrupted.

@@ -1,0 +1,495 @@
+"""The audit journal: audit rows leave the request path, and no acknowledged row is lost.
+
+An authenticated request's audit row is appended, as one JSON line, to this process's journal,
+an append-only file under ``Settings.audit_journal_dir`` (``<home>/audit_journal``), before
+its answer is sent. A background thread (one per process) ships the journal's new lines to the
+database in batches (one transaction, one multi-row ``INSERT`` of up to :data:`BATCH_ROWS`),
+then records how far it got in a ``.shipped`` file beside the journal.
+
+What "acknowledged" guarantees
+------------------------------
+The line is written with ``os.write`` on an ``O_APPEND`` descriptor before the response
+leaves: once a client has its answer, the row is in the kernel. A crash of the process
+(exception, ``SIGKILL``, the OOM killer) loses nothing: the next start of the API on the same
+home replays every line past the dead journal's shipped offset.
+
+Against power loss or a kernel crash the policy is ``AUDIT_SYNC`` (``VIGIE_API_AUDIT_SYNC``):
+
+* ``"write"`` (default): no fsync in the request path. Rows already shipped are as durable as
+  the database; what power loss can take is the rows acknowledged and not yet shipped, i.e. the
+  last few milliseconds (the shipper runs as soon as a line is written, at most every
+  :data:`SHIP_INTERVAL` seconds), and anything written while the database is unreachable
+  until the shipper's next ``fdatasync`` (it syncs the journal after every failed attempt).
+* ``"fsync"``: group commit. A request is answered only after an ``fdatasync`` of the journal
+  covering its line; concurrent requests share one ``fdatasync`` (a leader syncs everything
+  written so far, the others wait for it). Survives power loss, at the cost of one disk
+  flush (about 5 ms here) in the latency of each authenticated request.
+
+Exactly once
+------------
+Every line carries a random ``request_id``, unique in ``audit_log``; the insert skips ids
+already there (``ON CONFLICT DO NOTHING``), so a batch shipped twice (a crash between the
+database's commit and the shipped offset, a replay after a partial one) is stored once.
+
+Many processes
+--------------
+Each process (each app, when one process builds several) has its own journal,
+``<host>-<pid>-<random>.jsonl``, and holds an exclusive ``flock`` on it while alive. At start
+(:func:`recover`, called by ``create_app`` through :func:`service.audit.init_app`) every
+journal in the folder whose lock can be taken belongs to a dead process: its unshipped lines
+are replayed and the file removed. A live process's journal is never touched. The lock is the
+liveness test (not the pid, which can be reused), so the journal folder must be local to the
+host or on a file system with working ``flock`` (the home usually is).
+
+Readers
+-------
+Rows reach the database a few milliseconds after the answer. Readers of the audit trail in
+this process call :func:`flush` first (``service.audit.query`` does, so ``/api/v1/audit`` and
+every test that reads rows right after a request see them). Rows of another live process
+appear once its shipper ran (milliseconds).
+
+A long-running process's journal is truncated when everything in it has been shipped and it
+has grown past :data:`ROTATE_BYTES`; a cleanly stopped process removes its (shipped) journal.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+import weakref
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from service.db import audit_log
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".jsonl"
+SHIPPED_SUFFIX = ".shipped"
+BATCH_ROWS = 500          # rows per INSERT (and per transaction)
+SHIP_INTERVAL = 0.02      # seconds between two batches of one process, at most 50 commits/s
+ROTATE_BYTES = 16 << 20   # a fully shipped journal larger than this is truncated
+SYNC_POLICIES = ("write", "fsync")
+COLUMNS = tuple(c.name for c in audit_log.columns if c.name != "id")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _encode(row: dict) -> bytes:
+    """One line: JSON with every non-ASCII and control character escaped, so a value holding a
+    newline can never split the line."""
+    return (json.dumps(row, ensure_ascii=True, separators=(",", ":"), default=str)
+            + "\n").encode("ascii")
+
+
+def _decode(line: bytes) -> dict:
+    row = json.loads(line)
+    if not isinstance(row, dict) or not row.get("request_id"):
+        raise ValueError("not an audit journal row")
+    return row
+
+
+def _db_row(row: dict) -> dict:
+    """A journal row as the insert's parameters: every column present, ``at`` a datetime."""
+    out = {name: row.get(name) for name in COLUMNS}
+    at = out.get("at")
+    out["at"] = dt.datetime.fromisoformat(at) if isinstance(at, str) else at
+    return out
+
+
+# ---------------------------------------------------------------------------- database side
+def insert_rows(engine: sa.Engine, rows: list[dict]) -> int:
+    """Insert journal rows in one transaction, skipping request ids already stored; how many
+    rows were new.
+
+    A batch the database refuses for a reason other than being unreachable (one bad value) is
+    retried row by row and the refused rows are logged and dropped, so that one row can never
+    stop the journal.
+    """
+    if not rows:
+        return 0
+    params = [_db_row(r) for r in rows]
+    try:
+        return _insert(engine, params)
+    except sa.exc.DBAPIError as exc:
+        if isinstance(exc, sa.exc.OperationalError) or exc.connection_invalidated:
+            raise  # unreachable, locked: the caller retries the whole batch later
+        if len(params) == 1:
+            log.exception("audit row refused by the database, dropped: %r", rows[0])
+            return 0
+    done = 0
+    for row in rows:
+        done += insert_rows(engine, [row])
+    return done
+
+
+def _insert(engine: sa.Engine, params: list[dict]) -> int:
+    dialect = engine.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(audit_log).on_conflict_do_nothing(index_elements=["request_id"])
+        with engine.begin() as conn:
+            result = conn.execute(stmt, params)
+        return max(result.rowcount, 0) if result.rowcount is not None else len(params)
+    # Other databases: skip the ids already there, then a plain insert (same transaction).
+    with engine.begin() as conn:
+        ids = [p["request_id"] for p in params]
+        known = set(conn.execute(sa.select(audit_log.c.request_id)
+                                 .where(audit_log.c.request_id.in_(ids))).scalars())
+        fresh = [p for p in params if p["request_id"] not in known]
+        if fresh:
+            conn.execute(audit_log.insert(), fresh)
+    return len(fresh)
+
+
+# ---------------------------------------------------------------------------- one journal
+class _File:
+    """A journal's descriptors; closed (and the file removed when everything in it was
+    shipped) by :meth:`AuditJournal.close`, or when the journal is garbage-collected."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+        self.shipped_fd: int | None = None
+        self.clean = True  # everything written was shipped
+
+    def open(self) -> int:
+        if self.fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while this process lives
+                self.shipped_fd = os.open(self.path.with_suffix(SHIPPED_SUFFIX),
+                                          os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                os.close(fd)
+                raise
+            self.fd = fd
+        return self.fd
+
+    def close(self, remove: bool = True) -> None:
+        fd, self.fd = self.fd, None
+        shipped_fd, self.shipped_fd = self.shipped_fd, None
+        if fd is not None and remove and self.clean:
+            self.path.unlink(missing_ok=True)
+            self.path.with_suffix(SHIPPED_SUFFIX).unlink(missing_ok=True)
+        for one in (shipped_fd, fd):  # the journal's last: its lock goes with it
+            if one is not None:
+                with contextlib.suppress(OSError):
+                    os.close(one)
+
+
+class AuditJournal:
+    """This process's journal of one app (one home and one database).
+
+    ``append`` (request path) writes one line; ``ship`` (background thread, or ``flush``)
+    inserts the next batch; ``close`` ships what is left and removes the file.
+    """
+
+    def __init__(self, folder: Path, engine: sa.Engine, *, sync: str = "write") -> None:
+        if sync not in SYNC_POLICIES:
+            raise ValueError(f"AUDIT_SYNC must be one of {', '.join(SYNC_POLICIES)}; got "
+                             f"{sync!r}")
+        self.folder = Path(folder)
+        self.engine = engine
+        self.sync = sync
+        self._reset()
+        _SHIPPER.register(self)
+
+    def _reset(self) -> None:
+        """A fresh identity (at creation, and in the child after a fork)."""
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.path = self.folder / (self.name + SUFFIX)
+        self._file = _File(self.path)
+        self._finalizer = weakref.finalize(self, self._file.close)
+        self._lock = threading.Lock()          # the file, its offsets and the pending rows
+        self._ship_lock = threading.Lock()     # one batch at a time
+        self._pending: list[tuple[int, dict]] = []  # (end offset of the line in the file, row)
+        self._written = 0                      # the file's size (0 again after a truncation)
+        self._shipped = 0
+        self._appended = 0                     # bytes ever appended (group commit's clock)
+        self._sync = threading.Condition()
+        self._synced = 0
+        self._syncing = False
+        self._closed = False
+        self.batches = 0                       # batches shipped (tests, metrics)
+        self.failures = 0                      # failed attempts in a row (the shipper's)
+        self.retry_at = 0.0                    # monotonic time of the shipper's next attempt
+
+    # -- request path
+    def append(self, row: dict[str, Any]) -> None:
+        """Write one row to the journal (before the answer is sent); raises OSError when the
+        journal cannot be written (the caller falls back to a direct insert)."""
+        line = _encode(row)
+        with self._lock:
+            if self._closed:
+                raise OSError(errno.EBADF, "the audit journal is closed")
+            fd = self._file.open()
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+            self._written += len(line)
+            self._appended += len(line)
+            appended = self._appended
+            self._pending.append((self._written, row))
+            self._file.clean = False
+        _SHIPPER.wake()
+        if self.sync == "fsync":
+            self._sync_to(appended)
+
+    def _sync_to(self, appended: int) -> None:
+        """Group commit: return once an fdatasync covered the journal up to ``appended``."""
+        with self._sync:
+            while self._synced < appended:
+                if self._syncing:
+                    self._sync.wait()
+                    continue
+                self._syncing = True
+                with self._lock:
+                    target, fd = self._appended, self._file.fd
+                self._sync.release()
+                try:
+                    if fd is not None:
+                        os.fdatasync(fd)
+                finally:
+                    self._sync.acquire()
+                    self._syncing = False
+                    self._synced = max(self._synced, target)
+                    self._sync.notify_all()
+
+    # -- shipping
+    def ship(self, limit: int = BATCH_ROWS) -> int:
+        """Insert the next batch of pending rows; how many were shipped (0: nothing pending)."""
+        with self._ship_lock:
+            with self._lock:
+                batch = self._pending[:limit]
+            if not batch:
+                return 0
+            insert_rows(self.engine, [row for _, row in batch])
+            with self._lock:
+                del self._pending[:len(batch)]
+                self._shipped = batch[-1][0]
+                self.batches += 1
+                if self._file.shipped_fd is not None:
+                    if not self._pending and self._written > ROTATE_BYTES:
+                        # Everything shipped: start the file again (a crash in between replays
+                        # lines the database has, which the request ids make harmless).
+                        os.ftruncate(self._file.fd, 0)
+                        self._written = self._shipped = 0
+                    os.pwrite(self._file.shipped_fd, b"%020d\n" % self._shipped, 0)
+                self._file.clean = not self._pending
+            return len(batch)
+
+    @contextlib.contextmanager
+    def hold(self):
+        """Hold shipping while the block runs (the shipper and :meth:`flush` wait): tests, a
+        maintenance window. Do not read the audit trail inside it from the same thread."""
+        with self._ship_lock:
+            yield self
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def flush(self) -> None:
+        """Ship every row appended before this call, in the caller's thread (raises when the
+        database refuses)."""
+        with self._lock:
+            end = self._written
+        while True:
+            with self._lock:
+                if not self._pending or self._pending[0][0] > end:
+                    return
+            self.ship()
+
+    def on_failure(self) -> None:
+        """The database is unreachable: make what waits in the journal survive power loss."""
+        with self._lock:
+            fd = self._file.fd
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.fdatasync(fd)
+
+    def close(self) -> None:
+        """Ship what is left, close, and remove the journal (kept for the next start to replay
+        when the database refuses)."""
+        with self._lock:
+            if self._closed:
+                return
+        try:
+            self.flush()
+        except Exception:
+            log.exception("audit journal %s: rows left for the next start to replay", self.path)
+        with self._lock:
+            self._closed = True
+            self._finalizer.detach()
+            self._file.close()
+
+    def _reset_in_child(self) -> None:
+        """After a fork: the parent's file, lock and pending rows stay the parent's (closing
+        the child's copies of the descriptors leaves the parent's lock in place)."""
+        self._finalizer.detach()
+        self._file.close(remove=False)
+        self._reset()
+
+
+# ---------------------------------------------------------------------------- the shipper
+class _Shipper:
+    """One daemon thread per process shipping every journal of the process."""
+
+    def __init__(self) -> None:
+        self._journals: weakref.WeakSet[AuditJournal] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._event = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def register(self, journal: AuditJournal) -> None:
+        with self._lock:
+            self._journals.add(journal)
+
+    def journals(self) -> list[AuditJournal]:
+        with self._lock:
+            return list(self._journals)
+
+    def wake(self) -> None:
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self._start()
+        self._event.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="vigie-audit-shipper",
+                                                daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._event.wait(timeout=1.0)
+            self._event.clear()
+            started = time.monotonic()
+            more = False
+            for journal in self.journals():
+                if journal.retry_at > started:
+                    continue  # its database refused lately: others are not held up
+                try:
+                    more |= journal.ship() > 0 and journal.pending() > 0
+                except Exception:
+                    journal.failures += 1
+                    if journal.failures in (1, 10) or journal.failures % 100 == 0:
+                        log.exception("audit journal %s: shipping failed (%d times); the rows "
+                                      "stay in the journal and are retried", journal.path,
+                                      journal.failures)
+                    journal.on_failure()
+                    journal.retry_at = started + min(0.1 * 2 ** min(journal.failures, 9), 30.0)
+                else:
+                    journal.failures, journal.retry_at = 0, 0.0
+            if more:
+                self._event.set()
+            time.sleep(max(0.0, SHIP_INTERVAL - (time.monotonic() - started)))
+
+    def after_fork_in_child(self) -> None:
+        journals = list(self._journals)
+        self._journals = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._event = threading.Event()
+        self._thread = None
+        for journal in journals:
+            journal._reset_in_child()
+            self._journals.add(journal)
+
+
+_SHIPPER = _Shipper()
+os.register_at_fork(after_in_child=_SHIPPER.after_fork_in_child)
+
+
+def flush(engine: sa.Engine | None = None) -> None:
+    """Ship every row this process's journals hold (those of ``engine`` only, when given)."""
+    for journal in _SHIPPER.journals():
+        if engine is None or journal.engine.url == engine.url:
+            journal.flush()
+
+
+@atexit.register
+def _close_all() -> None:
+    for journal in _SHIPPER.journals():
+        journal.close()
+
+
+# ---------------------------------------------------------------------------- recovery
+def recover(folder: Path, engine: sa.Engine) -> int:
+    """Replay the journals of dead processes in ``folder`` into ``engine`` and remove them;
+    how many rows were new in the database. A journal whose lock is held (a live process,
+    or another app of this process) is left alone."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    replayed = 0
+    for path in sorted(folder.glob("*" + SUFFIX)):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # replayed by another process meanwhile
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # alive
+            if os.fstat(fd).st_nlink == 0:
+                continue  # replayed and removed by another process before we got the lock
+            replayed += _replay(path, fd, engine)
+            path.with_suffix(SHIPPED_SUFFIX).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return replayed
+
+
+def _replay(path: Path, fd: int, engine: sa.Engine) -> int:
+    size = os.fstat(fd).st_size
+    start = _shipped_offset(path.with_suffix(SHIPPED_SUFFIX))
+    if start > size:
+        start = 0  # truncated after the offset was read: replay it all (ids make it harmless)
+    data = os.pread(fd, size - start, start) if size > start else b""
+    rows, bad = [], 0
+    for number, line in enumerate(data.split(b"\n")):
+        if not line.strip():
+            continue
+        try:
+            rows.append(_decode(line))
+        except ValueError:
+            bad += 1  # torn last line of a crash in the middle of a write (never acknowledged)
+            log.warning("audit journal %s: unreadable line %d after offset %d skipped: %r",
+                        path, number + 1, start, line[:200])
+    new = 0
+    for i in range(0, len(rows), BATCH_ROWS):
+        new += insert_rows(engine, rows[i:i + BATCH_ROWS])
+    log.warning("audit journal %s of a stopped process: %d rows replayed (%d new, %d were "
+                "already in the database, %d unreadable lines)", path.name, len(rows), new,
+                len(rows) - new, bad)
+    return new
+
+
+def _shipped_offset(path: Path) -> int:
+    try:
+        return int(path.read_bytes().split()[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return 0

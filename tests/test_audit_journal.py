@@ -1,0 +1,247 @@
+"""The audit journal (service.audit_journal): an authenticated request's audit row is appended
+to this process's journal before the answer is sent and shipped to the database in batches;
+a crash loses no answered request's row and a row shipped twice is stored once; values with
+control characters keep one line per row; several apps (processes) on one home and one
+database each have their own journal. SQLite and, with VIGIE_TEST_DATABASE_URL, PostgreSQL.
+
+No cube is needed: every authenticated request is audited, a 404 too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _settings(tmp_path: Path, db_url: str):
+    from features.settings import Settings
+
+    return Settings.from_env(home=str(tmp_path / "home"), data_dir=str(tmp_path),
+                             database_url=db_url)
+
+
+def _app(settings, **config):
+    from service.app import create_app
+
+    return create_app({"TESTING": True, "SETTINGS": settings, "RATELIMIT_ENABLED": False,
+                       **config})
+
+
+def _token(settings, name: str = "reader") -> str:
+    from features.catalog import get_engine
+    from service.auth import create_token
+
+    return create_token(get_engine(settings.database_url), name, "admin")
+
+
+def _journal(app):
+    return app.extensions["vigie"].extra["audit_journal"]
+
+
+def _stored(settings, actor: str) -> list[dict]:
+    """The rows in the database as they are (no journal shipped first)."""
+    from features.catalog import get_engine
+    from service.db import audit_log
+
+    with get_engine(settings.database_url).connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(
+            sa.select(audit_log).where(audit_log.c.actor == actor).order_by(audit_log.c.id))]
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def test_rows_reach_the_database_in_batches(tmp_path, db_url):
+    from features.catalog import get_engine
+    from service.audit import query
+
+    settings = _settings(tmp_path, db_url)
+    app = _app(settings)
+    token = _token(settings)
+    journal = _journal(app)
+    engine = get_engine(settings.database_url)
+    client = app.test_client()
+    inserts: list[int] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO AUDIT_LOG"):
+            inserts.append(len(parameters) if executemany else 1)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        with journal.hold():  # the shipper waits: the rows pile up in the journal
+            for i in range(25):
+                resp = client.get(f"/api/v1/nope?i={i}",
+                                  headers={"Authorization": f"Bearer {token}"})
+                assert resp.status_code == 404
+            assert len(_lines(journal.path)) == 25  # written before each answer
+            assert _stored(settings, "reader") == []  # not in the request path
+        rows, total = query(engine, actor="reader", limit=100)  # the read path ships first
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert total == 25
+    assert [r["query"] for r in rows] == [f"i={i}" for i in reversed(range(25))]
+    assert {r["status"] for r in rows} == {404} and {r["event"] for r in rows} == {"request"}
+    assert "request_id" not in rows[0]  # the API's rows are unchanged
+    # One batch: one INSERT statement carrying the 25 rows (however the driver spells it).
+    assert journal.batches == 1 and sum(inserts) in (1, 25) and len(inserts) == 1
+    shipped = int(journal.path.with_suffix(".shipped").read_bytes())
+    assert shipped == journal.path.stat().st_size
+    stored = _stored(settings, "reader")
+    assert len({r["request_id"] for r in stored}) == 25
+    assert all(r["at"] is not None for r in stored)
+
+
+CRASH = textwrap.dedent("""
+    import os, signal, sys
+    from features.settings import Settings
+    from service.app import create_app
+
+    home, data, url, token = sys.argv[1:5]
+    settings = Settings.from_env(home=home, data_dir=data, database_url=url)
+    app = create_app({"TESTING": True, "SETTINGS": settings, "RATELIMIT_ENABLED": False})
+    journal = app.extensions["vigie"].extra["audit_journal"]
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {token}"}
+    with journal.hold():
+        for i in range(5):
+            client.get(f"/api/v1/nope?i={i}", headers=auth)
+    journal.flush()  # shipped, and the shipped offset recorded
+    # As if the process had died between the database's commit and the offset's write:
+    journal.path.with_suffix(".shipped").write_bytes(b"0\\n")
+    held = journal.hold()
+    held.__enter__()  # never shipped again
+    for i in range(5, 12):
+        client.get(f"/api/v1/nope?i={i}", headers=auth)
+    print(journal.path, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_a_crash_loses_nothing_and_duplicates_nothing(tmp_path, db_url):
+    from service.audit import query
+
+    settings = _settings(tmp_path, db_url)
+    token = _token(settings)
+    proc = subprocess.run([sys.executable, "-c", CRASH, str(settings.home), str(tmp_path),
+                           db_url, token], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    journal = Path(proc.stdout.strip())
+    assert journal.parent == settings.audit_journal_dir and journal.exists()
+    assert len(_lines(journal)) == 12  # every answered request is in the journal
+    assert len(_stored(settings, "reader")) == 5  # only the first batch reached the database
+    with journal.open("ab") as f:  # a write the crash cut short (never answered)
+        f.write(b'{"request_id":"torn","at":"2026')
+
+    app = _app(settings)  # the next start replays the dead process's journal
+    assert not journal.exists() and not journal.with_suffix(".shipped").exists()
+    stored = _stored(settings, "reader")
+    assert sorted(r["query"] for r in stored) == sorted(f"i={i}" for i in range(12))
+    assert len({r["request_id"] for r in stored}) == 12
+    assert query(app.extensions["vigie"].engine, actor="reader")[1] == 12
+    _app(settings)  # a second start finds nothing left to replay
+    assert len(_stored(settings, "reader")) == 12
+
+
+def test_control_characters_keep_one_line_per_row(tmp_path, db_url):
+    from service.audit import query
+
+    settings = _settings(tmp_path, db_url)
+    app = _app(settings)
+    token = _token(settings, name="cellule\tcrise\nnord é")
+    journal = _journal(app)
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {token}"}
+    with journal.hold():
+        client.get("/api/v1/territories/ab%00cd%0A", headers=auth)
+        client.get("/api/v1/nope", headers=auth,
+                   environ_overrides={"QUERY_STRING": "x=a\nb\x00c\x7fd&y=\r\n"})
+        lines = journal.path.read_bytes().split(b"\n")
+    assert len(lines) == 3 and lines[-1] == b""  # two rows, two lines
+    assert all(32 <= byte < 127 for line in lines for byte in line)  # escaped JSON
+    rows, _ = query(app.extensions["vigie"].engine, actor="cellule\tcrise\nnord é")
+    assert [r["path"] for r in reversed(rows)] == ["/api/v1/territories/ab%00cd%0A",
+                                                   "/api/v1/nope"]
+    assert rows[0]["query"] == "x=a%0Ab%00c%7Fd&y=%0D%0A"
+
+
+def test_two_apps_on_one_home_and_one_database(tmp_path, db_url):
+    """Two processes (here two apps, one process: the journal lock is per open file) each
+    write their own journal; starting one never replays the other's live journal."""
+    from service.audit import query
+
+    settings = _settings(tmp_path, db_url)
+    first = _app(settings)
+    token = _token(settings)
+    auth = {"Authorization": f"Bearer {token}"}
+    with _journal(first).hold():
+        for i in range(3):
+            first.test_client().get(f"/api/v1/nope?app=1&i={i}", headers=auth)
+        second = _app(settings)  # its start replays dead journals only
+        assert _stored(settings, "reader") == []
+        assert _journal(first).path.exists()
+        for i in range(4):
+            second.test_client().get(f"/api/v1/nope?app=2&i={i}", headers=auth)
+        assert _journal(first).path != _journal(second).path
+        assert sorted(p.name for p in settings.audit_journal_dir.glob("*.jsonl")) == sorted(
+            [_journal(first).path.name, _journal(second).path.name])
+    rows, total = query(second.extensions["vigie"].engine, actor="reader")
+    assert total == 7
+    assert sorted(r["query"] for r in rows) == sorted(
+        [f"app=1&i={i}" for i in range(3)] + [f"app=2&i={i}" for i in range(4)])
+    # A cleanly closed journal, everything shipped, is removed; the other stays.
+    _journal(first).close()
+    assert not _journal(first).path.exists() and _journal(second).path.exists()
+    assert len(_stored(settings, "reader")) == 7
+
+
+def test_fsync_policy_and_unwritable_journal(tmp_path, db_url):
+    from service.audit import query
+
+    settings = _settings(tmp_path, db_url)
+    with pytest.raises(ValueError, match="AUDIT_SYNC"):
+        _app(settings, AUDIT_SYNC="sometimes")
+    app = _app(settings, AUDIT_SYNC="fsync")
+    token = _token(settings)
+    app.test_client().get("/api/v1/nope", headers={"Authorization": f"Bearer {token}"})
+    assert len(_lines(_journal(app).path)) == 1
+    assert query(app.extensions["vigie"].engine, actor="reader")[1] == 1
+
+    # A journal that cannot be written: the row goes straight to the database.
+    other = _settings(tmp_path / "other", db_url)
+    other.home.mkdir(parents=True)
+    other.audit_journal_dir.write_text("not a folder")
+    app = _app(other)
+    token = _token(other, name="direct")
+    app.test_client().get("/api/v1/nope?direct=1", headers={"Authorization": f"Bearer {token}"})
+    assert [r["query"] for r in _stored(other, "direct")] == ["direct=1"]
+
+
+def test_a_shipped_journal_is_truncated_past_its_size_limit(tmp_path, db_url, monkeypatch):
+    from service import audit_journal
+    from service.audit import query
+
+    monkeypatch.setattr(audit_journal, "ROTATE_BYTES", 1000)
+    settings = _settings(tmp_path, db_url)
+    app = _app(settings)
+    token = _token(settings)
+    journal = _journal(app)
+    for i in range(12):
+        with journal.hold():
+            app.test_client().get(f"/api/v1/nope?i={i}",
+                                  headers={"Authorization": f"Bearer {token}"})
+        journal.flush()
+        assert journal.path.stat().st_size < 1000 + 400
+    assert int(journal.path.with_suffix(".shipped").read_bytes()) == journal.path.stat().st_size
+    assert query(app.extensions["vigie"].engine, actor="reader")[1] == 12
