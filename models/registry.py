@@ -13,13 +13,12 @@ Only built-in classes (``kind``) can be referenced: a registry file never import
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from features.storage.atomic import atomic_write_json
 from models.base import Forecaster, UnknownParameterError
 from models.baseline import Baseline
 from models.ensemble import Ensemble
@@ -240,18 +239,14 @@ class Registry:
             for s in versions.values()
             if (s.name, s.version) not in builtin
         ]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename: a reader never sees half a file.
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"models": entries}, fh, indent=2, default=list)
-        os.replace(tmp, self.path)
+        atomic_write_json(self.path, {"models": entries}, indent=2, default=list)
 
 
 def get_registry(settings: Any = None) -> Registry:
-    """The registry with built-in models and those persisted under ``settings.models_dir``."""
+    """The registry with built-in models and those persisted in ``settings.registry_file``."""
     if settings is None:
         from features.settings import Settings
 
         settings = Settings.from_env()
-    return Registry(Path(settings.models_dir) / REGISTRY_FILE)
+    return Registry(Path(settings.registry_file))

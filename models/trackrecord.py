@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.storage.atomic import atomic_path, atomic_write_json
 from models.backtest import monday_dates
 from models.calibration import QCOLS, ConformalCalibrator, calibrate_rows
 from models.forecasting import DateTask, LevelPlan, level_plan, run_date_tasks
@@ -106,14 +105,8 @@ class BacktestStore:
         folder.mkdir(parents=True, exist_ok=True)
         day = pd.Timestamp(forecast_date).date().isoformat()
         final = folder / f"{day}_{vintage_id}.parquet"
-        fd, tmp = tempfile.mkstemp(dir=self.models_dir, prefix=".backtest-", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(final, temp_dir=self.models_dir) as tmp:
             rows.drop(columns=["level"], errors="ignore").to_parquet(tmp, index=False)
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         for old in folder.glob(f"{day}_*.parquet"):
             if old != final:
                 old.unlink(missing_ok=True)
@@ -414,25 +407,13 @@ def _score_level(raw: pd.DataFrame, target: Target, level: str, dates: list[pd.T
 
 
 def retrospective_path(settings: Any) -> Path:
-    return Path(settings.models_dir) / RETROSPECTIVE_FILE
+    return Path(settings.retrospective_file)
 
 
 def write_retrospective(settings: Any, payload: dict) -> Path:
     """Write the file atomically (only while a job that computes it still owns its run)."""
-    from features import fencing
-
-    path = retrospective_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".retrospective-", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, ensure_ascii=False, indent=1)
-    try:
-        with fencing.publishing():
-            os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_json(retrospective_path(settings), payload, ensure_ascii=False,
+                             indent=1, publish=True)
 
 
 def read_retrospective(settings: Any) -> dict | None:
