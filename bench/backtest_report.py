@@ -36,17 +36,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from models.backtest import backtest_levels, backtest_raw, calibrate_backtest, monday_dates
 from models.calibration import QCOLS, ConformalCalibrator
-from models.pipeline import (
-    backtest_levels,
-    backtest_raw,
-    calibrate_backtest,
-    dask_client,
-    default_opener,
-    model_and_members,
-    monday_dates,
-    warmup_dates,
-)
+from models.parallel import dask_client
+from models.preparation import default_opener, model_and_members, warmup_dates
 from models.registry import get_registry
 from models.scoring import median_territory_rel_wis, score_table, summarise
 from models.targets import LEVELS, get_target

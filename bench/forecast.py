@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models.base import QUANTILES, infer_step
 from models.calibration import QCOLS, forecast_rows
-from models.pipeline import (
+from models.parallel import dask_client
+from models.preparation import (
     combine_members,
-    dask_client,
     default_opener,
     observed_rows,
     prepare,

@@ -188,7 +188,9 @@ REFERENCE_REFRESH = textwrap.dedent("""
     import json, sys, time, logging
     import pandas as pd
     logging.basicConfig(level=logging.ERROR)
-    from models.pipeline import dask_client, default_opener, forecast, prepare
+    from models.forecasting import forecast
+    from models.parallel import dask_client
+    from models.preparation import default_opener, prepare
     from models.targets import get_target
     opener = default_opener()
     out = {}

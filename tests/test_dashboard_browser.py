@@ -42,7 +42,8 @@ def _ensure_chromium() -> None:
 def _forecasts(settings: Settings) -> None:
     """Baseline forecasts (the fast model) of what the pages draw, plus past national runs for
     the accuracy page. Uncalibrated: calibration is the models' business, tested there."""
-    from models.pipeline import default_opener, forecast, prepare
+    from models.forecasting import forecast
+    from models.preparation import default_opener, prepare
     from models.registry import get_registry
     from models.store import ForecastStore
     from models.targets import get_target, to_hub

@@ -171,7 +171,7 @@ def _misplaced_territories(args: argparse.Namespace, ds) -> bool:
 
 # -- commands ---------------------------------------------------------------------------------
 def cmd_forecast(args: argparse.Namespace) -> int:
-    from models.pipeline import default_opener
+    from models.preparation import default_opener
     from models.targets import get_target
     from service.usecases.forecasts import forecast_target, publish_run
 
@@ -295,7 +295,8 @@ def cmd_trackrecord(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from features.settings import Settings
-    from models.pipeline import default_opener, monday_dates
+    from models.backtest import monday_dates
+    from models.preparation import default_opener
     from models.targets import get_target
     from service.usecases.backtests import backtest_hub
     from service.usecases.ingest import ensure_ingested

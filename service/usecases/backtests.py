@@ -23,8 +23,9 @@ def backtest_hub(settings: Any, target: Any, level: str, dates: list, *, model: 
     """Backtest ``model`` (``all_models``: it and every member, raw and calibrated) at
     ``level`` on each forecast date, each seeing only data before it; Hub CSV rows (with a
     ``model`` column when ``all_models``), sorted. ``parallel``: fit on Dask workers."""
+    from models.backtest import backtest
     from models.calibration import QCOLS
-    from models.pipeline import backtest, default_opener, model_and_members
+    from models.preparation import default_opener, model_and_members
     from models.registry import get_registry
     from models.targets import QUANTILES
     from service.usecases.forecasts import fit_client
@@ -66,7 +67,8 @@ def refresh_leaderboard(settings: Any, *, model: str = "ensemble", target: str =
     over the last ``weeks`` with outcomes, score them, and write the leaderboard atomically
     (only while a job that publishes it still owns its run); the leaderboard."""
     from features.catalog import utcnow
-    from models.pipeline import backtest, default_opener, monday_dates
+    from models.backtest import backtest, monday_dates
+    from models.preparation import default_opener
     from models.registry import get_registry
     from models.targets import get_target
 
@@ -82,7 +84,7 @@ def refresh_leaderboard(settings: Any, *, model: str = "ensemble", target: str =
         names.append("baseline")
     frame = backtest(tgt, level, dates, names, opener, registry=registry)
     if "observed" not in frame:
-        from models.pipeline import observed_rows
+        from models.preparation import observed_rows
 
         frame = observed_rows(frame, ds, tgt)
     board = leaderboard_from_backtest(frame)
@@ -111,7 +113,7 @@ def score_files(path: Path, baseline: Path | None = None) -> dict[str, pd.DataFr
     (WIS, relative WIS against the baseline when given, coverage, bias); None when no forecast
     has an observed outcome yet."""
     from models.calibration import QCOLS
-    from models.pipeline import default_opener, observed_rows
+    from models.preparation import default_opener, observed_rows
     from models.scoring import score_table, summarise
     from models.targets import from_hub, get_target
 

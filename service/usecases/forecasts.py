@@ -10,7 +10,7 @@ cube vintage and model version the forecast was made from.
 Why it is fast enough for ``make run``:
 
 * every level of a target is forecast from one fit of the members that pool the hierarchy
-  (``gbm``, ``growth``), not one per level (:func:`models.pipeline.levels_date_rows`);
+  (``gbm``, ``growth``), not one per level (:func:`models.forecasting.levels_date_rows`);
 * calibration reads the raw forecasts of past dates from the store of backtest forecasts
   (:class:`models.trackrecord.BacktestStore`), fitting only the dates not stored yet, and the
   retrospective track record reads the same files;
@@ -111,7 +111,7 @@ def fit_client(settings: Any = None, parallel: bool = True):
     """Where the command line fits: a Dask client (``VIGIE_DASK_ADDRESS``, else a local
     cluster) or, not ``parallel``, this process on one thread (a context manager)."""
     from features.settings import Settings
-    from models.pipeline import dask_client, one_thread
+    from models.parallel import dask_client, one_thread
 
     if not parallel:
         return one_thread()
@@ -130,7 +130,8 @@ def forecast_target(settings: Any, target: Any, level: str, *, as_of: Any = None
     ``as_of``: the forecast date (default: the day after the latest observation at that
     level, the next Monday for weekly targets).
     """
-    from models.pipeline import default_opener, forecast
+    from models.forecasting import forecast
+    from models.preparation import default_opener
     from models.registry import get_registry
     from models.targets import to_hub
 
@@ -154,11 +155,11 @@ def forecast_target(settings: Any, target: Any, level: str, *, as_of: Any = None
 def default_forecast_date(target: Any, level: str, opener: Any) -> pd.Timestamp:
     """The day after the latest observation at that level (the next Monday for weekly
     targets, the Hub's forecast day)."""
-    from models.pipeline import prepare
+    from models.preparation import prepare
 
     y, _ = prepare(opener(target.frequency, None), target, level)
     if y.sizes["date"] == 0:
-        from models.pipeline import NoHistoryError
+        from models.preparation import NoHistoryError
 
         raise NoHistoryError(f"no {target.variable} ({target.frequency}) data at level {level}")
     day = pd.Timestamp(y["date"].values[-1]) + pd.Timedelta(days=1)
@@ -221,7 +222,8 @@ def publish_forecasts(settings: Any, *, model: str = "ensemble",
     """
     from features.catalog import get_engine
     from features.store import CubeStore
-    from models.pipeline import dask_client, run_date_tasks
+    from models.forecasting import run_date_tasks
+    from models.parallel import dask_client
 
     started = time.perf_counter()
     progress = progress or Progress()
@@ -252,7 +254,7 @@ class _Publication:
 
     def __init__(self, settings: Any, model: str, calibrate: bool, actor: str,
                  progress: Progress, engine: Any, started: float) -> None:
-        from models.pipeline import default_opener
+        from models.preparation import default_opener
         from models.registry import get_registry
         from models.store import ForecastStore
         from models.trackrecord import BacktestStore, vintage_resolver
@@ -275,7 +277,7 @@ class _Publication:
              as_of: str | pd.Timestamp | None, force: bool) -> None:
         """Plan one target: its levels due for publication grouped by forecast date."""
         from models.calibration import ConformalCalibrator
-        from models.pipeline import level_plan
+        from models.forecasting import level_plan
         from models.targets import get_target
 
         target = get_target(name, frequency)
@@ -312,7 +314,7 @@ class _Publication:
         return fd
 
     def _add_group(self, target: Any, sub: Any, fd: pd.Timestamp, calibration: Any) -> None:
-        from models.pipeline import DateTask, history_dates
+        from models.forecasting import DateTask, history_dates
         from models.trackrecord import missing_tasks
 
         past = history_dates(target, fd, calibration.window) if self.calibrate else []
@@ -388,7 +390,8 @@ class _Publication:
                                f"{fd.date()}: run {run.run_id}")
 
     def _publish_level(self, group: dict, level: str) -> tuple[Any, dict]:
-        from models.pipeline import _rows_to_forecast, calibrate_level
+        from models.forecasting import calibrate_level
+        from models.preparation import rows_to_forecast
         from models.targets import to_hub
 
         target, fd, model, spec = group["target"], group["fd"], self.model, self.spec
@@ -410,7 +413,7 @@ class _Publication:
                                       group["calibration"])
             info.update(calibrated=True, **cal)
         else:
-            fc = _rows_to_forecast(mine.drop(columns=["level"]))
+            fc = rows_to_forecast(mine.drop(columns=["level"]))
         info.update(target=target.name, frequency=target.frequency, level=level,
                     model=spec.name, model_version=spec.version, params=spec.params,
                     elapsed_s=round(time.perf_counter() - self.started, 1))
@@ -438,7 +441,7 @@ def refresh_track_record(settings: Any, *, model: str = "ensemble",
     -------
     A summary: rows written, dates fitted, failures, elapsed seconds, the file's path.
     """
-    from models.pipeline import dask_client
+    from models.parallel import dask_client
     from models.trackrecord import compute_track_record, retrospective_path
 
     started = time.perf_counter()
