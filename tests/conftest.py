@@ -27,7 +27,9 @@ REAL_DATA_FIXTURES = frozenset({"data_dir", "data_copy", "real_cube"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark ``integration`` every test whose fixture closure reaches the real data."""
+    """Mark ``integration`` every test whose fixture closure reaches the real data (a test
+    asking for such a fixture only at run time, with ``request.getfixturevalue``, carries
+    ``@pytest.mark.integration`` itself)."""
     for item in items:
         if REAL_DATA_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)

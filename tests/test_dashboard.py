@@ -361,6 +361,7 @@ def fresh_client(real_cube: Settings, tmp_path_factory: pytest.TempPathFactory):
                        "RATELIMIT_ENABLED": False}).test_client()
 
 
+@pytest.mark.integration  # its clients (real cube) come through getfixturevalue
 @pytest.mark.parametrize("home", ["fresh", "with_forecasts"])
 def test_no_english_on_any_page_or_page_data(request, home: str) -> None:
     """Every page and every piece of page data a page shows, on a fresh install (every
