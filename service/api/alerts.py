@@ -13,6 +13,7 @@ from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf
 
 from service.api.cache import cached
+from service.api.context import context
 from service.api.formats import FormatQuery, render
 from service.api.paging import PageInfo, PageQuery, paginate
 from service.usecases.alerts import capacity_alerts
@@ -66,7 +67,7 @@ class AlertOut(Schema):
 @bp.doc(summary="Capacity alerts: P(ICU occupancy > beds) within 7 and 14 days")
 @cached
 def get_alerts(query_data: dict):
-    answer = capacity_alerts(source=query_data["source"], level=query_data["level"],
+    answer = capacity_alerts(context(), source=query_data["source"], level=query_data["level"],
                              territory=query_data.get("territory"),
                              model=query_data.get("model"))
     items, page = paginate(answer.pop("rows"), query_data)

@@ -20,6 +20,7 @@ from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf
 
 from service.api.cache import cached
+from service.api.context import context
 from service.api.formats import render
 from service.api.lookups import FREQUENCIES
 from service.api.paging import ListQuery, PageInfo, paginate
@@ -102,9 +103,10 @@ class DataOut(Schema):
         description="Territories × dates, tidy rows; `as_of` for the data as known then.")
 @cached
 def get_data(query_data: dict):
-    answer = series(indicator=query_data["indicator"], frequency=query_data.get("frequency"),
-                    territory=query_data.get("territory"), start=query_data.get("start"),
-                    end=query_data.get("end"), as_of=query_data.get("as_of"))
+    answer = series(context(), indicator=query_data["indicator"],
+                    frequency=query_data.get("frequency"), territory=query_data.get("territory"),
+                    start=query_data.get("start"), end=query_data.get("end"),
+                    as_of=query_data.get("as_of"))
     items, info = paginate(answer.pop("rows"), query_data)
     if query_data.get("format") == "csv":
         for row in items:

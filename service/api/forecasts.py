@@ -12,10 +12,11 @@ from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf, Range, Regexp
 
 from service.api.cache import cached
+from service.api.context import context
 from service.api.formats import csv_response, render
-from service.api.lookups import parse_codes
 from service.api.paging import PageInfo, PageQuery, paginate
 from service.usecases.forecast_reads import RUN_ID, forecast, forecast_run, forecast_runs
+from service.usecases.reads import parse_codes
 
 PREFIX = "forecasts"
 bp = APIBlueprint("forecasts", __name__, tag="forecasts")
@@ -100,9 +101,9 @@ class ForecastRunList(Schema):
                     "and horizon. `format=hub` gives the Forecast Hub CSV.")
 @cached
 def get_forecasts(query_data: dict):
-    answer = forecast(target=query_data["target"], frequency=query_data.get("frequency"),
-                      level=query_data.get("level"), model=query_data.get("model"),
-                      run_id=query_data.get("run_id"),
+    answer = forecast(context(), target=query_data["target"],
+                      frequency=query_data.get("frequency"), level=query_data.get("level"),
+                      model=query_data.get("model"), run_id=query_data.get("run_id"),
                       codes=parse_codes(query_data.get("territory")),
                       horizon=query_data.get("horizon"))
     meta, items = answer["meta"], answer["items"]
@@ -143,7 +144,7 @@ def _hub_csv(frame, items: list[dict], meta: dict):
 @bp.doc(summary="Stored forecast runs, newest first")
 @cached
 def list_forecast_runs(query_data: dict):
-    metas = forecast_runs(query_data.get("target"), query_data.get("level"),
+    metas = forecast_runs(context(), query_data.get("target"), query_data.get("level"),
                           query_data.get("model"))
     items, info = paginate(metas, query_data)
     return render({"items": items, "pagination": info}, query_data)
@@ -154,4 +155,4 @@ def list_forecast_runs(query_data: dict):
 @bp.doc(summary="One forecast run's metadata")
 @cached
 def get_forecast_run(run_id: str):
-    return render(forecast_run(run_id), {})
+    return render(forecast_run(context(), run_id), {})

@@ -1,6 +1,5 @@
 """Lookups in the served cube vintage, shared by the endpoints: the vintage itself, its
-datasets, territories and indicators (memoised per vintage: vintages are immutable), and the
-territory codes a request names (:func:`parse_codes`, :func:`check_readable`)."""
+datasets, territories and indicators (memoised per vintage: vintages are immutable)."""
 
 from __future__ import annotations
 
@@ -10,19 +9,13 @@ from typing import Any
 import numpy as np
 
 from service.api.cache import set_last_modified
-from service.api.disclosure_view import is_public
 from service.api.formats import clean
 from service.api.state import state
 from service.audit import note, pinned
-from service.errors import ApiError, bad_request
+from service.errors import ApiError
 from service.labels import indicator_fr
 
 FREQUENCIES = ("daily", "weekly", "quarterly", "yearly")
-
-#: Levels the public may read data for: aggregates only (no commune-level counts). EPCI are
-#: groupings of communes (the 22 métropoles: 200,000 to 2 million inhabitants).
-PUBLIC_LEVELS = ("department", "region", "country", "collectivity", "epci")
-
 
 def current_vintage() -> dict:
     """The served vintage, or a 503 when nothing was ever ingested."""
@@ -158,26 +151,3 @@ def find_indicator(name: str, frequency: str | None = None) -> dict | None:
         if entry["name"] == name and frequency in (None, entry["frequency"]):
             return entry
     return None
-
-
-# ---------------------------------------------------------------------------- territory codes
-def parse_codes(text: str | None) -> list[str] | None:
-    """The codes of a ``territory`` argument (comma-separated, duplicates dropped)."""
-    if not text:
-        return None
-    codes = [c.strip() for c in text.split(",") if c.strip()]
-    if not codes:
-        raise bad_request("territory: give one or more codes separated by commas")
-    return list(dict.fromkeys(codes))
-
-
-def check_readable(codes: list[str], table: dict) -> None:
-    """Refuse codes the registry does not know (400) and, for the public, territories that are
-    not aggregates (403: commune-level data needs a token)."""
-    unknown = [c for c in codes if c not in table]
-    if unknown:
-        raise bad_request("unknown territory code(s)", unknown=unknown)
-    hidden = [c for c in codes if table[c]["level"] not in PUBLIC_LEVELS]
-    if hidden and is_public():
-        raise ApiError(403, "aggregated_only", "the public reads aggregated territories only; "
-                       "commune-level data needs a token", {"territories": hidden})

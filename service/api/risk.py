@@ -19,6 +19,7 @@ from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf
 
 from service.api.cache import cached
+from service.api.context import context
 from service.api.formats import FormatQuery, render
 from service.api.paging import PageInfo, PageQuery, paginate
 from service.usecases.risk_reads import LEVELS, risk_on_day, risk_series
@@ -160,8 +161,9 @@ def _page(answer: dict, query: dict) -> dict:
                     "features.risk (configurable, VIGIE_RISK_THRESHOLDS).")
 @cached
 def get_risk(query_data: dict):
-    answer = risk_on_day(territory=query_data.get("territory"), level=query_data["level"],
-                         day=query_data.get("date"), as_of=query_data.get("as_of"))
+    answer = risk_on_day(context(), territory=query_data.get("territory"),
+                         level=query_data["level"], day=query_data.get("date"),
+                         as_of=query_data.get("as_of"))
     return _respond(_page(answer, query_data), query_data, f"vigie_risk_{answer['date']}")
 
 
@@ -173,6 +175,6 @@ def get_risk(query_data: dict):
                     "evaluated (days with level -1 are left out).")
 @cached
 def get_risk_series(code: str, query_data: dict):
-    answer = risk_series(code=code, start=query_data.get("start"), end=query_data.get("end"),
-                         as_of=query_data.get("as_of"))
+    answer = risk_series(context(), code=code, start=query_data.get("start"),
+                         end=query_data.get("end"), as_of=query_data.get("as_of"))
     return _respond(_page(answer, query_data), query_data, f"vigie_risk_{code}")

@@ -19,12 +19,12 @@ from flask import request, url_for
 
 from service.api.cache import cached
 from service.api.formats import csv_response, json_response, render
-from service.api.lookups import parse_codes
 from service.api.paging import PageInfo, PageQuery, page_info, page_window, paginate
 from service.api.state import state
 from service.audit import note
 from service.auth import current_principal, requires
 from service.errors import ApiError, bad_request, not_found
+from service.usecases.reads import parse_codes
 from service.usecases.scenarios import (
     PUBLIC_RULE,
     InvalidSubmission,

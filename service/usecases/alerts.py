@@ -14,17 +14,14 @@ The rule is the domain's (:mod:`models.alerts`); this use case finds its inputs:
   service, or a run an admin published: a planner's own run, whatever its name, never becomes
   the alert (:func:`service.usecases.scenarios.public_runs`).
 
-A read use case: it runs in a request, like :mod:`service.usecases.forecast_reads`, and pins
-the answer's provenance to the forecast's (or scenario run's) own vintage and run.
+A read use case (:mod:`service.usecases.reads`): it reads through the context it is given, and
+pins the answer's provenance to the forecast's (or scenario run's) own vintage and run.
 """
 
 from __future__ import annotations
 
+from features.storage.jsonsafe import scalar as clean
 from models.alerts import HORIZONS, METHODS, alert_level, capacities, exceedance, message_fr
-from service.api.formats import clean
-from service.api.lookups import open_dataset, parse_codes, territory_table
-from service.api.state import state
-from service.audit import note
 from service.errors import ApiError, bad_request
 from service.usecases.forecast_reads import (
     LEVEL_OF,
@@ -34,6 +31,7 @@ from service.usecases.forecast_reads import (
     run_items,
     run_meta,
 )
+from service.usecases.reads import ReadContext, parse_codes
 
 
 def alert_territories(table: dict[str, dict], codes: list[str] | None, level: str
@@ -53,26 +51,27 @@ def alert_territories(table: dict[str, dict], codes: list[str] | None, level: st
     return codes, levels.pop()
 
 
-def _yearly():
+def _yearly(ctx: ReadContext):
     try:
-        return open_dataset("yearly")
+        return ctx.open_dataset("yearly")
     except KeyError:
         return None
 
 
-def _from_forecast(codes: list[str], level: str, model: str | None) -> tuple[dict, dict]:
-    run = find_run("icu", "daily", level, model)
+def _from_forecast(ctx: ReadContext, codes: list[str], level: str, model: str | None
+                   ) -> tuple[dict, dict]:
+    run = find_run(ctx, "icu", "daily", level, model)
     meta = run_meta(run.metadata)
-    pin_provenance(meta)
-    grouped = run_items(run)
+    pin_provenance(ctx, meta)
+    grouped = run_items(ctx, run)
     per: dict[str, dict[int, list]] = {}
     for item in grouped["items"]:
         per.setdefault(item["location"], {})[item["horizon"]] = item["quantiles"]
-    caps = capacities(_yearly(), grouped["forecast_date"])
+    caps = capacities(_yearly(ctx), grouped["forecast_date"])
     # Medians as /forecasts shows them to this caller (docs/DISCLOSURE.md, "Forecasts").
     wanted = set(codes)
     shown = {(i["location"], i["horizon"]): i["median"] for i in public_items(
-        [i for i in grouped["items"] if i["location"] in wanted and i["horizon"] in HORIZONS],
+        ctx, [i for i in grouped["items"] if i["location"] in wanted and i["horizon"] in HORIZONS],
         meta)[0]}
     out = {}
     for code in codes:
@@ -86,14 +85,13 @@ def _from_forecast(codes: list[str], level: str, model: str | None) -> tuple[dic
     return out, info
 
 
-def _public_status_quo(codes: list[str]) -> tuple[dict, dict]:
+def _public_status_quo(ctx: ReadContext, codes: list[str]) -> tuple[dict, dict]:
     """The newest public ``status_quo`` run covering any of ``codes`` and its result; 404
     without one."""
     from service.usecases.scenarios import load_result, public_runs
 
-    st = state()
-    for run in public_runs(st.settings, st.engine, "status_quo"):
-        result = load_result(st.settings, run["id"])
+    for run in public_runs(ctx.settings, ctx.engine, "status_quo"):
+        result = load_result(ctx.settings, run["id"])
         if result and any(c in (result.get("summary") or {}) for c in codes):
             return run, result
     raise ApiError(404, "no_scenario", "no public status_quo scenario run covers these "
@@ -103,12 +101,12 @@ def _public_status_quo(codes: list[str]) -> tuple[dict, dict]:
                    {"territories": codes[:20]})
 
 
-def _from_scenario(codes: list[str]) -> tuple[dict, dict]:
+def _from_scenario(ctx: ReadContext, codes: list[str]) -> tuple[dict, dict]:
     from service.usecases.scenarios import vintage_id_of
 
     # Public runs only (library status quo run by the service, or published by an admin),
     # whoever asks: a planner's own run never becomes the alert.
-    run, result = _public_status_quo(codes)
+    run, result = _public_status_quo(ctx, codes)
     out = {}
     for code in codes:
         icu = ((result.get("summary") or {}).get(code) or {}).get("icu") or {}
@@ -116,12 +114,12 @@ def _from_scenario(codes: list[str]) -> tuple[dict, dict]:
                      "median_7d": None, "median_14d": None,
                      "p_exceed_7d": clean(icu.get("prob_exceed_7d")),
                      "p_exceed_14d": clean(icu.get("prob_exceed_14d"))}
-    note(pin=True, vintage_id=vintage_id_of(result), run_id=f"scenario:{run['id']}")
+    ctx.note(pin=True, vintage_id=vintage_id_of(result), run_id=f"scenario:{run['id']}")
     return out, {"run_id": f"scenario:{run['id']}", "vintage_id": vintage_id_of(result),
                  "forecast_date": (result.get("inputs") or {}).get("as_of")}
 
 
-def capacity_alerts(*, source: str, level: str, territory: str | None,
+def capacity_alerts(ctx: ReadContext, *, source: str, level: str, territory: str | None,
                     model: str | None = None) -> dict:
     """The alerts of the ``territory`` codes (comma-separated; default: every territory of
     ``level``) from ``source`` (``forecast`` or ``scenario``).
@@ -133,12 +131,12 @@ def capacity_alerts(*, source: str, level: str, territory: str | None,
     the medians at 7 and 14 days (forecast only), ``p_exceed_7d``, ``p_exceed_14d``, the
     ``level`` (:func:`models.alerts.alert_level`) and the ``message``.
     """
-    table = territory_table()
+    table = ctx.territory_table()
     codes, level = alert_territories(table, parse_codes(territory), level)
     if source == "forecast":
-        figures, info = _from_forecast(codes, level, model)
+        figures, info = _from_forecast(ctx, codes, level, model)
     else:
-        figures, info = _from_scenario(codes)
+        figures, info = _from_scenario(ctx, codes)
     rows = []
     for code in codes:
         f = figures[code]

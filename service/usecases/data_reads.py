@@ -10,7 +10,7 @@ computes from its children (none is published) is served only on dates when all 
 report; otherwise the row says why: ``value: null, reason: "incomplete", coverage:
 {reporting: n, children: m}`` (:func:`features.cube.totals_coverage`).
 
-A read use case: it runs in a request, like :mod:`service.usecases.forecast_reads`.
+A read use case (:mod:`service.usecases.reads`): it reads through the context it is given.
 """
 
 from __future__ import annotations
@@ -21,41 +21,30 @@ import numpy as np
 import pandas as pd
 
 from features.cube import totals_coverage
-from service.api.cache import set_last_modified
-from service.api.disclosure_view import hidden_cells, is_public
-from service.api.formats import clean
-from service.api.lookups import (
-    PUBLIC_LEVELS,
-    check_readable,
-    find_indicator,
-    indicator_catalog,
-    open_dataset,
-    parse_codes,
-    territory_table,
-)
-from service.api.state import state
+from features.storage.jsonsafe import scalar as clean
 from service.errors import ApiError, bad_request
+from service.usecases.reads import PUBLIC_LEVELS, ReadContext, check_readable, parse_codes
 
 
-def _indicator(name: str, frequency: str | None) -> dict:
+def _indicator(ctx: ReadContext, name: str, frequency: str | None) -> dict:
     """The indicator's entry at ``frequency`` (default: the finest); 400 when there is none."""
-    meta = find_indicator(name, frequency)
+    meta = ctx.find_indicator(name, frequency)
     if meta is None:
-        known = find_indicator(name)
+        known = ctx.find_indicator(name)
         if known is not None:
             raise bad_request(f"{name} has no {frequency} series",
                               frequency=known["frequency"])
-        raise bad_request(f"unknown indicator {name!r}", known=sorted(indicator_catalog()))
+        raise bad_request(f"unknown indicator {name!r}", known=sorted(ctx.indicator_catalog()))
     return meta
 
 
-def _dataset(frequency: str, as_of: dt.date | None):
+def _dataset(ctx: ReadContext, frequency: str, as_of: dt.date | None):
     try:
-        ds = open_dataset(frequency, as_of)
+        ds = ctx.open_dataset(frequency, as_of)
     except LookupError as exc:
         raise ApiError(503, "no_data", str(exc)) from exc
     if as_of is not None:
-        set_last_modified(ds.attrs.get("issued_at"))
+        ctx.set_last_modified(ds.attrs.get("issued_at"))
     return ds
 
 
@@ -98,7 +87,7 @@ def _rows(codes: list[str], values: np.ndarray, date_labels: list[str], mask, to
     return rows
 
 
-def series(*, indicator: str, frequency: str | None, territory: str | None,
+def series(ctx: ReadContext, *, indicator: str, frequency: str | None, territory: str | None,
            start: dt.date | None, end: dt.date | None, as_of: dt.date | None) -> dict:
     """The series of ``indicator`` (at ``frequency``, default the finest) for the ``territory``
     codes (comma-separated; default: every territory served to the caller), from ``start`` to
@@ -110,15 +99,15 @@ def series(*, indicator: str, frequency: str | None, territory: str | None,
     ``count``, ``source``, ``licence``), ``vintage_id``, ``as_of``, ``suppression_threshold``
     (None when nothing is suppressed for this caller), ``computed_totals`` and ``rows`` last.
     """
-    meta = _indicator(indicator, frequency)
+    meta = _indicator(ctx, indicator, frequency)
     if start and end and start > end:
         raise bad_request("start is after end", start=str(start), end=str(end))
-    table = territory_table()
+    table = ctx.territory_table()
     codes = parse_codes(territory)
-    public = is_public()
+    public = ctx.is_public()
     if codes:
-        check_readable(codes, table)
-    ds = _dataset(meta["frequency"], as_of)
+        check_readable(ctx, codes, table)
+    ds = _dataset(ctx, meta["frequency"], as_of)
     var = ds[indicator]
     available = set(var["territory"].values.tolist())
     if codes is None:
@@ -127,7 +116,7 @@ def series(*, indicator: str, frequency: str | None, territory: str | None,
     codes = [c for c in codes if c in available]
     var = _window(var.sel(territory=codes), start, end)
     # docs/DISCLOSURE.md: small counts, the cells that would give them back, derived values.
-    mask = hidden_cells(meta["frequency"], indicator, codes, var["date"].values,
+    mask = ctx.hidden_cells(meta["frequency"], indicator, codes, var["date"].values,
                         str(ds.attrs.get("vintage_id", "")) or None) if public else None
     totals = totals_coverage(ds[indicator]) or {"children": {}, "incomplete": {}}
     computed = {c: int(totals["children"][c]) for c in codes if c in totals["children"]}
@@ -141,7 +130,7 @@ def series(*, indicator: str, frequency: str | None, territory: str | None,
         "source": meta["source"], "licence": meta["licence"],
         "vintage_id": str(ds.attrs.get("vintage_id", "")),
         "as_of": str(as_of) if as_of else None,
-        "suppression_threshold": state().settings.small_count_threshold
+        "suppression_threshold": ctx.settings.small_count_threshold
         if mask is not None else None,
         "computed_totals": {"territories": computed, "incomplete": incomplete},
         "rows": rows,

@@ -1,11 +1,10 @@
 """Reading published forecasts, for ``/api/v1/forecasts`` and the ICU alerts.
 
-A read use case runs in a request: the app's stores come from :mod:`service.api.state` and
-:mod:`service.api.lookups` (the served cube vintage, memoised per vintage or run), the caller's
-audience from :mod:`service.api.disclosure_view` (the public's answer hides what
-docs/DISCLOSURE.md says), and the answer's provenance is noted for the audit trail and the
-``X-Vigie-*`` headers (:func:`service.audit.note`). The blueprint parses the request and
-renders what these return.
+A read use case (:mod:`service.usecases.reads`): it reads the stores and the served cube
+vintage through the :class:`~service.usecases.reads.ReadContext` it is given (memoised per run),
+hides from the public what docs/DISCLOSURE.md says, and notes the answer's provenance (the
+forecast's own vintage and model version). The blueprint parses the request and renders what
+these return.
 
 A run is immutable and the store switches its "latest" pointers atomically, so an answer comes
 from exactly one run, with the cube vintage and model version behind it.
@@ -15,23 +14,13 @@ from __future__ import annotations
 
 import re
 
-from service.api.cache import set_last_modified
-from service.api.disclosure_view import hidden_cells, is_public
-from service.api.formats import clean
-from service.api.lookups import find_indicator, memo, territory_table
-from service.api.state import state
-from service.audit import note
+from features.storage.jsonsafe import scalar as clean
 from service.errors import ApiError, bad_request, not_found
+from service.usecases.reads import ReadContext
 
 #: Territory levels of the cube → forecast levels.
 LEVEL_OF = {"country": "national", "region": "region", "department": "department"}
 RUN_ID = r"^[0-9A-Za-z][0-9A-Za-z_.-]*$"  # a store folder name: never a path
-
-
-def forecast_store():
-    from models.store import ForecastStore
-
-    return ForecastStore.from_settings(state().settings)
 
 
 def run_meta(metadata: dict) -> dict:
@@ -49,14 +38,14 @@ def run_meta(metadata: dict) -> dict:
     }
 
 
-def pin_provenance(meta: dict) -> None:
+def pin_provenance(ctx: ReadContext, meta: dict) -> None:
     """The answer's provenance is the forecast's own (its vintage and model version), not the
     cube served now (looked up afterwards for names)."""
-    note(pin=True, vintage_id=meta["vintage_id"], run_id=meta["run_id"],
+    ctx.note(pin=True, vintage_id=meta["vintage_id"], run_id=meta["run_id"],
          model_version=f"{meta['model']}@{meta['model_version']}")
 
 
-def run_items(run) -> dict:
+def run_items(ctx: ReadContext, run) -> dict:
     """A run's Hub rows grouped per location × target (memoised: runs are immutable)."""
 
     def build() -> dict:
@@ -77,7 +66,7 @@ def run_items(run) -> dict:
         forecast_date = str(frame["forecast_date"].iloc[0]) if len(frame) else None
         return {"items": items, "forecast_date": forecast_date, "hub": frame}
 
-    return memo(("forecast_run", run.run_id), build)
+    return ctx.memo(("forecast_run", run.run_id), build)
 
 
 def _latest_of_any_model(store, target, level: str):
@@ -92,12 +81,12 @@ def _latest_of_any_model(store, target, level: str):
                         target.frequency)
 
 
-def find_run(target: str, frequency: str | None, level: str, model: str | None,
-             run_id: str | None = None):
+def find_run(ctx: ReadContext, target: str, frequency: str | None, level: str,
+             model: str | None, run_id: str | None = None):
     """The requested run (by id, else the latest of its kind); 404 when there is none."""
     from models.targets import get_target
 
-    store = forecast_store()
+    store = ctx.forecast_store()
     if run_id and (len(run_id) > 64 or not re.match(RUN_ID, run_id)):
         # A store folder name is at most 64 characters (longer: the OS refuses the path).
         raise not_found(f"no forecast run {run_id[:64]!r}")
@@ -121,14 +110,14 @@ def find_run(target: str, frequency: str | None, level: str, model: str | None,
     return run
 
 
-def forecast_level(level: str | None, codes: list[str] | None) -> str:
+def forecast_level(ctx: ReadContext, level: str | None, codes: list[str] | None) -> str:
     """The forecast level asked for: ``level``, else the one of ``codes`` (one level of France,
     régions or départements), else national."""
     if level:
         return level
     if not codes:
         return "national"
-    table = territory_table()
+    table = ctx.territory_table()
     unknown = [c for c in codes if c not in table]
     if unknown:
         raise bad_request("unknown territory code(s)", unknown=unknown)
@@ -141,7 +130,7 @@ def forecast_level(level: str | None, codes: list[str] | None) -> str:
     return levels.pop()
 
 
-def _protected_target(meta: dict):
+def _protected_target(ctx: ReadContext, meta: dict):
     """The run's target when its variable is a count disclosure control protects, else None."""
     from features.disclosure import is_protected
     from models.targets import get_target
@@ -150,13 +139,13 @@ def _protected_target(meta: dict):
         target = get_target(meta["target"], meta["frequency"] or None)
     except KeyError:
         return None
-    entry = find_indicator(target.variable, target.frequency)
+    entry = ctx.find_indicator(target.variable, target.frequency)
     if entry is None or not is_protected(target.variable, {"count": int(entry["count"])}):
         return None
     return target
 
 
-def public_items(items: list[dict], meta: dict) -> tuple[list[dict], bool]:
+def public_items(ctx: ReadContext, items: list[dict], meta: dict) -> tuple[list[dict], bool]:
     """Forecast items as the caller may see them, and whether suppression applies.
 
     For the public and a count target (docs/DISCLOSURE.md, "Forecasts"): every value of an
@@ -168,15 +157,15 @@ def public_items(items: list[dict], meta: dict) -> tuple[list[dict], bool]:
     from features.disclosure import forecast_public
 
     plain = [{**i, "suppressed": False} for i in items]
-    if not is_public():
+    if not ctx.is_public():
         return plain, False
-    target = _protected_target(meta)
+    target = _protected_target(ctx, meta)
     if target is None:
         return plain, False
-    threshold = state().settings.small_count_threshold
+    threshold = ctx.settings.small_count_threshold
     locations = sorted({i["location"] for i in items})
     ends = sorted({i["target_end_date"] for i in items})
-    mask = hidden_cells(target.frequency, target.variable, locations, pd.to_datetime(ends))
+    mask = ctx.hidden_cells(target.frequency, target.variable, locations, pd.to_datetime(ends))
     row = {c: k for k, c in enumerate(locations)}
     col = {d: k for k, d in enumerate(ends)}
     out = []
@@ -193,8 +182,9 @@ def public_items(items: list[dict], meta: dict) -> tuple[list[dict], bool]:
     return out, True
 
 
-def forecast(*, target: str, frequency: str | None, level: str | None, model: str | None,
-             run_id: str | None, codes: list[str] | None, horizon: int | None) -> dict:
+def forecast(ctx: ReadContext, *, target: str, frequency: str | None, level: str | None,
+             model: str | None, run_id: str | None, codes: list[str] | None,
+             horizon: int | None) -> dict:
     """The forecast asked for (``/api/v1/forecasts``), as the caller may see it.
 
     Returns
@@ -204,38 +194,39 @@ def forecast(*, target: str, frequency: str | None, level: str | None, model: st
     ``codes`` and ``horizon`` when given) and ``suppression_threshold`` (None when nothing is
     suppressed for this caller).
     """
-    level = forecast_level(level, codes)
-    run = find_run(target, frequency, level, model, run_id)
+    level = forecast_level(ctx, level, codes)
+    run = find_run(ctx, target, frequency, level, model, run_id)
     meta = run_meta(run.metadata)
-    pin_provenance(meta)
-    set_last_modified(meta["created_at"] or None)
-    grouped = run_items(run)
+    pin_provenance(ctx, meta)
+    ctx.set_last_modified(meta["created_at"] or None)
+    grouped = run_items(ctx, run)
     items = grouped["items"]
     if codes:
         wanted = set(codes)
         items = [i for i in items if i["location"] in wanted]
     if horizon:
         items = [i for i in items if i["horizon"] == horizon]
-    names = territory_table()
-    threshold = state().settings.small_count_threshold
-    out, suppress_counts = public_items(items, meta)
+    names = ctx.territory_table()
+    threshold = ctx.settings.small_count_threshold
+    out, suppress_counts = public_items(ctx, items, meta)
     out = [{**item, "location_name": names.get(item["location"], {}).get("name", "")}
            for item in out]
     return {"meta": meta, "forecast_date": grouped["forecast_date"], "hub": grouped["hub"],
             "items": out, "suppression_threshold": threshold if suppress_counts else None}
 
 
-def forecast_runs(target: str | None, level: str | None, model: str | None) -> list[dict]:
+def forecast_runs(ctx: ReadContext, target: str | None, level: str | None,
+                  model: str | None) -> list[dict]:
     """Stored runs newest first (:func:`run_meta`), of that target, level and model if given."""
-    metas = [run_meta(r.metadata) for r in forecast_store().list_runs()]
+    metas = [run_meta(r.metadata) for r in ctx.forecast_store().list_runs()]
     for key, wanted in (("target", target), ("level", level), ("model", model)):
         if wanted:
             metas = [m for m in metas if m[key] == wanted]
     return metas
 
 
-def forecast_run(run_id: str) -> dict:
+def forecast_run(ctx: ReadContext, run_id: str) -> dict:
     """One stored run's metadata (:func:`run_meta`); 404 when there is none."""
-    meta = run_meta(find_run("", None, "", "", run_id).metadata)
-    pin_provenance(meta)
+    meta = run_meta(find_run(ctx, "", None, "", "", run_id).metadata)
+    pin_provenance(ctx, meta)
     return meta

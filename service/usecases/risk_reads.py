@@ -6,7 +6,7 @@ from :func:`features.risk.load_thresholds`); this use case assesses the served c
 on ``as_of``, once per vintage and thresholds), picks the territories and days asked for, and
 hides from the public the inputs whose cube cell disclosure control hides (docs/DISCLOSURE.md).
 
-A read use case: it runs in a request, like :mod:`service.usecases.forecast_reads`.
+A read use case (:mod:`service.usecases.reads`): it reads through the context it is given.
 """
 
 from __future__ import annotations
@@ -16,55 +16,46 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from service.api.cache import set_last_modified
-from service.api.disclosure_view import hidden_cells, is_public
-from service.api.formats import clean
-from service.api.lookups import (
-    check_readable,
-    memo,
-    open_dataset,
-    parse_codes,
-    territory_table,
-)
-from service.api.state import state
+from features.storage.jsonsafe import scalar as clean
 from service.errors import ApiError, bad_request, not_found
+from service.usecases.reads import ReadContext, check_readable, parse_codes
 
 #: API level names → territory levels of the cube.
 LEVELS = {"national": "country", "region": "region", "department": "department", "epci": "epci"}
 
 
-def assessment(as_of: dt.date | None):
+def assessment(ctx: ReadContext, as_of: dt.date | None):
     """``features.risk.assess`` of the served cube (as known on ``as_of``), once per vintage."""
     from features import risk
 
     try:
-        daily = open_dataset("daily", as_of)
+        daily = ctx.open_dataset("daily", as_of)
     except LookupError as exc:
         raise ApiError(503, "no_data", str(exc)) from exc
     try:
-        yearly = open_dataset("yearly", as_of)
+        yearly = ctx.open_dataset("yearly", as_of)
     except KeyError:
         yearly = None
-    settings = state().settings
+    settings = ctx.settings
     thresholds = risk.load_thresholds(settings)
     vintage = str(daily.attrs.get("vintage_id", ""))
     if as_of is not None:
-        set_last_modified(daily.attrs.get("issued_at"))
+        ctx.set_last_modified(daily.attrs.get("issued_at"))
     # The thresholds in force are part of the key: a changed file is a new assessment.
     key = ("risk", vintage, str(as_of), thresholds.path, thresholds.name, thresholds.criteria,
            tuple((k, i.scope) for k, i in thresholds.inputs.items()))
-    assessed = memo(key, lambda: risk.assess(daily, yearly, thresholds))
-    return assessed, thresholds, vintage, _hidden_inputs(assessed, vintage)
+    assessed = ctx.memo(key, lambda: risk.assess(daily, yearly, thresholds))
+    return assessed, thresholds, vintage, _hidden_inputs(ctx, assessed, vintage)
 
 
-def _hidden_inputs(ds, vintage: str) -> dict[str, np.ndarray]:
+def _hidden_inputs(ctx: ReadContext, ds, vintage: str) -> dict[str, np.ndarray]:
     """Per input of the assessment ``ds``, its (territory, date) values hidden from the
     public: hidden where the cube cell it was taken from is (the région's for a regional
     input, the estimate's where estimated; ICU occupancy = ICU patients / beds is hidden with
     the patients), docs/DISCLOSURE.md. Empty for an authenticated caller."""
     from features import risk
 
-    if not is_public():
+    if not ctx.is_public():
         return {}
     codes = ds["territory"].values.tolist()
     dates = ds["date"].values
@@ -77,10 +68,10 @@ def _hidden_inputs(ds, vintage: str) -> dict[str, np.ndarray]:
         taken = f"{name}_from" if f"{name}_from" in ds.data_vars else \
             f"{risk.ICU_OCCUPANCY}_from"
         where = ds[taken].values.tolist() if taken in ds.data_vars else codes
-        mask = hidden_cells("daily", source, where, dates, vintage or None)
+        mask = ctx.hidden_cells("daily", source, where, dates, vintage or None)
         estimate = risk.ESTIMATES.get(name)
         if estimate and f"{name}_origin" in ds.data_vars:
-            guess = hidden_cells("daily", estimate, where, dates, vintage or None)
+            guess = ctx.hidden_cells("daily", estimate, where, dates, vintage or None)
             if guess is not None:
                 origin = ds[f"{name}_origin"].transpose("territory", "date").values
                 mask = np.where(origin == risk.ORIGIN_ESTIMATED, guess,
@@ -91,13 +82,13 @@ def _hidden_inputs(ds, vintage: str) -> dict[str, np.ndarray]:
 
 
 def _rows(ds, thresholds, codes: list[str], date_idx: list[int] | None,
-          hidden: dict[str, np.ndarray], keep_unknown: bool) -> list[dict]:
+          hidden: dict[str, np.ndarray], keep_unknown: bool, table: dict[str, dict]
+          ) -> list[dict]:
     """One row per (territory, date) of the assessment ``ds`` (``keep_unknown``: also the
     days with no evaluable criterion); inputs whose cube cell is hidden from the public
     (``hidden``, :func:`_hidden_inputs`) are null."""
     from features import risk
 
-    table = territory_table()
     index = {c: i for i, c in enumerate(ds["territory"].values.tolist())}
     dates = pd.DatetimeIndex(ds["date"].values).strftime("%Y-%m-%d")
     criteria = [n for n in ds.data_vars if str(n).startswith("criterion_")]
@@ -153,7 +144,8 @@ def _criterion(var, state_value: float, values: dict, thresholds, estimated: lis
 
 
 
-def _answer(ds, thresholds, vintage: str, as_of, day: str | None, rows: list[dict]) -> dict:
+def _answer(ctx: ReadContext, ds, thresholds, vintage: str, as_of, day: str | None,
+            rows: list[dict]) -> dict:
     """The answer's fields, its ``rows`` last (one per territory and day)."""
     from features import risk
 
@@ -163,7 +155,7 @@ def _answer(ds, thresholds, vintage: str, as_of, day: str | None, rows: list[dic
             "vintage_id": vintage, "as_of": str(as_of) if as_of else None, "date": day,
             "first_date": str(dates[0].date()) if len(dates) else None,
             "last_date": str(dates[-1].date()) if len(dates) else None,
-            "suppression_threshold": state().settings.small_count_threshold if is_public()
+            "suppression_threshold": ctx.settings.small_count_threshold if ctx.is_public()
             else None,
             "rows": rows}
 
@@ -185,16 +177,16 @@ def _day_index(ds, codes: list[str], position: dict[str, int], day: dt.date | No
     return int(np.flatnonzero(known)[-1]) if known.any() else len(dates) - 1
 
 
-def risk_on_day(*, territory: str | None, level: str, day: dt.date | None,
+def risk_on_day(ctx: ReadContext, *, territory: str | None, level: str, day: dt.date | None,
                 as_of: dt.date | None) -> dict:
     """The risk of the ``territory`` codes (comma-separated; default: every territory of the
     API ``level``) on ``day`` (default: the latest day with a known level), the cube as known
     on ``as_of``: one row per territory, unknown levels included."""
-    table = territory_table()
+    table = ctx.territory_table()
     codes = parse_codes(territory)
     if codes:
-        check_readable(codes, table)
-    ds, thresholds, vintage, hidden = assessment(as_of)
+        check_readable(ctx, codes, table)
+    ds, thresholds, vintage, hidden = assessment(ctx, as_of)
     position = {c: i for i, c in enumerate(ds["territory"].values.tolist())}
     if codes:
         codes = [c for c in codes if c in position]
@@ -203,21 +195,22 @@ def risk_on_day(*, territory: str | None, level: str, day: dt.date | None,
     dates = pd.DatetimeIndex(ds["date"].values)
     j = _day_index(ds, codes, position, day)
     label = str(dates[j].date()) if len(dates) else None
-    rows = _rows(ds, thresholds, codes, [j] if len(dates) else [], hidden, keep_unknown=True)
-    return _answer(ds, thresholds, vintage, as_of, label, rows)
+    rows = _rows(ds, thresholds, codes, [j] if len(dates) else [], hidden, True,
+                 ctx.territory_table())
+    return _answer(ctx, ds, thresholds, vintage, as_of, label, rows)
 
 
-def risk_series(*, code: str, start: dt.date | None, end: dt.date | None,
+def risk_series(ctx: ReadContext, *, code: str, start: dt.date | None, end: dt.date | None,
                 as_of: dt.date | None) -> dict:
     """The risk of territory ``code`` on every day from ``start`` to ``end`` on which at least
     one criterion could be evaluated, the cube as known on ``as_of``."""
-    table = territory_table()
+    table = ctx.territory_table()
     if code not in table:
         raise not_found(f"no territory with code {code!r}", code=code)
-    check_readable([code], table)
+    check_readable(ctx, [code], table)
     if start and end and start > end:
         raise bad_request("start is after end", start=str(start), end=str(end))
-    ds, thresholds, vintage, hidden = assessment(as_of)
+    ds, thresholds, vintage, hidden = assessment(ctx, as_of)
     dates = pd.DatetimeIndex(ds["date"].values)
     keep = np.ones(len(dates), dtype=bool)
     if start:
@@ -225,6 +218,6 @@ def risk_series(*, code: str, start: dt.date | None, end: dt.date | None,
     if end:
         keep &= dates <= pd.Timestamp(end)
     codes = [code] if code in set(ds["territory"].values.tolist()) else []
-    rows = _rows(ds, thresholds, codes, np.flatnonzero(keep).tolist(), hidden,
-                 keep_unknown=False)
-    return _answer(ds, thresholds, vintage, as_of, None, rows)
+    rows = _rows(ds, thresholds, codes, np.flatnonzero(keep).tolist(), hidden, False,
+                 ctx.territory_table())
+    return _answer(ctx, ds, thresholds, vintage, as_of, None, rows)

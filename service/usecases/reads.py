@@ -1,0 +1,85 @@
+"""What the read use cases share (:mod:`~service.usecases.data_reads`,
+:mod:`~service.usecases.forecast_reads`, :mod:`~service.usecases.risk_reads`,
+:mod:`~service.usecases.alerts`): the context they read through, and the territory codes a
+request names.
+
+A read use case answers one caller: it reads the served cube vintage and the stores, hides from
+the public what disclosure control hides (docs/DISCLOSURE.md), and says where its answer came
+from (vintage, run, model version; the time its data last changed). It does all that through a
+:class:`ReadContext` its caller gives it, so that it imports no web code: the API gives
+:class:`service.api.context.RequestContext` (the app's stores and per-vintage memo, the
+request's caller, the audit trail and the response's headers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from service.errors import ApiError, bad_request
+
+#: Levels the public may read data for: aggregates only (no commune-level counts). EPCI are
+#: groupings of communes (the 22 métropoles: 200,000 to 2 million inhabitants).
+PUBLIC_LEVELS = ("department", "region", "country", "collectivity", "epci")
+
+
+class ReadContext(Protocol):
+    """Where a read use case reads from, for whom, and where it says what it read."""
+
+    settings: Any
+    engine: Any
+
+    def forecast_store(self) -> Any:
+        """The forecast store (:class:`models.store.ForecastStore`)."""
+
+    def memo(self, key: tuple, build: Callable[[], Any]) -> Any:
+        """``build()``, computed once per ``key`` (keys name immutable things: a vintage, a
+        run)."""
+
+    def territory_table(self) -> dict[str, dict]:
+        """Code → territory row of the served vintage."""
+
+    def find_indicator(self, name: str, frequency: str | None = None) -> dict | None:
+        """An indicator's entry in the served vintage (default: its finest frequency)."""
+
+    def indicator_catalog(self) -> dict[str, dict]:
+        """Indicator name → its entry at the finest frequency."""
+
+    def open_dataset(self, frequency: str, as_of: Any = None) -> Any:
+        """A dataset of the served vintage, or of the vintage known on ``as_of``."""
+
+    def is_public(self) -> bool:
+        """Whether the caller is the public (no token): disclosure control applies."""
+
+    def hidden_cells(self, frequency: str, name: str, codes: Sequence[str], dates: Any,
+                     vintage_id: str | None = None) -> Any:
+        """The (codes × dates) mask of ``name`` hidden from this caller, or None."""
+
+    def note(self, *, pin: bool = False, **provenance: Any) -> None:
+        """Record where the answer came from (``pin``: the answer's own, e.g. a forecast's
+        vintage, not replaced by later lookups in the current cube)."""
+
+    def set_last_modified(self, value: Any) -> None:
+        """The time the answer's data last changed."""
+
+
+def parse_codes(text: str | None) -> list[str] | None:
+    """The codes of a ``territory`` argument (comma-separated, duplicates dropped)."""
+    if not text:
+        return None
+    codes = [c.strip() for c in text.split(",") if c.strip()]
+    if not codes:
+        raise bad_request("territory: give one or more codes separated by commas")
+    return list(dict.fromkeys(codes))
+
+
+def check_readable(ctx: ReadContext, codes: list[str], table: dict) -> None:
+    """Refuse codes the registry does not know (400) and, for the public, territories that are
+    not aggregates (403: commune-level data needs a token)."""
+    unknown = [c for c in codes if c not in table]
+    if unknown:
+        raise bad_request("unknown territory code(s)", unknown=unknown)
+    hidden = [c for c in codes if table[c]["level"] not in PUBLIC_LEVELS]
+    if hidden and ctx.is_public():
+        raise ApiError(403, "aggregated_only", "the public reads aggregated territories only; "
+                       "commune-level data needs a token", {"territories": hidden})
