@@ -29,21 +29,6 @@ def store_result(settings: Settings, run_id: int, result: dict) -> Path:
                              publish=True)
 
 
-def run_and_store(settings: Settings, run_id: int, *, name: str | None = None,
-                  definition: dict | None = None, as_of: str | None = None) -> dict:
-    """Deprecated: :func:`service.usecases.scenarios.run_and_store` (kept while callers move)."""
-    from scenarios import load_library_scenario, run_scenario
-
-    if definition is None:
-        definition = load_library_scenario(name)
-    result = run_scenario(definition, as_of=as_of, settings=settings)
-    store_result(settings, run_id, result)
-    inputs = result.get("inputs") or {}
-    return {"scenario": inputs.get("name") or name, "vintage": vintage_id_of(result),
-            "as_of": inputs.get("as_of"), "territories": sorted(result.get("summary") or {}),
-            "timing_s": result.get("timing_s")}
-
-
 def vintage_id_of(result: dict) -> str | None:
     """The cube vintage id a scenario result was computed on."""
     vintage = result.get("vintage")

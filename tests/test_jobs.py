@@ -193,8 +193,8 @@ def test_crash_mid_job_keeps_previous_forecasts_served(served_home, monkeypatch,
 def test_forecast_job_publishes_and_audits(served_home):
     from features.catalog import get_engine
     from service.audit import query
+    from service.job_bodies import job_forecast
     from service.jobs import resolve
-    from service.jobs.bodies import job_forecast
 
     engine = get_engine(served_home.database_url)
     run_id = enqueue(engine, "forecast", {"model": "baseline", "runs": [["inc_hosp", "weekly"]],

@@ -33,17 +33,17 @@ How it fits together
   (``VIGIE_JOB_THREADS``, default half the CPUs): a run that needs too much memory fails with
   a recorded error, the serving process is untouched. ``VIGIE_JOB_ISOLATION=thread`` runs them
   in the worker thread instead (debugging).
-* Job functions are thin (:mod:`service.jobs.bodies`): they call one use case
-  (:mod:`service.usecases`) with the service's settings; the use case writes the audit rows.
+* Job functions are thin (:mod:`service.job_bodies`, outside this package): they call one use
+  case (:mod:`service.usecases`) with the service's settings; the use case writes the audit
+  rows. The use cases queue runs (this package), so this package imports no job body: the
+  table of :mod:`~service.jobs.spec` names them by text, imported when a run executes.
 
 Modules, from the bottom up: :mod:`~service.jobs.spec` (what a job is, the registry),
 :mod:`~service.jobs.queue` (runs, claims, history), :mod:`~service.jobs.lease` (the scheduler
 lease), :mod:`~service.jobs.context` (what a job function gets; the fence),
 :mod:`~service.jobs.worker` (isolated runs in a child process), :mod:`~service.jobs.runner`
-(executing a claimed run), :mod:`~service.jobs.scheduler`, and :mod:`~service.jobs.bodies`
-(the job functions, named by text in the table of :mod:`~service.jobs.spec` and imported when a
-run executes: they call the use cases, which queue runs). All but the bodies are importable
-from ``service.jobs``.
+(executing a claimed run) and :mod:`~service.jobs.scheduler`. Everything is importable from
+``service.jobs``.
 """
 
 from __future__ import annotations

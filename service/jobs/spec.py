@@ -2,7 +2,7 @@
 the errors a job run records. The lowest module of :mod:`service.jobs` (no database, no
 scheduler, no job body).
 
-The built-in jobs name their functions by text (``service.jobs.bodies:job_forecast``), as
+The built-in jobs name their functions by text (``service.job_bodies:job_forecast``), as
 APScheduler's store names :func:`service.jobs.fire`: the bodies call the use cases, which queue
 runs, so the queue must know every job without importing the bodies; :func:`resolve` imports a
 body when a run of it executes.
@@ -73,7 +73,7 @@ def resolve(func: Callable[..., dict | None] | str) -> Callable[..., dict | None
     return getattr(importlib.import_module(module), name)
 
 
-BODIES = "service.jobs.bodies"
+BODIES = "service.job_bodies"
 
 register_job(JobSpec("ingest", f"{BODIES}:job_ingest",
                      "Ingest the data directory into a new cube vintage",

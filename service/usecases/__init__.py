@@ -4,13 +4,16 @@ A use case takes settings and plain parameters, calls the pipeline (``features``
 ``scenarios``) and the stores, writes the audit trail, and reports progress through a
 :class:`Progress`; the command line and the jobs only parse their arguments and render the
 outcome. One function per thing a user does, called alike by the command line, the jobs
-(:mod:`service.jobs.bodies`) and the API; a use case that publishes writes its own audit rows,
+(:mod:`service.job_bodies`) and the API; a use case that publishes writes its own audit rows,
 whoever calls it. Modules: :mod:`~service.usecases.ingest` (ingest),
 :mod:`~service.usecases.forecasts` (forecast one target, publish forecasts, the retrospective
 track record), :mod:`~service.usecases.backtests` (backtest, score, the leaderboard),
 :mod:`~service.usecases.scenarios` (run, submit, publish scenario runs),
 :mod:`~service.usecases.cube` (describe, export), :mod:`~service.usecases.maintenance` (prune),
-:mod:`~service.usecases.tokens` (API tokens).
+:mod:`~service.usecases.tokens` (API tokens); the reads the API and the dashboard answer with:
+:mod:`~service.usecases.forecast_reads`, :mod:`~service.usecases.risk_reads`,
+:mod:`~service.usecases.data_reads`, :mod:`~service.usecases.alerts`,
+:mod:`~service.usecases.accuracy`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
-"""The jobs: each body parses its parameters, calls one use case (:mod:`service.usecases`) with
-the run's settings, and returns the run's result; follow-ups are queued through the run's
-context (fenced). The use cases write the audit rows, whoever calls them. The table of jobs
-(names, schedules, attempts, isolation) is :data:`service.jobs.spec.JOBS`, naming these
-functions by text."""
+"""The jobs' bodies: each parses its parameters, calls one use case (:mod:`service.usecases`)
+with the run's settings, and returns the run's result; follow-ups are queued through the run's
+context (fenced). The use cases write the audit rows, whoever calls them.
+
+The table of jobs (names, schedules, attempts, isolation) is :data:`service.jobs.spec.JOBS`,
+naming these functions by text (``service.job_bodies:job_forecast``): the job machinery
+(:mod:`service.jobs`) sits below the use cases, which queue runs, and these bodies above them.
+"""
 
 from __future__ import annotations
 
