@@ -193,7 +193,8 @@ def _load_cached(folder: Path, frequency: str) -> xr.Dataset:
     # serves the rest.
     with _hdf5_lock, xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
         loaded = ds.load()
-    for name in ("territory", "territory_level", "territory_parent", "territory_name"):
+    for name in ("territory", "territory_level", "territory_parent", "territory_group",
+                 "territory_name"):
         if name in loaded.coords:
             loaded = loaded.assign_coords({name: loaded[name].astype(str).astype(object)})
     with _cache_lock:

@@ -1,16 +1,29 @@
-"""French territories: codes, names, populations and the commune → département → région → France
-hierarchy.
+"""French territories: codes, names, populations and the two trees they form.
 
 Codes are strings, never numbers (``'01'``, ``'2A'``, ``'971'``). Régions use ``'R'`` followed by
 their INSEE code (``'R84'``) because INSEE région and département codes overlap (``'01'`` is both
 Guadeloupe the région and Ain the département). France is ``'FR'``. Communes are 5-character
 INSEE codes. Collectivités d'outre-mer (``'975'``, ``'977'``, ``'978'``…) hang directly under
 France. EPCIs (métropoles, communautés…) are 9-digit SIREN codes (``'200046977'`` Métropole de
-Lyon); their parent is the département holding most of their member communes' population
-(:mod:`features.sources.insee_epci`), for navigation only: an EPCI straddles départements, so
-nothing is ever aggregated from EPCIs into départements, régions or France.
+Lyon).
 
-Counts aggregate by sum, rates by population-weighted mean (INSEE legal population 2020).
+**Two trees.** A commune has two parents, in two trees that cross:
+
+* the **administrative tree**, ``parent``: commune → département (or collectivité) → région →
+  France. It is the only chain :func:`chain_to_root` walks, the one the hospital data, the
+  région and France totals and the risk levels follow;
+* the **groupement**, ``group``: commune → its EPCI (``''`` for the few communes in none: Île
+  d'Yeu, Ouessant, the collectivités'). An EPCI is not inside one département (90 span two or
+  more; the Métropole du Grand Paris six), so its own ``parent`` (the département holding most of
+  its member communes' population, :mod:`features.sources.insee_epci`) is for navigation and
+  display only: nothing is ever summed from an EPCI into a département, région or France.
+
+A commune count is therefore summed twice, each time from the communes themselves: into its
+EPCI (Σ its member communes) and into its département (Σ its communes), never département from
+EPCI nor EPCI from département (:mod:`features.cube.totals`, docs/CUBE_CONTRACT.md).
+
+Counts aggregate by sum, rates by population-weighted mean (INSEE legal population 2020; an
+EPCI's population is the sum of its member communes' when the commune populations are known).
 """
 
 from __future__ import annotations
@@ -26,6 +39,11 @@ from features.errors import UnknownTerritoryError
 
 FRANCE = "FR"
 LEVELS = ("commune", "epci", "department", "collectivity", "region", "country")
+#: Level of the groupement tree (commune → EPCI), beside the administrative one.
+GROUP_LEVEL = "epci"
+#: Levels a commune's value is summed into, each straight from the communes: its département
+#: (or collectivité, through ``parent``) and its EPCI (through ``group``).
+COMMUNE_TOTAL_LEVELS = ("department", "collectivity", "epci")
 
 #: Codes that existed once and no longer do, with what replaced them. Reported by name when met.
 RETIRED_CODES: dict[str, str] = {
@@ -138,9 +156,11 @@ class Territories:
     ----------
     table:
         One row per territory, indexed by ``code``, with columns ``name``, ``level``, ``parent``
-        (``''`` for France) and ``population`` (inhabitants, INSEE legal population 2020; NaN
-        when INSEE publishes none). EPCIs' population is the total population their file
-        states.
+        (the administrative tree; ``''`` for France), ``group`` (a commune's EPCI, ``''`` for
+        every other row and for a commune in no EPCI) and ``population`` (inhabitants, INSEE
+        legal population 2020; NaN when INSEE publishes none). An EPCI's population is the sum
+        of its member communes' legal populations when the commune populations were read, else
+        the total its file states.
     tables:
         Reference tables that are not time series, written with each vintage (``epci``: every
         EPCI with its type and parent share; ``epci_communes``: the commune → EPCI membership).
@@ -151,13 +171,15 @@ class Territories:
 
     @classmethod
     def from_frames(cls, departements: pd.DataFrame, communes: pd.DataFrame | None = None,
-                    epcis: pd.DataFrame | None = None) -> Territories:
+                    epcis: pd.DataFrame | None = None, members: pd.DataFrame | None = None
+                    ) -> Territories:
         """Build the registry from the parsed INSEE reference tables.
 
         ``departements`` has ``dep_code, dep_name, reg_code, reg_name, zone,
         population_legale_2020``; ``communes`` has ``commune_insee, commune_name, dep_code,
         population_legale_2020``; ``epcis`` has ``code, name, population, parent`` (the
-        département, see :func:`features.sources.insee_epci.epci_parents`).
+        département, see :func:`features.sources.insee_epci.epci_parents`); ``members`` (the
+        groupement) has ``epci_code, commune_code``: each commune's ``group``.
         """
         deps = departements
         is_com = deps["zone"].eq("com")
@@ -197,6 +219,11 @@ class Territories:
                 "parent": epcis["parent"], "population": epcis["population"].astype(float),
             }))
         table = pd.concat(parts, ignore_index=True).set_index("code")
+        table["group"] = ""
+        if members is not None and len(members):
+            group = members.drop_duplicates("commune_code").set_index("commune_code")["epci_code"]
+            communes_rows = table["level"].eq("commune").to_numpy()
+            table.loc[communes_rows, "group"] = table.index[communes_rows].map(group).fillna("")
         return cls(table=table)
 
     # ------------------------------------------------------------------ queries
@@ -222,7 +249,18 @@ class Territories:
         return ancestor_at(code, level, self.table["parent"], self.table["level"])
 
     def children(self, code: str) -> list[str]:
+        """Territories whose ``parent`` is ``code``: a département's communes and, for
+        navigation, the EPCIs it is the parent of. An EPCI has none (its communes are its
+        :meth:`members`)."""
         return list(self.table.index[self.table["parent"] == code])
+
+    def group(self, code: str) -> str:
+        """A commune's EPCI (``''``: none, or not a commune)."""
+        return str(self.table.at[code, "group"])
+
+    def members(self, code: str) -> list[str]:
+        """The communes of the registry an EPCI groups (the groupement tree's children)."""
+        return list(self.table.index[self.table["group"] == code]) if code else []
 
     def unknown(self, codes: Iterable[str]) -> list[str]:
         """Codes absent from the registry, in first-seen order."""
@@ -244,13 +282,19 @@ class Territories:
         return self.table["population"].reindex(list(codes))
 
     def closure(self, codes: Iterable[str]) -> list[str]:
-        """The codes plus all their ancestors, ordered France, régions, départements…, EPCIs,
-        communes. An EPCI brings its parent département (and its région and France) into the
-        closure, never the other EPCIs or communes of that département."""
+        """The codes plus all their ancestors in both trees, ordered France, régions,
+        départements…, EPCIs, communes: a commune brings its département (its région, France)
+        and its EPCI, which its values are summed into; an EPCI brings its parent département
+        (and its région and France), never the other EPCIs or communes of that département."""
         wanted = set()
+        group = self.table["group"]
         for code in codes:
             wanted.add(code)
             wanted.update(self.ancestors(code))
+            epci = group.get(code)
+            if epci and epci in self.table.index:
+                wanted.add(epci)
+                wanted.update(self.ancestors(epci))
         order = {level: i for i, level in enumerate(reversed(LEVELS))}
         sub = self.table.loc[sorted(wanted)]
         rank = sub["level"].map(order)
@@ -266,20 +310,28 @@ class Territories:
         how:
             ``sum`` or ``population_mean`` (weights: INSEE population of each child).
         target_level:
-            ``region`` or ``country``: rows are grouped by the ancestor at that level.
+            ``region`` or ``country``: the départements' and collectivités' rows are grouped by
+            their ancestor at that level; ``department``, ``collectivity`` or ``epci``: the
+            communes' rows, by their département (collectivité) or their EPCI (``group``).
 
         Returns
         -------
         Tidy frame at ``target_level``. For ``sum``, a parent has a value on a date only if every
         child reporting the indicator reported that date (a partial sum would read as a fall).
-        For ``population_mean``, the mean is over the children that reported. EPCI rows are
-        left out: an EPCI straddles départements and is never part of a parent's total.
+        For ``population_mean``, the mean is over the children that reported. Rows at other
+        levels are left out: an EPCI straddles départements and is never part of a parent's
+        total, and a commune is summed into its département, never straight into a région.
         """
-        frame = frame[frame["territory"].map(self.table["level"]).ne("epci").to_numpy()]
+        from_level = ("commune",) if target_level in COMMUNE_TOTAL_LEVELS \
+            else ("department", "collectivity")
+        frame = frame[frame["territory"].map(self.table["level"]).isin(from_level).to_numpy()]
         if frame.empty:
             return frame.copy()
-        parents = {code: self.ancestor_at(code, target_level)
-                   for code in pd.unique(frame["territory"])}
+        if target_level == GROUP_LEVEL:
+            parents = {code: self.group(code) or None for code in pd.unique(frame["territory"])}
+        else:
+            parents = {code: self.ancestor_at(code, target_level)
+                       for code in pd.unique(frame["territory"])}
         population = self.table["population"].to_dict()
         mapped = frame.assign(parent=frame["territory"].map(parents)).dropna(subset=["parent"])
         keys = ["parent", "date", "indicator"]

@@ -35,8 +35,14 @@ def test_epci_level_from_the_real_file(territories):
     epcis = table[table["level"] == "epci"]
     assert len(epcis) == 1255
     lyon = table.loc["200046977"]
+    # Its population is its 59 communes' legal populations (the file states 1,428,062, the
+    # population totale, kept in the epci table): per-100,000 rates add up with the communes'.
     assert (lyon["name"], lyon["parent"], lyon["population"]) == (
-        "Métropole de Lyon", "69", 1428062.0)
+        "Métropole de Lyon", "69", 1416545.0)
+    members = table[table["group"] == "200046977"]
+    assert len(members) == 59 and members["population"].sum() == 1416545.0
+    assert territories.tables["epci"].set_index("epci_code").at[
+        "200046977", "population_total"] == 1428062.0
     assert territories.ancestors("200046977") == ["69", "R84", "FR"]
     # The Grand Paris spans 75, 91, 92, 93, 94 and 95: Paris holds most of its population.
     assert table.at["200054781", "parent"] == "75"
@@ -191,7 +197,7 @@ def test_epci_values_never_enter_departement_region_or_france(territories):
     rate = ds["x_rate"].sel(date=dates[0])
     assert float(rate.sel(territory="R84")) == pytest.approx(200.0)  # the EPCI's 900 left out
     assert ds["territory_parent"].sel(territory="200046977").item() == "69"
-    assert ds["population"].sel(territory="200046977").item() == 1428062.0
+    assert ds["population"].sel(territory="200046977").item() == 1416545.0
 
 
 def test_tidy_aggregation_leaves_epcis_out(territories):

@@ -11,10 +11,14 @@ Steps, in order:
    arrays;
 2. rebuild ``hosp`` and ``icu`` where they were not published (:mod:`features.occupancy`);
 3. aggregate up the hierarchy where a territory has no published value of an indicator: counts
-   by sum over départements, rates by population-weighted mean, national indices repeated for
-   every territory. A computed total is served only on the dates when **all its children**
-   report the indicator (every département of the registry under it, plus, for France, the
-   collectivités that report the indicator at all in the vintage); otherwise it is absent, and
+   by sum, rates by population-weighted mean, national indices repeated for every territory.
+   First communes into their EPCI and into their département or collectivité, each straight
+   from the communes that report the indicator (:func:`commune_totals`; a total covering only
+   some of the territory's communes is a partial sum, with its coverage, never the territory's
+   total); then régions and France from départements and collectivités. A computed total is
+   served only on the dates when **all its children** report the indicator (every département
+   of the registry under it, plus, for France, the collectivités that report the indicator at
+   all in the vintage; a partial sum of communes does not report); otherwise it is absent, and
    the variable's ``computed_totals`` attribute says how many children did report
    (:func:`totals_coverage`). A published value always wins and is never recomputed;
 4. weekly values of daily indicators: sums of counts over complete Sunday–Saturday weeks,
@@ -37,7 +41,14 @@ import pandas as pd
 import xarray as xr
 
 from features import epidemic
-from features.cube.coverage import COVERAGE_ATTR, TotalsCoverage, totals_coverage
+from features.cube.coverage import (
+    COVERAGE_ATTR,
+    TotalsCoverage,
+    is_partial,
+    per_100k,
+    rate_population,
+    totals_coverage,
+)
 from features.cube.derived import derive_indicators, rebuild_occupancy, rolling_7d
 from features.cube.frame import (
     BASE_LEVELS,
@@ -51,6 +62,7 @@ from features.cube.frame import (
 from features.cube.totals import (
     TOTAL_LEVELS,
     aggregate_hierarchy,
+    commune_totals,
     registry_children,
     weekly_coverage,
 )
@@ -63,9 +75,10 @@ from features.territories import Territories
 #: The package's public names (``_pivot``: the occupancy bench pivots tidy rows with it).
 __all__ = [
     "BASE_LEVELS", "COVERAGE_ATTR", "DATE_FREQ", "MIN_DAYS_FOR_MEAN", "TOTAL_LEVELS", "Frame",
-    "TotalsCoverage", "_pivot", "aggregate_hierarchy", "build_cube", "derive_indicators",
-    "merge_results", "rebuild_occupancy", "registry_children", "rolling_7d", "to_dataset",
-    "totals_coverage", "weekly_coverage", "weekly_from_daily",
+    "TotalsCoverage", "_pivot", "aggregate_hierarchy", "build_cube", "commune_totals",
+    "derive_indicators", "is_partial", "merge_results", "per_100k", "rate_population",
+    "rebuild_occupancy", "registry_children", "rolling_7d", "to_dataset", "totals_coverage",
+    "weekly_coverage", "weekly_from_daily",
 ]
 
 

@@ -17,7 +17,8 @@ from features.sources.contract import SourceResult
 from features.territories import Territories
 
 DATE_FREQ = {"daily": "D", "weekly": "W-SAT", "quarterly": "QE", "yearly": "YS"}
-#: Levels whose published values are never computed from other territories'.
+#: Levels the région and France totals are summed from. Their own values are published, or,
+#: for an indicator communes report and they do not publish, summed from their communes.
 BASE_LEVELS = ("department", "collectivity")
 
 
@@ -88,8 +89,9 @@ def frequency_frame(tidy: pd.DataFrame, specs: dict[str, IndicatorSpec], frequen
 def to_dataset(frame: Frame, frequency: str) -> xr.Dataset:
     """The frame as the vintage's dataset of ``frequency``: one (territory, date) variable per
     indicator with its spec's attrs (and its totals' coverage), the territories' level,
-    parent, name and population as coordinates."""
+    parent, group (a commune's EPCI), name and population as coordinates."""
     meta = frame.meta
+    group = meta["group"] if "group" in meta else pd.Series("", index=meta.index)
     data_vars = {}
     for name in sorted(frame.arrays):
         if name not in frame.specs:
@@ -105,6 +107,7 @@ def to_dataset(frame: Frame, frequency: str) -> xr.Dataset:
             "date": ("date", frame.dates.values.astype("datetime64[ns]")),
             "territory_level": ("territory", meta["level"].to_numpy(dtype=object)),
             "territory_parent": ("territory", meta["parent"].to_numpy(dtype=object)),
+            "territory_group": ("territory", group.fillna("").to_numpy(dtype=object)),
             "territory_name": ("territory", meta["name"].to_numpy(dtype=object)),
             "population": ("territory", meta["population"].to_numpy(dtype=float),
                            {"units": "inhabitants", "source": "INSEE, legal population 2020"}),

@@ -14,8 +14,10 @@ the *public mask* of every indicator (True = hidden from the public), by the rul
    wherever one of its input flows is (:func:`rebuilt_dependency`).
 3. **Secondary (complementary) suppression**, to a fixpoint, over every additive equation the
    public can see (:mod:`features.disclosure.equations`): parent = Σ children at each date
-   (France → régions and collectivités → départements; EPCI are never summed), week = Σ its 7
-   days (weekly flows are built from daily ones), weekly stock = the Saturday's daily stock.
+   (France → régions and collectivités → départements; from communes, EPCI = Σ its communes
+   and département = Σ its communes, both trees at once; an EPCI is never summed into
+   anything), week = Σ its 7 days (weekly flows are built from daily ones), weekly stock = the
+   Saturday's daily stock.
    In every equation either nothing is hidden, or at least two members are *and*, when the
    total is visible, the sum of the hidden members (total − visible members) is not in
    ``(0, threshold)``. An equation that breaks this gets its smallest positive visible member
@@ -71,6 +73,7 @@ from features.disclosure.audit import (
 )
 from features.disclosure.derived import REBUILT, cell_values, derived_masks, rebuilt_dependency
 from features.disclosure.equations import (
+    COMMUNE_PARENT_LEVELS,
     SUMMED_LEVELS,
     Equations,
     _stack,
@@ -85,7 +88,8 @@ from features.disclosure.record import PublicMasks, PublicRecord
 #: The public names of the package (``_CACHE``, ``_PREVIOUS`` and ``_stack``: the tests reset the
 #: per-process caches and build equations through them).
 __all__ = [
-    "MAX_BLOCK", "MAX_ROUNDS", "PUBLIC_FACTS", "REBUILT", "SUMMED_LEVELS", "_CACHE", "_PREVIOUS",
+    "COMMUNE_PARENT_LEVELS", "MAX_BLOCK", "MAX_ROUNDS", "PUBLIC_FACTS", "REBUILT",
+    "SUMMED_LEVELS", "_CACHE", "_PREVIOUS",
     "Equations", "PublicMasks", "PublicRecord", "_stack", "complete", "derived_masks",
     "determined", "determined_unknowns", "forecast_public", "hierarchy_children",
     "hierarchy_equations", "is_protected", "protect", "public_masks", "rebuilt_dependency",
@@ -128,7 +132,9 @@ def public_masks(datasets: Mapping[str, xr.Dataset], threshold: float,
     dates = {f: pd.DatetimeIndex(ds["date"].values) for f, ds in datasets.items()}
     out = PublicMasks(float(threshold), codes, dates, {f: {} for f in datasets})
     children = {f: hierarchy_children(codes[f], ds["territory_level"].values,
-                                      ds["territory_parent"].values)
+                                      ds["territory_parent"].values,
+                                      ds["territory_group"].values
+                                      if "territory_group" in ds.coords else None)
                 for f, ds in datasets.items()}
     names: dict[str, list[str]] = {}
     for f, ds in datasets.items():

@@ -1,5 +1,7 @@
 """Additive equations the public can see over a flat vector of cells: parent = Σ children at a
-date (:func:`hierarchy_equations`), week = Σ its 7 days or its Saturday (:func:`time_equations`).
+date (:func:`hierarchy_equations`: région = Σ départements, France = Σ départements and
+collectivités, and, from communes, EPCI = Σ its communes and département = Σ its communes),
+week = Σ its 7 days or its Saturday (:func:`time_equations`).
 
 Only an equation that holds on the published values gives anything back, so only those are
 built. Cells are numbered frequency by frequency, territory-major: cell ``offset + row × n_dates
@@ -16,8 +18,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 #: Territory levels whose counts add up (child → parent). EPCI are groupings of communes that
-#: are never summed into anything; communes are not public.
+#: are never summed into anything.
 SUMMED_LEVELS = ("country", "region", "department", "collectivity")
+#: Levels a commune's count is summed into (``docs/CUBE_CONTRACT.md``): its département or
+#: collectivité (``territory_parent``) and its EPCI (``territory_group``). Communes are not
+#: served to the public, but their cells are audited as if they were (a scoped token reads its
+#: own communes): a mask safe when they are visible is safe when they are not.
+COMMUNE_PARENT_LEVELS = ("department", "collectivity", "epci")
 
 
 @dataclass
@@ -69,13 +76,24 @@ def _stack(parts: list[tuple[np.ndarray, np.ndarray, str]], n_cells: int) -> Equ
     return Equations(np.concatenate(totals).astype(np.int64), matrix, np.concatenate(kinds))
 
 
-def hierarchy_children(codes: Iterable[str], levels: Iterable[str], parents: Iterable[str]
-                       ) -> dict[int, np.ndarray]:
-    """Row of each parent → rows of its direct children, among :data:`SUMMED_LEVELS`."""
+def hierarchy_children(codes: Iterable[str], levels: Iterable[str], parents: Iterable[str],
+                       groups: Iterable[str] | None = None) -> dict[int, np.ndarray]:
+    """Row of each parent → rows of its direct children: among :data:`SUMMED_LEVELS` (the
+    administrative tree above communes), and each commune under its département or collectivité
+    (``parents``) and under its EPCI (``groups``: a commune's EPCI, ``''`` for none; the
+    cube's ``territory_group``). A commune is the child of both: two equations hold its
+    cell, and an EPCI spanning two départements links their equations."""
     codes, levels, parents = list(codes), list(levels), list(parents)
+    groups = [""] * len(codes) if groups is None else [str(g) for g in groups]
     row = {c: i for i, c in enumerate(codes)}
     out: dict[int, list[int]] = {}
     for i, (level, parent) in enumerate(zip(levels, parents, strict=True)):
+        if level == "commune":
+            for code in dict.fromkeys((parent, groups[i])):
+                p = row.get(code) if code else None
+                if p is not None and levels[p] in COMMUNE_PARENT_LEVELS:
+                    out.setdefault(p, []).append(i)
+            continue
         if level not in SUMMED_LEVELS or level == "country":
             continue
         p = row.get(parent)

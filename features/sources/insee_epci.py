@@ -18,8 +18,11 @@ département holding the largest share of its member communes' population (commu
 population from ``fr_communes_population.csv``, else the file's ``ptot_<year>``; ties: more
 member communes, then the smaller code). The parent is for navigation and display only: the
 cube never aggregates EPCIs into départements, régions or France (sums start from départements,
-:data:`features.cube.BASE_LEVELS`). The membership commune → EPCI is kept as the vintage table
-``epci_communes`` and the EPCI list with its parent share as ``epci``.
+:data:`features.cube.BASE_LEVELS`). The membership commune → EPCI is the registry's second tree
+(``group``, :mod:`features.territories`): a commune's values are summed into its EPCI straight
+from the communes. It is kept as the vintage table ``epci_communes``, and the EPCI list with
+its parent share as ``epci``. An EPCI's population is the sum of its members' legal populations
+when ``fr_communes_population.csv`` is read (the file's own total kept as ``population_total``).
 """
 
 from __future__ import annotations
@@ -123,8 +126,13 @@ class EpciSource(Source):
         """Validate the file and derive each EPCI's parent département.
 
         Returns ``(epcis, members, warnings)``: ``epcis`` has ``code, name, type, population,
-        parent, parent_share, n_communes, departements``; ``members`` has ``epci_code,
-        commune_code, commune_name, dep_code, commune_population``.
+        population_total, parent, parent_share, n_communes, departements``; ``members`` has
+        ``epci_code, commune_code, commune_name, dep_code, commune_population``.
+        ``population``: the sum of the member communes' legal populations when ``communes``
+        (``fr_communes_population.csv``) is given, the base of every commune, département and
+        région population, so that an EPCI's per-100,000 rate and its communes' add up; else
+        the file's own total. ``population_total``: the file's total as stated (INSEE's
+        *population totale*, which also counts the persons counted apart, about 1 % more).
         """
         check = Collector(self.name, path)
         frame = read_table(path, self.COLUMNS, check, optional=self.OPTIONAL)
@@ -173,11 +181,17 @@ class EpciSource(Source):
         check.raise_if_any()
         epcis = frame.drop_duplicates("epci_code").set_index("epci_code")
         parents = epci_parents(members)
+        stated = epcis["epci_population"].astype(float)
+        population = stated
+        if communes is not None:
+            population = members.groupby("epci_code")["commune_population"].sum(
+                min_count=1).reindex(epcis.index).fillna(stated)
         out = pd.DataFrame({
             "code": epcis.index,
             "name": epcis["epci_name"].str.strip().to_numpy(),
             "type": epcis["epci_type"].to_numpy(),
-            "population": epcis["epci_population"].astype(float).to_numpy(),
+            "population": population.astype(float).to_numpy(),
+            "population_total": stated.to_numpy(),
         }).merge(parents, left_on="code", right_index=True, how="left")
         return out.reset_index(drop=True), members, check.warnings
 

@@ -6,7 +6,8 @@ built from them (:class:`features.territories.Territories`) validates every othe
 so this source is read first and a failure here stops the ingest (the previous vintage stays
 served). The optional EPCI level (:mod:`features.sources.insee_epci`) is read here too; a refused
 EPCI file does not stop the ingest: it is quarantined and its last good copy used
-(:func:`features.ingest.run_ingest`).
+(:func:`features.ingest.run_ingest`). With it, the registry's communes are every commune of
+``fr_communes_population.csv`` (35,049; else the 488 of 20,000+ inhabitants), each with its EPCI.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def load_territories(data_dir: Path, epci_files: list[Path] | None = None
     if com_path is not None:
         communes = com_source.read(com_path, departements)
         paths.append(com_path)
-    epcis, tables = None, {}
+    epcis, members, tables = None, None, {}
     epci_source = EpciSource()
     all_source = CommunesPopulationSource()
     if epci_files is None:
@@ -140,7 +141,15 @@ def load_territories(data_dir: Path, epci_files: list[Path] | None = None
         paths.append(epci_path)
         tables = {"epci": epcis.rename(columns={"code": "epci_code"}),
                   "epci_communes": members}
-    registry = Territories.from_frames(departements, communes, epcis)
+        if all_communes is not None:
+            # Every commune (not only those of 20,000+), so that any commune's file is known
+            # and each EPCI's members are in the registry (features.territories: two trees).
+            communes = pd.DataFrame({
+                "commune_insee": all_communes["commune_code"].to_numpy(),
+                "commune_name": all_communes["commune_name"].to_numpy(),
+                "dep_code": all_communes["dep_code"].to_numpy(),
+                "population_legale_2020": all_communes["population"].to_numpy()})
+    registry = Territories.from_frames(departements, communes, epcis, members)
     registry.tables.update(tables)
     return registry, paths
 

@@ -23,13 +23,20 @@ def test_protected_counts_are_counts_of_persons():
     assert not D.is_protected("hosp_origin", {"count": 1})
 
 
-def test_summed_hierarchy_skips_epci_and_communes():
+def test_summed_hierarchy_communes_into_both_trees_and_epci_into_nothing():
     codes = ["FR", "R84", "69", "01", "978", "200046977", "69123"]
     levels = ["country", "region", "department", "department", "collectivity", "epci",
               "commune"]
     parents = ["", "FR", "R84", "R84", "FR", "69", "69"]
+    groups = ["", "", "", "", "", "", "200046977"]
+    children = D.hierarchy_children(codes, levels, parents, groups)
+    # The commune (row 6) is a child of its département (2) and of its EPCI (5); the EPCI is
+    # nobody's child (its parent 69 is for navigation only).
+    assert {p: c.tolist() for p, c in children.items()} == {0: [1, 4], 1: [2, 3], 2: [6],
+                                                            5: [6]}
+    # Without the groupement (a cube written before it), the administrative tree only.
     children = D.hierarchy_children(codes, levels, parents)
-    assert {p: c.tolist() for p, c in children.items()} == {0: [1, 4], 1: [2, 3]}
+    assert {p: c.tolist() for p, c in children.items()} == {0: [1, 4], 1: [2, 3], 2: [6]}
 
 
 def test_an_equation_only_where_every_reporting_child_is_there_and_the_sum_holds():
