@@ -204,8 +204,11 @@ def compute_track_record(settings: Any, targets: Iterable[tuple[str, str]], *,
     Returns
     -------
     The file's content: ``computed_at``, ``model``, ``model_version``, ``vintage_id`` (the
-    current cube's), ``start``, ``split``, ``rows`` (see :data:`ROW_FIELDS`) and ``failed``
-    (target/level whose forecasts could not all be made).
+    current cube's), ``start``, ``split``, ``rows`` (see :data:`ROW_FIELDS`), ``failed``
+    (target/level whose forecasts could not all be made) and ``pending`` (empty: the file
+    is rewritten target by target, in the order of ``targets``, while the others are still
+    being fitted, with ``pending`` naming those; :func:`is_current` is False until it is
+    empty).
     """
     from features.store import CubeStore
 
@@ -217,22 +220,88 @@ def compute_track_record(settings: Any, targets: Iterable[tuple[str, str]], *,
     current = str(CubeStore(settings).current_vintage()["id"])
     computed_at = datetime.now(UTC).isoformat(timespec="seconds")
     jobs = _track_record_jobs(targets, model, start, registry, opener)
-    tasks = [task for job in jobs.values()
-             for task in missing_tasks(store, job["target"], job["plan"], job["all"], vintage_of)]
+    tasks_of = {key: missing_tasks(store, job["target"], job["plan"], job["all"], vintage_of)
+                for key, job in jobs.items()}
+    tasks = [task for key in jobs for task in tasks_of[key]]
     if on_plan is not None:
         on_plan(len(tasks))
-    failed_tasks = _run_missing(tasks, store, opener, vintage_of, client, client_for, on_task)
-    rows, failed = _score_jobs(jobs, failed_tasks, store, _Outcomes(settings, vintage_of),
-                               model, spec.version, split, computed_at)
-    payload = {"computed_at": computed_at, "model": spec.name, "model_version": spec.version,
-               "vintage_id": current, "start": start, "split": split,
-               "relative_wis": "France: ratio of mean WIS to the Hub baseline's on the same "
-                               "forecasts; régions and départements: median over territories "
-                               "of that ratio. Coverage: share of all forecasts.",
-               "rows": rows, "failed": failed}
-    if write:
-        write_retrospective(settings, payload)
-    return payload
+    record = _Progressive(settings, jobs, store, _Outcomes(settings, vintage_of), write, {
+        "computed_at": computed_at, "model": spec.name, "model_version": spec.version,
+        "vintage_id": current, "start": start, "split": split,
+        "relative_wis": "France: ratio of mean WIS to the Hub baseline's on the same "
+                        "forecasts; régions and départements: median over territories "
+                        "of that ratio. Coverage: share of all forecasts."}, model)
+    record.expect({key: len(found) for key, found in tasks_of.items()})
+    _run_missing(tasks, store, opener, vintage_of, client, client_for, on_task,
+                 record.task_done)
+    return record.finish()
+
+
+class _Progressive:
+    """The track record published target by target: a target is scored and the file
+    rewritten as soon as its last missing date is fitted (targets with nothing to fit at
+    once), so the accuracy page shows the first targets' scores while the others are still
+    being fitted; ``pending`` names those, and the file is complete when it is empty.
+
+    Scores of a target depend only on its own stored forecasts, so publishing it early gives
+    the same rows as scoring everything at the end."""
+
+    def __init__(self, settings: Any, jobs: dict[tuple[str, str], dict], store: BacktestStore,
+                 outcomes: _Outcomes, write: bool, header: dict, model: str) -> None:
+        self.settings, self.jobs, self.store, self.outcomes = settings, jobs, store, outcomes
+        self.write, self.header, self.model = write, header, model
+        self.left: dict[tuple[str, str], int] = {}
+        self.failed_levels: set[tuple[str, str, str]] = set()
+        self.rows: dict[tuple[str, str], list[dict]] = {}
+        self.failed: dict[tuple[str, str], list[dict]] = {}
+
+    def expect(self, missing: dict[tuple[str, str], int]) -> None:
+        """Record how many dates each target still needs; score those that need none."""
+        self.left = dict(missing)
+        ready = [key for key, n in self.left.items() if n == 0]
+        for key in ready:
+            self._score(key)
+        if ready and len(ready) < len(self.jobs):
+            self._publish()
+
+    def task_done(self, task: DateTask, error: BaseException | None) -> None:
+        key = (task.target.name, task.target.frequency)
+        if error is not None:
+            self.failed_levels.update((*key, level) for level in task.plan.members)
+        self.left[key] -= 1
+        if self.left[key] == 0:
+            self._score(key)
+            if len(self.rows) < len(self.jobs):
+                self._publish()
+
+    def _score(self, key: tuple[str, str]) -> None:
+        one = {key: self.jobs[key]}
+        self.rows[key], self.failed[key] = _score_jobs(
+            one, self.failed_levels, self.store, self.outcomes, self.model,
+            self.header["model_version"], self.header["split"], self.header["computed_at"])
+
+    def payload(self) -> dict:
+        order = list(self.jobs)
+        pending = [{"target": name, "frequency": frequency} for name, frequency in order
+                   if (name, frequency) not in self.rows]
+        return {**self.header,
+                "rows": [row for key in order for row in self.rows.get(key, [])],
+                "failed": [row for key in order for row in self.failed.get(key, [])],
+                "pending": pending}
+
+    def _publish(self) -> None:
+        if self.write:
+            write_retrospective(self.settings, self.payload())
+
+    def finish(self) -> dict:
+        """Score what is left (a target whose tasks were never reported), write, return."""
+        for key in self.jobs:
+            if key not in self.rows:
+                self._score(key)
+        payload = self.payload()
+        if self.write:
+            write_retrospective(self.settings, payload)
+        return payload
 
 
 def _track_record_jobs(targets: Iterable[tuple[str, str]], model: str, start: str,
@@ -264,6 +333,7 @@ def _run_missing(tasks: list[DateTask], store: BacktestStore, opener: Callable,
                  vintage_of: Callable[[pd.Timestamp], str], client: Any,
                  client_for: Callable[[int], Any] | None,
                  on_task: Callable[[DateTask, BaseException | None], None] | None,
+                 on_progress: Callable[[DateTask, BaseException | None], None] | None = None,
                  ) -> set[tuple[str, str, str]]:
     """Fit the missing dates and store each as it ends; the (target, frequency, level) of
     the tasks that failed."""
@@ -277,6 +347,8 @@ def _run_missing(tasks: list[DateTask], store: BacktestStore, opener: Callable,
                       task.target.frequency, task.forecast_date.date(), error)
             for level in task.plan.members:
                 failed_tasks.add((task.target.name, task.target.frequency, level))
+        if on_progress is not None:
+            on_progress(task, error)
         if on_task is not None:
             on_task(task, error)
 
@@ -425,6 +497,13 @@ def read_retrospective(settings: Any) -> dict | None:
         return None
 
 
+def pending_targets(settings: Any) -> list[dict]:
+    """The (target, frequency) pairs the file does not score yet (empty once complete)."""
+    payload = read_retrospective(settings) or {}
+    return [{"target": str(p.get("target")), "frequency": str(p.get("frequency"))}
+            for p in payload.get("pending") or [] if isinstance(p, dict)]
+
+
 def load_retrospective(settings: Any) -> list[dict] | None:
     """Rows of the retrospective track record (:data:`ROW_FIELDS`), or None while it has not
     been computed yet (the accuracy page then says it is being computed)."""
@@ -449,4 +528,4 @@ def is_current(settings: Any, model: str = "ensemble") -> bool:
     except (NoVintageError, KeyError):
         return False
     return payload.get("vintage_id") == current and payload.get("model_version") == version \
-        and payload.get("model") == model.split("@")[0]
+        and payload.get("model") == model.split("@")[0] and not payload.get("pending")

@@ -162,3 +162,26 @@ def test_state_says_when_the_track_record_is_being_computed(settings):
     write_retrospective(settings, {"model": "ensemble", "rows": [],
                                    "model_version": get_registry(settings).get("ensemble").version})
     assert track_record_state(settings) == "ready"
+
+
+def test_the_file_is_written_target_by_target_while_the_others_are_fitted(settings):
+    """The accuracy page shows the first targets' scores while later ones are still being
+    fitted: the file is rewritten as each target's last date ends, ``pending`` naming the
+    others, and is current only once nothing is pending (the same rows as at the end)."""
+    from models.trackrecord import compute_track_record, is_current, read_retrospective
+
+    targets = [("inc_hosp", "weekly"), ("inc_icu", "weekly")]
+    seen = []
+
+    def on_task(task, error):
+        if task.target.name == "inc_icu" and not seen:
+            payload = read_retrospective(settings)
+            seen.append((payload, is_current(settings, MODEL)))
+
+    final = compute_track_record(settings, targets, model=MODEL, on_task=on_task)
+    [(partial, current_then)] = seen
+    assert partial["pending"] == [{"target": "inc_icu", "frequency": "weekly"}]
+    assert {r["target"] for r in partial["rows"]} == {"inc_hosp"} and not current_then
+    assert final["pending"] == [] and is_current(settings, MODEL)
+    assert {r["target"] for r in final["rows"]} == {"inc_hosp", "inc_icu"}
+    assert [r for r in final["rows"] if r["target"] == "inc_hosp"] == partial["rows"]

@@ -73,7 +73,8 @@ def retrospective_record(retro: dict) -> dict:
 
     Returns ``{"available": False, "reason"}`` before it is computed (« en cours de calcul »
     while its job is queued or running), else ``{"available": True, "computed_at",
-    "groups"}`` with one group per (target, frequency): its French ``title``, horizon
+    "groups", "pending"}`` (``pending``: French titles of the targets still being computed)
+    with one group per (target, frequency): its French ``title``, horizon
     ``unit``, ``horizons``, ``periods`` (each period's French label and dates) and ``rows``,
     one per (level, period), holding per horizon the relative WIS, 50 % and 90 % coverage
     and the number of forecasts scored.
@@ -88,8 +89,11 @@ def retrospective_record(retro: dict) -> dict:
     out = [_finished(group) for _, group in sorted(
         groups.items(), key=lambda kv: (TARGET_ORDER.get(kv[0][0], 99), kv[0]))]
     computed = sorted(str(r["computed_at"]) for r in rows if r.get("computed_at"))
+    pending = [f"{TARGET_LABELS.get(p['target'], p['target'])} "
+               f"({FREQUENCY_LABELS.get(p['frequency'], p['frequency'])})"
+               for p in retro.get("pending") or []]
     return {"available": True, "computed_at": computed[-1] if computed else None,
-            "groups": out}
+            "groups": out, "pending": pending}
 
 
 def _add_row(groups: dict[tuple[str, str], dict], row: dict) -> None:

@@ -235,8 +235,21 @@ def _load_retrospective(settings: Any) -> list[dict] | None:
     return load_retrospective(settings)
 
 
+def _pending(settings: Any) -> list[dict]:
+    """The targets the track record does not score yet (it is written target by target)."""
+    from models.trackrecord import pending_targets
+
+    try:
+        return pending_targets(settings)
+    except Exception:  # unreadable: the rows were read, say nothing is pending
+        log.exception("track record pending targets unreadable")
+        return []
+
+
 def retrospective(settings: Any) -> dict:
-    """``{"rows": [...]}``: the retrospective track record's rows; before they exist (or when
+    """``{"rows": [...], "pending": [...]}``: the retrospective track record's rows and the
+    (target, frequency) pairs still being computed (the file is written target by target);
+    before they exist (or when
     the file is unreadable), ``{"rows": None, "state": ...}`` with the state of their
     computation (:func:`service.usecases.forecasts.track_record_state`: ``running``,
     ``queued`` or ``missing``)."""
@@ -246,7 +259,7 @@ def retrospective(settings: Any) -> dict:
         log.exception("retrospective track record unreadable")
         rows = None
     if rows:
-        return {"rows": rows}
+        return {"rows": rows, "pending": _pending(settings)}
     try:
         from service.usecases.forecasts import track_record_state
 

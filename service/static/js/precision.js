@@ -99,7 +99,9 @@
       return [];
     }
     status.textContent = "Calculé le " + V.date(retro.computed_at) + " ; " + retro.groups.length +
-      " série(s) prévue(s). Trait plein : période de test ; tirets : période de développement.";
+      " série(s) prévue(s). Trait plein : période de test ; tirets : période de développement." +
+      (retro.pending && retro.pending.length ? " Encore en cours de calcul : " +
+        retro.pending.join(", ") + "." : "");
     return retro.groups;
   }
 
