@@ -356,3 +356,26 @@ class Territories:
         else:
             raise ValueError(f"cannot aggregate with '{how}'")
         return out.rename("value").reset_index().rename(columns={"parent": "territory"})
+
+
+def groupement_entries(epci: pd.DataFrame, members: pd.DataFrame) -> dict[str, dict]:
+    """Every EPCI of a vintage's reference tables with its member communes, as plain rows:
+    code → ``{code, name, level: 'epci', parent, population, communes: [{code, name, level:
+    'commune', parent, population}, …]}`` (communes by code; NaN populations → None).
+
+    ``epci``: the vintage table ``epci`` (``epci_code, name, population, parent``);
+    ``members``: ``epci_communes`` (``epci_code, commune_code, commune_name, dep_code,
+    commune_population``), see :mod:`features.sources.insee_epci`."""
+    def number(value) -> float | None:
+        return None if pd.isna(value) else float(value)
+
+    by_epci: dict[str, list[dict]] = {}
+    for row in members.sort_values("commune_code").itertuples(index=False):
+        by_epci.setdefault(str(row.epci_code), []).append({
+            "code": str(row.commune_code), "name": str(row.commune_name), "level": "commune",
+            "parent": str(row.dep_code), "population": number(row.commune_population)})
+    return {str(row.epci_code): {
+        "code": str(row.epci_code), "name": str(row.name), "level": GROUP_LEVEL,
+        "parent": str(row.parent), "population": number(row.population),
+        "communes": by_epci.get(str(row.epci_code), [])}
+        for row in epci.sort_values("epci_code").itertuples(index=False)}

@@ -97,7 +97,8 @@ def test_public_counts_below_threshold_are_suppressed(client, auth, api_settings
     assert small, "Lozère should have small hospital counts in autumn 2020"
     by_date = {i["date"]: i for i in public["items"]}
     for item in small:
-        assert by_date[item["date"]] == {**item, "value": None, "suppressed": True}
+        assert by_date[item["date"]] == {**item, "value": None, "per_100k": None,
+                                         "suppressed": True}
     assert all(not i["suppressed"] for i in private["items"])
     # Rates and indices are not counts: never suppressed.
     rate = client.get("/api/v1/data?indicator=stringency_index&territory=48").get_json()

@@ -84,7 +84,8 @@ def test_small_counts_of_cases_and_tests_are_suppressed_for_the_public(
     assert small, f"{name} in {territory} should have counts below 10"
     shown = {i["date"]: i for i in public["items"]}
     for item in small:
-        assert shown[item["date"]] == {**item, "value": None, "suppressed": True}
+        assert shown[item["date"]] == {**item, "value": None, "per_100k": None,
+                                       "suppressed": True}
     assert all(i["value"] is None or i["value"] == 0 or i["value"] >= 10
                for i in public["items"])
     csv_text = signals_client.get(url + "&format=csv").get_data(as_text=True)

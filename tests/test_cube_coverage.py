@@ -152,13 +152,18 @@ def test_api_says_why_a_total_is_absent(tmp_path, territories):
     body = answer.get_json()
     rows = {(r["territory"], r["date"]): r for r in body["items"]}
     assert rows[("35", WEEKS[0])]["value"] == 100 and rows[("35", WEEKS[0])]["coverage"] is None
+    # A count that adds up: per 100,000 inhabitants of Ille-et-Vilaine.
+    population = territories.table.at["35", "population"]
+    assert rows[("35", WEEKS[0])]["per_100k"] == pytest.approx(100 / population * 1e5)
     for code, m in (("R53", 4), ("FR", 101)):
         for week in WEEKS:
             assert rows[(code, week)] == {"territory": code, "date": week, "value": None,
-                                          "suppressed": False, "reason": "incomplete",
+                                          "per_100k": None, "suppressed": False,
+                                          "reason": "incomplete",
                                           "coverage": {"reporting": 1, "children": m}}
     assert body["computed_totals"] == {"territories": {"R53": 4, "FR": 101}, "incomplete": 4}
     csv = client.get("/api/v1/data?indicator=calls_115&territory=R53&format=csv").get_data(
         as_text=True).splitlines()
-    assert csv[0] == "territory,date,value,suppressed,reason,reporting,children"
-    assert csv[1] == f"R53,{WEEKS[0]},,0,incomplete,1,4"
+    assert csv[0] == ("territory,date,value,per_100k,suppressed,reason,reporting,children,"
+                      "members,population_share")
+    assert csv[1] == f"R53,{WEEKS[0]},,,0,incomplete,1,4,,"

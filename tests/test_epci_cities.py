@@ -132,3 +132,68 @@ def test_no_small_commune_count_comes_back_from_the_epci_or_the_departement(week
     figures = masks.figures["equations"]["emergency_housing_calls_115"]
     assert figures["determined"] == 0 and figures["unresolved"] == 0
     assert not figures.get("fail_closed")
+
+
+# ---------------------------------------------------------------- the API
+@pytest.fixture(scope="module")
+def client(tmp_path_factory, territories, weekly):
+    from features.settings import Settings
+    from features.store import CubeStore
+    from service.app import create_app
+
+    home = tmp_path_factory.mktemp("epci-api")
+    settings = Settings.from_env(home=str(home), data_dir=str(home),
+                                 database_url=f"sqlite:///{home}/vigie.sqlite")
+    CubeStore(settings).write_vintage({"weekly": weekly}, territories.tables,
+                                      {"data_dir": str(home)})
+    return create_app({"TESTING": True, "SETTINGS": settings,
+                       "RATELIMIT_ENABLED": False}).test_client()
+
+
+def test_api_lists_every_epci_with_its_communes(client):
+    answer = client.get("/api/v1/territories?level=epci&limit=500")
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    assert body["pagination"]["total"] == 1255
+    page = {r["code"]: r for r in body["items"]}
+    rennes = page[RENNES_METROPOLE]
+    assert rennes["name"] == "Rennes Métropole" and rennes["parent"] == "35"
+    assert len(rennes["communes"]) == 43 and {RENNES, BRUZ} <= set(rennes["communes"])
+    assert rennes["population"] == 462580.0
+    detail = client.get(f"/api/v1/territories/{LYON}").get_json()
+    assert detail["level"] == "epci" and detail["population"] == 1416545.0
+    assert len(detail["children"]) == 59
+    lyon_commune = next(c for c in detail["children"] if c["code"] == "69123")
+    assert (lyon_commune["level"], lyon_commune["parent"]) == ("commune", "69")
+    assert detail["ancestors"] == []  # navigation walks the cube: 69 has no data in it
+
+
+def test_api_serves_the_epci_sum_with_its_coverage_and_rate(client, weekly, territories):
+    answer = client.get(f"/api/v1/data?indicator=food_aid_requests&territory="
+                        f"{RENNES_METROPOLE},35&limit=1000")
+    assert answer.status_code == 200, answer.get_json()
+    rows = answer.get_json()["items"]
+    food = weekly["food_aid_requests"]
+    pop = territories.table["population"]
+    covered = pop[RENNES] + pop[BRUZ]
+    first = next(r for r in rows if r["territory"] == RENNES_METROPOLE)
+    expected = food.sel(territory=RENNES).values[0] + food.sel(territory=BRUZ).values[0]
+    assert first["value"] == expected and not first["suppressed"]
+    assert first["per_100k"] == pytest.approx(expected / covered * 1e5)
+    assert first["coverage"] == {"reporting": 2, "children": 2, "members": 43,
+                                 "population_share": round(covered / pop[RENNES_METROPOLE], 6)}
+    dep = next(r for r in rows if r["territory"] == "35")
+    assert dep["coverage"]["members"] == 333 and dep["coverage"]["population_share"] < 0.3
+    # Communes are not public; the EPCI's 115 calls are served with disclosure control.
+    assert client.get(f"/api/v1/data?indicator=food_aid_requests&territory={BRUZ}"
+                      ).status_code == 403
+    calls = client.get(f"/api/v1/data?indicator=emergency_housing_calls_115&territory="
+                       f"{RENNES_METROPOLE}&limit=1000").get_json()
+    assert calls["suppression_threshold"] == THRESHOLD
+    assert len(calls["items"]) == 78
+    shown = [r for r in calls["items"] if not r["suppressed"]]
+    assert all(r["value"] >= THRESHOLD for r in shown)
+    csv = client.get(f"/api/v1/data?indicator=food_aid_requests&territory={RENNES_METROPOLE}"
+                     f"&format=csv").get_data(as_text=True).splitlines()
+    assert csv[0] == ("territory,date,value,per_100k,suppressed,reason,reporting,children,"
+                      "members,population_share")

@@ -10,8 +10,12 @@ report; otherwise the row says why: ``value: null, reason: "incomplete", coverag
 {reporting: n, children: m}``
 (:func:`features.cube.totals_coverage`).
 
+A département's or EPCI's sum of its communes also says how much of it is covered
+(``coverage.members``, ``coverage.population_share``); counts that add up carry ``per_100k``.
+
 The blueprint parses the request, calls :func:`service.usecases.data_reads.series` and renders
-one row per observation (JSON, or CSV with the coverage as ``reporting`` and ``children``).
+one row per observation (JSON, or CSV with the coverage as ``reporting``, ``children``,
+``members`` and ``population_share``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from service.usecases.data_reads import series
 
 PREFIX = "data"
 bp = APIBlueprint("data", __name__, tag="data")
+#: The coverage of a computed total as CSV columns.
+COVERAGE_COLUMNS = ("reporting", "children", "members", "population_share")
 
 
 class DataQuery(ListQuery):
@@ -45,15 +51,27 @@ class DataQuery(ListQuery):
 
 class Coverage(Schema):
     reporting = fields.Integer(required=True, metadata={
-        "description": "children (départements, reporting collectivités) with a value that date"})
+        "description": "children (départements, reporting collectivités; communes for a "
+                       "département's or an EPCI's sum of communes) with a value that date"})
     children = fields.Integer(required=True, metadata={
         "description": "children the total needs"})
+    members = fields.Integer(metadata={
+        "description": "sum of communes only: the territory's communes (the total sums the "
+                       "`children` that report the indicator)"})
+    population_share = fields.Float(allow_none=True, metadata={
+        "description": "sum of communes only: share of the territory's population living in "
+                       "the communes summed; below 1 the value is the sum over those "
+                       "communes, not the territory's total (docs/CUBE_CONTRACT.md)"})
 
 
 class Observation(Schema):
     territory = fields.String(required=True)
     date = fields.String(required=True)
     value = fields.Float(allow_none=True, required=True)
+    per_100k = fields.Float(allow_none=True, required=True, metadata={
+        "description": "a count that adds up over territories, per 100,000 inhabitants of the "
+                       "population it covers (a sum of communes: theirs); null for rates and "
+                       "indices, hidden values and unknown populations"})
     suppressed = fields.Boolean(required=True)
     reason = fields.String(allow_none=True, required=True, metadata={
         "description": "why the value is null when it is not suppressed: 'incomplete' = a "
@@ -110,8 +128,7 @@ def get_data(query_data: dict):
     items, info = paginate(answer.pop("rows"), query_data)
     if query_data.get("format") == "csv":
         for row in items:
-            row.update(reporting=(row["coverage"] or {}).get("reporting"),
-                       children=(row["coverage"] or {}).get("children"))
+            row.update({key: (row["coverage"] or {}).get(key) for key in COVERAGE_COLUMNS})
     return render({**answer, "items": items, "pagination": info}, query_data,
-                  columns=["territory", "date", "value", "suppressed", "reason", "reporting",
-                           "children"], filename=f"vigie_{answer['indicator']}")
+                  columns=["territory", "date", "value", "per_100k", "suppressed", "reason",
+                           *COVERAGE_COLUMNS], filename=f"vigie_{answer['indicator']}")

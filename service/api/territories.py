@@ -1,15 +1,19 @@
 """``/api/v1/territories``: the hierarchy (commune → département → région → France) and
-populations (INSEE legal population 2020) of the served cube vintage."""
+populations (INSEE legal population 2020) of the served cube vintage, and every EPCI of its
+registry (level ``epci``) with its member communes (``communes``; the detail of an EPCI lists
+them as its children): the groupement tree, docs/CUBE_CONTRACT.md."""
 
 from __future__ import annotations
 
 from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf
 
+from features.territories import groupement_entries
 from service.api.cache import cached
 from service.api.formats import render
-from service.api.lookups import territory_table
+from service.api.lookups import current_vintage, memo, territory_table
 from service.api.paging import ListQuery, PageInfo, paginate
+from service.api.state import state
 from service.errors import not_found
 
 PREFIX = "territories"
@@ -32,6 +36,8 @@ class TerritoryOut(Schema):
     parent = fields.String(required=True, metadata={"description": "'' for FR"})
     population = fields.Float(allow_none=True, required=True,
                               metadata={"description": "INSEE legal population 2020"})
+    communes = fields.List(fields.String(), metadata={
+        "description": "EPCI only: its member communes (INSEE codes)"})
 
 
 class TerritoryList(Schema):
@@ -48,13 +54,38 @@ class TerritoryDetail(TerritoryOut):
 COLUMNS = ["code", "name", "level", "parent", "population"]
 
 
+def _groupements() -> dict[str, dict]:
+    """Every EPCI of the served vintage's registry with its communes ({} when the vintage has
+    no EPCI tables)."""
+    row = current_vintage()
+
+    def build() -> dict[str, dict]:
+        try:
+            return groupement_entries(state().store.open_table("epci"),
+                                      state().store.open_table("epci_communes"))
+        except KeyError:
+            return {}
+
+    return memo(("groupements", row["id"]), build)
+
+
+def _rows() -> list[dict]:
+    """The cube's territories, each EPCI with its communes, then the registry's other EPCIs."""
+    table, groups = territory_table(), _groupements()
+    rows = [{**r, "communes": [c["code"] for c in groups[code]["communes"]]}
+            if code in groups else r for code, r in table.items()]
+    return rows + [{**{k: v for k, v in g.items() if k != "communes"},
+                    "communes": [c["code"] for c in g["communes"]]}
+                   for code, g in groups.items() if code not in table]
+
+
 @bp.get("")
 @bp.input(TerritoryQuery, location="query")
 @bp.output(TerritoryList)
 @bp.doc(summary="List territories", description="Filter by level, parent or name.")
 @cached
 def list_territories(query_data: dict):
-    rows = list(territory_table().values())
+    rows = _rows()
     if query_data.get("level"):
         rows = [r for r in rows if r["level"] == query_data["level"]]
     if query_data.get("parent") is not None:
@@ -72,8 +103,10 @@ def list_territories(query_data: dict):
 @bp.doc(summary="One territory, its ancestors and children")
 @cached
 def get_territory(code: str):
-    table = territory_table()
+    table, groups = territory_table(), _groupements()
     row = table.get(code)
+    if row is None and code in groups:
+        row = {k: v for k, v in groups[code].items() if k != "communes"}
     if row is None:
         raise not_found(f"no territory with code {code!r}", code=code)
     ancestors, parent = [], row["parent"]
@@ -81,4 +114,7 @@ def get_territory(code: str):
         ancestors.append(table[parent])
         parent = table[parent]["parent"]
     children = [r for r in table.values() if r["parent"] == code]
+    if code in groups:  # an EPCI's children are its member communes (the groupement)
+        children = groups[code]["communes"]
+        row = {**row, "communes": [c["code"] for c in children]}
     return render({**row, "ancestors": ancestors, "children": children}, {})

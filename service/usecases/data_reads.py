@@ -8,7 +8,12 @@ cells that would give them back by differencing, rates computed from hidden coun
 docs/DISCLOSURE.md) are ``value: null, suppressed: true``. A région or France total that Vigie
 computes from its children (none is published) is served only on dates when all of them
 report; otherwise the row says why: ``value: null, reason: "incomplete", coverage:
-{reporting: n, children: m}`` (:func:`features.cube.totals_coverage`).
+{reporting: n, children: m}`` (:func:`features.cube.totals_coverage`). A département's or
+EPCI's sum of its communes says how much of it is covered (``coverage.members``,
+``coverage.population_share``: below 1, the sum over the reporting communes, not the
+territory's total). Counts that add up carry ``per_100k``, per 100,000 inhabitants of the
+population the value covers (:func:`features.cube.rate_population`; null where hidden or
+unknown).
 
 A read use case (:mod:`service.usecases.reads`): it reads through the context it is given.
 """
@@ -20,7 +25,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from features.cube import totals_coverage
+from features.cube import rate_population, totals_coverage
 from features.storage.jsonsafe import scalar as clean
 from service.errors import ApiError, bad_request
 from service.usecases.reads import PUBLIC_LEVELS, ReadContext, check_readable, parse_codes
@@ -59,10 +64,20 @@ def _window(var, start: dt.date | None, end: dt.date | None):
     return var.isel(date=np.flatnonzero(keep))
 
 
+def _coverage(reporting: int, need: int, communes: dict | None) -> dict:
+    """A computed total's coverage; for a sum of communes, how much of the territory."""
+    out = {"reporting": reporting, "children": need}
+    if communes:
+        out.update(members=communes["members"], population_share=communes["population_share"])
+    return out
+
+
 def _rows(codes: list[str], values: np.ndarray, date_labels: list[str], mask, totals: dict,
-          computed: dict[str, int]) -> list[dict]:
-    """One row per observed (territory, date), and per date a computed total is withheld."""
+          computed: dict[str, int], population: np.ndarray | None = None) -> list[dict]:
+    """One row per observed (territory, date), and per date a computed total is withheld;
+    ``population``: what a per-100,000 rate divides by, per territory (None: no rate)."""
     labels = np.array(date_labels, dtype=object)
+    communes = totals.get("communes", {})
     rows = []
     for i, code in enumerate(codes):
         series = values[i]
@@ -74,16 +89,19 @@ def _rows(codes: list[str], values: np.ndarray, date_labels: list[str], mask, to
         for j in np.flatnonzero(shown):
             if np.isnan(series[j]):
                 rows.append({"territory": code, "date": date_labels[j], "value": None,
-                             "suppressed": False, "reason": "incomplete",
-                             "coverage": {"reporting": int(gaps[date_labels[j]]),
-                                          "children": need}})
+                             "per_100k": None, "suppressed": False, "reason": "incomplete",
+                             "coverage": _coverage(int(gaps[date_labels[j]]), need,
+                                                   communes.get(code))})
                 continue
             value = float(series[j])
             hidden = bool(mask is not None and mask[i, j])
+            rate = None if hidden or population is None else \
+                clean(value / population[i] * 100_000.0)
             rows.append({"territory": code, "date": date_labels[j],
-                         "value": None if hidden else clean(value), "suppressed": hidden,
-                         "reason": None,
-                         "coverage": {"reporting": need, "children": need} if need else None})
+                         "value": None if hidden else clean(value), "per_100k": rate,
+                         "suppressed": hidden, "reason": None,
+                         "coverage": _coverage(need, need, communes.get(code)) if need
+                         else None})
     return rows
 
 
@@ -120,9 +138,10 @@ def series(ctx: ReadContext, *, indicator: str, frequency: str | None, territory
                         str(ds.attrs.get("vintage_id", "")) or None) if public else None
     totals = totals_coverage(ds[indicator]) or {"children": {}, "incomplete": {}}
     computed = {c: int(totals["children"][c]) for c in codes if c in totals["children"]}
+    adds_up = bool(meta["count"]) and meta.get("aggregation") == "sum"
     rows = _rows(codes, var.transpose("territory", "date").values,
                  pd.DatetimeIndex(var["date"].values).strftime("%Y-%m-%d").tolist(), mask,
-                 totals, computed)
+                 totals, computed, rate_population(var) if adds_up else None)
     incomplete = sum(1 for row in rows if row["reason"] == "incomplete")
     return {
         "indicator": indicator, "frequency": meta["frequency"], "label": meta["label"],
