@@ -6,13 +6,23 @@ and a static server (waitress, same threads) of the same JSON bytes. Then, with 
 keep-alive clients (processes × threads):
 
 1. static file: throughput and latency;
-2. API: throughput, p50 / p99 latency, ratio to the static throughput;
-3. API while a forced ingest and the forecast refresh it chains run in the server's scheduler:
+2. API, anonymous: throughput, p50 / p99 latency, ratio to the static throughput;
+3. API with a token (every request audited through the audit journal,
+   :mod:`service.audit_journal`): the same, and the audit rows counted against the answered
+   requests (one each: none lost, none twice);
+4. 2 and 3 again through two ``serve`` processes on the same home and database (clients split
+   between them; ``--one-process`` skips them);
+5. API while a forced ingest and the forecast refresh it chains run in the server's scheduler:
    every answer must be a 200 whose body names the run it came from, and all answers naming one
    run must be byte-identical (no torn reads).
 
+1 to 4 are printed side by side (requests/s, p50, p99, ratio to static, the machine's 1-minute
+load average at the start of each phase), then whether each token row meets the aims.
+
 Usage: ``python bench/api_load.py [--home VIGIE_HOME] [--clients 32] [--duration 8]
-[--no-background]``. Aims: p99 < 50 ms, throughput ≥ 0.5 × static.
+[--no-background] [--one-process] [--audit-sync write|fsync] [--database sqlite|postgresql]``.
+Aims: p99 < 50 ms, throughput ≥ 0.5 × static, with and without a token. Exits 1 on an error,
+a torn read or an audit count that is not exact (not on a missed aim: the machine decides).
 
 ``--two-processes``: the public rate limit across processes instead. The catalog goes into a
 throw-away schema of PostgreSQL (``VIGIE_BENCH_DATABASE_URL``, default the test database
@@ -44,6 +54,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +80,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_up(port: int, path: str, timeout: float = 60) -> None:
+def wait_up(port: int, path: str, timeout: float = 180) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -83,13 +94,13 @@ def wait_up(port: int, path: str, timeout: float = 60) -> None:
 
 
 # ---------------------------------------------------------------------------- load
-def _client_thread(port, path, stop_at, check, out, expect=(200,)):
+def _client_thread(port, path, stop_at, check, out, expect=(200,), headers=None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     lat, errors, runs, codes = [], [], {}, {}
     while time.perf_counter() < stop_at:
         t0 = time.perf_counter()
         try:
-            conn.request("GET", path)
+            conn.request("GET", path, headers=headers or {})
             resp = conn.getresponse()
             body = resp.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -116,12 +127,13 @@ def _client_thread(port, path, stop_at, check, out, expect=(200,)):
     out.append((lat, errors, {k: sorted(v) for k, v in runs.items()}, codes))
 
 
-def _client_process(ports, path, threads, duration, check, queue, expect=(200,), first=0):
+def _client_process(ports, path, threads, duration, check, queue, expect=(200,), first=0,
+                    headers=None):
     stop_at = time.perf_counter() + duration
     out: list = []
     pool = [threading.Thread(target=_client_thread,
                              args=(ports[(first + i) % len(ports)], path, stop_at, check, out,
-                                   expect))
+                                   expect, headers))
             for i in range(threads)]
     for t in pool:
         t.start()
@@ -131,15 +143,18 @@ def _client_process(ports, path, threads, duration, check, queue, expect=(200,),
 
 
 def load(port: int | list[int], path: str, clients: int, duration: float, check: bool = False,
-         expect: tuple[int, ...] = (200,)) -> dict:
+         expect: tuple[int, ...] = (200,), token: str | None = None) -> dict:
     """``clients`` keep-alive clients (4 processes × threads) for ``duration`` seconds, spread
-    evenly over ``port`` (one or several servers); ``expect``: the statuses that are no error."""
+    evenly over ``port`` (one or several servers); ``expect``: the statuses that are no error;
+    ``token``: every request authenticated with it (audited)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     ports = [port] if isinstance(port, int) else list(port)
     procs_n = min(4, clients)
     per = [clients // procs_n + (1 if i < clients % procs_n else 0) for i in range(procs_n)]
     queue: mp.Queue = mp.Queue()
     procs = [mp.Process(target=_client_process,
-                        args=(ports, path, n, duration, check, queue, expect, sum(per[:i])))
+                        args=(ports, path, n, duration, check, queue, expect, sum(per[:i]),
+                              headers))
              for i, n in enumerate(per)]
     for p in procs:
         p.start()
@@ -342,6 +357,134 @@ def two_processes(args, tmp: Path, server_log) -> int:
         rds.close()
 
 
+# ---------------------------------------------------------------------------- read matrix
+def _phase(port, path: str, args, check: bool = False, token: str | None = None) -> dict:
+    """One load phase, with the 1-minute load average of the machine when it started."""
+    load_avg = round(os.getloadavg()[0], 2)
+    out = load(port, path, args.clients, args.duration, check=check, token=token)
+    out["loadavg_1min_at_start"] = load_avg
+    return out
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _reader_token(env: dict) -> str:
+    """The token of the authenticated reads (an analyst, apart from the bench's admin token so
+    that its audit rows can be counted)."""
+    from features.catalog import get_engine
+    from service.auth import create_token
+
+    return create_token(get_engine(env["VIGIE_DATABASE_URL"]), "bench-reader", "analyst")
+
+
+def audit_rows(env: dict, phase: dict, before: int, wait: float = 15.0) -> dict:
+    """The audit rows of the reader's token against the requests it was answered: one each,
+    none lost, none twice (the servers' journals ship within 0.1 s; waits up to
+    ``wait`` seconds for them)."""
+    import sqlalchemy as sa
+
+    from features.catalog import get_engine
+    from service.db import audit_log
+
+    engine = get_engine(env["VIGIE_DATABASE_URL"])
+    expected = phase["requests"]
+    count_q = sa.select(sa.func.count()).select_from(audit_log).where(
+        audit_log.c.actor == "bench-reader")
+    # Checkouts before the audit journal have no request ids: every row counts as distinct.
+    has_ids = "request_id" in {c["name"] for c in sa.inspect(engine).get_columns("audit_log")}
+    ids_q = (sa.select(sa.func.count(sa.distinct(audit_log.c.request_id))) if has_ids
+             else sa.select(sa.func.count())).select_from(audit_log).where(
+        audit_log.c.actor == "bench-reader")
+    deadline = time.time() + wait
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(count_q).scalar_one()
+            distinct = conn.execute(ids_q).scalar_one()
+        if rows - before >= expected or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    new = rows - before
+    return {"rows": rows, "new_rows": new, "answered_requests": expected,
+            "distinct_request_ids": distinct,
+            "exact": new == expected and distinct == rows and phase["errors"] == 0}
+
+
+def read_matrix(report: dict) -> list[dict]:
+    """Static vs anonymous vs authenticated reads, one and two serve processes."""
+    static = report["static"]
+    rows = []
+    for key, label in (("static", "static file, 1 process"),
+                       ("api", "1 serve, anonymous"), ("api_token", "1 serve, token"),
+                       ("two_processes", "2 serve, anonymous"),
+                       ("two_processes_token", "2 serve, token")):
+        if key not in report:
+            continue
+        phase = report[key]
+        rows.append({"phase": label, "throughput_rps": phase["throughput_rps"],
+                     "p50_ms": phase["p50_ms"], "p99_ms": phase["p99_ms"],
+                     "vs_static": round(phase["throughput_rps"]
+                                        / max(static["throughput_rps"], 1e-9), 3),
+                     "errors": phase["errors"],
+                     "loadavg_1min": phase["loadavg_1min_at_start"]})
+    return rows
+
+
+def print_matrix(report: dict) -> None:
+    """The read matrix as a table, and the targets (p99 < 50 ms, ≥ 0.5 × static)."""
+    print(f"\n{report['clients']} clients, GET {report['url']}, {report['duration_s']:g} s "
+          f"per phase, {report['server_threads']} threads per server, database "
+          f"{report['database']}, audit journal AUDIT_SYNC={report['audit_sync']}, "
+          f"{report['cpus']} CPUs")
+    print(f"{'phase':<24}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'× static':>10}{'errors':>8}"
+          f"{'load 1m':>9}")
+    for row in report["read_matrix"]:
+        print(f"{row['phase']:<24}{row['throughput_rps']:>9.1f}{row['p50_ms']:>9.2f}"
+              f"{row['p99_ms']:>9.2f}{row['vs_static']:>10.3f}{row['errors']:>8d}"
+              f"{row['loadavg_1min']:>9.2f}")
+    for row in report["read_matrix"]:
+        if "token" in row["phase"]:
+            met = row["p99_ms"] < 50 and row["vs_static"] >= 0.5
+            print(f"{row['phase']}: p99 < 50 ms and >= 0.5 x static: "
+                  f"{'met' if met else 'NOT met'}")
+    for key in ("audit_one_process", "audit_two_processes"):
+        if key in report:
+            audit = report[key]
+            print(f"{key}: {audit['new_rows']} audit rows for {audit['answered_requests']} "
+                  f"answered token requests ({'exact' if audit['exact'] else 'NOT EXACT'})")
+
+
+def pg_schema() -> tuple[str, Callable[[], None]]:
+    """A throw-away schema of PostgreSQL: its URL, and the function that drops it."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from features.catalog import get_engine
+
+    pg_base = os.environ.get("VIGIE_BENCH_DATABASE_URL") or os.environ.get(
+        "VIGIE_TEST_DATABASE_URL") or PG_DEFAULT
+    schema = f"vigie_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(pg_base)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in pg_base else "?"
+    url = f"{pg_base}{sep}options=-csearch_path%3D{schema}"
+
+    def drop() -> None:
+        get_engine(url).dispose()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+    return url, drop
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path,
@@ -356,20 +499,35 @@ def main() -> int:
                              "PostgreSQL and Redis (see above), instead of the load run")
     parser.add_argument("--limit", default="300 per minute",
                         help="public rate limit of the --two-processes run")
+    parser.add_argument("--one-process", action="store_true",
+                        help="skip the reads through two serve processes")
+    parser.add_argument("--audit-sync", choices=("write", "fsync"), default="write",
+                        help="the servers' audit journal policy (VIGIE_API_AUDIT_SYNC)")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the load run's database: an SQLite file in the throw-away home, "
+                             "or a throw-away schema of VIGIE_BENCH_DATABASE_URL (default the "
+                             "test database)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="vigie-bench-"))
     servers: list[subprocess.Popen] = []
+    cleanups: list = []
     log_path = Path(tempfile.gettempdir()) / "vigie_api_load_server.log"
     server_log = log_path.open("w")
     try:
         if args.two_processes:
             return two_processes(args, tmp, server_log)
-        env, token = prepare_home(args.home.resolve(), tmp / "home")
+        db_url = None
+        if args.database == "postgresql":
+            db_url, drop_schema = pg_schema()
+            cleanups.append(drop_schema)
+        env, token = prepare_home(args.home.resolve(), tmp / "home", database_url=db_url)
         ensure_forecast(env)
+        reader = _reader_token(env)
         api_port, static_port = free_port(), free_port()
         server_env = {**os.environ, **env, "PYTHONPATH": str(ROOT),
-                      "VIGIE_API_RATELIMIT_ENABLED": "false"}
+                      "VIGIE_API_RATELIMIT_ENABLED": "false",
+                      "VIGIE_API_AUDIT_SYNC": args.audit_sync}
         servers.append(subprocess.Popen(
             [sys.executable, "-m", "service", "serve", "--port", str(api_port),
              "--threads", str(args.threads)], cwd=ROOT, env=server_env,
@@ -390,11 +548,28 @@ def main() -> int:
 
         report: dict = {"url": URL, "clients": args.clients, "duration_s": args.duration,
                         "server_threads": args.threads, "body_bytes": len(body),
-                        "cpus": os.cpu_count()}
-        report["static"] = load(static_port, "/", args.clients, args.duration)
-        report["api"] = load(api_port, URL, args.clients, args.duration, check=True)
+                        "cpus": os.cpu_count(), "database": args.database,
+                        "audit_sync": args.audit_sync}
+        report["static"] = _phase(static_port, "/", args)
+        report["api"] = _phase(api_port, URL, args, check=True)
         report["throughput_ratio_vs_static"] = round(
             report["api"]["throughput_rps"] / max(report["static"]["throughput_rps"], 1e-9), 3)
+        report["api_token"] = _phase(api_port, URL, args, check=True, token=reader)
+        report["audit_one_process"] = audit_rows(env, report["api_token"], 0)
+        if not args.one_process:
+            second = free_port()
+            servers.append(subprocess.Popen(
+                [sys.executable, "-m", "service", "serve", "--port", str(second),
+                 "--threads", str(args.threads), "--no-scheduler"], cwd=ROOT, env=server_env,
+                stdout=subprocess.DEVNULL, stderr=server_log))
+            wait_up(second, "/healthz")
+            both = [api_port, second]
+            report["two_processes"] = _phase(both, URL, args, check=True)
+            report["two_processes_token"] = _phase(both, URL, args, check=True, token=reader)
+            report["audit_two_processes"] = audit_rows(
+                env, report["two_processes_token"], report["audit_one_process"]["rows"])
+            _stop(servers.pop())
+        report["read_matrix"] = read_matrix(report)
 
         if not args.no_background:
             fast = {"model": "baseline", "runs": [["icu", "daily"]], "levels": ["department"],
@@ -434,17 +609,20 @@ def main() -> int:
                 "forecast_status": fc["status"] if chained else None,
             }
         print(json.dumps(report, indent=2))
-        ok = (report["api"]["errors"] == 0 and not report["api"]["torn_runs"]
+        print_matrix(report)
+        reads = [report[k] for k in ("api", "api_token", "two_processes", "two_processes_token")
+                 if k in report]
+        audits = [report[k] for k in ("audit_one_process", "audit_two_processes") if k in report]
+        ok = (all(r["errors"] == 0 and not r["torn_runs"] for r in reads)
+              and all(a["exact"] for a in audits)
               and (args.no_background or (report["during_ingest_and_forecast"]["errors"] == 0
                    and not report["during_ingest_and_forecast"]["torn_runs"])))
         return 0 if ok else 1
     finally:
         for proc in servers:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
+        for cleanup in cleanups:
+            cleanup()
         server_log.close()
         print(f"server log: {log_path}", file=sys.stderr)
         shutil.rmtree(tmp, ignore_errors=True)
