@@ -21,7 +21,7 @@ def job_ingest(ctx: JobContext, force: bool = False, data_dir: str | None = None
     """
     from service.usecases.ingest import ingest
 
-    report = ingest(ctx.settings, data_dir=data_dir, force=bool(force))
+    report = ingest(ctx.settings, data_dir=data_dir, force=bool(force), actor="job:ingest")
     result = {"outcome": report.outcome, "vintage_id": report.vintage_id,
               "message": report.message,
               "failed_sources": [s.source for s in report.failed]}
@@ -99,4 +99,4 @@ def job_prune(ctx: JobContext, dry_run: bool = False) -> dict:
     """Apply the retention policy to vintages and forecast runs (:mod:`service.retention`)."""
     from service.usecases.maintenance import prune
 
-    return prune(ctx.settings, dry_run=bool(dry_run)).summary()
+    return prune(ctx.settings, dry_run=bool(dry_run), actor="job:prune").summary()

@@ -155,15 +155,37 @@ def plan(settings: Settings, *, retain_vintages: int | None = None,
          retain_forecast_runs: int | None = None) -> Plan:
     """What :func:`prune` would keep and delete now (nothing is changed)."""
     from features.store import CubeStore
-    from models.store import ForecastStore
 
     keep_v = settings.retain_vintages if retain_vintages is None else retain_vintages
     keep_r = settings.retain_forecast_runs if retain_forecast_runs is None else \
         retain_forecast_runs
     store = CubeStore(settings)
     audit_vintages, audit_runs = audit_references(store.engine)
-
     # Forecast runs first: the kept ones pin their vintages.
+    runs, run_vintage = _plan_runs(settings, keep_r, audit_runs)
+    pinned = _pinned_vintages(settings, runs, run_vintage)
+    home_vintages = store.root / "vintages"
+    items = _plan_vintages(store, keep_v, audit_vintages, pinned, home_vintages)
+    for item in [*items, *runs]:
+        if not item.kept:
+            item.bytes = _size(item.path)
+    known = {Path(i.path).name for i in items}
+    grace = settings.tmp_grace_hours * 3600
+    orphans = []
+    if home_vintages.is_dir():
+        orphans = [p for p in sorted(home_vintages.iterdir())
+                   if p.is_dir() and not p.name.startswith(".") and p.name not in known
+                   and time.time() - p.stat().st_mtime > grace]
+    temporary = tempfiles.find_stale(settings.home, settings.tmp_grace_hours)
+    return Plan(items, runs, temporary, orphans, keep_v, keep_r)
+
+
+def _plan_runs(settings: Settings, keep_r: int, audit_runs: set[str]
+               ) -> tuple[list[Item], dict[str, str]]:
+    """Every forecast run with why it is kept (the newest ``keep_r`` of its kind, a latest
+    pointer, an audit row), and run id → the vintage it was made from."""
+    from models.store import ForecastStore
+
     forecasts = ForecastStore.from_settings(settings)
     pointed = set()
     latest = forecasts.root / "latest"
@@ -190,7 +212,13 @@ def plan(settings: Settings, *, retain_vintages: int | None = None,
         if meta.get("vintage_id"):
             run_vintage[run.run_id] = str(meta["vintage_id"])
         runs.append(item)
+    return runs, run_vintage
 
+
+def _pinned_vintages(settings: Settings, runs: list[Item], run_vintage: dict[str, str]
+                     ) -> dict[str, str]:
+    """Vintage id → why it must stay: a kept forecast run, a scenario result or the models'
+    leaderboard was made from it."""
     pinned: dict[str, str] = {}
     for item in runs:
         if item.kept and item.id in run_vintage:
@@ -200,8 +228,13 @@ def plan(settings: Settings, *, retain_vintages: int | None = None,
     board = leaderboard_vintage(settings)
     if board:
         pinned.setdefault(board, "models' leaderboard")
+    return pinned
 
-    home_vintages = store.root / "vintages"
+
+def _plan_vintages(store, keep_v: int, audit_vintages: set[str], pinned: dict[str, str],
+                   home_vintages: Path) -> list[Item]:
+    """Every catalogued vintage with why it is kept (served, the newest ``keep_v``, an audit
+    row, a pin, a folder outside this home)."""
     items = []
     for rank, row in enumerate(store.list_vintages()):  # newest first
         item = Item(row["id"], Path(row["path"]))
@@ -218,19 +251,7 @@ def plan(settings: Settings, *, retain_vintages: int | None = None,
         if not _inside(item.path, home_vintages):
             item.keep("folder outside this home")
         items.append(item)
-    for item in [*items, *runs]:
-        if not item.kept:
-            item.bytes = _size(item.path)
-
-    known = {Path(i.path).name for i in items}
-    grace = settings.tmp_grace_hours * 3600
-    orphans = []
-    if home_vintages.is_dir():
-        orphans = [p for p in sorted(home_vintages.iterdir())
-                   if p.is_dir() and not p.name.startswith(".") and p.name not in known
-                   and time.time() - p.stat().st_mtime > grace]
-    temporary = tempfiles.find_stale(settings.home, settings.tmp_grace_hours)
-    return Plan(items, runs, temporary, orphans, keep_v, keep_r)
+    return items
 
 
 def _discard(path: Path, stem: str) -> None:
@@ -272,7 +293,3 @@ def prune(settings: Settings | None = None, *, dry_run: bool = False,
         log.warning("vintage folder %s has no catalog row: left alone", path)
     return result
 
-
-def job_prune(ctx, dry_run: bool = False) -> dict:
-    """The scheduled ``prune`` job (:mod:`service.jobs`)."""
-    return prune(ctx.settings, dry_run=bool(dry_run)).summary()

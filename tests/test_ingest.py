@@ -128,3 +128,12 @@ def test_cli_ingest_info_export(make_settings, data_copy, monkeypatch, capsys, t
     out = capsys.readouterr().out
     assert "oxcgrt" in out and "failed" in out and "quarantined" in out
 
+    # Each ingest is audited once, by the use case, whoever calls it (here the CLI).
+    from features.catalog import get_engine
+    from service.audit import query
+
+    rows, total = query(get_engine(settings.database_url), event="ingest")
+    assert total == 2 and {r["actor"] for r in rows} == {"cli"}
+    assert [r["details"]["outcome"] for r in rows] == ["partial", "ok"]
+    assert rows[0]["details"]["failed_sources"] == ["oxcgrt"] and rows[0]["vintage_id"] is None
+

@@ -7,11 +7,18 @@ from typing import Any
 
 
 def prune(settings: Any, *, dry_run: bool = False, retain_vintages: int | None = None,
-          retain_forecast_runs: int | None = None) -> Any:
+          retain_forecast_runs: int | None = None, actor: str = "cli") -> Any:
     """Delete the cube vintages and forecast runs the policy lets go and stale temporary
     entries (``dry_run``: only say which; ``None``: the settings' numbers to keep); the
-    :class:`service.retention.Plan` (its ``summary()`` is the job's result)."""
+    :class:`service.retention.Plan` (its ``summary()`` is the job's result, and the details
+    of the ``prune`` audit row)."""
+    from features.catalog import get_engine
+    from service.audit import record
     from service.retention import prune as apply_policy
 
-    return apply_policy(settings, dry_run=dry_run, retain_vintages=retain_vintages,
+    plan = apply_policy(settings, dry_run=dry_run, retain_vintages=retain_vintages,
                         retain_forecast_runs=retain_forecast_runs)
+    if not dry_run:  # audited when something may have been deleted, not for a preview
+        record(get_engine(settings.database_url), event="prune", actor=actor, role="admin",
+               details=plan.summary())
+    return plan

@@ -12,17 +12,23 @@ def _engine(settings: Any) -> Any:
     return get_engine(settings.database_url)
 
 
-def create_token(settings: Any, name: str, role: str) -> str:
-    """A new token's secret.
+def create_token(settings: Any, name: str, role: str, *, actor: str = "cli") -> str:
+    """A new token's secret (audited: ``token_created`` with its name and role, never the
+    secret).
 
     Raises
     ------
     ValueError
         An unknown role (or ``public``, which needs no token), or an empty name.
     """
+    from service.audit import record
     from service.auth import create_token as create
 
-    return create(_engine(settings), name, role)
+    engine = _engine(settings)
+    secret = create(engine, name, role)
+    record(engine, event="token_created", actor=actor, role="admin",
+           details={"name": name, "token_role": role})
+    return secret
 
 
 def list_tokens(settings: Any) -> list[dict]:
@@ -32,8 +38,14 @@ def list_tokens(settings: Any) -> list[dict]:
     return listing(_engine(settings))
 
 
-def revoke_token(settings: Any, token_id: int) -> bool:
-    """Revoke an active token; False when there is none with that id."""
+def revoke_token(settings: Any, token_id: int, *, actor: str = "cli") -> bool:
+    """Revoke an active token; False when there is none with that id (audited:
+    ``token_revoked`` with the id and whether one was revoked)."""
+    from service.audit import record
     from service.auth import revoke_token as revoke
 
-    return revoke(_engine(settings), token_id)
+    engine = _engine(settings)
+    revoked = revoke(engine, token_id)
+    record(engine, event="token_revoked", actor=actor, role="admin",
+           details={"token_id": int(token_id), "revoked": bool(revoked)})
+    return revoked
