@@ -30,6 +30,7 @@ import logging
 import sys
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -90,17 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     for level in levels:
         cache = OUT / (f"raw_{target.name}_{target.frequency}_{level}_{args.start}_{args.end}"
                        f"_{args.every}.parquet")
-        started = time.perf_counter()
-        if args.reuse and cache.exists():
-            raw = pd.read_parquet(cache)
-        else:
-            ctx = nullcontext(None) if args.sequential else dask_client()
-            with ctx as client:
-                raw = backtest_raw(target, level, [*warm, *dates], names, opener,
-                                   client=client, progress=sys.stderr.isatty())
-            raw.to_parquet(cache)
-            print(f"[{level}] raw forecasts: {len(dates) + len(warm)} dates in "
-                  f"{time.perf_counter() - started:.0f}s")
+        raw = raw_forecasts(args, cache, partial(backtest_raw, target, level, [*warm, *dates],
+                                                 names, opener),
+                            f"[{level}] raw forecasts: {len(dates) + len(warm)} dates")
         result = calibrate_backtest(raw, target, first, opener, calibration)
         scored = score_table(result, QCOLS)
         report(level, scored)
@@ -111,6 +104,21 @@ def main(argv: list[str] | None = None) -> int:
             report(level, before, f", forecast dates before {split.date()} (development)")
             report(level, after, f", forecast dates from {split.date()} (held out)")
     return 0
+
+
+def raw_forecasts(args, cache: Path, backtest, what: str) -> pd.DataFrame:
+    """The raw forecasts: read from ``cache`` with ``--reuse``, else computed by
+    ``backtest(client=…, progress=…)`` (on a Dask cluster unless ``--sequential``), cached and
+    reported as ``what`` with the time taken."""
+    if args.reuse and cache.exists():
+        return pd.read_parquet(cache)
+    started = time.perf_counter()
+    ctx = nullcontext(None) if args.sequential else dask_client()
+    with ctx as client:
+        raw = backtest(client=client, progress=sys.stderr.isatty())
+    raw.to_parquet(cache)
+    print(f"{what} in {time.perf_counter() - started:.0f}s")
+    return raw
 
 
 LEVEL_LABELS = {"national": "France", "region": "median région",
@@ -124,17 +132,10 @@ def compare_versions(args, target, levels, warm, dates, opener, calibration) -> 
     tag = "_".join(v.replace(".", "") for v in args.compare_versions)
     cache = OUT / (f"compare_{args.model}_{tag}_{target.name}_{target.frequency}_"
                    f"{'-'.join(levels)}_{args.start}_{args.end}_{args.every}.parquet")
-    started = time.perf_counter()
-    if args.reuse and cache.exists():
-        raw = pd.read_parquet(cache)
-    else:
-        ctx = nullcontext(None) if args.sequential else dask_client()
-        with ctx as client:
-            raw = backtest_levels(target, levels, [*warm, *dates], names, opener,
-                                  client=client, progress=sys.stderr.isatty())
-        raw.to_parquet(cache)
-        print(f"raw forecasts: {len(dates) + len(warm)} dates, levels {' '.join(levels)} in "
-              f"{time.perf_counter() - started:.0f}s")
+    raw = raw_forecasts(args, cache, partial(backtest_levels, target, levels, [*warm, *dates],
+                                             names, opener),
+                        f"raw forecasts: {len(dates) + len(warm)} dates, levels "
+                        f"{' '.join(levels)}")
     ds = opener(target.frequency, None)
     level_of = dict(zip(ds["territory"].values.astype(str),
                         ds["territory_level"].values.astype(str), strict=True))
