@@ -15,6 +15,7 @@ from features.errors import SourceError
 from features.sources import city_indicators, spf_hospital_flows
 from features.sources.base import ParseContext
 from features.sources.insee_territories import load_territories
+from tests.source_helpers import assert_bad_case, assert_says, refusal
 
 VALID = (
     "dep,jour,incid_hosp,incid_rea,incid_dc,incid_rad\n"
@@ -35,12 +36,6 @@ def _write(tmp_path: Path, content: str | bytes) -> Path:
     path = tmp_path / NAME
     path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
     return path
-
-
-def _problems(tmp_path, ctx, content) -> str:
-    with pytest.raises(SourceError) as info:
-        spf_hospital_flows.SOURCE.load(_write(tmp_path, content), ctx)
-    return str(info.value)
 
 
 def test_valid_file_passes(tmp_path, ctx):
@@ -95,10 +90,7 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_reported_precisely(tmp_path, ctx, case):
     content, expected = CASES[case]
-    message = _problems(tmp_path, ctx, content)
-    assert NAME in message
-    for fragment in expected:
-        assert fragment in message, f"{case}: {fragment!r} not in:\n{message}"
+    assert_bad_case(spf_hospital_flows.SOURCE, tmp_path / NAME, content, ctx, case, expected)
 
 
 def test_exact_duplicates_are_dropped_with_a_warning(tmp_path, ctx):
@@ -153,8 +145,4 @@ def test_city_file_bad_input(tmp_path, ctx, case):
     content, expected = CITY_CASES[case]
     path = tmp_path / "city_indicators_test.csv"
     path.write_text(content, encoding="utf-8")
-    with pytest.raises(SourceError) as info:
-        city_indicators.SOURCE.load(path, ctx)
-    message = str(info.value)
-    for fragment in expected:
-        assert fragment in message, f"{case}: {fragment!r} not in:\n{message}"
+    assert_says(refusal(city_indicators.SOURCE, path, ctx), expected, case)

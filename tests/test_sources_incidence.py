@@ -15,6 +15,7 @@ from features.sources.insee_territories import load_territories
 from features.sources.spf_incidence_metropoles import METROPOLE_SIREN
 from features.store import CubeStore
 from tests.conftest import FIXTURES
+from tests.source_helpers import refusal, reingest_broken
 
 METRO_FILE = "fr_spf_incidence_metropoles_2020Q4.csv"
 BFC_FILE = "fr_spf_incidence_positivity_bfc.csv"
@@ -85,9 +86,7 @@ def test_an_unmatched_name_is_an_error_naming_it(tmp_path, ctx):
                   "Métropole de Lyon,all,2020-11-01,500.5\n"
                   "Grand Lyon,all,2020-11-01,500.5\n"
                   "Métropole de Lyon,18-64,2020-11-02,-3\n")
-    with pytest.raises(SourceError) as info:
-        METROPOLES.load(path, ctx)
-    message = str(info.value)
+    message = refusal(METROPOLES, path, ctx)
     assert ("fr_spf_incidence_metropoles_x.csv, line 3, column 'metropole': expected a "
             "métropole name of the table METROPOLE_SIREN") in message
     assert "found 'Grand Lyon'" in message
@@ -120,9 +119,7 @@ def test_official_unknown_siren_and_bad_window(tmp_path, ctx):
                   "200046977;2020-10-06-2020-10-12;0;512.7\n"
                   "200046978;2020-10-06-2020-10-12;0;512.7\n"
                   "200046977;2020-10-06-2020-10-14;65;301.2\n")
-    with pytest.raises(SourceError) as info:
-        METROPOLES.load(path, ctx)
-    message = str(info.value)
+    message = refusal(METROPOLES, path, ctx)
     assert ("line 3, column 'epci2020': expected the SIREN code of an EPCI of the registry, "
             "found '200046978'") in message
     assert "line 4, column 'semaine_glissante': expected a window of 7 days" in message
@@ -162,9 +159,7 @@ def test_bfc_bad_rows_are_named(tmp_path, ctx):
                   + "58,Nièvre,2020-05-13,2020-05-19,8.4,102.5\n"
                   + "200046977,Métropole de Lyon,2020-05-13,2020-05-19,8.4,2.2\n"
                   + "20,Corse,2020-05-13,2020-05-19,8.4,2.2\n")
-    with pytest.raises(SourceError) as info:
-        BFC.load(path, ctx)
-    message = str(info.value)
+    message = refusal(BFC, path, ctx)
     assert ("line 3, column 'dep_name': expected the name of département 25 ('Doubs'), "
             "found 'Jura'") in message
     assert "line 4, column 'start_7d': expected the first day of the 7-day window" in message
@@ -230,18 +225,11 @@ def test_ingest_serves_published_rates_and_quarantines_a_bad_file(make_settings,
     assert members.loc[members["commune_code"] == "69123", "epci_code"].item() == "200046977"
 
     # Next publication: a métropole name nobody knows. Quarantined, last good file reused.
-    path = data / METRO_FILE
-    path.write_text(path.read_text(encoding="utf-8").replace(
-        "Rennes Métropole", "Métropole de Rennes", 1), encoding="utf-8")
-    second = run_ingest(settings)
-    assert second.outcome == "partial"
-    failed = {o.source: o for o in second.failed}
-    assert set(failed) == {"spf_incidence_metropoles"}
-    problem = failed["spf_incidence_metropoles"].problems[0]
+    failed = reingest_broken(settings, data / METRO_FILE, "Rennes Métropole",
+                             "Métropole de Rennes", "spf_incidence_metropoles", encoding="utf-8")
+    problem = failed.problems[0]
     assert problem["column"] == "metropole" and problem["found"] == "'Métropole de Rennes'"
     assert problem["file"] == METRO_FILE and problem["line"] >= 2
-    assert [o.source for o in second.sources if o.status == "reused"] == [
-        "spf_incidence_metropoles"]
     after = store.open("daily")
     assert after["incidence_rate_7d"].sel(territory="243500139").equals(
         ds["incidence_rate_7d"].sel(territory="243500139"))

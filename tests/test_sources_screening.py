@@ -5,19 +5,18 @@ tx_* on département rows, aggregation to régions and France, weekly = the Satu
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from features.errors import SourceError
 from features.ingest import run_ingest
 from features.sources import spf_screening
 from features.sources.base import ParseContext
 from features.sources.insee_territories import load_territories
 from features.store import CubeStore
 from tests.conftest import FIXTURES
+from tests.source_helpers import assert_bad_case, refusal, reingest_broken
 
 NEW, OLD = spf_screening.SOURCES
 OLD_NAME, NEW_NAME = "fr_spf_criblage_dep_7j_old.csv", "fr_spf_criblage_dep_7j_new.csv"
@@ -96,23 +95,14 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_reported_precisely(tmp_path, ctx, case):
     content, expected = CASES[case]
-    path = tmp_path / OLD_NAME
-    path.write_text(content)
-    with pytest.raises(SourceError) as info:
-        OLD.load(path, ctx)
-    message = str(info.value)
-    assert OLD_NAME in message
-    for fragment in expected:
-        assert fragment in message, f"{case}: {fragment!r} not in:\n{message}"
+    assert_bad_case(OLD, tmp_path / OLD_NAME, content, ctx, case, expected)
 
 
 def test_semaine_without_date_fin_must_be_a_window(tmp_path, ctx):
     path = tmp_path / "sp-variant-7j-dep-2021-12-31-19h05.csv"
     text = (FIXTURES / path.name).read_text(encoding="utf-8-sig")
     path.write_text(text.replace("2021-12-05-2021-12-11", "semaine 49", 1))
-    with pytest.raises(SourceError) as info:
-        NEW.load(path, ctx)
-    message = str(info.value)
+    message = refusal(NEW, path, ctx)
     assert "line 8, column 'semaine'" in message and "'semaine 49'" in message
     assert "a 7-day window like 2021-11-01-2021-11-07" in message
 
@@ -184,14 +174,9 @@ def test_broken_new_file_is_quarantined_and_last_good_kept(make_settings, data_c
     assert run_ingest(settings).outcome == "ok"
     store = CubeStore(settings)
     before = store.open("daily")["variant_share_a0c0"].copy()
-    path = data / NEW_NAME
-    text = path.read_text().replace("\n69,Rhône,", "\n6X,Rhône,", 1)
-    path.write_text(text)
-    report = run_ingest(settings)
-    failed = {o.source: o for o in report.failed}
-    assert report.outcome == "partial" and set(failed) == {"spf_screening_new"}
-    assert failed["spf_screening_new"].problems[0]["found"] == "'6X'"
-    assert (Path(failed["spf_screening_new"].quarantined) / NEW_NAME).read_text() == text
+    failed = reingest_broken(settings, data / NEW_NAME, "\n69,Rhône,", "\n6X,Rhône,",
+                             "spf_screening_new")
+    assert failed.problems[0]["found"] == "'6X'"
     assert store.open("daily")["variant_share_a0c0"].equals(before)
 
 

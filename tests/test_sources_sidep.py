@@ -4,19 +4,18 @@ quarantine and last good file, and a source that is missing or stops early."""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from features.errors import SourceError
 from features.ingest import run_ingest
 from features.sources import spf_sidep
 from features.sources.base import ParseContext
 from features.sources.insee_territories import load_territories
 from features.store import CubeStore
 from tests.conftest import FIXTURES
+from tests.source_helpers import assert_bad_case, refusal, reingest_broken
 
 FRANCE, REGION = spf_sidep.SOURCES
 
@@ -118,14 +117,7 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_region_file_is_reported_precisely(tmp_path, ctx, case):
     content, expected = CASES[case]
-    path = tmp_path / REG_NAME
-    path.write_text(content)
-    with pytest.raises(SourceError) as info:
-        REGION.load(path, ctx)
-    message = str(info.value)
-    assert REG_NAME in message
-    for fragment in expected:
-        assert fragment in message, f"{case}: {fragment!r} not in:\n{message}"
+    assert_bad_case(REGION, tmp_path / REG_NAME, content, ctx, case, expected)
 
 
 def test_valid_small_region_file_keeps_all_ages_only(tmp_path, ctx):
@@ -139,9 +131,8 @@ def test_valid_small_region_file_keeps_all_ages_only(tmp_path, ctx):
 def test_france_file_with_another_country_is_refused(tmp_path, ctx):
     path = tmp_path / "fr_spf_sidep_fra_daily.csv"
     path.write_text("fra,jour,cl_age90,pop,P,T\nFR,2021-11-20,0,1,1,1\nDE,2021-11-21,0,1,1,1\n")
-    with pytest.raises(SourceError) as info:
-        FRANCE.load(path, ctx)
-    assert "line 3" in str(info.value) and "'DE'" in str(info.value)
+    message = refusal(FRANCE, path, ctx)
+    assert "line 3" in message and "'DE'" in message
 
 
 # ------------------------------------------------------- quarantine, last good file, stopping
@@ -152,18 +143,10 @@ def test_broken_region_file_is_quarantined_and_last_good_kept(make_settings, dat
     store = CubeStore(settings)
     before = store.open("daily")["inc_cases"].sel(territory="R84").copy()
 
-    path = data / REG_NAME
-    text = path.read_text().replace("\n84,2021-06-01,0,", "\n84,2021-06-01,x,", 1)
-    path.write_text(text)
-    report = run_ingest(settings)
-    assert report.outcome == "partial"
-    failed = {o.source: o for o in report.failed}
-    assert set(failed) == {"spf_sidep_region"}
-    problem = failed["spf_sidep_region"].problems[0]
+    failed = reingest_broken(settings, data / REG_NAME, "\n84,2021-06-01,0,",
+                             "\n84,2021-06-01,x,", "spf_sidep_region")
+    problem = failed.problems[0]
     assert problem["column"] == "cl_age90" and problem["found"] == "'x'"
-    folder = Path(failed["spf_sidep_region"].quarantined)
-    assert (folder / REG_NAME).read_text() == text
-    assert [o.source for o in report.sources if o.status == "reused"] == ["spf_sidep_region"]
     after = store.open("daily")["inc_cases"].sel(territory="R84")
     assert after.equals(before)
 

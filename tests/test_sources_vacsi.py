@@ -5,18 +5,17 @@ and the derived coverage."""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from features.errors import SourceError
 from features.ingest import run_ingest
 from features.sources import spf_vacsi
 from features.sources.base import ParseContext
 from features.sources.insee_territories import load_territories
 from features.store import CubeStore
 from tests.conftest import FIXTURES
+from tests.source_helpers import assert_bad_case, reingest_broken
 
 SOURCE = spf_vacsi.SOURCE
 NAME = "fr_spf_vacsi_dep_dose1_cumul_daily.csv"
@@ -68,14 +67,7 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_reported_precisely(tmp_path, ctx, case):
     content, expected = CASES[case]
-    path = tmp_path / NAME
-    path.write_text(content)
-    with pytest.raises(SourceError) as info:
-        SOURCE.load(path, ctx)
-    message = str(info.value)
-    assert NAME in message
-    for fragment in expected:
-        assert fragment in message, f"{case}: {fragment!r} not in:\n{message}"
+    assert_bad_case(SOURCE, tmp_path / NAME, content, ctx, case, expected)
 
 
 def test_a_falling_cumulative_count_is_kept_with_a_warning(tmp_path, ctx):
@@ -116,14 +108,8 @@ def test_broken_file_is_quarantined_and_last_good_kept(make_settings, data_copy)
     assert run_ingest(settings).outcome == "ok"
     store = CubeStore(settings)
     before = store.open("daily")["vaccinated_dose1"].copy()
-    path = data / NAME
-    text = path.read_text().replace("\n69,2021-06-01,", "\n6O,2021-06-01,", 1)
-    path.write_text(text)
-    report = run_ingest(settings)
-    assert report.outcome == "partial"
-    failed = {o.source: o for o in report.failed}
-    assert set(failed) == {"spf_vacsi"}
-    problem = failed["spf_vacsi"].problems[0]
+    failed = reingest_broken(settings, data / NAME, "\n69,2021-06-01,", "\n6O,2021-06-01,",
+                             "spf_vacsi")
+    problem = failed.problems[0]
     assert problem["column"] == "dep" and "'6O'" in problem["found"]
-    assert (Path(failed["spf_vacsi"].quarantined) / NAME).read_text() == text
     assert store.open("daily")["vaccinated_dose1"].equals(before)
