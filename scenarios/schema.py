@@ -53,6 +53,9 @@ GROUP_SIZES = {"departments": 101, "metro_departments": 96, "regions": 18}
 _TEXT = {"type": "string", "maxLength": 2000}
 _DATE = {"type": ["integer", "string"], "minimum": -3650, "maximum": 3650,
          "pattern": ISO_DATE}
+#: A definition's or an intervention's territories: 1 to MAX_TERRITORIES codes or group names.
+_TERRITORY_LIST = {"type": "array", "minItems": 1, "maxItems": MAX_TERRITORIES,
+                   "items": {"type": "string", "pattern": TERRITORY_PATTERN}}
 _CAP_VALUE = {
     "if": {"type": "string"},
     "then": {"const": "cube"},
@@ -135,12 +138,7 @@ SCHEMA: dict[str, Any] = {
         # French title and description the dashboard shows (the description above is English).
         "title_fr": {"type": "string", "minLength": 1, "maxLength": 120},
         "description_fr": {"type": "string", "minLength": 1, "maxLength": 2000},
-        "territories": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": MAX_TERRITORIES,
-            "items": {"type": "string", "pattern": TERRITORY_PATTERN},
-        },
+        "territories": _TERRITORY_LIST,
         "as_of": {"type": "string", "pattern": ISO_DATE},
         "horizon_days": {"type": "integer", "minimum": 1, "maximum": 180},
         "n_samples": {"type": "integer", "minimum": 20, "maximum": 5000},
@@ -175,12 +173,7 @@ SCHEMA: dict[str, Any] = {
                     "duration_days": {"type": "integer", "minimum": 1, "maximum": 730},
                     "ramp_days": {"type": "integer", "minimum": 0, "maximum": 60},
                     "hour": {"type": "integer", "minimum": 16, "maximum": 23},
-                    "territories": {
-                        "type": "array",
-                        "minItems": 1,
-                        "maxItems": MAX_TERRITORIES,
-                        "items": {"type": "string", "pattern": TERRITORY_PATTERN},
-                    },
+                    "territories": _TERRITORY_LIST,
                     "lifts": {"type": "array", "maxItems": len(COVARIATES), "uniqueItems": True,
                               "items": {"enum": list(COVARIATES)}},
                     "effect": {
