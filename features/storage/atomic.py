@@ -34,6 +34,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,27 @@ def _switch(tmp: Path, final: Path, publish: bool, after: Callable[[], Any] | No
 
 
 @contextlib.contextmanager
+def _renamed_if_done(tmp: Path, final: Path, sync: Callable[[Path], Any] | None,
+                     discard: Callable[[Path], Any], publish: bool,
+                     after: Callable[[], Any] | None) -> Iterator[None]:
+    """Around the block that fills ``tmp``: when it ends without error, ``sync(tmp)`` (if
+    given) and the rename to ``final``; on any error, ``discard(tmp)`` and the error again."""
+    try:
+        yield
+        if sync is not None:
+            sync(tmp)
+        _switch(tmp, final, publish, after)
+    except BaseException:
+        discard(tmp)
+        raise
+
+
+def _remove_file(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+@contextlib.contextmanager
 def atomic_path(final: str | Path, *, suffix: str = TEMP_SUFFIX,
                 temp_dir: str | Path | None = None, fsync: bool = False, publish: bool = False,
                 after: Callable[[], Any] | None = None) -> Iterator[Path]:
@@ -95,15 +117,9 @@ def atomic_path(final: str | Path, *, suffix: str = TEMP_SUFFIX,
     if temp_dir is not None:
         Path(temp_dir).mkdir(parents=True, exist_ok=True)
     tmp = _create(final, suffix, temp_dir, folder=False)
-    try:
+    with _renamed_if_done(tmp, final, fsync_file if fsync else None, _remove_file, publish,
+                          after):
         yield tmp
-        if fsync:
-            fsync_file(tmp)
-        _switch(tmp, final, publish, after)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager
@@ -114,14 +130,9 @@ def atomic_dir(final: str | Path, *, fsync: bool = False, publish: bool = False,
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create(final, "", None, folder=True)
-    try:
+    with _renamed_if_done(tmp, final, fsync_tree if fsync else None,
+                          partial(shutil.rmtree, ignore_errors=True), publish, after):
         yield tmp
-        if fsync:
-            fsync_tree(tmp)
-        _switch(tmp, final, publish, after)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, **options: Any) -> Path:
