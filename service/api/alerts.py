@@ -15,7 +15,7 @@ from apiflask.validators import Length, OneOf
 from service.api.cache import cached
 from service.api.context import context
 from service.api.formats import FormatQuery, render
-from service.api.paging import PageInfo, PageQuery, paginate
+from service.api.paging import PageInfo, PageQuery, paged
 from service.usecases.alerts import capacity_alerts
 
 PREFIX = "alerts"
@@ -70,6 +70,5 @@ def get_alerts(query_data: dict):
     answer = capacity_alerts(context(), source=query_data["source"], level=query_data["level"],
                              territory=query_data.get("territory"),
                              model=query_data.get("model"))
-    items, page = paginate(answer.pop("rows"), query_data)
-    return render({**answer, "items": items, "pagination": page}, query_data,
-                  columns=list(AlertItem().fields), filename="vigie_alerts")
+    return render(paged(answer, query_data), query_data, columns=list(AlertItem().fields),
+                  filename="vigie_alerts")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length
 
 from service.api.formats import json_response
-from service.api.paging import PageInfo, PageQuery, page_info, page_window
+from service.api.paging import PageInfo, PageQuery, stored_page
 from service.api.state import state
 from service.audit import query
 from service.auth import requires
@@ -48,7 +50,5 @@ class AuditList(Schema):
 @bp.doc(summary="Audit trail: who asked what, and from which vintage and model version")
 @requires("admin")
 def list_audit(query_data: dict):
-    limit, offset = page_window(query_data)
-    rows, total = query(state().engine, actor=query_data.get("actor"),
-                        event=query_data.get("event"), limit=limit, offset=offset)
-    return json_response({"items": rows, "pagination": page_info(query_data, total)})
+    return json_response(stored_page(query_data, partial(
+        query, state().engine, actor=query_data.get("actor"), event=query_data.get("event"))))

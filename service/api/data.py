@@ -27,7 +27,7 @@ from service.api.cache import cached
 from service.api.context import context
 from service.api.formats import render
 from service.api.lookups import FREQUENCIES
-from service.api.paging import ListQuery, PageInfo, paginate
+from service.api.paging import ListQuery, PageInfo, paged
 from service.usecases.data_reads import series
 
 PREFIX = "data"
@@ -125,10 +125,10 @@ def get_data(query_data: dict):
                     frequency=query_data.get("frequency"), territory=query_data.get("territory"),
                     start=query_data.get("start"), end=query_data.get("end"),
                     as_of=query_data.get("as_of"))
-    items, info = paginate(answer.pop("rows"), query_data)
+    page = paged(answer, query_data)
     if query_data.get("format") == "csv":
-        for row in items:
+        for row in page["items"]:
             row.update({key: (row["coverage"] or {}).get(key) for key in COVERAGE_COLUMNS})
-    return render({**answer, "items": items, "pagination": info}, query_data,
+    return render(page, query_data,
                   columns=["territory", "date", "value", "per_100k", "suppressed", "reason",
                            *COVERAGE_COLUMNS], filename=f"vigie_{answer['indicator']}")

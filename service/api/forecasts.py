@@ -14,7 +14,7 @@ from apiflask.validators import Length, OneOf, Range, Regexp
 from service.api.cache import cached
 from service.api.context import context
 from service.api.formats import csv_response, render
-from service.api.paging import PageInfo, PageQuery, paginate
+from service.api.paging import PageInfo, PageQuery, paged, render_page
 from service.usecases.forecast_reads import RUN_ID, forecast, forecast_run, forecast_runs
 from service.usecases.reads import parse_codes
 
@@ -118,10 +118,9 @@ def get_forecasts(query_data: dict):
         return csv_response(flat, list(flat[0]) if flat else ["location", "target", "value"],
                             f"vigie_forecast_{meta['run_id']}", query_data.get("sep"),
                             query_data.get("decimal"))
-    page, info = paginate(items, query_data)
-    return render({"run": meta, "forecast_date": answer["forecast_date"],
-                   "suppression_threshold": answer["suppression_threshold"],
-                   "items": page, "pagination": info}, query_data)
+    return render(paged({"run": meta, "forecast_date": answer["forecast_date"],
+                         "suppression_threshold": answer["suppression_threshold"],
+                         "rows": items}, query_data), query_data)
 
 
 def _hub_csv(frame, items: list[dict], meta: dict):
@@ -146,8 +145,7 @@ def _hub_csv(frame, items: list[dict], meta: dict):
 def list_forecast_runs(query_data: dict):
     metas = forecast_runs(context(), query_data.get("target"), query_data.get("level"),
                           query_data.get("model"))
-    items, info = paginate(metas, query_data)
-    return render({"items": items, "pagination": info}, query_data)
+    return render_page(metas, query_data)
 
 
 @bp.get("/runs/<run_id>")

@@ -9,7 +9,7 @@ from apiflask.validators import OneOf
 from service.api.cache import cached
 from service.api.formats import render
 from service.api.lookups import FREQUENCIES, find_indicator, indicator_catalog, indicator_entries
-from service.api.paging import ListQuery, PageInfo, paginate
+from service.api.paging import ListQuery, PageInfo, render_page
 from service.errors import not_found
 
 PREFIX = "indicators"
@@ -55,9 +55,7 @@ def list_indicators(query_data: dict):
     rows = list(indicator_entries())
     if query_data.get("frequency"):
         rows = [r for r in rows if r["frequency"] == query_data["frequency"]]
-    items, info = paginate(rows, query_data)
-    return render({"items": items, "pagination": info}, query_data, columns=COLUMNS,
-                  filename="indicators")
+    return render_page(rows, query_data, columns=COLUMNS, filename="indicators")
 
 
 class OneIndicatorQuery(Schema):

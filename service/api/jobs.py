@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf
 from flask import url_for
 
 from service.api.formats import json_response
-from service.api.paging import PageInfo, PageQuery, page_info, page_window
+from service.api.paging import PageInfo, PageQuery, stored_page
 from service.api.state import state
 from service.auth import current_principal, requires
 from service.errors import not_found
@@ -112,10 +114,8 @@ def list_jobs():
 def list_job_runs(query_data: dict):
     from service.jobs import list_runs
 
-    limit, offset = page_window(query_data)
-    runs, total = list_runs(state().engine, query_data.get("job"), query_data.get("status"),
-                            limit=limit, offset=offset)
-    return json_response({"items": runs, "pagination": page_info(query_data, total)})
+    return json_response(stored_page(query_data, partial(
+        list_runs, state().engine, query_data.get("job"), query_data.get("status"))))
 
 
 @bp.get("/runs/<int:run_id>")

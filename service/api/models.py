@@ -9,7 +9,7 @@ from apiflask import APIBlueprint, Schema, fields
 
 from service.api.cache import cached
 from service.api.formats import render
-from service.api.paging import ListQuery, PageInfo, paginate
+from service.api.paging import ListQuery, PageInfo, render_page
 from service.api.state import state
 from service.errors import ApiError, not_found
 
@@ -73,13 +73,8 @@ def _model(registry, name: str) -> dict:
 def list_models(query_data: dict):
     registry = _registry()
     rows = [_model(registry, n) for n in registry.names()]
-    items, info = paginate(rows, query_data)
-    if query_data.get("format") == "csv":
-        items = [{k: r[k] for k in ("name", "kind", "current_version", "description")}
-                 for r in items]
-    return render({"items": items, "pagination": info}, query_data,
-                  columns=["name", "kind", "current_version", "description"],
-                  filename="vigie_models")
+    return render_page(rows, query_data, columns=["name", "kind", "current_version", "description"],
+                       filename="vigie_models")
 
 
 @bp.get("/leaderboard")

@@ -1,6 +1,8 @@
 """Pages of a list answer: the query schema (``page``, ``per_page``), one page of a list
-(:func:`paginate`), the page info of a list a database paged (:func:`page_window`,
-:func:`page_info`), and the ``Link`` header of the neighbouring pages (:func:`link_header`)."""
+(:func:`paginate`; an answer with one page of its rows, :func:`paged`; a list rendered as JSON or
+CSV, :func:`render_page`), the page of a list a database pages itself (:func:`stored_page`, from
+:func:`page_window` and :func:`page_info`), and the ``Link`` header of the neighbouring pages
+(:func:`link_header`)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ from urllib.parse import quote, urlencode
 
 from apiflask import Schema, fields
 from apiflask.validators import Range
-from flask import current_app, g, request
+from flask import Response, current_app, g, request
 
-from service.api.formats import FormatQuery, clean
+from service.api.formats import FormatQuery, clean, render
 
 
 class PageQuery(Schema):
@@ -59,6 +61,28 @@ def paginate(items: Sequence, query: dict) -> tuple[list, dict]:
     g.page_info = info
     g.page_query = query
     return list(items[start:start + limit]), info
+
+
+def paged(answer: dict, query: dict) -> dict:
+    """``answer`` with one page of its ``rows`` as ``items`` (every row for CSV), followed by
+    the page info as ``pagination``."""
+    items, info = paginate(answer.pop("rows"), query)
+    return {**answer, "items": items, "pagination": info}
+
+
+def render_page(rows: Sequence, query: dict, *, columns: Sequence[str] | None = None,
+                filename: str = "vigie") -> Response:
+    """A list answer ``{items, pagination}`` of one page of ``rows`` as JSON, or every row as
+    CSV (``columns`` only)."""
+    return render(paged({"rows": rows}, query), query, columns=columns, filename=filename)
+
+
+def stored_page(query: dict, fetch: Callable[..., tuple[list, int]]) -> dict:
+    """``{items, pagination}`` of the requested page of a list a store pages itself:
+    ``fetch(limit=…, offset=…)`` gives that page's rows and the total."""
+    limit, offset = page_window(query)
+    rows, total = fetch(limit=limit, offset=offset)
+    return {"items": rows, "pagination": page_info(query, total)}
 
 
 def query_schemas(view: Callable | None) -> list:

@@ -21,7 +21,7 @@ from apiflask.validators import Length, OneOf
 from service.api.cache import cached
 from service.api.context import context
 from service.api.formats import FormatQuery, render
-from service.api.paging import PageInfo, PageQuery, paginate
+from service.api.paging import PageInfo, PageQuery, paged
 from service.usecases.risk_reads import LEVELS, risk_on_day, risk_series
 
 PREFIX = "risk"
@@ -143,12 +143,6 @@ def _respond(payload: dict, query: dict, filename: str):
 
 
 # ---------------------------------------------------------------------------- endpoints
-def _page(answer: dict, query: dict) -> dict:
-    """The answer with one page of its rows as ``items``, and the page info."""
-    items, info = paginate(answer.pop("rows"), query)
-    return {**answer, "items": items, "pagination": info}
-
-
 @bp.get("")
 @bp.input(RiskQuery, location="query")
 @bp.output(RiskOut)
@@ -164,7 +158,7 @@ def get_risk(query_data: dict):
     answer = risk_on_day(context(), territory=query_data.get("territory"),
                          level=query_data["level"], day=query_data.get("date"),
                          as_of=query_data.get("as_of"))
-    return _respond(_page(answer, query_data), query_data, f"vigie_risk_{answer['date']}")
+    return _respond(paged(answer, query_data), query_data, f"vigie_risk_{answer['date']}")
 
 
 @bp.get("/<code>")
@@ -177,4 +171,4 @@ def get_risk(query_data: dict):
 def get_risk_series(code: str, query_data: dict):
     answer = risk_series(context(), code=code, start=query_data.get("start"),
                          end=query_data.get("end"), as_of=query_data.get("as_of"))
-    return _respond(_page(answer, query_data), query_data, f"vigie_risk_{code}")
+    return _respond(paged(answer, query_data), query_data, f"vigie_risk_{code}")

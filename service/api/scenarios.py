@@ -12,6 +12,7 @@ Submitting, publishing and deciding which runs are public are the use cases'
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 
 from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf, Range, Regexp
@@ -19,7 +20,7 @@ from flask import request, url_for
 
 from service.api.cache import cached
 from service.api.formats import csv_response, json_response, render
-from service.api.paging import PageInfo, PageQuery, page_info, page_window, paginate
+from service.api.paging import PageInfo, PageQuery, paged, stored_page
 from service.api.state import state
 from service.audit import note
 from service.auth import current_principal, requires
@@ -236,10 +237,9 @@ def submit_run(json_data: dict):
 def list_runs(query_data: dict):
     from service.jobs import list_runs as _list
 
-    limit, offset = page_window(query_data)
-    runs, total = _list(state().engine, job="scenario", limit=limit, offset=offset)
-    return json_response({"items": [_run_out(r, with_summary=False) for r in runs],
-                          "pagination": page_info(query_data, total)})
+    page = stored_page(query_data, partial(_list, state().engine, job="scenario"))
+    page["items"] = [_run_out(r, with_summary=False) for r in page["items"]]
+    return json_response(page)
 
 
 @bp.get("/runs/<int:run_id>")
@@ -312,8 +312,7 @@ def get_trajectories(run_id: int, query_data: dict):
         return csv_response(rows, ["territory", "indicator", "date", "quantile", "value"],
                             f"vigie_scenario_{run_id}", query_data.get("sep"),
                             query_data.get("decimal"))
-    items, info = paginate(rows, query_data)
-    return json_response({"run_id": run_id, "items": items, "pagination": info})
+    return json_response(paged({"run_id": run_id, "rows": rows}, query_data))
 
 
 @bp.get("/compare")

@@ -12,7 +12,7 @@ from features.territories import groupement_entries
 from service.api.cache import cached
 from service.api.formats import render
 from service.api.lookups import current_vintage, memo, territory_table
-from service.api.paging import ListQuery, PageInfo, paginate
+from service.api.paging import ListQuery, PageInfo, render_page
 from service.api.state import state
 from service.errors import not_found
 
@@ -93,9 +93,7 @@ def list_territories(query_data: dict):
     if query_data.get("q"):
         needle = query_data["q"].casefold()
         rows = [r for r in rows if needle in r["name"].casefold()]
-    items, info = paginate(rows, query_data)
-    return render({"items": items, "pagination": info}, query_data, columns=COLUMNS,
-                  filename="territories")
+    return render_page(rows, query_data, columns=COLUMNS, filename="territories")
 
 
 @bp.get("/<code>")

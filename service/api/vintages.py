@@ -8,7 +8,7 @@ from service.api.cache import cached
 from service.api.disclosure_view import is_public
 from service.api.formats import render
 from service.api.lookups import current_vintage
-from service.api.paging import ListQuery, PageInfo, paginate
+from service.api.paging import ListQuery, PageInfo, render_page
 from service.api.state import state
 from service.errors import not_found
 
@@ -53,12 +53,8 @@ def _out(row: dict, current_id: str) -> dict:
 def list_vintages(query_data: dict):
     current = current_vintage()
     rows = [_out(r, current["id"]) for r in state().store.list_vintages()]
-    items, info = paginate(rows, query_data)
-    if query_data.get("format") == "csv":
-        items = [{k: v for k, v in r.items() if k in ("id", "issued_at", "current", "files")}
-                 for r in items]
-    return render({"items": items, "pagination": info}, query_data,
-                  columns=["id", "issued_at", "current", "files"], filename="vintages")
+    return render_page(rows, query_data, columns=["id", "issued_at", "current", "files"],
+                       filename="vintages")
 
 
 @bp.get("/<vintage_id>")
