@@ -28,7 +28,13 @@ import pandas as pd
 from features.cube import rate_population, totals_coverage
 from features.storage.jsonsafe import scalar as clean
 from service.errors import ApiError, bad_request
-from service.usecases.reads import PUBLIC_LEVELS, ReadContext, check_readable, parse_codes
+from service.usecases.reads import (
+    PUBLIC_LEVELS,
+    ReadContext,
+    check_readable,
+    parse_codes,
+    window_positions,
+)
 
 
 def _indicator(ctx: ReadContext, name: str, frequency: str | None) -> dict:
@@ -55,13 +61,7 @@ def _dataset(ctx: ReadContext, frequency: str, as_of: dt.date | None):
 
 def _window(var, start: dt.date | None, end: dt.date | None):
     """``var`` from ``start`` to ``end`` (inclusive)."""
-    dates = pd.DatetimeIndex(var["date"].values)
-    keep = np.ones(len(dates), dtype=bool)
-    if start:
-        keep &= dates >= pd.Timestamp(start)
-    if end:
-        keep &= dates <= pd.Timestamp(end)
-    return var.isel(date=np.flatnonzero(keep))
+    return var.isel(date=window_positions(var["date"].values, start, end))
 
 
 def _coverage(reporting: int, need: int, communes: dict | None) -> dict:

@@ -1,7 +1,7 @@
 """What the read use cases share (:mod:`~service.usecases.data_reads`,
 :mod:`~service.usecases.forecast_reads`, :mod:`~service.usecases.risk_reads`,
-:mod:`~service.usecases.alerts`): the context they read through, and the territory codes a
-request names.
+:mod:`~service.usecases.alerts`): the context they read through, the territory codes a request
+names, and the dates of a requested window.
 
 A read use case answers one caller: it reads the served cube vintage and the stores, hides from
 the public what disclosure control hides (docs/DISCLOSURE.md), and says where its answer came
@@ -13,8 +13,12 @@ request's caller, the audit trail and the response's headers).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
 
 from service.errors import ApiError, bad_request
 
@@ -61,6 +65,18 @@ class ReadContext(Protocol):
 
     def set_last_modified(self, value: Any) -> None:
         """The time the answer's data last changed."""
+
+
+def window_positions(dates: Any, start: dt.date | None, end: dt.date | None) -> np.ndarray:
+    """Positions of the ``dates`` (datetime64 values) from ``start`` to ``end``, both inclusive
+    (no bound where None)."""
+    dates = pd.DatetimeIndex(dates)
+    keep = np.ones(len(dates), dtype=bool)
+    if start:
+        keep &= dates >= pd.Timestamp(start)
+    if end:
+        keep &= dates <= pd.Timestamp(end)
+    return np.flatnonzero(keep)
 
 
 def parse_codes(text: str | None) -> list[str] | None:

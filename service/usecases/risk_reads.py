@@ -18,7 +18,7 @@ import pandas as pd
 
 from features.storage.jsonsafe import scalar as clean
 from service.errors import ApiError, bad_request, not_found
-from service.usecases.reads import ReadContext, check_readable, parse_codes
+from service.usecases.reads import ReadContext, check_readable, parse_codes, window_positions
 
 #: API level names → territory levels of the cube.
 LEVELS = {"national": "country", "region": "region", "department": "department", "epci": "epci"}
@@ -211,13 +211,7 @@ def risk_series(ctx: ReadContext, *, code: str, start: dt.date | None, end: dt.d
     if start and end and start > end:
         raise bad_request("start is after end", start=str(start), end=str(end))
     ds, thresholds, vintage, hidden = assessment(ctx, as_of)
-    dates = pd.DatetimeIndex(ds["date"].values)
-    keep = np.ones(len(dates), dtype=bool)
-    if start:
-        keep &= dates >= pd.Timestamp(start)
-    if end:
-        keep &= dates <= pd.Timestamp(end)
     codes = [code] if code in set(ds["territory"].values.tolist()) else []
-    rows = _rows(ds, thresholds, codes, np.flatnonzero(keep).tolist(), hidden, False,
-                 ctx.territory_table())
+    rows = _rows(ds, thresholds, codes, window_positions(ds["date"].values, start, end).tolist(),
+                 hidden, False, ctx.territory_table())
     return _answer(ctx, ds, thresholds, vintage, as_of, None, rows)
