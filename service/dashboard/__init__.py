@@ -213,6 +213,16 @@ def _territories() -> dict[str, dict]:
         return {}
 
 
+def _territory_or_404(code: str) -> tuple[dict[str, dict], dict]:
+    """The served territories (:func:`_territories`) and ``code``'s row; 404 when ``code`` is
+    not one of them."""
+    table = _territories()
+    row = table.get(code)
+    if row is None:
+        abort(404)
+    return table, row
+
+
 def _series(indicator: str, frequency: str, code: str) -> dict:
     """One observed series from ``/api/v1/data`` (all pages) as parallel lists."""
     dates: list[str] = []
@@ -530,10 +540,7 @@ def risk_map_data():
 @bp.get("/tableau/donnees/territoire/<code>")
 def territory_data(code: str):
     """The four panels of the Territoire page for ``code``."""
-    table = _territories()
-    row = table.get(code)
-    if row is None:
-        abort(404)
+    table, row = _territory_or_404(code)
     panels = []
     for spec in PANELS:
         where = code
@@ -573,10 +580,7 @@ def signals_data(code: str):
     """The epidemic-signal panels of the Territoire page for ``code`` (see :data:`SIGNALS`):
     each daily series from ``/api/v1/data`` (the caller's suppression and audit), and whether
     the territory has any of them."""
-    table = _territories()
-    row = table.get(code)
-    if row is None:
-        abort(404)
+    table, row = _territory_or_404(code)
     panels = []
     for spec in SIGNALS:
         series = [{"indicator": name, "role": role, "label": label,
