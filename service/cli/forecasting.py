@@ -28,6 +28,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_score(subparsers)
 
 
+def _add_model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="ensemble", help="registry name (default ensemble)")
+
+
+def _add_sequential_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sequential", action="store_true",
+                        help="no Dask cluster: fit in this process")
+
+
 def _common_options() -> argparse.ArgumentParser:
     """Options of ``forecast`` and ``backtest``."""
     from service.cli import add_territory_option
@@ -39,9 +48,8 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument("--level", choices=LEVEL_CHOICES, default="national")
     add_territory_option(common, "restrict to these codes (INSEE département, R84, FR): "
                                  "--territory 69 13 or --territory 69 --territory 13")
-    common.add_argument("--model", default="ensemble", help="registry name (default ensemble)")
-    common.add_argument("--sequential", action="store_true",
-                        help="no Dask cluster: fit in this process")
+    _add_model_option(common)
+    _add_sequential_option(common)
     common.add_argument("--out", required=True, type=Path, help="Hub CSV to write")
     return common
 
@@ -89,7 +97,7 @@ def _register_forecast_all(subparsers: argparse._SubParsersAction) -> None:
                     help=f"only these targets (default: all published ones; {TARGET_HELP})")
     fa.add_argument("--level", nargs="+", action="extend", choices=LEVEL_CHOICES,
                     help="only these levels (default: every level of each target)")
-    fa.add_argument("--model", default="ensemble", help="registry name (default ensemble)")
+    _add_model_option(fa)
     fa.add_argument("--as-of", help="forecast date YYYY-MM-DD (default: the day after each "
                                     "level's latest observation, a Monday for weekly targets)")
     fa.add_argument("--force", action="store_true",
@@ -97,8 +105,7 @@ def _register_forecast_all(subparsers: argparse._SubParsersAction) -> None:
     fa.add_argument("--no-calibration", action="store_true")
     fa.add_argument("--no-trackrecord", action="store_true",
                     help="do not queue the retrospective track record job")
-    fa.add_argument("--sequential", action="store_true",
-                    help="no Dask cluster: fit in this process")
+    _add_sequential_option(fa)
     fa.add_argument("--json", action="store_true", help="print the report as JSON")
     fa.set_defaults(func=cmd_forecast_all)
 
@@ -113,9 +120,8 @@ def _register_trackrecord(subparsers: argparse._SubParsersAction) -> None:
                     "$VIGIE_HOME/models/retrospective.json.")
     tr.add_argument("--target", nargs="+", action="extend", metavar="NAME",
                     help="only these targets (default: all published ones)")
-    tr.add_argument("--model", default="ensemble", help="registry name (default ensemble)")
-    tr.add_argument("--sequential", action="store_true",
-                    help="no Dask cluster: fit in this process")
+    _add_model_option(tr)
+    _add_sequential_option(tr)
     tr.add_argument("--json", action="store_true", help="print the rows as JSON")
     tr.set_defaults(func=cmd_trackrecord)
 

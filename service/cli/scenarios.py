@@ -90,21 +90,28 @@ def _unsafe_files(files: list[str]) -> bool:
     return bad
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    if _unsafe_files([args.file]):
-        return 2
+def _run_or_exit_code(file: str, args: argparse.Namespace,
+                     trajectories: bool) -> dict[str, Any] | int:
+    """The result of :func:`_run`, or the exit code once the reason is printed: 2 for an invalid
+    scenario, 1 for one that cannot run (e.g. on this cube)."""
     from scenarios import ScenarioValidationError
 
-    if _bad_territories(args):
-        return 2
     try:
-        result = _run(args.file, args, trajectories=not args.no_trajectories)
+        return _run(file, args, trajectories=trajectories)
     except ScenarioValidationError as exc:
         print(f"invalid scenario:\n{exc}", file=sys.stderr)
         return 2
     except (KeyError, ValueError) as exc:
-        print(f"cannot run {args.file}: {exc}", file=sys.stderr)
+        print(f"cannot run {file}: {exc}", file=sys.stderr)
         return 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if _unsafe_files([args.file]) or _bad_territories(args):
+        return 2
+    result = _run_or_exit_code(args.file, args, trajectories=not args.no_trajectories)
+    if isinstance(result, int):
+        return result
     result.pop("_projection", None)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -115,22 +122,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    if _unsafe_files(args.files):
-        return 2
-    from scenarios import ScenarioValidationError
-
-    if _bad_territories(args):
+    if _unsafe_files(args.files) or _bad_territories(args):
         return 2
     results: dict[str, dict[str, Any]] = {}
     for f in args.files:
-        try:
-            r = _run(f, args, trajectories=bool(args.out))
-        except ScenarioValidationError as exc:
-            print(f"invalid scenario:\n{exc}", file=sys.stderr)
-            return 2
-        except (KeyError, ValueError) as exc:
-            print(f"cannot run {f}: {exc}", file=sys.stderr)
-            return 1
+        r = _run_or_exit_code(f, args, trajectories=bool(args.out))
+        if isinstance(r, int):
+            return r
         results[r["inputs"]["name"]] = r
     print(format_table(results))
     if args.plot:
