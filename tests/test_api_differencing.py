@@ -226,22 +226,28 @@ class Attacker:
         return [(tab, np.full(len(end), r), np.where(end - k >= 0, end - k, -1), coef)
                 for k in range(days)]
 
+    def rate_of_count(self, rate_name: str, count_name: str, scale: float, days: int,
+                      kind: str, pop: dict) -> None:
+        """Equations of a daily rate of a count: ``rate × population / scale`` = the count
+        summed over the ``days`` days ending on the rate's date (incidence: 7 days per 100,000;
+        vaccination coverage: that day, per 100)."""
+        rate, count = self.table(rate_name, "daily"), self.table(count_name, "daily")
+        if rate is None or count is None:
+            return
+        for code in rate.codes:
+            r, rc = rate.row(code), count.row(code)
+            if rc < 0 or not pop.get(code):
+                continue
+            t = np.flatnonzero(rate.present[r] & ~rate.hidden[r])
+            end = count.dates.get_indexer(rate.dates[t])
+            self.add(self.window(count, rc, end, days, 1.0), kind,
+                     rate.value[r, t] * pop[code] / scale)
+
     def rates(self) -> None:
         """Equations from rates and ratios on counts (see the module docstring)."""
         pop = {t["code"]: t["population"] for t in self.territories}
         cases, tests = self.table("inc_cases", "daily"), self.table("inc_tests", "daily")
-        for name, scale in (("incidence_rate_7d", 1e5),):
-            rate = self.table(name, "daily")
-            if rate is None or cases is None:
-                continue
-            for code in rate.codes:
-                r, rc = rate.row(code), cases.row(code)
-                if rc < 0 or not pop.get(code):
-                    continue
-                t = np.flatnonzero(rate.present[r] & ~rate.hidden[r])
-                end = cases.dates.get_indexer(rate.dates[t])
-                self.add(self.window(cases, rc, end, 7, 1.0), "incidence",
-                         rate.value[r, t] * pop[code] / scale)
+        self.rate_of_count("incidence_rate_7d", "inc_cases", 1e5, 7, "incidence", pop)
         positivity = self.table("positivity_rate_7d", "daily")
         if positivity is not None and cases is not None and tests is not None:
             for code in positivity.codes:
@@ -254,17 +260,8 @@ class Attacker:
                                      7, 1.0)
                          + self.window(tests, rt, tests.dates.get_indexer(positivity.dates[t]),
                                        7, -share), "positivity")
-        coverage, persons = (self.table("vaccination_coverage_dose1", "daily"),
-                             self.table("vaccinated_dose1", "daily"))
-        if coverage is not None and persons is not None:
-            for code in coverage.codes:
-                r, rp = coverage.row(code), persons.row(code)
-                if rp < 0 or not pop.get(code):
-                    continue
-                t = np.flatnonzero(coverage.present[r] & ~coverage.hidden[r])
-                c = persons.dates.get_indexer(coverage.dates[t])
-                self.add([(persons, np.full(len(t), rp), c, 1.0)], "coverage",
-                         coverage.value[r, t] * pop[code] / 100)
+        self.rate_of_count("vaccination_coverage_dose1", "vaccinated_dose1", 100, 1, "coverage",
+                           pop)
         self.estimated_incidence(pop)
         for entry in self.indicators:
             name = entry["name"]
