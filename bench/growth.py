@@ -420,13 +420,24 @@ def print_table(rows: list[dict], workers: list[int], threshold: float) -> None:
         print(linearity(label, values, sizes, threshold, per))
 
 
+def _power_law(x0: float, y0: float, x1: float, y1: float, x: float) -> float:
+    return y1 * (x / x1) ** (math.log(y1 / y0) / math.log(x1 / x0))
+
+
 def extrapolate(done: list[dict], n: int) -> dict:
-    """Predicted ingest figures at ``n`` from the last two sizes' growth (power law)."""
+    """Predicted figures at ``n`` from the last two sizes' growth (power law): the ingest's,
+    and the refresh's (``refresh``: workers → wall and CPU seconds) where both sizes have it."""
     a, b = done[-2], done[-1]
-    out = {}
-    for key in ("seconds", "peak_mb", "cube_mb"):
-        k = math.log(b["ingest"][key] / a["ingest"][key]) / math.log(b["n"] / a["n"])
-        out[key] = b["ingest"][key] * (n / b["n"]) ** k
+    out = {key: _power_law(a["n"], a["ingest"][key], b["n"], b["ingest"][key], n)
+           for key in ("seconds", "peak_mb", "cube_mb")}
+    out["refresh"] = {}
+    for w, fb in b.get("forecast", {}).items():
+        fa = a.get("forecast", {}).get(w)
+        if fa:
+            terr = n + fb["territories"] - b["n"]  # the ancestors stay about the same
+            out["refresh"][w] = {key: _power_law(fa["territories"], fa[key], fb["territories"],
+                                                 fb[key], terr)
+                                 for key in ("seconds", "cpu_seconds")}
     return out
 
 
@@ -458,6 +469,7 @@ def main() -> None:
     parser.add_argument("--max-ingest-minutes", type=float, default=15.0)
     parser.add_argument("--superlinear", type=float, default=1.25)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--json-out", type=Path, help="also write every figure to this file")
     args = parser.parse_args()
     sizes = sorted(args.sizes)
     import psutil
@@ -481,7 +493,10 @@ def main() -> None:
                 if guess["seconds"] > 60 * args.max_ingest_minutes:
                     row["note"] = (f"NOT RUN; EXTRAPOLATED from the last two sizes: ingest "
                                    f"~{guess['seconds']:.0f} s, peak ~{guess['peak_mb']:.0f} MB, "
-                                   f"cube ~{guess['cube_mb']:.0f} MB")
+                                   f"cube ~{guess['cube_mb']:.0f} MB" + "".join(
+                                       f"; refresh {w}w ~{f['seconds']:.0f} s (CPU "
+                                       f"~{f['cpu_seconds']:.0f} s)"
+                                       for w, f in guess["refresh"].items()))
                     print(f"N={n:,}: {row['note']}", flush=True)
                     continue
             data_dir, home = root / f"data-{n}", root / f"home-{n}"
@@ -521,6 +536,9 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     print_table(rows, args.workers if not args.no_forecast else [], args.superlinear)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(rows, indent=1, default=str))
+        print(f"\nfigures written to {args.json_out}")
 
 
 if __name__ == "__main__":
