@@ -26,29 +26,17 @@ FORMER_LIMITS = {"01": 120, "02": 150, "03": 120, "04": 120}
 
 
 def _home(args: argparse.Namespace, root: Path):
-    from features.ingest import run_ingest
     from features.settings import Settings
-    from tests.api_fixtures import copy_catalog
-    from tests.test_notebooks import FIXTURES
+    from tests.api_fixtures import home_sharing
+    from tests.test_notebooks import ingest_with_city_fixture
 
     home = root / "home"
     if args.home:
-        source = Settings.from_env(home=args.home)
-        settings = Settings.from_env(home=str(home), data_dir=str(source.data_dir),
-                                     database_url=f"sqlite:///{home}/vigie.sqlite")
-        home.mkdir()
-        copy_catalog(source, settings)
-        return settings
+        return home_sharing(Settings.from_env(home=args.home), home)
     settings = Settings.from_env(home=str(home), data_dir=args.data_dir,
                                  database_url=f"sqlite:///{home}/vigie.sqlite")
-    data = root / "data_with_city"
-    data.mkdir()
-    for path in sorted(settings.data_dir.iterdir()):
-        if path.is_file():
-            os.symlink(path, data / path.name)
-    os.symlink(FIXTURES / "city_indicators_rennes.csv", data / "city_indicators_rennes.csv")
     started = time.perf_counter()
-    report = run_ingest(settings, data_dir=data)
+    report = ingest_with_city_fixture(settings, root / "data_with_city")
     if report.outcome != "ok":
         raise SystemExit(f"ingest failed: {report.to_dict()}")
     print(f"ingest of {settings.data_dir} + the Rennes fixture: "

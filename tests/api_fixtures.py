@@ -39,6 +39,16 @@ def copy_catalog(source: Settings, target: Settings) -> None:
             conn.execute(vintages.insert().values(**row))
 
 
+def home_sharing(source: Settings, home: Path) -> Settings:
+    """Settings of the home ``home`` (made if missing; its own SQLite database) serving
+    ``source``'s vintages: their catalog rows are copied, nothing is ingested again."""
+    home.mkdir(parents=True, exist_ok=True)
+    settings = Settings.from_env(home=str(home), data_dir=str(source.data_dir),
+                                 database_url=f"sqlite:///{home}/vigie.sqlite")
+    copy_catalog(source, settings)
+    return settings
+
+
 def synthetic_runs(settings: Settings, vintage_id: str) -> dict[str, str]:
     """Store small forecast runs (icu daily by département and FR; inc_hosp weekly FR) with
     known quantiles, so that alerts and suppression have exact expected answers."""
@@ -83,10 +93,7 @@ def synthetic_runs(settings: Settings, vintage_id: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def api_settings(real_cube: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A home for the API tests: its own SQLite database, the real cube's vintage, forecasts."""
-    home = tmp_path_factory.mktemp("api_home")
-    settings = Settings.from_env(home=str(home), data_dir=str(real_cube.data_dir),
-                                 database_url=f"sqlite:///{home}/vigie.sqlite")
-    copy_catalog(real_cube, settings)
+    settings = home_sharing(real_cube, tmp_path_factory.mktemp("api_home"))
     from features.store import CubeStore
 
     vintage = CubeStore(settings).current_vintage()["id"]
@@ -209,4 +216,4 @@ def strip_ids(text: str) -> str:
     return re.sub(r"\d{8}T\d{6}Z-[0-9a-f]{8}", "<id>", text)
 
 
-__all__ = ["ROLES", "copy_catalog", "np", "strip_ids", "synthetic_runs"]
+__all__ = ["ROLES", "copy_catalog", "home_sharing", "np", "strip_ids", "synthetic_runs"]

@@ -36,6 +36,15 @@ def assert_bad_case(source, path: Path, content: str | bytes, ctx, case: str,
     assert_says(message, expected, case)
 
 
+def ingested_copy(make_settings, data_copy, *files: str):
+    """A copy of the data folder (only ``files``, if named) ingested once without a failure:
+    ``(folder, settings)`` of its home."""
+    data = data_copy(*files)
+    settings = make_settings(data)
+    assert run_ingest(settings).outcome == "ok"
+    return data, settings
+
+
 def reingest_broken(settings, path: Path, old: str, new: str, source: str,
                     encoding: str | None = None):
     """Break the data file ``path`` (its first ``old`` becomes ``new``) and ingest again: a

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.api_fixtures import copy_catalog, synthetic_runs
+from tests.api_fixtures import home_sharing, synthetic_runs
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
@@ -33,15 +33,11 @@ MAX_EXAMPLES = {"admin": 8, "public": 5}
 @pytest.fixture(scope="module")
 def fuzz_app(real_cube, tmp_path_factory):
     from features.catalog import get_engine
-    from features.settings import Settings
     from features.store import CubeStore
     from service.app import create_app
     from service.auth import create_token
 
-    home = tmp_path_factory.mktemp("fuzz_home")
-    settings = Settings.from_env(home=str(home), data_dir=str(real_cube.data_dir),
-                                 database_url=f"sqlite:///{home}/vigie.sqlite")
-    copy_catalog(real_cube, settings)
+    settings = home_sharing(real_cube, tmp_path_factory.mktemp("fuzz_home"))
     synthetic_runs(settings, CubeStore(settings).current_vintage()["id"])
     app = create_app({"TESTING": False, "SETTINGS": settings, "RATELIMIT_ENABLED": False})
     app.config["FUZZ_TOKEN"] = create_token(get_engine(settings.database_url), "fuzz", "admin")

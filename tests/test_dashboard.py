@@ -351,12 +351,9 @@ DATA = ["/tableau/donnees/ensemble", "/tableau/donnees/territoire/69",
 def fresh_client(real_cube: Settings, tmp_path_factory: pytest.TempPathFactory):
     """A fresh install: the cube ingested, no forecast, no backtest, no scenario run."""
     from service.app import create_app
-    from tests.api_fixtures import copy_catalog
+    from tests.api_fixtures import home_sharing
 
-    home = tmp_path_factory.mktemp("fresh_home")
-    settings = Settings.from_env(home=str(home), data_dir=str(real_cube.data_dir),
-                                 database_url=f"sqlite:///{home}/vigie.sqlite")
-    copy_catalog(real_cube, settings)
+    settings = home_sharing(real_cube, tmp_path_factory.mktemp("fresh_home"))
     return create_app({"TESTING": True, "SETTINGS": settings,
                        "RATELIMIT_ENABLED": False}).test_client()
 

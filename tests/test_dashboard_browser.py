@@ -85,12 +85,9 @@ def _forecasts(settings: Settings) -> None:
 @pytest.fixture(scope="module")
 def dash_home(real_cube: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A home with the real cube's vintage (no second ingest) and baseline forecasts."""
-    from tests.api_fixtures import copy_catalog
+    from tests.api_fixtures import home_sharing
 
-    home = tmp_path_factory.mktemp("dashboard_home")
-    settings = Settings.from_env(home=str(home), data_dir=str(real_cube.data_dir),
-                                 database_url=f"sqlite:///{home}/vigie.sqlite")
-    copy_catalog(real_cube, settings)
+    settings = home_sharing(real_cube, tmp_path_factory.mktemp("dashboard_home"))
     _forecasts(settings)
     return settings
 

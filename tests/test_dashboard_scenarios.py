@@ -11,7 +11,7 @@ from html import unescape
 import numpy as np
 import pytest
 
-from tests.api_fixtures import copy_catalog
+from tests.api_fixtures import home_sharing
 
 #: English words of the engine's notes and priors that must never reach the page.
 ENGLISH = re.compile(r"\b(cases|admissions|kept|of the|too few|do not cover|values|whole|"
@@ -23,16 +23,12 @@ def runs(real_cube, tmp_path_factory):
     """A home on the real cube with two finished runs: the Delta wave with vaccination (FR,
     Rhône, Mayotte) and a status quo on 20 May 2020, before SI-DEP covers a window."""
     from features.catalog import get_engine
-    from features.settings import Settings
     from scenarios import load_library_scenario
     from service.app import create_app
     from service.auth import create_token
     from service.jobs import run_pending
 
-    home = tmp_path_factory.mktemp("scenario_text_home")
-    settings = Settings.from_env(home=str(home), data_dir=str(real_cube.data_dir),
-                                 database_url=f"sqlite:///{home}/vigie.sqlite")
-    copy_catalog(real_cube, settings)
+    settings = home_sharing(real_cube, tmp_path_factory.mktemp("scenario_text_home"))
     engine = get_engine(settings.database_url)
     headers = {role: {"Authorization": "Bearer " + create_token(engine, role, role)}
                for role in ("analyst", "planner")}

@@ -20,7 +20,7 @@ import nbformat
 import pytest
 
 from features.settings import PROJECT_ROOT, Settings
-from tests.api_fixtures import copy_catalog
+from tests.api_fixtures import home_sharing
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -71,6 +71,19 @@ def execute(path: Path, overrides: dict) -> nbformat.NotebookNode:
     return nb
 
 
+def ingest_with_city_fixture(settings: Settings, folder: Path):
+    """Ingest ``settings.data_dir`` plus the Rennes city-indicator fixture (both linked into
+    the new ``folder``) as a new vintage of ``settings``' home; the ingest report."""
+    from features.ingest import run_ingest
+
+    folder.mkdir()
+    for source in sorted(settings.data_dir.iterdir()):
+        if source.is_file():
+            os.symlink(source, folder / source.name)
+    os.symlink(FIXTURES / "city_indicators_rennes.csv", folder / "city_indicators_rennes.csv")
+    return run_ingest(settings, data_dir=folder)
+
+
 def text_outputs(nb: nbformat.NotebookNode) -> str:
     parts = []
     for cell in nb.cells:
@@ -119,19 +132,8 @@ def test_strip_removes_outputs_and_counts():
 @pytest.fixture(scope="session")
 def notebook_home(real_cube: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A home sharing the real cube's vintage, plus a newer vintage with the Rennes fixture."""
-    from features.ingest import run_ingest
-
-    home = tmp_path_factory.mktemp("notebook_home")
-    settings = Settings.from_env(home=str(home), data_dir=str(real_cube.data_dir),
-                                 database_url=f"sqlite:///{home}/vigie.sqlite")
-    copy_catalog(real_cube, settings)
-    data = home / "data_with_city"
-    data.mkdir()
-    for source in sorted(real_cube.data_dir.iterdir()):
-        if source.is_file():
-            os.symlink(source, data / source.name)
-    os.symlink(FIXTURES / "city_indicators_rennes.csv", data / "city_indicators_rennes.csv")
-    report = run_ingest(settings, data_dir=data)
+    settings = home_sharing(real_cube, tmp_path_factory.mktemp("notebook_home"))
+    report = ingest_with_city_fixture(settings, settings.home / "data_with_city")
     assert report.outcome == "ok", report.to_dict()
     return settings
 

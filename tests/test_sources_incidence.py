@@ -15,7 +15,7 @@ from features.sources.insee_territories import load_territories
 from features.sources.spf_incidence_metropoles import METROPOLE_SIREN
 from features.store import CubeStore
 from tests.conftest import FIXTURES
-from tests.source_helpers import refusal, reingest_broken
+from tests.source_helpers import ingested_copy, refusal, reingest_broken
 
 METRO_FILE = "fr_spf_incidence_metropoles_2020Q4.csv"
 BFC_FILE = "fr_spf_incidence_positivity_bfc.csv"
@@ -239,10 +239,9 @@ def test_losing_the_epci_registry_fails_the_metropoles_without_crashing(make_set
                                                                          data_copy):
     """The last good métropole file no longer validates without the EPCI level: the source is
     reported failed (twice: new file, last good file) and the other sources still ingest."""
-    data = data_copy("fr_departements_population.csv", "fr_communes_population.csv",
-                     "fr_epci_communes.csv", METRO_FILE, BFC_FILE)
-    settings = make_settings(data)
-    assert run_ingest(settings).outcome == "ok"
+    data, settings = ingested_copy(make_settings, data_copy, "fr_departements_population.csv",
+                                   "fr_communes_population.csv", "fr_epci_communes.csv",
+                                   METRO_FILE, BFC_FILE)
     (data / "fr_epci_communes.csv").unlink()
     report = run_ingest(settings)
     assert report.outcome == "partial"
@@ -272,10 +271,9 @@ def test_metropole_dates_are_the_window_end_like_bfc(data_dir, ctx):
 
 
 def test_a_bad_epci_file_is_quarantined_and_its_last_good_copy_used(make_settings, data_copy):
-    data = data_copy("fr_departements_population.csv", "fr_communes_population.csv",
-                     "fr_epci_communes.csv", METRO_FILE, BFC_FILE)
-    settings = make_settings(data)
-    assert run_ingest(settings).outcome == "ok"
+    data, settings = ingested_copy(make_settings, data_copy, "fr_departements_population.csv",
+                                   "fr_communes_population.csv", "fr_epci_communes.csv",
+                                   METRO_FILE, BFC_FILE)
     epci = data / "fr_epci_communes.csv"
     epci.write_text(epci.read_text(encoding="utf-8").replace(",28044,", ",-28044,", 1),
                     encoding="utf-8")

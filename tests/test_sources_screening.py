@@ -16,7 +16,7 @@ from features.sources.base import ParseContext
 from features.sources.insee_territories import load_territories
 from features.store import CubeStore
 from tests.conftest import FIXTURES
-from tests.source_helpers import assert_bad_case, refusal, reingest_broken
+from tests.source_helpers import assert_bad_case, ingested_copy, refusal, reingest_broken
 
 NEW, OLD = spf_screening.SOURCES
 OLD_NAME, NEW_NAME = "fr_spf_criblage_dep_7j_old.csv", "fr_spf_criblage_dep_7j_new.csv"
@@ -169,9 +169,7 @@ def test_weekly_takes_the_saturday_window(real_cube):
 
 
 def test_broken_new_file_is_quarantined_and_last_good_kept(make_settings, data_copy):
-    data = data_copy()
-    settings = make_settings(data)
-    assert run_ingest(settings).outcome == "ok"
+    data, settings = ingested_copy(make_settings, data_copy)
     store = CubeStore(settings)
     before = store.open("daily")["variant_share_a0c0"].copy()
     failed = reingest_broken(settings, data / NEW_NAME, "\n69,Rhône,", "\n6X,Rhône,",

@@ -15,7 +15,7 @@ from features.sources.base import ParseContext
 from features.sources.insee_territories import load_territories
 from features.store import CubeStore
 from tests.conftest import FIXTURES
-from tests.source_helpers import assert_bad_case, refusal, reingest_broken
+from tests.source_helpers import assert_bad_case, ingested_copy, refusal, reingest_broken
 
 FRANCE, REGION = spf_sidep.SOURCES
 
@@ -137,9 +137,7 @@ def test_france_file_with_another_country_is_refused(tmp_path, ctx):
 
 # ------------------------------------------------------- quarantine, last good file, stopping
 def test_broken_region_file_is_quarantined_and_last_good_kept(make_settings, data_copy):
-    data = data_copy()
-    settings = make_settings(data)
-    assert run_ingest(settings).outcome == "ok"
+    data, settings = ingested_copy(make_settings, data_copy)
     store = CubeStore(settings)
     before = store.open("daily")["inc_cases"].sel(territory="R84").copy()
 

@@ -9,13 +9,12 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from features.ingest import run_ingest
 from features.sources import spf_vacsi
 from features.sources.base import ParseContext
 from features.sources.insee_territories import load_territories
 from features.store import CubeStore
 from tests.conftest import FIXTURES
-from tests.source_helpers import assert_bad_case, reingest_broken
+from tests.source_helpers import assert_bad_case, ingested_copy, reingest_broken
 
 SOURCE = spf_vacsi.SOURCE
 NAME = "fr_spf_vacsi_dep_dose1_cumul_daily.csv"
@@ -103,9 +102,7 @@ def test_stock_in_the_cube(real_cube):
 
 
 def test_broken_file_is_quarantined_and_last_good_kept(make_settings, data_copy):
-    data = data_copy()
-    settings = make_settings(data)
-    assert run_ingest(settings).outcome == "ok"
+    data, settings = ingested_copy(make_settings, data_copy)
     store = CubeStore(settings)
     before = store.open("daily")["vaccinated_dose1"].copy()
     failed = reingest_broken(settings, data / NAME, "\n69,2021-06-01,", "\n6O,2021-06-01,",
