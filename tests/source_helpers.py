@@ -1,5 +1,6 @@
 """Steps the source tests share: a file a source must refuse (and what its message must say), and
-a data file broken between two ingests (the source quarantined, its last good file reused)."""
+a data file broken between two ingests (the source quarantined, its last good file reused, the
+cube's values unchanged)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from features.errors import SourceError
 from features.ingest import run_ingest
+from features.store import CubeStore
 
 
 def refusal(source, path: Path, ctx) -> str:
@@ -58,3 +60,16 @@ def reingest_broken(settings, path: Path, old: str, new: str, source: str,
     assert (Path(failed[source].quarantined) / path.name).read_text(encoding=encoding) == text
     assert [o.source for o in report.sources if o.status == "reused"] == [source]
     return failed[source]
+
+
+def broken_between_ingests(make_settings, data_copy, name: str, old: str, new: str, source: str,
+                           variable: str, **where: str):
+    """A data copy ingested, then its file ``name`` broken and ingested again
+    (:func:`reingest_broken`): the daily cube's ``variable`` (at ``where``) is still the last
+    good file's. Returns the failed source's outcome."""
+    data, settings = ingested_copy(make_settings, data_copy)
+    store = CubeStore(settings)
+    before = store.open("daily")[variable].sel(**where).copy()
+    failed = reingest_broken(settings, data / name, old, new, source)
+    assert store.open("daily")[variable].sel(**where).equals(before)
+    return failed

@@ -15,7 +15,7 @@ from features.sources.base import ParseContext
 from features.sources.insee_territories import load_territories
 from features.store import CubeStore
 from tests.conftest import FIXTURES
-from tests.source_helpers import assert_bad_case, ingested_copy, refusal, reingest_broken
+from tests.source_helpers import assert_bad_case, broken_between_ingests, refusal
 
 FRANCE, REGION = spf_sidep.SOURCES
 
@@ -137,16 +137,11 @@ def test_france_file_with_another_country_is_refused(tmp_path, ctx):
 
 # ------------------------------------------------------- quarantine, last good file, stopping
 def test_broken_region_file_is_quarantined_and_last_good_kept(make_settings, data_copy):
-    data, settings = ingested_copy(make_settings, data_copy)
-    store = CubeStore(settings)
-    before = store.open("daily")["inc_cases"].sel(territory="R84").copy()
-
-    failed = reingest_broken(settings, data / REG_NAME, "\n84,2021-06-01,0,",
-                             "\n84,2021-06-01,x,", "spf_sidep_region")
+    failed = broken_between_ingests(make_settings, data_copy, REG_NAME, "\n84,2021-06-01,0,",
+                                    "\n84,2021-06-01,x,", "spf_sidep_region", "inc_cases",
+                                    territory="R84")
     problem = failed.problems[0]
     assert problem["column"] == "cl_age90" and problem["found"] == "'x'"
-    after = store.open("daily")["inc_cases"].sel(territory="R84")
-    assert after.equals(before)
 
 
 def test_missing_or_stopped_sidep_files_do_not_stop_ingest(make_settings, data_copy):

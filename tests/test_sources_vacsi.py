@@ -14,7 +14,7 @@ from features.sources.base import ParseContext
 from features.sources.insee_territories import load_territories
 from features.store import CubeStore
 from tests.conftest import FIXTURES
-from tests.source_helpers import assert_bad_case, ingested_copy, reingest_broken
+from tests.source_helpers import assert_bad_case, broken_between_ingests
 
 SOURCE = spf_vacsi.SOURCE
 NAME = "fr_spf_vacsi_dep_dose1_cumul_daily.csv"
@@ -102,11 +102,7 @@ def test_stock_in_the_cube(real_cube):
 
 
 def test_broken_file_is_quarantined_and_last_good_kept(make_settings, data_copy):
-    data, settings = ingested_copy(make_settings, data_copy)
-    store = CubeStore(settings)
-    before = store.open("daily")["vaccinated_dose1"].copy()
-    failed = reingest_broken(settings, data / NAME, "\n69,2021-06-01,", "\n6O,2021-06-01,",
-                             "spf_vacsi")
+    failed = broken_between_ingests(make_settings, data_copy, NAME, "\n69,2021-06-01,",
+                                    "\n6O,2021-06-01,", "spf_vacsi", "vaccinated_dose1")
     problem = failed.problems[0]
     assert problem["column"] == "dep" and "'6O'" in problem["found"]
-    assert store.open("daily")["vaccinated_dose1"].equals(before)
