@@ -61,7 +61,6 @@ PUBLISHED = (("inc_hosp", "weekly"), ("inc_icu", "weekly"), ("hosp", "daily"),
              ("icu", "daily"), ("er_visits", "weekly"))
 
 
-
 def _pending(path: Path) -> list | None:
     """The track record file's ``pending`` targets (None: not written or unreadable yet;
     a file written before the track record was published target by target has none)."""
@@ -85,6 +84,7 @@ def _wait_track_record(path: Path, started: float, timeout: float) -> dict:
         time.sleep(1)
     return {"track record first scores after": "timeout" if first is None else f"{first:.0f} s",
             "track record complete after": "timeout"}
+
 
 def load() -> str:
     return f"load {os.getloadavg()[0]:.1f}"

@@ -36,6 +36,7 @@ def monday_dates(start: str | pd.Timestamp, end: str | pd.Timestamp, every: int 
     first += pd.Timedelta(days=(0 - first.weekday()) % 7)
     return list(pd.date_range(first, pd.Timestamp(end), freq=f"{every}D"))
 
+
 def _backtest_date(opener, target, level, fd, models, horizons, territories, ensembles=None):
     ds = opener(target.frequency, fd)
     t0 = time.perf_counter()
@@ -50,6 +51,7 @@ def _backtest_date(opener, target, level, fd, models, horizons, territories, ens
     rows = [forecast_rows(fc, fd).assign(model=name) for name, fc in fcs.items()]
     log.debug("backtest %s: %.1fs", fd.date(), time.perf_counter() - t0)
     return pd.concat(rows, ignore_index=True)
+
 
 def backtest_raw(
     target: Target,
@@ -91,6 +93,7 @@ def backtest_raw(
     else:
         parts = [_backtest_date(opener, *t) for t in _progress(tasks, progress, "backtest")]
     return pd.concat(parts, ignore_index=True)
+
 
 def backtest_levels(
     target: Target,
@@ -156,6 +159,7 @@ def backtest_levels(
             combined.append(forecast_rows(fc, fd).assign(model=name))
     return pd.concat(combined, ignore_index=True)
 
+
 def backtest(
     target: Target,
     level: str,
@@ -199,6 +203,7 @@ def backtest(
     )
     raw = raw[raw["model"].isin(names)]
     return calibrate_backtest(raw, target, first, opener, calibration)
+
 
 def calibrate_backtest(
     raw: pd.DataFrame,

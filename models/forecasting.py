@@ -97,6 +97,7 @@ def forecast(
     fc.attrs["model"] = model_name
     return fc, meta
 
+
 @dataclass
 class LevelPlan:
     """What to fit for one model and target at each level.
@@ -124,6 +125,7 @@ class LevelPlan:
     def for_levels(self, levels: Iterable[str]) -> LevelPlan:
         return LevelPlan(self.model_name, self.model,
                          {lv: self.members[lv] for lv in levels if lv in self.members}, self.key)
+
 
 def level_plan(model_name: str, target: Target, levels: Iterable[str],
                registry: Registry | None = None) -> LevelPlan:
@@ -156,6 +158,7 @@ def level_plan(model_name: str, target: Target, levels: Iterable[str],
     digest = hashlib.sha1(json.dumps(described, sort_keys=True, default=str).encode())
     key = f"{spec.name}@{spec.version}-{digest.hexdigest()[:8]}"
     return LevelPlan(model_name, model, members, key)
+
 
 def levels_date_rows(opener: CubeOpener, target: Target, forecast_date: pd.Timestamp,
                      plan: LevelPlan, horizons: Iterable[int]) -> tuple[pd.DataFrame, dict]:
@@ -194,7 +197,9 @@ def levels_date_rows(opener: CubeOpener, target: Target, forecast_date: pd.Times
         return pd.DataFrame(columns=["model", "level", *_ROW_KEYS]), meta
     return pd.concat(parts, ignore_index=True), meta
 
+
 _ROW_KEYS = ["forecast_date", "territory", "horizon", "target_end_date", *QCOLS]
+
 
 @dataclass
 class DateTask:
@@ -205,6 +210,7 @@ class DateTask:
     plan: LevelPlan
     horizons: tuple[int, ...]
     tag: Any = None
+
 
 def run_date_tasks(tasks: list[DateTask], opener: CubeOpener, *, client: Any = None,
                    on_done: Callable[[DateTask, tuple | None, BaseException | None], None]
@@ -246,6 +252,7 @@ def run_date_tasks(tasks: list[DateTask], opener: CubeOpener, *, client: Any = N
         _done(i, result, None)
     return results
 
+
 def history_dates(target: Target, forecast_date: pd.Timestamp, window: int,
                   horizons: Iterable[int] | None = None) -> list[pd.Timestamp]:
     """Past forecast dates whose errors calibrate a forecast made on ``forecast_date``:
@@ -256,6 +263,7 @@ def history_dates(target: Target, forecast_date: pd.Timestamp, window: int,
     fd = pd.Timestamp(forecast_date).normalize()
     monday = fd + pd.Timedelta(days=(0 - fd.weekday()) % 7)
     return [d for d in warmup_dates(target, monday, window, 7, horizons) if d < fd]
+
 
 def calibrate_level(fc_rows: pd.DataFrame, history: pd.DataFrame, ds_as_of: xr.Dataset,
                     target: Target, forecast_date: pd.Timestamp,

@@ -46,6 +46,7 @@ def dask_client(address: str | None = None, n_workers: int | None = None, nice: 
         client.run(_worker_logging, os.environ.get("VIGIE_LOG_LEVEL", "WARNING"), nice)
         yield client
 
+
 @contextmanager
 def one_thread():
     """Fit in this process with one BLAS/OpenMP thread, as a Dask worker does: scikit-learn's
@@ -57,6 +58,7 @@ def one_thread():
 
     with threadpool_limits(limits=1):
         yield None
+
 
 def _worker_logging(level: str, nice: int = 0) -> None:
     """In a Dask worker: Vigie's warnings once each (a signal dropped at each of 28 dates is
@@ -92,12 +94,14 @@ def _worker_logging(level: str, nice: int = 0) -> None:
     if nice:
         os.nice(nice)
 
+
 def _fit_predict(model: Forecaster, y: xr.DataArray, X: xr.Dataset | None, steps: int,
                  needed: set[int] | None = None):
     fitted = model.clone().fit(y, X)
     if needed and getattr(fitted, "predicts_needed_steps", False):
         return fitted.predict(steps, needed=needed)
     return fitted.predict(steps)
+
 
 def run_models(
     models: dict[str, Forecaster],
@@ -139,14 +143,17 @@ def run_models(
         out[name] = parts[0] if len(parts) == 1 else xr.concat(parts, dim="territory")
     return out
 
+
 def _fit_chunk(model, y, X, steps, codes, needed=None):
     sub_x = X.sel(territory=codes) if X is not None and "territory" in X.dims else X
     return _fit_predict(model, y.sel(territory=codes), sub_x, steps, needed)
+
 
 def _progress(items, enabled, desc):
     from tqdm import tqdm
 
     return tqdm(items, desc=desc, disable=not enabled, leave=False)
+
 
 def _progress_gather(client, futures, enabled):
     from dask.distributed import as_completed

@@ -27,14 +27,17 @@ log = logging.getLogger(__name__)
 
 CubeOpener = Callable[[str, Any], xr.Dataset]
 
+
 class NoHistoryError(ValueError):
     """Nothing to forecast from: the target has no data before the forecast date."""
+
 
 def default_opener(settings: Any = None) -> CubeOpener:
     """``open_cube`` bound to settings (the only way models read data)."""
     from features.store import open_cube
 
     return lambda frequency, as_of: open_cube(frequency, as_of=as_of, settings=settings)
+
 
 def prepare(
     ds: xr.Dataset, target: Target, level: str, territories: list[str] | None = None
@@ -52,6 +55,7 @@ def prepare(
     X = sub.drop_vars([target.variable]).sel(date=y["date"])
     return y, X
 
+
 def expand_members(
     name: str, registry: Registry, level: str | None = None
 ) -> tuple[Forecaster, dict[str, Forecaster]]:
@@ -66,12 +70,14 @@ def expand_members(
         return model, model.member_models(registry, None if level is None else LEVELS[level])
     return model, {name: model}
 
+
 def model_and_members(name: str, registry: Registry) -> list[str]:
     """``name`` and, for an ensemble, every member (to score each on its own): its registry
     name, or ``name@version`` where the ensemble pins another version than the current one."""
     model = registry.create(name)
     members = list(model.member_keys(registry).values()) if isinstance(model, Ensemble) else []
     return list(dict.fromkeys([name, *members]))
+
 
 def warmup_dates(target: Target, first: pd.Timestamp, window: int, every: int = 7,
                  horizons: Iterable[int] | None = None) -> list[pd.Timestamp]:
@@ -81,6 +87,7 @@ def warmup_dates(target: Target, first: pd.Timestamp, window: int, every: int = 
     last_end = target.end_date(first, max(horizons or target.horizons))
     span = -(-(last_end - first).days // every)
     return [first - pd.Timedelta(days=every * k) for k in range(window + span, 0, -1)]
+
 
 def steps_for(target: Target, last_date: pd.Timestamp, forecast_date: pd.Timestamp,
               horizons: Iterable[int], step: pd.DateOffset) -> dict[int, int]:
@@ -96,10 +103,12 @@ def steps_for(target: Target, last_date: pd.Timestamp, forecast_date: pd.Timesta
         out[n] = k
     return out
 
+
 def relabel(fc: xr.DataArray, steps: dict[int, int]) -> xr.DataArray:
     """Keep the steps of the Hub horizons and label them N."""
     picked = fc.sel(horizon=list(steps.values()))
     return picked.assign_coords(horizon=list(steps.keys()))
+
 
 def raw_forecasts(
     ds: xr.Dataset,
@@ -150,6 +159,7 @@ def raw_forecasts(
         fcs[name] = cache[(name, *key)].sel(territory=y["territory"].values)
     return {name: relabel(fcs[name], steps) for name in models}
 
+
 def observed_rows(rows: pd.DataFrame, ds: xr.Dataset, target: Target) -> pd.DataFrame:
     """Add the ``observed`` outcome (as known in ``ds``) to forecast rows."""
     da = ds[target.variable]
@@ -158,6 +168,7 @@ def observed_rows(rows: pd.DataFrame, ds: xr.Dataset, target: Target) -> pd.Data
     known["territory"] = known["territory"].astype(str)
     rows = rows.drop(columns=["observed"], errors="ignore")
     return rows.merge(known, on=["territory", "target_end_date"], how="left")
+
 
 def combine_members(
     ensemble: Ensemble, forecasts: dict[str, xr.DataArray], ds: xr.Dataset,
@@ -173,6 +184,7 @@ def combine_members(
     territories = next(iter(members.values()))["territory"].values
     return ensemble.combine(members, ds["territory_level"].sel(territory=territories).values,
                             variable=variable)
+
 
 def rows_to_forecast(rows: pd.DataFrame) -> xr.DataArray:
     """Wide rows of one model and forecast date back to a (territory, horizon, quantile) array

@@ -96,6 +96,7 @@ MUTATIONS_FR: dict[str, str] = {
     "d": "troisième mutation du criblage de novembre 2021 (D)",
 }
 
+
 def risk_estimated_fr(item: dict) -> list[str]:
     """The inputs of one ``/api/v1/risk`` item that are estimates, in French: "Taux d'incidence
     sur 7 jours (estimé à partir des tests positifs du criblage, …)"."""

@@ -91,6 +91,8 @@ def real_cube(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Setti
     report = run_ingest(settings)
     assert report.outcome == "ok", report.to_dict()
     return settings
+
+
 class Clock:
     """A clock that moves only when told (``advance``): injected in place of the wall clock so
     that tests of expiries (leases, retry backoff, the API's freshness window) never sleep."""

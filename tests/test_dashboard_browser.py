@@ -462,7 +462,6 @@ def test_planner_sees_the_editor(browser, server, tokens) -> None:
         assert all("400" in e or "status of 400" in e for e in watch.errors), watch.errors
 
 
-
 def test_keyboard_path_through_the_map(browser, server) -> None:
     """Tab reaches the map (one stop), arrows move to a neighbour in that direction, typing a
     code jumps to it, the focused département is outlined and read out, Enter opens it."""

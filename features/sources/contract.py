@@ -181,6 +181,7 @@ class Source:
                  time.perf_counter() - started)
         return result
 
+
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -17,6 +17,7 @@ from service.labels import indicator_fr
 
 FREQUENCIES = ("daily", "weekly", "quarterly", "yearly")
 
+
 def current_vintage() -> dict:
     """The served vintage, or a 503 when nothing was ever ingested."""
     try:

@@ -27,6 +27,7 @@ from service.usecases.risk_reads import LEVELS, risk_on_day, risk_series
 PREFIX = "risk"
 bp = APIBlueprint("risk", __name__, tag="risk")
 
+
 class RiskQuery(FormatQuery, PageQuery):
     level = fields.String(load_default="department", validate=OneOf(list(LEVELS)), metadata={
         "description": "national, region, department or epci (ignored with `territory`)"})

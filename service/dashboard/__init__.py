@@ -68,6 +68,7 @@ def init_app(app) -> None:
     app.register_blueprint(bp)
     assets.init_app(app)
 
+
 #: Navigation: (endpoint, title, public?)
 NAV = (
     ("dashboard.overview", "Vue d'ensemble"),

@@ -30,8 +30,6 @@ LEVEL_ORDER = {"national": 0, "region": 1, "department": 2}
 TARGET_ORDER = {name: k for k, name in enumerate(TARGET_LABELS)}
 
 
-
-
 def page_data(answer: dict) -> dict:
     """The page's data from the use case's ``answer``
     (:func:`service.usecases.accuracy.accuracy`)."""

@@ -146,8 +146,6 @@ def finish(engine: sa.Engine, run_id: int, status: str, *, result: dict | None =
             status=status, finished_at=utcnow(), result=result, error=error)).rowcount == 1
 
 
-
-
 def interrupt_stale(engine: sa.Engine, worker: str, *, retry_base: float = 60.0,
                     epoch: int | None = None) -> int:
     """Mark runs left ``running`` by another (dead or stalled) worker, or claimed under an

@@ -86,7 +86,6 @@ def execute(engine: sa.Engine, settings: Settings, run: dict, *,
     return "ok"
 
 
-
 def run_pending(engine: sa.Engine, settings: Settings, *, worker: str = "inline",
                 retry_base: float = 60.0, limit: int = 100) -> list[tuple[int, str]]:
     """Run every due queued run in this thread (tests, ``jobs run-pending``); (id, status)."""

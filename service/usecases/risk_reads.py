@@ -142,8 +142,6 @@ def _criterion(var, state_value: float, values: dict, thresholds, estimated: lis
             "value": values.get(name), "met": met, "estimated": name in estimated}
 
 
-
-
 def _answer(ctx: ReadContext, ds, thresholds, vintage: str, as_of, day: str | None,
             rows: list[dict]) -> dict:
     """The answer's fields, its ``rows`` last (one per territory and day)."""
