@@ -232,8 +232,13 @@ def compute_track_record(settings: Any, targets: Iterable[tuple[str, str]], *,
                         "forecasts; régions and départements: median over territories "
                         "of that ratio. Coverage: share of all forecasts."}, model)
     record.expect({key: len(found) for key, found in tasks_of.items()})
-    _run_missing(tasks, store, opener, vintage_of, client, client_for, on_task,
-                 record.task_done)
+
+    def _ended(task: DateTask, error: BaseException | None) -> None:
+        record.task_done(task, error)  # before the caller's progress: the file is current
+        if on_task is not None:
+            on_task(task, error)
+
+    _run_missing(tasks, store, opener, vintage_of, client, client_for, _ended)
     return record.finish()
 
 
@@ -332,12 +337,9 @@ def _track_record_jobs(targets: Iterable[tuple[str, str]], model: str, start: st
 def _run_missing(tasks: list[DateTask], store: BacktestStore, opener: Callable,
                  vintage_of: Callable[[pd.Timestamp], str], client: Any,
                  client_for: Callable[[int], Any] | None,
-                 on_task: Callable[[DateTask, BaseException | None], None] | None,
-                 on_progress: Callable[[DateTask, BaseException | None], None] | None = None,
-                 ) -> set[tuple[str, str, str]]:
-    """Fit the missing dates and store each as it ends; the (target, frequency, level) of
-    the tasks that failed."""
-    failed_tasks: set[tuple[str, str, str]] = set()
+                 on_task: Callable[[DateTask, BaseException | None], None]) -> None:
+    """Fit the missing dates and store each as it ends (a failure is logged), calling
+    ``on_task(task, error)`` for each."""
 
     def _done(task: DateTask, result, error) -> None:
         if error is None:
@@ -345,19 +347,13 @@ def _run_missing(tasks: list[DateTask], store: BacktestStore, opener: Callable,
         else:
             log.error("backtest %s (%s) %s failed: %s", task.target.name,
                       task.target.frequency, task.forecast_date.date(), error)
-            for level in task.plan.members:
-                failed_tasks.add((task.target.name, task.target.frequency, level))
-        if on_progress is not None:
-            on_progress(task, error)
-        if on_task is not None:
-            on_task(task, error)
+        on_task(task, error)
 
     if client is None and client_for is not None and tasks:
         with client_for(len(tasks)) as made:
             run_date_tasks(tasks, opener, client=made, on_done=_done)
     else:
         run_date_tasks(tasks, opener, client=client, on_done=_done)
-    return failed_tasks
 
 
 def _score_jobs(jobs: dict[tuple[str, str], dict], failed_tasks: set[tuple[str, str, str]],

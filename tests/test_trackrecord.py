@@ -185,3 +185,23 @@ def test_the_file_is_written_target_by_target_while_the_others_are_fitted(settin
     assert final["pending"] == [] and is_current(settings, MODEL)
     assert {r["target"] for r in final["rows"]} == {"inc_hosp", "inc_icu"}
     assert [r for r in final["rows"] if r["target"] == "inc_hosp"] == partial["rows"]
+
+
+def test_a_target_whose_date_fails_is_reported_failed_at_every_level(settings, monkeypatch):
+    import models.forecasting as forecasting
+    from models.trackrecord import compute_track_record
+
+    fit = forecasting.levels_date_rows
+    bad = pd.Timestamp("2021-01-04")
+
+    def failing(opener, target, forecast_date, *args, **kwargs):
+        if target.name == "inc_icu" and pd.Timestamp(forecast_date) == bad:
+            raise RuntimeError("fit failed")
+        return fit(opener, target, forecast_date, *args, **kwargs)
+
+    monkeypatch.setattr(forecasting, "levels_date_rows", failing)
+    payload = compute_track_record(settings, [("inc_hosp", "weekly"), ("inc_icu", "weekly")],
+                                   model=MODEL)
+    assert payload["failed"] == [{"target": "inc_icu", "frequency": "weekly", "level": lv}
+                                 for lv in ("national", "region", "department")]
+    assert {r["target"] for r in payload["rows"]} == {"inc_hosp"} and payload["pending"] == []
