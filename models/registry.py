@@ -38,8 +38,6 @@ KINDS: dict[str, type[Forecaster]] = {
     "growth": DampedGrowth,
 }
 
-REGISTRY_FILE = "registry.json"
-
 
 @dataclass(frozen=True)
 class ModelSpec:

@@ -44,7 +44,6 @@ from models.targets import Target, get_target
 
 log = logging.getLogger(__name__)
 
-RETROSPECTIVE_FILE = "retrospective.json"
 #: First forecast date of the track record and start of the held-out period (as in
 #: bench/backtest_report.py and docs/MODELS.md: the models were chosen on the dates before).
 START = "2020-09-07"
