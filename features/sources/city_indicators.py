@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -32,11 +33,12 @@ from features.sources.checks import (
     check_formula_starts,
     check_territories,
     drop_duplicates,
+    original_name,
     to_date,
     to_number,
 )
 from features.sources.contract import ParseContext, Source, SourceResult, to_tidy
-from features.sources.reading import Collector, read_table
+from features.sources.reading import MAX_PROBLEMS_PER_CHECK, Collector, read_table
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "city_indicators.schema.json"
 DEFAULTS = {"frequency": "daily", "aggregation": "sum", "licence": "Licence Ouverte 2.0"}
@@ -83,6 +85,24 @@ def validate_with_schema(frame: pd.DataFrame, schema: dict, check: Collector,
     return frame
 
 
+def check_writable(frame: pd.DataFrame, check: Collector,
+                   writable: Callable[[str], bool]) -> None:
+    """Report each territory code the sender may not write (outside its token's territories)
+    once, on the first line it appears on, with how many rows carry it."""
+    codes = frame["territory"]
+    present = codes.dropna()
+    refused = [c for c in pd.unique(present) if not writable(c)]
+    for code in refused[:MAX_PROBLEMS_PER_CHECK]:
+        rows = codes.index[codes.eq(code)]
+        check.add("a territory of this token's scope (its communes and EPCIs)",
+                  f"'{code}', outside it ({len(rows)} row(s), first on this line)",
+                  line=int(rows[0]) + 2, column=original_name(frame, "territory"))
+    if len(refused) > MAX_PROBLEMS_PER_CHECK:
+        check.add("a territory of this token's scope",
+                  f"{len(refused) - MAX_PROBLEMS_PER_CHECK} more territories outside it",
+                  column=original_name(frame, "territory"))
+
+
 def free_text_fields(schema: dict) -> list[str]:
     """String fields whose values the schema does not constrain (no pattern, no list)."""
     return [f["name"] for f in schema["fields"] if f["type"] == "string"
@@ -101,6 +121,13 @@ class CityIndicators(Source):
     reserved: frozenset[str] = frozenset()
 
     def parse(self, path: Path, ctx: ParseContext) -> SourceResult:
+        return self.parse_checked(path, ctx)
+
+    def parse_checked(self, path: Path, ctx: ParseContext,
+                      writable: Callable[[str], bool] | None = None) -> SourceResult:
+        """:meth:`parse`, and (``writable``: whether the sender may write a territory code)
+        every territory the sender may not write reported on the first line it appears on,
+        with the other problems of the file (an upload, :mod:`features.uploads`)."""
         schema = load_schema()
         check = Collector(self.name, path)
         fields = {f["name"]: (f["name"],) for f in schema["fields"]
@@ -120,6 +147,8 @@ class CityIndicators(Source):
         frame = frame.rename(columns={"territory_code": "territory"})
         frame.attrs["original_columns"] = {"territory": "territory_code"}
         check_territories(frame, "territory", check, ctx.territories)
+        if writable is not None:
+            check_writable(frame, check, writable)
         if frame["value"].dtype != "float64" or frame["date"].dtype != "datetime64[ns]":
             check.raise_if_any()  # the rules below need parsed numbers and dates
 
