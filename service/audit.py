@@ -132,6 +132,8 @@ def init_app(app: Flask) -> None:
                    "vintage_id": provenance.get("vintage_id"),
                    "model_version": provenance.get("model_version"),
                    "run_id": provenance.get("run_id"), "remote_addr": request.remote_addr}
+            if principal.territories is not None:  # a scoped token: its territories named
+                row["details"] = {"territories": sorted(principal.territories)}
             _write(journal, {k: v for k, v in row.items() if v is not None})
         return response
 

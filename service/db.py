@@ -21,6 +21,7 @@ from features.storage.db import (  # noqa: F401  (re-exported)
 )
 from features.storage.schema import (  # noqa: F401  (re-exported)
     all_metadata,
+    api_token_generation,
     api_tokens,
     apscheduler_jobs,
     audit_log,

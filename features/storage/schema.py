@@ -54,6 +54,16 @@ api_tokens = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_used_at", sa.DateTime(timezone=True)),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    # A ``city`` token's scope: the JSON list of its commune and EPCI codes (null: unscoped).
+    sa.Column("territories", sa.JSON),
+)
+
+#: One row (id 1) whose ``generation`` grows at every token revocation, in the revocation's
+#: transaction: processes that keep verified tokens in memory drop them when it changes.
+api_token_generation = sa.Table(
+    "api_token_generation", service_metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
 )
 
 #: Who asked what, when, and which data vintage and model version the answer came from.

@@ -83,7 +83,9 @@ EXAMPLES: dict[str, list[str]] = {
     "serve": ["python -m service serve", "python -m service serve --host 0.0.0.0 --port 8765",
               "python -m service serve --no-scheduler --threads 16"],
     "token": ["python -m service token create --role analyst --name 'cellule Rhône'"],
-    "token create": ["python -m service token create --role analyst --name 'cellule Rhône'"],
+    "token create": ["python -m service token create --role analyst --name 'cellule Rhône'",
+                     "python -m service token create --role city --name 'Rennes' "
+                     "--territory 35238 243500139"],
     "token list": ["python -m service token list"],
     "token revoke": ["python -m service token revoke 3"],
     "jobs": ["python -m service jobs list", "python -m service jobs run forecast"],

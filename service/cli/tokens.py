@@ -14,6 +14,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create = sub.add_parser("create", help="create a token and print it (shown once)")
     create.add_argument("--role", required=True, choices=ROLES[1:])
     create.add_argument("--name", required=True, help="who or what uses it")
+    from service.cli import add_territory_option
+
+    add_territory_option(create, "role city only (required there): the communes (INSEE code) "
+                                 "and EPCI (SIREN code; covers its member communes) the token "
+                                 "reads unsuppressed and may write: --territory 35238 "
+                                 "243500139 or --territory 35238 --territory 243500139")
     create.set_defaults(func=cmd_create)
     listing = sub.add_parser("list", help="list tokens (never their secret)")
     listing.set_defaults(func=cmd_list)
@@ -34,7 +40,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     from service.usecases.tokens import create_token
 
     try:
-        secret = create_token(_settings(), args.name, args.role)
+        secret = create_token(_settings(), args.name, args.role,
+                              territories=args.territory)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -47,7 +54,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     for t in list_tokens(_settings()):
         state = "revoked" if t["revoked_at"] else "active"
-        print(f"{t['id']:>4}  {t['prefix']}…  {t['role']:<12} {state:<8} {t['name']}")
+        scope = ",".join(t["territories"]) if t["territories"] else "-"
+        print(f"{t['id']:>4}  {t['prefix']}…  {t['role']:<12} {state:<8} {t['name']}  "
+              f"territories={scope}")
     return 0
 
 
