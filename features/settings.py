@@ -56,10 +56,20 @@ class Settings:
         Forecast runs kept per target, frequency, level and model, newest first, plus every run
         referenced (``VIGIE_RETAIN_FORECAST_RUNS``, default 8; 0 keeps all). See
         :mod:`service.retention`.
+    upload_max_bytes:
+        Largest city file accepted by ``POST /api/v1/uploads`` and ``python -m service upload``
+        (``VIGIE_UPLOAD_MAX_BYTES``, default 10 MiB; larger: 413 / refused before reading).
     tmp_grace_hours:
         Age after which a temporary entry whose writer cannot be checked (another host, no
         writer in its name) is removed (``VIGIE_TMP_GRACE_HOURS``, default 6); see
         :mod:`features.tempfiles`.
+    store_url:
+        Where the cube vintages, forecast runs, scenario results and model registry are kept
+        (``VIGIE_STORE_URL``): empty, the home folder; a folder or ``file://`` URL; or
+        ``s3://bucket/prefix`` (:mod:`features.storage.objects`).
+    store_options:
+        Options of the object store's file system (``VIGIE_STORE_OPTIONS``, a JSON object,
+        e.g. ``{"endpoint_url": "http://10.0.0.9:9000"}``).
     """
 
     home: Path
@@ -73,6 +83,9 @@ class Settings:
     retain_vintages: int = 30
     retain_forecast_runs: int = 8
     tmp_grace_hours: float = 6.0
+    store_url: str = ""
+    store_options: dict = field(default_factory=dict)
+    upload_max_bytes: int = 10 * 1024 * 1024
     extra: dict = field(default_factory=dict)
 
     # -- the paths of everything Vigie keeps (one place: callers use these, never spell them)
@@ -95,6 +108,18 @@ class Settings:
     def raw_dir(self) -> Path:
         """Content-addressed copies of every raw input file that was ingested."""
         return self.home / "raw"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """City files sent through the service (:mod:`features.uploads`): ``index.json``
+        (every upload, accepted or refused) and ``active/``, the accepted files the ingest
+        reads beside the data directory; every version is also in the raw store."""
+        return self.home / "uploads"
+
+    @property
+    def uploads_active_dir(self) -> Path:
+        """The accepted uploads each ingest reads (one file per upload still in force)."""
+        return self.uploads_dir / "active"
 
     @property
     def quarantine_dir(self) -> Path:
@@ -182,6 +207,10 @@ class Settings:
                                             env.get("VIGIE_RETAIN_FORECAST_RUNS"), 8)),
             tmp_grace_hours=float(_first(overrides.pop("tmp_grace_hours", None),
                                          env.get("VIGIE_TMP_GRACE_HOURS"), 6.0)),
+            store_url=_store_url(overrides.pop("store_url", None), env),
+            store_options=_store_options(overrides.pop("store_options", None), env),
+            upload_max_bytes=int(_first(overrides.pop("upload_max_bytes", None),
+                                        env.get("VIGIE_UPLOAD_MAX_BYTES"), 10 * 1024 * 1024)),
             extra=overrides,
         )
 
@@ -189,6 +218,18 @@ class Settings:
 def _first(*values):
     """The first value that is set (0 is a value; None and "" are not)."""
     return next(v for v in values if v is not None and v != "")
+
+
+def _store_url(value: str | None, env) -> str:
+    from features.storage.objects import check_url
+
+    return check_url(value if value is not None else env.get("VIGIE_STORE_URL", ""))
+
+
+def _store_options(value: dict | None, env) -> dict:
+    from features.storage.objects import parse_options
+
+    return dict(value) if value is not None else parse_options(env.get("VIGIE_STORE_OPTIONS"))
 
 
 def _optional_path(value: str | Path | None) -> Path | None:

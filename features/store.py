@@ -13,6 +13,14 @@ without a catalog row is never served. The temporary folders a killed process le
 when a process first opens the store (:mod:`features.tempfiles`); old vintages by
 ``python -m service prune`` (:mod:`service.retention`).
 
+With ``VIGIE_STORE_URL=s3://bucket/prefix`` the same files are objects under
+``prefix/cube/vintages/<vintage_id>/`` (:mod:`features.storage.objects`): written under that new
+key, ``manifest.json`` last, then catalogued. The catalog row is the publication: a reader only
+opens catalogued vintages, so a vintage whose upload failed or was killed is never served (its
+objects are removed on failure; a killed writer's stay unreferenced). The catalog's ``path``
+holds the vintage's URL; reads download a dataset once and cache it by that URL, which names the
+immutable vintage.
+
 Reads: ``open_cube(frequency, as_of)`` takes the latest vintage issued on or before ``as_of`` and
 removes observations dated on or after ``as_of``, so that a backtest never sees the future.
 """
@@ -20,8 +28,8 @@ removes observations dated on or after ``as_of``, so that a backtest never sees 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
-import shutil
 import threading
 import uuid
 from collections import OrderedDict
@@ -35,8 +43,7 @@ from features import fencing, tempfiles
 from features.catalog import as_utc, get_engine, utcnow, vintages
 from features.errors import NoVintageError
 from features.settings import Settings
-from features.storage import jsonsafe
-from features.storage.atomic import atomic_dir
+from features.storage import jsonsafe, objects
 
 NETCDF_ENGINE = "netcdf4"
 _CACHE_SIZE = 16
@@ -55,6 +62,8 @@ class CubeStore:
         self.settings = settings or Settings.from_env()
         self.root = self.settings.cube_dir
         self.engine = get_engine(self.settings.database_url)
+        #: Where vintages are written: the home folder or ``VIGIE_STORE_URL``.
+        self.objects = objects.for_settings(self.settings)
         # What a killed ingest, forecast or scenario left half-written under this home.
         tempfiles.sweep_once(self.settings.home, self.settings.tmp_grace_hours)
 
@@ -103,8 +112,9 @@ class CubeStore:
         """Write a new immutable vintage atomically and catalog it; return its id."""
         issued_at = issued_at or utcnow()
         vintage_id = f"{issued_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-        final = self.settings.vintages_dir / vintage_id
-        with atomic_dir(final, fsync=True) as tmp:
+        key = f"cube/vintages/{vintage_id}"
+        final = self.objects.url(key)
+        with self.objects.folder(key, last=("manifest.json",), fsync=True) as tmp:
             row_counts = {}
             for frequency, ds in datasets.items():
                 ds = ds.assign_attrs(vintage_id=vintage_id, issued_at=issued_at.isoformat())
@@ -124,12 +134,12 @@ class CubeStore:
             with self.engine.begin() as conn:
                 fencing.check(conn)  # a job that lost its run catalogs nothing
                 conn.execute(vintages.insert().values(
-                    id=vintage_id, issued_at=issued_at, path=str(final),
+                    id=vintage_id, issued_at=issued_at, path=final,
                     data_dir=manifest.get("data_dir"), sources=manifest.get("sources", {}),
                     files=manifest.get("files", {}), row_counts=row_counts,
                     fitted=jsonsafe.jsonable(manifest.get("fitted", {}))))
         except fencing.FencedError:
-            shutil.rmtree(final, ignore_errors=True)
+            self.objects.child(key).remove_tree("")
             raise
         return vintage_id
 
@@ -144,7 +154,7 @@ class CubeStore:
             row = {**row, "issued_after_as_of": False}
         else:
             row = self.vintage_at(as_of)
-        ds = _load_cached(Path(row["path"]), frequency)
+        ds = _load_cached(self._folder(row), frequency)
         day = to_date(as_of)
         if day is not None:
             ds = ds.sel(date=ds["date"] < pd.Timestamp(day))
@@ -154,15 +164,21 @@ class CubeStore:
 
     def open_table(self, name: str, as_of: dt.date | str | None = None) -> pd.DataFrame:
         row = self.vintage_at(as_of)
-        path = Path(row["path"]) / "tables" / f"{name}.parquet"
-        if not path.exists():
-            raise KeyError(f"vintage {row['id']} has no table '{name}'")
-        return pd.read_parquet(path)
+        folder = self._folder(row)
+        try:
+            data = folder.read_bytes(f"tables/{name}.parquet")
+        except FileNotFoundError:
+            raise KeyError(f"vintage {row['id']} has no table '{name}'") from None
+        return pd.read_parquet(io.BytesIO(data))
 
     def manifest(self, vintage_id: str | None = None) -> dict:
         row = self.current_vintage() if vintage_id is None else next(
             v for v in self.list_vintages() if v["id"] == vintage_id)
-        return json.loads((Path(row["path"]) / "manifest.json").read_text())
+        return json.loads(self._folder(row).read_bytes("manifest.json"))
+
+    def _folder(self, row: dict) -> objects.ObjectStore:
+        """The store rooted at a catalogued vintage's folder (local path or URL)."""
+        return objects.open_store(row["path"], self.settings.store_options)
 
 
 def _sources_read(row: dict) -> set[str]:
@@ -177,22 +193,25 @@ _cache_lock = threading.Lock()
 _hdf5_lock = threading.Lock()
 
 
-def _load_cached(folder: Path, frequency: str) -> xr.Dataset:
-    """Vintages are immutable, so a loaded dataset can be shared for the life of the process."""
-    key = (str(folder), frequency)
+def _load_cached(folder: objects.ObjectStore, frequency: str) -> xr.Dataset:
+    """Vintages are immutable, so a loaded dataset can be shared for the life of the process
+    (keyed by the vintage folder's path or URL, which names the vintage)."""
+    key = (folder.url(), frequency)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    path = folder / f"{frequency}.nc"
-    if not path.exists():
-        raise KeyError(f"vintage {folder.name} has no '{frequency}' dataset")
-    # libhdf5/libnetcdf are not safe for concurrent use from several threads (the API's
-    # request threads and a job thread can load or write a vintage at the same moment): one
-    # file operation at a time. Reads are rare (once per vintage and frequency); the cache
-    # serves the rest.
-    with _hdf5_lock, xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
-        loaded = ds.load()
+    try:
+        # libhdf5/libnetcdf are not safe for concurrent use from several threads (the API's
+        # request threads and a job thread can load or write a vintage at the same moment):
+        # one file operation at a time (an object store's download happens before). Reads are
+        # rare (once per vintage and frequency); the cache serves the rest.
+        with folder.local_copy(f"{frequency}.nc") as path, _hdf5_lock, \
+                xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
+            loaded = ds.load()
+    except FileNotFoundError:
+        raise KeyError(f"vintage {Path(folder.url()).name} has no '{frequency}' dataset") \
+            from None
     for name in ("territory", "territory_level", "territory_parent", "territory_group",
                  "territory_name"):
         if name in loaded.coords:

@@ -7,7 +7,9 @@ be registered at run time, e.g. from an analyst's notebook, and are persisted as
 >>> from models.registry import get_registry                             # doctest: +SKIP
 >>> get_registry().register("ets", kind="ets", params={"window": 26}, version="1.1-w26")
 
-Only built-in classes (``kind``) can be referenced: a registry file never imports code.
+Only built-in classes (``kind``) can be referenced: a registry file never imports code. With
+``VIGIE_STORE_URL`` set, the file is the object ``models/registry.json`` of that store (one
+``PUT`` per save: a reader sees the previous file or the new one).
 """
 
 from __future__ import annotations
@@ -153,22 +155,41 @@ class Registry:
     Parameters
     ----------
     path:
-        JSON file holding user-registered versions (None: in memory only).
+        JSON file holding user-registered versions (None: in memory only); with ``store``,
+        the key of that file in the store.
+    store:
+        A store of :mod:`features.storage.objects` holding the file (None: ``path`` is a local
+        file).
     """
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | str | None = None, *, store: Any = None) -> None:
         self.path = path
+        self.store = store
         self._specs: dict[str, dict[str, ModelSpec]] = {}
         self._current: dict[str, str] = {}
         for spec in _builtin_specs():
             self._add(spec)
         self._current.update(DEFAULT_VERSIONS)
-        if path is not None and path.exists():
-            for entry in json.loads(path.read_text())["models"]:
+        text = self._read()
+        if text is not None:
+            for entry in json.loads(text)["models"]:
                 self._add(ModelSpec(**entry))
 
+    def _read(self) -> str | bytes | None:
+        """The persisted file's content, None when there is none."""
+        if self.path is None:
+            return None
+        if self.store is not None:
+            try:
+                return self.store.read_bytes(str(self.path))
+            except FileNotFoundError:
+                return None
+        path = Path(self.path)
+        return path.read_text() if path.exists() else None
+
     def __repr__(self) -> str:
-        return f"Registry({self.path!r})"
+        where = f", store={self.store!r}" if self.store is not None else ""
+        return f"Registry({self.path!r}{where})"
 
     def _add(self, spec: ModelSpec) -> None:
         spec.check()
@@ -237,6 +258,10 @@ class Registry:
             for s in versions.values()
             if (s.name, s.version) not in builtin
         ]
+        if self.store is not None:  # one PUT: a reader never sees half an object
+            data = json.dumps({"models": entries}, indent=2, default=list).encode()
+            self.store.write_bytes(str(self.path), data)
+            return
         # Write then rename: a reader never sees half a file.
         atomic_write_json(self.path, {"models": entries}, indent=2, default=list)
 
@@ -247,4 +272,8 @@ def get_registry(settings: Any = None) -> Registry:
         from features.settings import Settings
 
         settings = Settings.from_env()
+    if getattr(settings, "store_url", ""):
+        from features.storage.objects import for_settings
+
+        return Registry("models/registry.json", store=for_settings(settings))
     return Registry(Path(settings.registry_file))

@@ -11,13 +11,24 @@ A run is written into a temporary folder (``runs/.tmp-<run_id>~<host>~<pid>…``
 after it: a reader sees either the previous run or the complete new one. Temporary entries a
 killed process left are removed when a process first opens the store (:mod:`features.tempfiles`);
 old runs by ``python -m service prune``.
+
+With ``VIGIE_STORE_URL=s3://bucket/prefix`` the same layout holds objects under
+``prefix/forecasts/`` (:mod:`features.storage.objects`): a run's ``forecast.csv`` is uploaded
+under its new id first, its ``metadata.json`` last, then the pointer (one ``PUT``, atomic). A
+run is read, listed or pointed to only once its ``metadata.json`` exists, so a reader never sees
+half a run; a failed upload removes what it wrote. Metadata of published runs (immutable) is
+cached by run URL.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import re
+import threading
 import uuid
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,11 +36,16 @@ from typing import Any
 import pandas as pd
 
 from features import tempfiles
-from features.storage.atomic import atomic_dir, atomic_write_json
+from features.storage import objects
 from models.targets import HUB_COLUMNS
 
 #: Temporary entries of this store, relative to its root (:func:`features.tempfiles.sweep`).
 TEMP_LOCATIONS = (("runs", ".tmp-*"), ("latest", "*.tmp"))
+#: What a run id may look like (the store's own ids are ``20261201T101010.123456Z-abc123``).
+RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,99}")
+_META_CACHE_SIZE = 4096
+_meta_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+_meta_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -37,12 +53,16 @@ class ForecastRun:
     """A stored forecast run."""
 
     run_id: str
-    path: Path
+    path: Path | str
     metadata: dict[str, Any]
+    store: Any = field(default=None, compare=False, repr=False)
 
     def read(self) -> pd.DataFrame:
         """The Hub rows of the run (``location`` as string codes)."""
-        return pd.read_csv(self.path / "forecast.csv", dtype={"location": str})
+        if self.store is None:
+            return pd.read_csv(Path(self.path) / "forecast.csv", dtype={"location": str})
+        data = self.store.read_bytes(f"runs/{self.run_id}/forecast.csv")
+        return pd.read_csv(io.BytesIO(data), dtype={"location": str})
 
 
 class ForecastStore:
@@ -51,15 +71,21 @@ class ForecastStore:
     Parameters
     ----------
     root:
-        ``Settings.forecasts_dir``.
+        ``Settings.forecasts_dir``, any folder, an object-store URL (``s3://bucket/prefix``)
+        or a store of :mod:`features.storage.objects`.
     tmp_grace_hours:
         Age after which a temporary entry whose writer cannot be checked is removed.
     """
 
-    def __init__(self, root: Path,
+    def __init__(self, root: Path | str | objects.ObjectStore,
                  tmp_grace_hours: float = tempfiles.DEFAULT_GRACE_HOURS) -> None:
-        self.root = Path(root)
-        tempfiles.sweep_once(self.root, tmp_grace_hours, TEMP_LOCATIONS)
+        self.objects = (root if isinstance(root, objects.LocalStore | objects.FsspecStore)
+                        else objects.open_store(root))
+        #: The local folder, or the URL of an object store's prefix.
+        self.root: Path | str = (self.objects.url() if self.objects.remote
+                                 else self.objects.path())
+        if not self.objects.remote:
+            tempfiles.sweep_once(self.root, tmp_grace_hours, TEMP_LOCATIONS)
 
     @classmethod
     def from_settings(cls, settings: Any = None) -> ForecastStore:
@@ -67,6 +93,9 @@ class ForecastStore:
             from features.settings import Settings
 
             settings = Settings.from_env()
+        if getattr(settings, "store_url", ""):
+            return cls(objects.for_settings(settings).child("forecasts"),
+                       settings.tmp_grace_hours)
         return cls(settings.forecasts_dir, settings.tmp_grace_hours)
 
     def save(self, rows: pd.DataFrame, metadata: dict[str, Any]) -> ForecastRun:
@@ -83,31 +112,58 @@ class ForecastStore:
         created = datetime.now(UTC)
         run_id = f"{created:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex[:6]}"  # sorts by time
         meta = {**metadata, "run_id": run_id, "created_at": created.isoformat(), "rows": len(rows)}
-        runs = self.root / "runs"
-        pointer = self.root / "latest" / f"{self._kind(meta)}.json"
+        pointer = f"latest/{self._kind(meta)}.json"
+
+        def point() -> None:
+            self.objects.write_bytes(pointer, json.dumps({"run_id": run_id}).encode())
+
         # A job that lost its run publishes nothing: neither the run nor the pointer to it.
-        with atomic_dir(runs / run_id, publish=True,
-                        after=lambda: atomic_write_json(pointer, {"run_id": run_id})) as tmp:
+        with self.objects.folder(f"runs/{run_id}", last=("metadata.json",), publish=True,
+                                 after=point) as tmp:
             rows[HUB_COLUMNS].to_csv(tmp / "forecast.csv", index=False)
             (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
-        return ForecastRun(run_id, runs / run_id, meta)
+        return self._run(run_id, meta)
+
+    def _run(self, run_id: str, meta: dict[str, Any]) -> ForecastRun:
+        key = f"runs/{run_id}"
+        path = self.objects.url(key) if self.objects.remote else self.objects.path(key)
+        return ForecastRun(run_id, path, meta, self.objects)
 
     @staticmethod
     def _kind(meta: dict[str, Any]) -> str:
         return "_".join(str(meta[k]) for k in ("target", "frequency", "level", "model"))
 
     def get(self, run_id: str) -> ForecastRun:
-        path = self.root / "runs" / run_id
-        if not (path / "metadata.json").exists():
-            raise KeyError(f"no forecast run {run_id!r} in {self.root}")
-        return ForecastRun(run_id, path, json.loads((path / "metadata.json").read_text()))
+        if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id) or ".." in run_id:
+            raise KeyError(f"no forecast run {run_id!r} in {self.root}: expected a run id "
+                           f"(letters, digits, '.', '_', '-')")
+        key = f"runs/{run_id}/metadata.json"
+        cache_key = self.objects.url(key)
+        if self.objects.remote:
+            with _meta_lock:
+                if cache_key in _meta_cache:
+                    _meta_cache.move_to_end(cache_key)
+                    return self._run(run_id, _meta_cache[cache_key])
+        try:
+            meta = json.loads(self.objects.read_bytes(key))
+        except FileNotFoundError:
+            raise KeyError(f"no forecast run {run_id!r} in {self.root}") from None
+        if self.objects.remote:
+            with _meta_lock:
+                _meta_cache[cache_key] = meta
+                while len(_meta_cache) > _META_CACHE_SIZE:
+                    _meta_cache.popitem(last=False)
+        return self._run(run_id, meta)
 
     def list_runs(self) -> list[ForecastRun]:
-        """Every complete run, newest first."""
-        runs = self.root / "runs"
-        if not runs.exists():
-            return []
-        ids = sorted((p.name for p in runs.iterdir() if not p.name.startswith(".")), reverse=True)
+        """Every complete run, newest first (on an object store: those whose
+        ``metadata.json``, uploaded last, exists)."""
+        if self.objects.remote:
+            ids = sorted({name.split("/", 1)[0] for name in self.objects.find("runs")
+                          if name.endswith("/metadata.json") and name.count("/") == 1},
+                         reverse=True)
+        else:
+            ids = sorted(self.objects.names("runs"), reverse=True)
         return [self.get(i) for i in ids]
 
     def latest(
@@ -117,7 +173,8 @@ class ForecastStore:
         kind = self._kind(
             {"target": target, "frequency": frequency, "level": level, "model": model}
         )
-        pointer = self.root / "latest" / f"{kind}.json"
-        if not pointer.exists():
+        try:
+            pointer = self.objects.read_bytes(f"latest/{kind}.json")
+        except FileNotFoundError:
             return None
-        return self.get(json.loads(pointer.read_text())["run_id"])
+        return self.get(json.loads(pointer)["run_id"])

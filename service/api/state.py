@@ -51,11 +51,24 @@ class VigieState:
             stamp, value = self._fresh
             if now - stamp < FRESHNESS_TTL and value:
                 return value
-            value = (self._vintage_id(), _mtime(self.settings.forecast_latest_dir),
-                     _mtime(self.settings.models_dir), _mtime(self.settings.scenario_runs_dir),
+            value = (self._vintage_id(), *self._store_stamps(),
                      _mtime(self._thresholds_file()))
             self._fresh = (now, value)
             return value
+
+    def _store_stamps(self) -> tuple:
+        """Forecast pointers', model files' and scenario runs' stamps: local mtimes, or with
+        ``VIGIE_STORE_URL`` the store's listings (the models folder's local files too)."""
+        settings = self.settings
+        if not settings.store_url:
+            return (_mtime(settings.forecast_latest_dir), _mtime(settings.models_dir),
+                    _mtime(settings.scenario_runs_dir))
+        from features.storage.objects import for_settings
+
+        store = for_settings(settings)
+        return (store.stamp("forecasts/latest"),
+                (_mtime(settings.models_dir), store.stamp("models")),
+                store.stamp("scenario_runs"))
 
     def _thresholds_file(self):
         from features.risk import DEFAULT_THRESHOLDS

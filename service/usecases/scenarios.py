@@ -18,6 +18,7 @@ from typing import Any
 from features.settings import Settings
 from features.storage import jsonsafe
 from service.scenario_runs import (
+    decided_ids,
     load_result,
     read_publication,
     remove_publication,
@@ -246,15 +247,7 @@ def publication_of(run: dict, settings: Settings, engine: Any) -> dict:
 
 def _decided_ids(settings: Settings) -> list[int]:
     """Ids of the runs an admin decided on (a publication marker exists)."""
-    decided = []
-    folder = results_dir(settings)
-    if folder.is_dir():
-        for path in folder.glob("publication-*.json"):
-            try:
-                decided.append(int(path.stem.split("-", 1)[1]))
-            except ValueError:
-                continue
-    return decided
+    return decided_ids(settings)
 
 
 def public_runs(settings: Settings, engine: Any,
