@@ -69,6 +69,10 @@ INDICATORS_FR: dict[str, tuple[str, str]] = {
     "containment_health_index": ("Indice confinement et santé (OxCGRT)", "indice 0–100"),
     "government_response_index": ("Indice de réponse gouvernementale (OxCGRT)", "indice 0–100"),
     "economic_support_index": ("Indice de soutien économique (OxCGRT)", "indice 0–100"),
+    # Cities' own indicators in the shared format (the names its schema suggests)
+    "food_aid_requests": ("Demandes d'aide alimentaire", "demandes"),
+    "emergency_housing_calls_115": ("Appels au 115 (hébergement d'urgence)", "appels"),
+    "school_absences": ("Absences scolaires", "% des élèves"),
     # Economy, population, capacity
     "unemployment_rate": ("Taux de chômage", "% de la population active"),
     "population_estimate": ("Population estimée au 1er janvier", "habitants"),

@@ -183,7 +183,11 @@ def test_bad_token_is_refused(client) -> None:
 def test_territory_data_has_four_panels_with_forecast_and_capacity(client, auth) -> None:
     body = client.get("/tableau/donnees/territoire/75").get_json()
     panels = {p["key"]: p for p in body["panels"]}
-    assert list(panels) == ["admissions", "beds", "icu", "er"]
+    assert list(panels) == ["admissions", "beds", "icu", "er", "unemployment"]
+    # Social services: the département's unemployment rate (quarterly), its own panel.
+    assert panels["unemployment"]["observed"]["available"]
+    # Counts that add up carry their rate per 100,000 inhabitants.
+    assert any(r is not None for r in panels["admissions"]["observed"]["per_100k"])
     icu = panels["icu"]
     assert icu["observed"]["available"] and icu["observed"]["vintage_id"]
     # The synthetic ICU forecast of the API fixtures: 7 and 14 days ahead, median 800.

@@ -35,6 +35,9 @@ class RequestContext:
     def territory_table(self) -> dict[str, dict]:
         return lookups.territory_table()
 
+    def groupements(self) -> dict[str, dict]:
+        return lookups.groupements()
+
     def find_indicator(self, name: str, frequency: str | None = None) -> dict | None:
         return lookups.find_indicator(name, frequency)
 

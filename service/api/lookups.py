@@ -85,6 +85,24 @@ def territory_table() -> dict[str, dict]:
     return memo(("territories", row["id"]), build)
 
 
+def groupements() -> dict[str, dict]:
+    """Every EPCI of the served vintage's registry with its member communes
+    (:func:`features.territories.groupement_entries`; {} when the vintage has no EPCI
+    tables)."""
+    from features.territories import groupement_entries
+
+    row = current_vintage()
+
+    def build() -> dict[str, dict]:
+        try:
+            return groupement_entries(state().store.open_table("epci"),
+                                      state().store.open_table("epci_communes"))
+        except KeyError:
+            return {}
+
+    return memo(("groupements", row["id"]), build)
+
+
 def _indicator_entry(name: str, var, frequency: str, ds) -> dict:
     import pandas as pd
 

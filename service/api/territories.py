@@ -8,12 +8,10 @@ from __future__ import annotations
 from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf
 
-from features.territories import groupement_entries
 from service.api.cache import cached
 from service.api.formats import render
-from service.api.lookups import current_vintage, memo, territory_table
+from service.api.lookups import groupements, territory_table
 from service.api.paging import ListQuery, PageInfo, render_page
-from service.api.state import state
 from service.errors import not_found
 
 PREFIX = "territories"
@@ -55,18 +53,9 @@ COLUMNS = ["code", "name", "level", "parent", "population"]
 
 
 def _groupements() -> dict[str, dict]:
-    """Every EPCI of the served vintage's registry with its communes ({} when the vintage has
-    no EPCI tables)."""
-    row = current_vintage()
-
-    def build() -> dict[str, dict]:
-        try:
-            return groupement_entries(state().store.open_table("epci"),
-                                      state().store.open_table("epci_communes"))
-        except KeyError:
-            return {}
-
-    return memo(("groupements", row["id"]), build)
+    """Every EPCI of the served vintage's registry with its communes
+    (:func:`service.api.lookups.groupements`)."""
+    return groupements()
 
 
 def _rows() -> list[dict]:

@@ -73,6 +73,7 @@ def init_app(app) -> None:
 NAV = (
     ("dashboard.overview", "Vue d'ensemble"),
     ("dashboard.territory_default", "Territoire"),
+    ("dashboard.city_default", "Villes"),
     ("dashboard.scenarios", "Scénarios"),
     ("dashboard.precision", "Précision des prévisions"),
     ("dashboard.methods", "Méthodes et données"),
@@ -97,6 +98,10 @@ PANELS: tuple[dict[str, Any], ...] = (
      "unit": "pour 100 000 passages", "indicator": "er_visits_covid_rate",
      "frequency": "weekly", "target": "er_visits", "target_frequency": "weekly",
      "regional": True},
+    {"key": "unemployment", "title": "Services sociaux : taux de chômage",
+     "unit": "% de la population active", "indicator": "unemployment_rate",
+     "frequency": "quarterly", "target": "unemployment", "target_frequency": "quarterly",
+     "window": 3650},
 )
 
 #: Territory levels with a Territoire page (EPCI: the métropoles' published incidence).
@@ -228,6 +233,8 @@ def _series(indicator: str, frequency: str, code: str) -> dict:
     """One observed series from ``/api/v1/data`` (all pages) as parallel lists."""
     dates: list[str] = []
     values: list[float | None] = []
+    rates: list[float | None] = []
+    coverage = None
     suppressed = 0
     page, meta = 1, {}
     while True:
@@ -239,6 +246,8 @@ def _series(indicator: str, frequency: str, code: str) -> dict:
         for item in body.get("items", []):
             dates.append(item["date"])
             values.append(item["value"])
+            rates.append(item.get("per_100k"))
+            coverage = item.get("coverage") or coverage
             suppressed += bool(item.get("suppressed"))
         info = body.get("pagination") or {}
         if page >= int(info.get("pages", 1)):
@@ -246,9 +255,35 @@ def _series(indicator: str, frequency: str, code: str) -> dict:
         page += 1
     return {"available": bool(dates), "reason": None if dates else "aucune observation",
             "dates": dates, "values": values, "suppressed": suppressed,
+            "per_100k": rates if any(r is not None for r in rates) else None,
+            "coverage": _coverage_words(coverage),
             "threshold": meta.get("suppression_threshold"), "units": meta.get("units"),
             "source": source_fr(meta.get("source")), "licence": source_fr(meta.get("licence")),
             "vintage_id": meta.get("vintage_id")}
+
+
+def _coverage_words(coverage: dict | None) -> dict | None:
+    """The latest coverage of a sum of communes (``/api/v1/data``), and whether it is a
+    partial sum (:func:`features.cube.is_partial`); None for any other series."""
+    from features.cube import is_partial
+
+    if not coverage or "population_share" not in coverage:
+        return None
+    return {**coverage, "partial": is_partial(coverage)}
+
+
+def _verdict(target: str, frequency: str) -> str | None:
+    """Whether Vigie beats the naive baseline for ``target``, in French (the target listing's
+    verdict, :mod:`service.usecases.targets`), or None when the listing has no such target."""
+    from service.api.context import context
+    from service.errors import ApiError
+    from service.usecases.targets import target_entry
+
+    try:
+        entry = target_entry(context(), target, frequency)
+    except (ApiError, KeyError, LookupError):
+        return None
+    return ((entry or {}).get("verdict") or {}).get("text_fr")
 
 
 #: Quantile levels drawn: 90 % band, 50 % band, median.
@@ -331,6 +366,14 @@ def frdate(value: Any) -> str:
     return text or "–"
 
 
+@bp.app_template_filter("frnum")
+def frnum(value: Any) -> str:
+    """A number the French way: ``462580`` → ``462 580`` (narrow no-break space)."""
+    from service.dashboard.messages import fr_number
+
+    return fr_number(None if value is None else float(value))
+
+
 # ---------------------------------------------------------------------------- pages
 def _page(template: str, **context: Any) -> str:
     from service.dashboard.messages import CODES_FR
@@ -398,6 +441,114 @@ def _observed_epci() -> set[str]:
         return set()
     table = _territories()
     return {c for c in codes if table.get(c, {}).get("level") == "epci"}
+
+
+def _city_context():
+    """The read context of the current request (:mod:`service.usecases.reads`)."""
+    from service.api.context import context
+
+    return context()
+
+
+def _city_directory(departement: str | None) -> tuple[dict, str | None]:
+    """Every EPCI (of ``departement`` when given) and the communes with indicators, or why
+    there are none yet (French)."""
+    from service.errors import ApiError
+    from service.usecases.city_reads import city_directory
+
+    try:
+        directory = city_directory(_city_context())
+    except ApiError as exc:
+        return {"epci": [], "communes": []}, reason_fr(exc.status_code, {
+            "code": (exc.extra_data or {}).get("code")})
+    if departement:
+        directory = {"epci": [r for r in directory["epci"] if r["parent"] == departement],
+                     "communes": [r for r in directory["communes"]
+                                  if r["parent"] == departement]}
+    return directory, None
+
+
+@bp.get("/ville")
+def city_default():
+    """Villes: find an EPCI or a commune (``?q=`` name or code; one match opens its page,
+    several are listed), the EPCIs and communes with indicators of their own
+    (``?departement=`` : those of one département). Works without script."""
+    from flask import redirect, url_for
+
+    from service.errors import ApiError
+    from service.usecases.city_reads import find_cities
+
+    query = " ".join((request.args.get("q") or "").split())[:100]
+    departement = (request.args.get("departement") or "").strip()[:3] or None
+    directory, reason = _city_directory(departement)
+    matches = None
+    if query and reason is None:
+        try:
+            matches = find_cities(_city_context(), query)
+        except ApiError:
+            matches = []
+        if len(matches) == 1:
+            return redirect(url_for("dashboard.city", code=matches[0]["code"]))
+    names = {c: r["name"] for c, r in _territories().items()}
+    return _page("city_index.html", active="dashboard.city_default", directory=directory,
+                 reason=reason, query=query, matches=matches, departement=departement,
+                 departement_name=names.get(departement or ""), names=names)
+
+
+@bp.get("/ville/<code>")
+def city(code: str):
+    """Ville: one EPCI or commune, drawn from ``/tableau/donnees/ville/<code>``."""
+    from service.errors import ApiError
+    from service.usecases.city_reads import city_directory, find_cities
+
+    try:
+        found = find_cities(_city_context(), code) if len(code) <= 12 else []
+    except ApiError:
+        found = []
+    place = next((p for p in found if p["code"] == code), None)
+    if place is None:
+        return _page("not_found.html", active=None, code=code, city=True), 404
+    try:
+        directory = city_directory(_city_context())
+    except ApiError:
+        directory = {"epci": [], "communes": []}
+    return _page("city.html", active="dashboard.city_default", place=place,
+                 directory=directory, names={c: r["name"] for c, r in _territories().items()},
+                 prefetch=f"/tableau/donnees/ville/{code}")
+
+
+@bp.get("/tableau/donnees/ville/<code>")
+def city_data(code: str):
+    """The city page of ``code`` (:func:`service.usecases.city_reads.city_page`), its
+    reasons worded in French."""
+    from service.errors import ApiError
+    from service.usecases.city_reads import city_page
+
+    try:
+        page = city_page(_city_context(), code[:12])
+    except ApiError as exc:
+        if exc.status_code == 404:
+            abort(404)
+        raise
+    return _data(city_words(page))
+
+
+def city_words(value: Any) -> Any:
+    """A city page document for the page: each part that cannot be shown gets its French
+    ``reason`` (:func:`~service.dashboard.messages.reason_fr`, its details dropped), sources
+    and licences their French words."""
+    if isinstance(value, list):
+        return [city_words(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: city_words(v) for k, v in value.items() if k != "details"}
+    if value.get("available") is False and "code" in value:
+        out["reason"] = reason_fr(value.get("status") or 200, {
+            "code": value.get("code"), "details": value.get("details") or {}})
+    for key in ("source", "licence"):
+        if isinstance(out.get(key), str):
+            out[key] = source_fr(out[key])
+    return out
 
 
 @bp.get("/scenarios")
@@ -564,6 +715,8 @@ def territory_data(code: str):
                              else None)
         panel["capacity_label"] = spec.get("capacity_label")
         panel["capacity_note"] = spec.get("capacity_note")
+        panel["window"] = spec.get("window")
+        panel["verdict"] = _verdict(spec["target"], spec["target_frequency"])
         panels.append(panel)
     return _data({"territory": row, "panels": panels})
 

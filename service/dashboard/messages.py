@@ -23,9 +23,11 @@ TARGETS_FR = {
 FREQUENCIES_FR = {"daily": "quotidienne", "weekly": "hebdomadaire", "quarterly": "trimestrielle",
                   "yearly": "annuelle"}
 LEVELS_FR = {"national": "la France entière", "region": "les régions",
-             "department": "les départements"}
-ROLES_FR = {"public": "accès public", "analyst": "analyste", "planner": "planificateur",
-            "crisis_cell": "cellule de crise", "admin": "administrateur"}
+             "department": "les départements", "epci": "les intercommunalités",
+             "commune": "les communes"}
+ROLES_FR = {"public": "accès public", "city": "ville", "analyst": "analyste",
+            "planner": "planificateur", "crisis_cell": "cellule de crise",
+            "admin": "administrateur"}
 STATUS_FR = {"queued": "en file d'attente", "running": "en cours", "ok": "terminée",
              "failed": "en échec", "interrupted": "interrompue", "coalesced": "regroupée"}
 
@@ -53,6 +55,13 @@ CODES_FR: dict[str, str] = {
     "unsupported_media_type": "format de requête non pris en charge",
     "rate_limited": "trop de requêtes en peu de temps : réessayez dans une minute",
     "internal_error": "erreur interne du service (elle est enregistrée dans son journal)",
+    # The city page's own reasons (service.usecases.city_reads.CODES).
+    "unknown_city": "aucune intercommunalité ni commune ne porte ce code",
+    "no_target": "Vigie ne prévoit pas cet indicateur pour ce territoire",
+    "no_incidence": "pas de taux d'incidence publié pour ce territoire : Santé publique France "
+                    "le publie pour les 22 métropoles",
+    "no_indicator": "aucune observation de cet indicateur pour ce territoire",
+    "no_departement": "le département de ce territoire n'a pas de données dans Vigie",
     "unavailable": "service momentanément indisponible",
 }
 

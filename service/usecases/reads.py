@@ -43,6 +43,10 @@ class ReadContext(Protocol):
     def territory_table(self) -> dict[str, dict]:
         """Code → territory row of the served vintage."""
 
+    def groupements(self) -> dict[str, dict]:
+        """EPCI code → its row and member communes, every EPCI of the served vintage's
+        registry (:func:`features.territories.groupement_entries`)."""
+
     def find_indicator(self, name: str, frequency: str | None = None) -> dict | None:
         """An indicator's entry in the served vintage (default: its finest frequency)."""
 

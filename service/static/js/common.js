@@ -3,8 +3,8 @@
   "use strict";
   var V = (window.Vigie = window.Vigie || {});
   var KEY = "vigie.token";
-  V.ROLES = ["public", "analyst", "planner", "crisis_cell", "admin"];
-  V.ROLE_LABELS = {public: "Accès public", analyst: "Analyste", planner: "Planificateur",
+  V.ROLES = ["public", "city", "analyst", "planner", "crisis_cell", "admin"];
+  V.ROLE_LABELS = {public: "Accès public", city: "Ville", analyst: "Analyste", planner: "Planificateur",
                    crisis_cell: "Cellule de crise", admin: "Administrateur"};
   V.role = "public";
 

@@ -5,6 +5,17 @@
   var code = document.getElementById("panels").dataset.code;
   var panels = {};
 
+  /* The latest observation with a rate per 100,000 inhabitants (counts that add up), or null. */
+  function lastRate(obs) {
+    if (!obs.per_100k) { return null; }
+    for (var i = obs.values.length - 1; i >= 0; i--) {
+      if (obs.per_100k[i] !== null && obs.values[i] !== null) {
+        return {date: obs.dates[i], value: obs.values[i], per_100k: obs.per_100k[i]};
+      }
+    }
+    return null;
+  }
+
   function metaText(p) {
     var parts = [], obs = p.observed, fc = p.forecast;
     if (p.territory !== code) { parts.push("Donnée publiée pour " + p.territory_name + " (" + p.territory + ")"); }
@@ -14,6 +25,15 @@
       if (obs.suppressed) {
         parts.push(obs.suppressed + " valeur(s) inférieure(s) à " + obs.threshold +
                    " masquée(s) (confidentialité)");
+      }
+      var rate = lastRate(obs);
+      if (rate) {
+        parts.push("dernière valeur au " + V.date(rate.date) + " : " + V.num(rate.value) + ", soit " +
+                   V.num(rate.per_100k, 1) + " pour 100\u202f000 habitants");
+      }
+      if (obs.coverage && obs.coverage.partial) {
+        parts.push("somme partielle : " + obs.coverage.reporting + " commune(s) sur " + V.num(obs.coverage.members) +
+                   ", " + V.num(100 * obs.coverage.population_share, 1) + " % de la population");
       }
     } else {
       parts.push("pas d'observation : " + obs.reason);
@@ -54,8 +74,9 @@
     var drawn = V.fanChart(div, {observed: p.observed, forecast: p.forecast, unit: p.unit,
                                  capacity: p.capacity, capacityLabel: p.capacity_label,
                                  filename: "vigie_" + code + "_" + p.key,
-                                 window: p.key === "admissions" || p.key === "er" ? 364 : 182});
+                                 window: p.window || (p.key === "admissions" || p.key === "er" ? 364 : 182)});
     document.getElementById("meta-" + p.key).textContent = metaText(p);
+    document.getElementById("verdict-" + p.key).textContent = p.verdict || "";
     document.querySelectorAll("#panel-" + p.key + " button").forEach(function (b) { b.disabled = false; });
     return drawn.then(function () {
       div.dataset.drawn = "1";
