@@ -1,0 +1,490 @@
+"""Storage behind one URL: the same Vigie on a local folder and on an S3 object store.
+
+An S3-protocol server (``moto`` in server mode, from PyPI) is started by these tests on a free
+port of 127.0.0.1; everything goes through real HTTP requests to it (s3fs/aiobotocore). The
+tests skip, saying why, only when that server cannot start.
+
+* end to end: the same data ingested into a local home and into ``s3://…`` gives the same cube
+  (every frequency, ``as_of`` reads, tables, manifest), the same forecast, the same stored and
+  re-read forecast run, scenario result, publication decision and registry entry, and the API
+  (``VIGIE_STORE_URL`` in the environment) serves ``/data`` and ``/forecasts`` from S3 with the
+  local answers;
+* atomic publication: an upload that fails mid-way leaves the previous vintage (and forecast
+  run) served and removes what it wrote; a writer killed mid-way (SIGKILL) leaves objects no
+  reader ever opens; readers running while a writer publishes never see a partial vintage or
+  run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import xarray as xr
+
+from features.settings import PROJECT_ROOT, Settings
+
+BUCKET = "vigie-test"
+SUBSET = ("fr_departements_population.csv", "fr_communes_20k_population.csv",
+          "fr_spf_hosp_incid_dep_daily.csv", "fr_spf_hosp_rea_stock_dep_2020H2.csv",
+          "fr_drees_critical_care_beds.csv")
+VOLATILE = ("vintage_id", "issued_at")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A moto S3 server on 127.0.0.1 with one bucket; its endpoint URL."""
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed "
+                                      "(requirements-dev.txt): no S3 server to test against")
+    boto3 = pytest.importorskip("boto3", reason="boto3 (moto's dependency) is not installed")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                             "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ACCESS_KEY_ID="vigie-test", AWS_SECRET_ACCESS_KEY="vigie-test",
+                      AWS_DEFAULT_REGION="us-east-1")
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    try:
+        server.start()
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+    except Exception as exc:  # the only reason to skip: no server to talk to
+        with contextlib.suppress(Exception):
+            server.stop()
+        pytest.skip(f"the moto S3 server could not start on {endpoint}: {exc!r}")
+    yield endpoint
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _settings(home: Path, data: Path, store_url: str = "", endpoint: str = "") -> Settings:
+    extra = ({"store_url": store_url, "store_options": {"endpoint_url": endpoint}}
+             if store_url else {})
+    return Settings.from_env(home=str(home), data_dir=str(data),
+                             database_url=f"sqlite:///{home}/vigie.sqlite", **extra)
+
+
+def _url(prefix: str) -> str:
+    return f"s3://{BUCKET}/{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def homes(s3, data_dir, tmp_path_factory):
+    """(local settings, S3 settings): the same real-data subset ingested into each."""
+    from features.ingest import run_ingest
+
+    base = tmp_path_factory.mktemp("storage_s3")
+    data = base / "data"
+    data.mkdir()
+    for name in SUBSET:
+        shutil.copyfile(data_dir / name, data / name)
+    local = _settings(base / "local", data)
+    remote = _settings(base / "s3home", data, _url("e2e"), s3)
+    for settings in (local, remote):
+        report = run_ingest(settings)
+        assert report.outcome == "ok", report.to_dict()
+    return local, remote
+
+
+def _stable(ds: xr.Dataset) -> xr.Dataset:
+    return ds.assign_attrs({k: "" for k in VOLATILE if k in ds.attrs})
+
+
+# ---------------------------------------------------------------------------- configuration
+def test_store_url_and_options_are_checked(monkeypatch, tmp_path):
+    from features.storage.objects import StoreConfigError
+
+    for bad, said in (("ftp://host/x", "scheme 'ftp'"), ("s3:///prefix", "no bucket"),
+                      ("s3://b/p\x1bx", "control character")):
+        monkeypatch.setenv("VIGIE_STORE_URL", bad)
+        with pytest.raises(StoreConfigError, match=said):
+            Settings.from_env(home=str(tmp_path))
+    monkeypatch.setenv("VIGIE_STORE_URL", "s3://bucket/prefix/")
+    monkeypatch.setenv("VIGIE_STORE_OPTIONS", '{"endpoint_url": "http://x",\n "key": }')
+    with pytest.raises(StoreConfigError, match=r"line 2, column 9: expected a JSON object"):
+        Settings.from_env(home=str(tmp_path))
+    monkeypatch.setenv("VIGIE_STORE_OPTIONS", "[1]")
+    with pytest.raises(StoreConfigError, match="found list"):
+        Settings.from_env(home=str(tmp_path))
+    monkeypatch.setenv("VIGIE_STORE_OPTIONS", '{"endpoint_url": "http://x"}')
+    settings = Settings.from_env(home=str(tmp_path))
+    assert settings.store_url == "s3://bucket/prefix"
+    assert settings.store_options == {"endpoint_url": "http://x"}
+    monkeypatch.delenv("VIGIE_STORE_URL")
+    monkeypatch.delenv("VIGIE_STORE_OPTIONS")
+    assert Settings.from_env(home=str(tmp_path)).store_url == ""
+
+
+def test_local_default_writes_where_and_what_it_always_did(tmp_path):
+    """Unset URL: the vintage folder, run folder, pointer and registry file keep their paths
+    and bytes (pointer and registry compared with what the previous code wrote)."""
+    from features.store import CubeStore
+    from models.registry import get_registry
+    from models.store import ForecastStore
+    from tests.synthetic_cube import synthetic_cube
+
+    settings = _settings(tmp_path / "home", tmp_path)
+    store = CubeStore(settings)
+    vid = store.write_vintage({"daily": synthetic_cube("daily", periods=30)}, {}, {})
+    row = store.current_vintage()
+    assert row["path"] == str(settings.vintages_dir / vid)
+    assert sorted(p.name for p in Path(row["path"]).iterdir()) == ["daily.nc", "manifest.json"]
+    run = ForecastStore.from_settings(settings).save(_hub_rows(1.0), _run_meta(vid))
+    assert run.path == settings.forecast_runs_dir / run.run_id
+    pointer = settings.forecast_latest_dir / "inc_hosp_weekly_national_baseline.json"
+    assert pointer.read_bytes() == json.dumps({"run_id": run.run_id}).encode()
+    get_registry(settings).register("ets", kind="ets", params={"window": 26}, version="9.1")
+    saved = json.loads(settings.registry_file.read_text())
+    assert settings.registry_file.read_text() == json.dumps(saved, indent=2)
+    assert [m["version"] for m in saved["models"]] == ["9.1"]
+
+
+# ---------------------------------------------------------------------------- end to end
+def test_vintage_on_s3_is_the_local_cube(homes):
+    from features.storage.objects import open_store
+    from features.store import CubeStore
+
+    local, remote = homes
+    lstore, rstore = CubeStore(local), CubeStore(remote)
+    row = rstore.current_vintage()
+    assert row["path"] == f"{remote.store_url}/cube/vintages/{row['id']}"
+    objects = open_store(row["path"], remote.store_options)
+    names = set(objects.find(""))
+    assert {"daily.nc", "weekly.nc", "yearly.nc", "manifest.json"} <= names
+    assert not remote.vintages_dir.exists()  # nothing of the cube in the S3 home's folder
+    for frequency in ("daily", "weekly", "yearly"):
+        xr.testing.assert_identical(_stable(lstore.open(frequency)),
+                                    _stable(rstore.open(frequency)))
+    xr.testing.assert_identical(_stable(lstore.open("daily", as_of="2020-11-02")),
+                                _stable(rstore.open("daily", as_of="2020-11-02")))
+    lman, rman = lstore.manifest(), rstore.manifest()
+    assert rman["id"] == row["id"]
+    assert {k: v for k, v in lman.items() if k not in ("id", "issued_at", "data_dir")} == \
+        {k: v for k, v in rman.items() if k not in ("id", "issued_at", "data_dir")}
+    tables = sorted(p.stem for p in (Path(lstore.current_vintage()["path"]) / "tables")
+                    .glob("*.parquet"))
+    for name in tables:
+        pd.testing.assert_frame_equal(lstore.open_table(name), rstore.open_table(name))
+    with pytest.raises(KeyError, match="no table 'nope'"):
+        rstore.open_table("nope")
+    with pytest.raises(KeyError, match="no 'monthly' dataset"):
+        rstore.open("monthly")
+
+
+def test_forecast_run_through_s3_is_the_local_run(homes):
+    from models.store import ForecastStore
+    from service.usecases.forecasts import find_target, forecast_target
+
+    out = {}
+    for settings in homes:
+        target = find_target(settings, "inc_hosp", "weekly")
+        rows, meta, _ = forecast_target(settings, target, "national", model="baseline",
+                                        calibrate=False, parallel=False)
+        store = ForecastStore.from_settings(settings)
+        run = store.save(rows, meta)
+        latest = store.latest("inc_hosp", "national", model="baseline")
+        assert latest.run_id == run.run_id
+        assert [r.run_id for r in store.list_runs()] == [run.run_id]
+        assert store.get(run.run_id).metadata == run.metadata
+        out[bool(settings.store_url)] = (rows, latest.read())
+    local_rows, local_read = out[False]
+    remote_rows, remote_read = out[True]
+    pd.testing.assert_frame_equal(local_rows.reset_index(drop=True),
+                                  remote_rows.reset_index(drop=True))
+    pd.testing.assert_frame_equal(local_read, remote_read)
+    remote = homes[1]
+    assert not remote.forecasts_dir.exists()
+    store = ForecastStore.from_settings(remote)
+    assert str(store.root).startswith(remote.store_url)
+    for forged in ("../../cube", "a/b", "", "x" * 200, "run\x00"):
+        with pytest.raises(KeyError):
+            store.get(forged)
+
+
+def test_scenario_result_through_s3_is_the_local_result(homes):
+    from service import scenario_runs
+    from service.usecases.scenarios import run_and_store
+
+    results = {}
+    for settings in homes:
+        summary = run_and_store(settings, 7, name="status_quo")
+        stored = scenario_runs.load_result(settings, 7)
+        assert stored["vintage"]["vintage_id"] == summary["vintage"]
+        assert scenario_runs.result_ids(settings) == [7]
+        assert scenario_runs.load_result(settings, 8) is None
+        decision = {"published": True, "by": "test", "role": "admin", "at": "2021-01-01"}
+        scenario_runs.write_publication(settings, 7, decision)
+        assert scenario_runs.read_publication(settings, 7) == decision
+        assert scenario_runs.decided_ids(settings) == [7]
+        scenario_runs.remove_publication(settings, 7)
+        assert scenario_runs.read_publication(settings, 7) is None
+        assert scenario_runs.decided_ids(settings) == []
+        results[bool(settings.store_url)] = stored
+    assert results[True]["summary"] == results[False]["summary"]
+    assert results[True]["inputs"] == results[False]["inputs"]
+    assert not homes[1].scenario_runs_dir.exists()
+
+
+def test_registry_through_s3(homes):
+    from features.storage.objects import for_settings
+    from models.registry import get_registry
+
+    specs = {}
+    for settings in homes:
+        get_registry(settings).register("ets", kind="ets", params={"window": 26},
+                                        version="1.1-w26", description="w26")
+        again = get_registry(settings)  # a new process reads what the first saved
+        specs[bool(settings.store_url)] = again.get("ets")
+        with pytest.raises(ValueError, match="already exists"):
+            again.register("ets", kind="ets", params={}, version="1.1-w26")
+    assert specs[True].version == "1.1-w26" and specs[True].params == {"window": 26}
+    assert {**vars(specs[True]), "created_at": ""} == {**vars(specs[False]), "created_at": ""}
+    remote = homes[1]
+    assert for_settings(remote).exists("models/registry.json")
+    assert not remote.registry_file.exists()
+
+
+def test_api_serves_data_and_forecasts_from_s3(homes, s3, monkeypatch, api_clock):
+    from models.store import ForecastStore
+    from service.app import create_app
+
+    local, remote = homes
+    monkeypatch.setenv("VIGIE_STORE_URL", remote.store_url)
+    monkeypatch.setenv("VIGIE_STORE_OPTIONS", json.dumps({"endpoint_url": s3}))
+    from_env = Settings.from_env(home=str(remote.home), data_dir=str(remote.data_dir),
+                                 database_url=remote.database_url)
+    assert from_env.store_url == remote.store_url
+    answers = {}
+    for name, settings in (("local", local), ("s3", from_env)):
+        client = create_app({"TESTING": True, "SETTINGS": settings,
+                             "RATELIMIT_ENABLED": False}).test_client()
+        data = client.get("/api/v1/data?indicator=inc_hosp&territory=FR,69"
+                          "&start=2020-11-01&end=2020-11-30&per_page=1000")
+        assert data.status_code == 200, data.get_data(as_text=True)
+        forecasts = client.get("/api/v1/forecasts?target=inc_hosp&level=national"
+                               "&model=baseline")
+        assert forecasts.status_code == 200, forecasts.get_data(as_text=True)
+        answers[name] = (client, data.get_json(), forecasts.get_json())
+    _, ldata, lfc = answers["local"]
+    client, rdata, rfc = answers["s3"]
+    assert _rows(rdata) == _rows(ldata) and len(_rows(rdata)) == 60
+    assert _rows(rfc) == _rows(lfc) and _rows(rfc)
+    # A run published on S3 by another process is served once the freshness window passes.
+    store = ForecastStore.from_settings(remote)
+    newer = store.save(store.latest("inc_hosp", "national", "baseline").read(),
+                       {**rfc["run"], "note": "newer"})
+    api_clock.advance(1.1)
+    again = client.get("/api/v1/forecasts?target=inc_hosp&level=national&model=baseline")
+    assert again.get_json()["run"]["run_id"] == newer.run_id
+
+
+def _rows(body: dict) -> list:
+    rows = body.get("rows", body.get("items"))
+    assert isinstance(rows, list), sorted(body)
+    return rows
+
+
+# ---------------------------------------------------------------------------- atomicity
+def _hub_rows(scale: float) -> pd.DataFrame:
+    from models.base import QUANTILES
+
+    return pd.DataFrame([("2021-01-04", "1 wk ahead inc hosp", "2021-01-09", "FR", "quantile",
+                          q, round(1000 * scale * (0.5 + q), 3)) for q in QUANTILES],
+                        columns=["forecast_date", "target", "target_end_date", "location",
+                                 "type", "quantile", "value"])
+
+
+def _run_meta(vintage: str) -> dict:
+    return {"target": "inc_hosp", "frequency": "weekly", "level": "national",
+            "model": "baseline", "model_version": "1.0", "vintage_id": vintage,
+            "as_of": "2021-01-04"}
+
+
+def _cube(k: int) -> dict[str, xr.Dataset]:
+    from tests.synthetic_cube import synthetic_cube
+
+    daily = synthetic_cube("daily", periods=120, seed=k)
+    return {"daily": daily.assign_attrs(marker=k),
+            "weekly": synthetic_cube("weekly", periods=30, seed=k).assign_attrs(marker=k)}
+
+
+@pytest.fixture
+def s3_settings(s3, tmp_path):
+    return _settings(tmp_path / "home", tmp_path, _url("atomic"), s3)
+
+
+def test_failed_upload_leaves_the_previous_vintage_and_run_served(s3_settings, monkeypatch):
+    from features.storage import objects
+    from features.store import CubeStore
+    from models.store import ForecastStore
+
+    store = CubeStore(s3_settings)
+    first = store.write_vintage(_cube(1), {"extra": pd.DataFrame({"a": [1, 2]})}, {})
+    runs = ForecastStore.from_settings(s3_settings)
+    run = runs.save(_hub_rows(1.0), _run_meta(first))
+    fs = store.objects.fs
+    real_put, calls = fs.put_file, []
+
+    def failing_put(lpath, rpath, *args, **kwargs):
+        calls.append(rpath)
+        if len(calls) == 2:
+            raise ConnectionError("connection reset by the object store")
+        return real_put(lpath, rpath, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "put_file", failing_put)
+    with pytest.raises(ConnectionError):
+        store.write_vintage(_cube(2), {}, {})
+    failed_key = calls[0].split("/cube/vintages/")[1].split("/")[0]
+    calls.clear()
+    with pytest.raises(ConnectionError):
+        runs.save(_hub_rows(2.0), _run_meta(first))
+    failed_run = calls[0].split("/runs/")[1].split("/")[0]
+    monkeypatch.setattr(fs, "put_file", real_put)
+    assert [v["id"] for v in store.list_vintages()] == [first]
+    assert store.open("daily").attrs["marker"] == 1
+    assert store.open_table("extra")["a"].tolist() == [1, 2]
+    remote = objects.for_settings(s3_settings)
+    assert remote.find(f"cube/vintages/{failed_key}") == {}  # what it wrote is removed
+    assert remote.find(f"forecasts/runs/{failed_run}") == {}
+    assert runs.latest("inc_hosp", "national", "baseline").run_id == run.run_id
+    assert [r.run_id for r in runs.list_runs()] == [run.run_id]
+
+
+KILLED_WRITER = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {root!r})
+    from features.settings import Settings
+    from features.store import CubeStore
+    from tests.test_storage_s3 import _cube
+    settings = Settings.from_env(home={home!r}, data_dir={home!r},
+                                 database_url={db!r}, store_url={url!r},
+                                 store_options={{"endpoint_url": {endpoint!r}}})
+    store = CubeStore(settings)
+    real_put = store.objects.fs.put_file
+    def put_then_die(lpath, rpath, *a, **k):
+        real_put(lpath, rpath, *a, **k)
+        print(rpath, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # killed mid-upload: the manifest never goes
+    store.objects.fs.put_file = put_then_die
+    store.write_vintage(_cube(2), {{}}, {{}})
+""")
+
+
+def test_killed_writer_leaves_nothing_served(s3_settings, s3):
+    from features.storage import objects
+    from features.store import CubeStore
+
+    store = CubeStore(s3_settings)
+    first = store.write_vintage(_cube(1), {}, {})
+    script = KILLED_WRITER.format(root=str(PROJECT_ROOT), home=str(s3_settings.home),
+                                  db=s3_settings.database_url, url=s3_settings.store_url,
+                                  endpoint=s3)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, cwd=PROJECT_ROOT)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    uploaded = done.stdout.split()
+    assert len(uploaded) == 1 and "/cube/vintages/" in uploaded[0]
+    orphan = uploaded[0].split("/cube/vintages/")[1].split("/")[0]
+    remote = objects.for_settings(s3_settings)
+    assert list(remote.find(f"cube/vintages/{orphan}")) != []  # left behind, never published
+    assert "manifest.json" not in remote.find(f"cube/vintages/{orphan}")
+    reader = CubeStore(s3_settings)
+    assert [v["id"] for v in reader.list_vintages()] == [first]
+    assert reader.open("daily").attrs["marker"] == 1
+    assert reader.manifest()["id"] == first
+
+
+def test_readers_never_see_a_partial_vintage_or_run(s3_settings, monkeypatch):
+    """A writer publishes vintages and runs with slow uploads while readers read in a loop:
+    every vintage a reader is given opens whole (each frequency, its manifest), every run
+    listed or pointed to reads whole."""
+    from features.store import CubeStore
+    from models.store import ForecastStore
+
+    writer = CubeStore(s3_settings)
+    first = writer.write_vintage(_cube(0), {}, {})
+    runs = ForecastStore.from_settings(s3_settings)
+    runs.save(_hub_rows(1.0), _run_meta(first))
+    fs = writer.objects.fs
+    real_put = fs.put_file
+
+    def slow_put(*args, **kwargs):
+        time.sleep(0.05)
+        return real_put(*args, **kwargs)
+
+    monkeypatch.setattr(fs, "put_file", slow_put)
+    problems, seen_vintages, seen_runs, stop = [], set(), set(), threading.Event()
+
+    def read_loop():
+        reader = CubeStore(s3_settings)
+        reader_runs = ForecastStore.from_settings(s3_settings)
+        while not stop.is_set():
+            try:
+                row = reader.current_vintage()
+                daily, weekly = reader.open("daily"), reader.open("weekly")
+                manifest = reader.manifest(row["id"])
+                if not (daily.attrs["vintage_id"] == weekly.attrs["vintage_id"]
+                        == manifest["id"] == row["id"]):
+                    problems.append(("mixed vintage", row["id"]))
+                seen_vintages.add(row["id"])
+                for run in reader_runs.list_runs()[:3]:
+                    if len(run.read()) != len(_hub_rows(1.0)):
+                        problems.append(("partial run", run.run_id))
+                latest = reader_runs.latest("inc_hosp", "national", "baseline")
+                seen_runs.add(latest.run_id)
+                if latest.read()["value"].isna().any():
+                    problems.append(("partial run", latest.run_id))
+            except Exception as exc:  # any failure to read what was published is a problem
+                problems.append(("error", repr(exc)))
+
+    readers = [threading.Thread(target=read_loop) for _ in range(2)]
+    for thread in readers:
+        thread.start()
+    try:
+        for k in range(1, 4):
+            vid = writer.write_vintage(_cube(k), {}, {})
+            runs.save(_hub_rows(1.0 + k), _run_meta(vid))
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join(timeout=120)
+    assert problems == []
+    assert len(seen_vintages) >= 2 and len(seen_runs) >= 2  # the readers did overlap writes
+    assert len(writer.list_vintages()) == 4
+
+
+def test_stamp_changes_with_every_publication(s3_settings):
+    from features.storage.objects import for_settings
+
+    store = for_settings(s3_settings)
+    assert store.stamp("forecasts/latest") == 0
+    store.write_bytes("forecasts/latest/a.json", b'{"run_id": "1"}')
+    one = store.stamp("forecasts/latest")
+    store.write_bytes("forecasts/latest/a.json", b'{"run_id": "2"}')
+    two = store.stamp("forecasts/latest")
+    store.delete("forecasts/latest/a.json")
+    assert len({0, one, two}) == 3 and store.stamp("forecasts/latest") == 0
