@@ -87,7 +87,8 @@ def check_request() -> None:
         check_role(role)
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    own_limit = getattr(view, "_vigie_body_limit", None)  # a route's own (uploads)
+    limit = own_limit() if own_limit else current_app.config.get("MAX_CONTENT_LENGTH")
     if limit and request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "too_large", f"the request body is over {limit} bytes",
                        {"limit_bytes": limit, "content_length": request.content_length})

@@ -96,6 +96,9 @@ EXAMPLES: dict[str, list[str]] = {
     "jobs history": ["python -m service jobs history --limit 50"],
     "prune": ["python -m service prune --dry-run",
               "python -m service prune --keep-vintages 10 --keep-runs 4 --json"],
+    "upload": ["python -m service upload tests/fixtures/city_indicators_synthetic_epci.csv",
+               "python -m service upload aide_alimentaire_2021-12.csv --as rennes_social.csv "
+               "--json"],
     "db": ["python -m service db upgrade"],
     "db upgrade": ["python -m service db upgrade"],
     "db current": ["python -m service db current"],

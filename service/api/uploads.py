@@ -1,0 +1,131 @@
+"""``/api/v1/uploads``: a city sends its file in Vigie's shared format; the list of uploads.
+
+``POST`` (role ``city`` or above; a ``city`` token writes only its territories) takes the file
+as ``multipart/form-data`` (field ``file``; optional field ``name``, else the file's own name)
+or as the body itself (``text/csv``, UTF-8; ``?name=`` gives its name). What happens to it
+(checks, the raw store, the new vintage, the quarantine, what replaces what) is the use case's,
+:mod:`service.usecases.uploads`; this blueprint reads the body and renders the report.
+"""
+
+from __future__ import annotations
+
+from apiflask import APIBlueprint
+from flask import request
+
+from service.api.formats import json_response
+from service.api.paging import PageQuery, paged
+from service.api.state import state
+from service.audit import note
+from service.auth import current_principal, requires
+from service.errors import ApiError
+from service.usecases.uploads import UploadRefused, list_uploads, upload_file
+
+PREFIX = "uploads"
+bp = APIBlueprint("uploads", __name__, tag="uploads")
+
+#: Bytes a multipart body may carry beyond the file (boundaries, part headers, the name).
+MULTIPART_SLACK = 16 * 1024
+#: The body types an upload comes in.
+TYPES = ("multipart/form-data", "text/csv")
+STATUS = {"name": (400, "invalid_file_name"), "size": (413, "too_large"),
+          "type": (415, "unsupported_media_type")}
+
+POST_DOC = f"""A city file in Vigie's shared format (Table Schema
+`features/schemas/city_indicators.schema.json`: `territory_code, date, indicator, value, unit,
+source[, frequency, aggregation, licence]`; territory codes: communes, including 2A/2B, and
+EPCI SIREN codes of the registry), sent as `multipart/form-data` (field `file`, optional field
+`name`) or as a `text/csv` body (UTF-8) with `?name=FILE.csv`.
+
+The file is validated as the ingest validates a city file, plus the sender's scope: a `city`
+token may only write its own territories (its communes, its EPCIs and their communes); each
+territory outside it is named with the line it first appears on. **Valid** (201): the file is
+kept (`$VIGIE_HOME/uploads/active`, read by every ingest beside the data directory, and the raw
+store), a new cube vintage is made at once (the answer names it; the request lasts as long as
+an ingest), and it replaces the older uploads of the same sender under the same name, or
+carrying no (indicator, territory) it does not carry. **Refused** (422, or 403 `out_of_scope`
+when some row is outside the token's territories): every problem with its line, column,
+expected and found in `details.report.problems`; the file is quarantined with its report and
+nothing served changes. File names: a plain `.csv` name of at most 100 letters, digits, `.`,
+`_`, `-` (400 `invalid_file_name` otherwise: folders, `..`, control characters). Bodies over
+`VIGIE_UPLOAD_MAX_BYTES` (default 10 MiB): 413 before a byte is read. Other types than
+{' or '.join(TYPES)}, or a charset other than UTF-8: 415. Each upload writes an audit row
+(`event` `upload`)."""
+
+LIST_DOC = ("Every upload, newest first: accepted (`active`, or `replaced` by a newer one) and "
+            "refused (`quarantine`: its folder, with the file and its report). An admin sees "
+            "every sender's; other roles their own.")
+
+
+def _body_limit() -> int:
+    return state().settings.upload_max_bytes + MULTIPART_SLACK
+
+
+# Read by service.guards before the body is read: this route's own size limit.
+def _with_body_limit(view):
+    view._vigie_body_limit = _body_limit
+    return view
+
+
+def _file_of_request() -> tuple[str | None, bytes]:
+    """(the name the file is sent under, its bytes), from a multipart or a text/csv body."""
+    limit = _body_limit()
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "too_large", f"the file is over {limit - MULTIPART_SLACK} bytes",
+                       {"limit_bytes": limit - MULTIPART_SLACK,
+                        "content_length": request.content_length})
+    request.max_content_length = limit  # a chunked body is cut there (413)
+    mimetype = request.mimetype
+    charset = (request.mimetype_params.get("charset") or "utf-8").lower()
+    if mimetype not in TYPES or charset not in ("utf-8", "utf8"):
+        found = request.content_type or "no Content-Type"
+        raise ApiError(415, "unsupported_media_type",
+                       f"send the file as {' or '.join(TYPES)} (UTF-8); found {found}"[:300],
+                       {"accepted": list(TYPES)})
+    if mimetype == "text/csv":
+        return request.args.get("name"), request.get_data(cache=False)
+    sent = request.files.get("file")
+    if sent is None:
+        raise ApiError(400, "invalid_input", "a multipart upload needs its file in the field "
+                       "'file'", {"fields": sorted(request.files)[:10]})
+    return request.form.get("name") or sent.filename, sent.read()
+
+
+@bp.post("")
+@bp.doc(summary="Send a city file in the shared format (validated, kept, ingested)",
+        description=POST_DOC,
+        responses={201: "Accepted: the validation report and the new vintage",
+                   403: "Rows outside the token's territories (report in details)",
+                   413: "File over VIGIE_UPLOAD_MAX_BYTES", 415: "Not multipart or CSV",
+                   422: "Refused: every problem (line, column, expected, found) in details"})
+@requires("city")
+@_with_body_limit
+def post_upload():
+    name, content = _file_of_request()
+    principal = current_principal()
+    try:
+        report = upload_file(state().settings, content, name, sender=principal.name,
+                             role=principal.role, territories=principal.territories,
+                             actor=f"token:{principal.name}")
+    except UploadRefused as exc:
+        status, code = STATUS[exc.kind]
+        raise ApiError(status, code, str(exc)[:500], exc.details) from exc
+    if report["status"] == "accepted":
+        note(pin=True, vintage_id=report["vintage_id"])
+        return json_response(report, status=201)
+    scope = bool(report["out_of_scope"])
+    raise ApiError(403 if scope else 422, "out_of_scope" if scope else "invalid_file",
+                   (f"rows for territories outside this token's scope: "
+                    f"{', '.join(report['out_of_scope'])}" if scope else
+                    f"the file was refused ({len(report['problems'])} problem(s)); "
+                    "it is quarantined and nothing served changed"), {"report": report})
+
+
+@bp.get("")
+@bp.input(PageQuery, location="query")
+@bp.doc(summary="Uploads, newest first (admins: every sender's, with refused files)",
+        description=LIST_DOC)
+@requires("city")
+def get_uploads(query_data: dict):
+    principal = current_principal()
+    sender = None if principal.has("admin") else principal.name
+    return json_response(paged({"rows": list_uploads(state().settings, sender)}, query_data))
