@@ -259,14 +259,98 @@ def _solve_small_blocks(b: _Blocks, out: np.ndarray, tol: float) -> None:
 
 
 def _solve_large_blocks(b: _Blocks, out: np.ndarray, tol: float) -> None:
-    """Blocks of more than :data:`STACKED_BLOCK` unknowns, one dense SVD each."""
-    a = b.a
-    for k in np.flatnonzero(b.todo & (b.n_c > STACKED_BLOCK)):
-        members = b.c_order[b.c_start[k]:b.c_start[k + 1]]
-        nz = b.nz_all[b.nz_start[k]:b.nz_start[k + 1]]
-        block = np.zeros((b.n_r[k], b.n_c[k]))
-        block[b.r_local[a.row[nz]], b.c_local[a.col[nz]]] = a.data[nz]
-        out[members[_determined_stack(block[None], tol)[0]]] = True
+    """Blocks of more than :data:`STACKED_BLOCK` unknowns, without their dense SVD.
+
+    One SVD costs O(rows² × unknowns): a département's hidden communes over a week (rows ≈
+    its communes, unknowns ≈ 8 × its communes) would grow with the cube of its communes. So
+    each block's rows are split into L, rows pairwise orthogonal (:func:`_orthogonal_rows`:
+    each commune's week), and H, the others; the row space is span(L) ⊕ span(R), R = H's rows
+    minus their projection on span(L) (exact and sparse: L is orthogonal). An unknown's
+    squared projection on the row space is then Σ_l A[l, i]² / |l|² plus its projection on
+    R's rows, from a dense SVD of R alone (|H| × unknowns: 8 rows for a département's
+    week). Blocks are handled in chunks of about :data:`CHUNK_NONZEROS` non-zeros."""
+    big = np.flatnonzero(b.todo & (b.n_c > STACKED_BLOCK))
+    if not len(big):
+        return
+    a = b.a.tocsr()
+    row_label = np.full(a.shape[0], -1)
+    row_label[b.a.row] = b.comp
+    r_order = np.argsort(row_label, kind="stable")
+    r_start = np.searchsorted(row_label[r_order], np.arange(len(b.wanted) + 1))
+    size = b.nz_start[big + 1] - b.nz_start[big]
+    for chunk in np.split(big, np.flatnonzero(np.diff(np.cumsum(size) // CHUNK_NONZEROS)) + 1):
+        rows = np.concatenate([r_order[r_start[k]:r_start[k + 1]] for k in chunk])
+        cols = np.concatenate([b.c_order[b.c_start[k]:b.c_start[k + 1]] for k in chunk])
+        inside = _row_space_norms(a[rows][:, cols].tocsr(), row_label[rows],
+                                  b.cell_label[cols], b.c_local[cols], b.n_c, tol)
+        out[cols[1.0 - inside < tol]] = True
+
+
+#: Non-zeros of the large blocks reduced together (:func:`_solve_large_blocks`).
+CHUNK_NONZEROS = 2_000_000
+
+
+def _row_space_norms(sub: sp.csr_matrix, row_block: np.ndarray, col_block: np.ndarray,
+                     col_local: np.ndarray, n_c: np.ndarray, tol: float) -> np.ndarray:
+    """Squared norm of each unknown's unit vector projected on the row space of its block
+    (``sub``: whole blocks; ``row_block``/``col_block``: block of each row and unknown,
+    ``col_local``: its position in the block, ``n_c``: unknowns per block)."""
+    gram = (sub @ sub.T).tocsr()
+    gram.eliminate_zeros()
+    in_l = _orthogonal_rows(gram)
+    lr, hr = np.flatnonzero(in_l), np.flatnonzero(~in_l)
+    a_l = sub[lr]
+    scale = 1.0 / gram.diagonal()[lr]
+    inside = np.asarray(a_l.multiply(a_l).T @ scale).ravel()
+    if not len(hr):
+        return inside
+    resid = (sub[hr] - (gram[hr][:, lr] @ sp.diags(scale)) @ a_l).tocoo()
+    h_block = row_block[hr]
+    _, h_start, h_local = _local_positions(h_block, int(n_c.size))
+    n_h = np.diff(h_start)
+    nz_block = h_block[resid.row]
+    order = np.argsort(nz_block, kind="stable")
+    nz_start = np.searchsorted(nz_block[order], np.arange(n_c.size + 1))
+    position = np.full(n_c.size, -1)
+    first = np.flatnonzero(np.r_[True, np.diff(col_block) != 0])
+    position[col_block[first]] = first  # the chunk's unknowns are grouped by block, in order
+    for k in np.flatnonzero(n_h):
+        nz = order[nz_start[k]:nz_start[k + 1]]
+        if not len(nz):
+            continue
+        block = np.zeros((n_h[k], n_c[k]))
+        block[h_local[resid.row[nz]], col_local[resid.col[nz]]] = resid.data[nz]
+        _, s, vt = np.linalg.svd(block, full_matrices=False)
+        rank = int((s > max(block.shape) * np.finfo(float).eps * max(s[0], 1.0)).sum())
+        inside[position[k]:position[k] + n_c[k]] += (vt[:rank] ** 2).sum(axis=0)
+    return inside
+
+
+def _orthogonal_rows(gram: sp.csr_matrix, rounds: int = 64) -> np.ndarray:
+    """A set of rows with zero inner products (an independent set of the Gram matrix's graph):
+    fewest neighbours first, ties in a fixed pseudo-random order (a chain of equations then
+    takes a few rounds, not one per link). Rows still open after ``rounds`` are left out."""
+    n = gram.shape[0]
+    off = (gram - sp.diags(gram.diagonal())).tocsr()
+    off.eliminate_zeros()
+    off.data[:] = 1.0
+    degree = np.diff(off.indptr)
+    order = np.lexsort((np.random.default_rng(0).permutation(n), degree))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    open_, chosen = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    starts = np.minimum(off.indptr[:-1], max(off.nnz - 1, 0))
+    for _ in range(rounds):
+        if not open_.any():
+            break
+        best = np.full(n, n, dtype=np.int64)
+        if off.nnz:
+            nb = np.where(open_[off.indices], rank[off.indices], n)
+            best = np.where(degree > 0, np.minimum.reduceat(nb, starts), n)
+        join = open_ & (rank < best)
+        chosen |= join
+        open_ &= ~join & ~((off @ join.astype(float)) > 0)
+    return chosen
 
 
 def _propagate(a: sp.csr_matrix, rounds: int = 50) -> np.ndarray:
