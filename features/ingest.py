@@ -223,6 +223,27 @@ class _SourceReader:
                 continue
             for path in paths:
                 results.extend(self.load(source, path))
+            if source.multiple:
+                results.extend(self.keep_withdrawn(source, {p.name for p in paths}))
+        return results
+
+    def keep_withdrawn(self, source: Source, present: set[str]) -> list[SourceResult]:
+        """Files of a multi-file source (a city's indicators) that the current vintage read
+        and the data directory no longer holds: re-read from the raw store, so their
+        indicators stay in the cube with their last dates instead of vanishing (reported as
+        ``reused``, with why)."""
+        results: list[SourceResult] = []
+        for good in _last_good_file(self.store, source.name, self.settings):
+            original = good.name.split("-", 1)[1]
+            if original in present:
+                continue
+            log.warning("%s: %s is no longer in the data directory; its last values are "
+                        "kept", source.name, original)
+            kept = self.reuse(source, good)
+            if kept and self.report.sources[-1].status == "reused":
+                self.report.sources[-1].error = ("no longer in the data directory: the "
+                                                 "values of its last ingest are kept")
+            results.extend(kept)
         return results
 
     def load(self, source: Source, path: Path) -> list[SourceResult]:

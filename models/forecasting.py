@@ -29,6 +29,7 @@ from models.preparation import (
     observed_rows,
     raw_forecasts,
     rows_to_forecast,
+    short_history,
     warmup_dates,
 )
 from models.registry import Registry, get_registry
@@ -80,6 +81,8 @@ def forecast(
                         if f.attrs.get("signal_fallbacks")}
     if signal_fallbacks:
         meta["signal_fallbacks"] = signal_fallbacks
+    if short_history(fcs):
+        meta["short_history"] = short_history(fcs)
     if calibrate:
         # Past forecast dates a week apart (also for daily targets: 26 weekly origins of a
         # 14-day forecast cost 28 fits, not 40 daily ones).
@@ -191,6 +194,8 @@ def levels_date_rows(opener: CubeOpener, target: Target, forecast_date: pd.Times
                      if f.attrs.get("signal_fallbacks")}
         meta[level] = {"vintage_id": str(ds.attrs.get("vintage_id", "")),
                        "signal_fallbacks": fallbacks}
+        if short_history(fcs):
+            meta[level]["short_history"] = short_history(fcs)
         parts += [forecast_rows(fc, fd).assign(model=name, level=level)
                   for name, fc in fcs.items()]
     if not parts:

@@ -43,7 +43,8 @@ def prepare(
     ds: xr.Dataset, target: Target, level: str, territories: list[str] | None = None
 ) -> tuple[xr.DataArray, xr.Dataset]:
     """Target history ``y`` (territory, date) and regressors ``X`` for a level."""
-    codes = select_territories(ds, level, territories)
+    codes = select_territories(ds, level, territories,
+                               kinds=target.pool if level == "all" else None)
     sub = ds.sel(territory=codes)
     y = sub[target.variable]
     # Drop leading dates where nothing at this level was observed (weeks before the series
@@ -141,6 +142,10 @@ def raw_forecasts(
     steps = steps_for(target, dates[-1], forecast_date, horizons, infer_step(dates))
     n_steps = max(steps.values())
     needed = set(steps.values())
+    periods = int(y.notnull().any("territory").sum())
+    if periods < target.min_periods:
+        return _short_history(y, X, target, level, forecast_date, models, steps, periods,
+                              client)
     pooled = {n: m for n, m in models.items() if m.pools_territories}
     fcs = run_models({n: m for n, m in models.items() if n not in pooled}, y, X, n_steps, client,
                      needed)
@@ -158,6 +163,32 @@ def raw_forecasts(
     for name in pooled:
         fcs[name] = cache[(name, *key)].sel(territory=y["territory"].values)
     return {name: relabel(fcs[name], steps) for name in models}
+
+
+def _short_history(y: xr.DataArray, X: xr.Dataset, target: Target, level: str,
+                   forecast_date: pd.Timestamp, models: dict[str, Forecaster],
+                   steps: dict[int, int], periods: int, client: Any) -> dict[str, xr.DataArray]:
+    """Every model replaced by the Hub baseline: too few observed periods for the fitted
+    models (a city's first months). Logged, and said in the forecasts' ``short_history``
+    attribute, which the run's metadata records."""
+    from models.baseline import Baseline
+
+    log.warning("%s (%s) at level %s as of %s: %d observed periods, fewer than %d: every "
+                "model falls back to the baseline", target.name, target.frequency, level,
+                pd.Timestamp(forecast_date).date(), periods, target.min_periods)
+    baseline = models.get("baseline") or Baseline()
+    fc = run_models({"baseline": baseline}, y, X, max(steps.values()), client,
+                    set(steps.values()))["baseline"]
+    fc = relabel(fc, steps)
+    fc.attrs["short_history"] = {"periods": periods, "needed": target.min_periods,
+                                 "models": "baseline"}
+    return {name: fc.copy() for name in models}
+
+
+def short_history(forecasts: dict[str, xr.DataArray]) -> dict | None:
+    """The ``short_history`` record of forecasts made by :func:`raw_forecasts`, if any."""
+    return next((dict(f.attrs["short_history"]) for f in forecasts.values()
+                 if f.attrs.get("short_history")), None)
 
 
 def observed_rows(rows: pd.DataFrame, ds: xr.Dataset, target: Target) -> pd.DataFrame:

@@ -40,7 +40,7 @@ from models.forecasting import DateTask, LevelPlan, level_plan, run_date_tasks
 from models.preparation import default_opener, warmup_dates
 from models.registry import get_registry
 from models.scoring import median_territory_rel_wis, score_table, summarise
-from models.targets import Target, get_target
+from models.targets import Target, resolve_target
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ def _track_record_jobs(targets: Iterable[tuple[str, str]], model: str, start: st
     """Per (target, frequency) with outcomes: its plan, scored dates and warm-up dates."""
     jobs: dict[tuple[str, str], dict] = {}
     for name, frequency in targets:
-        target = get_target(name, frequency)
+        target = resolve_target(name, frequency, opener)
         calibration = ConformalCalibrator.for_frequency(target.frequency)
         ds = opener(target.frequency, None)
         observed = ds[target.variable].notnull().any("territory").values

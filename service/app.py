@@ -28,8 +28,8 @@ from service.api.state import VigieState
 log = logging.getLogger(__name__)
 
 API_VERSION = "1.0.0"
-BLUEPRINTS = ("territories", "indicators", "data", "vintages", "forecasts", "models",
-              "scenarios", "alerts", "risk", "jobs", "audit")
+BLUEPRINTS = ("territories", "indicators", "data", "vintages", "forecasts", "targets",
+              "models", "scenarios", "alerts", "risk", "jobs", "audit")
 
 DEFAULTS: dict[str, Any] = {
     "SETTINGS": None,                      # features.settings.Settings; None: from environment

@@ -21,16 +21,18 @@ from service.usecases.reads import parse_codes
 PREFIX = "forecasts"
 bp = APIBlueprint("forecasts", __name__, tag="forecasts")
 
+FORECAST_LEVELS = ["national", "region", "department", "epci", "commune"]
 HUB_COLUMNS = ["forecast_date", "target", "target_end_date", "location", "type", "quantile",
                "value"]
 
 
 class ForecastQuery(PageQuery):
-    target = fields.String(load_default="inc_hosp", validate=Length(1, 32), metadata={
-        "description": "inc_hosp, inc_icu, hosp, icu, er_visits, unemployment"})
+    target = fields.String(load_default="inc_hosp", validate=Length(1, 64), metadata={
+        "description": "inc_hosp, inc_icu, hosp, icu, er_visits, unemployment, or any count "
+                       "or rate indicator of the cube (listed by /api/v1/targets)"})
     frequency = fields.String(validate=OneOf(["daily", "weekly", "quarterly"]), metadata={
         "description": "default: the target's usual frequency"})
-    level = fields.String(validate=OneOf(["national", "region", "department"]), metadata={
+    level = fields.String(validate=OneOf(FORECAST_LEVELS), metadata={
         "description": "default: the level of `territory`, else national"})
     model = fields.String(validate=Length(1, 64), metadata={
         "description": "registry name (default: ensemble, else the newest run of any model)"})
@@ -83,8 +85,8 @@ class ForecastOut(Schema):
 
 
 class ForecastRunsQuery(PageQuery):
-    target = fields.String(validate=Length(1, 32))
-    level = fields.String(validate=OneOf(["national", "region", "department"]))
+    target = fields.String(validate=Length(1, 64))
+    level = fields.String(validate=OneOf(FORECAST_LEVELS))
     model = fields.String(validate=Length(1, 64))
 
 

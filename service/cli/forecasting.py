@@ -15,8 +15,9 @@ from service.csv_safety import write_csv
 
 log = logging.getLogger(__name__)
 
-LEVEL_CHOICES = ("national", "region", "department")
-TARGET_HELP = "inc_hosp, inc_icu, hosp, icu, er_visits, unemployment"
+LEVEL_CHOICES = ("national", "region", "department", "epci", "commune")
+TARGET_HELP = ("inc_hosp, inc_icu, hosp, icu, er_visits, unemployment, or any count or rate "
+               "indicator of the cube (e.g. a city's food_aid_requests)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -144,8 +145,7 @@ def _horizons(target, horizon: int | None) -> tuple[int, ...]:
 LEVEL_HINTS = {"country": "use --level national", "region": "use --level region",
                "department": "use --level department",
                "collectivity": "Vigie does not forecast overseas collectivités",
-               "epci": "Vigie does not forecast EPCIs", "commune": "Vigie does not forecast "
-                                                                  "communes"}
+               "epci": "use --level epci", "commune": "use --level commune"}
 
 
 def _malformed_territories(args: argparse.Namespace) -> bool:
@@ -178,13 +178,14 @@ def _misplaced_territories(args: argparse.Namespace, ds) -> bool:
 # -- commands ---------------------------------------------------------------------------------
 def cmd_forecast(args: argparse.Namespace) -> int:
     from models.preparation import default_opener
-    from models.targets import get_target
     from service.usecases.forecasts import forecast_target, publish_run
 
     if _malformed_territories(args):
         return 2
-    target = get_target(args.target, args.frequency)
     opener = default_opener()
+    target = _target_or_none(args, opener)
+    if target is None:
+        return 2
     if args.territory and _misplaced_territories(args, opener(target.frequency, None)):
         return 2
     rows, meta, fd = forecast_target(
@@ -206,13 +207,25 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     return 0
 
 
-def _published_targets(names: list[str] | None) -> list[tuple[str, str]] | None:
+def _target_or_none(args: argparse.Namespace, opener):
+    """The ``--target`` (built-in or derived from the cube's metadata) at ``--frequency``;
+    None, after saying why, when there is none."""
+    from service.usecases.forecasts import find_target
+
+    try:
+        return find_target(None, args.target, args.frequency, opener=opener)
+    except KeyError as exc:
+        print(f"--target: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return None
+
+
+def _published_targets(names: list[str] | None, settings=None) -> list[tuple[str, str]] | None:
     """The published (target, frequency) pairs named by ``--target`` (all without it); None,
     after saying so, when one is not published."""
     from models.targets import DEFAULT_FREQUENCY
-    from service.usecases.forecasts import PUBLISHED_TARGETS
+    from service.usecases.forecasts import published_targets
 
-    targets = list(PUBLISHED_TARGETS)
+    targets = published_targets(settings)
     if not names:
         return targets
     unknown = sorted(set(names) - {name for name, _ in targets})
@@ -236,7 +249,7 @@ def cmd_forecast_all(args: argparse.Namespace) -> int:
     )
 
     settings = Settings.from_env()
-    targets = _published_targets(args.target)
+    targets = _published_targets(args.target, settings)
     if targets is None:
         return 2
     progress = TerminalProgress()
@@ -271,10 +284,11 @@ def cmd_trackrecord(args: argparse.Namespace) -> int:
     from features.settings import Settings
     from models.trackrecord import load_retrospective
     from service.cli.progress import TerminalProgress
-    from service.usecases.forecasts import PUBLISHED_TARGETS, refresh_track_record
+    from service.usecases.forecasts import published_targets, refresh_track_record
 
     settings = Settings.from_env()
-    targets = [t for t in PUBLISHED_TARGETS if not args.target or t[0] in args.target]
+    targets = [t for t in published_targets(settings)
+               if not args.target or t[0] in args.target]
     if not targets:
         print(f"--target: none of {', '.join(args.target)} is published", file=sys.stderr)
         return 2
@@ -303,7 +317,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from features.settings import Settings
     from models.backtest import monday_dates
     from models.preparation import default_opener
-    from models.targets import get_target
     from service.usecases.backtests import backtest_hub
     from service.usecases.ingest import ensure_ingested
 
@@ -312,8 +325,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     settings = Settings.from_env(data_dir=str(args.data_dir)) if args.data_dir else None
     if args.data_dir:
         ensure_ingested(settings)
-    target = get_target(args.target, args.frequency)
     opener = default_opener(settings)
+    target = _target_or_none(args, opener)
+    if target is None:
+        return 2
     dates = monday_dates(args.start, args.end, args.every)
     if not dates:
         print("no forecast date between --start and --end", file=sys.stderr)

@@ -19,7 +19,10 @@ from service.errors import ApiError, bad_request, not_found
 from service.usecases.reads import ReadContext
 
 #: Territory levels of the cube → forecast levels.
-LEVEL_OF = {"country": "national", "region": "region", "department": "department"}
+LEVEL_OF = {"country": "national", "region": "region", "department": "department",
+            "epci": "epci", "commune": "commune"}
+#: Forecast levels the public may read (as /data: aggregates only, no commune).
+PUBLIC_FORECAST_LEVELS = ("national", "region", "department", "epci")
 RUN_ID = r"^[0-9A-Za-z][0-9A-Za-z_.-]*$"  # a store folder name: never a path
 
 
@@ -81,11 +84,17 @@ def _latest_of_any_model(store, target, level: str):
                         target.frequency)
 
 
+def read_target(ctx: ReadContext, name: str, frequency: str | None = None):
+    """The target ``name``: built-in, or derived from the served cube's indicator metadata
+    (:func:`models.targets.resolve_target`); KeyError saying why when there is none."""
+    from models.targets import resolve_target
+
+    return resolve_target(name, frequency, ctx.open_dataset)
+
+
 def find_run(ctx: ReadContext, target: str, frequency: str | None, level: str,
              model: str | None, run_id: str | None = None):
     """The requested run (by id, else the latest of its kind); 404 when there is none."""
-    from models.targets import get_target
-
     store = ctx.forecast_store()
     if run_id and (len(run_id) > 64 or not re.match(RUN_ID, run_id)):
         # A store folder name is at most 64 characters (longer: the OS refuses the path).
@@ -96,9 +105,9 @@ def find_run(ctx: ReadContext, target: str, frequency: str | None, level: str,
         except KeyError as exc:
             raise not_found(f"no forecast run {run_id!r}") from exc
     try:
-        tgt = get_target(target, frequency)
+        tgt = read_target(ctx, target, frequency)
     except KeyError as exc:
-        raise bad_request(str(exc).strip("'\"")) from exc
+        raise bad_request(str(exc.args[0] if exc.args else exc)) from exc
     run = store.latest(tgt.name, level, model or "ensemble", tgt.frequency)
     if run is None and model is None:
         run = _latest_of_any_model(store, tgt, level)
@@ -123,8 +132,8 @@ def forecast_level(ctx: ReadContext, level: str | None, codes: list[str] | None)
         raise bad_request("unknown territory code(s)", unknown=unknown)
     levels = {LEVEL_OF.get(table[c]["level"]) for c in codes}
     if None in levels:
-        raise bad_request("forecasts exist for France, régions and départements only",
-                          territories=codes)
+        raise bad_request("forecasts exist for France, régions, départements, EPCI and "
+                          "communes only", territories=codes)
     if len(levels) > 1:
         raise bad_request("give territories of one level (or set level)", territories=codes)
     return levels.pop()
@@ -133,10 +142,9 @@ def forecast_level(ctx: ReadContext, level: str | None, codes: list[str] | None)
 def _protected_target(ctx: ReadContext, meta: dict):
     """The run's target when its variable is a count disclosure control protects, else None."""
     from features.disclosure import is_protected
-    from models.targets import get_target
 
     try:
-        target = get_target(meta["target"], meta["frequency"] or None)
+        target = read_target(ctx, meta["target"], meta["frequency"] or None)
     except KeyError:
         return None
     entry = ctx.find_indicator(target.variable, target.frequency)
@@ -196,6 +204,10 @@ def forecast(ctx: ReadContext, *, target: str, frequency: str | None, level: str
     """
     level = forecast_level(ctx, level, codes)
     run = find_run(ctx, target, frequency, level, model, run_id)
+    if ctx.is_public() and str(run.metadata.get("level", level)) not in PUBLIC_FORECAST_LEVELS:
+        raise ApiError(403, "aggregated_only", "the public reads forecasts of aggregated "
+                       "territories only; commune-level forecasts need a token",
+                       {"level": str(run.metadata.get("level", level))})
     meta = run_meta(run.metadata)
     pin_provenance(ctx, meta)
     ctx.set_last_modified(meta["created_at"] or None)

@@ -3,7 +3,8 @@
 :func:`publish_forecasts` is the one way forecasts of the default targets reach the public:
 ``python -m service forecast-all`` (``make run``), the ``forecast`` job queued after each new
 cube vintage and the notebooks (through that job) all call it, with one target list,
-:data:`PUBLISHED_TARGETS`. :func:`publish_run` is the one way any forecast run is made public
+:func:`published_targets` (the hospital targets, unemployment and every city indicator of the
+served vintage). :func:`publish_run` is the one way any forecast run is made public
 (``forecast --save`` calls it too): stored atomically, then exactly one audit row carrying the
 cube vintage and model version the forecast was made from.
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,11 @@ PUBLISHED_TARGETS: tuple[tuple[str, str], ...] = (
     ("inc_hosp", "weekly"), ("inc_icu", "weekly"), ("hosp", "daily"), ("icu", "daily"),
     ("er_visits", "weekly"),
 )
+#: Published beside those (social services): the quarterly unemployment rate.
+SOCIAL_TARGETS: tuple[tuple[str, str], ...] = (("unemployment", "quarterly"),)
+#: Sources whose every count or rate is published too, at its own frequency: a city's own
+#: indicators (food-aid requests, 115 calls…), as soon as its file is in the served vintage.
+PUBLISHED_SOURCES: tuple[str, ...] = ("city_indicators",)
 #: Below this many date fits a Dask cluster (~3 s to start) costs more than it saves.
 MIN_TASKS_FOR_DASK = 3
 
@@ -108,14 +114,39 @@ def publish_run(engine: Any, rows: pd.DataFrame, metadata: dict, *, actor: str,
 
 
 def fit_client(settings: Any = None, parallel: bool = True):
-    """Where the command line fits: a Dask client (``VIGIE_DASK_ADDRESS``, else a local
-    cluster) or, not ``parallel``, this process on one thread (a context manager)."""
+    """Where the command line fits: :func:`fit_cluster` or, not ``parallel``, this process on
+    one thread (a context manager)."""
     from features.settings import Settings
-    from models.parallel import dask_client, one_thread
+    from models.parallel import one_thread
 
     if not parallel:
         return one_thread()
-    return dask_client(Settings.from_env().dask_address or None)
+    return fit_cluster(settings or Settings.from_env())
+
+
+@contextmanager
+def fit_cluster(settings: Any, nice: int = 0):
+    """The Dask client every use case fits on: the scheduler at ``VIGIE_DASK_ADDRESS``
+    (``settings.dask_address``), else a local cluster whose workers run at CPU priority
+    ``nice``. Its workers and dashboard address are logged.
+
+    The fits' data is sent with each task (:mod:`models.parallel`): a remote worker needs the
+    Vigie package installed, not Vigie's home.
+    """
+    from models.parallel import dask_client
+
+    with dask_client(settings.dask_address or None, nice=nice) as client:
+        workers = client.scheduler_info().get("workers", {})
+        log.info("Dask: %d workers (%s), dashboard %s",
+                 len(workers), settings.dask_address or "local cluster", client.dashboard_link)
+        yield client
+
+
+def _uses_cluster(settings: Any, parallel: bool, n_tasks: int) -> bool:
+    """Fit on Dask: a scheduler is configured (connecting costs nothing) or there are enough
+    date fits to pay for starting a local cluster."""
+    return parallel and n_tasks > 0 and (bool(settings.dask_address)
+                                         or n_tasks >= MIN_TASKS_FOR_DASK)
 
 
 def forecast_target(settings: Any, target: Any, level: str, *, as_of: Any = None,
@@ -177,8 +208,47 @@ def _unchanged(run: Any, fd: pd.Timestamp, vintage: str, spec: Any, calibrate: b
             and bool(meta.get("calibrated")) == bool(calibrate))
 
 
-def _targets(targets: Iterable | None) -> list[tuple[str, str]]:
-    return [tuple(t) for t in (targets or PUBLISHED_TARGETS)]
+def published_targets(settings: Any, opener: Any = None) -> list[tuple[str, str]]:
+    """What the scheduled refresh forecasts: :data:`PUBLISHED_TARGETS`, :data:`SOCIAL_TARGETS`
+    and a target per count or rate indicator of :data:`PUBLISHED_SOURCES` in the served
+    vintage (its name and frequency; a city indicator whose file stopped coming stays in the
+    cube, so stays published). Without a vintage: the built-in ones."""
+    from features.errors import NoVintageError
+    from features.store import CubeStore
+    from models.preparation import default_opener
+    from models.targets import resolve_target
+
+    out = [*PUBLISHED_TARGETS, *SOCIAL_TARGETS]
+    try:
+        sources = CubeStore(settings).manifest().get("sources") or {}
+    except (NoVintageError, LookupError, OSError):
+        return out
+    names = sorted({str(n) for entry in sources.values() if isinstance(entry, dict)
+                    and entry.get("source") in PUBLISHED_SOURCES
+                    for n in entry.get("indicators") or []})
+    opener = opener or default_opener(settings)
+    for name in names:
+        try:
+            target = resolve_target(name, None, opener)
+        except KeyError as exc:  # neither a count nor a rate, or gone: not forecast
+            log.info("city indicator %s not forecast: %s", name, exc.args[0])
+            continue
+        if (target.name, target.frequency) not in out:
+            out.append((target.name, target.frequency))
+    return out
+
+
+def find_target(settings: Any, name: str, frequency: str | None = None, opener: Any = None):
+    """The target ``name`` (built-in, or derived from the served cube's indicator metadata);
+    KeyError saying why when there is none."""
+    from models.preparation import default_opener
+    from models.targets import resolve_target
+
+    return resolve_target(name, frequency, opener or default_opener(settings))
+
+
+def _targets(targets: Iterable | None, settings: Any = None) -> list[tuple[str, str]]:
+    return [tuple(t) for t in (targets or published_targets(settings))]
 
 
 def publish_forecasts(settings: Any, *, model: str = "ensemble",
@@ -187,7 +257,7 @@ def publish_forecasts(settings: Any, *, model: str = "ensemble",
                       force: bool = False, parallel: bool = True, nice: int = 0,
                       actor: str = "cli:forecast-all", progress: Progress | None = None,
                       engine: Any = None) -> PublishReport:
-    """Forecast every target × level (default: :data:`PUBLISHED_TARGETS` at all their levels)
+    """Forecast every target × level (default: :func:`published_targets` at all their levels)
     and publish each run with its audit row.
 
     Parameters
@@ -223,20 +293,18 @@ def publish_forecasts(settings: Any, *, model: str = "ensemble",
     from features.catalog import get_engine
     from features.store import CubeStore
     from models.forecasting import run_date_tasks
-    from models.parallel import dask_client
 
     started = time.perf_counter()
     progress = progress or Progress()
     CubeStore(settings).current_vintage()  # NoVintageError, once, before any target
     job = _Publication(settings, model, calibrate, actor, progress,
                        engine or get_engine(settings.database_url), started)
-    for name, frequency in _targets(targets):
+    for name, frequency in _targets(targets, settings):
         job.plan(name, frequency, levels, as_of, force)
     job.announce()
     job.bar = progress.bar(len(job.tasks), "fitting") if job.tasks else None
-    use_dask = parallel and len(job.tasks) >= MIN_TASKS_FOR_DASK
-    context = (dask_client(settings.dask_address or None, nice=nice) if use_dask
-               else nullcontext(None))
+    context = (fit_cluster(settings, nice=nice)
+               if _uses_cluster(settings, parallel, len(job.tasks)) else nullcontext(None))
     try:
         with context as client:
             run_date_tasks(job.tasks, job.opener, client=client, on_done=job.done)
@@ -278,9 +346,15 @@ class _Publication:
         """Plan one target: its levels due for publication grouped by forecast date."""
         from models.calibration import ConformalCalibrator
         from models.forecasting import level_plan
-        from models.targets import get_target
+        from models.targets import resolve_target
 
-        target = get_target(name, frequency)
+        try:
+            target = resolve_target(name, frequency, self.opener)
+        except KeyError as exc:
+            log.error("forecast %s (%s): %s", name, frequency, exc.args[0])
+            self.report.outcomes.append(Outcome(name, frequency or "", "all", "failed",
+                                                error=f"KeyError: {exc.args[0]}"[:500]))
+            return
         plan = level_plan(self.model, target, target.levels, self.registry)
         calibration = ConformalCalibrator.for_frequency(target.frequency)
         by_date: dict[pd.Timestamp, list[str]] = {}
@@ -406,6 +480,8 @@ class _Publication:
                 "as_of": fd.date().isoformat(), "calibrated": False}
         if meta[level]["signal_fallbacks"]:
             info["signal_fallbacks"] = meta[level]["signal_fallbacks"]
+        if meta[level].get("short_history"):
+            info["short_history"] = meta[level]["short_history"]
         if self.calibrate:
             history = self.backtests.load(target, group["plan"].key, level, group["past"])
             fc, cal = calibrate_level(mine, history[history["model"] == model],
@@ -441,7 +517,6 @@ def refresh_track_record(settings: Any, *, model: str = "ensemble",
     -------
     A summary: rows written, dates fitted, failures, elapsed seconds, the file's path.
     """
-    from models.parallel import dask_client
     from models.trackrecord import compute_track_record, retrospective_path
 
     started = time.perf_counter()
@@ -461,12 +536,12 @@ def refresh_track_record(settings: Any, *, model: str = "ensemble",
             state["bar"].update(1)
 
     def _client_for(n_tasks: int):
-        if parallel and n_tasks >= MIN_TASKS_FOR_DASK:
-            return dask_client(settings.dask_address or None, nice=nice)
+        if _uses_cluster(settings, parallel, n_tasks):
+            return fit_cluster(settings, nice=nice)
         return nullcontext(None)
 
     try:
-        payload = compute_track_record(settings, _targets(targets), model=model,
+        payload = compute_track_record(settings, _targets(targets, settings), model=model,
                                        client_for=_client_for, on_plan=_plan, on_task=_task)
     finally:
         if state["bar"] is not None:

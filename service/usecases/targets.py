@@ -1,0 +1,143 @@
+"""The forecastable targets of the served cube, for ``/api/v1/targets`` and the dashboard.
+
+A read use case (:mod:`service.usecases.reads`): every built-in target and every count or rate
+indicator of the served vintage (:func:`models.targets.cube_targets`), each with its French
+label and unit, horizons, the levels it is forecast at, whether the scheduled refresh publishes
+it (:func:`service.usecases.forecasts.published_targets`) and the verdict of its track record
+against the baseline (:func:`models.verdict.baseline_verdict`), which the city page says.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.errors import bad_request, not_found
+from service.usecases.reads import ReadContext
+
+HORIZON_UNITS_FR = {"wk": ("semaine", "semaines"), "day": ("jour", "jours"),
+                    "qtr": ("trimestre", "trimestres")}
+LEVELS_FR = {"national": "France", "region": "régions", "department": "départements",
+             "epci": "intercommunalités", "commune": "communes"}
+PERIODS_FR = {"held_out": "les dates de validation (à partir du 1er mars 2021, jamais utilisées "
+                          "pour choisir les modèles)",
+              "development": "la période de développement (avant le 1er mars 2021)"}
+
+
+def horizons_fr(target: Any) -> list[str]:
+    one, many = HORIZON_UNITS_FR[target.unit]
+    return [f"à {n} {one if n == 1 else many}" for n in target.horizons]
+
+
+def verdict_fr(verdict: dict) -> str:
+    """One French sentence saying whether Vigie beats the naive reference, and where."""
+    status, period = verdict["status"], PERIODS_FR.get(verdict.get("period") or "", "")
+    if status == "not_scored":
+        return ("Pas encore évalué : l'historique des prévisions passées n'est pas encore "
+                "calculé, ou la série est trop courte.")
+    if status == "beats_baseline":
+        return (f"Sur {period}, Vigie fait mieux que la référence naïve (dernière valeur "
+                "prolongée) à tous les horizons et à tous les échelons évalués.")
+    if status == "does_not_beat_baseline":
+        return (f"Sur {period}, Vigie ne fait pas mieux que la référence naïve (dernière valeur "
+                "prolongée) : ses prévisions sont à lire avec prudence.")
+    better = [LEVELS_FR.get(lv["level"], lv["level"]) for lv in verdict["levels"]
+              if lv["status"] == "beats_baseline"]
+    worse = [LEVELS_FR.get(lv["level"], lv["level"]) for lv in verdict["levels"]
+             if lv["status"] == "does_not_beat_baseline"]
+    parts = [f"Sur {period}, Vigie fait mieux que la référence naïve à certains horizons ou "
+             "échelons seulement"]
+    if better:
+        parts.append(f"mieux partout pour : {', '.join(better)}")
+    if worse:
+        parts.append(f"pas mieux pour : {', '.join(worse)}")
+    return " ; ".join(parts) + "."
+
+
+def _vintage(ctx: ReadContext) -> str:
+    for frequency in ("daily", "weekly", "quarterly", "yearly"):
+        try:
+            return str(ctx.open_dataset(frequency).attrs.get("vintage_id", ""))
+        except (KeyError, LookupError):
+            continue
+    return ""
+
+
+def _entries(ctx: ReadContext) -> list[dict]:
+    """Every target of the served vintage with its listing fields, verdict aside (memoised
+    per vintage)."""
+    from models.targets import cube_targets
+    from service.labels import indicator_fr
+    from service.usecases.forecasts import published_targets
+
+    def build() -> list[dict]:
+        published = set(published_targets(ctx.settings, opener=ctx.open_dataset))
+        out = []
+        for t in cube_targets(ctx.open_dataset):
+            entry = ctx.find_indicator(t.variable, t.frequency) or {}
+            label, units_fr = indicator_fr(t.variable, entry.get("description", ""),
+                                           entry.get("units", ""))
+            out.append({
+                "name": t.name, "frequency": t.frequency, "variable": t.variable,
+                "label": label, "units": entry.get("units", ""), "units_fr": units_fr,
+                "kind": t.kind, "derived": t.derived,
+                "published": (t.name, t.frequency) in published,
+                "levels": list(t.levels), "horizons": list(t.horizons),
+                "horizon_unit": t.unit, "horizons_fr": horizons_fr(t),
+                "hub_targets": [t.hub_target(n) for n in t.horizons],
+                "first_date": entry.get("first_date"), "last_date": entry.get("last_date"),
+            })
+        return out
+
+    return ctx.memo(("targets", _vintage(ctx)), build)
+
+
+def _with_verdict(items: list[dict], settings: Any) -> list[dict]:
+    from models.trackrecord import load_retrospective
+    from models.verdict import baseline_verdict
+
+    rows = load_retrospective(settings) or []
+    out = []
+    for item in items:
+        mine = [r for r in rows if r["target"] == item["name"]
+                and r["frequency"] == item["frequency"]]
+        verdict = baseline_verdict(mine)
+        out.append({**item, "verdict": {**verdict, "text_fr": verdict_fr(verdict)}})
+    return out
+
+
+def _observed_at(ctx: ReadContext, item: dict, code: str) -> bool:
+    ds = ctx.open_dataset(item["frequency"])
+    return bool(ds[item["variable"]].sel(territory=code).notnull().any())
+
+
+def list_targets(ctx: ReadContext, *, territory: str | None = None,
+                 published: bool | None = None) -> list[dict]:
+    """Every forecastable target (``territory``: those observed for that territory at a level
+    they are forecast at; ``published``: those the refresh forecasts, or not)."""
+    from models.targets import LEVEL_OF
+
+    items = _entries(ctx)
+    if published is not None:
+        items = [i for i in items if i["published"] is published]
+    if territory:
+        table = ctx.territory_table()
+        if territory not in table:
+            raise bad_request("unknown territory code(s)", unknown=[territory])
+        level = LEVEL_OF.get(table[territory]["level"])
+        items = [i for i in items if level in i["levels"] and _observed_at(ctx, i, territory)]
+    return _with_verdict(items, ctx.settings)
+
+
+def target_entry(ctx: ReadContext, name: str, frequency: str | None = None) -> dict:
+    """One target (default frequency: the built-in one, else the finest holding it); 404 when
+    the cube has none of that name."""
+    from service.usecases.forecast_reads import read_target
+
+    try:
+        target = read_target(ctx, name, frequency)
+    except KeyError as exc:
+        raise not_found(str(exc.args[0] if exc.args else exc)) from exc
+    for item in _entries(ctx):
+        if item["name"] == target.name and item["frequency"] == target.frequency:
+            return _with_verdict([item], ctx.settings)[0]
+    raise not_found(f"no target {name!r} in the served cube")
