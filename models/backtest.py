@@ -14,7 +14,7 @@ import pandas as pd
 from models.base import Forecaster
 from models.calibration import ConformalCalibrator, calibrate_rows, forecast_rows
 from models.ensemble import Ensemble
-from models.parallel import _progress, _progress_gather
+from models.parallel import ShippedCubes, _progress, _progress_gather, one_thread
 from models.preparation import (
     CubeOpener,
     NoHistoryError,
@@ -88,10 +88,14 @@ def backtest_raw(
     tasks = [(target, level, pd.Timestamp(fd), fitted, horizons, territories, ensembles)
              for fd in forecast_dates]
     if client is not None:
-        futures = [client.submit(_backtest_date, opener, *t, pure=False) for t in tasks]
+        # The workers are sent each date's cube, not the opener (no path to Vigie's home).
+        cubes = ShippedCubes(client, opener, [(target.frequency, t[2]) for t in tasks])
+        futures = [cubes.submit(_backtest_date, target.frequency, t[2], *t) for t in tasks]
+        cubes.release()
         parts = _progress_gather(client, futures, progress)
     else:
-        parts = [_backtest_date(opener, *t) for t in _progress(tasks, progress, "backtest")]
+        with one_thread():
+            parts = [_backtest_date(opener, *t) for t in _progress(tasks, progress, "backtest")]
     return pd.concat(parts, ignore_index=True)
 
 

@@ -20,7 +20,7 @@ from models.backtest import backtest_raw
 from models.base import Forecaster
 from models.calibration import QCOLS, ConformalCalibrator, forecast_rows
 from models.ensemble import Ensemble
-from models.parallel import one_thread
+from models.parallel import ShippedCubes, one_thread
 from models.preparation import (
     CubeOpener,
     NoHistoryError,
@@ -245,8 +245,12 @@ def run_date_tasks(tasks: list[DateTask], opener: CubeOpener, *, client: Any = N
         return results
     from dask.distributed import as_completed
 
-    futures = {client.submit(levels_date_rows, opener, t.target, t.forecast_date, t.plan,
-                             t.horizons, pure=False): i for i, t in enumerate(tasks)}
+    # The workers are sent each date's cube, not the opener (no path to Vigie's home).
+    cubes = ShippedCubes(client, opener, [(t.target.frequency, t.forecast_date) for t in tasks])
+    futures = {cubes.submit(levels_date_rows, t.target.frequency, t.forecast_date, t.target,
+                            t.forecast_date, t.plan, t.horizons): i
+               for i, t in enumerate(tasks)}
+    cubes.release()
     for fut in as_completed(list(futures)):
         i = futures[fut]
         try:

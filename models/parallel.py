@@ -1,8 +1,14 @@
 """Where fits run: in this process on one thread, or split over a Dask cluster.
 
 :func:`run_models` fits and predicts several forecasters on one history (per-series models
-split by territory over the workers); :func:`dask_client` gives the cluster, :func:`one_thread`
-the single-threaded setting of a fit made here.
+split by territory over the workers); :class:`ShippedCubes` sends the cubes of date tasks
+(backtests, calibration history, the refresh) to the workers; :func:`dask_client` gives the
+cluster, :func:`one_thread` the single-threaded setting of every fit, here or on a worker.
+
+What a worker receives is data and code, never a path: the histories and cubes the fits read
+are sent with the tasks, so a worker needs no access to Vigie's home, store or data folder,
+only the same Vigie package (``pip install .``) and its dependencies. Every task sent to a
+worker runs under :func:`one_thread` (:func:`on_worker`), whatever the worker's environment.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from models.base import Forecaster
@@ -49,15 +56,27 @@ def dask_client(address: str | None = None, n_workers: int | None = None, nice: 
 
 @contextmanager
 def one_thread():
-    """Fit in this process with one BLAS/OpenMP thread, as a Dask worker does: scikit-learn's
+    """Fit with one BLAS/OpenMP thread, here or on a Dask worker (:func:`on_worker`).
+
+    Each fit runs on one core already (one thread per worker, one worker per core); letting
+    OpenMP and BLAS start a thread per core inside it oversubscribes the machine: scikit-learn's
     gradient boosting on two OpenMP threads of a busy 2-core machine spun 10-40x slower (one
-    date of emergency visits: 56 s instead of 6)."""
+    date of emergency visits: 56 s instead of 6), and a département forecast on workers started
+    without the nanny's ``OMP_NUM_THREADS=1`` ran for minutes instead of seconds.
+    """
     # threadpoolctl limits the libraries already loaded: load scikit-learn's OpenMP first.
     import sklearn.ensemble  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
         yield None
+
+
+def on_worker(fn, *args, **kwargs):
+    """Call ``fn`` under :func:`one_thread`: what every task sent to a Dask worker runs (the
+    limit then holds on any worker, with or without a nanny setting ``OMP_NUM_THREADS``)."""
+    with one_thread():
+        return fn(*args, **kwargs)
 
 
 def _worker_logging(level: str, nice: int = 0) -> None:
@@ -129,12 +148,12 @@ def run_models(
     x_f = client.scatter(X, broadcast=True) if X is not None else None
     for name, model in models.items():
         if model.is_global or len(chunks) == 1:
-            futures[name] = [client.submit(_fit_predict, model, y_f, x_f, steps, needed,
-                                           pure=False)]
+            futures[name] = [client.submit(on_worker, _fit_predict, model, y_f, x_f, steps,
+                                           needed, pure=False)]
         else:
             futures[name] = [
-                client.submit(_fit_chunk, model, y_f, x_f, steps, list(chunk), needed,
-                              pure=False)
+                client.submit(on_worker, _fit_chunk, model, y_f, x_f, steps, list(chunk),
+                              needed, pure=False)
                 for chunk in chunks
             ]
     out = {}
@@ -147,6 +166,83 @@ def run_models(
 def _fit_chunk(model, y, X, steps, codes, needed=None):
     sub_x = X.sel(territory=codes) if X is not None and "territory" in X.dims else X
     return _fit_predict(model, y.sel(territory=codes), sub_x, steps, needed)
+
+
+class ShippedCubes:
+    """The cubes date tasks read, sent to the Dask workers as data (never a path).
+
+    A date task reads the cube of one frequency as known on its date (``opener(frequency,
+    as_of)``: the latest vintage issued by then, cut before that date). Here each cube is
+    opened once in this process; the tasks reading one vintage share one copy of it, sent to
+    every worker once (the longest cut they ask for: the others are its first dates), and
+    each task takes its own dates on the worker. Scattered data is freed by Dask when the
+    last task reading it ends.
+
+    Parameters
+    ----------
+    client:
+        A ``dask.distributed`` client.
+    opener:
+        ``(frequency, as_of) -> xr.Dataset``, as :func:`models.preparation.default_opener`.
+    keys:
+        Every (frequency, as_of) the tasks will read.
+    """
+
+    def __init__(self, client: Any, opener: Any, keys: Any) -> None:
+        self.client = client
+        # (frequency, as_of) -> (group, dates, attrs); group -> the longest cut read.
+        self._cuts: dict[tuple, tuple] = {}
+        longest: dict[tuple, xr.Dataset] = {}
+        for frequency, as_of in dict.fromkeys((f, pd.Timestamp(a) if a is not None else None)
+                                             for f, a in keys):
+            ds = opener(frequency, as_of)
+            vintage = str(ds.attrs.get("vintage_id", ""))
+            group = (frequency, vintage) if vintage else (frequency, as_of)
+            self._cuts[(frequency, as_of)] = (group, ds["date"].values, dict(ds.attrs))
+            if group not in longest or ds.sizes["date"] > longest[group].sizes["date"]:
+                longest[group] = ds
+        self._data = {}
+        for key, (group, dates, _) in self._cuts.items():
+            full = longest[group]["date"].values
+            if len(dates) > len(full) or (full[:len(dates)] != dates).any():
+                # Not the first dates of the vintage's longest cut: sent as it is.
+                self._cuts[key] = ((*key, "own"), *self._cuts[key][1:])
+                longest[(*key, "own")] = opener(*key)
+        for group, ds in longest.items():
+            if any(g == group for g, _, _ in self._cuts.values()):
+                self._data[group] = client.scatter(ds, broadcast=True, hash=False)
+
+    def submit(self, fn: Any, frequency: str, as_of: Any, *args: Any) -> Any:
+        """A future of ``fn(opener, *args)`` on a worker, ``opener`` giving the cube of
+        ``frequency`` as of ``as_of`` (which must be among the keys given)."""
+        as_of = pd.Timestamp(as_of) if as_of is not None else None
+        group, dates, attrs = self._cuts[(frequency, as_of)]
+        return self.client.submit(on_worker, _on_cube, fn, self._data[group], len(dates),
+                                  attrs, frequency, as_of, *args, pure=False)
+
+    def release(self) -> None:
+        """Drop this object's hold on the scattered cubes (the running tasks keep theirs)."""
+        self._data.clear()
+
+
+class _OneCube:
+    """The opener of a task on a worker: the one cube it was sent."""
+
+    def __init__(self, ds: xr.Dataset, frequency: str, as_of: pd.Timestamp | None) -> None:
+        self.ds, self.frequency, self.as_of = ds, frequency, as_of
+
+    def __call__(self, frequency: str, as_of: Any = None) -> xr.Dataset:
+        asked = pd.Timestamp(as_of) if as_of is not None else None
+        if frequency != self.frequency or asked != self.as_of:
+            raise ValueError(f"this task was sent the {self.frequency} cube as of "
+                             f"{self.as_of}, not the {frequency} cube as of {asked}")
+        return self.ds
+
+
+def _on_cube(fn, cube, n_dates, attrs, frequency, as_of, *args):
+    ds = cube.isel(date=slice(0, n_dates)).copy(deep=False)
+    ds.attrs = dict(attrs)
+    return fn(_OneCube(ds, frequency, as_of), *args)
 
 
 def _progress(items, enabled, desc):

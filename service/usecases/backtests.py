@@ -5,6 +5,7 @@ job (``$VIGIE_HOME/models/leaderboard.json``)."""
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ def refresh_leaderboard(settings: Any, *, model: str = "ensemble", target: str =
     from models.preparation import default_opener
     from models.registry import get_registry
     from models.targets import get_target
+    from service.usecases.forecasts import fit_cluster
 
     tgt = get_target(target, frequency)
     opener = default_opener(settings)
@@ -82,7 +84,9 @@ def refresh_leaderboard(settings: Any, *, model: str = "ensemble", target: str =
     names = [n for n in registry.names() if n != "prophet"] if model == "all" else [model]
     if "baseline" not in names:
         names.append("baseline")
-    frame = backtest(tgt, level, dates, names, opener, registry=registry)
+    # On the cluster at VIGIE_DASK_ADDRESS when there is one; here, one fit at a time, if not.
+    with (fit_cluster(settings) if settings.dask_address else nullcontext(None)) as client:
+        frame = backtest(tgt, level, dates, names, opener, registry=registry, client=client)
     if "observed" not in frame:
         from models.preparation import observed_rows
 
