@@ -158,7 +158,7 @@ def test_the_same_file_with_one_bad_row_is_refused_with_the_row_named(accepted, 
     quarantined = _quarantined(home)
     response = _post(client, ("\n".join(lines) + "\n").encode(), "rennes_social.csv",
                      tokens["rennes"])
-    assert response.status_code == 422
+    assert response.status_code == 400
     body = response.get_json()
     assert body["code"] == "invalid_file"
     report = body["details"]["report"]
@@ -212,7 +212,7 @@ def test_a_file_overlapping_an_upload_in_force_in_part_is_refused(accepted, clie
     before = _served(client, home, tokens["admin"])
     response = client.post(f"{URL}?name=rennes_food.csv", data=content.encode(),
                            content_type="text/csv; charset=utf-8", headers=tokens["rennes"])
-    assert response.status_code == 422
+    assert response.status_code == 400
     (problem,) = response.get_json()["details"]["report"]["problems"]
     assert f"upload {first['id']} ('rennes_social.csv' of ville-rennes" in problem["expected"] \
         or "of cli" in problem["expected"]  # or the command line's newer upload, if run first
@@ -231,7 +231,7 @@ def test_csv_injection_in_a_text_cell_is_refused(accepted, client, home, tokens,
     before = _served(client, home, tokens["admin"])
     response = _post(client, frame.to_csv(index=False).encode(), "rennes_social.csv",
                      tokens["rennes"])
-    assert response.status_code == 422
+    assert response.status_code == 400
     problems = response.get_json()["details"]["report"]["problems"]
     assert any((p["line"], p["column"]) == (6, column) and expected in p["expected"]
                for p in problems), problems
@@ -311,7 +311,7 @@ def test_types_and_encodings(accepted, client, tokens):
     latin1 = text.replace("SYNTHETIC test data", "données SYNTHÉTIQUES").encode("latin-1")
     response = client.post(f"{URL}?name=r.csv", data=latin1, content_type="text/csv",
                            headers=tokens["rennes"])
-    assert response.status_code == 422
+    assert response.status_code == 400
     (problem,) = response.get_json()["details"]["report"]["problems"]
     assert problem["expected"] == "UTF-8 text" and problem["line"] == 2
     response = client.post(URL, data={"other": (io.BytesIO(b"x"), "r.csv")},

@@ -36,18 +36,21 @@ warnings.filterwarnings("ignore", message=".*has already been added to the spec.
 def init_app(app: APIFlask) -> None:
     @app.spec_processor
     def _process(spec: dict) -> dict:
-        roles = {}
+        roles, bodies = {}, {}  # bodies: a request body apiflask cannot see (uploads)
         for rule in app.url_map.iter_rules():
             view = app.view_functions.get(rule.endpoint)
             role = getattr(view, "_vigie_role", None)
             path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
             for method in rule.methods or ():
                 roles[(path, method.lower())] = role
+                bodies[(path, method.lower())] = getattr(view, "_vigie_request_body", None)
         spec.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
         for path, operations in spec.get("paths", {}).items():
             for method, op in operations.items():
                 if method not in ("get", "post", "put", "patch", "delete"):
                     continue
+                if bodies.get((path, method)):
+                    op["requestBody"] = bodies[(path, method)]
                 responses = op.setdefault("responses", {})
                 # apiflask's own error entries point at its schema names: use ours everywhere.
                 for code in list(responses):

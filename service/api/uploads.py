@@ -9,7 +9,7 @@ or as the body itself (``text/csv``, UTF-8; ``?name=`` gives its name). What hap
 
 from __future__ import annotations
 
-from apiflask import APIBlueprint
+from apiflask import APIBlueprint, Schema, fields
 from flask import request
 
 from service.api.formats import json_response
@@ -41,32 +41,70 @@ token may only write its own territories (its communes, its EPCIs and their comm
 territory outside it is named with the line it first appears on. **Valid** (201): the file is
 kept (`$VIGIE_HOME/uploads/active`, read by every ingest beside the data directory, and the raw
 store), a new cube vintage is made at once (the answer names it; the request lasts as long as
-an ingest), and it replaces the older uploads of the same sender under the same name, or
-carrying no (indicator, territory) it does not carry. **Refused** (422, or 403 `out_of_scope`
-when some row is outside the token's territories): every problem with its line, column,
+an ingest), and it replaces the older uploads of the same sender under the same name, and
+those whose every (indicator, territory) it carries (a partial overlap is refused: a value
+never comes from two files). **Refused** (400 `invalid_file`, or 403 `out_of_scope` when some
+row is outside the token's territories): every problem with its line, column,
 expected and found in `details.report.problems`; the file is quarantined with its report and
 nothing served changes. File names: a plain `.csv` name of at most 100 letters, digits, `.`,
-`_`, `-` (400 `invalid_file_name` otherwise: folders, `..`, control characters). Bodies over
-`VIGIE_UPLOAD_MAX_BYTES` (default 10 MiB): 413 before a byte is read. Other types than
-{' or '.join(TYPES)}, or a charset other than UTF-8: 415. Each upload writes an audit row
-(`event` `upload`)."""
+`_`, `-` (400 `invalid_file_name` otherwise: folders, `..`, control characters). Files over
+`VIGIE_UPLOAD_MAX_BYTES` (default 10 MiB): 413 (from the `Content-Length`, before a byte is
+read, when the body is over the limit plus {MULTIPART_SLACK // 1024} KiB of multipart
+envelope). Other types than {' or '.join(TYPES)}, or a charset other than UTF-8: 415. Each
+upload writes an audit row (`event` `upload`)."""
 
 LIST_DOC = ("Every upload, newest first: accepted (`active`, or `replaced` by a newer one) and "
             "refused (`quarantine`: its folder, with the file and its report). An admin sees "
             "every sender's; other roles their own.")
 
 
+def _error(description: str) -> dict:
+    return {"description": description, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+#: The request body, for the OpenAPI document (read by service.api.openapi).
+REQUEST_BODY = {"required": True, "content": {
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"], "properties": {
+            "file": {"type": "string", "format": "binary",
+                     "description": "the CSV file (UTF-8)"},
+            "name": {"type": "string", "description": "the name it is kept under (default: "
+                                                      "the file part's name)"}}}},
+    "text/csv": {"schema": {"type": "string", "description": "the CSV text (UTF-8); its name "
+                                                             "in ?name="}}}}
+
+
+class UploadQuery(Schema):
+    name = fields.String(metadata={"description": "the file's name, for a text/csv body "
+                                                  "(a plain .csv name, at most 100 characters)"})
+
+
+class UploadReport(Schema):
+    class Meta:
+        unknown = "include"
+
+    id = fields.String(required=True)
+    status = fields.String(required=True, metadata={"description": "accepted or refused"})
+    vintage_id = fields.String(allow_none=True, metadata={
+        "description": "the vintage the upload made"})
+    problems = fields.List(fields.Dict(), required=True, metadata={
+        "description": "every problem: file, line, column, expected, found"})
+
+
 def _body_limit() -> int:
     return state().settings.upload_max_bytes + MULTIPART_SLACK
 
 
-# Read by service.guards before the body is read: this route's own size limit.
-def _with_body_limit(view):
+# Read by service.guards before the body is read (this route's own size limit) and by
+# service.api.openapi (the request body apiflask cannot see).
+def _upload_route(view):
     view._vigie_body_limit = _body_limit
+    view._vigie_request_body = REQUEST_BODY
     return view
 
 
-def _file_of_request() -> tuple[str | None, bytes]:
+def _file_of_request(query_name: str | None) -> tuple[str | None, bytes]:
     """(the name the file is sent under, its bytes), from a multipart or a text/csv body."""
     limit = _body_limit()
     if request.content_length is not None and request.content_length > limit:
@@ -82,7 +120,7 @@ def _file_of_request() -> tuple[str | None, bytes]:
                        f"send the file as {' or '.join(TYPES)} (UTF-8); found {found}"[:300],
                        {"accepted": list(TYPES)})
     if mimetype == "text/csv":
-        return request.args.get("name"), request.get_data(cache=False)
+        return query_name, request.get_data(cache=False)
     sent = request.files.get("file")
     if sent is None:
         raise ApiError(400, "invalid_input", "a multipart upload needs its file in the field "
@@ -91,16 +129,17 @@ def _file_of_request() -> tuple[str | None, bytes]:
 
 
 @bp.post("")
+@bp.input(UploadQuery, location="query")
+@bp.output(UploadReport, status_code=201,
+           description="Accepted: the validation report and the new vintage")
 @bp.doc(summary="Send a city file in the shared format (validated, kept, ingested)",
         description=POST_DOC,
-        responses={201: "Accepted: the validation report and the new vintage",
-                   403: "Rows outside the token's territories (report in details)",
-                   413: "File over VIGIE_UPLOAD_MAX_BYTES", 415: "Not multipart or CSV",
-                   422: "Refused: every problem (line, column, expected, found) in details"})
+        responses={413: _error("File over VIGIE_UPLOAD_MAX_BYTES"),
+                   415: _error("Neither multipart/form-data nor text/csv in UTF-8")})
 @requires("city")
-@_with_body_limit
-def post_upload():
-    name, content = _file_of_request()
+@_upload_route
+def post_upload(query_data: dict):
+    name, content = _file_of_request(query_data.get("name"))
     principal = current_principal()
     try:
         report = upload_file(state().settings, content, name, sender=principal.name,
@@ -113,7 +152,7 @@ def post_upload():
         note(pin=True, vintage_id=report["vintage_id"])
         return json_response(report, status=201)
     scope = bool(report["out_of_scope"])
-    raise ApiError(403 if scope else 422, "out_of_scope" if scope else "invalid_file",
+    raise ApiError(403 if scope else 400, "out_of_scope" if scope else "invalid_file",
                    (f"rows for territories outside this token's scope: "
                     f"{', '.join(report['out_of_scope'])}" if scope else
                     f"the file was refused ({len(report['problems'])} problem(s)); "
