@@ -225,6 +225,8 @@ def test_04_nouvelle_source(in_notebook_home: Settings):
     nb = execute(NOTEBOOK_DIR / "04_nouvelle_source.ipynb", FAST["04_nouvelle_source"])
     text = text_outputs(nb)
     assert "expected a Saturday" in text and "expected a count >= 0" in text
+    # Rennes summed into Rennes Métropole and Ille-et-Vilaine: partial sums, their coverage.
+    assert "population_share" in text and "243500139" in text
     store = CubeStore(in_notebook_home)
     new = [v for v in store.list_vintages() if v["id"] not in before]
     assert len(new) == 1
