@@ -1,11 +1,13 @@
 """The response cache behind ETag / Last-Modified.
 
-A GET answer depends only on its path and query, on whether the caller is public (suppressed)
-or not, and on the data state: current cube vintage and forecast-store pointers. So rendered
-answers are kept in an LRU (:class:`service.api.response_cache.ResponseCache`) keyed on exactly
-that, with a strong ETag (hash of the body) and a Last-Modified (the vintage's issue time, or
-the forecast run's creation). The data state is read at most once a second; vintages and
-forecast runs are immutable and switched atomically, so an entry can only be stale for that
+A GET answer depends only on its path and query, on the caller's audience (public, a token's
+territorial scope, or unsuppressed: :func:`service.api.disclosure_view.audience`; an answer made
+for one scope is never served to another), and on the data state: current cube vintage and
+forecast-store pointers. So rendered answers are kept in an LRU
+(:class:`service.api.response_cache.ResponseCache`) keyed on exactly that, with a strong ETag
+(hash of the body) and a Last-Modified (the vintage's issue time, or the forecast run's
+creation). The data state is read at most once a second; vintages and forecast runs are
+immutable and switched atomically, so an entry can only be stale for that
 second, never torn.
 
 The query part of the key is the view's *validated* arguments (:func:`cache_key`): unknown,
@@ -24,7 +26,7 @@ from typing import Any
 
 from flask import Response, current_app, g, request
 
-from service.api.disclosure_view import is_public
+from service.api.disclosure_view import PUBLIC_AUDIENCE, audience
 from service.api.paging import link_header, query_schemas
 from service.api.response_cache import CachedAnswer
 from service.api.state import state
@@ -42,11 +44,12 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def cache_key(args: dict | None, public: bool, freshness: tuple) -> tuple:
+def cache_key(args: dict | None, caller: tuple, freshness: tuple) -> tuple:
     """The response cache's key: path, the view's *validated* query arguments (defaults
-    filled in, unknown parameters dropped, order and duplicates irrelevant), audience, data
-    state. Never the raw query string."""
-    return (request.path, _canonical(args or {}), public, freshness)
+    filled in, unknown parameters dropped, order and duplicates irrelevant), the caller's
+    audience (:func:`~service.api.disclosure_view.audience`), data state. Never the raw query
+    string."""
+    return (request.path, _canonical(args or {}), caller, freshness)
 
 
 def set_last_modified(value: dt.datetime | str | None) -> None:
@@ -58,12 +61,12 @@ def set_last_modified(value: dt.datetime | str | None) -> None:
     g.last_modified = value
 
 
-def _finish(answer: CachedAnswer, public: bool) -> Response:
+def _finish(answer: CachedAnswer, caller: tuple) -> Response:
     response = Response(answer.body, mimetype=answer.mimetype, headers=answer.headers)
     response.set_etag(answer.etag)
     if answer.last_modified is not None:
         response.last_modified = answer.last_modified
-    response.headers["Cache-Control"] = ("public, max-age=60" if public
+    response.headers["Cache-Control"] = ("public, max-age=60" if caller == PUBLIC_AUDIENCE
                                          else "private, max-age=0, must-revalidate")
     response.vary.add("Authorization")
     note(**answer.provenance)
@@ -94,9 +97,9 @@ def serve_from_cache() -> Response | None:
         except Exception:  # invalid: the view's own validation answers it
             return None
     st = state()
-    public = is_public()
-    hit = st.cache.get(cache_key(args, public, st.freshness()), count_miss=False)
-    return _finish(hit, public) if hit is not None else None
+    caller = audience()
+    hit = st.cache.get(cache_key(args, caller, st.freshness()), count_miss=False)
+    return _finish(hit, caller) if hit is not None else None
 
 
 def _answer(response: Response, query: dict) -> CachedAnswer:
@@ -124,11 +127,11 @@ def cached(view: Callable) -> Callable:
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         st = state()
-        public = is_public()
-        key = cache_key(kwargs.get("query_data"), public, st.freshness())
+        caller = audience()
+        key = cache_key(kwargs.get("query_data"), caller, st.freshness())
         hit = st.cache.get(key)
         if hit is not None:
-            return _finish(hit, public)
+            return _finish(hit, caller)
         response = view(*args, **kwargs)
         if not isinstance(response, Response):
             response = current_app.make_response(response)
@@ -136,7 +139,7 @@ def cached(view: Callable) -> Callable:
             return response
         answer = _answer(response, kwargs.get("query_data") or {})
         st.cache.put(key, answer)
-        return _finish(answer, public)
+        return _finish(answer, caller)
 
     wrapper._vigie_cached = True  # read by serve_from_cache (copied up by outer decorators)
     return wrapper

@@ -130,7 +130,8 @@ def series(ctx: ReadContext, *, indicator: str, frequency: str | None, territory
     available = set(var["territory"].values.tolist())
     if codes is None:
         codes = [c for c in var["territory"].values.tolist()
-                 if not public or table.get(c, {}).get("level") in PUBLIC_LEVELS]
+                 if not public or table.get(c, {}).get("level") in PUBLIC_LEVELS
+                 or ctx.reads_unsuppressed(c)]
     codes = [c for c in codes if c in available]
     var = _window(var.sel(territory=codes), start, end)
     # docs/DISCLOSURE.md: small counts, the cells that would give them back, derived values.

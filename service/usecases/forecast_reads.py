@@ -178,6 +178,9 @@ def public_items(ctx: ReadContext, items: list[dict], meta: dict) -> tuple[list[
     col = {d: k for k, d in enumerate(ends)}
     out = []
     for item in items:
+        if ctx.reads_unsuppressed(item["location"]):  # a scoped token's own territory
+            out.append({**item, "suppressed": False})
+            continue
         observed = bool(mask is not None and mask[row[item["location"]],
                                                   col[item["target_end_date"]]])
         values, hidden = forecast_public([q["value"] for q in item["quantiles"]],

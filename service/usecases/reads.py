@@ -57,7 +57,12 @@ class ReadContext(Protocol):
         """A dataset of the served vintage, or of the vintage known on ``as_of``."""
 
     def is_public(self) -> bool:
-        """Whether the caller is the public (no token): disclosure control applies."""
+        """Whether disclosure control applies to the caller: the public (no token), or a
+        token scoped to territories (role ``city``) outside them."""
+
+    def reads_unsuppressed(self, code: str) -> bool:
+        """Whether the caller reads territory ``code`` without disclosure control (an
+        unscoped token: every code; a scoped one: its territories; the public: none)."""
 
     def hidden_cells(self, frequency: str, name: str, codes: Sequence[str], dates: Any,
                      vintage_id: str | None = None) -> Any:
@@ -95,11 +100,13 @@ def parse_codes(text: str | None) -> list[str] | None:
 
 def check_readable(ctx: ReadContext, codes: list[str], table: dict) -> None:
     """Refuse codes the registry does not know (400) and, for the public, territories that are
-    not aggregates (403: commune-level data needs a token)."""
+    not aggregates (403: commune-level data needs a token; a scoped token reads the communes
+    of its scope, not others)."""
     unknown = [c for c in codes if c not in table]
     if unknown:
         raise bad_request("unknown territory code(s)", unknown=unknown)
-    hidden = [c for c in codes if table[c]["level"] not in PUBLIC_LEVELS]
+    hidden = [c for c in codes if table[c]["level"] not in PUBLIC_LEVELS
+              and not ctx.reads_unsuppressed(c)]
     if hidden and ctx.is_public():
         raise ApiError(403, "aggregated_only", "the public reads aggregated territories only; "
                        "commune-level data needs a token", {"territories": hidden})
