@@ -37,6 +37,7 @@ from features.storage import jsonsafe
 from features.storage.atomic import atomic_path
 from features.store import CubeStore
 from features.territories import Territories
+from features.uploads import UPLOAD_PREFIX, uploaded
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +222,7 @@ class _SourceReader:
                                                          error=str(exc)))
                 results.extend(self.reuse_last_good(source))
                 continue
+            paths += uploaded(self.settings, source)
             for path in paths:
                 results.extend(self.load(source, path))
             if source.multiple:
@@ -235,8 +237,8 @@ class _SourceReader:
         results: list[SourceResult] = []
         for good in _last_good_file(self.store, source.name, self.settings):
             original = good.name.split("-", 1)[1]
-            if original in present:
-                continue
+            if original in present or original.startswith(UPLOAD_PREFIX):
+                continue  # an upload leaves active/ only when a newer one replaces it
             log.warning("%s: %s is no longer in the data directory; its last values are "
                         "kept", source.name, original)
             kept = self.reuse(source, good)

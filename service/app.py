@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "1.0.0"
 BLUEPRINTS = ("territories", "indicators", "data", "vintages", "forecasts", "targets",
-              "models", "scenarios", "alerts", "risk", "jobs", "audit")
+              "models", "scenarios", "alerts", "risk", "jobs", "audit", "uploads")
 
 DEFAULTS: dict[str, Any] = {
     "SETTINGS": None,                      # features.settings.Settings; None: from environment
