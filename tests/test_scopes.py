@@ -356,3 +356,15 @@ def test_token_create_takes_both_grammars(runner, home):
         assert code == 0 and out.strip().startswith("vg_"), err
     code, out, _ = runner(["token", "list"], env)
     assert out.count(f"territories={RENNES},{RENNES_METROPOLE}") == 2
+
+
+def test_commune_forecasts_for_the_scope_only(app, headers):
+    client = app.test_client()
+    url = "/api/v1/forecasts?target=emergency_housing_calls_115&level=commune&territory="
+    mine = client.get(url + BRUZ, headers=headers["rennes"])
+    assert mine.status_code == 200, mine.get_json()
+    full = client.get(url + BRUZ, headers=headers["analyst"]).get_json()
+    assert mine.get_json()["items"] == full["items"] and full["items"]
+    for query in (url + CHATEAUBOURG, url + f"{BRUZ},{CHATEAUBOURG}", url.split("&terr")[0]):
+        assert client.get(query, headers=headers["rennes"]).status_code == 403
+        assert client.get(query, headers=headers["public"]).status_code == 403

@@ -207,7 +207,9 @@ def forecast(ctx: ReadContext, *, target: str, frequency: str | None, level: str
     """
     level = forecast_level(ctx, level, codes)
     run = find_run(ctx, target, frequency, level, model, run_id)
-    if ctx.is_public() and str(run.metadata.get("level", level)) not in PUBLIC_FORECAST_LEVELS:
+    if ctx.is_public() and str(run.metadata.get("level", level)) not in PUBLIC_FORECAST_LEVELS \
+            and not (codes and all(ctx.reads_unsuppressed(c) for c in codes)):
+        # A scoped token reads the commune forecasts of its own communes, named in territory.
         raise ApiError(403, "aggregated_only", "the public reads forecasts of aggregated "
                        "territories only; commune-level forecasts need a token",
                        {"level": str(run.metadata.get("level", level))})
