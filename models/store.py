@@ -17,7 +17,7 @@ With ``VIGIE_STORE_URL=s3://bucket/prefix`` the same layout holds objects under
 under its new id first, its ``metadata.json`` last, then the pointer (one ``PUT``, atomic). A
 run is read, listed or pointed to only once its ``metadata.json`` exists, so a reader never sees
 half a run; a failed upload removes what it wrote. Metadata of published runs (immutable) is
-cached by run URL.
+cached by run URL, and their CSV (64 MiB at most).
 """
 
 from __future__ import annotations
@@ -44,8 +44,26 @@ TEMP_LOCATIONS = (("runs", ".tmp-*"), ("latest", "*.tmp"))
 #: What a run id may look like (the store's own ids are ``20261201T101010.123456Z-abc123``).
 RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,99}")
 _META_CACHE_SIZE = 4096
+_CSV_CACHE_BYTES = 64 * 2**20
 _meta_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+_csv_cache: OrderedDict[str, bytes] = OrderedDict()
 _meta_lock = threading.Lock()
+
+
+def _cached_csv(store: Any, key: str) -> bytes:
+    """A published run's CSV from an object store, kept in memory (runs are immutable; at
+    most ``_CSV_CACHE_BYTES`` in all, least recently read dropped first)."""
+    url = store.url(key)
+    with _meta_lock:
+        if url in _csv_cache:
+            _csv_cache.move_to_end(url)
+            return _csv_cache[url]
+    data = store.read_bytes(key)
+    with _meta_lock:
+        _csv_cache[url] = data
+        while sum(len(v) for v in _csv_cache.values()) > _CSV_CACHE_BYTES and len(_csv_cache) > 1:
+            _csv_cache.popitem(last=False)
+    return data
 
 
 @dataclass(frozen=True)
@@ -61,7 +79,9 @@ class ForecastRun:
         """The Hub rows of the run (``location`` as string codes)."""
         if self.store is None:
             return pd.read_csv(Path(self.path) / "forecast.csv", dtype={"location": str})
-        data = self.store.read_bytes(f"runs/{self.run_id}/forecast.csv")
+        key = f"runs/{self.run_id}/forecast.csv"
+        data = (_cached_csv(self.store, key) if self.store.remote
+                else self.store.read_bytes(key))
         return pd.read_csv(io.BytesIO(data), dtype={"location": str})
 
 
@@ -134,12 +154,18 @@ class ForecastStore:
         return "_".join(str(meta[k]) for k in ("target", "frequency", "level", "model"))
 
     def get(self, run_id: str) -> ForecastRun:
+        """A stored run (KeyError when there is none)."""
+        return self._get(run_id, cached=False)
+
+    def _get(self, run_id: str, cached: bool) -> ForecastRun:
+        """``cached``: the caller just saw the run listed or pointed to (pointed runs are never
+        pruned), so its metadata may come from this process's cache."""
         if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id) or ".." in run_id:
             raise KeyError(f"no forecast run {run_id!r} in {self.root}: expected a run id "
                            f"(letters, digits, '.', '_', '-')")
         key = f"runs/{run_id}/metadata.json"
         cache_key = self.objects.url(key)
-        if self.objects.remote:
+        if self.objects.remote and cached:
             with _meta_lock:
                 if cache_key in _meta_cache:
                     _meta_cache.move_to_end(cache_key)
@@ -164,7 +190,7 @@ class ForecastStore:
                          reverse=True)
         else:
             ids = sorted(self.objects.names("runs"), reverse=True)
-        return [self.get(i) for i in ids]
+        return [self._get(i, cached=True) for i in ids]
 
     def latest(
         self, target: str, level: str, model: str = "ensemble", frequency: str = "weekly"
@@ -177,4 +203,4 @@ class ForecastStore:
             pointer = self.objects.read_bytes(f"latest/{kind}.json")
         except FileNotFoundError:
             return None
-        return self.get(json.loads(pointer)["run_id"])
+        return self._get(json.loads(pointer)["run_id"], cached=True)

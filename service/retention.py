@@ -23,6 +23,8 @@ the first ingest. Stale temporary entries are removed too. Vintage folders witho
 database may catalog them.
 
 The audit table is only read. The scheduled ``prune`` job (daily, 04:15) runs the same code.
+With ``VIGIE_STORE_URL`` set, the same policy applies to the vintages and runs of that store
+(their objects removed; a vintage catalogued outside ``<store>/cube/vintages`` is never touched).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import sqlalchemy as sa
 
 from features import tempfiles
 from features.settings import Settings
+from features.storage import objects
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ class Item:
     """A vintage or a forecast run, and why it is kept (no reasons: it is deleted)."""
 
     id: str
-    path: Path
+    path: Path | str  # a local folder, or the URL of an object store's prefix
     kind: str = ""
     reasons: list[str] = field(default_factory=list)
     bytes: int = 0
@@ -91,13 +94,18 @@ class Plan:
                 "orphan_vintage_folders": [str(p) for p in self.orphans]}
 
 
-def _size(path: Path) -> int:
+def _size(path: Path | str, options: dict | None = None) -> int:
+    if objects.is_url(path):
+        found = objects.open_store(path, options).find()
+        return sum(int(i.get("size") or 0) for i in found.values())
     if not path.exists():
         return 0
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def _inside(path: Path | str, folder: Path | str) -> bool:
+    if objects.is_url(path) or objects.is_url(folder):
+        return str(path).startswith(f"{folder}/")
     try:
         Path(path).resolve().relative_to(folder.resolve())
     except ValueError:
@@ -124,22 +132,17 @@ def audit_references(engine: sa.Engine) -> tuple[set[str], set[str]]:
 
 def scenario_vintages(settings: Settings) -> dict[str, str]:
     """Vintage id → the first stored scenario result computed on it."""
+    from service.scenario_runs import load_result, result_ids, vintage_id_of
+
     out: dict[str, str] = {}
-    folder = settings.scenario_runs_dir
-    if not folder.is_dir():
-        return out
-    for path in sorted(folder.glob("*.json")):
-        if path.name.startswith("."):
-            continue
+    for run_id in result_ids(settings):
         try:
-            vintage = json.loads(path.read_text()).get("vintage")
+            vintage = vintage_id_of(load_result(settings, run_id) or {})
         except (OSError, ValueError, AttributeError):
-            log.warning("scenario result %s unreadable: its vintage cannot be kept", path)
+            log.warning("scenario result %s unreadable: its vintage cannot be kept", run_id)
             continue
-        if isinstance(vintage, dict):
-            vintage = vintage.get("vintage_id")
         if vintage:
-            out.setdefault(str(vintage), path.stem)
+            out.setdefault(vintage, str(run_id))
     return out
 
 
@@ -164,15 +167,16 @@ def plan(settings: Settings, *, retain_vintages: int | None = None,
     # Forecast runs first: the kept ones pin their vintages.
     runs, run_vintage = _plan_runs(settings, keep_r, audit_runs)
     pinned = _pinned_vintages(settings, runs, run_vintage)
-    home_vintages = store.root / "vintages"
+    home_vintages = (store.objects.url("cube/vintages") if store.objects.remote
+                     else store.root / "vintages")
     items = _plan_vintages(store, keep_v, audit_vintages, pinned, home_vintages)
     for item in [*items, *runs]:
         if not item.kept:
-            item.bytes = _size(item.path)
+            item.bytes = _size(item.path, settings.store_options)
     known = {Path(i.path).name for i in items}
     grace = settings.tmp_grace_hours * 3600
     orphans = []
-    if home_vintages.is_dir():
+    if isinstance(home_vintages, Path) and home_vintages.is_dir():
         orphans = [p for p in sorted(home_vintages.iterdir())
                    if p.is_dir() and not p.name.startswith(".") and p.name not in known
                    and time.time() - p.stat().st_mtime > grace]
@@ -188,12 +192,13 @@ def _plan_runs(settings: Settings, keep_r: int, audit_runs: set[str]
 
     forecasts = ForecastStore.from_settings(settings)
     pointed = set()
-    latest = forecasts.root / "latest"
-    for pointer in sorted(latest.glob("*.json")) if latest.is_dir() else []:
+    for name in forecasts.objects.names("latest"):
+        if not name.endswith(".json"):
+            continue
         try:
-            pointed.add(json.loads(pointer.read_text())["run_id"])
+            pointed.add(json.loads(forecasts.objects.read_bytes(f"latest/{name}"))["run_id"])
         except (OSError, ValueError, KeyError):
-            log.warning("forecast pointer %s unreadable", pointer)
+            log.warning("forecast pointer %s unreadable", forecasts.objects.url(f"latest/{name}"))
     runs, per_kind = [], {}
     run_vintage: dict[str, str] = {}
     for run in forecasts.list_runs():  # newest first
@@ -232,12 +237,12 @@ def _pinned_vintages(settings: Settings, runs: list[Item], run_vintage: dict[str
 
 
 def _plan_vintages(store, keep_v: int, audit_vintages: set[str], pinned: dict[str, str],
-                   home_vintages: Path) -> list[Item]:
+                   home_vintages: Path | str) -> list[Item]:
     """Every catalogued vintage with why it is kept (served, the newest ``keep_v``, an audit
     row, a pin, a folder outside this home)."""
     items = []
     for rank, row in enumerate(store.list_vintages()):  # newest first
-        item = Item(row["id"], Path(row["path"]))
+        item = Item(row["id"], row["path"] if objects.is_url(row["path"]) else Path(row["path"]))
         if rank == 0:
             item.keep("served (newest)")
         if keep_v <= 0:
@@ -254,8 +259,12 @@ def _plan_vintages(store, keep_v: int, audit_vintages: set[str], pinned: dict[st
     return items
 
 
-def _discard(path: Path, stem: str) -> None:
-    """Rename into a temporary name, then remove (a killed prune leaves a sweepable entry)."""
+def _discard(path: Path | str, stem: str, options: dict | None = None) -> None:
+    """Rename into a temporary name, then remove (a killed prune leaves a sweepable entry).
+    On an object store: the objects are removed (the catalog row or pointer went first)."""
+    if objects.is_url(path):
+        objects.open_store(path, options).remove_tree("")
+        return
     doomed = path.parent / tempfiles.temp_name(f"prune-{stem}")
     try:
         path.rename(doomed)
@@ -280,12 +289,12 @@ def prune(settings: Settings | None = None, *, dry_run: bool = False,
         return result
     engine = CubeStore(settings).engine
     for item in result.deleted(result.runs):
-        _discard(item.path, item.id)
+        _discard(item.path, item.id, settings.store_options)
         log.info("pruned forecast run %s (%s)", item.id, item.kind)
     for item in result.deleted(result.vintages):
         with engine.begin() as conn:  # never served again, then the folder goes
             conn.execute(vintages.delete().where(vintages.c.id == item.id))
-        _discard(item.path, item.id)
+        _discard(item.path, item.id, settings.store_options)
         log.info("pruned vintage %s", item.id)
     for entry in result.temporary:
         tempfiles.remove(entry.path)

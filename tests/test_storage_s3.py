@@ -494,3 +494,29 @@ def test_stamp_changes_with_every_publication(s3_settings):
     two = store.stamp("forecasts/latest")
     store.delete("forecasts/latest/a.json")
     assert len({0, one, two}) == 3 and store.stamp("forecasts/latest") == 0
+
+
+def test_prune_on_s3_removes_old_vintages_and_runs(s3_settings):
+    from features.storage.objects import for_settings
+    from features.store import CubeStore
+    from models.store import ForecastStore
+    from service.retention import prune
+
+    cube, runs = CubeStore(s3_settings), ForecastStore.from_settings(s3_settings)
+    made = []
+    for k in range(3):
+        vid = cube.write_vintage(_cube(k), {}, {})
+        made.append((vid, runs.save(_hub_rows(1.0 + k), _run_meta(vid)).run_id))
+    done = prune(s3_settings, retain_vintages=1, retain_forecast_runs=1)
+    gone = done.summary()
+    assert sorted(gone["vintages"]["deleted_ids"]) == sorted(v for v, _ in made[:2])
+    assert sorted(gone["forecast_runs"]["deleted_ids"]) == sorted(r for _, r in made[:2])
+    assert gone["vintages"]["bytes_freed"] > 0 and gone["forecast_runs"]["bytes_freed"] > 0
+    store = for_settings(s3_settings)
+    for vid, run_id in made[:2]:
+        assert store.find(f"cube/vintages/{vid}") == {}
+        assert store.find(f"forecasts/runs/{run_id}") == {}
+        with pytest.raises(KeyError):
+            runs.get(run_id)
+    assert [r.run_id for r in runs.list_runs()] == [made[2][1]]
+    assert cube.open("daily").attrs["marker"] == 2
