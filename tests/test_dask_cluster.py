@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -252,6 +253,9 @@ def test_workers_run_the_installed_package_without_the_home(cluster, site, homes
         assert not info["vigie_env"] and not info["sees_home"], info
     scheduler = cluster.client.run_on_scheduler(lambda: __import__("models").__file__)
     assert Path(scheduler).is_relative_to(site)
+    # The dashboard address the use cases log serves the dashboard.
+    with urllib.request.urlopen(cluster.client.dashboard_link, timeout=60) as answer:
+        assert answer.status == 200
 
     def pools() -> list[int]:
         import sklearn.ensemble  # noqa: F401 - its OpenMP runtime, as a fit loads it

@@ -1,0 +1,76 @@
+"""The cubes sent to Dask workers (:class:`models.parallel.ShippedCubes`): a task receives the
+cube it would have opened (same values, dates and attributes, the vintage chosen by its date),
+each vintage is sent once however many dates read it, and a task asking for another cube is
+refused. On an in-process cluster; tests/test_dask_cluster.py runs the real thing."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+import xarray as xr
+
+from features.settings import Settings
+from tests.synthetic_cube import synthetic_cube
+
+
+@pytest.fixture
+def opener(tmp_path):
+    from features.store import CubeStore
+    from models.preparation import default_opener
+
+    settings = Settings.from_env(home=str(tmp_path), data_dir=str(tmp_path),
+                                 database_url=f"sqlite:///{tmp_path}/vigie.sqlite")
+    store = CubeStore(settings)
+    manifest = {"data_dir": str(tmp_path), "sources": {"synthetic": {}}}
+    store.write_vintage({"weekly": synthetic_cube("weekly", periods=50)}, {}, manifest,
+                        issued_at=dt.datetime(2020, 12, 1, tzinfo=dt.UTC))
+    store.write_vintage({"weekly": synthetic_cube("weekly", periods=50, seed=1)}, {}, manifest)
+    return default_opener(settings)
+
+
+@pytest.fixture
+def client():
+    from dask.distributed import Client
+
+    with Client(processes=False, n_workers=1, threads_per_worker=1,
+                dashboard_address=None) as client:
+        yield client
+
+
+def _same(opener, frequency, as_of):
+    return opener(frequency, as_of)
+
+
+def test_each_task_gets_its_cube_and_each_vintage_is_sent_once(opener, client):
+    from models.parallel import ShippedCubes
+
+    # Every date reads the old vintage (issued 2020-12-01; the current one was issued today),
+    # cut at its own date; no date, the current vintage.
+    dates = [pd.Timestamp(d) for d in ("2020-06-01", "2020-09-07", "2020-12-07",
+                                       "2021-01-04", "2021-02-01")]
+    keys = [("weekly", d) for d in dates] + [("weekly", None)]
+    cubes = ShippedCubes(client, opener, keys)
+    assert len(client.who_has()) == 2  # one scattered cube per vintage
+    futures = [cubes.submit(_same, f, d, f, d) for f, d in keys]
+    cubes.release()
+    vintages = set()
+    for (frequency, as_of), future in zip(keys, futures, strict=True):
+        got, expected = future.result(), opener(frequency, as_of)
+        xr.testing.assert_identical(got, expected)
+        assert got.attrs == expected.attrs
+        vintages.add(got.attrs["vintage_id"])
+    assert len(vintages) == 2
+
+
+def test_a_task_asking_for_another_cube_is_refused(opener, client):
+    from models.parallel import ShippedCubes
+
+    cubes = ShippedCubes(client, opener, [("weekly", "2021-01-04")])
+    future = cubes.submit(_same, "weekly", "2021-01-04", "weekly", "2021-01-11")
+    with pytest.raises(ValueError, match="sent the weekly cube as of 2021-01-04 00:00:00, not"):
+        future.result()
+    future = cubes.submit(_same, "weekly", "2021-01-04", "daily", "2021-01-04")
+    with pytest.raises(ValueError, match="not the daily cube"):
+        future.result()
