@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "A newer file replaces the operator's older upload of the same name, or "
                     "one whose every (indicator, territory) it carries.")
     upload.add_argument("file", type=Path, metavar="FILE", help="the CSV file to send")
-    upload.add_argument("--as", dest="name", metavar="NAME",
+    upload.add_argument("--as", dest="upload_as", metavar="NAME",
                         help="the name it is kept under (default: the file's own name); the "
                              "same name again replaces it")
     upload.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -38,7 +38,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
         print(f"error: {path}: no such file", file=sys.stderr)
         return 2
     size = path.stat().st_size
-    name = args.name or path.name
+    name = args.upload_as or path.name
     # Over the limit: refused (and audited) by the use case without reading the file.
     content = path.read_bytes() if size <= settings.upload_max_bytes else b""
     try:
