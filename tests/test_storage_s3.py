@@ -520,3 +520,52 @@ def test_prune_on_s3_removes_old_vintages_and_runs(s3_settings):
             runs.get(run_id)
     assert [r.run_id for r in runs.list_runs()] == [made[2][1]]
     assert cube.open("daily").attrs["marker"] == 2
+
+
+OTHER_HOST = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, {root!r})
+    from features.settings import Settings
+    from features.store import CubeStore
+    from models.registry import get_registry
+    from models.store import ForecastStore
+    from service import scenario_runs
+    settings = Settings.from_env()  # VIGIE_HOME, VIGIE_DATABASE_URL, VIGIE_STORE_URL/_OPTIONS
+    cube = CubeStore(settings)
+    run = ForecastStore.from_settings(settings).latest("inc_hosp", "national", "baseline")
+    print(json.dumps({{
+        "vintage": cube.current_vintage()["id"], "marker": int(cube.open("daily").attrs["marker"]),
+        "run": run.run_id, "values": run.read()["value"].tolist(),
+        "decided": scenario_runs.decided_ids(settings),
+        "ets": get_registry(settings).get("ets").version}}))
+""")
+
+
+def test_another_host_serves_what_one_host_published(s3, db_url, tmp_path):
+    """Two hosts: their own empty home folders, one catalog database (SQLite file or
+    PostgreSQL), one S3 store; the second (another process) reads what the first wrote."""
+    from features.store import CubeStore
+    from models.registry import get_registry
+    from models.store import ForecastStore
+    from service import scenario_runs
+
+    url = _url("hosts")
+    first = Settings.from_env(home=str(tmp_path / "host_a"), data_dir=str(tmp_path),
+                              database_url=db_url, store_url=url,
+                              store_options={"endpoint_url": s3})
+    vid = CubeStore(first).write_vintage(_cube(5), {}, {})
+    run = ForecastStore.from_settings(first).save(_hub_rows(3.0), _run_meta(vid))
+    scenario_runs.write_publication(first, 11, {"published": False})
+    get_registry(first).register("ets", kind="ets", params={"window": 20}, version="7.0-host")
+    (tmp_path / "host_b").mkdir()
+    env = {**os.environ, "VIGIE_HOME": str(tmp_path / "host_b"), "VIGIE_DATABASE_URL": db_url,
+           "VIGIE_STORE_URL": url, "VIGIE_STORE_OPTIONS": json.dumps({"endpoint_url": s3})}
+    done = subprocess.run([sys.executable, "-c", OTHER_HOST.format(root=str(PROJECT_ROOT))],
+                          capture_output=True, text=True, timeout=300, env=env,
+                          cwd=tmp_path / "host_b")
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"vintage": vid, "marker": 5, "run": run.run_id,
+                    "values": _hub_rows(3.0)["value"].tolist(), "decided": [11],
+                    "ets": "7.0-host"}
+    assert sorted(p.name for p in (tmp_path / "host_b").iterdir()) == []
