@@ -390,3 +390,30 @@ def test_epci_rows_are_accepted_kept_at_the_epci_and_never_summed_into_a_departe
     found = {(p.line, p.column): p for p in caught.value.problems}
     assert "'999999999'" in found[(2, "territory_code")].found
     assert "'24770064'" in found[(3, "territory_code")].found
+
+
+def test_an_upload_the_ingest_does_not_take_is_undone(accepted, home, monkeypatch):
+    """The file passed the checks but the ingest did not take it (e.g. the registry changed in
+    between): the uploads in force are back as they were, byte for byte, and it is refused."""
+    from types import SimpleNamespace
+
+    from service.usecases.uploads import upload_file
+
+    def files() -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in home.uploads_active_dir.iterdir()}
+
+    def active_ids() -> set[str]:
+        index = json.loads((home.uploads_dir / "index.json").read_text())["uploads"]
+        return {r["id"] for r in index if r["status"] == "active"}
+
+    before, ids, served = files(), active_ids(), CubeStore(home).current_vintage()["id"]
+    failed = SimpleNamespace(sources=[], outcome="failed", vintage_id=None,
+                             message="territories could not be read; nothing ingested")
+    monkeypatch.setattr("service.usecases.ingest.ingest", lambda settings, actor: failed)
+    report = upload_file(home, CITY_FILE.read_bytes(), "rennes_social.csv",
+                         sender="ville-rennes", role="city",
+                         territories=frozenset({RENNES_METROPOLE}), actor="test")
+    assert report["status"] == "refused" and report["replaces"] == []
+    assert "the ingest did not take the file: territories could not be read" in report["message"]
+    assert files() == before and active_ids() == ids
+    assert CubeStore(home).current_vintage()["id"] == served

@@ -103,13 +103,13 @@ class _Upload:
         from features.sources.contract import sha256_of
 
         self.incoming.parent.mkdir(parents=True, exist_ok=True)
-        self.incoming.write_bytes(self.content)
-        self.record["sha256"] = sha256_of(self.incoming)
         try:
-            result, replaced = self.validate()
-        except SourceError as exc:
-            return self.refuse(exc, scope=self.out_of_scope(exc))
-        try:
+            self.incoming.write_bytes(self.content)
+            self.record["sha256"] = sha256_of(self.incoming)
+            try:
+                result, replaced = self.validate()
+            except SourceError as exc:
+                return self.refuse(exc, scope=self.out_of_scope(exc))
             return self.accept(result, replaced, actor)
         finally:
             shutil.rmtree(self.incoming.parent, ignore_errors=True)
@@ -161,7 +161,6 @@ class _Upload:
         from features.uploads import UploadIndex
 
         folder = quarantine(self.settings, "upload", self.incoming, exc)
-        shutil.rmtree(self.incoming.parent, ignore_errors=True)
         problems = [p.to_dict() for p in getattr(exc, "problems", [])]
         self.record.update(status="refused", problems=len(problems), quarantine=folder.name,
                            out_of_scope=scope)
@@ -172,14 +171,17 @@ class _Upload:
         return self.answer(problems, message=str(exc))
 
     def accept(self, result: Any, replaced: list[dict], actor: str) -> dict:
+        from features.storage.atomic import atomic_write_bytes
         from features.uploads import UploadIndex
         from service.usecases.ingest import ingest
 
         active = self.settings.uploads_active_dir
-        active.mkdir(parents=True, exist_ok=True)
+        # Written whole under a temporary name then renamed: an ingest running meanwhile (the
+        # scheduled one) reads the file complete or not at all.
+        atomic_write_bytes(active / self.record["file"], self.content)
         for old in replaced:
-            (active / old["file"]).unlink(missing_ok=True)
-        shutil.copyfile(self.incoming, active / self.record["file"])
+            if old["file"] != self.record["file"]:
+                (active / old["file"]).unlink(missing_ok=True)
         index = UploadIndex(self.settings)
         records = index.records()
         for old in records:
