@@ -214,3 +214,32 @@ def test_city_page_links_and_territory_pages_link_back(client) -> None:
     assert f'href="/ville/{RENNES_METROPOLE}"' in client.get(
         f"/territoire/{RENNES_METROPOLE}").get_data(as_text=True)
     assert 'href="/ville?departement=35"' in client.get("/territoire/35").get_data(as_text=True)
+
+
+def test_a_city_token_reads_its_own_commune_and_only_it(client, city_settings) -> None:
+    """A token scoped to Rennes (role ``city``) reads Rennes's own series unsuppressed, not
+    Bruz's (another commune of the same EPCI), and the EPCI's sums as the public does."""
+    from features.catalog import get_engine
+    from service.auth import create_token
+
+    token = create_token(get_engine(city_settings.database_url), "city-page-rennes", "city",
+                         territories=[RENNES])
+    headers = {"Authorization": f"Bearer {token}"}
+    rennes = _page_data(client, RENNES, headers)
+    assert {i["indicator"] for i in rennes["indicators"]} == set(CITY_INDICATORS)
+    observed = {i["indicator"]: i["observed"] for i in rennes["indicators"]}
+    assert observed["food_aid_requests"]["suppressed"] == 0
+    # Rennes's 115 calls would give back Bruz's small counts (EPCI − Rennes): the scope reads
+    # them as the public does (features.disclosure.scopes), small values still hidden.
+    calls = observed["emergency_housing_calls_115"]
+    assert calls["available"] and calls["suppressed"] > 0
+    assert all(v >= 10 for v in calls["values"] if v is not None)
+    var = _weekly(city_settings)["food_aid_requests"].sel(territory=RENNES).values
+    food = next(i for i in rennes["indicators"] if i["indicator"] == "food_aid_requests")
+    np.testing.assert_array_equal(np.array(food["observed"]["values"], dtype=float),
+                                  var[np.isfinite(var)])
+    bruz = _page_data(client, BRUZ, headers)
+    assert all(i["observed"]["code"] == "aggregated_only" for i in bruz["indicators"])
+    calls = next(i for i in _page_data(client, RENNES_METROPOLE, headers)["indicators"]
+                 if i["indicator"] == "emergency_housing_calls_115")["observed"]
+    assert all(v >= 10 for v in calls["values"] if v is not None)

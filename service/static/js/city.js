@@ -42,7 +42,8 @@
                  " — " + (obs.source || "source non précisée") + (obs.licence ? ", " + obs.licence : "") +
                  " ; version des données " + V.vintageDate(obs.vintage_id)];
     if (obs.suppressed) {
-      parts.push(obs.suppressed + " valeur(s) inférieure(s) à " + obs.threshold + " masquée(s) (confidentialité)");
+      parts.push(obs.suppressed + " valeur(s) masquée(s) (confidentialité : effectifs inférieurs à " + obs.threshold +
+                 ", ou valeurs qui permettraient de les retrouver par différence)");
     }
     return parts.join(" ; ");
   }
