@@ -192,6 +192,25 @@ class ForecastStore:
             ids = sorted(self.objects.names("runs"), reverse=True)
         return [self._get(i, cached=True) for i in ids]
 
+    def latest_of_any_model(self, target: str, level: str,
+                            frequency: str = "weekly") -> ForecastRun | None:
+        """The newest run of any model of that target and level (the pointer written last;
+        on an object store, to the second, ties broken by name), or None."""
+        prefix = f"{target}_{frequency}_{level}_"
+        if self.objects.remote:
+            newest = sorted(((str(info.get("LastModified")), name)
+                             for name, info in self.objects.find("latest").items()
+                             if name.startswith(prefix) and name.endswith(".json")),
+                            reverse=True)
+        else:
+            folder = self.objects.path("latest")
+            newest = sorted(((p.stat().st_mtime_ns, p.name)
+                             for p in folder.glob(f"{prefix}*.json")),
+                            reverse=True) if folder.is_dir() else []
+        if not newest:
+            return None
+        return self.latest(target, level, newest[0][1][len(prefix):-len(".json")], frequency)
+
     def latest(
         self, target: str, level: str, model: str = "ensemble", frequency: str = "weekly"
     ) -> ForecastRun | None:

@@ -288,6 +288,9 @@ def test_api_serves_data_and_forecasts_from_s3(homes, s3, monkeypatch, api_clock
         forecasts = client.get("/api/v1/forecasts?target=inc_hosp&level=national"
                                "&model=baseline")
         assert forecasts.status_code == 200, forecasts.get_data(as_text=True)
+        any_model = client.get("/api/v1/forecasts?target=inc_hosp&level=national")
+        assert any_model.status_code == 200, any_model.get_data(as_text=True)
+        assert any_model.get_json()["run"]["model"] == "baseline"  # no ensemble run: newest
         answers[name] = (client, data.get_json(), forecasts.get_json())
     _, ldata, lfc = answers["local"]
     client, rdata, rfc = answers["s3"]

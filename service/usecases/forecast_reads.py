@@ -75,13 +75,7 @@ def run_items(ctx: ReadContext, run) -> dict:
 def _latest_of_any_model(store, target, level: str):
     """The newest run of any model of ``target`` at ``level`` (no ensemble yet, e.g. only the
     fast baseline ran), or None."""
-    pattern = f"{target.name}_{target.frequency}_{level}_*.json"
-    pointers = sorted((store.root / "latest").glob(pattern),
-                      key=lambda p: p.stat().st_mtime_ns, reverse=True)
-    if not pointers:
-        return None
-    return store.latest(target.name, level, pointers[0].stem[len(pattern) - 6:],
-                        target.frequency)
+    return store.latest_of_any_model(target.name, level, target.frequency)
 
 
 def read_target(ctx: ReadContext, name: str, frequency: str | None = None):
