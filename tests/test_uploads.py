@@ -121,7 +121,8 @@ def test_a_scoped_city_token_uploads_its_file_and_makes_a_new_vintage(accepted, 
         == report["vintage_id"]
 
 
-def test_the_upload_is_summed_into_its_epci_and_departement(accepted, home, runner, tmp_path):
+def test_the_upload_is_summed_into_its_epci_and_departement(accepted, home, runner, tmp_path,
+                                                            client, tokens):
     _, report = accepted
     weekly = CubeStore(home).open("weekly", vintage_id=report["vintage_id"])
     for name in ("food_aid_requests", "emergency_housing_calls_115"):
@@ -143,6 +144,12 @@ def test_the_upload_is_summed_into_its_epci_and_departement(accepted, home, runn
     assert len(table) == 78
     np.testing.assert_array_equal(table[RENNES_METROPOLE], table[RENNES] + table[BRUZ])
     np.testing.assert_array_equal(table["35"], table[RENNES] + table[BRUZ])
+    # And through /data, as Rennes' own token reads it (its territories unsuppressed).
+    items = client.get(DATA, headers=tokens["rennes"]).get_json()["items"]
+    served = pd.DataFrame(items).pivot(index="date", columns="territory", values="value")
+    served = served[[RENNES_METROPOLE, RENNES, BRUZ]].dropna()
+    assert len(served) == 78
+    np.testing.assert_array_equal(served[RENNES_METROPOLE], served[RENNES] + served[BRUZ])
 
 
 # ---------------------------------------------------------------- refused, nothing changed
