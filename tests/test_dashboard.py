@@ -24,7 +24,7 @@ from tests.dashboard_french import displayed_strings, problems, visible_text
 ROOT = Path(__file__).resolve().parents[1]
 
 PAGES = ["/", "/territoire/69", "/territoire/FR", "/territoire/R84", "/scenarios", "/precision",
-         "/methodes"]
+         "/methodes", "/ville", "/ville/200046977"]
 
 
 def _departements(settings: Settings) -> set[str]:
@@ -348,7 +348,8 @@ def test_missing_forecast_is_said_in_french() -> None:
 DATA = ["/tableau/donnees/ensemble", "/tableau/donnees/territoire/69",
         "/tableau/donnees/territoire/FR", "/tableau/donnees/territoire/R84",
         "/tableau/donnees/signaux/69", "/tableau/donnees/signaux/FR",
-        "/tableau/donnees/risque?date=2020-11-02", "/tableau/donnees/precision"]
+        "/tableau/donnees/risque?date=2020-11-02", "/tableau/donnees/precision",
+        "/tableau/donnees/ville/200046977"]
 
 
 @pytest.fixture(scope="module")
