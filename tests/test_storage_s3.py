@@ -115,8 +115,9 @@ def _stable(ds: xr.Dataset) -> xr.Dataset:
 
 
 # ---------------------------------------------------------------------------- configuration
-def test_store_url_and_options_are_checked(monkeypatch, tmp_path):
+def test_store_url_and_options_are_checked(monkeypatch, tmp_path, capsys):
     from features.storage.objects import StoreConfigError
+    from service.cli import main
 
     for bad, said in (("ftp://host/x", "scheme 'ftp'"), ("s3:///prefix", "no bucket"),
                       ("s3://b/p\x1bx", "control character")):
@@ -127,6 +128,10 @@ def test_store_url_and_options_are_checked(monkeypatch, tmp_path):
     monkeypatch.setenv("VIGIE_STORE_OPTIONS", '{"endpoint_url": "http://x",\n "key": }')
     with pytest.raises(StoreConfigError, match=r"line 2, column 9: expected a JSON object"):
         Settings.from_env(home=str(tmp_path))
+    monkeypatch.setenv("VIGIE_HOME", str(tmp_path))
+    assert main(["cube", "info"]) == 2  # the command line says it, no traceback
+    assert "configuration error: VIGIE_STORE_OPTIONS, line 2, column 9" in \
+        capsys.readouterr().err
     monkeypatch.setenv("VIGIE_STORE_OPTIONS", "[1]")
     with pytest.raises(StoreConfigError, match="found list"):
         Settings.from_env(home=str(tmp_path))
