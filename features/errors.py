@@ -75,3 +75,8 @@ class UnknownTerritoryError(ValueError):
 
 class NoVintageError(LookupError):
     """The store holds no cube vintage (nothing has been ingested yet)."""
+
+
+class SchedulerUnreachable(ConnectionError):
+    """The Dask scheduler of ``VIGIE_DASK_ADDRESS`` cannot be reached (or the address is not
+    one): the message names the address and why."""

@@ -40,7 +40,14 @@ def dask_client(address: str | None = None, n_workers: int | None = None, nice: 
     from dask.distributed import Client, LocalCluster
 
     if address:
-        with Client(address) as client:
+        try:
+            client = Client(address)
+        except (OSError, ValueError) as exc:  # unreachable, or not an address
+            from features.errors import SchedulerUnreachable
+
+            raise SchedulerUnreachable(f"cannot reach the Dask scheduler at {address!r} "
+                                       f"(VIGIE_DASK_ADDRESS): {exc}") from exc
+        with client:
             yield client
         return
     n = n_workers or max(1, min(os.cpu_count() or 1, 8))

@@ -337,3 +337,18 @@ def test_the_refresh_job_on_the_cluster_matches_a_local_refresh(cluster, homes, 
     result = get_run(engine, run_id)["result"]
     assert len(result["runs"]) == 2 and not result["failed"], result
     _same_numbers(_published(homes["local"]), _published(settings))
+
+
+@pytest.mark.parametrize("address", ["nonsense", "tcp://127.0.0.1:9"])
+def test_an_unreachable_scheduler_is_a_configuration_error(homes, runner, tmp_path, address):
+    import dask
+
+    out = tmp_path / "forecast.csv"
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        code, _, err = runner(["forecast", "--target", "inc_hosp", "--level", "department",
+                               "--territory", "35", "--as-of", AS_OF, "--model", "baseline",
+                               "--out", str(out)], env=_forecast_env(homes["cluster"], address))
+    assert code == 2, err
+    assert (f"configuration error: cannot reach the Dask scheduler at '{address}' "
+            "(VIGIE_DASK_ADDRESS): ") in err
+    assert "Traceback" not in err and not out.exists()

@@ -257,10 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from features.errors import SchedulerUnreachable
     from features.storage.objects import StoreConfigError
 
     try:
         return int(args.func(args) or 0)
-    except StoreConfigError as exc:  # VIGIE_STORE_URL / VIGIE_STORE_OPTIONS: say which, why
+    except (StoreConfigError, SchedulerUnreachable) as exc:  # VIGIE_STORE_URL, _DASK_ADDRESS…
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
