@@ -13,7 +13,15 @@ bundle ``static/vendor/plotly`` — no CDN, no network; assets versioned, cached
                            admissions, beds, ICU beds, emergency visits; capacity; next to
                            admissions the epidemic signals (incidence, positivity, R(t) with
                            its credible interval and basis, growth and doubling time,
-                           vaccination); downloads. France, régions, départements, EPCI
+                           vaccination); unemployment; downloads. France, régions,
+                           départements, EPCI
+``/ville``                 Villes: find an EPCI or a commune (name or code, a plain GET
+                           form), the EPCIs and communes with indicators of their own
+``/ville/<code>``          Ville: an EPCI's or a commune's own indicators (sums of its
+                           communes with their coverage, per 100,000 inhabitants) with
+                           forecast fans and whether Vigie beats the naive baseline, its
+                           métropole's incidence, its département's hospital pressure and
+                           unemployment (:mod:`service.usecases.city_reads`)
 ``/scenarios``             Scénarios: library, editor and runs (planner), comparison, and
                            for each run where R now came from and the levers used
 ``/precision``             Précision des prévisions (public): the retrospective track record
