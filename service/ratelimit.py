@@ -177,10 +177,14 @@ def init_limiter(app: Flask, settings) -> None:
         return app.config["RATELIMIT_PUBLIC"]
 
     storage = app.config.get("RATELIMIT_STORAGE_URI") or settings.redis_url or "memory://"
+    if storage.startswith("memory://"):  # the same, without a thread per burst of requests
+        import service.ratelimit_memory  # noqa: F401  (registers vigie-memory://)
+
+        storage = "vigie-" + storage
     prefix = app.config.get("RATELIMIT_KEY_PREFIX") or deployment_prefix(settings.database_url)
     limiter = Limiter(key_func=key, app=app, application_limits=[limit], storage_uri=storage,
                       key_prefix=prefix, enabled=app.config["RATELIMIT_ENABLED"],
-                      in_memory_fallback_enabled=not storage.startswith("memory://"))
+                      in_memory_fallback_enabled=not storage.startswith("vigie-memory://"))
     # The server's own warm-up requests (service.cli.serve) spend no client's budget; a client
     # cannot set this WSGI environ key (headers arrive as HTTP_*).
     limiter.request_filter(lambda: bool(request.environ.get(INTERNAL_REQUEST)))

@@ -85,21 +85,38 @@ def serve_from_cache() -> Response | None:
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
     if view is None or not getattr(view, "_vigie_cached", False):
         return None
-    schemas = query_schemas(view)
-    if len(schemas) > 1:
-        return None
-    args: dict = {}
-    if schemas:
-        from apiflask.schema_adapters.marshmallow import parser
-
-        try:
-            args = parser.parse(schemas[0], request, location="query")
-        except Exception:  # invalid: the view's own validation answers it
+    raw = (request.path, request.query_string)
+    canonical = _validated.get(raw)
+    if canonical is None:
+        schemas = query_schemas(view)
+        if len(schemas) > 1:
             return None
+        args: dict = {}
+        if schemas:
+            from apiflask.schema_adapters.marshmallow import parser
+
+            try:
+                args = parser.parse(schemas[0], request, location="query")
+            except Exception:  # invalid: the view's own validation answers it
+                return None
+        canonical = _canonical(args)
+        if len(request.query_string) <= _VALIDATED_QUERY_BYTES:
+            if len(_validated) >= _VALIDATED_SIZE:
+                _validated.clear()
+            _validated[raw] = canonical
     st = state()
     caller = audience()
-    hit = st.cache.get(cache_key(args, caller, st.freshness()), count_miss=False)
+    hit = st.cache.get((request.path, canonical, caller, st.freshness()), count_miss=False)
     return _finish(hit, caller) if hit is not None else None
+
+
+#: (path, raw query string) → its validated arguments' canonical form, for the fast path: a
+#: query validates to the same arguments every time (the view's schema is fixed), so a repeated
+#: query skips the validation (~1 ms of each cached answer, profiled). Bounded, cleared when
+#: full; only queries that validated and are at most 512 bytes long are kept (at most ~5 MiB).
+_validated: dict[tuple[str, bytes], Any] = {}
+_VALIDATED_SIZE = 8192
+_VALIDATED_QUERY_BYTES = 512
 
 
 def _answer(response: Response, query: dict) -> CachedAnswer:
