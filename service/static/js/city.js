@@ -189,16 +189,25 @@
       .then(function () { done(div); });
   }
 
-  function facts(t) {
+  /* Population, communes and, for an EPCI across départements, a link to each of them. */
+  function facts(t, el) {
     var parts = [];
     if (t.population !== null && t.population !== undefined) {
       parts.push(V.num(t.population) + " habitants (population légale INSEE)");
     }
     if (t.communes) { parts.push(V.num(t.communes) + " communes"); }
+    el.textContent = parts.length ? V.sentence(parts.join(", ")) + " " : "";
     if (t.departements && t.departements.length > 1) {
-      parts.push("s'étend sur les départements " + t.departements.join(", "));
+      el.appendChild(document.createTextNode("Ses communes sont dans les départements "));
+      t.departements.forEach(function (d, i) {
+        var a = document.createElement("a");
+        a.href = "/territoire/" + encodeURIComponent(d);
+        a.textContent = d;
+        if (i) { el.appendChild(document.createTextNode(i === t.departements.length - 1 ? " et " : ", ")); }
+        el.appendChild(a);
+      });
+      el.appendChild(document.createTextNode(" (pression hospitalière : celui qui en compte la plus grande part)."));
     }
-    return parts.length ? V.sentence(parts.join(", ")) : "";
   }
 
   document.addEventListener("click", function (ev) {
@@ -222,7 +231,7 @@
   });
 
   V.load("/tableau/donnees/ville/" + encodeURIComponent(code)).then(function (data) {
-    document.getElementById("city-more").textContent = facts(data.territory);
+    facts(data.territory, document.getElementById("city-more"));
     var n = data.indicators.length;
     say("own-status", n ? n + " indicateur(s) publié(s) pour ce territoire"
       : "Aucun indicateur propre n'est publié pour ce territoire : une ville peut déposer les siens " +
