@@ -46,6 +46,8 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_STORAGE_URI": None,         # None: VIGIE_REDIS_URL if set, else memory://
     "RATELIMIT_KEY_PREFIX": None,          # None: one per deployment (digest of the database URL)
     "RATELIMIT_HEADERS_ENABLED": True,
+    "TOKEN_CACHE_SECONDS": 1.0,            # verified tokens kept in memory; a revocation reaches
+                                           # every process within this delay (0: no cache)
     "AUDIT_SYNC": "write",                 # audit journal: "write" (survives a crash of the
                                            # process) or "fsync" (power loss too; group commit)
     "JSON_SORT_KEYS": False,
