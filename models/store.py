@@ -43,6 +43,13 @@ from models.targets import HUB_COLUMNS
 TEMP_LOCATIONS = (("runs", ".tmp-*"), ("latest", "*.tmp"))
 #: What a run id may look like (the store's own ids are ``20261201T101010.123456Z-abc123``).
 RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,99}")
+#: What a pointer's name (target_frequency_level_model) may look like.
+KIND = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.@-]{0,199}")
+
+
+def _safe_kind(kind: str) -> bool:
+    """A pointer name that stays inside ``latest/`` (no separator, no '..', no wildcard)."""
+    return bool(KIND.fullmatch(kind)) and ".." not in kind
 _META_CACHE_SIZE = 4096
 _CSV_CACHE_BYTES = 64 * 2**20
 _meta_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -197,6 +204,8 @@ class ForecastStore:
         """The newest run of any model of that target and level (the pointer written last;
         on an object store, to the second, ties broken by name), or None."""
         prefix = f"{target}_{frequency}_{level}_"
+        if not _safe_kind(prefix):
+            return None
         if self.objects.remote:
             newest = sorted(((str(info.get("LastModified")), name)
                              for name, info in self.objects.find("latest").items()
@@ -218,6 +227,8 @@ class ForecastStore:
         kind = self._kind(
             {"target": target, "frequency": frequency, "level": level, "model": model}
         )
+        if not _safe_kind(kind):
+            return None
         try:
             pointer = self.objects.read_bytes(f"latest/{kind}.json")
         except FileNotFoundError:

@@ -228,6 +228,14 @@ def test_forecast_run_through_s3_is_the_local_run(homes):
     for forged in ("../../cube", "a/b", "", "x" * 200, "run\x00"):
         with pytest.raises(KeyError):
             store.get(forged)
+    for target, level, model in (("inc_hosp", "national", "../../models/registry"),
+                                 ("inc_hosp", "../national", "baseline"),
+                                 ("inc_hosp", "national", "base*"), ("a\nb", "national", "x")):
+        assert store.latest(target, level, model) is None
+    for target, level in (("inc_hosp", "../national"), ("a\nb", "national"),
+                          ("inc_hosp", "nat*")):
+        assert store.latest_of_any_model(target, level) is None
+    assert store.latest_of_any_model("inc_hosp", "national").run_id == run.run_id
 
 
 def test_scenario_result_through_s3_is_the_local_result(homes):
