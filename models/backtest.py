@@ -89,10 +89,8 @@ def backtest_raw(
              for fd in forecast_dates]
     if client is not None:
         # The workers are sent each date's cube, not the opener (no path to Vigie's home).
-        cubes = ShippedCubes(client, opener, [(target.frequency, t[2]) for t in tasks])
-        futures = [cubes.submit(_backtest_date, target.frequency, t[2], *t) for t in tasks]
-        cubes.release()
-        parts = _progress_gather(client, futures, progress)
+        calls = [(_backtest_date, target.frequency, t[2], t) for t in tasks]
+        parts = _progress_gather(ShippedCubes(client, opener).run(calls), len(calls), progress)
     else:
         with one_thread():
             parts = [_backtest_date(opener, *t) for t in _progress(tasks, progress, "backtest")]

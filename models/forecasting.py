@@ -243,16 +243,10 @@ def run_date_tasks(tasks: list[DateTask], opener: CubeOpener, *, client: Any = N
                     continue
                 _done(i, result, None)
         return results
-    from dask.distributed import as_completed
-
     # The workers are sent each date's cube, not the opener (no path to Vigie's home).
-    cubes = ShippedCubes(client, opener, [(t.target.frequency, t.forecast_date) for t in tasks])
-    futures = {cubes.submit(levels_date_rows, t.target.frequency, t.forecast_date, t.target,
-                            t.forecast_date, t.plan, t.horizons): i
-               for i, t in enumerate(tasks)}
-    cubes.release()
-    for fut in as_completed(list(futures)):
-        i = futures[fut]
+    calls = [(levels_date_rows, t.target.frequency, t.forecast_date,
+              (t.target, t.forecast_date, t.plan, t.horizons)) for t in tasks]
+    for i, fut in ShippedCubes(client, opener).run(calls):
         try:
             result = fut.result()
         except Exception as exc:

@@ -179,57 +179,87 @@ class ShippedCubes:
     """The cubes date tasks read, sent to the Dask workers as data (never a path).
 
     A date task reads the cube of one frequency as known on its date (``opener(frequency,
-    as_of)``: the latest vintage issued by then, cut before that date). Here each cube is
-    opened once in this process; the tasks reading one vintage share one copy of it, sent to
-    every worker once (the longest cut they ask for: the others are its first dates), and
-    each task takes its own dates on the worker. Scattered data is freed by Dask when the
-    last task reading it ends.
+    as_of)``: the latest vintage issued by then, cut before that date). The tasks reading one
+    vintage share one copy of it (the longest cut they ask for: the others are its first
+    dates), scattered when their turn comes, and each task takes its own dates on the worker.
 
-    Parameters
-    ----------
-    client:
-        A ``dask.distributed`` client.
-    opener:
-        ``(frequency, as_of) -> xr.Dataset``, as :func:`models.preparation.default_opener`.
-    keys:
-        Every (frequency, as_of) the tasks will read.
+    Memory: a vintage's tasks are submitted together, and the next vintage's only while fewer
+    than two tasks per worker are waiting; a vintage read by at least as many tasks as there
+    are workers is sent to every worker, one read by fewer to one (its tasks run there or
+    fetch it). A vintage's copy is dropped when its last task ends. So a worker holds a few
+    vintages at a time (about 45 MB each for the real cube's daily and weekly datasets), not
+    every vintage a track record over months of daily vintages reads; this process opens each
+    vintage when its tasks are submitted (through the opener's cache).
     """
 
-    def __init__(self, client: Any, opener: Any, keys: Any) -> None:
-        self.client = client
-        # (frequency, as_of) -> (group, dates, attrs); group -> the longest cut read.
-        self._cuts: dict[tuple, tuple] = {}
-        longest: dict[tuple, xr.Dataset] = {}
-        for frequency, as_of in dict.fromkeys((f, pd.Timestamp(a) if a is not None else None)
-                                             for f, a in keys):
-            ds = opener(frequency, as_of)
+    def __init__(self, client: Any, opener: Any) -> None:
+        self.client, self.opener = client, opener
+
+    def run(self, calls: list[tuple]) -> Any:
+        """Run each call ``(fn, frequency, as_of, args)`` as ``fn(opener, *args)`` on a worker,
+        ``opener`` giving the cube of ``frequency`` as of ``as_of``; yield ``(index of the
+        call, its finished future)`` as each ends (an error stays in its future)."""
+        from dask.distributed import as_completed
+
+        cuts, sources = self._plan(dict.fromkeys((f, _stamp(a)) for _, f, a, _ in calls))
+        groups: dict[tuple, list[int]] = {}
+        for i, (_, frequency, as_of, _) in enumerate(calls):
+            groups.setdefault(cuts[(frequency, _stamp(as_of))][0], []).append(i)
+        waiting = list(groups.items())
+        workers = max(1, len(self.client.scheduler_info()["workers"]))
+        data: dict[tuple, Any] = {}
+        left: dict[tuple, int] = {}
+        index: dict[str, tuple[int, tuple]] = {}
+        running = as_completed()
+
+        def admit() -> None:
+            while waiting and (not left or sum(left.values()) < 2 * workers):
+                group, members = waiting.pop(0)
+                data[group] = self.client.scatter(self.opener(*sources[group]), hash=False,
+                                                  broadcast=len(members) >= workers)
+                left[group] = len(members)
+                for i in members:
+                    fn, frequency, as_of, args = calls[i]
+                    _, n_dates, attrs = cuts[(frequency, _stamp(as_of))]
+                    future = self.client.submit(on_worker, _on_cube, fn, data[group], n_dates,
+                                                attrs, frequency, _stamp(as_of), *args,
+                                                pure=False)
+                    index[future.key] = (i, group)
+                    running.add(future)
+
+        admit()
+        for future in running:
+            i, group = index.pop(future.key)
+            left[group] -= 1
+            if not left[group]:
+                del left[group], data[group]  # the workers may drop this vintage
+                admit()
+            yield i, future
+
+    def _plan(self, keys: Any) -> tuple[dict, dict]:
+        """Per (frequency, as_of): its vintage group, number of dates and attributes; per
+        group, the (frequency, as_of) whose cut holds every date the others read."""
+        cuts: dict[tuple, tuple] = {}
+        longest: dict[tuple, tuple] = {}
+        for key in keys:
+            ds = self.opener(*key)
             vintage = str(ds.attrs.get("vintage_id", ""))
-            group = (frequency, vintage) if vintage else (frequency, as_of)
-            self._cuts[(frequency, as_of)] = (group, ds["date"].values, dict(ds.attrs))
-            if group not in longest or ds.sizes["date"] > longest[group].sizes["date"]:
-                longest[group] = ds
-        self._data = {}
-        for key, (group, dates, _) in self._cuts.items():
-            full = longest[group]["date"].values
+            group = (key[0], vintage) if vintage else key
+            cuts[key] = (group, ds["date"].values, dict(ds.attrs))
+            if group not in longest or ds.sizes["date"] > longest[group][0]:
+                longest[group] = (ds.sizes["date"], key)
+        sources = {group: key for group, (_, key) in longest.items()}
+        for key, (group, dates, attrs) in list(cuts.items()):
+            full = cuts[sources[group]][1]
             if len(dates) > len(full) or (full[:len(dates)] != dates).any():
-                # Not the first dates of the vintage's longest cut: sent as it is.
-                self._cuts[key] = ((*key, "own"), *self._cuts[key][1:])
-                longest[(*key, "own")] = opener(*key)
-        for group, ds in longest.items():
-            if any(g == group for g, _, _ in self._cuts.values()):
-                self._data[group] = client.scatter(ds, broadcast=True, hash=False)
+                # Not the first dates of its vintage's longest cut: sent as it is.
+                cuts[key], sources[(*key, "own")] = ((*key, "own"), dates, attrs), key
+        return {key: (group, len(dates), attrs) for key, (group, dates, attrs)
+                in cuts.items()}, sources
 
-    def submit(self, fn: Any, frequency: str, as_of: Any, *args: Any) -> Any:
-        """A future of ``fn(opener, *args)`` on a worker, ``opener`` giving the cube of
-        ``frequency`` as of ``as_of`` (which must be among the keys given)."""
-        as_of = pd.Timestamp(as_of) if as_of is not None else None
-        group, dates, attrs = self._cuts[(frequency, as_of)]
-        return self.client.submit(on_worker, _on_cube, fn, self._data[group], len(dates),
-                                  attrs, frequency, as_of, *args, pure=False)
 
-    def release(self) -> None:
-        """Drop this object's hold on the scattered cubes (the running tasks keep theirs)."""
-        self._data.clear()
+def _stamp(as_of: Any) -> pd.Timestamp | None:
+    return pd.Timestamp(as_of) if as_of is not None else None
 
 
 class _OneCube:
@@ -258,14 +288,13 @@ def _progress(items, enabled, desc):
     return tqdm(items, desc=desc, disable=not enabled, leave=False)
 
 
-def _progress_gather(client, futures, enabled):
-    from dask.distributed import as_completed
-
+def _progress_gather(finished, n, enabled):
+    """The results of ``n`` calls in call order, from ``(index, future)`` pairs as they end
+    (:meth:`ShippedCubes.run`), with a progress bar."""
     results = {}
-    bar = _progress(range(len(futures)), enabled, "backtest")
-    index = {f.key: i for i, f in enumerate(futures)}
-    for fut in as_completed(futures):
-        results[index[fut.key]] = fut.result()
+    bar = _progress(range(n), enabled, "backtest")
+    for i, fut in finished:
+        results[i] = fut.result()
         bar.update(1)
     bar.close()
-    return [results[i] for i in range(len(futures))]
+    return [results[i] for i in range(n)]

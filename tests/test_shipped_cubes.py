@@ -43,7 +43,19 @@ def _same(opener, frequency, as_of):
     return opener(frequency, as_of)
 
 
-def test_each_task_gets_its_cube_and_each_vintage_is_sent_once(opener, client):
+def _counting_scatters(client, monkeypatch) -> list[str]:
+    """The vintage of each cube the client scatters, in order."""
+    sent, scatter = [], client.scatter
+
+    def counted(data, **kwargs):
+        sent.append(data.attrs["vintage_id"])
+        return scatter(data, **kwargs)
+
+    monkeypatch.setattr(client, "scatter", counted)
+    return sent
+
+
+def test_each_task_gets_its_cube_and_each_vintage_is_sent_once(opener, client, monkeypatch):
     from models.parallel import ShippedCubes
 
     # Every date reads the old vintage (issued 2020-12-01; the current one was issued today),
@@ -51,26 +63,44 @@ def test_each_task_gets_its_cube_and_each_vintage_is_sent_once(opener, client):
     dates = [pd.Timestamp(d) for d in ("2020-06-01", "2020-09-07", "2020-12-07",
                                        "2021-01-04", "2021-02-01")]
     keys = [("weekly", d) for d in dates] + [("weekly", None)]
-    cubes = ShippedCubes(client, opener, keys)
-    assert len(client.who_has()) == 2  # one scattered cube per vintage
-    futures = [cubes.submit(_same, f, d, f, d) for f, d in keys]
-    cubes.release()
-    vintages = set()
-    for (frequency, as_of), future in zip(keys, futures, strict=True):
-        got, expected = future.result(), opener(frequency, as_of)
+    sent = _counting_scatters(client, monkeypatch)
+    calls = [(_same, f, d, (f, d)) for f, d in keys]
+    finished = dict(ShippedCubes(client, opener).run(calls))
+    assert sorted(finished) == list(range(len(calls)))
+    for i, (frequency, as_of) in enumerate(keys):
+        got, expected = finished[i].result(), opener(frequency, as_of)
         xr.testing.assert_identical(got, expected)
         assert got.attrs == expected.attrs
-        vintages.add(got.attrs["vintage_id"])
-    assert len(vintages) == 2
+    assert len(sent) == len(set(sent)) == 2  # one copy per vintage, not one per date
+
+
+def test_vintages_are_sent_a_few_at_a_time(client, monkeypatch):
+    """Ten dates each reading its own vintage, one worker: never more than the two vintages
+    of the waiting tasks (and the one ending) on the cluster, not all ten at once."""
+    from models.parallel import ShippedCubes
+
+    def opener(frequency, as_of):
+        cube = synthetic_cube(frequency, periods=40, as_of=str(as_of.date()))
+        return cube.assign_attrs(vintage_id=f"v{as_of.date()}")
+
+    dates = list(pd.date_range("2020-10-05", periods=10, freq="7D"))
+    sent = _counting_scatters(client, monkeypatch)
+    ended, most = 0, 0
+    for _, future in ShippedCubes(client, opener).run([(_same, "weekly", d, ("weekly", d))
+                                                      for d in dates]):
+        most = max(most, len(sent) - ended)
+        assert future.result().attrs["vintage_id"] in sent
+        ended += 1
+    assert ended == len(sent) == 10 and most <= 3, most
 
 
 def test_a_task_asking_for_another_cube_is_refused(opener, client):
     from models.parallel import ShippedCubes
 
-    cubes = ShippedCubes(client, opener, [("weekly", "2021-01-04")])
-    future = cubes.submit(_same, "weekly", "2021-01-04", "weekly", "2021-01-11")
+    calls = [(_same, "weekly", "2021-01-04", ("weekly", "2021-01-11")),
+             (_same, "weekly", "2021-01-04", ("daily", "2021-01-04"))]
+    finished = dict(ShippedCubes(client, opener).run(calls))
     with pytest.raises(ValueError, match="sent the weekly cube as of 2021-01-04 00:00:00, not"):
-        future.result()
-    future = cubes.submit(_same, "weekly", "2021-01-04", "daily", "2021-01-04")
+        finished[0].result()
     with pytest.raises(ValueError, match="not the daily cube"):
-        future.result()
+        finished[1].result()
