@@ -243,3 +243,17 @@ def test_a_city_token_reads_its_own_commune_and_only_it(client, city_settings) -
     calls = next(i for i in _page_data(client, RENNES_METROPOLE, headers)["indicators"]
                  if i["indicator"] == "emergency_housing_calls_115")["observed"]
     assert all(v >= 10 for v in calls["values"] if v is not None)
+
+
+def test_before_the_first_ingest_the_city_pages_say_so(tmp_path) -> None:
+    from service.app import create_app
+
+    settings = Settings.from_env(home=str(tmp_path / "empty"), data_dir=str(tmp_path),
+                                 database_url=f"sqlite:///{tmp_path}/vigie.sqlite")
+    client = create_app({"TESTING": True, "SETTINGS": settings,
+                         "RATELIMIT_ENABLED": False}).test_client()
+    for path, status in (("/ville", 200), (f"/ville/{RENNES_METROPOLE}", 503)):
+        response = client.get(path)
+        assert response.status_code == status
+        text = visible_text(response.get_data(as_text=True))
+        assert "Aucune donnée n'a encore été chargée" in text and problems(text) == []

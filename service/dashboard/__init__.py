@@ -488,19 +488,25 @@ def city_default():
 
     query = " ".join((request.args.get("q") or "").split())[:100]
     departement = (request.args.get("departement") or "").strip()[:3] or None
-    directory, reason = _city_directory(departement)
-    matches = None
-    if query and reason is None:
+    context = _city_index_context(query, departement)
+    if query and context["reason"] is None:
         try:
             matches = find_cities(_city_context(), query)
         except ApiError:
             matches = []
         if len(matches) == 1:
             return redirect(url_for("dashboard.city", code=matches[0]["code"]))
+        context["matches"] = matches
+    return _page("city_index.html", active="dashboard.city_default", **context)
+
+
+def _city_index_context(query: str | None, departement: str | None) -> dict:
+    """What the Villes page shows besides search results (see :func:`city_default`)."""
+    directory, reason = _city_directory(departement)
     names = {c: r["name"] for c, r in _territories().items()}
-    return _page("city_index.html", active="dashboard.city_default", directory=directory,
-                 reason=reason, query=query, matches=matches, departement=departement,
-                 departement_name=names.get(departement or ""), names=names)
+    return {"directory": directory, "reason": reason, "query": query, "matches": None,
+            "departement": departement, "departement_name": names.get(departement or ""),
+            "names": names}
 
 
 @bp.get("/ville/<code>")
@@ -511,8 +517,9 @@ def city(code: str):
 
     try:
         found = find_cities(_city_context(), code) if len(code) <= 12 else []
-    except ApiError:
-        found = []
+    except ApiError:  # nothing ingested yet: the Villes page says so
+        return _page("city_index.html", active="dashboard.city_default",
+                     **_city_index_context(None, None)), 503
     place = next((p for p in found if p["code"] == code), None)
     if place is None:
         return _page("not_found.html", active=None, code=code, city=True), 404
