@@ -161,6 +161,8 @@
       var text = observedText(p.observed) + " ; " + forecastText(p.forecast);
       if (p.capacity) {
         text += " ; " + p.capacity.label + " : " + V.num(p.capacity.value) + " au " + V.date(p.capacity.date);
+      } else if (p.key === "hosp") {
+        text += " ; Vigie ne dispose pas de la capacité en lits d'hospitalisation conventionnelle : pas de ligne de capacité";
       }
       say("meta-" + p.key, text);
       if (!p.observed.available && !p.forecast.available) { empty(div); return null; }
