@@ -50,7 +50,6 @@ def covered_codes() -> frozenset[str] | None:
         return frozenset()
     if principal.territories is None:
         return None
-    from service.api.lookups import memo
     from service.scopes import covered, epci_members
 
     st = state()
@@ -58,6 +57,17 @@ def covered_codes() -> frozenset[str] | None:
     members = memo(("epci_members", vintage_id), lambda: epci_members(st.store))
     return memo(("scope_covered", vintage_id, principal.territories),
                 lambda: covered(principal.territories, members))
+
+
+def memo(key: tuple, build):
+    """``build()`` once per ``key`` for the app (keys name immutable things: a vintage and a
+    scope); at most 64 kept (cleared when full)."""
+    table = state().extra.setdefault("scope_memo", {})
+    if key not in table:
+        if len(table) >= 64:
+            table.clear()
+        table[key] = build()
+    return table[key]
 
 
 def reads_unsuppressed(code: str) -> bool:
@@ -88,7 +98,6 @@ def caller_masks(vintage_id: str | None = None):
     if principal.territories is None:
         return public_masks(vintage_id)
     from features.disclosure.scopes import scope_masks
-    from service.api.lookups import memo
 
     st = state()
     vintage_id = vintage_id or st.freshness()[0]
