@@ -424,3 +424,16 @@ def test_an_upload_the_ingest_does_not_take_is_undone(accepted, home, monkeypatc
     assert "the ingest did not take the file: territories could not be read" in report["message"]
     assert files() == before and active_ids() == ids
     assert CubeStore(home).current_vintage()["id"] == served
+
+
+def test_a_cell_too_long_for_the_csv_reader_is_a_problem_not_a_crash(accepted, client, home,
+                                                                     tokens):
+    before = _served(client, home, tokens["admin"])
+    header = CITY_FILE.read_text().splitlines()[0]
+    content = ("a" * 200_000 + "\n" + header + "\n").encode()
+    response = client.post(f"{URL}?name=long.csv", data=content, content_type="text/csv",
+                           headers=tokens["rennes"])
+    assert response.status_code == 400, response.get_json()
+    (problem,) = response.get_json()["details"]["report"]["problems"]
+    assert "at most 131,072 characters" in problem["expected"]
+    assert _served(client, home, tokens["admin"]) == before

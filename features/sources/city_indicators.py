@@ -19,6 +19,7 @@ rule, and text from other sources, are made harmless by the CSV writers
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections.abc import Callable
@@ -134,7 +135,11 @@ class CityIndicators(Source):
                   if f.get("constraints", {}).get("required")}
         optional = {f["name"]: (f["name"],) for f in schema["fields"]
                     if not f.get("constraints", {}).get("required")}
-        frame = read_table(path, fields, check, optional=optional)
+        try:
+            frame = read_table(path, fields, check, optional=optional)
+        except csv.Error as exc:  # e.g. a cell over the csv module's 131,072 characters
+            check.fail("delimited text (CSV) whose cells hold at most 131,072 characters",
+                       f"text the CSV reader refuses ({exc})")
         text_fields = [f["name"] for f in schema["fields"] if f["type"] == "string"]
         check_control_characters(path, check, text_fields)
         check.raise_if_any()  # a cell broken over lines shifts every line number after it

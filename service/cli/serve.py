@@ -56,10 +56,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info("Vigie API on http://%s:%d/api/v1/docs", args.host, args.port)
     try:
         # waitress buffers a whole body before the app sees it (1 GB by default): refuse at
-        # 8 × the app's limit (plain 413); bodies between the two get the app's JSON 413.
+        # 8 × the largest body a route takes (the app's limit, or an upload's: plain 413);
+        # bodies between the two get the app's JSON 413.
+        largest = max(app.config.get("MAX_CONTENT_LENGTH") or 1 << 27,
+                      app.extensions["vigie"].settings.upload_max_bytes)
         serve(app, host=args.host, port=args.port, threads=args.threads,
-              ident="vigie", channel_timeout=60,
-              max_request_body_size=8 * (app.config.get("MAX_CONTENT_LENGTH") or 1 << 27))
+              ident="vigie", channel_timeout=60, max_request_body_size=8 * largest)
     except KeyboardInterrupt:
         pass
     finally:

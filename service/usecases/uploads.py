@@ -99,7 +99,7 @@ class _Upload:
         self.incoming = settings.uploads_dir / "incoming" / self.record["id"] / name
 
     def run(self, actor: str) -> dict:
-        from features.errors import SourceError
+        from features.errors import Problem, SourceError
         from features.sources.contract import sha256_of
 
         self.incoming.parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +110,11 @@ class _Upload:
                 result, replaced = self.validate()
             except SourceError as exc:
                 return self.refuse(exc, scope=self.out_of_scope(exc))
+            except (ValueError, UnicodeError, OverflowError) as exc:  # unforeseen bad input
+                log.exception("upload %s: the file could not be read", self.record["id"])
+                return self.refuse(SourceError("city_indicators", self.incoming, [Problem(
+                    self.incoming.name, "a CSV file in Vigie's shared format",
+                    f"a file the reader refuses ({type(exc).__name__}: {exc})"[:300])]), [])
             return self.accept(result, replaced, actor)
         finally:
             shutil.rmtree(self.incoming.parent, ignore_errors=True)
