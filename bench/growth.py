@@ -60,6 +60,7 @@ import math
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -206,7 +207,13 @@ def run_measured(cmd: list[str], env: dict, max_bytes: int | None = None) -> dic
                                 preexec_fn=limit)
         sampler = threading.Thread(target=sample, args=(proc.pid,), daemon=True)
         sampler.start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except KeyboardInterrupt:  # the bench was stopped: its measure too
+            proc.kill()
+            proc.wait()
+            done.set()
+            raise
         seconds = time.perf_counter() - started
         done.set()
         sampler.join()
@@ -442,6 +449,10 @@ def extrapolate(done: list[dict], n: int) -> dict:
 
 
 # ----------------------------------------------------------------------------------- main
+def _stopped(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_forecast":
         child = argparse.ArgumentParser()
@@ -483,6 +494,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="vigie-growth-"))
     print(f"synthetic data and homes under {root}; real territory file from {args.real_data_dir}")
     rows: list[dict] = []
+    # Stopped (Ctrl-C or SIGTERM): the sizes measured so far are still printed.
+    signal.signal(signal.SIGTERM, _stopped)
     try:
         for n in sizes:
             row = {"n": n}
@@ -517,7 +530,8 @@ def main() -> None:
                 print(f"N={n:,}: {row['note']}", flush=True)
             print(f"N={n:,}: ingest {ing['seconds']:.1f} s, CPU {ing['cpu_seconds']:.1f} s "
                   f"(load {ing['load']:.1f}), cube "
-                  f"{ing['cube_mb']:.1f} MB, peak RSS {ing['peak_mb']:.0f} MB", flush=True)
+                  f"{ing['cube_mb']:.1f} MB, peak RSS {ing['peak_mb']:.0f} MB; phases (wall s) "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in ing["timings"].items()), flush=True)
             shutil.rmtree(data_dir, ignore_errors=True)  # the raw store keeps its copy
             if not args.no_forecast:
                 row["forecast"] = {}
@@ -532,6 +546,11 @@ def main() -> None:
                           f"{fc['load']:.1f})", flush=True)
             if not args.keep:
                 shutil.rmtree(home, ignore_errors=True)
+    except KeyboardInterrupt:
+        rows[-1]["note"] = (rows[-1].get("note", "") + " STOPPED before this size's "
+                            + ("refresh" if rows[-1].get("ingest") else "ingest")
+                            + " finished").strip()
+        print(f"N={rows[-1]['n']:,}: {rows[-1]['note']}", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
