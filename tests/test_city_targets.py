@@ -223,3 +223,26 @@ def test_a_city_file_that_stops_coming_keeps_its_indicators(tmp_path, data_dir):
     # Nothing changed but the file's absence: no new vintage.
     again = run_ingest(settings)
     assert again.outcome == "unchanged"
+
+
+def test_the_listing_says_the_verdict_of_the_track_record(client, city):
+    from models.trackrecord import read_retrospective, write_retrospective
+
+    saved = read_retrospective(city)
+    rows = [{"target": "food_aid_requests", "frequency": "weekly", "level": level,
+             "period": "held_out", "horizon": h, "relative_wis": rel, "n_forecasts": 40}
+            for level, rel in (("epci", 0.8), ("commune", 1.2)) for h in (1, 2, 3, 4)]
+    write_retrospective(city, {"rows": rows})
+    try:
+        food = client.get("/api/v1/targets/food_aid_requests").get_json()
+        # Read anew: the listing is asked for before this, with no track record.
+        assert food["verdict"]["status"] == "mixed", food["verdict"]
+        assert [(lv["level"], lv["status"]) for lv in food["verdict"]["levels"]] == [
+            ("epci", "beats_baseline"), ("commune", "does_not_beat_baseline")]
+        assert "mieux partout pour : intercommunalités" in food["verdict"]["text_fr"]
+        assert "pas mieux pour : communes" in food["verdict"]["text_fr"]
+    finally:
+        if saved is None:
+            (city.retrospective_file).unlink()
+        else:
+            write_retrospective(city, saved)

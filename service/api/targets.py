@@ -1,13 +1,16 @@
 """``/api/v1/targets``: every forecastable target of the served cube (built-in and derived
 from indicator metadata), with French label and unit, horizons, levels, whether the refresh
-publishes it, and the verdict of its track record against the baseline."""
+publishes it, and the verdict of its track record against the baseline.
+
+Not in the response cache: the verdict changes when the ``trackrecord`` job rewrites the
+retrospective file, which is neither a vintage nor a forecast run (the listing itself is
+memoised per vintage, the file read per request)."""
 
 from __future__ import annotations
 
 from apiflask import APIBlueprint, Schema, fields
 from apiflask.validators import Length, OneOf
 
-from service.api.cache import cached
 from service.api.context import context
 from service.api.formats import render
 from service.api.paging import ListQuery, PageInfo, render_page
@@ -81,7 +84,6 @@ COLUMNS = [c for c in TargetOut().fields if c not in ("verdict", "levels", "hori
         description="Every count or rate of the served cube that /forecasts can serve, with "
                     "its French label, unit, horizons and levels, and whether Vigie beats the "
                     "naive baseline on its track record.")
-@cached
 def get_targets(query_data: dict):
     rows = list_targets(context(), territory=query_data.get("territory"),
                         published=query_data.get("published"))
@@ -97,6 +99,5 @@ class OneTargetQuery(Schema):
 @bp.input(OneTargetQuery, location="query")
 @bp.output(TargetOut)
 @bp.doc(summary="One forecastable target")
-@cached
 def get_target(name: str, query_data: dict):
     return render(target_entry(context(), name[:64], query_data.get("frequency")), {})

@@ -166,13 +166,13 @@ def score_runs(runs: list, store) -> list[dict]:
     (``by_date``), their summary per model and horizon (``summary``) and ``forecast_dates``;
     ``by_date`` is empty while no outcome is observed yet.
     """
-    from models.targets import get_target
+    from models.targets import resolve_target
 
     out = []
     for (name, frequency, level), group in sorted(_served_runs(runs).items()):
-        try:
-            target = get_target(name, frequency)
-        except KeyError:
+        try:  # built-in, or derived from the cube's indicator metadata (a city's indicator)
+            target = resolve_target(name, frequency, lambda f, _as_of: store.open(f))
+        except (KeyError, LookupError):
             continue
         rows = _hub_rows(group)
         wide = _wide(rows)

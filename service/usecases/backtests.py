@@ -71,11 +71,11 @@ def refresh_leaderboard(settings: Any, *, model: str = "ensemble", target: str =
     from models.backtest import backtest, monday_dates
     from models.preparation import default_opener
     from models.registry import get_registry
-    from models.targets import get_target
+    from models.targets import resolve_target
     from service.usecases.forecasts import fit_cluster
 
-    tgt = get_target(target, frequency)
     opener = default_opener(settings)
+    tgt = resolve_target(target, frequency, opener)
     ds = opener(tgt.frequency, None)
     last = pd.Timestamp(ds["date"].values[-1])
     end = last - pd.Timedelta(days=7 * max(tgt.horizons))
@@ -119,16 +119,17 @@ def score_files(path: Path, baseline: Path | None = None) -> dict[str, pd.DataFr
     from models.calibration import QCOLS
     from models.preparation import default_opener, observed_rows
     from models.scoring import score_table, summarise
-    from models.targets import from_hub, get_target
+    from models.targets import cube_targets, from_hub, resolve_target
 
     frames = [_read_hub(path, default_model=path.stem)]
     if baseline:
         frames.append(_read_hub(baseline, default_model="baseline"))
-    wide = from_hub(pd.concat(frames, ignore_index=True))
     opener = default_opener()
+    wide = from_hub(pd.concat(frames, ignore_index=True), derived=[
+        t for t in cube_targets(opener) if t.derived])
     parts = []
     for (name, frequency), rows in wide.groupby(["target_name", "frequency"]):
-        target = get_target(name, frequency)
+        target = resolve_target(name, frequency, opener)
         parts.append(observed_rows(rows, opener(frequency, None), target))
     scored = score_table(pd.concat(parts, ignore_index=True), QCOLS)
     if scored.empty:
