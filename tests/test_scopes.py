@@ -149,11 +149,11 @@ def _queries(params: dict[str, list | None]) -> list[str]:
             choices.append([f"{name}={i}" for i in INDICATORS])
     if "format" in params:
         choices.append([f"format={f}" for f in params["format"] or ["json"]])
-    if "level" in params:
-        choices.append(["", *[f"level={v}" for v in params["level"] or []]])
-    if "code" in params:  # dashboard routes take the code in the path
-        pass
     queries = ["&".join(q for q in combo if q) for combo in itertools.product(*choices)]
+    if "level" in params:  # each level with the first of the other choices
+        first = [c[1] if c[0] == "" and len(c) > 1 else c[0] for c in choices]
+        queries += ["&".join(q for q in (*first, f"level={v}") if q)
+                    for v in params["level"] or []]
     size = "per_page=1000" if "per_page" in params else ""
     return ["&".join(x for x in (q, size) if x) for q in queries] or [size]
 
