@@ -12,6 +12,7 @@ from __future__ import annotations
 from apiflask import APIBlueprint, Schema, fields
 from flask import request
 
+from features.uploads import MAX_NAME_CHARS
 from service.api.formats import json_response
 from service.api.paging import PageQuery, paged
 from service.api.state import state
@@ -69,15 +70,18 @@ REQUEST_BODY = {"required": True, "content": {
         "type": "object", "required": ["file"], "properties": {
             "file": {"type": "string", "format": "binary",
                      "description": "the CSV file (UTF-8)"},
-            "name": {"type": "string", "description": "the name it is kept under (default: "
-                                                      "the file part's name)"}}}},
+            "name": {"type": "string", "maxLength": MAX_NAME_CHARS,
+                     "description": "the name it is kept under (default: the file part's name)"}}}},
     "text/csv": {"schema": {"type": "string", "description": "the CSV text (UTF-8); its name "
                                                              "in ?name="}}}}
 
 
 class UploadQuery(Schema):
-    name = fields.String(metadata={"description": "the file's name, for a text/csv body "
-                                                  "(a plain .csv name, at most 100 characters)"})
+    # Bounded in the document (every query parameter is); the use case still names a longer one.
+    name = fields.String(metadata={
+        "maxLength": MAX_NAME_CHARS,
+        "description": "the file's name, for a text/csv body (a plain .csv name, at most 100 "
+                       "characters)"})
 
 
 class UploadReport(Schema):
