@@ -321,8 +321,10 @@ class SeriesForecaster(Forecaster):
         dates = pd.DatetimeIndex(y["date"].values)
         self.states_: dict[str, tuple[str, Any, int, np.ndarray]] = {}
         self.fallbacks_: dict[str, str] = {}
-        for territory in self.territories_:
-            raw = y.sel(territory=territory).values
+        # Row by position (territories_ is y's territory axis in order): one array, not an
+        # xarray selection per territory (the same values).
+        series = np.asarray(y.transpose("territory", "date").values)
+        for territory, raw in zip(self.territories_, series, strict=True):
             clean, trailing = clean_history(raw)
             reason = None
             if clean.size < self.min_history:

@@ -12,6 +12,7 @@ per-series model of 30–80 weekly points cannot see.
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -32,16 +33,25 @@ from models.signals import resolve_signals
 log = logging.getLogger(__name__)
 
 
-def _holiday_counts(dates: pd.DatetimeIndex, step: pd.DateOffset) -> np.ndarray:
-    """Number of French public holidays in the period ending at each date."""
+@lru_cache(maxsize=32)
+def _french_holidays(first_year: int, last_year: int) -> np.ndarray:
+    """French public holidays of these years, sorted (datetime64[ns]; read once per span:
+    every fit at every horizon asks for the same years)."""
     import holidays
 
-    days = holidays.France(years=range(dates.min().year - 1, dates.max().year + 2))
-    hol = pd.DatetimeIndex(list(days.keys()))
+    days = holidays.France(years=range(first_year, last_year + 1))
+    return np.sort(pd.DatetimeIndex(list(days.keys())).to_numpy(dtype="datetime64[ns]"))
+
+
+def _holiday_counts(dates: pd.DatetimeIndex, step: pd.DateOffset) -> np.ndarray:
+    """Number of French public holidays in the period ending at each date (the holidays
+    ``h`` with ``d - span < h <= d``: two binary searches in the sorted holidays)."""
+    hol = _french_holidays(dates.min().year - 1, dates.max().year + 1)
     span = 7 if isinstance(step, pd.offsets.Week) else 1
-    return np.array(
-        [((hol > d - pd.Timedelta(days=span)) & (hol <= d)).sum() for d in dates], dtype=float
-    )
+    ends = dates.to_numpy(dtype="datetime64[ns]")
+    starts = (dates - pd.Timedelta(days=span)).to_numpy(dtype="datetime64[ns]")
+    counts = np.searchsorted(hol, ends, side="right") - np.searchsorted(hol, starts, side="right")
+    return counts.astype(float)
 
 
 class GlobalGBM(Forecaster):
