@@ -1,4 +1,5 @@
-"""Retention: which cube vintages and forecast runs ``python -m service prune`` deletes.
+"""Retention: which cube vintages, forecast runs and backtests ``python -m service prune``
+deletes.
 
 Vintages and forecast runs are immutable and were kept forever. The policy keeps:
 
@@ -11,6 +12,14 @@ Vintages and forecast runs are immutable and were kept forever. The policy keeps
 * **forecast runs**: per target, frequency, level and model, the newest
   ``VIGIE_RETAIN_FORECAST_RUNS`` (default 8), every run a ``latest`` pointer names (what the API,
   the alerts and the dashboard publish), and every run any audit row names.
+* **backtest store** (``$VIGIE_HOME/models/backtests/<target>/<plan>/<level>/<date>_<vintage>``,
+  the past dates' raw forecasts the retrospective track record and calibration reuse): per
+  target, the newest ``VIGIE_RETAIN_FORECAST_RUNS`` plans (a plan is one model and member set,
+  newest by its last file written; the plan in use is rewritten at every track record); in
+  those, a date's file made from a vintage no longer catalogued (pruned now or before) is
+  deleted too: it can never be read again (a date is recomputed from the vintage served as of
+  it). Backtest files pin no vintage: a pruned vintage's dates are recomputed by the next
+  track record.
 
 ``0`` keeps everything of that kind. Everything else is deleted: the vintage's catalog row
 first (it is never served again), then its folder, renamed to a temporary name before removal
@@ -75,6 +84,9 @@ class Plan:
     retain_vintages: int
     retain_forecast_runs: int
     dry_run: bool = True
+    backtests: list[Item] = field(default_factory=list)  # one per target and plan
+    stale_backtests: list[Path] = field(default_factory=list)  # files of a gone vintage
+    stale_backtest_bytes: int = 0
 
     def deleted(self, items: list[Item]) -> list[Item]:
         return [i for i in items if not i.kept]
@@ -90,6 +102,10 @@ class Plan:
                 "policy": {"retain_vintages": self.retain_vintages,
                            "retain_forecast_runs": self.retain_forecast_runs},
                 "vintages": side(self.vintages), "forecast_runs": side(self.runs),
+                "backtest_plans": side(self.backtests),
+                "backtest_files_of_gone_vintages": {
+                    "deleted": len(self.stale_backtests),
+                    "bytes_freed": self.stale_backtest_bytes},
                 "temporary_removed": [str(e.path) for e in self.temporary],
                 "orphan_vintage_folders": [str(p) for p in self.orphans]}
 
@@ -101,6 +117,13 @@ def _size(path: Path | str, options: dict | None = None) -> int:
     if not path.exists():
         return 0
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _inside(path: Path | str, folder: Path | str) -> bool:
@@ -181,7 +204,39 @@ def plan(settings: Settings, *, retain_vintages: int | None = None,
                    if p.is_dir() and not p.name.startswith(".") and p.name not in known
                    and time.time() - p.stat().st_mtime > grace]
     temporary = tempfiles.find_stale(settings.home, settings.tmp_grace_hours)
-    return Plan(items, runs, temporary, orphans, keep_v, keep_r)
+    backtests, stale = _plan_backtests(settings.backtests_dir, keep_r,
+                                       {i.id for i in items if i.kept})
+    return Plan(items, runs, temporary, orphans, keep_v, keep_r, backtests=backtests,
+                stale_backtests=stale, stale_backtest_bytes=sum(_file_size(p) for p in stale))
+
+
+def _plan_backtests(root: Path, keep_r: int, kept_vintages: set[str]
+                    ) -> tuple[list[Item], list[Path]]:
+    """Every backtest plan (``<target>/<plan>``) with why it is kept (the newest ``keep_r``
+    of its target by last file written), and the files of kept plans whose vintage (the name's
+    part after ``<date>_``) is not kept."""
+    if not root.is_dir():
+        return [], []
+    items, stale = [], []
+    for target in sorted(p for p in root.iterdir() if p.is_dir()):
+        plans = []
+        for folder in (p for p in target.iterdir() if p.is_dir()):
+            files = [f for f in folder.glob("*/*.parquet") if f.is_file()]
+            newest = max((f.stat().st_mtime for f in files), default=folder.stat().st_mtime)
+            plans.append((newest, folder, files))
+        plans.sort(key=lambda t: (-t[0], t[1].name))  # newest first
+        for rank, (_, folder, files) in enumerate(plans):
+            item = Item(f"{target.name}/{folder.name}", folder, target.name)
+            if keep_r <= 0:
+                item.keep("policy keeps all backtest plans")
+            elif rank < keep_r:
+                item.keep(f"{rank + 1} newest of {target.name}")
+            if item.kept:
+                stale += [f for f in files if f.stem[11:] not in kept_vintages]
+            else:
+                item.bytes = sum(_file_size(f) for f in files)
+            items.append(item)
+    return items, stale
 
 
 def _plan_runs(settings: Settings, keep_r: int, audit_runs: set[str]
@@ -296,6 +351,14 @@ def prune(settings: Settings | None = None, *, dry_run: bool = False,
             conn.execute(vintages.delete().where(vintages.c.id == item.id))
         _discard(item.path, item.id, settings.store_options)
         log.info("pruned vintage %s", item.id)
+    for item in result.deleted(result.backtests):
+        _discard(item.path, item.id.replace("/", "-"))
+        log.info("pruned backtest plan %s", item.id)
+    for path in result.stale_backtests:
+        path.unlink(missing_ok=True)
+    if result.stale_backtests:
+        log.info("pruned %d backtest files of vintages no longer kept",
+                 len(result.stale_backtests))
     for entry in result.temporary:
         tempfiles.remove(entry.path)
     for path in result.orphans:

@@ -163,3 +163,60 @@ def test_prune_job_is_registered_and_scheduled():
 
     spec = JOBS["prune"]
     assert spec.schedule and spec.schedule.get("trigger") == "cron"
+
+
+def _backtest(settings: Settings, target: str, plan: str, day: str, vintage: str,
+              mtime: float) -> object:
+    """One stored past forecast of ``models/backtests`` (the layout of
+    models.trackrecord.BacktestStore), written at ``mtime``."""
+    folder = settings.backtests_dir / target / plan / "national"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{day}_{vintage}.parquet"
+    pd.DataFrame({"territory": ["FR"], "value": [1.0]}).to_parquet(path, index=False)
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_prune_keeps_the_newest_backtest_plans_and_drops_files_of_gone_vintages(home, capsys,
+                                                                                 monkeypatch):
+    """Per target the newest plans stay (by last file written), the older ones go; in a kept
+    plan, a date made from a vintage pruned now (or never catalogued) goes; a dry run says so
+    and deletes nothing; 0 keeps every plan."""
+    from service.cli import main as cli
+    from service.retention import plan, prune
+
+    settings, v, _, _ = home
+    now = dt.datetime.now().timestamp()
+    current = [_backtest(settings, "inc_hosp_weekly", "ensemble@1.3-new", day, v["served"], now)
+               for day in ("2020-10-05", "2020-10-12")]
+    gone_now = _backtest(settings, "inc_hosp_weekly", "ensemble@1.3-new", "2020-10-19",
+                         v["unused"], now)
+    never = _backtest(settings, "inc_hosp_weekly", "ensemble@1.3-new", "2020-10-26",
+                      "20190101T000000Z-nowhere", now)
+    old = _backtest(settings, "inc_hosp_weekly", "ensemble@1.2-old", "2020-10-05",
+                    v["served"], now - 86400)
+    other = _backtest(settings, "icu_daily", "ensemble@1.2-old", "2020-10-05", v["served"],
+                      now - 86400)  # the only plan of its target: kept
+
+    everything = plan(settings, retain_vintages=0, retain_forecast_runs=0)
+    assert all(i.kept for i in everything.backtests) and everything.stale_backtests == [never]
+
+    monkeypatch.setenv("VIGIE_HOME", str(settings.home))
+    monkeypatch.setenv("VIGIE_DATABASE_URL", settings.database_url)
+    assert cli(["prune", "--dry-run", "--json", "--keep-vintages", "1", "--keep-runs", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["backtest_plans"]["deleted_ids"] == ["inc_hosp_weekly/ensemble@1.2-old"]
+    assert summary["backtest_plans"]["bytes_freed"] == old.stat().st_size
+    assert summary["backtest_files_of_gone_vintages"]["deleted"] == 2
+    assert all(p.exists() for p in [*current, gone_now, never, old, other])
+
+    result = prune(settings, retain_vintages=1, retain_forecast_runs=1)
+    assert {i.id: i.reasons for i in result.backtests} == {
+        "icu_daily/ensemble@1.2-old": ["1 newest of icu_daily"],
+        "inc_hosp_weekly/ensemble@1.3-new": ["1 newest of inc_hosp_weekly"],
+        "inc_hosp_weekly/ensemble@1.2-old": []}
+    assert all(p.exists() for p in [*current, other])
+    assert not gone_now.exists() and not never.exists()
+    assert not (settings.backtests_dir / "inc_hosp_weekly" / "ensemble@1.2-old").exists()
+    with tempfiles.paused():
+        assert tempfiles.find_stale(settings.home, 0) == []  # nothing half-removed left

@@ -9,12 +9,14 @@ import json
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     prune = subparsers.add_parser(
-        "prune", help="delete old cube vintages and forecast runs nothing refers to",
+        "prune", help="delete old cube vintages, forecast runs and backtests nothing refers to",
         description="Keep the newest VIGIE_RETAIN_VINTAGES vintages (default 30) and "
                     "VIGIE_RETAIN_FORECAST_RUNS runs per target/frequency/level/model (default "
                     "8), plus the served vintage, every run a 'latest' pointer names and every "
                     "vintage or run a kept run, a scenario result, the leaderboard or any audit "
-                    "row refers to; delete the rest and stale temporary entries. 0 keeps all.")
+                    "row refers to; per target, the newest VIGIE_RETAIN_FORECAST_RUNS backtest "
+                    "plans (models/backtests), without the files of vintages no longer kept; "
+                    "delete the rest and stale temporary entries. 0 keeps all.")
     prune.add_argument("--dry-run", action="store_true",
                        help="say what would be deleted; delete nothing")
     prune.add_argument("--keep-vintages", type=int, metavar="N",
@@ -47,13 +49,19 @@ def cmd_prune(args: argparse.Namespace) -> int:
     verb = "would delete" if args.dry_run else "deleted"
     print(f"policy: newest {result.retain_vintages or 'all'} vintages, newest "
           f"{result.retain_forecast_runs or 'all'} runs per kind, plus everything referenced")
-    for title, items in (("vintages", result.vintages), ("forecast runs", result.runs)):
-        side = summary["vintages" if title == "vintages" else "forecast_runs"]
+    for title, key, items in (("vintages", "vintages", result.vintages),
+                              ("forecast runs", "forecast_runs", result.runs),
+                              ("backtest plans", "backtest_plans", result.backtests)):
+        side = summary[key]
         print(f"{title}: {side['total']} found, {side['kept']} kept, {side['deleted']} {verb} "
               f"({_mb(side['bytes_freed'])})")
         for item in items:
             what = ", ".join(item.reasons) if item.kept else verb
             print(f"  {item.id:<40} {what}")
+    stale = summary["backtest_files_of_gone_vintages"]
+    if stale["deleted"]:
+        print(f"backtest files of vintages no longer kept: {stale['deleted']} {verb} "
+              f"({_mb(stale['bytes_freed'])})")
     for entry in result.temporary:
         print(f"temporary {entry.path}: {verb} ({entry.reason})")
     for path in result.orphans:

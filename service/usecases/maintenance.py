@@ -8,8 +8,9 @@ from typing import Any
 
 def prune(settings: Any, *, dry_run: bool = False, retain_vintages: int | None = None,
           retain_forecast_runs: int | None = None, actor: str = "cli") -> Any:
-    """Delete the cube vintages and forecast runs the policy lets go and stale temporary
-    entries (``dry_run``: only say which; ``None``: the settings' numbers to keep); the
+    """Delete the cube vintages, forecast runs and backtest plans and files the policy lets
+    go and stale temporary entries (``dry_run``: only say which; ``None``: the settings'
+    numbers to keep); the
     :class:`service.retention.Plan` (its ``summary()`` is the job's result, and the details
     of the ``prune`` audit row)."""
     from features.catalog import get_engine
