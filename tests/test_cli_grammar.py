@@ -158,3 +158,22 @@ def test_terminal_shows_steps_warnings_once_and_library_info_only_with_v(capsys,
     assert err.count("gbm: signal y dropped") == (2 if verbose else 1)
     assert err.count("growth: no case signal") == (2 if verbose else 1)
     assert "gbm: signal z dropped" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["forecast", "--target", "inc_hosp", "--level", "department", "--territory", "35"],
+    ["cube", "export", "--indicator", "population", "--territory", "35"],
+])
+def test_a_command_that_reads_the_cube_on_an_empty_home_says_so_without_a_traceback(
+        argv, tmp_path, monkeypatch, capsys):
+    from service.cli import main
+
+    monkeypatch.setenv("VIGIE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("VIGIE_STORE_URL", raising=False)
+    monkeypatch.delenv("VIGIE_DATABASE_URL", raising=False)
+    code = main([*argv, "--out", str(tmp_path / "out.csv")])
+    err = capsys.readouterr().err
+    assert code in (1, 2), err
+    assert "Traceback" not in err
+    assert "ingest" in err, err
+    assert not (tmp_path / "out.csv").exists()

@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from features.errors import SchedulerUnreachable
+    from features.errors import NoVintageError, SchedulerUnreachable
     from features.storage.objects import StoreConfigError
 
     try:
@@ -265,3 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     except (StoreConfigError, SchedulerUnreachable) as exc:  # VIGIE_STORE_URL, _DASK_ADDRESS…
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    except NoVintageError as exc:  # a command that reads the cube, on a home never ingested
+        print(f"no data yet: {exc or 'the store holds no cube vintage'}; run "
+              "'python -m service ingest' first", file=sys.stderr)
+        return 1
