@@ -14,12 +14,21 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _default_home() -> Path:
+    """``var`` of the source checkout; for an installed package (``pip install .``: no
+    ``pyproject.toml`` beside the packages, which sit in site-packages), ``var`` of the working
+    directory, never a folder inside site-packages."""
+    if (PROJECT_ROOT / "pyproject.toml").is_file():
+        return PROJECT_ROOT / "var"
+    return Path.cwd() / "var"
+
+
 def _default_data_dir() -> Path:
     """The shared real-data folder beside the clone, else a download folder under the home."""
     beside_clone = PROJECT_ROOT.parent / "shared" / "data"
     if beside_clone.is_dir():
         return beside_clone
-    return Path(os.environ.get("VIGIE_HOME", PROJECT_ROOT / "var")) / "downloads"
+    return Path(os.environ.get("VIGIE_HOME") or _default_home()) / "downloads"
 
 
 @dataclass(frozen=True)
@@ -178,7 +187,7 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides) -> Settings:
         env = os.environ
-        home = Path(overrides.pop("home", None) or env.get("VIGIE_HOME") or PROJECT_ROOT / "var")
+        home = Path(overrides.pop("home", None) or env.get("VIGIE_HOME") or _default_home())
         home = home.resolve()
         data_dir = (overrides.pop("data_dir", None) or env.get("VIGIE_DATA_DIR")
                     or _default_data_dir())
