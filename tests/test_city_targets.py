@@ -239,7 +239,8 @@ def test_the_listing_says_the_verdict_of_the_track_record(client, city):
         assert food["verdict"]["status"] == "mixed", food["verdict"]
         assert [(lv["level"], lv["status"]) for lv in food["verdict"]["levels"]] == [
             ("epci", "beats_baseline"), ("commune", "does_not_beat_baseline")]
-        assert "mieux partout pour : intercommunalités" in food["verdict"]["text_fr"]
+        assert "mieux à tous les horizons pour : intercommunalités" in \
+            food["verdict"]["text_fr"]
         assert "pas mieux pour : communes" in food["verdict"]["text_fr"]
     finally:
         if saved is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from models.verdict import STATUSES
 from service.errors import bad_request, not_found
 from service.usecases.reads import ReadContext
 
@@ -28,8 +29,17 @@ def horizons_fr(target: Any) -> list[str]:
     return [f"à {n} {one if n == 1 else many}" for n in target.horizons]
 
 
-def verdict_fr(verdict: dict) -> str:
-    """One French sentence saying whether Vigie beats the naive reference, and where."""
+def _not_better_fr(level: dict, unit: str) -> str:
+    """``régions (pas à 1 trimestre)``: a mixed level and the horizons it does not beat."""
+    one, many = HORIZON_UNITS_FR.get(unit, ("", ""))
+    worse = [int(h) for h, v in level["relative_wis"].items() if v >= 1]
+    said = ", ".join(f"{h} {one if h == 1 else many}" for h in sorted(worse))
+    return f"{LEVELS_FR.get(level['level'], level['level'])} (pas à {said})"
+
+
+def verdict_fr(verdict: dict, unit: str = "wk") -> str:
+    """One French sentence saying whether Vigie beats the naive reference, and where
+    (``unit``: the target's horizon unit, to name the horizons it does not beat)."""
     status, period = verdict["status"], PERIODS_FR.get(verdict.get("period") or "", "")
     if status == "not_scored":
         return ("Pas encore évalué : l'historique des prévisions passées n'est pas encore "
@@ -40,16 +50,19 @@ def verdict_fr(verdict: dict) -> str:
     if status == "does_not_beat_baseline":
         return (f"Sur {period}, Vigie ne fait pas mieux que la référence naïve (dernière valeur "
                 "prolongée) : ses prévisions sont à lire avec prudence.")
-    better = [LEVELS_FR.get(lv["level"], lv["level"]) for lv in verdict["levels"]
-              if lv["status"] == "beats_baseline"]
-    worse = [LEVELS_FR.get(lv["level"], lv["level"]) for lv in verdict["levels"]
-             if lv["status"] == "does_not_beat_baseline"]
-    parts = [f"Sur {period}, Vigie fait mieux que la référence naïve à certains horizons ou "
-             "échelons seulement"]
-    if better:
-        parts.append(f"mieux partout pour : {', '.join(better)}")
-    if worse:
-        parts.append(f"pas mieux pour : {', '.join(worse)}")
+    by_status = {s: [lv for lv in verdict["levels"] if lv["status"] == s] for s in STATUSES}
+    parts = [f"Sur {period}, Vigie fait mieux que la référence naïve (dernière valeur "
+             "prolongée) à certains horizons ou échelons seulement"]
+    if by_status["beats_baseline"]:
+        parts.append("mieux à tous les horizons pour : " + ", ".join(
+            LEVELS_FR.get(lv["level"], lv["level"]) for lv in by_status["beats_baseline"]))
+    if by_status["mixed"]:
+        parts.append("en partie pour : " + ", ".join(
+            _not_better_fr(lv, unit) for lv in by_status["mixed"]))
+    if by_status["does_not_beat_baseline"]:
+        parts.append("pas mieux pour : " + ", ".join(
+            LEVELS_FR.get(lv["level"], lv["level"])
+            for lv in by_status["does_not_beat_baseline"]))
     return " ; ".join(parts) + "."
 
 
@@ -69,10 +82,18 @@ def _entries(ctx: ReadContext) -> list[dict]:
     from service.labels import indicator_fr
     from service.usecases.forecasts import published_targets
 
+    opened: dict[str, Any] = {}
+
+    def opener(frequency: str, _as_of: Any = None) -> Any:
+        """The served datasets, each opened once for the whole listing."""
+        if frequency not in opened:
+            opened[frequency] = ctx.open_dataset(frequency)
+        return opened[frequency]
+
     def build() -> list[dict]:
-        published = set(published_targets(ctx.settings, opener=ctx.open_dataset))
+        published = set(published_targets(ctx.settings, opener=opener))
         out = []
-        for t in cube_targets(ctx.open_dataset):
+        for t in cube_targets(opener):
             entry = ctx.find_indicator(t.variable, t.frequency) or {}
             label, units_fr = indicator_fr(t.variable, entry.get("description", ""),
                                            entry.get("units", ""))
@@ -101,13 +122,15 @@ def _with_verdict(items: list[dict], settings: Any) -> list[dict]:
         mine = [r for r in rows if r["target"] == item["name"]
                 and r["frequency"] == item["frequency"]]
         verdict = baseline_verdict(mine)
-        out.append({**item, "verdict": {**verdict, "text_fr": verdict_fr(verdict)}})
+        out.append({**item, "verdict": {**verdict, "text_fr": verdict_fr(
+            verdict, item["horizon_unit"])}})
     return out
 
 
-def _observed_at(ctx: ReadContext, item: dict, code: str) -> bool:
-    ds = ctx.open_dataset(item["frequency"])
-    return bool(ds[item["variable"]].sel(territory=code).notnull().any())
+def _observed_at(datasets: dict, item: dict, code: str) -> bool:
+    ds = datasets[item["frequency"]]
+    return code in ds.indexes["territory"] and \
+        bool(ds[item["variable"]].sel(territory=code).notnull().any())
 
 
 def list_targets(ctx: ReadContext, *, territory: str | None = None,
@@ -124,7 +147,9 @@ def list_targets(ctx: ReadContext, *, territory: str | None = None,
         if territory not in table:
             raise bad_request("unknown territory code(s)", unknown=[territory])
         level = LEVEL_OF.get(table[territory]["level"])
-        items = [i for i in items if level in i["levels"] and _observed_at(ctx, i, territory)]
+        datasets = {f: ctx.open_dataset(f) for f in {i["frequency"] for i in items}}
+        items = [i for i in items
+                 if level in i["levels"] and _observed_at(datasets, i, territory)]
     return _with_verdict(items, ctx.settings)
 
 

@@ -38,3 +38,14 @@ def test_a_baseline_copy_does_not_beat_it_and_nothing_scored_says_so():
     empty = baseline_verdict([_row("epci", "held_out", 1, None)])
     assert empty == {"status": "not_scored", "period": None, "levels": []}
     assert baseline_verdict([])["status"] == "not_scored"
+
+
+def test_the_french_sentence_names_the_levels_and_horizons_not_beaten():
+    from service.usecases.targets import verdict_fr
+
+    rows = [_row("national", "held_out", 1, 0.92), _row("national", "held_out", 2, 0.92),
+            _row("region", "held_out", 1, 2.59), _row("region", "held_out", 2, 0.83)]
+    text = verdict_fr(baseline_verdict(rows), "qtr")
+    assert "mieux à tous les horizons pour : France" in text
+    assert "en partie pour : régions (pas à 1 trimestre)" in text
+    assert text.startswith("Sur les dates de validation")
