@@ -175,7 +175,28 @@ def compare_versions(args, target, levels, warm, dates, opener, calibration) -> 
                     str(b) for b in row["beats_baseline"]) + f" (of {row['territories'].max()})")
                 print(f"| {LEVEL_LABELS.get(level, level)} | {name} | " + " | ".join(cells)
                       + " |")
+            if level != "national" and len(names) > 1:
+                better, worse = versus_first(part, names)
+                print(f"| {LEVEL_LABELS.get(level, level)} | {names[-1]} against {names[0]}, "
+                      f"territories better / worse (relative WIS) | {better} | {worse} | | |")
     return 0
+
+
+def versus_first(scored: pd.DataFrame, names: list[str]) -> tuple[str, str]:
+    """Per horizon, how many territories have a lower (better) / higher (worse) relative
+    WIS with the last version than with the first one."""
+    keys = ["territory", "forecast_date", "horizon"]
+    base = scored[scored["model"] == "baseline"][[*keys, "wis"]].rename(
+        columns={"wis": "wis_base"})
+    paired = scored[scored["model"].isin([names[0], names[-1]])].merge(base, on=keys)
+    per = paired.groupby(["model", "territory", "horizon"])[["wis", "wis_base"]].sum()
+    per = per[per["wis_base"] > 0]
+    rel = (per["wis"] / per["wis_base"]).unstack("model").dropna()
+    better, worse = [], []
+    for _, part in rel.groupby(level="horizon"):
+        better.append(str(int((part[names[-1]] < part[names[0]]).sum())))
+        worse.append(str(int((part[names[-1]] > part[names[0]]).sum())))
+    return " / ".join(better), " / ".join(worse)
 
 
 def report(level: str, scored: pd.DataFrame, period: str = "") -> None:

@@ -2,7 +2,8 @@
 
 Each run computes the track record (``python -m service trackrecord --sequential``: one
 process, so its CPU time is the whole computation) from an empty backtest store, on its own
-copy of one freshly ingested home (same cube, same vintage). The runs, one after the other:
+freshly ingested home (the same data; the reference's home ingested by the reference code,
+whose database schema may be older). The runs, one after the other:
 
 * ``reference``: the code of ``--reference-commit`` (extracted with ``git archive``; default:
   the commit before this work), its default model (``ensemble`` 1.3 with ``gbm`` 1.2);
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -47,28 +47,36 @@ REFERENCE_COMMIT = "feb3dd3"
 _VOLATILE = ("computed_at", "model_version", "model")
 
 
-def cpu_of_children() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_trackrecord(tree: Path, home: Path, targets: list[str], model: str | None,
-                    label: str) -> dict:
-    """One sequential track record in ``tree`` on ``home``: seconds, rows, load."""
+def start_trackrecord(tree: Path, home: Path, targets: list[str], model: str | None,
+                      label: str) -> dict:
+    """Start one sequential track record in ``tree`` on ``home``."""
     cmd = [sys.executable, "-m", "service", "trackrecord", "--sequential", "--json",
            "--target", *targets]
     if model:
         cmd += ["--model", model]
-    cpu0, wall0, load0 = cpu_of_children(), time.perf_counter(), os.getloadavg()[0]
-    done = subprocess.run(cmd, cwd=tree, env=env_for(home), capture_output=True, text=True)
-    wall, cpu = time.perf_counter() - wall0, cpu_of_children() - cpu0
-    if done.returncode:
-        raise SystemExit(f"{label} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    payload = json.loads((home / "models" / "retrospective.json").read_text(encoding="utf-8"))
-    print(f"  {label:<40} cpu {cpu:7.1f} s  wall {wall:7.1f} s  "
-          f"(load {load0:.1f} → {os.getloadavg()[0]:.1f})", flush=True)
-    return {"label": label, "cpu": cpu, "wall": wall, "rows": payload["rows"],
-            "model_version": payload["model_version"]}
+    log = open(home / "trackrecord.log", "w", encoding="utf-8")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, cwd=tree, env=env_for(home), stdout=subprocess.DEVNULL,
+                            stderr=log)
+    return {"label": label, "home": home, "proc": proc, "log": log,
+            "started": time.perf_counter(), "load": os.getloadavg()[0]}
+
+
+def finish_trackrecord(run: dict) -> dict:
+    """Wait for a started run: its CPU seconds (its own rusage, user + system), wall
+    seconds and rows."""
+    _, status, usage = os.wait4(run["proc"].pid, 0)
+    run["wall"] = time.perf_counter() - run["started"]
+    run["cpu"] = usage.ru_utime + usage.ru_stime
+    run["log"].close()
+    if os.waitstatus_to_exitcode(status):
+        tail = (run["home"] / "trackrecord.log").read_text(encoding="utf-8")[-3000:]
+        raise SystemExit(f"{run['label']} failed:\n{tail}")
+    payload = json.loads((run["home"] / "models" / "retrospective.json")
+                         .read_text(encoding="utf-8"))
+    run.update(rows=payload["rows"], model_version=payload["model_version"])
+    print(f"  {run['label']:<40} cpu {run['cpu']:7.1f} s  wall {run['wall']:7.1f} s  "
+          f"(load {run['load']:.1f} → {os.getloadavg()[0]:.1f})", flush=True)
+    return run
 
 
 def comparable(rows: list[dict]) -> list[dict]:
@@ -106,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="models of this code's runs (default: ensemble@1.3, the "
                              "reference's model, then the current default)")
     parser.add_argument("--reference-commit", default=REFERENCE_COMMIT)
+    parser.add_argument("--concurrent", action="store_true",
+                        help="start the runs at once (each one's CPU time is its own; on a "
+                             "machine busy with other work this gets them done sooner, the "
+                             "wall times then share the cores)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary homes")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="vigie-trackrecord-"))
@@ -113,16 +125,24 @@ def main(argv: list[str] | None = None) -> int:
         tree = extract(args.reference_commit, work / "reference")
         print(f"reference: {args.reference_commit} extracted in {tree}; targets "
               f"{' '.join(args.target)}; homes under {work}")
-        ingested = work / "ingested"
-        subprocess.run([sys.executable, "-m", "service", "ingest"], cwd=ROOT,
-                       env=env_for(ingested), check=True, capture_output=True)
+        # Each code ingests its own home (its database schema may differ); the runs of this
+        # code start from copies of one.
+        for tree_, name in ((tree, "ingested-reference"), (ROOT, "ingested")):
+            subprocess.run([sys.executable, "-m", "service", "ingest"], cwd=tree_,
+                           env=env_for(work / name), check=True, capture_output=True)
         runs = []
         for i, model in enumerate([None, *args.models]):
             home = work / f"home-{i}"
-            shutil.copytree(ingested, home, symlinks=True)
+            shutil.copytree(work / ("ingested-reference" if model is None else "ingested"),
+                            home, symlinks=True)
             label = "reference" if model is None else f"this code, {model}"
-            runs.append(run_trackrecord(tree if model is None else ROOT, home, args.target,
-                                        model, label))
+            runs.append(start_trackrecord(tree if model is None else ROOT, home, args.target,
+                                          model, label))
+            if not args.concurrent:
+                finish_trackrecord(runs[-1])
+        if args.concurrent:
+            for run in runs:
+                finish_trackrecord(run)
         reference = runs[0]
         print(f"\n{'run':<40} {'cpu (s)':>8} {'wall (s)':>9} {'cpu ratio':>10} "
               f"{'wall ratio':>11}  rows equal the reference's")
