@@ -57,8 +57,12 @@ def dask_client(address: str | None = None, n_workers: int | None = None, nice: 
         ) as cluster,
         Client(cluster) as client,
     ):
+        client.subscribe_topic(LOG_TOPIC, _Relay())
         client.run(_worker_logging, os.environ.get("VIGIE_LOG_LEVEL", "WARNING"), nice)
-        yield client
+        try:
+            yield client
+        finally:
+            _drain_logs(client)
 
 
 @contextmanager
@@ -86,32 +90,105 @@ def on_worker(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-def _worker_logging(level: str, nice: int = 0) -> None:
-    """In a Dask worker: Vigie's warnings once each (a signal dropped at each of 28 dates is
-    one fact), at ``level``; libraries quiet unless it is DEBUG."""
-    class _Once(logging.Filter):
-        seen: set = set()
+#: The Dask event topic on which workers send Vigie's log records to the client.
+LOG_TOPIC = "vigie-log"
+_VIGIE_LOGGERS = ("models", "features", "scenarios", "service")
+_PLAIN = (str, int, float, bool, type(None))
 
-        def filter(self, record):
-            # One line per fact, as the command line decides it (service.cli.repeat_key).
-            args = tuple(map(str, record.args)) if isinstance(record.args, tuple) else ()
-            kept = args[:-1] if len(args) > 1 else tuple(re.sub(r"\d+", "#", a) for a in args)
-            key = (record.name, str(record.msg), *kept)
-            if record.levelno != logging.WARNING or key not in self.seen:
-                self.seen.add(key)
-                return True
-            return False
 
-    class _Lower(logging.Formatter):
-        def format(self, record):
-            return f"{record.levelname.lower()}: {super().format(record)}"
+def repeat_key(record: logging.LogRecord) -> tuple:
+    """One line per fact, as the command line decides it (service.cli.repeat_key): logger,
+    message template and its arguments but the detail (the last of several; the numbers of a
+    single one)."""
+    args = tuple(map(str, record.args)) if isinstance(record.args, tuple) else ()
+    kept = args[:-1] if len(args) > 1 else tuple(re.sub(r"\d+", "#", a) for a in args)
+    return (record.name, str(record.msg), *kept)
 
+
+class _Once(logging.Filter):
+    """A repeated warning once (errors always)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = repeat_key(record)
+        if record.levelno != logging.WARNING or key not in self.seen:
+            self.seen.add(key)
+            return True
+        return False
+
+
+class _ToClient(logging.Handler):
+    """In a worker: sends a record to the client (:data:`LOG_TOPIC`), where :class:`_Relay`
+    logs it once for the whole cluster. Its template and arguments travel when they are plain
+    values (the client's repeat key is the worker's), else the formatted message."""
+
+    def __init__(self, worker) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            plain = isinstance(record.args, tuple) and all(isinstance(a, _PLAIN)
+                                                           for a in record.args)
+            attrs = {k: v for k, v in record.__dict__.items() if isinstance(v, _PLAIN)}
+            attrs.update(msg=str(record.msg) if plain else record.getMessage(),
+                         args=list(record.args) if plain else None,
+                         exc_text=self.formatter.formatException(record.exc_info)
+                         if record.exc_info and self.formatter else record.exc_text)
+            attrs.pop("message", None)
+            self.worker.log_event(LOG_TOPIC, attrs)
+        except Exception:  # logging must never fail a fit
+            self.handleError(record)
+
+
+class _Relay:
+    """On the client: a worker's record, logged here once per cluster (a signal dropped at
+    every date on every worker is one fact), by the logger of its name."""
+
+    def __init__(self) -> None:
+        self.once = _Once()
+
+    def __call__(self, event) -> None:
+        _, attrs = event
+        attrs = dict(attrs)
+        if attrs.get("args") is not None:
+            attrs["args"] = tuple(attrs["args"])
+        record = logging.makeLogRecord(attrs)
+        if self.once.filter(record):
+            logging.getLogger(record.name).handle(record)
+
+
+def _drain_logs(client, wait: float = 0.3) -> None:
+    """Let the workers' last records reach the client before it closes (events travel through
+    the scheduler, behind the results)."""
+    import time
+
+    try:
+        client.run(os.getpid)
+    except Exception:  # a broken cluster: nothing more will come
+        return
+    time.sleep(wait)
+
+
+def _worker_logging(level: str, nice: int = 0, dask_worker=None) -> None:
+    """In a Dask worker: Vigie's records at ``level`` sent to the client (:class:`_ToClient`,
+    each warning once per worker, once per run on the client: :class:`_Relay`); libraries'
+    logs printed by the worker only when ``level`` is DEBUG."""
+    for name in _VIGIE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _ToClient) for h in logger.handlers):
+            handler = _ToClient(dask_worker)
+            handler.setFormatter(logging.Formatter())
+            handler.addFilter(_Once())
+            logger.addHandler(handler)
+            logger.propagate = False  # printed by the client, not a second time here
     root = logging.getLogger()
-    if not any(getattr(h, "_vigie", False) for h in root.handlers):
+    if level.upper() == "DEBUG" and not any(getattr(h, "_vigie", False) for h in root.handlers):
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-                             if level.upper() == "DEBUG" else _Lower("%(message)s"))
-        handler.addFilter(_Once())
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler._vigie = True
         root.addHandler(handler)
     numeric = getattr(logging, level.upper(), logging.WARNING)
