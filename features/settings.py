@@ -68,6 +68,10 @@ class Settings:
     upload_max_bytes:
         Largest city file accepted by ``POST /api/v1/uploads`` and ``python -m service upload``
         (``VIGIE_UPLOAD_MAX_BYTES``, default 10 MiB; larger: 413 / refused before reading).
+    upload_quarantine_max_files, upload_quarantine_max_bytes:
+        Caps of the refused uploads kept with their reports (``VIGIE_UPLOAD_QUARANTINE_MAX_FILES``,
+        default 200; ``VIGIE_UPLOAD_QUARANTINE_MAX_BYTES``, default 100 MiB; 0: no cap): the
+        oldest are dropped beyond them (:func:`features.uploads.cap_quarantine`).
     tmp_grace_hours:
         Age after which a temporary entry whose writer cannot be checked (another host, no
         writer in its name) is removed (``VIGIE_TMP_GRACE_HOURS``, default 6); see
@@ -95,6 +99,8 @@ class Settings:
     store_url: str = ""
     store_options: dict = field(default_factory=dict)
     upload_max_bytes: int = 10 * 1024 * 1024
+    upload_quarantine_max_files: int = 200
+    upload_quarantine_max_bytes: int = 100 * 1024 * 1024
     extra: dict = field(default_factory=dict)
 
     # -- the paths of everything Vigie keeps (one place: callers use these, never spell them)
@@ -220,6 +226,12 @@ class Settings:
             store_options=_store_options(overrides.pop("store_options", None), env),
             upload_max_bytes=int(_first(overrides.pop("upload_max_bytes", None),
                                         env.get("VIGIE_UPLOAD_MAX_BYTES"), 10 * 1024 * 1024)),
+            upload_quarantine_max_files=int(_first(
+                overrides.pop("upload_quarantine_max_files", None),
+                env.get("VIGIE_UPLOAD_QUARANTINE_MAX_FILES"), 200)),
+            upload_quarantine_max_bytes=int(_first(
+                overrides.pop("upload_quarantine_max_bytes", None),
+                env.get("VIGIE_UPLOAD_QUARANTINE_MAX_BYTES"), 100 * 1024 * 1024)),
             extra=overrides,
         )
 

@@ -27,16 +27,28 @@ covering it, or the same name (``--as``) to replace it whole.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
-import fcntl
+import datetime as dt
 import json
+import logging
+import os
 import re
+import secrets
+import shutil
+import socket
+import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from features.errors import Problem
 from features.settings import Settings
-from features.storage.atomic import atomic_write_bytes
+from features.storage import objects
+
+log = logging.getLogger(__name__)
 
 #: The ingest reads the accepted uploads as files of this prefix (never a data-directory name).
 UPLOAD_PREFIX = "upload-"
@@ -97,57 +109,264 @@ def active_name(sender: str, name: str) -> str:
     return f"{UPLOAD_PREFIX}{sender_slug(sender)}-{name}"
 
 
-def active_files(settings: Settings) -> list[Path]:
-    """The accepted uploads in force, in name order (what each ingest reads beside the data
-    directory)."""
-    folder = settings.uploads_active_dir
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.glob(f"{UPLOAD_PREFIX}*") if p.is_file()
-                  and NAME_PATTERN.fullmatch(p.name))
+def upload_store(settings: Settings) -> objects.ObjectStore:
+    """Where the uploads are kept: ``$VIGIE_HOME/uploads`` (the default, layout unchanged), or
+    ``uploads/`` under ``VIGIE_STORE_URL`` (an object store every host of a Vigie shares).
+
+    Keys: ``index.json`` (:class:`UploadIndex`), ``active/<file>`` (the uploads in force, read
+    by every ingest), ``raw/<sha256>-<file>`` (each accepted version, to undo a replacement),
+    ``quarantine/<id>/`` (a refused file and its ``report.json``)."""
+    if settings.store_url:
+        return objects.for_settings(settings).child("uploads")
+    return objects.LocalStore(settings.uploads_dir)
+
+
+def active_files(settings: Settings) -> list[str]:
+    """The names of the accepted uploads in force (the index's ``active`` and ``accepted``
+    records), in name order."""
+    return sorted({r["file"] for r in UploadIndex(settings).in_force()
+                   if NAME_PATTERN.fullmatch(r["file"])})
+
+
+def snapshot(settings: Settings) -> list[Path]:
+    """The uploads in force, copied under the uploads lock into a local folder of this process
+    (:func:`locked`): an ingest reads the set as one upload left it, never a replacement half
+    made, wherever the uploads are kept (local folder or object store)."""
+    with locked(settings):
+        names = active_files(settings)
+        if not names:
+            return []
+        store = upload_store(settings)
+        folder = Path(tempfile.mkdtemp(prefix="vigie-uploads-"))
+        _SNAPSHOTS.append((time.monotonic(), folder))
+        paths = []
+        for name in names:
+            try:
+                data = store.read_bytes(f"active/{name}")
+            except FileNotFoundError:
+                log.error("upload %s is in force in the index but not in active/: not read",
+                          name)
+                continue
+            (folder / name).write_bytes(data)
+            paths.append(folder / name)
+    _forget_old_snapshots()
+    return paths
+
+
+#: (made at, folder) of the snapshots this process made; a snapshot is read by the ingest that
+#: asked for it within seconds, removed an hour later (or when the process ends).
+_SNAPSHOTS: list[tuple[float, Path]] = []
+SNAPSHOT_HOURS = 1.0
+
+
+def _forget_old_snapshots(everything: bool = False) -> None:
+    now = time.monotonic()
+    for made, folder in list(_SNAPSHOTS):
+        if everything or now - made > SNAPSHOT_HOURS * 3600:
+            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(ValueError):
+                _SNAPSHOTS.remove((made, folder))
+
+
+atexit.register(_forget_old_snapshots, True)
 
 
 def uploaded(settings: Settings, source) -> list[Path]:
     """The files of ``source`` the ingest reads beside the data directory: the accepted
-    uploads in force for the city source (:data:`UPLOADED_SOURCE`), none for the others."""
-    return active_files(settings) if source.name == UPLOADED_SOURCE else []
+    uploads in force for the city source (:data:`UPLOADED_SOURCE`, a :func:`snapshot`), none
+    for the others."""
+    return snapshot(settings) if source.name == UPLOADED_SOURCE else []
+
+
+#: The row of ``service_locks`` (the table of the scheduler lease) that uploads and ingests
+#: take: one per database, so every host and process sharing a Vigie waits on the same one.
+LOCK_NAME = "uploads"
+#: Seconds the lock is held at most (a holder that died frees it then); what runs under it
+#: (an index write, copies of the files in force) lasts well under a second.
+LOCK_TTL = 60.0
+#: Seconds a caller waits for the lock before giving up.
+LOCK_WAIT = 180.0
+
+
+class UploadsBusy(RuntimeError):
+    """The uploads lock stayed taken longer than :data:`LOCK_WAIT` seconds."""
+
+
+def _take(engine: sa.Engine, holder: str) -> bool:
+    """Take the lock row if free or expired (compare-and-set); True when ``holder`` has it."""
+    from features.catalog import utcnow
+    from features.storage.schema import locks
+
+    now = utcnow()
+    expires = now + dt.timedelta(seconds=LOCK_TTL)
+    with engine.begin() as conn:
+        if conn.execute(locks.update().where(
+                locks.c.name == LOCK_NAME, locks.c.expires_at < now
+        ).values(holder=holder, acquired_at=now, expires_at=expires,
+                 epoch=locks.c.epoch + 1)).rowcount:
+            return True
+    try:
+        with engine.begin() as conn:
+            conn.execute(locks.insert().values(name=LOCK_NAME, holder=holder, acquired_at=now,
+                                               expires_at=expires, epoch=1))
+        return True
+    except sa.exc.IntegrityError:
+        return False
 
 
 @contextlib.contextmanager
-def locked(settings: Settings) -> Iterator[None]:
-    """One upload at a time per home (an exclusive lock on ``uploads_dir/.lock``): its
-    validation, the index and the ingest it triggers are never interleaved with another's."""
-    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.uploads_dir / ".lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def locked(settings: Settings, wait: float | None = None) -> Iterator[None]:
+    """The uploads lock: a row of ``service_locks`` taken by compare-and-set, as the scheduler
+    lease is. Held while the uploads in force change (an upload accepted, undone, pruned) and
+    while an ingest copies them (:func:`snapshot`), so neither ever sees the other half-way,
+    on one host or several sharing the database. Raises :class:`UploadsBusy` after ``wait``
+    seconds (default :data:`LOCK_WAIT`)."""
+    from features.catalog import get_engine, utcnow
+    from features.storage.schema import locks
+
+    engine = get_engine(settings.database_url)
+    holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"[:128]
+    deadline = time.monotonic() + (LOCK_WAIT if wait is None else wait)
+    pause = 0.02
+    while not _take(engine, holder):
+        if time.monotonic() > deadline:
+            raise UploadsBusy(f"the uploads lock stayed taken over {LOCK_WAIT:.0f} s; "
+                              "try again")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:  # expired, never deleted (its epoch keeps growing)
+            conn.execute(locks.update().where(locks.c.name == LOCK_NAME,
+                                              locks.c.holder == holder)
+                         .values(expires_at=utcnow() - dt.timedelta(seconds=1)))
 
 
 class UploadIndex:
-    """``uploads_dir/index.json``: one record per upload, newest last. A record: ``id``,
-    ``name``, ``sender``, ``role``, ``status`` (``active``, ``replaced``, ``refused``),
-    ``received_at``, ``size``, ``sha256``, ``file`` (its name in ``active/``), ``rows``,
-    ``indicators``, ``territories``, ``pairs`` ((indicator, territory) it carries),
-    ``replaces``/``replaced_by`` (ids), ``vintage_id`` (the vintage it made),
-    ``problems`` (how many), ``quarantine`` (the folder of a refused file)."""
+    """``index.json`` of the uploads' store (:func:`upload_store`): one record per upload,
+    newest last. A record: ``id``, ``name``, ``sender``, ``role``, ``status``
+    (``accepted``: in ``active/``, waiting for the ingest that makes its vintage; ``active``:
+    in force, ``vintage_id`` the vintage it made; ``replaced``; ``undone``: the ingest did not
+    take it, ``message`` says why; ``refused``), ``received_at``, ``accepted_at``, ``size``,
+    ``sha256``, ``file`` (its name in ``active/``), ``rows``, ``indicators``,
+    ``territories``, ``pairs`` ((indicator, territory) it carries), ``replaces`` /
+    ``replaced_by`` (ids), ``job_id`` (the ingest run queued for it), ``problems`` (how many),
+    ``quarantine`` (the folder of a refused file). Written whole in one object (one ``PUT``
+    on an object store), after the objects it names."""
+
+    KEY = "index.json"
 
     def __init__(self, settings: Settings) -> None:
-        self.path = settings.uploads_dir / "index.json"
+        self.store = upload_store(settings)
 
     def records(self) -> list[dict]:
-        if not self.path.exists():
+        try:
+            data = self.store.read_bytes(self.KEY)
+        except FileNotFoundError:
             return []
-        return json.loads(self.path.read_text(encoding="utf-8"))["uploads"]
+        return json.loads(data.decode("utf-8"))["uploads"]
 
     def save(self, records: list[dict]) -> None:
         text = json.dumps({"uploads": records}, ensure_ascii=False, indent=1)
-        atomic_write_bytes(self.path, text.encode("utf-8"))
+        self.store.write_bytes(self.KEY, text.encode("utf-8"))
 
-    def active(self) -> list[dict]:
-        return [r for r in self.records() if r["status"] == "active"]
+    def in_force(self) -> list[dict]:
+        """The records whose file is in ``active/`` (in force, or waiting for its ingest)."""
+        return [r for r in self.records() if r["status"] in IN_FORCE]
+
+    # The name hb2's code and tests use.
+    active = in_force
+
+
+#: The statuses of an upload whose file is in ``active/``.
+IN_FORCE = ("active", "accepted")
+
+
+def raw_key(record: dict) -> str:
+    """The key of an accepted upload's own copy (its content, to put it back on an undo)."""
+    return f"raw/{record['sha256']}-{record['file']}"
+
+
+def quarantine(settings: Settings, upload_id: str, name: str, content: bytes,
+               report: dict) -> str:
+    """Keep a refused file and its report under ``quarantine/<upload_id>/`` (the file first,
+    the report last), then drop the oldest folders beyond the caps (:func:`cap_quarantine`).
+    Returns the folder's name."""
+    store = upload_store(settings)
+    store.write_bytes(f"quarantine/{upload_id}/{name}", content)
+    store.write_bytes(f"quarantine/{upload_id}/report.json",
+                      json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8"))
+    cap_quarantine(settings)
+    return upload_id
+
+
+def _quarantine_sizes(store: objects.ObjectStore) -> list[tuple[str, int]]:
+    """(folder, bytes) of every quarantined upload, oldest first (ids begin with the time)."""
+    out = []
+    for folder in store.names("quarantine"):
+        key = f"quarantine/{folder}"
+        if store.remote:
+            size = sum(int(info.get("size") or 0) for info in store.find(key).values())
+        else:
+            size = sum(p.stat().st_size for p in store.path(key).iterdir() if p.is_file())
+        out.append((folder, size))
+    return out
+
+
+def cap_quarantine(settings: Settings, dry_run: bool = False) -> list[str]:
+    """Drop the oldest quarantined uploads until at most ``upload_quarantine_max_files``
+    folders of at most ``upload_quarantine_max_bytes`` in all are left (0: no cap); their
+    index records go with them. The names of the folders dropped."""
+    store = upload_store(settings)
+    folders = _quarantine_sizes(store)
+    max_files = settings.upload_quarantine_max_files
+    max_bytes = settings.upload_quarantine_max_bytes
+    total = sum(size for _, size in folders)
+    dropped = []
+    for folder, size in folders:
+        over_count = max_files and len(folders) - len(dropped) > max_files
+        over_bytes = max_bytes and total > max_bytes
+        if not (over_count or over_bytes):
+            break
+        dropped.append(folder)
+        total -= size
+    if dropped and not dry_run:
+        with locked(settings):
+            index = UploadIndex(settings)
+            gone = set(dropped)
+            index.save([r for r in index.records()
+                        if r["status"] in IN_FORCE or r.get("quarantine") not in gone])
+        for folder in dropped:
+            store.remove_tree(f"quarantine/{folder}")
+        log.info("uploads: %d quarantined file(s) dropped (caps: %s files, %s bytes)",
+                 len(dropped), max_files, max_bytes)
+    return dropped
+
+
+def prune(settings: Settings, dry_run: bool = False) -> dict:
+    """The uploads' part of ``python -m service prune``: the quarantine capped
+    (:func:`cap_quarantine`), and the replaced uploads' own copies (``raw/``) and records
+    dropped (what they served stays in the ingest's raw store for the vintages that read
+    them, and the audit log keeps every upload). What was (or would be) dropped."""
+    quarantined = cap_quarantine(settings, dry_run=dry_run)
+    store = upload_store(settings)
+    with contextlib.nullcontext() if dry_run else locked(settings):
+        index = UploadIndex(settings)
+        records = index.records()
+        # A replaced upload is what an undo puts back while the upload that replaced it waits
+        # for its ingest: kept until that one is settled.
+        waiting = {r["id"] for r in records if r["status"] == "accepted"}
+        dropped = {r["id"]: r for r in records if r["status"] == "replaced"
+                   and r.get("replaced_by") not in waiting}
+        needed = {raw_key(r) for r in records if r["status"] in IN_FORCE and r.get("sha256")}
+        doomed = sorted({raw_key(r) for r in dropped.values() if r.get("sha256")} - needed)
+        if dropped and not dry_run:
+            index.save([r for r in records if r["id"] not in dropped])
+            for key in doomed:
+                store.delete(key)
+    return {"quarantine_dropped": quarantined, "replaced_dropped": sorted(dropped),
+            "raw_copies_dropped": len(doomed), "dry_run": dry_run}
 
 
 def pairs_of(frame) -> set[tuple[str, str]]:

@@ -14,17 +14,25 @@ from service.jobs.spec import JobError
 
 
 def job_ingest(ctx: JobContext, force: bool = False, data_dir: str | None = None,
-               forecast_params: dict | None = None) -> dict:
-    """Ingest the data directory; queue a forecast refresh when a new vintage was written.
+               forecast_params: dict | None = None, upload: str | None = None) -> dict:
+    """Ingest the data directory and the uploads in force; settle the uploads it read
+    (``uploads``: each one in force with the vintage made, or undone with the ingest's reason;
+    ``upload`` names the upload that queued this run); queue a forecast refresh when a new
+    vintage was written, and another ingest when an undone upload put older ones back.
 
     ``forecast_params`` are passed to that forecast run (default: the ensemble, every target).
     """
     from service.usecases.ingest import ingest
+    from service.usecases.uploads import settle_uploads
 
     report = ingest(ctx.settings, data_dir=data_dir, force=bool(force), actor="job:ingest")
+    settled = settle_uploads(ctx.settings, report, actor="job:ingest")
     result = {"outcome": report.outcome, "vintage_id": report.vintage_id,
               "message": report.message,
-              "failed_sources": [s.source for s in report.failed]}
+              "failed_sources": [s.source for s in report.failed],
+              "upload": upload, "uploads": settled["settled"]}
+    if settled["restored"]:
+        result["ingest_run"] = ctx.enqueue("ingest", {})
     if report.outcome == "failed":
         raise JobError(f"ingest failed: {report.message}")
     if report.outcome in ("ok", "partial"):

@@ -1,7 +1,9 @@
 """A city sends its file through the service (POST /api/v1/uploads, ``python -m service
 upload``): valid → kept and a new vintage, summed into its EPCI and département; refused →
 quarantined with every problem named and nothing served changed; size, type, name and scope
-checks; EPCI codes in the shared format.
+checks; EPCI codes in the shared format. The API answers 202 at once and queues an ``ingest``
+run (run here by :func:`_run_ingest`, as the scheduler leader would); the command line runs the
+ingest itself.
 
 The city file is tests/fixtures/city_indicators_synthetic_epci.csv: SYNTHETIC (its ``source``
 says so) weekly food-aid requests and 115 calls of Rennes (35238) and Bruz (35047), two
@@ -71,13 +73,52 @@ def _post(client, content: bytes, name: str, headers: dict):
                        content_type="multipart/form-data")
 
 
+def _run_ingest(home, run_id: int) -> dict:
+    """Run the queued ingest run ``run_id`` here, as the scheduler leader would; the run."""
+    from features.catalog import utcnow
+    from service.db import job_runs
+    from service.jobs import execute, get_run
+
+    engine = get_engine(home.database_url)
+    with engine.begin() as conn:
+        assert conn.execute(job_runs.update().where(
+            job_runs.c.id == run_id, job_runs.c.status == "queued"
+        ).values(status="running", worker="test", started_at=utcnow())).rowcount == 1
+    assert execute(engine, home, get_run(engine, run_id)) == "ok", get_run(engine, run_id)
+    return get_run(engine, run_id)
+
+
+def _record(home, upload_id: str) -> dict:
+    index = json.loads((home.uploads_dir / "index.json").read_text())["uploads"]
+    return next(r for r in index if r["id"] == upload_id)
+
+
 @pytest.fixture(scope="module")
 def accepted(client, home, tokens) -> tuple[str, dict]:
-    """The fixture file sent by Rennes' scoped token: (the vintage served before, answer)."""
+    """The fixture file sent by Rennes' scoped token, its ingest run: (the vintage served
+    before, the answer completed by the upload's record once its ingest has run)."""
     before = CubeStore(home).current_vintage()["id"]
     response = _post(client, CITY_FILE.read_bytes(), "rennes_social.csv", tokens["rennes"])
-    assert response.status_code == 201, response.get_json()
-    return before, response.get_json()
+    assert response.status_code == 202, response.get_json()
+    answer = response.get_json()
+    # Answered before any ingest: nothing served changed yet, the upload waits for its run.
+    assert CubeStore(home).current_vintage()["id"] == before
+    assert answer["vintage_id"] is None and answer["upload_status"] == "accepted"
+    assert answer["job_url"] == f"/api/v1/jobs/runs/{answer['job_id']}"
+    assert response.headers["Location"] == answer["job_url"]
+    listed = client.get(URL, headers=tokens["rennes"]).get_json()["items"]
+    assert [r["status"] for r in listed if r["id"] == answer["id"]] == ["accepted"]
+    run = _run_ingest(home, answer["job_id"])
+    record = _record(home, answer["id"])
+    assert record["status"] == "active"
+    assert run["result"]["vintage_id"] == record["vintage_id"]
+    assert run["result"]["upload"] == answer["id"]
+    assert {"id": answer["id"], "status": "active", "vintage_id": record["vintage_id"],
+            "message": f"in force: vintage {record['vintage_id']}"} in run["result"]["uploads"]
+    listed = client.get(URL, headers=tokens["rennes"]).get_json()["items"]
+    assert [(r["status"], r["vintage_id"]) for r in listed if r["id"] == answer["id"]] == [
+        ("active", record["vintage_id"])]
+    return before, answer | {"vintage_id": record["vintage_id"]}
 
 
 def _served(client, home, headers) -> tuple[str, object, list]:
@@ -88,7 +129,7 @@ def _served(client, home, headers) -> tuple[str, object, list]:
 
 
 def _quarantined(home) -> set[str]:
-    return {p.name for p in home.quarantine_dir.glob("*_upload")}
+    return {p.name for p in (home.uploads_dir / "quarantine").glob("*")}
 
 
 def _line_of(text: str, start: str) -> int:
@@ -115,10 +156,11 @@ def test_a_scoped_city_token_uploads_its_file_and_makes_a_new_vintage(accepted, 
     from service.audit import query
 
     rows, _ = query(get_engine(home.database_url), event="upload", limit=100)
-    mine = [r for r in rows if (r["details"] or {}).get("id") == report["id"]]
-    assert len(mine) == 1 and mine[0]["actor"] == "token:ville-rennes"
-    assert mine[0]["details"]["status"] == "accepted" and mine[0]["vintage_id"] \
-        == report["vintage_id"]
+    mine = {r["actor"]: r for r in rows if (r["details"] or {}).get("id") == report["id"]}
+    assert set(mine) == {"token:ville-rennes", "job:ingest"}
+    assert mine["token:ville-rennes"]["details"]["status"] == "accepted"
+    assert mine["job:ingest"]["details"]["status"] == "active"
+    assert mine["job:ingest"]["vintage_id"] == report["vintage_id"]
 
 
 def test_the_upload_is_summed_into_its_epci_and_departement(accepted, home, runner, tmp_path,
@@ -179,10 +221,10 @@ def test_the_same_file_with_one_bad_row_is_refused_with_the_row_named(accepted, 
     # Quarantined with its report, listed for the admins.
     (folder,) = _quarantined(home) - quarantined
     assert report["quarantine"] == folder
-    saved = json.loads((home.quarantine_dir / folder / "report.json").read_text())
+    saved = json.loads((home.uploads_dir / "quarantine" / folder / "report.json").read_text())
     assert saved["problems"][0]["line"] == bad_line
-    assert (home.quarantine_dir / folder / "rennes_social.csv").read_text().splitlines()[
-        bad_line - 1].split(",")[3] == "douze"
+    kept = (home.uploads_dir / "quarantine" / folder / "rennes_social.csv").read_text()
+    assert kept.splitlines()[bad_line - 1].split(",")[3] == "douze"
     listed = client.get(URL, headers=tokens["admin"]).get_json()["items"]
     assert any(r["id"] == report["id"] and r["status"] == "refused" for r in listed)
 
@@ -345,10 +387,12 @@ def test_the_command_line_upload_replaces_the_older_file_it_covers(accepted, hom
         "uploads"]}
     new = next(r for r in records.values() if r["name"] == "rennes_2021.csv")
     assert new["sender"] == "cli" and new["replaces"] == [first["id"]]
+    assert new["status"] == "active" and new["vintage_id"]
     assert records[first["id"]]["status"] == "replaced"
     assert records[first["id"]]["replaced_by"] == new["id"]
     # The older file left uploads/active (no value from two files) and stays in the raw store.
     assert sorted(p.name for p in home.uploads_active_dir.iterdir()) == [new["file"]]
+    assert (home.uploads_dir / "raw" / f"{first['sha256']}-{first['file']}").exists()
     assert (home.raw_dir / first["sha256"][:2] / f"{first['sha256']}-{first['file']}").exists()
     served = CubeStore(home).current_vintage()
     assert served["id"] == new["vintage_id"] and first["file"] not in served["files"]
@@ -404,6 +448,7 @@ def test_an_upload_the_ingest_does_not_take_is_undone(accepted, home, monkeypatc
     between): the uploads in force are back as they were, byte for byte, and it is refused."""
     from types import SimpleNamespace
 
+    from features.catalog import utcnow
     from service.usecases.uploads import upload_file
 
     def files() -> dict[str, bytes]:
@@ -413,16 +458,28 @@ def test_an_upload_the_ingest_does_not_take_is_undone(accepted, home, monkeypatc
         index = json.loads((home.uploads_dir / "index.json").read_text())["uploads"]
         return {r["id"] for r in index if r["status"] == "active"}
 
+    def failed(settings, actor):
+        return SimpleNamespace(sources=[], outcome="failed", vintage_id=None,
+                               started_at=utcnow(),
+                               message="territories could not be read; nothing ingested")
+
     before, ids, served = files(), active_ids(), CubeStore(home).current_vintage()["id"]
-    failed = SimpleNamespace(sources=[], outcome="failed", vintage_id=None,
-                             message="territories could not be read; nothing ingested")
-    monkeypatch.setattr("service.usecases.ingest.ingest", lambda settings, actor: failed)
+    assert len(ids) == 1  # the command line's upload, which this one would replace
+    monkeypatch.setattr("service.usecases.ingest.ingest", failed)
     report = upload_file(home, CITY_FILE.read_bytes(), "rennes_social.csv",
                          sender="ville-rennes", role="city",
                          territories=frozenset({RENNES_METROPOLE}), actor="test")
-    assert report["status"] == "refused" and report["replaces"] == []
+    assert report["status"] == "refused" and report["upload_status"] == "undone"
+    assert report["replaces"] == sorted(ids)
     assert "the ingest did not take the file: territories could not be read" in report["message"]
     assert files() == before and active_ids() == ids
+    record = _record(home, report["id"])
+    assert record["status"] == "undone" and record["message"] == report["message"]
+    # Its own copy goes unless an upload kept in the index has the same (the first one, replaced).
+    index = json.loads((home.uploads_dir / "index.json").read_text())["uploads"]
+    copy = f"{record['sha256']}-{record['file']}"
+    assert (home.uploads_dir / "raw" / copy).exists() == any(
+        f"{r.get('sha256')}-{r['file']}" == copy for r in index if r["status"] != "undone")
     assert CubeStore(home).current_vintage()["id"] == served
 
 

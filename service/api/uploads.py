@@ -10,13 +10,12 @@ or as the body itself (``text/csv``, UTF-8; ``?name=`` gives its name). What hap
 from __future__ import annotations
 
 from apiflask import APIBlueprint, Schema, fields
-from flask import request
+from flask import request, url_for
 
-from features.uploads import MAX_NAME_CHARS
+from features.uploads import MAX_NAME_CHARS, UploadsBusy
 from service.api.formats import json_response
 from service.api.paging import PageQuery, paged
 from service.api.state import state
-from service.audit import note
 from service.auth import current_principal, requires
 from service.errors import ApiError
 from service.usecases.uploads import UploadRefused, list_uploads, upload_file
@@ -39,24 +38,32 @@ EPCI SIREN codes of the registry), sent as `multipart/form-data` (field `file`, 
 
 The file is validated as the ingest validates a city file, plus the sender's scope: a `city`
 token may only write its own territories (its communes, its EPCIs and their communes); each
-territory outside it is named with the line it first appears on. **Valid** (201): the file is
-kept (`$VIGIE_HOME/uploads/active`, read by every ingest beside the data directory, and the raw
-store), a new cube vintage is made at once (the answer names it; the request lasts as long as
-an ingest), and it replaces the older uploads of the same sender under the same name, and
-those whose every (indicator, territory) it carries (a partial overlap is refused: a value
-never comes from two files). **Refused** (400 `invalid_file`, or 403 `out_of_scope` when some
+territory outside it is named with the line it first appears on. **Valid** (202): the file is
+kept (`uploads/active` of Vigie's store, `$VIGIE_HOME` or `VIGIE_STORE_URL`, read by every
+ingest beside the data directory, and its copy under `uploads/raw`), an `ingest` run is queued
+for the scheduler (the answer gives `job_id` and `job_url`, `/api/v1/jobs/runs/<id>`, for
+admins; the request does not wait for it), and it replaces the older uploads of the same sender
+under the same name, and those whose every (indicator, territory) it carries (a partial
+overlap is refused: a value never comes from two files). Its record in `GET /api/v1/uploads`
+says what became of it: `accepted` (waiting for its ingest), then `active` with the
+`vintage_id` that ingest made, or `undone` with the ingest's reason in `message` (the uploads
+it replaced are back in force). **Refused** (400 `invalid_file`, or 403 `out_of_scope` when some
 row is outside the token's territories): every problem with its line, column,
 expected and found in `details.report.problems`; the file is quarantined with its report and
-nothing served changes. File names: a plain `.csv` name of at most 100 letters, digits, `.`,
-`_`, `-` (400 `invalid_file_name` otherwise: folders, `..`, control characters). Files over
+nothing served changes (the oldest quarantined files are dropped beyond
+`VIGIE_UPLOAD_QUARANTINE_MAX_FILES` / `_MAX_BYTES`). File names: a plain `.csv` name of at
+most 100 letters, digits, `.`, `_`, `-` (400 `invalid_file_name` otherwise: folders, `..`,
+control characters). Files over
 `VIGIE_UPLOAD_MAX_BYTES` (default 10 MiB): 413 (from the `Content-Length`, before a byte is
 read, when the body is over the limit plus {MULTIPART_SLACK // 1024} KiB of multipart
 envelope). Other types than {' or '.join(TYPES)}, or a charset other than UTF-8: 415. Each
 upload writes an audit row (`event` `upload`)."""
 
-LIST_DOC = ("Every upload, newest first: accepted (`active`, or `replaced` by a newer one) and "
-            "refused (`quarantine`: its folder, with the file and its report). An admin sees "
-            "every sender's; other roles their own.")
+LIST_DOC = ("Every upload, newest first: `accepted` (its ingest queued, `job_id`), `active` "
+            "(in force, `vintage_id` the vintage its ingest made), `replaced` by a newer one, "
+            "`undone` (the ingest did not take it: `message`), `refused` (`quarantine`: its "
+            "folder, with the file and its report). An admin sees every sender's; other roles "
+            "their own.")
 
 
 def _error(description: str) -> dict:
@@ -91,7 +98,11 @@ class UploadReport(Schema):
     id = fields.String(required=True)
     status = fields.String(required=True, metadata={"description": "accepted or refused"})
     vintage_id = fields.String(allow_none=True, metadata={
-        "description": "the vintage the upload made"})
+        "description": "the vintage the upload made (null until its ingest has run)"})
+    job_id = fields.Integer(allow_none=True, metadata={
+        "description": "the ingest run queued for this upload"})
+    job_url = fields.String(allow_none=True, metadata={
+        "description": "that run, /api/v1/jobs/runs/<id> (admins)"})
     problems = fields.List(fields.Dict(), required=True, metadata={
         "description": "every problem: file, line, column, expected, found"})
 
@@ -134,9 +145,9 @@ def _file_of_request(query_name: str | None) -> tuple[str | None, bytes]:
 
 @bp.post("")
 @bp.input(UploadQuery, location="query")
-@bp.output(UploadReport, status_code=201,
-           description="Accepted: the validation report and the new vintage")
-@bp.doc(summary="Send a city file in the shared format (validated, kept, ingested)",
+@bp.output(UploadReport, status_code=202,
+           description="Accepted: the validation report and the ingest run queued")
+@bp.doc(summary="Send a city file in the shared format (validated, kept, ingest queued)",
         description=POST_DOC,
         responses={413: _error("File over VIGIE_UPLOAD_MAX_BYTES"),
                    415: _error("Neither multipart/form-data nor text/csv in UTF-8")})
@@ -148,13 +159,17 @@ def post_upload(query_data: dict):
     try:
         report = upload_file(state().settings, content, name, sender=principal.name,
                              role=principal.role, territories=principal.territories,
-                             actor=f"token:{principal.name}")
+                             actor=f"token:{principal.name}", wait=False)
     except UploadRefused as exc:
         status, code = STATUS[exc.kind]
         raise ApiError(status, code, str(exc)[:500], exc.details) from exc
+    except UploadsBusy as exc:
+        raise ApiError(503, "busy", str(exc)) from exc
     if report["status"] == "accepted":
-        note(pin=True, vintage_id=report["vintage_id"])
-        return json_response(report, status=201)
+        report["job_url"] = url_for("jobs.get_job_run", run_id=report["job_id"])
+        response = json_response(report, status=202)
+        response.headers["Location"] = report["job_url"]
+        return response
     scope = bool(report["out_of_scope"])
     raise ApiError(403 if scope else 400, "out_of_scope" if scope else "invalid_file",
                    (f"rows for territories outside this token's scope: "

@@ -1,7 +1,9 @@
 """``upload FILE [--as NAME] [--json]``: send a city file in the shared format, as
 ``POST /api/v1/uploads`` does (:mod:`service.usecases.uploads`), for the operator (every
-territory). Exit 0 accepted (a new vintage), 1 refused (quarantined, every problem printed),
-2 not sent (no such file, a forged name, over ``VIGIE_UPLOAD_MAX_BYTES``)."""
+territory). Synchronous: the ingest runs in this process and settles the upload (the API
+queues it instead). Exit 0 accepted (a new vintage), 1 refused (quarantined, every problem
+printed) or undone (the ingest did not take it: the uploads it replaced are back), 2 not
+sent (no such file, a forged name, over ``VIGIE_UPLOAD_MAX_BYTES``)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_upload(args: argparse.Namespace) -> int:
     from features.settings import Settings
+    from features.uploads import UploadsBusy
     from service.usecases.uploads import UploadRefused, upload_file
 
     settings = Settings.from_env()
@@ -43,8 +46,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
     content = path.read_bytes() if size <= settings.upload_max_bytes else b""
     try:
         report = upload_file(settings, content, name, sender="cli", role="admin", actor="cli",
-                             size=size)
-    except UploadRefused as exc:
+                             size=size, wait=True)
+    except (UploadRefused, UploadsBusy) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -70,5 +73,7 @@ def _print(report: dict) -> None:
             print(f"  replaces upload(s) {', '.join(report['replaces'])}")
         print(f"  {report['message']} (ingest {report['ingest']['outcome']}: "
               f"{report['ingest']['message']})")
+    elif report.get("upload_status") == "undone":
+        print(f"  {report['message']}; the uploads it replaced are back in force")
     else:
         print(f"  quarantined in {report['quarantine']}; nothing served changed")

@@ -1,17 +1,22 @@
-"""Uploads: a city sends a file in the shared format; valid, it is kept and a new vintage is
-made; refused, it is quarantined with its report and nothing served changes.
+"""Uploads: a city sends a file in the shared format; valid, it is kept and the ingest that
+makes its vintage is queued (the API) or run at once (the command line); refused, it is
+quarantined with its report and nothing served changes.
 
 Called by ``POST /api/v1/uploads`` (:mod:`service.api.uploads`, a ``city`` token or above,
 scoped to its territories) and ``python -m service upload FILE [--as NAME]`` (the operator:
-every territory). The rules (file names, what replaces what, where files are kept) are
-:mod:`features.uploads`'; the validation is the ingest's (:mod:`features.sources.city_indicators`)
-plus the sender's scope.
+every territory). The rules (file names, what replaces what, where files are kept, the uploads
+lock) are :mod:`features.uploads`'; the validation is the ingest's
+(:mod:`features.sources.city_indicators`) plus the sender's scope.
 
-One upload at a time per home (:func:`features.uploads.locked`): validate → (refused:
-quarantine, index, audit; stop) → copy into ``uploads/active`` (the older uploads it replaces
-leave it) → ingest (the data directory and every upload in force) → index and audit. The
-answer is the validation report, the same problems (file, line, column, expected, found) the
-ingest reports, with the vintage made.
+An upload: validate (outside any lock) → refused: quarantine, index, audit; stop → under the
+uploads lock (:func:`features.uploads.locked`, shared with every ingest's read of the uploads
+in force) check again what it replaces against the index as it is now, write its copy
+(``raw/``) and its file (``active/``), then the index (record ``accepted``; the uploads it
+replaces ``replaced``), then remove the replaced files → queue an ``ingest`` run (API) or run
+the ingest (CLI). The ingest that reads it settles it (:func:`settle_uploads`, called by the
+``ingest`` job and the command line): taken, the upload is ``active`` with the vintage made;
+not taken, it is ``undone`` (the uploads it replaced are back in force, byte for byte) with the
+ingest's reason.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import datetime as dt
 import logging
 import secrets
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,21 +34,24 @@ from features.uploads import UploadRefused
 
 log = logging.getLogger(__name__)
 
-__all__ = ["UploadRefused", "list_uploads", "upload_file"]
+__all__ = ["UploadRefused", "list_uploads", "settle_uploads", "upload_file"]
 
 
 def upload_file(settings: Any, content: bytes, name: str | None, *, sender: str, role: str,
                 territories: frozenset[str] | None = None, actor: str = "cli",
-                size: int | None = None) -> dict:
+                size: int | None = None, wait: bool = True) -> dict:
     """Validate ``content`` (the file ``name`` sent by ``sender``, of ``role``; may write
-    ``territories`` and their EPCIs' communes, None: every territory); keep it and ingest a
-    new vintage when valid, quarantine it otherwise. The report (``status`` ``accepted`` or
-    ``refused``, ``problems``, ``out_of_scope``, ``vintage_id``…). ``size``: the file's size
-    when ``content`` was not read (over the limit), else ``len(content)``.
+    ``territories`` and their EPCIs' communes, None: every territory); keep it when valid and
+    ingest it: ``wait`` runs the ingest here and answers with its vintage (``status``
+    ``accepted``, or ``refused`` when the ingest did not take it: undone), else queues an
+    ``ingest`` run and answers at once (``status`` ``accepted``, ``job_id``; the upload's record
+    says the vintage when that run is done). Refused: quarantined. The report: ``status``,
+    ``problems``, ``out_of_scope``, ``vintage_id``, ``job_id``… ``size``: the file's size when
+    ``content`` was not read (over the limit), else ``len(content)``.
 
     Raises :class:`UploadRefused` (audited, nothing kept) for a forged name or a file over
     ``settings.upload_max_bytes``."""
-    from features.uploads import check_name, locked
+    from features.uploads import check_name
 
     try:
         name = check_name(name)
@@ -54,11 +63,10 @@ def upload_file(settings: Any, content: bytes, name: str | None, *, sender: str,
         _audit(settings, actor, role, {"status": "refused", "reason": exc.kind,
                                        "message": str(exc), "sender": sender})
         raise
-    with locked(settings):
-        report = _Upload(settings, content, name, sender, role, territories).run(actor)
+    report = _Upload(settings, content, name, sender, role, territories).run(actor, wait)
     _audit(settings, actor, role, {k: report.get(k) for k in (
         "id", "name", "sender", "status", "rows", "indicators", "territories", "replaces",
-        "vintage_id", "out_of_scope")} | {"problems": len(report["problems"])})
+        "vintage_id", "job_id", "out_of_scope")} | {"problems": len(report["problems"])})
     return report
 
 
@@ -71,6 +79,98 @@ def list_uploads(settings: Any, sender: str | None = None) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "pairs"} for r in reversed(records)]
 
 
+def settle_uploads(settings: Any, report: Any, actor: str = "ingest") -> dict:
+    """After an ingest (``report``, an :class:`features.ingest.IngestReport`): each upload
+    still ``accepted`` when that ingest started (so in the uploads it read) becomes ``active``
+    with the vintage made (or the one served, when nothing changed) if the ingest took its
+    file, else ``undone`` with the ingest's reason, the uploads it replaced back in force.
+
+    Returns ``{"settled": [{id, status, vintage_id, message}], "restored": [ids]}``:
+    ``restored`` uploads are back in ``active/`` but not in the vintage just made (queue or
+    run another ingest)."""
+    from features.uploads import UploadIndex, locked
+
+    started = getattr(report, "started_at", None)
+    if started is None or not any(r["status"] == "accepted"
+                                  for r in UploadIndex(settings).records()):
+        return {"settled": [], "restored": []}
+    settled, restored = [], []
+    with locked(settings):
+        index = UploadIndex(settings)
+        records = index.records()
+        waiting = [r for r in records if r["status"] == "accepted"
+                   and r.get("accepted_at") and _time(r["accepted_at"]) < started]
+        if not waiting:
+            return {"settled": [], "restored": []}
+        served = report.vintage_id or _served_vintage(settings)
+        for record in waiting:
+            outcome = next((s for s in report.sources if s.file == record["file"]
+                            and s.status != "reused"), None)
+            if outcome is not None and outcome.status == "ok":
+                record.update(status="active", vintage_id=served,
+                              message=f"in force: vintage {served}")
+            else:
+                restored += _undo(settings, records, record, report, outcome)
+            settled.append({k: record.get(k) for k in ("id", "status", "vintage_id",
+                                                        "message")})
+        index.save(records)
+        _remove_undone(settings, records, waiting)
+    for item in settled:
+        _audit(settings, actor, "system", {"id": item["id"], "status": item["status"],
+                                           "vintage_id": item["vintage_id"],
+                                           "message": item["message"]})
+    return {"settled": settled, "restored": restored}
+
+
+def _time(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _undo(settings: Any, records: list[dict], record: dict, report: Any, outcome: Any
+          ) -> list[str]:
+    """Mark ``record`` undone and put the uploads it replaced back into ``active/`` (from their
+    own copies, written before the index says so); the ids put back."""
+    from features.uploads import raw_key, upload_store
+
+    store = upload_store(settings)
+    reason = (outcome.error if outcome is not None else report.message) or report.outcome
+    back = []
+    for old in records:
+        if old["id"] in record.get("replaces", []) and old["status"] == "replaced":
+            try:
+                store.write_bytes(f"active/{old['file']}", store.read_bytes(raw_key(old)))
+            except FileNotFoundError:
+                log.error("upload %s: its copy %s is gone; it cannot be put back", old["id"],
+                          raw_key(old))
+                continue
+            old.update(status="active" if old.get("vintage_id") else "accepted",
+                       replaced_by=None)
+            back.append(old["id"])
+    problems = list(outcome.problems) if outcome is not None else []
+    record.update(status="undone", problems=len(problems), ingest_problems=problems[:50],
+                  message=f"the ingest did not take the file: {reason}"[:1000])
+    log.warning("upload %s (%s) undone: %s", record["id"], record["name"], reason)
+    return back
+
+
+def _remove_undone(settings: Any, records: list[dict], settled: list[dict]) -> None:
+    """Remove the files and copies of the undone uploads that nothing in force uses (after the
+    index that no longer names them)."""
+    from features.uploads import IN_FORCE, raw_key, upload_store
+
+    store = upload_store(settings)
+    files = {r["file"] for r in records if r["status"] in IN_FORCE}
+    copies = {raw_key(r) for r in records if r.get("sha256") and r["status"] != "undone"}
+    for record in settled:
+        if record["status"] != "undone":
+            continue
+        if record["file"] not in files:
+            store.delete(f"active/{record['file']}")
+        if record.get("sha256") and raw_key(record) not in copies:
+            store.delete(raw_key(record))
+
+
 def _audit(settings: Any, actor: str, role: str, details: dict) -> None:
     from features.catalog import get_engine
     from service.audit import record
@@ -80,7 +180,7 @@ def _audit(settings: Any, actor: str, role: str, details: dict) -> None:
 
 
 class _Upload:
-    """One upload under the lock: its record, its incoming copy, its outcome."""
+    """One upload: its record, its incoming copy, its outcome."""
 
     def __init__(self, settings: Any, content: bytes, name: str, sender: str, role: str,
                  territories: frozenset[str] | None) -> None:
@@ -90,24 +190,30 @@ class _Upload:
         self.settings, self.content, self.territories = settings, content, territories
         now = utcnow()
         self.record: dict = {
-            "id": f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}", "name": name,
+            "id": f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}", "name": name,
             "sender": sender, "role": role, "status": "refused",
-            "received_at": now.isoformat(), "size": len(content),
+            "received_at": now.isoformat(), "accepted_at": None, "size": len(content),
             "file": active_name(sender, name), "rows": 0, "indicators": [],
             "territories": [], "pairs": [], "replaces": [], "replaced_by": None,
-            "vintage_id": None, "problems": 0, "quarantine": None}
-        self.incoming = settings.uploads_dir / "incoming" / self.record["id"] / name
+            "vintage_id": None, "job_id": None, "problems": 0, "quarantine": None}
+        self.folder = Path(tempfile.mkdtemp(prefix="vigie-upload-"))
+        self.incoming = self.folder / name
+        self.fixed: list[dict] = []
 
-    def run(self, actor: str) -> dict:
+    def run(self, actor: str, wait: bool) -> dict:
         from features.errors import Problem, SourceError
         from features.sources.contract import sha256_of
 
-        self.incoming.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.incoming.write_bytes(self.content)
             self.record["sha256"] = sha256_of(self.incoming)
             try:
-                result, replaced = self.validate()
+                self.validate()
+                problems = self.accept()
+                if problems:
+                    from features.sources.city_indicators import SOURCE
+
+                    raise SourceError(SOURCE.name, self.incoming, problems)
             except SourceError as exc:
                 return self.refuse(exc, scope=self.out_of_scope(exc))
             except (ValueError, UnicodeError, OverflowError) as exc:  # unforeseen bad input
@@ -115,9 +221,9 @@ class _Upload:
                 return self.refuse(SourceError("city_indicators", self.incoming, [Problem(
                     self.incoming.name, "a CSV file in Vigie's shared format",
                     f"a file the reader refuses ({type(exc).__name__}: {exc})"[:300])]), [])
-            return self.accept(result, replaced, actor)
         finally:
-            shutil.rmtree(self.incoming.parent, ignore_errors=True)
+            shutil.rmtree(self.folder, ignore_errors=True)
+        return self.ingest_now(actor) if wait else self.queue(actor)
 
     # -- validation
     def writable(self) -> Callable[[str], bool] | None:
@@ -129,31 +235,37 @@ class _Upload:
         mine = covered(self.territories, epci_members(CubeStore(self.settings)))
         return mine.__contains__
 
-    def validate(self) -> tuple[Any, list[dict]]:
-        """The parsed file and the uploads in force it replaces; :class:`SourceError` with
-        every problem (the ingest's, the scope's, overlaps with files in force)."""
+    def validate(self) -> None:
+        """Parse the file: :class:`SourceError` with every problem (the ingest's, the
+        scope's, overlaps with the files in force now)."""
         from features.errors import SourceError
         from features.sources.city_indicators import SOURCE
         from features.sources.contract import ParseContext
         from features.sources.insee_territories import load_territories
-        from features.uploads import UploadIndex, pairs_of, replaced_and_conflicts
+        from features.uploads import pairs_of
 
         territories = load_territories(self.settings.data_dir)[0]
         result = SOURCE.parse_checked(self.incoming, ParseContext(territories),
                                       writable=self.writable())
         pairs = pairs_of(result.frame)
-        fixed = _data_dir_files(self.settings, territories)
-        replaced, problems = replaced_and_conflicts(
-            UploadIndex(self.settings).active() + fixed, self.record["sender"],
-            self.record["name"], pairs, self.incoming.name)
-        if problems:
-            raise SourceError(SOURCE.name, self.incoming, problems)
+        self.fixed = _data_dir_files(self.settings, territories)
         frame = result.frame
         self.record.update(
             rows=len(frame), indicators=sorted(frame["indicator"].unique()),
             territories=sorted(frame["territory"].unique()), pairs=sorted(pairs),
             warnings=list(result.warnings))
-        return result, replaced
+        problems = self.conflicts()[1]
+        if problems:
+            raise SourceError(SOURCE.name, self.incoming, problems)
+
+    def conflicts(self, records: list[dict] | None = None) -> tuple[list[dict], list]:
+        from features.uploads import IN_FORCE, UploadIndex, replaced_and_conflicts
+
+        records = UploadIndex(self.settings).records() if records is None else records
+        return replaced_and_conflicts(
+            [r for r in records if r["status"] in IN_FORCE] + self.fixed,
+            self.record["sender"], self.record["name"],
+            {tuple(p) for p in self.record["pairs"]}, self.incoming.name)
 
     def out_of_scope(self, exc: Exception) -> list[str]:
         """The territory codes a refusal names as outside the sender's scope."""
@@ -162,80 +274,95 @@ class _Upload:
 
     # -- outcomes
     def refuse(self, exc: Exception, scope: list[str]) -> dict:
-        from features.ingest import quarantine
-        from features.uploads import UploadIndex
+        from features.errors import SourceError
+        from features.uploads import UploadIndex, locked, quarantine
 
-        folder = quarantine(self.settings, "upload", self.incoming, exc)
         problems = [p.to_dict() for p in getattr(exc, "problems", [])]
-        self.record.update(status="refused", problems=len(problems), quarantine=folder.name,
-                           out_of_scope=scope)
-        index = UploadIndex(self.settings)
-        index.save(index.records() + [self.record])
+        report = exc.to_dict() if isinstance(exc, SourceError) else {"error": str(exc)}
+        report["message"] = str(exc)
+        self.record.update(status="refused", problems=len(problems), out_of_scope=scope,
+                           quarantine=self.record["id"])
+        quarantine(self.settings, self.record["id"], self.incoming.name, self.content, report)
+        with locked(self.settings):  # the index after the objects it names
+            index = UploadIndex(self.settings)
+            index.save(index.records() + [self.record])
         log.warning("upload %s (%s) refused: %d problem(s)", self.record["id"],
                     self.record["name"], len(problems))
         return self.answer(problems, message=str(exc))
 
-    def accept(self, result: Any, replaced: list[dict], actor: str) -> dict:
-        from features.storage.atomic import atomic_write_bytes
+    def accept(self) -> list:
+        """Under the uploads lock: what the file replaces, checked again against the index as
+        it is now (problems: refused), then its copy and file written, the index last, the
+        replaced files removed. The uploads in force change in one step for any ingest."""
+        from features.catalog import utcnow
+        from features.uploads import UploadIndex, locked, raw_key, upload_store
+
+        store = upload_store(self.settings)
+        with locked(self.settings):
+            index = UploadIndex(self.settings)
+            records = index.records()
+            replaced, problems = self.conflicts(records)
+            if problems:
+                return problems
+            store.write_bytes(raw_key(self.record), self.content)
+            store.write_bytes(f"active/{self.record['file']}", self.content)
+            ids = {r["id"] for r in replaced}
+            for old in records:
+                if old["id"] in ids:
+                    old.update(status="replaced", replaced_by=self.record["id"])
+            self.record.update(status="accepted", replaces=sorted(ids),
+                               accepted_at=utcnow().isoformat())
+            index.save(records + [self.record])
+            for old in replaced:
+                if old["file"] != self.record["file"]:
+                    store.delete(f"active/{old['file']}")
+        return []
+
+    def queue(self, actor: str) -> dict:
+        """The ingest that makes the vintage, queued for the scheduler leader."""
+        from features.catalog import get_engine
+        from features.uploads import UploadIndex, locked
+        from service.jobs import enqueue
+
+        run_id = enqueue(get_engine(self.settings.database_url), "ingest",
+                         {"upload": self.record["id"]}, trigger="upload", requested_by=actor)
+        self.record["job_id"] = run_id
+        with locked(self.settings):
+            index = UploadIndex(self.settings)
+            index.save([r | {"job_id": run_id} if r["id"] == self.record["id"] else r
+                        for r in index.records()])
+        return self.answer([], previous=_served_vintage(self.settings), message=(
+            f"accepted: ingest run {run_id} makes its vintage (GET /api/v1/uploads gives this "
+            "upload's status)"))
+
+    def ingest_now(self, actor: str) -> dict:
+        """The command line: the ingest run here, the upload settled by it."""
         from features.uploads import UploadIndex
         from service.usecases.ingest import ingest
 
-        active = self.settings.uploads_active_dir
-        # Written whole under a temporary name then renamed: an ingest running meanwhile (the
-        # scheduled one) reads the file complete or not at all.
-        atomic_write_bytes(active / self.record["file"], self.content)
-        for old in replaced:
-            if old["file"] != self.record["file"]:
-                (active / old["file"]).unlink(missing_ok=True)
-        index = UploadIndex(self.settings)
-        records = index.records()
-        for old in records:
-            if old["id"] in {r["id"] for r in replaced}:
-                old.update(status="replaced", replaced_by=self.record["id"])
-        self.record.update(status="active", replaces=[r["id"] for r in replaced])
-        index.save(records + [self.record])
         previous = _served_vintage(self.settings)
         report = ingest(self.settings, actor=f"{actor} (upload {self.record['id']})")
-        outcome = next((s for s in report.sources if s.file == self.record["file"]), None)
-        if outcome is None or outcome.status != "ok":
-            return self.undo(report, outcome, replaced)
-        self.record["vintage_id"] = report.vintage_id
-        index.save([self.record if r["id"] == self.record["id"] else r
-                    for r in index.records()])
+        settled = settle_uploads(self.settings, report, actor=actor)
+        if settled["restored"]:
+            ingest(self.settings, actor=f"{actor} (uploads put back after "
+                                        f"{self.record['id']} was undone)")
+        self.record = next(r for r in UploadIndex(self.settings).records()
+                           if r["id"] == self.record["id"])
+        if self.record["status"] == "undone":
+            return self.answer(self.record.get("ingest_problems", []),
+                               message=self.record["message"])
         return self.answer([], previous=previous, ingest={
             "outcome": report.outcome, "message": report.message})
 
-    def undo(self, report: Any, outcome: Any, replaced: list[dict]) -> dict:
-        """The ingest did not take the file (it passed the same checks a moment before: the
-        registry changed in between): back to the uploads in force before it."""
-        from features.ingest import raw_copy
-        from features.uploads import UploadIndex
-
-        active = self.settings.uploads_active_dir
-        (active / self.record["file"]).unlink(missing_ok=True)
-        for old in replaced:
-            kept = raw_copy(self.settings, old["sha256"], old["file"])
-            if kept.exists():
-                shutil.copyfile(kept, active / old["file"])
-        problems = list(outcome.problems) if outcome else []
-        index = UploadIndex(self.settings)
-        ids = {r["id"] for r in replaced}
-        records = [r for r in index.records() if r["id"] != self.record["id"]]
-        for old in records:
-            if old["id"] in ids:
-                old.update(status="active", replaced_by=None)
-        self.record.update(status="refused", replaces=[], problems=len(problems))
-        index.save(records + [self.record])
-        return self.answer(problems, message=f"the ingest did not take the file: "
-                           f"{outcome.error if outcome else report.message}")
-
     def answer(self, problems: list[dict], message: str = "", previous: str | None = None,
                ingest: dict | None = None) -> dict:
-        out = {k: v for k, v in self.record.items() if k != "pairs"}
-        out.update(status="accepted" if self.record["status"] == "active" else "refused",
-                   problems=problems, message=message or (
-            f"accepted: vintage {self.record['vintage_id']}" if self.record["vintage_id"]
-            else ""), previous_vintage_id=previous, ingest=ingest,
+        out = {k: v for k, v in self.record.items() if k not in ("pairs", "ingest_problems")}
+        status = "accepted" if self.record["status"] in ("active", "accepted") else "refused"
+        out.update(status=status, upload_status=self.record["status"], problems=problems,
+                   message=message or (
+                       f"accepted: vintage {self.record['vintage_id']}"
+                       if self.record["vintage_id"] else ""),
+                   previous_vintage_id=previous, ingest=ingest,
                    out_of_scope=self.record.get("out_of_scope", []))
         return out
 
