@@ -20,7 +20,9 @@ keep-alive clients (processes × threads):
 load average at the start of each phase), then whether each token row meets the aims.
 
 Usage: ``python bench/api_load.py [--home VIGIE_HOME] [--clients 32] [--duration 8]
-[--no-background] [--one-process] [--audit-sync write|fsync] [--database sqlite|postgresql]``.
+[--no-background] [--one-process] [--compare-fast-path] [--audit-sync write|fsync]
+[--database sqlite|postgresql]``. ``--compare-fast-path``: 2 and 3 again through a ``serve``
+process without the WSGI fast path of cached reads (:mod:`service.fastpath`), in the same run.
 Aims: p99 < 50 ms, throughput ≥ 0.5 × static, with and without a token. Exits 1 on an error,
 a torn read or an audit count that is not exact (not on a missed aim: the machine decides).
 
@@ -415,12 +417,34 @@ def audit_rows(env: dict, phase: dict, before: int, wait: float = 15.0) -> dict:
             "exact": new == expected and distinct == rows and phase["errors"] == 0}
 
 
+def flask_only(args, server_env: dict, server_log, servers: list, env: dict, before: int,
+               reader: str) -> dict:
+    """Anonymous and token reads through one more ``serve`` process (same home and database)
+    without the fast path: every request through Flask, as before service/fastpath.py."""
+    port = free_port()
+    servers.append(subprocess.Popen(
+        [sys.executable, "-m", "service", "serve", "--port", str(port), "--threads",
+         str(args.threads), "--no-scheduler"], cwd=ROOT,
+        env={**server_env, "VIGIE_API_FAST_PATH": "false"}, stdout=subprocess.DEVNULL,
+        stderr=server_log))
+    try:
+        wait_up(port, "/healthz")
+        out = {"flask_only": _phase(port, URL, args, check=True),
+               "flask_only_token": _phase(port, URL, args, check=True, token=reader)}
+        out["audit_flask_only"] = audit_rows(env, out["flask_only_token"], before)
+        return out
+    finally:
+        _stop(servers.pop())
+
+
 def read_matrix(report: dict) -> list[dict]:
     """Static vs anonymous vs authenticated reads, one and two serve processes."""
     static = report["static"]
     rows = []
     for key, label in (("static", "static file, 1 process"),
                        ("api", "1 serve, anonymous"), ("api_token", "1 serve, token"),
+                       ("flask_only", "1 serve, anon, no fast"),
+                       ("flask_only_token", "1 serve, token, no fast"),
                        ("two_processes", "2 serve, anonymous"),
                        ("two_processes_token", "2 serve, token")):
         if key not in report:
@@ -452,7 +476,7 @@ def print_matrix(report: dict) -> None:
             met = row["p99_ms"] < 50 and row["vs_static"] >= 0.5
             print(f"{row['phase']}: p99 < 50 ms and >= 0.5 x static: "
                   f"{'met' if met else 'NOT met'}")
-    for key in ("audit_one_process", "audit_two_processes"):
+    for key in ("audit_one_process", "audit_flask_only", "audit_two_processes"):
         if key in report:
             audit = report[key]
             print(f"{key}: {audit['new_rows']} audit rows for {audit['answered_requests']} "
@@ -501,6 +525,9 @@ def main() -> int:
                         help="public rate limit of the --two-processes run")
     parser.add_argument("--one-process", action="store_true",
                         help="skip the reads through two serve processes")
+    parser.add_argument("--compare-fast-path", action="store_true",
+                        help="also read through one serve process without the WSGI fast path "
+                             "of cached reads (VIGIE_API_FAST_PATH=false, service/fastpath.py)")
     parser.add_argument("--audit-sync", choices=("write", "fsync"), default="write",
                         help="the servers' audit journal policy (VIGIE_API_AUDIT_SYNC)")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
@@ -556,6 +583,9 @@ def main() -> int:
             report["api"]["throughput_rps"] / max(report["static"]["throughput_rps"], 1e-9), 3)
         report["api_token"] = _phase(api_port, URL, args, check=True, token=reader)
         report["audit_one_process"] = audit_rows(env, report["api_token"], 0)
+        if args.compare_fast_path:
+            report.update(flask_only(args, server_env, server_log, servers, env,
+                                     report["audit_one_process"]["rows"], reader))
         if not args.one_process:
             second = free_port()
             servers.append(subprocess.Popen(
@@ -566,8 +596,9 @@ def main() -> int:
             both = [api_port, second]
             report["two_processes"] = _phase(both, URL, args, check=True)
             report["two_processes_token"] = _phase(both, URL, args, check=True, token=reader)
+            previous = report.get("audit_flask_only") or report["audit_one_process"]
             report["audit_two_processes"] = audit_rows(
-                env, report["two_processes_token"], report["audit_one_process"]["rows"])
+                env, report["two_processes_token"], previous["rows"])
             _stop(servers.pop())
         report["read_matrix"] = read_matrix(report)
 
@@ -610,9 +641,10 @@ def main() -> int:
             }
         print(json.dumps(report, indent=2))
         print_matrix(report)
-        reads = [report[k] for k in ("api", "api_token", "two_processes", "two_processes_token")
-                 if k in report]
-        audits = [report[k] for k in ("audit_one_process", "audit_two_processes") if k in report]
+        reads = [report[k] for k in ("api", "api_token", "flask_only", "flask_only_token",
+                                     "two_processes", "two_processes_token") if k in report]
+        audits = [report[k] for k in ("audit_one_process", "audit_flask_only",
+                                      "audit_two_processes") if k in report]
         ok = (all(r["errors"] == 0 and not r["torn_runs"] for r in reads)
               and all(a["exact"] for a in audits)
               and (args.no_background or (report["during_ingest_and_forecast"]["errors"] == 0

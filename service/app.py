@@ -46,6 +46,8 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_STORAGE_URI": None,         # None: VIGIE_REDIS_URL if set, else memory://
     "RATELIMIT_KEY_PREFIX": None,          # None: one per deployment (digest of the database URL)
     "RATELIMIT_HEADERS_ENABLED": True,
+    "FAST_PATH": True,                     # repeated cached reads answered without Flask
+                                           # (service.fastpath: same bytes, audit, limits)
     "TOKEN_CACHE_SECONDS": 1.0,            # verified tokens kept in memory; a revocation reaches
                                            # every process within this delay (0: no cache)
     "AUDIT_SYNC": "write",                 # audit journal: "write" (survives a crash of the
@@ -129,6 +131,9 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     from service.api.openapi import init_app as init_openapi
 
     init_openapi(app)
+    from service.fastpath import install as install_fast_path
+
+    install_fast_path(app)  # in front of Flask, behind the client-address middleware
 
     if app.config["START_SCHEDULER"]:
         start_scheduler(app)

@@ -123,19 +123,26 @@ def init_app(app: Flask) -> None:
                 response.headers[header] = str(provenance[key])
         principal = getattr(g, "principal", None)
         if principal is not None and principal.authenticated:
-            row = {"request_id": audit_journal.new_request_id(), "at": utcnow().isoformat(),
-                   "event": "request", "actor": principal.name, "role": principal.role,
-                   "method": request.method, "path": _printable(request.path)[:2000],
-                   "query": _printable(request.query_string.decode(
-                       "utf-8", "backslashreplace"))[:2000],
-                   "status": response.status_code,
-                   "vintage_id": provenance.get("vintage_id"),
-                   "model_version": provenance.get("model_version"),
-                   "run_id": provenance.get("run_id"), "remote_addr": request.remote_addr}
-            if principal.territories is not None:  # a scoped token: its territories named
-                row["details"] = {"territories": sorted(principal.territories)}
-            _write(journal, {k: v for k, v in row.items() if v is not None})
+            _write(journal, request_row(principal, request.method, request.path,
+                                        request.query_string, response.status_code,
+                                        provenance, request.remote_addr))
         return response
+
+
+def request_row(principal, method: str, path: str, query_string: bytes, status: int,
+                provenance: dict, remote_addr: str | None) -> dict:
+    """The audit row of an authenticated request (also written by :mod:`service.fastpath`)."""
+    row = {"request_id": audit_journal.new_request_id(), "at": utcnow().isoformat(),
+           "event": "request", "actor": principal.name, "role": principal.role,
+           "method": method, "path": _printable(path)[:2000],
+           "query": _printable(query_string.decode("utf-8", "backslashreplace"))[:2000],
+           "status": status,
+           "vintage_id": provenance.get("vintage_id"),
+           "model_version": provenance.get("model_version"),
+           "run_id": provenance.get("run_id"), "remote_addr": remote_addr}
+    if principal.territories is not None:  # a scoped token: its territories named
+        row["details"] = {"territories": sorted(principal.territories)}
+    return {k: v for k, v in row.items() if v is not None}
 
 
 def _write(journal: audit_journal.AuditJournal, row: dict) -> None:

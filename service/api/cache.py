@@ -61,7 +61,12 @@ def set_last_modified(value: dt.datetime | str | None) -> None:
     g.last_modified = value
 
 
-def _finish(answer: CachedAnswer, caller: tuple) -> Response:
+#: WSGI environ key set on a request answered from the response cache: what the WSGI fast path
+#: (:mod:`service.fastpath`) needs to answer the same request again without Flask.
+CACHE_HIT = "vigie.cache_hit"
+
+
+def _finish(answer: CachedAnswer, caller: tuple, key: tuple) -> Response:
     response = Response(answer.body, mimetype=answer.mimetype, headers=answer.headers)
     response.set_etag(answer.etag)
     if answer.last_modified is not None:
@@ -70,6 +75,10 @@ def _finish(answer: CachedAnswer, caller: tuple) -> Response:
                                          else "private, max-age=0, must-revalidate")
     response.vary.add("Authorization")
     note(**answer.provenance)
+    request.environ[CACHE_HIT] = {
+        "key": key, "answer": answer, "provenance": dict(getattr(g, "provenance", None) or {}),
+        "rule": request.url_rule.rule if request.url_rule else "unmatched",
+        "path": request.path, "query": request.query_string}
     return response.make_conditional(request)
 
 
@@ -106,8 +115,9 @@ def serve_from_cache() -> Response | None:
             _validated[raw] = canonical
     st = state()
     caller = audience()
-    hit = st.cache.get((request.path, canonical, caller, st.freshness()), count_miss=False)
-    return _finish(hit, caller) if hit is not None else None
+    key = (request.path, canonical, caller, st.freshness())
+    hit = st.cache.get(key, count_miss=False)
+    return _finish(hit, caller, key) if hit is not None else None
 
 
 #: (path, raw query string) → its validated arguments' canonical form, for the fast path: a
@@ -148,7 +158,7 @@ def cached(view: Callable) -> Callable:
         key = cache_key(kwargs.get("query_data"), caller, st.freshness())
         hit = st.cache.get(key)
         if hit is not None:
-            return _finish(hit, caller)
+            return _finish(hit, caller, key)
         response = view(*args, **kwargs)
         if not isinstance(response, Response):
             response = current_app.make_response(response)
@@ -156,7 +166,9 @@ def cached(view: Callable) -> Callable:
             return response
         answer = _answer(response, kwargs.get("query_data") or {})
         st.cache.put(key, answer)
-        return _finish(answer, caller)
+        finished = _finish(answer, caller, key)
+        request.environ.pop(CACHE_HIT, None)  # rendered now: the fast path learns from hits only
+        return finished
 
     wrapper._vigie_cached = True  # read by serve_from_cache (copied up by outer decorators)
     return wrapper
