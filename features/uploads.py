@@ -348,7 +348,8 @@ def prune(settings: Settings, dry_run: bool = False) -> dict:
     """The uploads' part of ``python -m service prune``: the quarantine capped
     (:func:`cap_quarantine`), and the replaced uploads' own copies (``raw/``) and records
     dropped (what they served stays in the ingest's raw store for the vintages that read
-    them, and the audit log keeps every upload). What was (or would be) dropped."""
+    them, and the audit log keeps every upload); the records of undone uploads beyond the
+    newest ``upload_quarantine_max_files``. What was (or would be) dropped."""
     quarantined = cap_quarantine(settings, dry_run=dry_run)
     store = upload_store(settings)
     with contextlib.nullcontext() if dry_run else locked(settings):
@@ -359,13 +360,19 @@ def prune(settings: Settings, dry_run: bool = False) -> dict:
         waiting = {r["id"] for r in records if r["status"] == "accepted"}
         dropped = {r["id"]: r for r in records if r["status"] == "replaced"
                    and r.get("replaced_by") not in waiting}
-        needed = {raw_key(r) for r in records if r["status"] in IN_FORCE and r.get("sha256")}
+        undone = [r["id"] for r in records if r["status"] == "undone"]
+        cap = settings.upload_quarantine_max_files
+        undone = undone[:-cap] if cap else []  # the newest kept, as refused files are
+        dropped |= {r["id"]: r for r in records if r["id"] in set(undone)}
+        needed = {raw_key(r) for r in records if r["id"] not in dropped and r.get("sha256")}
         doomed = sorted({raw_key(r) for r in dropped.values() if r.get("sha256")} - needed)
         if dropped and not dry_run:
             index.save([r for r in records if r["id"] not in dropped])
             for key in doomed:
                 store.delete(key)
-    return {"quarantine_dropped": quarantined, "replaced_dropped": sorted(dropped),
+    return {"quarantine_dropped": quarantined,
+            "replaced_dropped": sorted(i for i in dropped if i not in set(undone)),
+            "undone_dropped": undone,
             "raw_copies_dropped": len(doomed), "dry_run": dry_run}
 
 

@@ -31,6 +31,13 @@ the first ingest. Stale temporary entries are removed too. Vintage folders witho
 (a crash between the rename and the catalog insert) are reported, never removed: another
 database may catalog them.
 
+**City uploads** (:func:`features.uploads.prune`): the refused files kept with their reports
+are capped (``VIGIE_UPLOAD_QUARANTINE_MAX_FILES``, ``VIGIE_UPLOAD_QUARANTINE_MAX_BYTES``; the
+oldest dropped with their records, as at every refusal); a replaced upload's own copy
+(``uploads/raw``) and record are dropped once the upload that replaced it is settled (the
+vintages that read it keep its copy in the raw store; the audit log keeps every upload); the
+records of undone uploads beyond the newest ``VIGIE_UPLOAD_QUARANTINE_MAX_FILES`` too.
+
 The audit table is only read. The scheduled ``prune`` job (daily, 04:15) runs the same code.
 With ``VIGIE_STORE_URL`` set, the same policy applies to the vintages and runs of that store
 (their objects removed; a vintage catalogued outside ``<store>/cube/vintages`` is never touched).
@@ -87,6 +94,7 @@ class Plan:
     backtests: list[Item] = field(default_factory=list)  # one per target and plan
     stale_backtests: list[Path] = field(default_factory=list)  # files of a gone vintage
     stale_backtest_bytes: int = 0
+    uploads: dict = field(default_factory=dict)  # features.uploads.prune's summary
 
     def deleted(self, items: list[Item]) -> list[Item]:
         return [i for i in items if not i.kept]
@@ -106,6 +114,7 @@ class Plan:
                 "backtest_files_of_gone_vintages": {
                     "deleted": len(self.stale_backtests),
                     "bytes_freed": self.stale_backtest_bytes},
+                "uploads": self.uploads,
                 "temporary_removed": [str(e.path) for e in self.temporary],
                 "orphan_vintage_folders": [str(p) for p in self.orphans]}
 
@@ -340,6 +349,9 @@ def prune(settings: Settings | None = None, *, dry_run: bool = False,
         result = plan(settings, retain_vintages=retain_vintages,
                       retain_forecast_runs=retain_forecast_runs)
     result.dry_run = dry_run
+    from features.uploads import prune as prune_uploads
+
+    result.uploads = prune_uploads(settings, dry_run=dry_run)
     if dry_run:
         return result
     engine = CubeStore(settings).engine

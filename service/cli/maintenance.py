@@ -62,6 +62,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if stale["deleted"]:
         print(f"backtest files of vintages no longer kept: {stale['deleted']} {verb} "
               f"({_mb(stale['bytes_freed'])})")
+    uploads = result.uploads
+    if uploads.get("quarantine_dropped") or uploads.get("replaced_dropped") \
+            or uploads.get("undone_dropped"):
+        print(f"city uploads: {len(uploads['quarantine_dropped'])} quarantined, "
+              f"{len(uploads['replaced_dropped'])} replaced ({uploads['raw_copies_dropped']} "
+              f"copies), {len(uploads['undone_dropped'])} undone record(s) {verb}")
     for entry in result.temporary:
         print(f"temporary {entry.path}: {verb} ({entry.reason})")
     for path in result.orphans:
