@@ -53,7 +53,13 @@ forecast: install
 serve: install
 	$(PY) -m service serve --host $(HOST) --port $(PORT)
 
-run: install ingest forecast serve
+# A forecast that fails (forecast-all exits 1, one line each) does not stop the service: the
+# others are published and served. Nothing to forecast (exit 2, e.g. no vintage) stops here.
+run: install ingest
+	@$(PY) -m service forecast-all; status=$$?; \
+	if [ $$status -eq 1 ]; then echo "make run: some forecasts failed (see above); serving" \
+	  "what was published"; elif [ $$status -ne 0 ]; then exit $$status; fi
+	$(PY) -m service serve --host $(HOST) --port $(PORT)
 
 # Benchmarks print figures (ratios against a reference measured in the same run).
 bench: install-dev

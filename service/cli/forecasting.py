@@ -93,7 +93,11 @@ def _register_forecast_all(subparsers: argparse._SubParsersAction) -> None:
                     "and ICU admissions, beds and ICU beds at 7/14 days, emergency visits. "
                     "A target × level whose latest run was made on the same date from the same "
                     "vintage by the same model version is left as it is (--force to redo). "
-                    "Then queues the retrospective track record if it is missing or stale.")
+                    "Then queues the retrospective track record if it is missing or stale. "
+                    "Exit status: 0 when every one is published or unchanged; 1 when some "
+                    "failed (one line each; the others are published, and make run serves "
+                    "them); 2 when nothing can be forecast (no vintage, unknown target or "
+                    "model).")
     fa.add_argument("--target", nargs="+", action="extend", metavar="NAME",
                     help=f"only these targets (default: all published ones; {TARGET_HELP})")
     fa.add_argument("--level", nargs="+", action="extend", choices=LEVEL_CHOICES,
@@ -263,11 +267,12 @@ def cmd_forecast_all(args: argparse.Namespace) -> int:
         return 2
     published, failed = report.with_status("published"), report.with_status("failed")
     unchanged = report.with_status("unchanged")
+    # Each failure was logged as it happened (one line each); the summary names them.
+    names = ", ".join(f"{o.target} ({o.frequency}) {o.level}" for o in failed)
+    names = f" ({names}: their previous forecasts stay published)" if failed else ""
     progress.step(f"forecast-all: {len(published)} published, {len(unchanged)} unchanged, "
-                  f"{len(failed)} failed in {report.elapsed_s:.0f} s ({report.fitted_dates} "
-                  f"past dates fitted, {report.reused_dates} reused)")
-    for o in failed:
-        print(f"error: {o.target} ({o.frequency}) {o.level}: {o.error}", file=sys.stderr)
+                  f"{len(failed)} failed{names} in {report.elapsed_s:.0f} s "
+                  f"({report.fitted_dates} past dates fitted, {report.reused_dates} reused)")
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
     if (not args.no_trackrecord and args.model == "ensemble" and not args.target

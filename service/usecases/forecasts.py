@@ -315,6 +315,12 @@ def publish_forecasts(settings: Any, *, model: str = "ensemble",
     return job.report
 
 
+def _one_line(error: BaseException | str) -> str:
+    """An error as one terminal line: ``Type: message`` with its line breaks folded."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if isinstance(error, BaseException) else text
+
+
 class _Publication:
     """One :func:`publish_forecasts` call: what to publish (one group per target and forecast
     date, with its live and past date fits), then each group published as soon as its dates
@@ -432,7 +438,7 @@ class _Publication:
             store_task_result(self.backtests, task, result, self.vintage_of)
         if error is not None:
             log.error("fitting %s (%s) as of %s failed: %s", task.target.name,
-                      task.target.frequency, task.forecast_date.date(), error)
+                      task.target.frequency, task.forecast_date.date(), _one_line(error))
             group["error"] = group["error"] or error
         if self.bar is not None:
             self.bar.set_postfix_str(f"{task.target.name} {task.forecast_date.date()}")
@@ -454,9 +460,9 @@ class _Publication:
             except fencing.FencedError:
                 raise
             except Exception as exc:
+                outcome.error = _one_line(exc)[:500]
                 log.error("forecast %s (%s) %s as of %s failed: %s", target.name,
-                          target.frequency, level, fd.date(), exc)
-                outcome.error = f"{type(exc).__name__}: {exc}"[:500]
+                          target.frequency, level, fd.date(), outcome.error)
                 continue
             outcome.status, outcome.run_id = "published", run.run_id
             outcome.vintage_id = info["vintage_id"]
