@@ -12,7 +12,9 @@ tests skip, saying why, only when that server cannot start.
 * atomic publication: an upload that fails mid-way leaves the previous vintage (and forecast
   run) served and removes what it wrote; a writer killed mid-way (SIGKILL) leaves objects no
   reader ever opens; readers running while a writer publishes never see a partial vintage or
-  run.
+  run;
+* city uploads: one host takes an upload, another host (same database and store, its own
+  empty home) serves it from its next ingest, and a refused file is quarantined in the store.
 """
 
 from __future__ import annotations
@@ -585,3 +587,100 @@ def test_another_host_serves_what_one_host_published(s3, db_url, tmp_path):
                     "values": _hub_rows(3.0)["value"].tolist(), "decided": [11],
                     "ets": "7.0-host"}
     assert sorted(p.name for p in (tmp_path / "host_b").iterdir()) == []
+
+
+# ---------------------------------------------------------------------------- city uploads
+UPLOAD_DATA = ("fr_departements_population.csv", "fr_communes_20k_population.csv",
+               "fr_communes_population.csv", "fr_epci_communes.csv",
+               "fr_spf_hosp_incid_dep_daily.csv", "fr_drees_critical_care_beds.csv")
+
+
+def _city_file(value: int) -> bytes:
+    """The synthetic city fixture (Rennes and Bruz) with Rennes' last food-aid value set."""
+    from tests.conftest import FIXTURES
+
+    frame = pd.read_csv(FIXTURES / "city_indicators_synthetic_epci.csv", dtype=str)
+    last = frame.index[(frame["territory_code"] == "35238")
+                       & (frame["indicator"] == "food_aid_requests")][-1]
+    frame.loc[last, "value"] = str(value)
+    return frame.to_csv(index=False).encode()
+
+
+def _run_queued(settings: Settings, run_id: int) -> dict:
+    """Run the queued run ``run_id`` with ``settings`` (this host as the scheduler leader)."""
+    from features.catalog import get_engine, utcnow
+    from service.db import job_runs
+    from service.jobs import execute, get_run
+
+    engine = get_engine(settings.database_url)
+    with engine.begin() as conn:
+        assert conn.execute(job_runs.update().where(
+            job_runs.c.id == run_id, job_runs.c.status == "queued"
+        ).values(status="running", worker="host-b", started_at=utcnow())).rowcount == 1
+    assert execute(engine, settings, get_run(engine, run_id)) == "ok", get_run(engine, run_id)
+    return get_run(engine, run_id)
+
+
+def test_another_host_sees_an_upload_in_its_next_ingest(s3, data_dir, tmp_path):
+    """Host A takes a city's upload (as the API does: kept, its ingest queued); host B (its
+    own empty home; the same database and S3 store) runs that ingest and serves the upload,
+    then reads A's replacement in its next ingest. No upload touches either host's disk: the
+    index, the files in force, their copies are objects of the store."""
+    from features.ingest import run_ingest
+    from features.store import CubeStore
+    from features.uploads import UploadIndex, upload_store
+    from service.usecases.uploads import upload_file
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in UPLOAD_DATA:
+        (data / name).symlink_to(data_dir / name)
+    url, database = _url("uploads"), f"sqlite:///{tmp_path}/vigie.sqlite"
+    host_a, host_b = (Settings.from_env(home=str(tmp_path / h), data_dir=str(data),
+                                        database_url=database, store_url=url,
+                                        store_options={"endpoint_url": s3})
+                      for h in ("host_a", "host_b"))
+    assert run_ingest(host_a).outcome == "ok"
+
+    def send(value: int) -> dict:
+        report = upload_file(host_a, _city_file(value), "rennes_social.csv",
+                             sender="ville-rennes", role="city", actor="test",
+                             territories=frozenset({"243500139"}), wait=False)
+        assert report["status"] == "accepted" and report["job_id"], report
+        return report
+
+    def served() -> tuple[dict, float]:
+        cube = CubeStore(host_b)
+        vintage = cube.current_vintage()
+        food = cube.open("weekly", vintage_id=vintage["id"])["food_aid_requests"]
+        return vintage, float(food.sel(territory="35238").dropna("date").values[-1])
+
+    first = send(100)
+    run = _run_queued(host_b, first["job_id"])
+    vintage, value = served()
+    assert run["result"]["vintage_id"] == vintage["id"] and value == 100
+    assert vintage["files"][first["file"]]["sha256"] == first["sha256"]
+    assert [(u["id"], u["status"]) for u in run["result"]["uploads"]] == [(first["id"],
+                                                                           "active")]
+    second = send(999)
+    assert second["replaces"] == [first["id"]]
+    report = run_ingest(host_b)  # B's next ingest (the daily one) reads the replacement
+    assert report.outcome == "ok"
+    vintage, value = served()
+    assert value == 999 and vintage["files"][second["file"]]["sha256"] == second["sha256"]
+    _run_queued(host_b, second["job_id"])  # the upload's own run settles it (nothing new)
+    index = {r["id"]: r for r in UploadIndex(host_a).records()}
+    assert index[first["id"]]["status"] == "replaced"
+    assert index[second["id"]]["status"] == "active"
+    assert index[second["id"]]["vintage_id"] == vintage["id"]
+    store = upload_store(host_a)
+    assert store.remote and store.names("active") == [second["file"]]
+    assert store.names("raw") == sorted(f"{r['sha256']}-{r['file']}" for r in (first, second))
+    refused = upload_file(host_a, _city_file(999).replace(b",999,", b",douze,"), "bad.csv",
+                          sender="ville-rennes", role="city", actor="test", wait=False)
+    assert refused["status"] == "refused" and refused["problems"][0]["column"] == "value"
+    assert store.names("quarantine") == [refused["quarantine"]]
+    assert b",douze," in store.read_bytes(f"quarantine/{refused['quarantine']}/bad.csv")
+    assert store.names("active") == [second["file"]]
+    for home in ("host_a", "host_b"):
+        assert not (tmp_path / home / "uploads").exists(), home
