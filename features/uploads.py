@@ -9,20 +9,26 @@ and its **size** (``Settings.upload_max_bytes``). It is then validated as the in
 a city file, plus one rule: every territory must be one the sender may write (its token's
 scope), reported with the line it first appears on.
 
-Where things are kept (``Settings``): an accepted file is copied into
-``uploads_active_dir`` as ``upload-<sender>-<name>`` (:func:`active_name`), which every
-ingest reads beside the data directory (so the file need not be copied there, and stays
-across ingests), and into the raw store by that ingest (its history: every version ever
-accepted stays there, content-addressed). A refused file goes to the quarantine folder with
-its report. ``uploads_dir/index.json`` lists every upload (:class:`UploadIndex`).
+Where things are kept (:func:`upload_store`: ``$VIGIE_HOME/uploads``, or ``uploads/`` of the
+object store named by ``VIGIE_STORE_URL``, so that every host's ingest reads the same): an
+accepted file is written to ``active/`` as ``upload-<sender>-<name>`` (:func:`active_name`),
+which every ingest reads beside the data directory (so the file need not be copied there, and
+stays across ingests), and to ``raw/`` (its own copy, to put it back if an upload replacing it
+is undone); the ingest keeps it in its raw store too (every version a vintage read). A refused
+file goes to ``quarantine/<id>/`` with its report (capped: :func:`cap_quarantine`).
+``index.json`` lists every upload (:class:`UploadIndex`), written after the objects it names.
+
+**One lock** (:func:`locked`, a row of ``service_locks``): the uploads in force change (an
+upload accepted or undone, a prune) and an ingest copies them (:func:`snapshot`, called through
+:func:`uploaded` by every ingest) one at a time, across processes and hosts.
 
 **A newer file replaces an older one** (:func:`replaced_and_conflicts`) when it comes from the
 same sender under the same name, or when it carries every (indicator, territory) pair the
 older one carries (the same city sending the same indicators again, under any name): the older
-file leaves ``active/`` (it stays in the raw store and the index, ``replaced_by`` the newer
-one), so a value is never read from two files. A newer file that overlaps an older one only in
-part (some of its pairs, not all) is refused, naming the older upload: the city sends a file
-covering it, or the same name (``--as``) to replace it whole.
+file leaves ``active/`` (it stays in ``raw/`` and the index, ``replaced_by`` the newer one,
+until :func:`prune`), so a value is never read from two files. A newer file that overlaps an
+older one only in part (some of its pairs, not all) is refused, naming the older upload: the
+city sends a file covering it, or the same name (``--as``) to replace it whole.
 """
 
 from __future__ import annotations

@@ -150,6 +150,8 @@ def _file_of_request(query_name: str | None) -> tuple[str | None, bytes]:
 @bp.doc(summary="Send a city file in the shared format (validated, kept, ingest queued)",
         description=POST_DOC,
         responses={413: _error("File over VIGIE_UPLOAD_MAX_BYTES"),
+                   503: _error("The uploads lock stayed taken (an ingest or another upload): "
+                               "try again"),
                    415: _error("Neither multipart/form-data nor text/csv in UTF-8")})
 @requires("city")
 @_upload_route
