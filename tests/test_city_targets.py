@@ -247,3 +247,21 @@ def test_the_listing_says_the_verdict_of_the_track_record(client, city):
             (city.retrospective_file).unlink()
         else:
             write_retrospective(city, saved)
+
+
+def test_the_command_line_forecasts_a_city_indicator_and_refuses_an_unknown_one(
+        city, runner, tmp_path):
+    env = {"VIGIE_HOME": str(city.home), "VIGIE_DATA_DIR": str(city.data_dir),
+           "VIGIE_DATABASE_URL": city.database_url}
+    out = tmp_path / "food.csv"
+    code, _, err = runner(["forecast", "--target", "food_aid_requests", "--level", "epci",
+                           "--no-calibration", "--sequential", "--model", "baseline",
+                           "--out", str(out)], env)
+    assert code == 0, err
+    rows = pd.read_csv(out, dtype={"location": str})
+    assert set(rows["location"]) == {RENNES_METROPOLE}
+    assert sorted(rows["target"].unique()) == [f"{n} wk ahead food aid requests"
+                                               for n in (1, 2, 3, 4)]
+    code, _, err = runner(["forecast", "--target", "food_aid_request", "--level", "epci",
+                           "--out", str(out)], env)
+    assert code == 2 and "--target: unknown target food_aid_request" in err
