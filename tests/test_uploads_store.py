@@ -202,3 +202,64 @@ def test_prune_drops_replaced_copies_once_their_replacement_is_settled(settings)
     assert {p.name for p in raw.iterdir()} == {f"{second['sha256']}-{second['file']}"}
     assert list(records(settings)) == [second["id"]]
     assert records(settings)[second["id"]]["status"] == "active"
+
+
+def test_a_queued_upload_its_ingest_refuses_is_undone_with_the_reason(settings):
+    """Through the queue: the ingest that reads the upload reports its file failed (e.g. the
+    registry changed since the checks): undone, the ingest's reason and problems on its
+    record, the upload it replaced back in ``active/`` byte for byte and in force."""
+    from service.usecases.uploads import settle_uploads
+
+    first = send(settings, version(100))
+    settle_uploads(settings, took(settings, first))
+    active = settings.uploads_active_dir / first["file"]
+    before = active.read_bytes()
+    second = send(settings, version(999), name="rennes_2.csv")  # covers every pair: replaces
+    assert second["replaces"] == [first["id"]] and not active.exists()
+    problem = {"file": second["file"], "line": 2, "column": "territory_code",
+               "expected": "a commune of the registry", "found": "'35238'"}
+    report = took(settings, second)
+    report.sources[0].status, report.sources[0].error = "failed", "territory unknown"
+    report.sources[0].problems = [problem]
+    settled = settle_uploads(settings, report)
+    assert settled["restored"] == [first["id"]]
+    assert settled["settled"] == [{"id": second["id"], "status": "undone", "vintage_id": None,
+                                   "message": "the ingest did not take the file: territory "
+                                              "unknown"}]
+    index = records(settings)
+    assert index[second["id"]]["ingest_problems"] == [problem]
+    assert index[first["id"]]["status"] == "active" and index[first["id"]]["replaced_by"] is None
+    assert active.read_bytes() == before
+    assert sorted(p.name for p in settings.uploads_active_dir.iterdir()) == [first["file"]]
+    # Settled once: a later ingest leaves it alone.
+    assert settle_uploads(settings, took(settings, first))["settled"] == []
+
+
+def test_the_ingest_job_settles_and_queues_an_ingest_for_the_uploads_put_back(settings,
+                                                                               monkeypatch):
+    from features.catalog import get_engine
+    from service.jobs import claim, execute, get_run
+    from service.usecases.uploads import settle_uploads
+
+    first = send(settings, version(100))
+    settle_uploads(settings, took(settings, first))
+    second = send(settings, version(999))
+
+    def ingest(settings_, **kwargs):
+        report = took(settings_, second, vintage=None)
+        report.outcome, report.message = "failed", "territories could not be read"
+        report.sources[0].status, report.sources[0].error = "failed", "no registry"
+        report.failed = report.sources
+        return report
+
+    monkeypatch.setattr("service.usecases.ingest.ingest", ingest)
+    engine = get_engine(settings.database_url)
+    run = claim(engine, "test")
+    # The first upload's run, never run, is the oldest; the second's is coalesced into it.
+    assert run["id"] == first["job_id"]
+    assert get_run(engine, second["job_id"])["status"] == "coalesced"
+    assert execute(engine, settings, run) == "failed"  # the ingest failed: retried later
+    assert records(settings)[second["id"]]["status"] == "undone"
+    chained = [r for r in (get_run(engine, i) for i in range(1, second["job_id"] + 4)) if r
+               and r["trigger"] == "chain"]
+    assert [(r["job"], r["status"]) for r in chained] == [("ingest", "queued")]
