@@ -494,3 +494,26 @@ def test_a_cell_too_long_for_the_csv_reader_is_a_problem_not_a_crash(accepted, c
     (problem,) = response.get_json()["details"]["report"]["problems"]
     assert "at most 131,072 characters" in problem["expected"]
     assert _served(client, home, tokens["admin"]) == before
+
+
+def test_a_plain_ingest_settles_the_uploads_it_read(real_cube, tmp_path, runner):
+    """``python -m service ingest`` (not only the upload's own job) puts an accepted upload in
+    force with the vintage it made, and says so."""
+    from service.auth import create_token
+
+    other = home_sharing(real_cube, tmp_path / "home")
+    token = create_token(get_engine(other.database_url), "ville-rennes-2", "city",
+                         [RENNES_METROPOLE])
+    response = _post(_client(other), CITY_FILE.read_bytes(), "rennes_social.csv",
+                     {"Authorization": f"Bearer {token}"})
+    assert response.status_code == 202, response.get_json()
+    upload_id = response.get_json()["id"]
+    assert _record(other, upload_id)["status"] == "accepted"
+    env = {"VIGIE_HOME": str(other.home), "VIGIE_DATABASE_URL": other.database_url,
+           "VIGIE_DATA_DIR": str(other.data_dir)}
+    code, out, err = runner(["ingest"], env)
+    assert code == 0, out + err
+    record = _record(other, upload_id)
+    assert record["status"] == "active" and record["vintage_id"]
+    assert record["vintage_id"] == CubeStore(other).current_vintage()["id"]
+    assert f"upload {upload_id}: active (in force: vintage {record['vintage_id']})" in out

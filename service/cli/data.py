@@ -57,14 +57,18 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from service.usecases.ingest import ingest
+    from service.usecases.uploads import ingest_settling
 
     settings = _settings(args)
-    report = ingest(settings, download=args.download, only=args.sources, force=args.force)
+    report, settled = ingest_settling(settings, download=args.download, only=args.sources,
+                                      force=args.force)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2, default=str, ensure_ascii=False))
+        print(json.dumps(report.to_dict() | {"uploads": settled["settled"]}, indent=2,
+                         default=str, ensure_ascii=False))
     else:
         _print_ingest(report, settings)
+        for upload in settled["settled"]:
+            print(f"upload {upload['id']}: {upload['status']} ({upload['message']})")
     return {"ok": 0, "unchanged": 0, "partial": 1}.get(report.outcome, 2)
 
 

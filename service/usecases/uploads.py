@@ -34,7 +34,8 @@ from features.uploads import UploadRefused
 
 log = logging.getLogger(__name__)
 
-__all__ = ["UploadRefused", "list_uploads", "settle_uploads", "upload_file"]
+__all__ = ["UploadRefused", "ingest_settling", "list_uploads", "settle_uploads",
+           "upload_file"]
 
 
 def upload_file(settings: Any, content: bytes, name: str | None, *, sender: str, role: str,
@@ -120,6 +121,21 @@ def settle_uploads(settings: Any, report: Any, actor: str = "ingest") -> dict:
                                            "vintage_id": item["vintage_id"],
                                            "message": item["message"]})
     return {"settled": settled, "restored": restored}
+
+
+def ingest_settling(settings: Any, actor: str = "cli", **options: Any) -> tuple[Any, dict]:
+    """Ingest (:func:`service.usecases.ingest.ingest`, ``options`` passed on) and settle the
+    uploads it read (:func:`settle_uploads`); when an undone upload put older ones back in
+    force, ingest once more so that they are served again. ``(report, settled)``: the first
+    ingest's report and what it settled."""
+    from service.usecases.ingest import ingest
+
+    report = ingest(settings, actor=actor, **options)
+    settled = settle_uploads(settings, report, actor=actor)
+    if settled["restored"]:
+        ingest(settings, actor=f"{actor} (uploads put back: "
+                               f"{', '.join(settled['restored'])})")
+    return report, settled
 
 
 def _time(text: str) -> dt.datetime:
@@ -338,14 +354,9 @@ class _Upload:
     def ingest_now(self, actor: str) -> dict:
         """The command line: the ingest run here, the upload settled by it."""
         from features.uploads import UploadIndex
-        from service.usecases.ingest import ingest
 
         previous = _served_vintage(self.settings)
-        report = ingest(self.settings, actor=f"{actor} (upload {self.record['id']})")
-        settled = settle_uploads(self.settings, report, actor=actor)
-        if settled["restored"]:
-            ingest(self.settings, actor=f"{actor} (uploads put back after "
-                                        f"{self.record['id']} was undone)")
+        report, _ = ingest_settling(self.settings, actor=f"{actor} (upload {self.record['id']})")
         self.record = next(r for r in UploadIndex(self.settings).records()
                            if r["id"] == self.record["id"])
         if self.record["status"] == "undone":
