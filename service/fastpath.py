@@ -50,6 +50,7 @@ VARIANT_HEADERS = ("HTTP_ACCEPT_ENCODING", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFI
                    "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_IF_RANGE", "HTTP_RANGE")
 TEMPLATES = 4096            # templates kept (cleared when full)
 TEMPLATE_BYTES = 64 << 20   # and their bodies' bytes
+KEY_CHARS = 2048            # a request whose key (path, query, variant headers) is longer: Flask
 _UNSTABLE_ENCODINGS = (b"gzip", b"deflate")
 
 
@@ -166,6 +167,8 @@ class FastPath:
         return [body]
 
     def _keep(self, key: tuple, hit: dict, status: str, headers: list, body: bytes) -> None:
+        if sum(len(part) for part in key if isinstance(part, str)) > KEY_CHARS:
+            return  # long paths, queries or header values: never kept (memory)
         names = {n.lower() for n, _ in headers}
         if "set-cookie" in names:
             return
