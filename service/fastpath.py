@@ -19,7 +19,8 @@ each request, as Flask's hooks do it:
   ``TOKEN_CACHE_SECONDS``), after the address's failed-authentication budget is checked;
 * the rate limit: the same bucket (``RATELIMIT_PUBLIC`` per address or ``RATELIMIT_TOKEN`` per
   token) of Flask-Limiter's storage, counted once, and its ``X-RateLimit-*`` / ``Retry-After``
-  headers computed from the window after the hit, in the template's places;
+  headers computed from the window after the hit, in the template's places (a rate of several
+  limits, ``"300 per minute;20 per second"``, is left to Flask: it applies every one);
 * the audit row (:func:`service.audit.request_row`, written to the same journal) and the
   Prometheus request counter and latency histogram.
 
@@ -222,9 +223,14 @@ class FastPath:
             text, who = config["RATELIMIT_PUBLIC"], f"addr:{environ.get('REMOTE_ADDR')}"
         limit = self._limits.get(text)
         if limit is None:
-            from limits import parse
+            from limits import parse_many
 
-            limit = self._limits[text] = parse(text)
+            every = parse_many(text)
+            # "300 per minute;20 per second": Flask-Limiter applies every limit and names one
+            # in its headers; the fast path counts a single one only, so Flask answers.
+            limit = self._limits[text] = every[0] if len(every) == 1 else False
+        if limit is False:
+            return None
         args = (limiter._key_prefix, who, "global") if limiter._key_prefix else (who, "global")
         try:
             strategy = limiter.limiter

@@ -1,0 +1,31 @@
+"""Attacks on the surfaces of the cities / scale session (fast path, uploads, derived targets,
+city pages, scoped tokens), each one a request an outsider can send; every test failed before
+its fix."""
+
+from __future__ import annotations
+
+URL = "/api/v1/forecasts?target=icu&territory=75"
+
+
+def _app(settings, fast: bool, **config):
+    from service.app import create_app
+
+    return create_app({"TESTING": True, "SETTINGS": settings, "FAST_PATH": fast,
+                       "RATELIMIT_ENABLED": True, "TOKEN_CACHE_SECONDS": 0.2, **config})
+
+
+def test_fast_path_keeps_every_limit_of_a_multi_limit_rate(api_settings, auth):
+    """``RATELIMIT_TOKEN = "1000 per minute;3 per 10 seconds"``: Flask-Limiter applies both;
+    the fast path once counted only the first, so cached reads escaped the burst limit."""
+    codes = {}
+    for fast in (False, True):
+        app = _app(api_settings, fast, RATELIMIT_TOKEN="1000 per minute;3 per 10 seconds",
+                   RATELIMIT_PUBLIC="1000 per minute;3 per 10 seconds")
+        client = app.test_client()
+        for who, headers in (("token", auth["crisis_cell"]), ("public", {})):
+            got = [client.get(URL, headers=headers,
+                              environ_base={"REMOTE_ADDR": f"192.0.2.{60 + fast}"}).status_code
+                   for _ in range(6)]
+            codes[fast, who] = got
+    for who in ("token", "public"):
+        assert codes[False, who] == codes[True, who] == [200] * 3 + [429] * 3, (who, codes)
