@@ -368,6 +368,28 @@ def test_territory_signals_next_to_admissions(browser, server) -> None:
         _shot(watch, "territory_69_signals")
 
 
+def test_signal_notes_never_state_a_value_that_is_missing(browser, server) -> None:
+    """Guadeloupe: its R(t) and growth series are dated but hold no value (too few cases, or
+    masked); the notes say there is no value, never "R(t) = –" nor "croissance de 0,0 %"
+    (null × 100), and the incidence note gives the last day with a value."""
+    import re
+
+    with _visit(browser, server + "/territoire/971") as watch:
+        page = watch.page
+        for key in ("rt", "growth", "incidence"):
+            _wait_drawn(page, f"#chart-{key}")
+        empty = page.evaluate("() => ['rt', 'growth'].filter(k => document.getElementById("
+                              "'chart-' + k).data.every(t => t.meta === 'threshold' || "
+                              "(t.y || []).every(v => v === null)))")
+        assert empty, "Guadeloupe's R(t) or growth now has values: choose another territory"
+        for key in ("rt", "growth", "incidence"):
+            note = page.locator(f"#note-{key}").inner_text()
+            assert not re.search(r"(=|:) –|– –", note), (key, note)
+            if key in empty:
+                assert note.startswith("Pas de valeur publiée pour ce territoire"), (key, note)
+        assert "0,0 % par jour" not in page.locator("#note-growth").inner_text()
+
+
 def test_map_colours_by_risk_level(browser, server) -> None:
     with _visit(browser, server + "/") as watch:
         page = watch.page

@@ -20,7 +20,17 @@
     return p.series.filter(function (s) { return s.role in DRAWN && s.available; });
   }
   function find(p, name) { return p.series.filter(function (s) { return s.indicator === name; })[0]; }
-  function last(s) { return s && s.available ? s.dates.length - 1 : -1; }
+  /* The index of the series' last value (not its last date: a value may be masked or not
+     computed there), -1 when it has none. */
+  function last(s) {
+    if (!s || !s.available) { return -1; }
+    for (var i = s.values.length - 1; i >= 0; i--) {
+      if (s.values[i] !== null && s.values[i] !== undefined) { return i; }
+    }
+    return -1;
+  }
+  var NO_VALUE = "Pas de valeur publiée pour ce territoire sur la période (trop peu de données " +
+    "pour l'estimer, ou valeurs masquées).";
 
   function layout(unit, extra) {
     var l = V.baseLayout(unit);
@@ -95,13 +105,14 @@
   function rtNote(p) {
     var basis = find(p, "epidemic_basis"), rt = find(p, "rt");
     var i = last(rt);
-    if (i < 0) { return ""; }
+    if (i < 0) { return NO_VALUE; }
     var at = {};
     if (basis && basis.available) { basis.dates.forEach(function (d, j) { at[d] = basis.values[j]; }); }
     var b = at[rt.dates[i]];
     var text = "Dernière estimation, au " + V.date(rt.dates[i]) + " : R(t) = " + V.num(rt.values[i], 2);
     var lo = find(p, "rt_lower"), hi = find(p, "rt_upper");
-    if (lo && hi && last(lo) >= 0 && last(hi) >= 0 && lo.dates[last(lo)] === rt.dates[i]) {
+    if (lo && hi && last(lo) >= 0 && last(hi) >= 0 && lo.dates[last(lo)] === rt.dates[i] &&
+        hi.dates[last(hi)] === rt.dates[i]) {
       text += " (intervalle de crédibilité à 95 % : " + V.num(lo.values[last(lo)], 2) + " – " +
               V.num(hi.values[last(hi)], 2) + ")";
     }
@@ -123,7 +134,7 @@
   function growthNote(p) {
     var g = find(p, "growth_rate"), dt = find(p, "doubling_time");
     var i = last(g);
-    if (i < 0) { return ""; }
+    if (i < 0) { return NO_VALUE; }
     var day = g.dates[i], rate = g.values[i];
     var text = "Au " + V.date(day) + " : croissance de " + V.num(100 * rate, 1) + " % par jour";
     var j = last(dt);
@@ -152,11 +163,12 @@
   }
 
   function latestNote(p, digits, unit) {
-    var text = drawn(p).map(function (s) {
+    var said = drawn(p).filter(function (s) { return last(s) >= 0; });
+    var text = said.length ? said.map(function (s) {
       var i = last(s);
       return "Au " + V.date(s.dates[i]) + " : " + V.num(s.values[i], digits) + " " + unit +
         " (" + s.label + ")";
-    }).join(" ; ") + ".";
+    }).join(" ; ") + "." : NO_VALUE;
     return p.estimated ? text + " " + estimateNote(p) : text;
   }
 
