@@ -29,3 +29,28 @@ def test_fast_path_keeps_every_limit_of_a_multi_limit_rate(api_settings, auth):
             codes[fast, who] = got
     for who in ("token", "public"):
         assert codes[False, who] == codes[True, who] == [200] * 3 + [429] * 3, (who, codes)
+
+
+def test_an_upload_with_two_file_parts_is_refused_not_half_read(api_settings):
+    """multipart with two ``file`` parts (or a second file under another field): the first was
+    taken and the second dropped unread (here a file for another EPCI's commune); now 400,
+    nothing kept."""
+    import io
+
+    from features.catalog import get_engine
+    from service.auth import create_token
+
+    token = create_token(get_engine(api_settings.database_url), "hh-two-files", "city",
+                         territories=["243500139"])
+    client = _app(api_settings, True, RATELIMIT_ENABLED=False).test_client()
+    head = "territory_code,date,indicator,value,unit,source,frequency,aggregation\n"
+    mine = head + "35238,2021-06-05,hh_calls,5,calls/week,T,weekly,sum\n"
+    other = head + "69123,2021-06-05,hh_calls,5,calls/week,T,weekly,sum\n"
+    for data in ({"file": [(io.BytesIO(mine.encode()), "one.csv"),
+                           (io.BytesIO(other.encode()), "two.csv")]},
+                 {"file": (io.BytesIO(mine.encode()), "one.csv"),
+                  "extra": (io.BytesIO(other.encode()), "two.csv")}):
+        response = client.post("/api/v1/uploads", data=data, content_type="multipart/form-data",
+                               headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 400, response.get_json()
+        assert "one file per upload" in response.get_json()["message"]

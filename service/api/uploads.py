@@ -136,6 +136,10 @@ def _file_of_request(query_name: str | None) -> tuple[str | None, bytes]:
                        {"accepted": list(TYPES)})
     if mimetype == "text/csv":
         return query_name, request.get_data(cache=False)
+    parts = [(field, part) for field in request.files for part in request.files.getlist(field)]
+    if len(parts) > 1:  # one file per upload: a second one would be dropped unread
+        raise ApiError(400, "invalid_input", "send one file per upload (field 'file'); found "
+                       f"{len(parts)} file parts", {"fields": [f for f, _ in parts][:10]})
     sent = request.files.get("file")
     if sent is None:
         raise ApiError(400, "invalid_input", "a multipart upload needs its file in the field "
