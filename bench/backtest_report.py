@@ -175,9 +175,9 @@ def compare_versions(args, target, levels, warm, dates, opener, calibration) -> 
                     str(b) for b in row["beats_baseline"]) + f" (of {row['territories'].max()})")
                 print(f"| {LEVEL_LABELS.get(level, level)} | {name} | " + " | ".join(cells)
                       + " |")
-            if level != "national" and len(names) > 1:
-                better, worse = versus_first(part, names)
-                print(f"| {LEVEL_LABELS.get(level, level)} | {names[-1]} against {names[0]}, "
+            for name in names[1:] if level != "national" else []:
+                better, worse = versus_first(part, [names[0], name])
+                print(f"| {LEVEL_LABELS.get(level, level)} | {name} against {names[0]}, "
                       f"territories better / worse (relative WIS) | {better} | {worse} | | |")
     return 0
 

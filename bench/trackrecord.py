@@ -12,9 +12,10 @@ whose database schema may be older). The runs, one after the other:
   checked and printed; and ``ensemble``, the current default).
 
 Prints CPU seconds (user + system of the child process), wall seconds, the load average
-(2 cores shared with other work: the CPU ratio is the figure to read) and each run's ratio
-to the reference; then, for each run whose rows differ from the reference's, its relative
-WIS and coverage beside the reference's, target by target.
+(2 cores shared with other work: the CPU ratio is the figure to read; with ``--concurrent``
+the runs start at once and share the cores, so only the CPU ratio compares them) and each
+run's ratio to the reference; then, for each run whose rows differ from the reference's,
+its relative WIS and coverage beside the reference's, target by target.
 
 Usage::
 
@@ -61,10 +62,10 @@ def start_trackrecord(tree: Path, home: Path, targets: list[str], model: str | N
             "started": time.perf_counter(), "load": os.getloadavg()[0]}
 
 
-def finish_trackrecord(run: dict) -> dict:
-    """Wait for a started run: its CPU seconds (its own rusage, user + system), wall
-    seconds and rows."""
-    _, status, usage = os.wait4(run["proc"].pid, 0)
+def finish_trackrecord(run: dict, ended: tuple | None = None) -> dict:
+    """Wait for a started run (or take ``ended``, what ``os.wait4`` said when it ended): its
+    CPU seconds (its own rusage, user + system), wall seconds and rows."""
+    _, status, usage = ended or os.wait4(run["proc"].pid, 0)
     run["wall"] = time.perf_counter() - run["started"]
     run["cpu"] = usage.ru_utime + usage.ru_stime
     run["log"].close()
@@ -140,9 +141,12 @@ def main(argv: list[str] | None = None) -> int:
                                           model, label))
             if not args.concurrent:
                 finish_trackrecord(runs[-1])
-        if args.concurrent:
-            for run in runs:
-                finish_trackrecord(run)
+        if args.concurrent:  # each run's wall time when it ends, whichever ends first
+            by_pid = {run["proc"].pid: run for run in runs}
+            while by_pid:
+                ended = os.wait4(-1, 0)
+                if ended[0] in by_pid:
+                    finish_trackrecord(by_pid.pop(ended[0]), ended)
         reference = runs[0]
         print(f"\n{'run':<40} {'cpu (s)':>8} {'wall (s)':>9} {'cpu ratio':>10} "
               f"{'wall ratio':>11}  rows equal the reference's")
