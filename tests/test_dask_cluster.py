@@ -143,27 +143,33 @@ class Cluster:
                                                            "MKL_NUM_THREADS")}
         env.update(PYTHONPATH=str(site), HIDDEN_FROM_WORKERS=os.pathsep.join(map(str, hidden)))
         scheduler_file = base / "scheduler.json"
+        preload = base / "hide_homes.py"
+        preload.write_text(_AUDIT_HOOK)
+        # The three start at once (their imports overlap): each worker waits for the
+        # scheduler file, then joins the scheduler it names.
         self._start("scheduler", [str(dask), "scheduler", "--host", "127.0.0.1", "--port", "0",
                                   "--dashboard-address", ":0",
                                   "--scheduler-file", str(scheduler_file)], env, hidden)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            self._check_alive()
-            time.sleep(0.5)
-        if not scheduler_file.exists():
-            self.close()
-            pytest.skip(f"the Dask scheduler did not start in {START_TIMEOUT_S} s: "
-                        f"{self.tail()}")
-        self.address = json.loads(scheduler_file.read_text())["address"]
-        preload = base / "hide_homes.py"
-        preload.write_text(_AUDIT_HOOK)
         for i, nanny in enumerate(("--nanny", "--no-nanny")):
-            self._start(f"worker{i}", [str(dask), "worker", self.address, "--nthreads", "1",
+            self._start(f"worker{i}", [str(dask), "worker", "--scheduler-file",
+                                       str(scheduler_file), "--nthreads", "1",
                                        "--nworkers", "1", nanny, "--name", f"worker{i}",
                                        "--no-dashboard", "--local-directory",
                                        str(base / f"worker{i}" / "scratch"),
                                        *([] if self.namespace else ["--preload", str(preload)])],
                         env, hidden)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        self.address = None
+        while self.address is None and time.monotonic() < deadline:
+            self._check_alive()
+            try:  # the file may be seen half-written
+                self.address = json.loads(scheduler_file.read_text())["address"]
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.2)
+        if self.address is None:
+            self.close()
+            pytest.skip(f"the Dask scheduler did not start in {START_TIMEOUT_S} s: "
+                        f"{self.tail()}")
 
     def _start(self, name: str, command: list[str], env: dict, hidden: list[Path]) -> None:
         cwd = self.base / name
@@ -191,7 +197,7 @@ class Cluster:
                 self.close()
                 pytest.skip(f"the Dask workers did not join in {START_TIMEOUT_S} s: "
                             f"{self.tail()}")
-            time.sleep(0.5)
+            time.sleep(0.2)
 
     def close(self) -> None:
         for proc in reversed(self.procs):
