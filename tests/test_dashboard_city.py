@@ -116,6 +116,9 @@ def test_epci_page_shows_its_metropole_incidence_and_departement_pressure(
     assert panels["hosp"]["forecast"]["available"]
     alert = pressure["alert"]
     assert alert["available"] and alert["message"].startswith("Ille-et-Vilaine")
+    # The capacity line is the one the alert compares with (in force on the forecast date).
+    assert panels["icu"]["capacity"]["value"] == alert["capacity"]
+    assert panels["icu"]["capacity"]["date"] <= panels["icu"]["forecast"]["forecast_date"]
     assert alert["level"] in ("green", "yellow", "orange", "red")
     unemployment = body["unemployment"]
     assert unemployment["observed"]["available"] and unemployment["forecast"]["available"]

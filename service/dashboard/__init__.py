@@ -724,8 +724,10 @@ def territory_data(code: str):
                                            "seulement)"}
         else:
             panel["forecast"] = _forecast(spec["target"], spec["target_frequency"], where)
-        observed = panel["observed"]
-        on = observed["dates"][-1] if observed.get("available") else None
+        observed, fan = panel["observed"], panel["forecast"]
+        # The capacity in force on the forecast date (the alerts' own), else when data end.
+        on = (fan.get("forecast_date") if fan.get("available") else None) or (
+            observed["dates"][-1] if observed.get("available") else None)
         panel["capacity"] = (_capacity(spec["capacity"], where, on) if spec.get("capacity")
                              else None)
         panel["capacity_label"] = spec.get("capacity_label")

@@ -371,10 +371,12 @@ def _pressure(ctx: ReadContext, code: str) -> dict:
     for name, frequency in PRESSURE:
         label, unit = indicator_fr(name)
         observed = _observed(ctx, name, frequency, code)
-        on = observed["dates"][-1] if observed["available"] else None
+        fan = _forecast(ctx, {"name": name, "frequency": frequency}, "department", code)
+        # The capacity in force on the forecast date (the alert's own), else when data end.
+        on = (fan.get("forecast_date") if fan.get("available") else None) or (
+            observed["dates"][-1] if observed["available"] else None)
         panels.append({"key": name, "label": label, "unit": unit, "observed": observed,
-                       "forecast": _forecast(ctx, {"name": name, "frequency": frequency},
-                                             "department", code),
+                       "forecast": fan,
                        "capacity": _capacity(ctx, code, on) if name == "icu" else None})
     return {"available": True, "territory": code, "name": table[code]["name"],
             "panels": panels, "alert": _alert(ctx, code)}
