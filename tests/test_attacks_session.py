@@ -54,3 +54,24 @@ def test_an_upload_with_two_file_parts_is_refused_not_half_read(api_settings):
                                headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 400, response.get_json()
         assert "one file per upload" in response.get_json()["message"]
+
+
+def test_an_upload_dated_1900_is_refused_before_it_stretches_the_cube(api_settings):
+    """A two-row daily file, one row dated 1900-01-01, was accepted; its ingest then built a
+    daily cube of 44,560 dates for every territory (MemoryError under a 4 GB cap on a running
+    server). Now the date is refused, with its line and column."""
+    from features.catalog import get_engine
+    from service.auth import create_token
+
+    token = create_token(get_engine(api_settings.database_url), "hh-old-date", "city",
+                         territories=["243500139"])
+    client = _app(api_settings, True, RATELIMIT_ENABLED=False).test_client()
+    text = ("territory_code,date,indicator,value,unit,source,frequency,aggregation\n"
+            "35238,2021-06-05,hh_old,5,calls/day,T,daily,sum\n"
+            "35238,1900-01-01,hh_old,5,calls/day,T,daily,sum\n")
+    response = client.post("/api/v1/uploads?name=old.csv", data=text.encode(),
+                           content_type="text/csv", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 400, response.get_json()
+    (problem,) = response.get_json()["details"]["report"]["problems"]
+    assert (problem["line"], problem["column"]) == (3, "date"), problem
+    assert problem["expected"] == "a date not before 2010-01-01", problem

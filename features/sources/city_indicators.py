@@ -64,7 +64,13 @@ def validate_with_schema(frame: pd.DataFrame, schema: dict, check: Collector,
             frame[name] = to_number(frame, name, check, allow_missing=not required)
             continue
         if spec["type"] == "date":
+            raw = frame[name]
             frame[name] = to_date(frame, name, check, today)
+            if "minimum" in constraints:  # one old date would stretch the cube's date axis
+                early = frame[name] < pd.Timestamp(constraints["minimum"])
+                for idx in frame.index[early][:10]:
+                    check.add(f"a date not before {constraints['minimum']}", repr(raw.at[idx]),
+                              line=idx + 2, column=name)
             continue
         values = frame[name]
         present = values.notna() & values.str.strip().ne("")
