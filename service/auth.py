@@ -48,7 +48,7 @@ SCOPED_ROLE = "city"
 TOKEN_PREFIX = "vg_"
 _TOUCH_EVERY = 60.0  # seconds between two writes of a token's last_used_at by one process
 #: A scope's codes: communes (INSEE, 5 characters, Corsica 2A/2B) and EPCI (SIREN, 9 digits).
-SCOPE_CODE = re.compile(r"(?:\d{5}|2[AB]\d{3}|\d{9})")
+SCOPE_CODE = re.compile(r"(?:\d{5}|2[AB]\d{3}|\d{9})", re.ASCII)  # not "３５２３８"
 MAX_SCOPE = 200  # territories per token
 
 
@@ -127,6 +127,11 @@ def create_token(engine: sa.Engine, name: str, role: str,
         raise ValueError(f"role must be one of {', '.join(ROLES[1:])}; got {role!r}")
     if not name.strip():
         raise ValueError("a token needs a name (who or what uses it)")
+    bad = next((c for c in name if not c.isprintable()), None)
+    if bad is not None or len(name.strip()) > 100:  # shown in token lists, logs, audit rows
+        found = f"the character U+{ord(bad):04X}" if bad is not None else \
+            f"{len(name.strip())} characters"
+        raise ValueError(f"token name: expected at most 100 printable characters; found {found}")
     scope = check_scope(role, territories)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with engine.begin() as conn:

@@ -75,3 +75,21 @@ def test_an_upload_dated_1900_is_refused_before_it_stretches_the_cube(api_settin
     (problem,) = response.get_json()["details"]["report"]["problems"]
     assert (problem["line"], problem["column"]) == (3, "date"), problem
     assert problem["expected"] == "a date not before 2010-01-01", problem
+
+
+def test_token_scope_codes_are_ascii_digits_and_names_printable():
+    """``--territory ３５２３８`` (full-width digits) passed the scope's pattern (``\\d`` is any
+    Unicode digit); a name with an escape sequence (``evil\\x1b[31m``) was stored and printed
+    as such by ``token list``."""
+    import pytest
+
+    from service.auth import check_scope, create_token
+
+    for code in ("３５２３８", "٣٥٢٣٨", "24350013９"):
+        with pytest.raises(ValueError, match="expected a commune INSEE code"):
+            check_scope("city", [code])
+    assert check_scope("city", ["35238", "2A004", "243500139"]) == ["35238", "2A004",
+                                                                   "243500139"]
+    for name in ("evil\x1b[31m", "a\nb", "x" * 101):
+        with pytest.raises(ValueError, match="token name"):
+            create_token(None, name, "analyst")
