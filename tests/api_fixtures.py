@@ -102,6 +102,18 @@ def api_settings(real_cube: Settings, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="session")
+def city_settings(real_cube: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The city pages' home (tests/city_fixtures.py: the real data and the synthetic city file
+    ingested, baseline forecasts), built once for test_dashboard_city and
+    test_dashboard_city_browser (they add tokens and audit rows, nothing they read)."""
+    from tests.city_fixtures import city_forecasts, city_home
+
+    settings = city_home(real_cube, tmp_path_factory.mktemp("city"))
+    city_forecasts(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
 def signals_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A home holding one vintage of the synthetic cube with the leading signals, R(t) and an
     EPCI (tests/synthetic_cube.py ``signals_cube``): exact expected answers, no ingest."""

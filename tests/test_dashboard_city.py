@@ -21,17 +21,8 @@ from tests.city_fixtures import (
     CITY_INDICATORS,
     RENNES,
     RENNES_METROPOLE,
-    city_forecasts,
-    city_home,
 )
 from tests.dashboard_french import displayed_strings, problems, visible_text
-
-
-@pytest.fixture(scope="module")
-def city_settings(real_cube: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    settings = city_home(real_cube, tmp_path_factory.mktemp("city"))
-    city_forecasts(settings)
-    return settings
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from features.settings import Settings
-from tests.city_fixtures import CITY_INDICATORS, RENNES_METROPOLE, city_forecasts, city_home
+from tests.city_fixtures import CITY_INDICATORS, RENNES_METROPOLE
 from tests.dashboard_french import problems
 from tests.test_dashboard_browser import SHOWN_TEXT, _shot, _visit, _wait, _wait_drawn, browser
 
@@ -21,15 +21,14 @@ __all__ = ["browser"]  # the module's browser fixture, shared with the dashboard
 
 
 @pytest.fixture(scope="module")
-def server(real_cube: Settings, tmp_path_factory: pytest.TempPathFactory):
-    """The real app under waitress on a free loopback port, serving the city home."""
+def server(city_settings: Settings):
+    """The real app under waitress on a free loopback port, serving the city home (shared
+    with test_dashboard_city: tests/api_fixtures.py)."""
     from waitress.server import create_server
 
     from service.app import create_app
 
-    settings = city_home(real_cube, tmp_path_factory.mktemp("city_browser"))
-    city_forecasts(settings)
-    app = create_app({"SETTINGS": settings, "RATELIMIT_ENABLED": False,
+    app = create_app({"SETTINGS": city_settings, "RATELIMIT_ENABLED": False,
                       "START_SCHEDULER": False})
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
