@@ -93,3 +93,15 @@ def test_token_scope_codes_are_ascii_digits_and_names_printable():
     for name in ("evil\x1b[31m", "a\nb", "x" * 101):
         with pytest.raises(ValueError, match="token name"):
             create_token(None, name, "analyst")
+
+
+def test_forecast_with_an_unknown_model_is_a_clear_error(api_settings, runner, tmp_path):
+    """``forecast --model naive`` printed a KeyError traceback; now exit 2 and the registry's
+    message (the models it knows)."""
+    env = {"VIGIE_HOME": str(api_settings.home), "VIGIE_DATA_DIR": str(api_settings.data_dir),
+           "VIGIE_DATABASE_URL": api_settings.database_url}
+    code, _, err = runner(["forecast", "--target", "inc_hosp", "--level", "department",
+                           "--territory", "35", "--sequential", "--model", "naive",
+                           "--out", str(tmp_path / "f.csv")], env)
+    assert code == 2, err
+    assert "--model: unknown model 'naive'; registered: " in err and "baseline" in err

@@ -192,10 +192,17 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         return 2
     if args.territory and _misplaced_territories(args, opener(target.frequency, None)):
         return 2
-    rows, meta, fd = forecast_target(
-        None, target, args.level, as_of=args.as_of, model=args.model,
-        territories=args.territory, horizons=_horizons(target, args.horizon),
-        calibrate=not args.no_calibration, parallel=not args.sequential, opener=opener)
+    try:
+        rows, meta, fd = forecast_target(
+            None, target, args.level, as_of=args.as_of, model=args.model,
+            territories=args.territory, horizons=_horizons(target, args.horizon),
+            calibrate=not args.no_calibration, parallel=not args.sequential, opener=opener)
+    except KeyError as exc:  # --model naive: the registry's message, not a traceback
+        message = str(exc.args[0]) if exc.args else ""
+        if not message.startswith("unknown model"):
+            raise
+        print(f"--model: {message}", file=sys.stderr)
+        return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(rows, args.out, index=False)
     if args.save:
