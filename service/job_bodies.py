@@ -22,10 +22,10 @@ def job_ingest(ctx: JobContext, force: bool = False, data_dir: str | None = None
 
     ``forecast_params`` are passed to that forecast run (default: the ensemble, every target).
     """
-    from service.usecases.ingest import ingest
-    from service.usecases.uploads import settle_uploads
+    from service.usecases.uploads import ingest_or_undo, settle_uploads
 
-    report = ingest(ctx.settings, data_dir=data_dir, force=bool(force), actor="job:ingest")
+    report = ingest_or_undo(ctx.settings, data_dir=data_dir, force=bool(force),
+                            actor="job:ingest")
     settled = settle_uploads(ctx.settings, report, actor="job:ingest")
     result = {"outcome": report.outcome, "vintage_id": report.vintage_id,
               "message": report.message,

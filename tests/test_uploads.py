@@ -517,3 +517,33 @@ def test_a_plain_ingest_settles_the_uploads_it_read(real_cube, tmp_path, runner)
     assert record["status"] == "active" and record["vintage_id"]
     assert record["vintage_id"] == CubeStore(other).current_vintage()["id"]
     assert f"upload {upload_id}: active (in force: vintage {record['vintage_id']})" in out
+
+
+def test_an_ingest_that_stops_with_an_exception_undoes_the_upload_it_read(real_cube, tmp_path,
+                                                                         monkeypatch):
+    """Found by an outside attack: a file that made the ingest raise (a MemoryError) stayed
+    'accepted' in force, so every later ingest read it again and stopped again."""
+    import features.ingest
+    from service.auth import create_token
+    from service.usecases.uploads import ingest_settling
+
+    other = home_sharing(real_cube, tmp_path / "home")
+    token = create_token(get_engine(other.database_url), "ville-rennes-3", "city",
+                         [RENNES_METROPOLE])
+    response = _post(_client(other), CITY_FILE.read_bytes(), "rennes_social.csv",
+                     {"Authorization": f"Bearer {token}"})
+    assert response.status_code == 202, response.get_json()
+    upload_id = response.get_json()["id"]
+    served = CubeStore(other).current_vintage()["id"]
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("the daily cube would hold 44,560 dates")
+
+    monkeypatch.setattr(features.ingest, "run_ingest", out_of_memory)
+    with pytest.raises(MemoryError):
+        ingest_settling(other, actor="test")
+    record = _record(other, upload_id)
+    assert record["status"] == "undone"
+    assert "MemoryError" in record["message"] and "44,560" in record["message"]
+    assert not any(other.uploads_active_dir.iterdir())
+    assert CubeStore(other).current_vintage()["id"] == served

@@ -34,7 +34,7 @@ from features.uploads import UploadRefused
 
 log = logging.getLogger(__name__)
 
-__all__ = ["UploadRefused", "ingest_settling", "list_uploads", "settle_uploads",
+__all__ = ["UploadRefused", "ingest_or_undo", "ingest_settling", "list_uploads", "settle_uploads",
            "upload_file"]
 
 
@@ -123,14 +123,38 @@ def settle_uploads(settings: Any, report: Any, actor: str = "ingest") -> dict:
     return {"settled": settled, "restored": restored}
 
 
-def ingest_settling(settings: Any, actor: str = "cli", **options: Any) -> tuple[Any, dict]:
-    """Ingest (:func:`service.usecases.ingest.ingest`, ``options`` passed on) and settle the
-    uploads it read (:func:`settle_uploads`); when an undone upload put older ones back in
-    force, ingest once more so that they are served again. ``(report, settled)``: the first
-    ingest's report and what it settled."""
+def ingest_or_undo(settings: Any, actor: str = "cli", **options: Any) -> Any:
+    """Ingest (:func:`service.usecases.ingest.ingest`, ``options`` passed on); the report.
+
+    An ingest that stops with an exception (instead of a failed report: a file that makes it
+    run out of memory, say) undoes the uploads still waiting when it started, with that
+    exception as their reason, and puts back what they replaced, then re-raises: else the
+    upload that broke it would stay in force and break every later ingest."""
+    from features.catalog import utcnow
+    from features.ingest import IngestReport
     from service.usecases.ingest import ingest
 
-    report = ingest(settings, actor=actor, **options)
+    started = utcnow()
+    try:
+        return ingest(settings, actor=actor, **options)
+    except Exception as exc:
+        stopped = IngestReport(outcome="failed", vintage_id=None, sources=[], started_at=started,
+                               message=f"the ingest stopped: {type(exc).__name__}: {exc}")
+        try:
+            settle_uploads(settings, stopped, actor=actor)
+        except Exception:  # the ingest's own error is the one to report
+            log.exception("the uploads the stopped ingest read could not be undone")
+        raise
+
+
+def ingest_settling(settings: Any, actor: str = "cli", **options: Any) -> tuple[Any, dict]:
+    """Ingest (:func:`ingest_or_undo`, ``options`` passed on) and settle the uploads it read
+    (:func:`settle_uploads`); when an undone upload put older ones back in force, ingest once
+    more so that they are served again. ``(report, settled)``: the first ingest's report and
+    what it settled."""
+    from service.usecases.ingest import ingest
+
+    report = ingest_or_undo(settings, actor=actor, **options)
     settled = settle_uploads(settings, report, actor=actor)
     if settled["restored"]:
         ingest(settings, actor=f"{actor} (uploads put back: "
