@@ -45,6 +45,11 @@ def prepare(
     """Target history ``y`` (territory, date) and regressors ``X`` for a level."""
     codes = select_territories(ds, level, territories,
                                kinds=target.pool if level == "all" else None)
+    if target.derived and level != "all":
+        # A derived target (a city's indicator, say) exists only where it is sent: a territory
+        # of the level that never reported it gets no forecast (it would be a forecast of 0).
+        reported = ds[target.variable].sel(territory=codes).notnull().any("date").values
+        codes = [code for code, seen in zip(codes, reported, strict=True) if seen]
     sub = ds.sel(territory=codes)
     y = sub[target.variable]
     # Drop leading dates where nothing at this level was observed (weeks before the series

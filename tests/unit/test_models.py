@@ -185,3 +185,29 @@ def test_hub_rows_round_trip():
     wide = from_hub(hub).set_index(["territory", "horizon"])
     assert wide.loc[("FR", 2), "q0.5"] == 111.0 and wide.loc[("69", 1), "q0.99"] == 22.0
     assert (wide["target_name"] == "inc_hosp").all() and (wide["frequency"] == "weekly").all()
+
+
+def test_a_derived_target_is_prepared_only_where_it_was_reported():
+    """A city indicator at EPCI level: an EPCI of the cube that never sent it gets no series
+    (it would be forecast as 0 requests); a built-in target keeps every territory."""
+    from models.preparation import prepare
+    from models.targets import TARGETS, derive_target
+
+    dates = pd.date_range("2021-01-02", periods=30, freq="7D")
+    codes = ["243500139", "200046977", "35", "69"]
+    sent = np.full((4, 30), np.nan)
+    sent[0] = np.arange(30) + 400.0
+    sent[2] = sent[0]
+    ds = xr.Dataset(
+        {"food_aid_requests": (("territory", "date"), sent),
+         "inc_hosp": (("territory", "date"), np.ones((4, 30)))},
+        coords={"territory": codes, "date": dates,
+                "territory_level": ("territory", ["epci", "epci", "department",
+                                                  "department"])})
+    target = derive_target("food_aid_requests", "weekly",
+                           {"units": "requests", "aggregation": "sum", "count": 1},
+                           ["epci", "department"])
+    y, _ = prepare(ds, target, "epci")
+    assert list(y["territory"].values) == ["243500139"]
+    y, _ = prepare(ds, TARGETS[("inc_hosp", "weekly")], "department")
+    assert list(y["territory"].values) == ["35", "69"]
