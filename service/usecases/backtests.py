@@ -150,4 +150,10 @@ def _read_hub(path: Path, default_model: str) -> pd.DataFrame:
 
 
 def _level_of(code: str) -> str:
-    return "national" if code == "FR" else "region" if code.startswith("R") else "department"
+    """The forecast level of a Hub location: FR, R84, a département (2–3 characters), an EPCI
+    (9-digit SIREN) or a commune (5 characters, 2A/2B included)."""
+    if code == "FR":
+        return "national"
+    if code.startswith("R"):
+        return "region"
+    return {9: "epci", 5: "commune"}.get(len(code), "department")

@@ -211,3 +211,12 @@ def test_a_derived_target_is_prepared_only_where_it_was_reported():
     assert list(y["territory"].values) == ["243500139"]
     y, _ = prepare(ds, TARGETS[("inc_hosp", "weekly")], "department")
     assert list(y["territory"].values) == ["35", "69"]
+
+
+@pytest.mark.parametrize(("code", "level"), [
+    ("FR", "national"), ("R84", "region"), ("69", "department"), ("974", "department"),
+    ("2A", "department"), ("243500139", "epci"), ("35238", "commune"), ("2A004", "commune")])
+def test_the_score_command_names_the_level_of_every_kind_of_location(code, level):
+    from service.usecases.backtests import _level_of
+
+    assert _level_of(code) == level
