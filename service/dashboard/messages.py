@@ -63,6 +63,12 @@ CODES_FR: dict[str, str] = {
     "no_indicator": "aucune observation de cet indicateur pour ce territoire",
     "no_departement": "le département de ce territoire n'a pas de données dans Vigie",
     "unavailable": "service momentanément indisponible",
+    # The uploads' (service.api.uploads).
+    "busy": "un autre envoi ou un import est en cours : réessayez dans une minute",
+    "invalid_file": "fichier refusé : chaque problème est indiqué avec sa ligne et sa colonne",
+    "invalid_file_name": "nom de fichier refusé : un simple nom en .csv d'au plus 100 "
+                         "caractères",
+    "out_of_scope": "ce fichier contient des territoires que votre jeton ne peut pas écrire",
 }
 
 
