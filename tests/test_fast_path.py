@@ -61,7 +61,9 @@ def _same(slow, fast, what) -> None:
     for name in CLOCKS:
         if name in slow.headers:
             a, b = (_seconds(r.headers[name]) for r in (slow, fast))
-            assert abs(a - b) <= 2, (what, name)
+            # Date is the answer's own clock; the rate-limit clocks count from each app's own
+            # window, opened by its first request (seconds apart on a loaded machine).
+            assert abs(a - b) <= (2 if name == "Date" else 10), (what, name)
 
 
 def _seconds(value: str) -> float:

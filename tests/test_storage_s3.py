@@ -462,7 +462,10 @@ def test_readers_never_see_a_partial_vintage_or_run(s3_settings, monkeypatch):
         while not stop.is_set():
             try:
                 row = reader.current_vintage()
-                daily, weekly = reader.open("daily"), reader.open("weekly")
+                # The vintage the reader was given, opened by id (opening "the current one"
+                # twice could straddle a publication between the calls: not a partial read).
+                daily = reader.open("daily", vintage_id=row["id"])
+                weekly = reader.open("weekly", vintage_id=row["id"])
                 manifest = reader.manifest(row["id"])
                 if not (daily.attrs["vintage_id"] == weekly.attrs["vintage_id"]
                         == manifest["id"] == row["id"]):
