@@ -101,6 +101,20 @@ def _join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
+def newest_mtime(path: Path) -> int:
+    """Newest mtime (ns) of a folder and its direct entries (atomic renames touch the folder),
+    or of a file; 0 when missing."""
+    try:
+        best = path.stat().st_mtime_ns
+        if not path.is_dir():
+            return best
+        for child in path.iterdir():
+            best = max(best, child.stat().st_mtime_ns)
+        return best
+    except OSError:
+        return 0
+
+
 class LocalStore:
     """A store in a local folder: the files are where they always were."""
 
@@ -158,18 +172,8 @@ class LocalStore:
             yield tmp
 
     def stamp(self, key: str = "") -> int:
-        """Newest mtime of a folder and its direct entries (renames touch the folder), or of
-        a file; 0 when missing."""
-        path = self.path(key)
-        try:
-            best = path.stat().st_mtime_ns
-            if not path.is_dir():
-                return best
-            for child in path.iterdir():
-                best = max(best, child.stat().st_mtime_ns)
-            return best
-        except OSError:
-            return 0
+        """Newest mtime of a folder and its direct entries, or of a file (:func:`newest_mtime`)."""
+        return newest_mtime(self.path(key))
 
 
 class FsspecStore:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from features.settings import Settings
+from features.storage.objects import newest_mtime
 from service.api.response_cache import ResponseCache
 
 FRESHNESS_TTL = 1.0
@@ -52,7 +53,7 @@ class VigieState:
             if now - stamp < FRESHNESS_TTL and value:
                 return value
             value = (self._vintage_id(), *self._store_stamps(),
-                     _mtime(self._thresholds_file()))
+                     newest_mtime(self._thresholds_file()))
             self._fresh = (now, value)
             return value
 
@@ -61,13 +62,13 @@ class VigieState:
         ``VIGIE_STORE_URL`` the store's listings (the models folder's local files too)."""
         settings = self.settings
         if not settings.store_url:
-            return (_mtime(settings.forecast_latest_dir), _mtime(settings.models_dir),
-                    _mtime(settings.scenario_runs_dir))
+            return (newest_mtime(settings.forecast_latest_dir), newest_mtime(settings.models_dir),
+                    newest_mtime(settings.scenario_runs_dir))
         from features.storage.objects import for_settings
 
         store = for_settings(settings)
         return (store.stamp("forecasts/latest"),
-                (_mtime(settings.models_dir), store.stamp("models")),
+                (newest_mtime(settings.models_dir), store.stamp("models")),
                 store.stamp("scenario_runs"))
 
     def _thresholds_file(self):
@@ -84,17 +85,3 @@ class VigieState:
 
 def state() -> VigieState:
     return current_app.extensions["vigie"]
-
-
-def _mtime(path) -> int:
-    """Newest mtime of a folder and its direct entries (atomic renames touch the folder), or
-    of a file."""
-    try:
-        best = path.stat().st_mtime_ns
-        if not path.is_dir():
-            return best
-        for child in path.iterdir():
-            best = max(best, child.stat().st_mtime_ns)
-        return best
-    except OSError:
-        return 0
