@@ -27,18 +27,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import features.ingest as ingest_module
+from bench import median_seconds
 from features import cube, epidemic, risk
 from features.settings import Settings
 from features.store import open_cube
-
-
-def median_seconds(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main() -> None:

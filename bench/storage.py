@@ -27,12 +27,10 @@ import json
 import logging
 import os
 import socket
-import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,21 +38,13 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import median_seconds
 from features import store as cube_module
 from features.ingest import run_ingest
 from features.settings import Settings
 from features.store import CubeStore
 from models.base import QUANTILES
 from models.store import ForecastStore
-
-
-def median_time(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 @contextlib.contextmanager
@@ -130,7 +120,7 @@ def measure(stores: dict[str, tuple[CubeStore, ForecastStore, Settings]],
         for store in stores.values():
             fn(store)  # warm-up
         for kind, store in stores.items():
-            results.setdefault(name, {})[kind] = median_time(lambda fn=fn, s=store: fn(s),
+            results.setdefault(name, {})[kind] = median_seconds(lambda fn=fn, s=store: fn(s),
                                                              repeat)
 
 
@@ -168,7 +158,7 @@ def main() -> None:
         runs = {"local": ForecastStore.from_settings(local),
                 "s3": ForecastStore.from_settings(remote)}
         results["save a forecast run"] = {
-            kind: median_time(lambda s=store: s.save(frame, meta), args.repeat)
+            kind: median_seconds(lambda s=store: s.save(frame, meta), args.repeat)
             for kind, store in runs.items()}
         size = sum(p.stat().st_size for p in Path(lcube.current_vintage()["path"]).rglob("*")
                    if p.is_file())
