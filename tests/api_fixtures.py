@@ -211,9 +211,27 @@ def pg_url():
 
         # Close the pooled connections of the (cached) engine before dropping its schema.
         get_engine(_pg_schema_url(base, schema)).dispose()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        drop_pg_schema(admin, schema)
         admin.dispose()
+
+
+def drop_pg_schema(admin: sa.engine.Engine, schema: str, attempts: int = 20) -> None:
+    """Drop a test schema even while a background thread of the test's app (the audit
+    journal's shipper, a scheduler job) still writes into it: PostgreSQL may pick the DROP as
+    a deadlock victim; it is retried (the writer then fails on the vanished tables, which is
+    the end of that test's app anyway)."""
+    import time
+
+    for attempt in range(attempts):
+        try:
+            with admin.begin() as conn:
+                conn.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            return
+        except sa.exc.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -17,6 +17,7 @@ import xarray as xr
 from features.errors import NoVintageError
 from features.ingest import run_ingest
 from features.store import CubeStore, open_cube
+from tests.api_fixtures import drop_pg_schema
 
 
 @pytest.fixture(scope="module")
@@ -203,8 +204,7 @@ def test_catalog_on_postgresql(data_dir, make_settings):
     finally:
         from features.catalog import get_engine
         get_engine.cache_clear()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        drop_pg_schema(admin, schema)
         admin.dispose()
 
 
