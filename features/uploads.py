@@ -11,12 +11,13 @@ scope), reported with the line it first appears on.
 
 Where things are kept (:func:`upload_store`: ``$VIGIE_HOME/uploads``, or ``uploads/`` of the
 object store named by ``VIGIE_STORE_URL``, so that every host's ingest reads the same): an
-accepted file is written to ``active/`` as ``upload-<sender>-<name>`` (:func:`active_name`),
-which every ingest reads beside the data directory (so the file need not be copied there, and
-stays across ingests), and to ``raw/`` (its own copy, to put it back if an upload replacing it
-is undone); the ingest keeps it in its raw store too (every version a vintage read). A refused
-file goes to ``quarantine/<id>/`` with its report (capped: :func:`cap_quarantine`).
-``index.json`` lists every upload (:class:`UploadIndex`), written after the objects it names.
+accepted file is written to ``active/`` as ``upload-<sender>-<digest>-<name>``
+(:func:`active_name`), which every ingest reads beside the data directory (so the file need not
+be copied there, and stays across ingests), and to ``raw/`` (its own copy, to put it back if an
+upload replacing it is undone); the ingest keeps it in its raw store too (every version a
+vintage read). A refused file goes to ``quarantine/<id>/`` with its report (capped:
+:func:`cap_quarantine`). ``index.json`` lists every upload (:class:`UploadIndex`), written after
+the objects it names.
 
 **One lock** (:func:`locked`, a row of ``service_locks``): the uploads in force change (an
 upload accepted or undone, a prune) and an ingest copies them (:func:`snapshot`, called through
@@ -36,6 +37,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -111,8 +113,14 @@ def sender_slug(sender: str) -> str:
 
 
 def active_name(sender: str, name: str) -> str:
-    """The name under which the ingest reads the accepted upload ``name`` of ``sender``."""
-    return f"{UPLOAD_PREFIX}{sender_slug(sender)}-{name}"
+    """The name under which the ingest reads the accepted upload ``name`` of ``sender``:
+    ``upload-<sender's slug>-<digest>-<name>``. The slug keeps it readable; the digest (10 hex
+    digits of the SHA-256 of the exact sender and name) keeps it unique: slugs collide
+    ("Ville A" and "ville-a"), and so do slug and name joined by "-" ("ville-a" sending
+    "b-c.csv", "ville-a-b" sending "c.csv"), and one file in ``active/`` would then silently
+    overwrite another sender's."""
+    digest = hashlib.sha256(f"{sender}\x00{name}".encode()).hexdigest()[:10]
+    return f"{UPLOAD_PREFIX}{sender_slug(sender)}-{digest}-{name}"
 
 
 def upload_store(settings: Settings) -> objects.ObjectStore:

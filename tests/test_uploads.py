@@ -27,6 +27,7 @@ from features.catalog import get_engine
 from features.sources.city_indicators import SOURCE as CITY
 from features.sources.contract import ParseContext
 from features.store import CubeStore
+from features.uploads import active_name
 from service.api.uploads import MULTIPART_SLACK
 from tests.api_fixtures import home_sharing
 from tests.conftest import FIXTURES
@@ -145,7 +146,7 @@ def test_a_scoped_city_token_uploads_its_file_and_makes_a_new_vintage(accepted, 
     assert report["rows"] == 312 and report["territories"] == [BRUZ, RENNES]
     assert report["indicators"] == ["emergency_housing_calls_115", "food_aid_requests"]
     vintage = next(v for v in CubeStore(home).list_vintages() if v["id"] == report["vintage_id"])
-    assert report["file"] == "upload-ville-rennes-rennes_social.csv"
+    assert report["file"] == active_name("ville-rennes", "rennes_social.csv")
     # Kept: read by every ingest from uploads/active (not the data directory), and in the raw
     # store under its checksum, listed in the new vintage's manifest.
     kept = home.uploads_active_dir / report["file"]

@@ -51,8 +51,18 @@ def test_the_active_name_carries_the_sender_and_stays_a_plain_name():
     assert sender_slug("Ville de Rennes / CCAS") == "ville-de-rennes-ccas"
     assert sender_slug("***") == "sender"
     name = active_name("Ville de Rennes", "social.csv")
-    assert name == "upload-ville-de-rennes-social.csv"
+    assert name.startswith("upload-ville-de-rennes-") and name.endswith("-social.csv")
     assert check_name(name) == name  # what the ingest reads is itself a valid upload name
+    assert active_name("Ville de Rennes", "social.csv") == name  # stable: a resend replaces
+
+
+def test_two_senders_never_share_an_active_file():
+    # Slugs collide, and slug-name joins collide: each pair would overwrite the other's file.
+    pairs = [(("Ville A", "x.csv"), ("ville-a", "x.csv")),
+             (("ville-a", "b-c.csv"), ("ville-a-b", "c.csv")),
+             (("***", "x.csv"), ("+++", "x.csv"))]
+    for one, other in pairs:
+        assert active_name(*one) != active_name(*other), (one, other)
 
 
 def _record(id_, sender, name, pairs, fixed=False):
