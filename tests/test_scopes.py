@@ -368,3 +368,22 @@ def test_commune_forecasts_for_the_scope_only(app, headers):
     for query in (url + CHATEAUBOURG, url + f"{BRUZ},{CHATEAUBOURG}", url.split("&terr")[0]):
         assert client.get(query, headers=headers["rennes"]).status_code == 403
         assert client.get(query, headers=headers["public"]).status_code == 403
+
+
+def test_outside_its_scope_a_city_token_is_not_asked_for_a_token(app, headers):
+    from service.dashboard.messages import reason_fr
+
+    client = app.test_client()
+    for url in (f"/api/v1/data?indicator=food_aid_requests&territory={CHATEAUBOURG}",
+                "/api/v1/forecasts?target=emergency_housing_calls_115&level=commune"
+                f"&territory={CHATEAUBOURG}"):
+        theirs = client.get(url, headers=headers["rennes"])
+        public = client.get(url, headers=headers["public"])
+        assert theirs.status_code == public.status_code == 403, url
+        mine, anyone = theirs.get_json(), public.get_json()
+        assert mine["code"] == anyone["code"] == "aggregated_only"
+        assert mine["details"]["scoped"] is True and "scoped" not in anyone["details"]
+        assert "needs a token" not in mine["message"] and "needs a token" in anyone["message"]
+        said = reason_fr(403, mine)
+        assert "jeton" in said and "demandent un jeton" not in said
+        assert "demandent un jeton" in reason_fr(403, anyone)

@@ -53,6 +53,9 @@ class RequestContext:
     def reads_unsuppressed(self, code: str) -> bool:
         return disclosure_view.reads_unsuppressed(code)
 
+    def is_scoped(self) -> bool:
+        return disclosure_view.is_scoped()
+
     def hidden_cells(self, frequency: str, name: str, codes: Sequence[str], dates: Any,
                      vintage_id: str | None = None):
         return disclosure_view.hidden_cells(frequency, name, codes, dates, vintage_id)

@@ -41,6 +41,12 @@ def is_public() -> bool:
     return not principal.authenticated or principal.territories is not None
 
 
+def is_scoped() -> bool:
+    """Whether the caller holds a token scoped to territories."""
+    principal = current_principal()
+    return principal.authenticated and principal.territories is not None
+
+
 def covered_codes() -> frozenset[str] | None:
     """The codes the caller reads unsuppressed: None for every code (an unscoped token), an
     empty set for the public, else the scope's codes and its EPCI's member communes in the

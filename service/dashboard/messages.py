@@ -44,6 +44,10 @@ CODES_FR: dict[str, str] = {
     "unknown_territory": "territoire inconnu",
     "aggregated_only": "le public ne voit que les territoires agrégés (départements, régions, "
                        "France) : ces données demandent un jeton",
+    # A scoped token outside its territories (details.scoped): it has a token already.
+    "aggregated_only_scoped": "hors des territoires de votre jeton, seuls les territoires "
+                              "agrégés (départements, régions, France, intercommunalités) "
+                              "sont visibles",
     "forbidden": "accès refusé : votre jeton n'a pas les droits nécessaires",
     "authentication_required": "un jeton d'accès est nécessaire",
     "invalid_token": "jeton inconnu, expiré ou révoqué",
@@ -127,6 +131,8 @@ def reason_fr(status: int, body: dict[str, Any] | None) -> str:
     if code in ("forbidden", "authentication_required") and details.get("required_role"):
         role = ROLES_FR.get(str(details["required_role"]), str(details["required_role"]))
         return f"accès refusé : il faut un jeton « {role} » ou supérieur"
+    if code == "aggregated_only" and details.get("scoped"):
+        return CODES_FR["aggregated_only_scoped"]
     if code == "not_finished" and details.get("status"):
         return f"l'exécution n'est pas terminée (elle est {STATUS_FR.get(details['status'], '…')})"
     if code in CODES_FR:

@@ -16,7 +16,7 @@ import re
 
 from features.storage.jsonsafe import scalar as clean
 from service.errors import ApiError, bad_request, not_found
-from service.usecases.reads import ReadContext
+from service.usecases.reads import ReadContext, aggregated_only
 
 #: Territory levels of the cube → forecast levels.
 LEVEL_OF = {"country": "national", "region": "region", "department": "department",
@@ -204,9 +204,7 @@ def forecast(ctx: ReadContext, *, target: str, frequency: str | None, level: str
     if ctx.is_public() and str(run.metadata.get("level", level)) not in PUBLIC_FORECAST_LEVELS \
             and not (codes and all(ctx.reads_unsuppressed(c) for c in codes)):
         # A scoped token reads the commune forecasts of its own communes, named in territory.
-        raise ApiError(403, "aggregated_only", "the public reads forecasts of aggregated "
-                       "territories only; commune-level forecasts need a token",
-                       {"level": str(run.metadata.get("level", level))})
+        raise aggregated_only(ctx, "forecasts", {"level": str(run.metadata.get("level", level))})
     meta = run_meta(run.metadata)
     pin_provenance(ctx, meta)
     ctx.set_last_modified(meta["created_at"] or None)

@@ -64,6 +64,10 @@ class ReadContext(Protocol):
         """Whether the caller reads territory ``code`` without disclosure control (an
         unscoped token: every code; a scoped one: its territories; the public: none)."""
 
+    def is_scoped(self) -> bool:
+        """Whether the caller holds a token scoped to territories (it reads like the public
+        outside them, but it has a token: refusals must not ask it for one)."""
+
     def hidden_cells(self, frequency: str, name: str, codes: Sequence[str], dates: Any,
                      vintage_id: str | None = None) -> Any:
         """The (codes × dates) mask of ``name`` hidden from this caller, or None."""
@@ -98,6 +102,17 @@ def parse_codes(text: str | None) -> list[str] | None:
     return list(dict.fromkeys(codes))
 
 
+def aggregated_only(ctx: ReadContext, what: str, details: dict) -> ApiError:
+    """403 ``aggregated_only``: ``what`` (data, forecasts) of a territory below the public
+    levels, for a caller under disclosure control. A scoped token is told that the territory
+    is outside its scope (``details["scoped"]``), not that it needs a token."""
+    if ctx.is_scoped():
+        return ApiError(403, "aggregated_only", f"outside this token's territories, {what} of "
+                        "aggregated territories only", {**details, "scoped": True})
+    return ApiError(403, "aggregated_only", f"the public reads {what} of aggregated "
+                    "territories only; commune-level data needs a token", details)
+
+
 def check_readable(ctx: ReadContext, codes: list[str], table: dict) -> None:
     """Refuse codes the registry does not know (400) and, for the public, territories that are
     not aggregates (403: commune-level data needs a token; a scoped token reads the communes
@@ -108,5 +123,4 @@ def check_readable(ctx: ReadContext, codes: list[str], table: dict) -> None:
     hidden = [c for c in codes if table[c]["level"] not in PUBLIC_LEVELS
               and not ctx.reads_unsuppressed(c)]
     if hidden and ctx.is_public():
-        raise ApiError(403, "aggregated_only", "the public reads aggregated territories only; "
-                       "commune-level data needs a token", {"territories": hidden})
+        raise aggregated_only(ctx, "data", {"territories": hidden})

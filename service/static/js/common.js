@@ -103,6 +103,9 @@
         text = "accès refusé : il faut un jeton « " +
           (V.ROLE_LABELS[details.required_role] || details.required_role).toLowerCase() + " » ou supérieur";
       }
+      if (code === "aggregated_only" && details.scoped && codes.aggregated_only_scoped) {
+        text = codes.aggregated_only_scoped;
+      }
       return text;
     }
     if (err && err.status === 404) { return codes.not_found || "élément introuvable"; }
