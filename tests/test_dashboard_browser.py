@@ -135,28 +135,38 @@ def retrospective(dash_home: Settings):
     return path
 
 
-@pytest.fixture(scope="module")
-def server(dash_home: Settings, tokens, retrospective):
-    """The real app under waitress on a free loopback port, its scheduler running."""
+@contextmanager
+def served(app) -> Iterator[str]:
+    """``app`` under waitress on a free loopback port: its base URL; the server closed and the
+    app's scheduler (if it runs one) stopped afterwards."""
     from waitress.server import create_server
 
-    from service.app import create_app
-
-    app = create_app({"SETTINGS": dash_home, "RATELIMIT_ENABLED": False,
-                      "START_SCHEDULER": True,
-                      "SCHEDULER": {"dispatch_interval": 0.3, "lock_ttl": 10.0,
-                                    "schedules": {"ingest": None, "backtest": None}}})
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     srv = create_server(app, host="127.0.0.1", port=port, threads=8)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{port}"
-    srv.close()
-    scheduler = app.extensions["vigie"].scheduler
-    if scheduler is not None:
-        scheduler.stop()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.close()
+        scheduler = app.extensions["vigie"].scheduler
+        if scheduler is not None:
+            scheduler.stop()
+
+
+@pytest.fixture(scope="module")
+def server(dash_home: Settings, tokens, retrospective):
+    """The real app under waitress on a free loopback port, its scheduler running."""
+    from service.app import create_app
+
+    app = create_app({"SETTINGS": dash_home, "RATELIMIT_ENABLED": False,
+                      "START_SCHEDULER": True,
+                      "SCHEDULER": {"dispatch_interval": 0.3, "lock_ttl": 10.0,
+                                    "schedules": {"ingest": None, "backtest": None}}})
+    with served(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

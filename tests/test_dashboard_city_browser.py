@@ -6,15 +6,20 @@ département's pressure (beds, ICU beds against capacity, the alert)."""
 
 from __future__ import annotations
 
-import socket
-import threading
-
 import pytest
 
 from features.settings import Settings
 from tests.city_fixtures import CITY_INDICATORS, RENNES_METROPOLE
 from tests.dashboard_french import problems
-from tests.test_dashboard_browser import SHOWN_TEXT, _shot, _visit, _wait, _wait_drawn, browser
+from tests.test_dashboard_browser import (
+    SHOWN_TEXT,
+    _shot,
+    _visit,
+    _wait,
+    _wait_drawn,
+    browser,
+    served,
+)
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser"]  # the module's browser fixture, shared with the dashboard's tests
@@ -24,20 +29,12 @@ __all__ = ["browser"]  # the module's browser fixture, shared with the dashboard
 def server(city_settings: Settings):
     """The real app under waitress on a free loopback port, serving the city home (shared
     with test_dashboard_city: tests/api_fixtures.py)."""
-    from waitress.server import create_server
-
     from service.app import create_app
 
     app = create_app({"SETTINGS": city_settings, "RATELIMIT_ENABLED": False,
                       "START_SCHEDULER": False})
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    srv = create_server(app, host="127.0.0.1", port=port, threads=8)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    srv.close()
+    with served(app) as url:
+        yield url
 
 
 def _ready(page) -> None:
