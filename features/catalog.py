@@ -9,17 +9,6 @@ from here.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from features.storage.db import get_engine  # noqa: F401  (re-exported)
+from features.storage.schema import as_utc, ingest_runs, utcnow, vintages  # noqa: F401
 from features.storage.schema import catalog_metadata as metadata  # noqa: F401
-from features.storage.schema import ingest_runs, vintages  # noqa: F401
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def as_utc(value: dt.datetime) -> dt.datetime:
-    """SQLite returns naive datetimes: they were stored as UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -49,8 +48,6 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import sqlalchemy as sa
 
 from features.errors import Problem
 from features.settings import Settings
@@ -206,28 +203,6 @@ class UploadsBusy(RuntimeError):
     """The uploads lock stayed taken longer than :data:`LOCK_WAIT` seconds."""
 
 
-def _take(engine: sa.Engine, holder: str) -> bool:
-    """Take the lock row if free or expired (compare-and-set); True when ``holder`` has it."""
-    from features.catalog import utcnow
-    from features.storage.schema import locks
-
-    now = utcnow()
-    expires = now + dt.timedelta(seconds=LOCK_TTL)
-    with engine.begin() as conn:
-        if conn.execute(locks.update().where(
-                locks.c.name == LOCK_NAME, locks.c.expires_at < now
-        ).values(holder=holder, acquired_at=now, expires_at=expires,
-                 epoch=locks.c.epoch + 1)).rowcount:
-            return True
-    try:
-        with engine.begin() as conn:
-            conn.execute(locks.insert().values(name=LOCK_NAME, holder=holder, acquired_at=now,
-                                               expires_at=expires, epoch=1))
-        return True
-    except sa.exc.IntegrityError:
-        return False
-
-
 @contextlib.contextmanager
 def locked(settings: Settings, wait: float | None = None) -> Iterator[None]:
     """The uploads lock: a row of ``service_locks`` taken by compare-and-set, as the scheduler
@@ -235,14 +210,14 @@ def locked(settings: Settings, wait: float | None = None) -> Iterator[None]:
     while an ingest copies them (:func:`snapshot`), so neither ever sees the other half-way,
     on one host or several sharing the database. Raises :class:`UploadsBusy` after ``wait``
     seconds (default :data:`LOCK_WAIT`)."""
-    from features.catalog import get_engine, utcnow
-    from features.storage.schema import locks
+    from features.catalog import get_engine
+    from features.storage.leases import release_lock, try_lock
 
     engine = get_engine(settings.database_url)
     holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"[:128]
     deadline = time.monotonic() + (LOCK_WAIT if wait is None else wait)
     pause = 0.02
-    while not _take(engine, holder):
+    while not try_lock(engine, holder, LOCK_TTL, LOCK_NAME):
         if time.monotonic() > deadline:
             raise UploadsBusy(f"the uploads lock stayed taken over {LOCK_WAIT:.0f} s; "
                               "try again")
@@ -251,10 +226,7 @@ def locked(settings: Settings, wait: float | None = None) -> Iterator[None]:
     try:
         yield
     finally:
-        with engine.begin() as conn:  # expired, never deleted (its epoch keeps growing)
-            conn.execute(locks.update().where(locks.c.name == LOCK_NAME,
-                                              locks.c.holder == holder)
-                         .values(expires_at=utcnow() - dt.timedelta(seconds=1)))
+        release_lock(engine, holder, LOCK_NAME)
 
 
 class UploadIndex:

@@ -119,17 +119,20 @@ class Clock:
 
 @pytest.fixture
 def job_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """The job queue's and the scheduler lease's ``utcnow`` (every ``service.jobs`` module that
-    imported ``features.catalog.utcnow``), as a :class:`Clock` of this process only."""
+    """The job queue's and the leases' ``utcnow`` (every ``service.jobs`` module and
+    ``features.storage.leases``, which imported ``features.catalog.utcnow``), as a
+    :class:`Clock` of this process only."""
     import sys
 
+    import features.storage.leases  # noqa: F401
     import service.jobs  # noqa: F401  (loads every module of the package)
     from features import catalog
 
     clock = Clock()
     patched = 0
     for name, module in list(sys.modules.items()):
-        if (name == "service.jobs" or name.startswith("service.jobs.")) and \
+        if (name in ("service.jobs", "features.storage.leases")
+                or name.startswith("service.jobs.")) and \
                 getattr(module, "utcnow", None) is catalog.utcnow:
             monkeypatch.setattr(module, "utcnow", clock.utcnow)
             patched += 1

@@ -12,7 +12,20 @@ checks that the migrated schema matches these definitions.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import sqlalchemy as sa
+
+
+def utcnow() -> dt.datetime:
+    """Now, timezone-aware UTC: every timestamp the tables store."""
+    return dt.datetime.now(dt.UTC)
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """SQLite returns naive datetimes: they were stored as UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
 
 #: The cube's catalog.
 catalog_metadata = sa.MetaData()

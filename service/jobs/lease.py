@@ -1,68 +1,31 @@
-"""The scheduler lease: a row of ``service_locks`` held for a few seconds and renewed; its
-``epoch`` grows at every change of holder (the fencing token of :mod:`service.jobs`)."""
+"""The scheduler lease (:data:`~service.jobs.spec.SCHEDULER_LOCK`): the leases of
+:mod:`features.storage.leases` with the scheduler's row as their default name."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import sqlalchemy as sa
 
-from features.catalog import as_utc, utcnow
-from service.db import locks
+from features.storage import leases
 from service.jobs.spec import SCHEDULER_LOCK
 
 
 def acquire_lease(engine: sa.Engine, holder: str, ttl: float,
                   name: str = SCHEDULER_LOCK) -> int | None:
-    """Take or renew the lease ``name`` for ``ttl`` seconds.
-
-    Returns
-    -------
-    The lease's epoch when ``holder`` has it (the fencing token: it grows by one whenever the
-    lease changes hands, and a renewal keeps it), else None.
-    """
-    now = utcnow()
-    expires = now + dt.timedelta(seconds=ttl)
-    mine = locks.c.holder == holder
-    with engine.begin() as conn:
-        # Every right-hand side reads the row as it was before the update.
-        renewed = conn.execute(locks.update().where(
-            locks.c.name == name, sa.or_(mine, locks.c.expires_at < now)
-        ).values(acquired_at=sa.case((mine, locks.c.acquired_at), else_=now),
-                 epoch=sa.case((mine, locks.c.epoch), else_=locks.c.epoch + 1),
-                 holder=holder, expires_at=expires)).rowcount
-        if renewed:
-            return int(conn.execute(sa.select(locks.c.epoch).where(locks.c.name == name))
-                       .scalar_one())
-    try:
-        with engine.begin() as conn:
-            conn.execute(locks.insert().values(name=name, holder=holder, acquired_at=now,
-                                               expires_at=expires, epoch=1))
-        return 1
-    except sa.exc.IntegrityError:
-        return None
+    """:func:`features.storage.leases.acquire_lease`: the lease's epoch when ``holder`` has
+    it, else None."""
+    return leases.acquire_lease(engine, holder, ttl, name)
 
 
 def try_lock(engine: sa.Engine, holder: str, ttl: float, name: str = SCHEDULER_LOCK) -> bool:
     """Take or renew the lease ``name`` for ``ttl`` seconds; True when ``holder`` has it."""
-    return acquire_lease(engine, holder, ttl, name) is not None
+    return leases.try_lock(engine, holder, ttl, name)
 
 
 def release_lock(engine: sa.Engine, holder: str, name: str = SCHEDULER_LOCK) -> None:
-    """Give the lease up: it is expired, not deleted, so that its epoch never goes back."""
-    with engine.begin() as conn:
-        conn.execute(locks.update().where(locks.c.name == name, locks.c.holder == holder)
-                     .values(expires_at=utcnow() - dt.timedelta(seconds=1)))
+    """Give the lease up (expired, never deleted: its epoch never goes back)."""
+    leases.release_lock(engine, holder, name)
 
 
 def lock_holder(engine: sa.Engine, name: str = SCHEDULER_LOCK) -> dict | None:
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(locks).where(locks.c.name == name)).first()
-    if row is None:
-        return None
-    out = dict(row._mapping)
-    out["expires_at"] = as_utc(out["expires_at"])
-    out["acquired_at"] = as_utc(out["acquired_at"])
-    out["alive"] = out["expires_at"] > utcnow()
-    return out
-
+    """The lease's row and whether it is alive; None when never taken."""
+    return leases.lock_holder(engine, name)
