@@ -191,3 +191,22 @@ def test_the_public_alert_survives_a_flood_of_custom_runs(served):
     fresh = create_app({"TESTING": True, "SETTINGS": settings,
                         "RATELIMIT_ENABLED": False}).test_client()
     assert fresh.get(SCENARIO_ALERT).get_json() == before
+
+
+def test_a_library_pick_on_another_territory_is_library_content_not_public(served, api_clock):
+    """What the scenario page does when a planner ticks a library scenario: the definition
+    as the page reads it, on the territory chosen. It is the library's content (not labelled
+    « définition personnalisée »), and, not run by the service, never public."""
+    settings, engine, client, headers = served
+    before = _public_views(client)
+    picked = client.get("/tableau/donnees/scenario/status_quo").get_json()
+    picked["territories"] = ["69"]
+    pick = _submit(client, headers["planner"], {"definition": picked})
+    changed = {**picked, "capacity": {"icu": 1}}
+    forged = _submit(client, headers["planner"], {"definition": changed})
+    _run_queue(settings, engine, api_clock)
+    runs = {r["run_id"]: r for r in client.get(
+        "/api/v1/scenarios/runs", headers=headers["analyst"]).get_json()["items"]}
+    assert (runs[pick]["origin"], runs[pick]["public"]) == ("library", False)
+    assert (runs[forged]["origin"], runs[forged]["public"]) == ("custom", False)
+    assert _public_views(client) == before

@@ -181,13 +181,16 @@ def _library_key() -> tuple:
 
 
 def _library_digest(inputs: dict) -> str | None:
-    """Content hash of the library file named in ``inputs``, resolved at its start date
-    (None: no such file, or it does not resolve at that date)."""
+    """Content hash of the library file named in ``inputs``, resolved at its start date on
+    its territories (None: no such file, or it does not resolve so). The territories are the
+    run's: a library scenario run on another territory (the page's library picks) is still
+    the library's content, not a custom definition."""
     from scenarios import load_library_scenario, resolve
 
     try:
         library_definition = load_library_scenario(str(inputs["name"]))
-        expected = resolve(library_definition, as_of=inputs["as_of"]).to_dict()
+        expected = resolve(library_definition, as_of=inputs["as_of"],
+                           territories=inputs.get("territories") or None).to_dict()
     except Exception:
         return None
     return definition_sha256(expected)
