@@ -23,8 +23,10 @@
       parts.push("observé jusqu'au " + V.date(obs.dates[obs.dates.length - 1]) + " — " + obs.source +
                  ", " + obs.licence + " ; version des données " + V.vintageDate(obs.vintage_id));
       if (obs.suppressed) {
-        parts.push(obs.suppressed + " valeur(s) inférieure(s) à " + obs.threshold +
-                   " masquée(s) (confidentialité)");
+        // Not only counts under the threshold: values that would give one back (a stock
+        // rebuilt from a hidden flow, a complementary cell) are hidden too.
+        parts.push(obs.suppressed + " valeur(s) masquée(s) (confidentialité : effectifs inférieurs à " +
+                   obs.threshold + ", ou valeurs qui permettraient de les retrouver par différence)");
       }
       var rate = lastRate(obs);
       if (rate) {
