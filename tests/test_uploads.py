@@ -510,6 +510,8 @@ def test_a_plain_ingest_settles_the_uploads_it_read(real_cube, tmp_path, runner)
     assert response.status_code == 202, response.get_json()
     upload_id = response.get_json()["id"]
     assert _record(other, upload_id)["status"] == "accepted"
+    # No serve process runs a scheduler here: the answer says who will run the ingest.
+    assert "no scheduler runs on this Vigie now" in response.get_json()["message"]
     env = {"VIGIE_HOME": str(other.home), "VIGIE_DATABASE_URL": other.database_url,
            "VIGIE_DATA_DIR": str(other.data_dir)}
     code, out, err = runner(["ingest"], env)
@@ -518,6 +520,13 @@ def test_a_plain_ingest_settles_the_uploads_it_read(real_cube, tmp_path, runner)
     assert record["status"] == "active" and record["vintage_id"]
     assert record["vintage_id"] == CubeStore(other).current_vintage()["id"]
     assert f"upload {upload_id}: active (in force: vintage {record['vintage_id']})" in out
+    # With a live scheduler lease (a serve process leading), the answer does not say so.
+    from service.jobs import acquire_lease
+
+    assert acquire_lease(get_engine(other.database_url), "leader", ttl=60) is not None
+    again = _post(_client(other), CITY_FILE.read_bytes(), "rennes_social.csv",
+                  {"Authorization": f"Bearer {token}"})
+    assert again.status_code == 202 and "no scheduler" not in again.get_json()["message"]
 
 
 def test_an_ingest_that_stops_with_an_exception_undoes_the_upload_it_read(real_cube, tmp_path,

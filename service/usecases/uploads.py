@@ -371,9 +371,18 @@ class _Upload:
             index = UploadIndex(self.settings)
             index.save([r | {"job_id": run_id} if r["id"] == self.record["id"] else r
                         for r in index.records()])
-        return self.answer([], previous=_served_vintage(self.settings), message=(
-            f"accepted: ingest run {run_id} makes its vintage (GET /api/v1/uploads gives this "
-            "upload's status)"))
+        from service.jobs import lock_holder
+
+        message = (f"accepted: ingest run {run_id} makes its vintage (GET /api/v1/uploads "
+                   "gives this upload's status)")
+        lease = lock_holder(get_engine(self.settings.database_url))
+        if not (lease and lease["alive"]):
+            # serve --no-scheduler everywhere: nobody runs the queue; say it, don't let the
+            # sender wait for a vintage that never comes.
+            message += ("; no scheduler runs on this Vigie now: the run waits until one "
+                        "starts ('serve' with its scheduler) or an operator runs "
+                        "'python -m service jobs run ingest'")
+        return self.answer([], previous=_served_vintage(self.settings), message=message)
 
     def ingest_now(self, actor: str) -> dict:
         """The command line: the ingest run here, the upload settled by it."""
