@@ -46,6 +46,10 @@ class Settings:
         in ``home``.
     dask_address:
         Address of a Dask scheduler (``VIGIE_DASK_ADDRESS``); empty means a local cluster.
+    dask_dashboard:
+        Where a local cluster serves its Dask dashboard (``VIGIE_DASK_DASHBOARD``, e.g.
+        ``:8787``, ``:0`` for any free port); empty: no dashboard (starting bokeh costs each
+        local cluster 1-2 s; a remote scheduler serves its own).
     small_count_threshold:
         Counts below this are suppressed in public outputs (``VIGIE_SMALL_COUNT_THRESHOLD``).
     risk_thresholds:
@@ -89,6 +93,7 @@ class Settings:
     data_dir: Path
     database_url: str
     dask_address: str = ""
+    dask_dashboard: str = ""
     small_count_threshold: int = 10
     risk_thresholds: Path | None = None
     redis_url: str = ""
@@ -207,6 +212,8 @@ class Settings:
             data_dir=Path(data_dir).resolve(),
             database_url=database_url,
             dask_address=overrides.pop("dask_address", None) or env.get("VIGIE_DASK_ADDRESS", ""),
+            dask_dashboard=str(overrides.pop("dask_dashboard", None)
+                               or env.get("VIGIE_DASK_DASHBOARD", "")).strip(),
             small_count_threshold=int(
                 overrides.pop("small_count_threshold", None)
                 or env.get("VIGIE_SMALL_COUNT_THRESHOLD", 10)

@@ -29,13 +29,16 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def dask_client(address: str | None = None, n_workers: int | None = None, nice: int = 0):
+def dask_client(address: str | None = None, n_workers: int | None = None, nice: int = 0,
+                dashboard: str | None = None):
     """A ``dask.distributed`` client: the cluster at ``address`` or a LocalCluster.
 
     Workers are processes with one thread each: statsmodels and Stan fits hold the GIL. Their
     logging follows this process's (``VIGIE_LOG_LEVEL``, set by the command line: warnings
     once each unless ``-v``). ``nice``: lower the local workers' CPU priority (a background
-    job leaves the serving process its share).
+    job leaves the serving process its share). ``dashboard``: where the LocalCluster serves
+    its dashboard (``":8787"``, ``":0"``); None or empty: none (bokeh's start costs each
+    local cluster 1-2 s of ``make run``'s two; a remote scheduler serves its own).
     """
     from dask.distributed import Client, LocalCluster
 
@@ -53,7 +56,10 @@ def dask_client(address: str | None = None, n_workers: int | None = None, nice: 
     n = n_workers or max(1, min(os.cpu_count() or 1, 8))
     with (
         LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0"
+            n_workers=n, threads_per_worker=1, processes=True,
+            # Without a dashboard the scheduler still serves its health routes: on a free
+            # port, not on 8787, which another cluster may hold.
+            dashboard_address=dashboard or ":0", scheduler_kwargs={"dashboard": bool(dashboard)},
         ) as cluster,
         Client(cluster) as client,
     ):

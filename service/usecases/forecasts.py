@@ -128,17 +128,21 @@ def fit_client(settings: Any = None, parallel: bool = True):
 def fit_cluster(settings: Any, nice: int = 0):
     """The Dask client every use case fits on: the scheduler at ``VIGIE_DASK_ADDRESS``
     (``settings.dask_address``), else a local cluster whose workers run at CPU priority
-    ``nice``. Its workers and dashboard address are logged.
+    ``nice`` (with a dashboard only at ``VIGIE_DASK_DASHBOARD``). Its workers and dashboard
+    address are logged.
 
     The fits' data is sent with each task (:mod:`models.parallel`): a remote worker needs the
     Vigie package installed, not Vigie's home.
     """
     from models.parallel import dask_client
 
-    with dask_client(settings.dask_address or None, nice=nice) as client:
+    with dask_client(settings.dask_address or None, nice=nice,
+                     dashboard=settings.dask_dashboard) as client:
         workers = client.scheduler_info().get("workers", {})
+        link = client.dashboard_link if settings.dask_address or settings.dask_dashboard \
+            else "off (VIGIE_DASK_DASHBOARD unset)"
         log.info("Dask: %d workers (%s), dashboard %s",
-                 len(workers), settings.dask_address or "local cluster", client.dashboard_link)
+                 len(workers), settings.dask_address or "local cluster", link)
         yield client
 
 
