@@ -157,7 +157,14 @@ class CubeStore:
         ds = _load_cached(self._folder(row), frequency)
         day = to_date(as_of)
         if day is not None:
-            ds = ds.sel(date=ds["date"] < pd.Timestamp(day))
+            dates = ds.indexes["date"]
+            if dates.is_monotonic_increasing:
+                # The same dates as the mask below, as a slice: views of the cached arrays, not
+                # copies (a date task's daily cube: 1 ms instead of 35; a track record opens
+                # one per date and territory level).
+                ds = ds.isel(date=slice(0, int(dates.searchsorted(pd.Timestamp(day)))))
+            else:
+                ds = ds.sel(date=ds["date"] < pd.Timestamp(day))
         return ds.assign_attrs(
             as_of=day.isoformat() if day else "",
             vintage_issued_after_as_of=int(bool(row["issued_after_as_of"])))
