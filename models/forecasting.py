@@ -6,6 +6,7 @@ date.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -224,36 +225,76 @@ def run_date_tasks(tasks: list[DateTask], opener: CubeOpener, *, client: Any = N
     the last task), calling ``on_done(task, result, error)`` as each one ends (progress,
     storing, publishing what is complete). A failed task gives ``None`` and its error to
     ``on_done``; the others go on.
+
+    Tasks that would fit the same models on the same data to forecast the same periods
+    (:func:`same_inputs`: a quarterly target's Mondays of one quarter) are fitted once; each
+    gets that result with its own forecast date.
     """
     results: list[tuple | None] = [None] * len(tasks)
+    groups = same_inputs(tasks, opener)
+    fitted = [tasks[members[0]] for members in groups]
 
-    def _done(i: int, result, error) -> None:
-        results[i] = result
-        if on_done is not None:
-            on_done(tasks[i], result, error)
+    def _done(k: int, result, error) -> None:
+        for n, i in enumerate(groups[k]):
+            own = result if error is not None or n == 0 \
+                else _redated(result, tasks[i].forecast_date)
+            results[i] = own
+            if on_done is not None:
+                on_done(tasks[i], own, error)
 
     if client is None:
         with one_thread():
-            for i, t in enumerate(tasks):
+            for k, t in enumerate(fitted):
                 try:
                     result = levels_date_rows(opener, t.target, t.forecast_date, t.plan,
                                               t.horizons)
                 except Exception as exc:  # one failing date must not stop the others
-                    _done(i, None, exc)
+                    _done(k, None, exc)
                     continue
-                _done(i, result, None)
+                _done(k, result, None)
         return results
     # The workers are sent each date's cube, not the opener (no path to Vigie's home).
     calls = [(levels_date_rows, t.target.frequency, t.forecast_date,
-              (t.target, t.forecast_date, t.plan, t.horizons)) for t in tasks]
-    for i, fut in ShippedCubes(client, opener).run(calls):
+              (t.target, t.forecast_date, t.plan, t.horizons)) for t in fitted]
+    for k, fut in ShippedCubes(client, opener).run(calls):
         try:
             result = fut.result()
         except Exception as exc:
-            _done(i, None, exc)
+            _done(k, None, exc)
             continue
-        _done(i, result, None)
+        _done(k, result, None)
     return results
+
+
+def same_inputs(tasks: list[DateTask], opener: CubeOpener) -> list[list[int]]:
+    """The tasks grouped (indices, in order of first appearance) by what their fits read and
+    forecast: target, model plan and levels, horizons, the cube's vintage and dates as of the
+    forecast date, and the periods each horizon forecasts. A fit sees nothing else of its
+    forecast date (:func:`levels_date_rows`: the cube cut before it, and the horizons' end
+    dates), so the tasks of a group give the same rows but for their ``forecast_date``: the
+    Mondays of one quarter for a quarterly target; a weekly or daily target's origins each
+    read new dates, one group each."""
+    groups: dict[tuple, list[int]] = {}
+    for i, t in enumerate(tasks):
+        dates = opener(t.target.frequency, t.forecast_date)
+        ds_dates = dates["date"].values
+        ds_attrs = dates.attrs
+        key = (t.target.name, t.target.frequency, t.target.variable, t.plan.key,
+               tuple(t.plan.members), tuple(t.horizons),
+               str(ds_attrs.get("vintage_id", "")), len(ds_dates),
+               ds_dates[0] if len(ds_dates) else None, ds_dates[-1] if len(ds_dates) else None,
+               tuple(t.target.end_date(t.forecast_date, n) for n in t.horizons))
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def _redated(result: tuple, forecast_date: pd.Timestamp) -> tuple:
+    """A :func:`levels_date_rows` result given to another task of its group: the same rows
+    and metadata, dated ``forecast_date``."""
+    rows, meta = result
+    rows = rows.copy()
+    rows["forecast_date"] = pd.Timestamp(forecast_date)
+    return rows, copy.deepcopy(meta)
 
 
 def history_dates(target: Target, forecast_date: pd.Timestamp, window: int,
