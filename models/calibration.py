@@ -100,18 +100,25 @@ class ConformalCalibrator:
 
     def fit(self, history: pd.DataFrame, as_of: pd.Timestamp) -> ConformalCalibrator:
         """Learn factors from ``history`` rows (``forecast_rows`` + ``observed``) known at as_of."""
-        as_of = pd.Timestamp(as_of)
-        known = history[
-            (history["target_end_date"] < as_of)
-            & (history["forecast_date"] < as_of)
-            & history["observed"].notna()
-        ]
+        # On arrays, not DataFrame selections: the track record fits one calibrator per past
+        # forecast date, model and level (~1,100 for the published targets); the same rows.
+        as_of = np.datetime64(pd.Timestamp(as_of).as_unit("ns"))
+        made = history["forecast_date"].to_numpy(dtype="datetime64[ns]")
+        observed = history["observed"].to_numpy(float)
+        keep = np.flatnonzero((history["target_end_date"].to_numpy(dtype="datetime64[ns]")
+                               < as_of) & (made < as_of) & ~np.isnan(observed))
+        horizons = history["horizon"].to_numpy()[keep]
+        made, observed = made[keep], observed[keep]
         self.factors_: dict[int, np.ndarray] = {}
         self.n_scores_: dict[int, int] = {}
-        for h, rows in known.groupby("horizon"):
-            recent = sorted(rows["forecast_date"].unique())[-self.window :]
-            rows = rows[rows["forecast_date"].isin(recent)]
-            scores = interval_scores(rows[QCOLS].to_numpy(float), rows["observed"].to_numpy(float))
+        if not keep.size:
+            return self
+        quantiles = history[QCOLS].to_numpy(float)[keep]
+        for h in np.unique(horizons):
+            at_h = horizons == h
+            recent = np.unique(made[at_h])[-self.window :]
+            rows = at_h & np.isin(made, recent)
+            scores = interval_scores(quantiles[rows], observed[rows])
             self.n_scores_[int(h)] = len(scores)
             self.factors_[int(h)] = self._factors(scores)
         return self

@@ -413,19 +413,18 @@ def calibrate_stored(raw: pd.DataFrame, target: Target, first: pd.Timestamp,
     is_base = raw["model"] == "baseline"
     out = [raw[is_base], raw[~is_base].assign(model=raw["model"] + "_raw")]
     to_calibrate = raw[~is_base]
-    merged: dict[str, pd.DataFrame] = {}
+    merged: dict[str, dict[str, pd.DataFrame]] = {}
     for fd, current in to_calibrate.groupby("forecast_date", sort=True):
         if fd < first:
             continue
         vintage = outcomes.vintage_of(fd)
         if vintage not in merged:
-            merged[vintage] = to_calibrate.merge(outcomes.of_vintage(target, vintage),
-                                                 on=["territory", "target_end_date"],
-                                                 how="left")
-        known = merged[vintage]
-        past = known[(known["forecast_date"] < fd) & (known["target_end_date"] < fd)]
+            known = to_calibrate.merge(outcomes.of_vintage(target, vintage),
+                                       on=["territory", "target_end_date"], how="left")
+            merged[vintage] = dict(iter(known.groupby("model", sort=False)))
+        # The calibrator keeps the rows made and ended before ``fd`` itself.
         for name, rows in current.groupby("model", sort=False):
-            out.append(calibrate_rows(rows, past[past["model"] == name], fd, calibration))
+            out.append(calibrate_rows(rows, merged[vintage][name], fd, calibration))
     result = pd.concat(out, ignore_index=True)
     result = result[result["forecast_date"] >= first]
     return result.merge(outcomes.latest(target), on=["territory", "target_end_date"],
