@@ -17,8 +17,11 @@ keep-alive clients (processes × threads):
    run must be byte-identical (no torn reads).
 
 1 to 4 are printed side by side (requests/s, p50, p99, ratio to the static throughput, the
-machine's 1-minute load average at the start of each phase), then whether each token row meets
-the aims. The static file is measured again after them; ratios are to the mean of both.
+machine's 1-minute load average at the start of each phase, and the server processes' CPU time
+and context switches per request, read from ``/proc``: a cost that is waiting, threads handing
+a lock or the interpreter lock to each other, moves the switches more than the CPU), then
+whether each token row meets the aims. The static file is measured again after them; ratios
+are to the mean of both.
 
 Usage: ``python bench/api_load.py [--home VIGIE_HOME] [--clients 32] [--duration 8]
 [--no-background] [--one-process] [--compare-fast-path] [--audit-sync write|fsync]
@@ -370,12 +373,48 @@ def two_processes(args, tmp: Path, server_log) -> int:
 
 
 # ---------------------------------------------------------------------------- read matrix
-def _phase(port, path: str, args, check: bool = False, token: str | None = None) -> dict:
-    """One load phase, with the 1-minute load average of the machine when it started."""
+def _phase(port, path: str, args, check: bool = False, token: str | None = None,
+           pids: tuple[int, ...] = ()) -> dict:
+    """One load phase, with the 1-minute load average of the machine when it started and, for
+    the server processes ``pids``, their CPU time and context switches per answered request
+    (Linux ``/proc``; None elsewhere): a cost that shows up as waiting (threads handing a lock
+    or the GIL to each other) moves the switches more than the CPU."""
     load_avg = round(os.getloadavg()[0], 2)
+    before = _server_usage(pids)
     out = load(port, path, args.clients, args.duration, check=check, token=token)
+    after = _server_usage(pids)
     out["loadavg_1min_at_start"] = load_avg
+    n = max(out["requests"], 1)
+    if before is not None and after is not None:
+        out["server_cpu_us_per_request"] = round(1e6 * (after[0] - before[0]) / n, 1)
+        out["server_switches_per_request"] = round((after[1] - before[1]) / n, 2)
+    else:
+        out["server_cpu_us_per_request"] = out["server_switches_per_request"] = None
     return out
+
+
+def _server_usage(pids: tuple[int, ...]) -> tuple[float, int] | None:
+    """CPU seconds (user + system, every thread) and context switches (voluntary and not,
+    summed over the threads) of processes ``pids``; None without them or without ``/proc``."""
+    if not pids:
+        return None
+    cpu, switches = 0.0, 0
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                try:
+                    for line in (task / "status").read_text().splitlines():
+                        if line.startswith(("voluntary_ctxt_switches",
+                                            "nonvoluntary_ctxt_switches")):
+                            switches += int(line.split()[1])
+                except OSError:
+                    continue  # a thread that ended meanwhile
+    except (OSError, ValueError, IndexError):
+        return None
+    return cpu, switches
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -440,8 +479,10 @@ def flask_only(args, server_env: dict, server_log, servers: list, env: dict, bef
     try:
         wait_up(port, "/healthz")
         warm(port)
-        out = {"flask_only": _phase(port, URL, args, check=True),
-               "flask_only_token": _phase(port, URL, args, check=True, token=reader)}
+        pid = (servers[-1].pid,)
+        out = {"flask_only": _phase(port, URL, args, check=True, pids=pid),
+               "flask_only_token": _phase(port, URL, args, check=True, token=reader,
+                                          pids=pid)}
         out["audit_flask_only"] = audit_rows(env, out["flask_only_token"], before)
         return out
     finally:
@@ -466,6 +507,8 @@ def read_matrix(report: dict) -> list[dict]:
                      "p50_ms": phase["p50_ms"], "p99_ms": phase["p99_ms"],
                      "vs_static": round(phase["throughput_rps"] / max(reference, 1e-9), 3),
                      "errors": phase["errors"],
+                     "server_cpu_us_per_request": phase.get("server_cpu_us_per_request"),
+                     "server_switches_per_request": phase.get("server_switches_per_request"),
                      "loadavg_1min": phase["loadavg_1min_at_start"]})
     return rows
 
@@ -477,11 +520,14 @@ def print_matrix(report: dict) -> None:
           f"{report['database']}, audit journal AUDIT_SYNC={report['audit_sync']}, "
           f"{report['cpus']} CPUs")
     print(f"{'phase':<24}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'× static':>10}{'errors':>8}"
-          f"{'load 1m':>9}")
+          f"{'load 1m':>9}{'srv µs/req':>12}{'switch/req':>12}")
     for row in report["read_matrix"]:
+        cpu, switches = row["server_cpu_us_per_request"], row["server_switches_per_request"]
         print(f"{row['phase']:<24}{row['throughput_rps']:>9.1f}{row['p50_ms']:>9.2f}"
               f"{row['p99_ms']:>9.2f}{row['vs_static']:>10.3f}{row['errors']:>8d}"
-              f"{row['loadavg_1min']:>9.2f}")
+              f"{row['loadavg_1min']:>9.2f}"
+              f"{'-' if cpu is None else f'{cpu:.0f}':>12}"
+              f"{'-' if switches is None else f'{switches:.1f}':>12}")
     for row in report["read_matrix"]:
         if "token" in row["phase"]:
             met = row["p99_ms"] < 50 and row["vs_static"] >= 0.5
@@ -588,11 +634,13 @@ def main() -> int:
                         "server_threads": args.threads, "body_bytes": len(body),
                         "cpus": os.cpu_count(), "database": args.database,
                         "audit_sync": args.audit_sync}
-        report["static"] = _phase(static_port, "/", args)
-        report["api"] = _phase(api_port, URL, args, check=True)
+        api_pid, static_pid = (servers[0].pid,), (servers[1].pid,)
+        report["static"] = _phase(static_port, "/", args, pids=static_pid)
+        report["api"] = _phase(api_port, URL, args, check=True, pids=api_pid)
         report["throughput_ratio_vs_static"] = round(
             report["api"]["throughput_rps"] / max(report["static"]["throughput_rps"], 1e-9), 3)
-        report["api_token"] = _phase(api_port, URL, args, check=True, token=reader)
+        report["api_token"] = _phase(api_port, URL, args, check=True, token=reader,
+                                     pids=api_pid)
         report["audit_one_process"] = audit_rows(env, report["api_token"], 0)
         if args.compare_fast_path:
             report.update(flask_only(args, server_env, server_log, servers, env,
@@ -606,15 +654,17 @@ def main() -> int:
             wait_up(second, "/healthz")
             warm(second)
             both = [api_port, second]
-            report["two_processes"] = _phase(both, URL, args, check=True)
-            report["two_processes_token"] = _phase(both, URL, args, check=True, token=reader)
+            pids = (*api_pid, servers[-1].pid)
+            report["two_processes"] = _phase(both, URL, args, check=True, pids=pids)
+            report["two_processes_token"] = _phase(both, URL, args, check=True, token=reader,
+                                                   pids=pids)
             previous = report.get("audit_flask_only") or report["audit_one_process"]
             report["audit_two_processes"] = audit_rows(
                 env, report["two_processes_token"], previous["rows"])
             _stop(servers.pop())
         # The static file again at the end: the machine's load drifts over a run, so the ratios
         # are to the mean of the two static phases.
-        report["static_end"] = _phase(static_port, "/", args)
+        report["static_end"] = _phase(static_port, "/", args, pids=static_pid)
         report["read_matrix"] = read_matrix(report)
 
         if not args.no_background:
