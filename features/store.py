@@ -162,7 +162,7 @@ class CubeStore:
                 # The same dates as the mask below, as a slice: views of the cached arrays, not
                 # copies (a date task's daily cube: 1 ms instead of 35; a track record opens
                 # one per date and territory level).
-                ds = ds.isel(date=slice(0, int(dates.searchsorted(pd.Timestamp(day)))))
+                ds = ds.isel(date=slice(0, _dates_before(dates, day)))
             else:
                 ds = ds.sel(date=ds["date"] < pd.Timestamp(day))
         return ds.assign_attrs(
@@ -234,3 +234,14 @@ def open_cube(frequency: str = "daily", as_of: dt.date | str | None = None,
               settings: Settings | None = None) -> xr.Dataset:
     """Shortcut: ``CubeStore(settings).open(frequency, as_of)``."""
     return CubeStore(settings).open(frequency, as_of)
+
+
+def _dates_before(dates: pd.DatetimeIndex, day: dt.date) -> int:
+    """How many of the sorted ``dates`` are before ``day``. Compared as dates first: a day far
+    outside the nanosecond range (year 642, 9999: an API caller's ``as_of``) must not reach
+    ``searchsorted``, which converts it to nanoseconds and overflows."""
+    if len(dates) == 0 or day <= dates[0].date():
+        return 0
+    if day > dates[-1].date():
+        return len(dates)
+    return int(dates.searchsorted(pd.Timestamp(day)))

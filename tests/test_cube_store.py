@@ -225,3 +225,19 @@ def test_history_read_takes_a_vintage_with_every_current_source(make_settings, d
     assert ds["inc_cases"].sel(territory="FR").notnull().sum() > 100
     # Reads on or after an issue date still take the vintage served that day.
     assert store.open("daily", as_of="2021-01-15").attrs["vintage_id"] == first.vintage_id
+
+
+@pytest.mark.parametrize("as_of", ["0642-07-05", "1677-09-21", "2020-03-18", "2020-11-02",
+                                   "2021-12-31", "2022-01-01", "2262-04-12", "9999-12-31"])
+def test_the_cube_as_of_a_day_is_its_dates_before_that_day(real_cube, as_of):
+    """The as-of cut (a slice of the cached vintage) is the boolean selection it replaced, for
+    days inside the series, at its ends and far outside the nanosecond range (an API caller's
+    ``as_of``: year 642 raised an OverflowError, a 500 of /api/v1/risk)."""
+    store = CubeStore(real_cube)
+    for frequency in ("daily", "weekly"):
+        whole = store.open(frequency)
+        got = store.open(frequency, as_of=as_of)
+        day = dt.date.fromisoformat(as_of)
+        keep = np.array([d.date() < day for d in whole.indexes["date"]], dtype=bool)
+        expected = whole.isel(date=np.flatnonzero(keep))
+        xr.testing.assert_identical(got.drop_attrs(), expected.drop_attrs())
