@@ -8,47 +8,26 @@ then records how far it got in a ``.shipped`` file beside the journal.
 
 What "acknowledged" guarantees
 ------------------------------
-Before the response leaves, the request's line is in the kernel's page cache, which a crash of
-the process (exception, ``SIGKILL``, the OOM killer) does not touch: the next start of the API
-on the same home replays every line past the dead journal's shipped offset, so such a crash
-loses no answered request's row. How the line gets there, and what survives power loss or a
-kernel crash, is the policy ``AUDIT_SYNC`` (``VIGIE_API_AUDIT_SYNC``):
+The line is written with ``os.write`` on an ``O_APPEND`` descriptor before the response
+leaves: once a client has its answer, the row is in the kernel. Concurrent requests share
+that write (group commit, :meth:`AuditJournal.append`): the first line of a batch makes its
+thread the leader, which writes every line that joined meanwhile in one ``os.write`` once the
+previous batch is written, then releases the others; a request alone writes its own line.
+A crash of the process (exception, ``SIGKILL``, the OOM killer) loses nothing: the next start
+of the API on the same home replays every line past the dead journal's shipped offset.
 
-* ``"write"`` (default): the line is copied into a shared memory mapping (``MAP_SHARED``) of the
-  journal file, under the journal's lock (:meth:`AuditJournal.append`): no ``os.write``, no
-  thread waiting for another's write. A shared file mapping's pages are the file's page-cache
-  pages, so the copy is as durable as an ``os.write`` without fsync. The file is preallocated
-  (``posix_fallocate``) :data:`CHUNK_BYTES` at a time, and a line is only ever copied into the
-  mapping of allocated space: a full disk fails the allocation with ``OSError`` (the caller
-  writes the row straight to the database), never a write into the mapping (which would kill the
-  process with ``SIGBUS``). On a copy-on-write file system (btrfs with snapshots, ZFS)
-  preallocation does not promise the later write-back a block; the journal folder should be on
-  an ordinary local one (ext4, xfs; tmpfs works but survives no reboot). A copy that faults its
-  page in (the first line of a page, or the first after the kernel wrote the page back) does so
-  holding the journal's lock and the interpreter lock: microseconds usually, but when the file
-  system makes the fault wait, every request thread waits with it (an ``os.write`` would have
-  let the others run). Power loss: rows already shipped are as durable as the database; it can
-  take the rows acknowledged and not yet shipped, i.e. at most the last :data:`SHIP_INTERVAL`
-  (0.1 s: the shipper wakes when a line is appended and ships at most that often, so that
-  batches are large and cheap), and anything appended while the database is unreachable until
-  the shipper's next ``fdatasync`` (it syncs the journal after every failed attempt).
-* ``"fsync"``: the line is written with ``os.write`` on an ``O_APPEND`` descriptor and a
-  request is answered only after an ``fdatasync`` of the journal covering its line. Concurrent
-  requests share that write and that sync (group commit): the first line of a batch makes its
-  thread the leader, which writes every line that joined meanwhile in one ``os.write`` once
-  the previous batch is written, syncs it, then releases the others; a request alone writes
-  its own line. Survives power loss, at the cost of one disk flush (about 5 ms here) in the
-  latency of each authenticated request.
+Against power loss or a kernel crash the policy is ``AUDIT_SYNC`` (``VIGIE_API_AUDIT_SYNC``):
 
-The file
---------
-One line per row: JSON with every non-ASCII and control character escaped (so a line never
-holds a newline or a NUL byte inside), ending with ``\\n``. A ``"fsync"`` journal is exactly its
-lines. A ``"write"`` journal is its lines followed by zero bytes up to the end of the
-preallocated space (a cleanly closed one is cut to its lines); after a crash of the process
-the last line may be cut short (no ``\\n``, zeros after it): it was never acknowledged. The
-replay reads lines up to the first NUL byte and ignores a last fragment without ``\\n``. Beside
-the journal, ``<name>.shipped`` holds the offset up to which the lines are in the database.
+* ``"write"`` (default): no fsync in the request path. Rows already shipped are as durable as
+  the database; what power loss can take is the rows acknowledged and not yet shipped, i.e.
+  at most the last :data:`SHIP_INTERVAL` (0.1 s: the shipper wakes when a line is written and
+  ships at most that often, so that batches are large and cheap), and anything written while
+  the database is unreachable until the shipper's next ``fdatasync`` (it syncs the journal
+  after every failed attempt).
+* ``"fsync"``: a request is answered only after an ``fdatasync`` of the journal covering its
+  line; the leader syncs its batch after writing it, so concurrent requests share one write
+  and one ``fdatasync``. Survives power loss, at the cost of one disk
+  flush (about 5 ms here) in the latency of each authenticated request.
 
 Exactly once
 ------------
@@ -73,10 +52,8 @@ audit trail in this process call :func:`flush` first (``service.audit.query`` do
 ``/api/v1/audit`` and every test that reads rows right after a request see them). Rows of
 another live process appear once its shipper ran (within about :data:`SHIP_INTERVAL`).
 
-A long-running process's journal is truncated (to nothing: a ``"write"`` journal is then
-preallocated again, zeros, so no line of before can be read after the new ones) when everything
-in it has been shipped and it has grown past :data:`ROTATE_BYTES`; a cleanly stopped process
-removes its (shipped) journal, or cuts it to its lines when some could not be shipped.
+A long-running process's journal is truncated when everything in it has been shipped and it
+has grown past :data:`ROTATE_BYTES`; a cleanly stopped process removes its (shipped) journal.
 """
 
 from __future__ import annotations
@@ -89,7 +66,6 @@ import fcntl
 import itertools
 import json
 import logging
-import mmap
 import os
 import socket
 import threading
@@ -112,8 +88,6 @@ SHIP_INTERVAL = 0.1       # seconds between two batches of one process: ≤ 10 c
                           # batches of ~100 rows at 1,000 requests/s (~25 µs of CPU a row,
                           # ~65 µs at 20 rows, ~600 µs one by one, SQLite here)
 ROTATE_BYTES = 16 << 20   # a fully shipped journal larger than this is truncated
-CHUNK_BYTES = 8 << 20     # "write" policy: the journal is preallocated and mapped this much at a
-                          # time (a multiple of mmap.ALLOCATIONGRANULARITY)
 SYNC_POLICIES = ("write", "fsync")
 COLUMNS = tuple(c.name for c in audit_log.columns if c.name != "id")
 
@@ -233,92 +207,35 @@ def _follower_error(path: Path, error: BaseException) -> OSError:
 
 
 class _File:
-    """A journal's descriptors (and, ``mapped``: its memory mapping); closed (and the file
-    removed when everything in it was shipped, else cut to its lines) by
-    :meth:`AuditJournal.close`, or when the journal is garbage-collected.
+    """A journal's descriptors; closed (and the file removed when everything in it was
+    shipped) by :meth:`AuditJournal.close`, or when the journal is garbage-collected."""
 
-    A mapped file is opened read-write (a shared mapping needs it) and preallocated; the
-    mapping runs from ``map_start`` (a multiple of the allocation granularity at or before the
-    next line) to ``allocated``, the preallocated size, never further: every byte it covers has
-    its block, so a copy into it cannot fault with ``SIGBUS``. Its holder owns its offsets
-    (``AuditJournal._lock``)."""
-
-    def __init__(self, path: Path, mapped: bool = False) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.mapped = mapped
         self.fd: int | None = None
         self.shipped_fd: int | None = None
         self.clean = True  # everything written was shipped
-        self.map: mmap.mmap | None = None
-        self.map_start = 0  # the file offset of the mapping's first byte
-        self.allocated = 0  # the preallocated size of the file: the mapping ends there
-        self.written = 0    # the end of the last line (where close cuts a mapped file)
 
     def open(self) -> int:
         if self.fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            flags = (os.O_RDWR if self.mapped else os.O_WRONLY | os.O_APPEND)
-            fd = os.open(self.path, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            shipped_fd = None
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while this process lives
-                shipped_fd = os.open(self.path.with_suffix(SHIPPED_SUFFIX),
-                                     os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self.shipped_fd = os.open(self.path.with_suffix(SHIPPED_SUFFIX),
+                                          os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError:
                 os.close(fd)
                 raise
-            self.fd, self.shipped_fd = fd, shipped_fd
+            self.fd = fd
         return self.fd
 
-    def reserve(self, start: int, end: int) -> mmap.mmap:
-        """A mapping covering the file's bytes ``start`` to ``end`` (the next line's), every
-        one of them allocated: preallocate up to the next multiple of :data:`CHUNK_BYTES` when
-        ``end`` is past the allocated size, then map from ``start``'s granule to the allocated
-        end. Raises OSError (a full disk: ``posix_fallocate``) with the mapping and
-        ``allocated`` as they were (a failed allocation may have grown the file: zeros,
-        unmapped, which the replay reads as the end)."""
-        fd = self.open()
-        size = self.allocated
-        if end > size:
-            size = -(-end // CHUNK_BYTES) * CHUNK_BYTES
-            os.posix_fallocate(fd, self.allocated, size - self.allocated)
-            self.allocated = size
-        base = start - start % mmap.ALLOCATIONGRANULARITY
-        # (Python refuses a mapping past the end of the file: ValueError, not SIGBUS.)
-        new = mmap.mmap(fd, size - base, access=mmap.ACCESS_WRITE, offset=base)
-        old, self.map, self.map_start = self.map, new, base
-        if old is not None:
-            old.close()
-        return new
-
-    def truncate(self) -> None:
-        """Empty the file (rotation: everything in it shipped); a mapped one is unmapped first
-        (a page of a mapping past the end of its file faults) and preallocated again at the
-        next line."""
-        self.unmap()
-        if self.fd is not None:
-            os.ftruncate(self.fd, 0)
-            self.allocated = self.written = 0
-
-    def unmap(self) -> None:
-        mapping, self.map = self.map, None
-        if mapping is not None:
-            mapping.close()  # (also closes the descriptor the mmap module duplicated)
-
     def close(self, remove: bool = True) -> None:
-        """Close; the journal's owner (``remove``) removes the file when everything in it was
-        shipped, else cuts a mapped one to its lines (no zero tail). After a fork the child
-        closes its copies only (``remove=False``: the parent's file stays as it is)."""
         fd, self.fd = self.fd, None
         shipped_fd, self.shipped_fd = self.shipped_fd, None
-        self.unmap()  # before the file is cut or closed
-        if fd is not None and remove:
-            if self.clean:
-                self.path.unlink(missing_ok=True)
-                self.path.with_suffix(SHIPPED_SUFFIX).unlink(missing_ok=True)
-            elif self.mapped:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, self.written)
+        if fd is not None and remove and self.clean:
+            self.path.unlink(missing_ok=True)
+            self.path.with_suffix(SHIPPED_SUFFIX).unlink(missing_ok=True)
         for one in (shipped_fd, fd):  # the journal's last: its lock goes with it
             if one is not None:
                 with contextlib.suppress(OSError):
@@ -328,9 +245,8 @@ class _File:
 class AuditJournal:
     """This process's journal of one app (one home and one database).
 
-    ``append`` (request path) writes one line (``"write"``: a copy into the file's mapping;
-    ``"fsync"``: group commit); ``ship`` (background thread, or ``flush``) inserts the next
-    batch; ``close`` ships what is left and removes the file.
+    ``append`` (request path) writes one line; ``ship`` (background thread, or ``flush``)
+    inserts the next batch; ``close`` ships what is left and removes the file.
     """
 
     def __init__(self, folder: Path, engine: sa.Engine, *, sync: str = "write") -> None:
@@ -347,7 +263,7 @@ class AuditJournal:
         """A fresh identity (at creation, and in the child after a fork)."""
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.path = self.folder / (self.name + SUFFIX)
-        self._file = _File(self.path, mapped=self.sync == "write")
+        self._file = _File(self.path)
         self._finalizer = weakref.finalize(self, self._file.close)
         self._lock = threading.Lock()          # the file, its offsets and the pending rows
         self._ship_lock = threading.Lock()     # one batch at a time
@@ -359,7 +275,7 @@ class AuditJournal:
         self._open = _Batch()                  # the batch arriving lines join
         self._torn = False                     # the file ends with a torn line (see _write)
         self._closed = False
-        self.writes = 0                        # batches written ("write": lines) (tests)
+        self.writes = 0                        # batches written (tests, metrics)
         self.batches = 0                       # batches shipped (tests, metrics)
         self.failures = 0                      # failed attempts in a row (the shipper's)
         self.retry_at = 0.0                    # monotonic time of the shipper's next attempt
@@ -370,18 +286,13 @@ class AuditJournal:
         ``sync="fsync"``, on disk): before the answer is sent. Raises OSError when the journal
         cannot be written (the caller falls back to a direct insert).
 
-        ``"write"``: the line is copied into the file's mapping under the journal's lock
-        (:meth:`_copy`). ``"fsync"``, group commit: the line joins the open batch; the thread
-        that opened it is the batch's leader, which waits for the previous batch's write,
-        closes its own batch and writes every line in it with one ``os.write`` and one
-        ``fdatasync``, then wakes the others. Alone, a thread is its own leader (no other
-        thread involved); under contention one write and one sync serve everyone who arrived
-        meanwhile.
+        Group commit: the line joins the open batch; the thread that opened it is the batch's
+        leader, which waits for the previous batch's write, closes its own batch and writes
+        every line in it with one ``os.write`` (and one ``fdatasync``), then wakes the others.
+        Alone, a thread is its own leader (no other thread involved, one write as before);
+        under contention one write serves everyone who arrived meanwhile.
         """
         line = _encode(row)
-        if self._file.mapped:
-            self._copy(line, row)
-            return
         with self._lock:
             if self._closed:
                 raise OSError(errno.EBADF, "the audit journal is closed")
@@ -405,29 +316,6 @@ class AuditJournal:
             raise  # the leader's own error as it is; the others get an OSError
         finally:
             batch.latch.release()
-        _SHIPPER.wake()
-
-    def _copy(self, line: bytes, row: dict) -> None:
-        """``"write"``: the line into the mapping at the end of the last one, under the lock
-        (lines in order, whole, never interleaved), then its row pending for the shipper. Past
-        the mapping's end, :meth:`_File.reserve` first preallocates and maps the next chunk
-        (OSError on a full disk: nothing is copied, the lines before stay as they are)."""
-        with self._lock:
-            if self._closed:
-                raise OSError(errno.EBADF, "the audit journal is closed")
-            file = self._file
-            start = self._written
-            end = start + len(line)
-            mapping = file.map
-            if mapping is None or end > file.allocated:
-                mapping = file.reserve(start, end)
-            at = start - file.map_start
-            mapping[at:at + len(line)] = line
-            self._written = file.written = end
-            self._appended += len(line)
-            self._pending.append((end, row))
-            file.clean = False
-            self.writes += 1
         _SHIPPER.wake()
 
     def _write(self, batch: _Batch) -> None:
@@ -489,12 +377,9 @@ class AuditJournal:
                             and self._write_lock.acquire(blocking=False)):
                         # Everything shipped: start the file again (a crash in between replays
                         # lines the database has, which the request ids make harmless).
-                        # No batch is being written meanwhile (its lock is held), no line
-                        # copied (ours). A mapped file is unmapped, emptied and preallocated
-                        # again (zeros) at the next line: no line of before is left after
-                        # the new ones for a replay to read.
+                        # No batch is being written meanwhile (its lock is held).
                         try:
-                            self._file.truncate()
+                            os.ftruncate(self._file.fd, 0)
                             self._written = self._shipped = 0
                         finally:
                             self._write_lock.release()
@@ -525,19 +410,16 @@ class AuditJournal:
             self.ship()
 
     def on_failure(self) -> None:
-        """The database is unreachable: make what waits in the journal survive power loss.
-        (Holding the shipping lock: :meth:`close` does not close the file under the sync, which
-        would keep the file, and its lock, open until the sync returns.)"""
-        with self._ship_lock:
-            with self._lock:
-                fd = self._file.fd
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.fdatasync(fd)
+        """The database is unreachable: make what waits in the journal survive power loss."""
+        with self._lock:
+            fd = self._file.fd
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.fdatasync(fd)
 
     def close(self) -> None:
         """Ship what is left, close, and remove the journal (kept for the next start to replay
-        when the database refuses; a ``"write"`` journal is then cut to its lines)."""
+        when the database refuses)."""
         with self._lock:
             if self._closed:
                 return
@@ -545,17 +427,14 @@ class AuditJournal:
             self.flush()
         except Exception:
             log.exception("audit journal %s: rows left for the next start to replay", self.path)
-        # Never under a batch being written, nor under the shipper's sync (on_failure): once
-        # this returns the file is closed and its lock released (the next start can replay it).
-        with self._ship_lock, self._write_lock, self._lock:
+        with self._write_lock, self._lock:  # never under a batch being written
             self._closed = True
             self._finalizer.detach()
             self._file.close()
 
     def _reset_in_child(self) -> None:
         """After a fork: the parent's file, lock and pending rows stay the parent's (closing
-        the child's copies of the descriptors and of the mapping leaves the parent's lock and
-        lines in place)."""
+        the child's copies of the descriptors leaves the parent's lock in place)."""
         self._finalizer.detach()
         self._file.close(remove=False)
         self._reset()
@@ -583,8 +462,6 @@ class _Shipper:
         thread = self._thread
         if thread is None or not thread.is_alive():
             self._start()
-        elif self._event.is_set():
-            return  # not yet taken: the shipper clears it, then ships what is pending now
         self._event.set()
 
     def _start(self) -> None:
@@ -682,20 +559,16 @@ def _replay(path: Path, fd: int, engine: sa.Engine) -> int:
     if start > size:
         start = 0  # truncated after the offset was read: replay it all (ids make it harmless)
     data = os.pread(fd, size - start, start) if size > start else b""
-    lines, fragment = _split_lines(data)
     rows, bad = [], 0
-    for number, line in enumerate(lines):
+    for number, line in enumerate(data.split(b"\n")):
         if not line.strip():
             continue
         try:
             rows.append(_decode(line))
         except ValueError:
-            bad += 1  # a torn line a failed write left, ended by the next ("fsync")
+            bad += 1  # torn last line of a crash in the middle of a write (never acknowledged)
             log.warning("audit journal %s: unreadable line %d after offset %d skipped: %r",
                         path, number + 1, start, line[:200])
-    if fragment:
-        log.warning("audit journal %s: last line cut short by the crash (never acknowledged) "
-                    "skipped: %r", path, fragment[:200])
     new = 0
     for i in range(0, len(rows), BATCH_ROWS):
         new += insert_rows(engine, rows[i:i + BATCH_ROWS])
@@ -703,18 +576,6 @@ def _replay(path: Path, fd: int, engine: sa.Engine) -> int:
                 "already in the database, %d unreadable lines)", path.name, len(rows), new,
                 len(rows) - new, bad)
     return new
-
-
-def _split_lines(data: bytes) -> tuple[list[bytes], bytes]:
-    """A journal's bytes as its whole lines and the fragment after the last ``\\n`` (a line
-    cut short by a crash, never acknowledged; empty when the file ends with a whole line).
-    The lines end at the first NUL byte: a ``"write"`` journal's preallocated, never written
-    tail (no line holds a NUL, every control character is escaped)."""
-    end = data.find(b"\0")
-    if end >= 0:
-        data = data[:end]
-    *lines, fragment = data.split(b"\n")
-    return lines, fragment
 
 
 def _shipped_offset(path: Path) -> int:

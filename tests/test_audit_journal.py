@@ -4,9 +4,6 @@ a crash loses no answered request's row and a row shipped twice is stored once; 
 control characters keep one line per row; several apps (processes) on one home and one
 database each have their own journal. SQLite and, with VIGIE_TEST_DATABASE_URL, PostgreSQL.
 
-The default policy ("write") copies lines into a memory mapping of a preallocated file (lines,
-then zeros); "fsync" writes them with os.write and group commit (lines only).
-
 No cube is needed: every authenticated request is audited, a 404 too.
 """
 
@@ -62,22 +59,13 @@ def _stored(settings, actor: str) -> list[dict]:
             sa.select(audit_log).where(audit_log.c.actor == actor).order_by(audit_log.c.id))]
 
 
-def _content(path: Path) -> bytes:
-    """A journal's lines: its bytes up to the first NUL (a "write" journal's preallocated,
-    never written tail)."""
-    data = path.read_bytes()
-    end = data.find(b"\0")
-    return data if end < 0 else data[:end]
-
-
 def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in _content(path).splitlines()]
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
 
 
 def test_rows_reach_the_database_in_batches(tmp_path, db_url):
     from features.catalog import get_engine
     from service.audit import query
-    from service.audit_journal import CHUNK_BYTES
 
     settings = _settings(tmp_path, db_url)
     app = _app(settings)
@@ -110,8 +98,7 @@ def test_rows_reach_the_database_in_batches(tmp_path, db_url):
     # One batch: one INSERT statement carrying the 25 rows (however the driver spells it).
     assert journal.batches == 1 and sum(inserts) in (1, 25) and len(inserts) == 1
     shipped = int(journal.path.with_suffix(".shipped").read_bytes())
-    assert shipped == len(_content(journal.path))  # the end of the last line
-    assert journal.path.stat().st_size == CHUNK_BYTES  # preallocated: zeros after the lines
+    assert shipped == journal.path.stat().st_size
     stored = _stored(settings, "reader")
     assert len({r["request_id"] for r in stored}) == 25
     assert all(r["at"] is not None for r in stored)
@@ -156,10 +143,7 @@ def test_a_crash_loses_nothing_and_duplicates_nothing(tmp_path, db_url):
     assert journal.parent == settings.audit_journal_dir and journal.exists()
     assert len(_lines(journal)) == 12  # every answered request is in the journal
     assert len(_stored(settings, "reader")) == 5  # only the first batch reached the database
-    content = _content(journal)
-    assert journal.stat().st_size > len(content)  # preallocated: zeros after the lines
-    with journal.open("r+b") as f:  # a copy the crash cut short (never answered), zeros after
-        f.seek(len(content))
+    with journal.open("ab") as f:  # a write the crash cut short (never answered)
         f.write(b'{"request_id":"torn","at":"2026')
 
     app = _app(settings)  # the next start replays the dead process's journal
@@ -185,7 +169,7 @@ def test_control_characters_keep_one_line_per_row(tmp_path, db_url):
         client.get("/api/v1/territories/ab%00cd%0A", headers=auth)
         client.get("/api/v1/nope", headers=auth,
                    environ_overrides={"QUERY_STRING": "x=a\nb\x00c\x7fd&y=\r\n"})
-        lines = _content(journal.path).split(b"\n")
+        lines = journal.path.read_bytes().split(b"\n")
     assert len(lines) == 3 and lines[-1] == b""  # two rows, two lines
     assert all(32 <= byte < 127 for line in lines for byte in line)  # escaped JSON
     rows, _ = query(app.extensions["vigie"].engine, actor="cellule crise nord é")
@@ -246,68 +230,23 @@ def test_fsync_policy_and_unwritable_journal(tmp_path, db_url):
     assert [r["query"] for r in _stored(other, "direct")] == ["direct=1"]
 
 
-@pytest.mark.parametrize("sync", ["write", "fsync"])
-def test_a_shipped_journal_is_truncated_past_its_size_limit(tmp_path, db_url, monkeypatch, sync):
-    """Truncated once everything in it is shipped; a "write" journal is preallocated again
-    (zeros): after a truncation the file holds the requests since, whole, and nothing of
-    before (what a crash at any point would replay)."""
-    import mmap
-
+def test_a_shipped_journal_is_truncated_past_its_size_limit(tmp_path, db_url, monkeypatch):
     from service import audit_journal
     from service.audit import query
 
     monkeypatch.setattr(audit_journal, "ROTATE_BYTES", 1000)
-    monkeypatch.setattr(audit_journal, "CHUNK_BYTES", mmap.ALLOCATIONGRANULARITY)
     settings = _settings(tmp_path, db_url)
-    app = _app(settings, AUDIT_SYNC=sync)
+    app = _app(settings)
     token = _token(settings)
     journal = _journal(app)
-    truncated = 0
     for i in range(12):
         with journal.hold():
             app.test_client().get(f"/api/v1/nope?i={i}",
                                   headers={"Authorization": f"Bearer {token}"})
         journal.flush()
-        content = _content(journal.path)
-        assert len(content) < 1000 + 400
-        truncated += content == b""
-        queries = [r["query"] for r in _lines(journal.path)]
-        assert queries == [f"i={j}" for j in range(i + 1 - len(queries), i + 1)]
-        size = journal.path.stat().st_size
-        assert size == (len(content) if sync == "fsync" else mmap.ALLOCATIONGRANULARITY
-                        if content else 0)
-    assert truncated >= 2
-    assert int(journal.path.with_suffix(".shipped").read_bytes()) == len(_content(journal.path))
+        assert journal.path.stat().st_size < 1000 + 400
+    assert int(journal.path.with_suffix(".shipped").read_bytes()) == journal.path.stat().st_size
     assert query(app.extensions["vigie"].engine, actor="reader")[1] == 12
-
-
-def test_a_journal_closed_with_unshipped_rows_is_cut_to_its_lines(tmp_path, db_url,
-                                                                    monkeypatch):
-    """The database refuses at close: the "write" journal stays for the next start, cut to
-    its lines (no zero tail), and is replayed there."""
-    from service import audit_journal
-
-    settings = _settings(tmp_path, db_url)
-    app = _app(settings)
-    journal = _journal(app)
-    rows = _request_rows(30, "k")
-
-    def refuse(engine, batch):
-        raise sa.exc.OperationalError("INSERT", {}, Exception("database unreachable"))
-
-    with journal.hold():
-        for row in rows:
-            journal.append(row)
-        assert journal.path.stat().st_size == audit_journal.CHUNK_BYTES
-        monkeypatch.setattr(audit_journal, "insert_rows", refuse)  # (before the shipper runs)
-    journal.close()
-    monkeypatch.undo()
-    data = journal.path.read_bytes()
-    assert data.endswith(b"\n") and b"\0" not in data and len(data.splitlines()) == 30
-    _app(settings)  # the next start replays it
-    assert not journal.path.exists()
-    assert sorted(r["query"] for r in _stored(settings, "reader")) == sorted(
-        r["query"] for r in rows)
 
 
 # ---------------------------------------------------------------------------- group commit
@@ -362,29 +301,18 @@ def _append_from_threads(journal, rows: list[dict], threads: int) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("sync", ["write", "fsync"])
 def test_concurrent_appends_share_writes_and_keep_every_row_once(tmp_path, db_url,
-                                                                  monkeypatch, sync):
-    """"fsync": group commit (threads waiting behind a slow write share the next one).
-    "write": every line copied whole under the lock, the file preallocated and mapped again
-    chunk after chunk (a small chunk here) while threads append."""
-    import mmap
-
-    from service import audit_journal
+                                                                  monkeypatch):
     from service.audit import query
 
-    chunk = 4 * mmap.ALLOCATIONGRANULARITY
-    monkeypatch.setattr(audit_journal, "CHUNK_BYTES", chunk)
     settings = _settings(tmp_path, db_url)
-    app = _app(settings, AUDIT_SYNC=sync)
+    app = _app(settings)
     journal = _journal(app)
     rows = _request_rows(400, "c")
     writes = _journal_calls(monkeypatch, journal, "write", 0.002)
-    allocations = _journal_calls(monkeypatch, journal, "posix_fallocate", 0.002)
     with journal.hold():
         problems = _append_from_threads(journal, rows, threads=16)
-        lines = _content(journal.path).split(b"\n")
-        size = journal.path.stat().st_size
+        lines = journal.path.read_bytes().split(b"\n")
     monkeypatch.undo()
     assert problems == []
     assert lines[-1] == b"" and len(lines) == 401  # whole lines only, never interleaved
@@ -392,14 +320,9 @@ def test_concurrent_appends_share_writes_and_keep_every_row_once(tmp_path, db_ur
     assert sorted(r["request_id"] for r in written) == sorted(r["request_id"] for r in rows)
     assert all(r == next(x for x in rows if x["request_id"] == r["request_id"])
                for r in written[:20])
-    content = sum(len(line) + 1 for line in lines[:-1])
-    if sync == "fsync":
-        # Batches: fewer writes than rows (threads waited behind a slow write), one each.
-        assert len(writes) == journal.writes < 400
-        assert max(writes) == size == content and allocations == []
-    else:
-        assert writes == [] and journal.writes == 400  # copies, no write
-        assert size == -(-content // chunk) * chunk and len(allocations) == size // chunk > 2
+    # Batches: fewer writes than rows (threads waited behind a slow write), one each.
+    assert len(writes) == journal.writes < 400
+    assert max(writes) == journal.path.stat().st_size
     stored, total = query(app.extensions["vigie"].engine, actor="reader", limit=1000)
     assert total == 400
     assert sorted(r["query"] for r in stored) == sorted(r["query"] for r in rows)
@@ -436,11 +359,10 @@ def test_fsync_policy_syncs_once_per_batch_before_returning(tmp_path, db_url, mo
 
 def test_a_failed_write_fails_its_batch_and_leaves_no_torn_line(tmp_path, db_url,
                                                                  monkeypatch):
-    """"fsync" (os.write): a write cut short is cut back."""
     import errno
 
     settings = _settings(tmp_path, db_url)
-    app = _app(settings, AUDIT_SYNC="fsync")
+    app = _app(settings)
     journal = _journal(app)
     first, second, third = _request_rows(3, "w")
     journal.append(first)
@@ -465,113 +387,15 @@ def test_a_failed_write_fails_its_batch_and_leaves_no_torn_line(tmp_path, db_url
     assert sorted(r["query"] for r in _stored(settings, "reader")) == ["w=0", "w=2"]
 
 
-def test_a_full_disk_fails_the_allocation_not_the_process(tmp_path, db_url, monkeypatch):
-    """"write": the next chunk cannot be allocated (disk full): append raises OSError before
-    copying anything (never a copy past the allocated space: SIGBUS), the lines before stay
-    whole, a request's row goes straight to the database, and appends resume once the disk
-    has room."""
-    import errno
-    import mmap
-
-    from service import audit_journal
-
-    chunk = mmap.ALLOCATIONGRANULARITY
-    monkeypatch.setattr(audit_journal, "CHUNK_BYTES", chunk)
-    settings = _settings(tmp_path, db_url)
-    app = _app(settings)
-    token = _token(settings)
-    journal = _journal(app)
-    rows = _request_rows(60, "d")
-    full = threading.Event()
-    real = os.posix_fallocate
-
-    def fallocate(fd, offset, length):
-        if full.is_set():
-            real(fd, offset, min(length, 100))  # a part of it…
-            raise OSError(errno.ENOSPC, "No space left on device")  # …then the disk is full
-        return real(fd, offset, length)
-
-    monkeypatch.setattr(os, "posix_fallocate", fallocate)
-    full.set()
-    with pytest.raises(OSError, match="No space left"):  # the first chunk already
-        journal.append(rows[0])
-    full.clear()
-    done = []
-    with journal.hold():
-        journal.append(rows[0])
-        done.append(rows[0])
-        full.set()
-        with pytest.raises(OSError, match="No space left"):
-            for row in rows[1:]:
-                journal.append(row)  # fills the first chunk, then cannot have the next one
-                done.append(row)
-        assert 3 < len(done) < 60
-        with pytest.raises(OSError, match="No space left"):
-            journal.append(rows[-1])  # still full
-        assert [r["query"] for r in _lines(journal.path)] == [r["query"] for r in done]
-        assert journal._file.allocated == chunk and len(journal._file.map) == chunk
-        resp = app.test_client().get("/api/v1/nope?direct=1",
-                                     headers={"Authorization": f"Bearer {token}"})
-        assert resp.status_code == 404
-        assert [r["query"] for r in _stored(settings, "reader")] == ["direct=1"]
-        full.clear()
-        journal.append(rows[-1])  # room again
-        done.append(rows[-1])
-    assert [r["query"] for r in _lines(journal.path)] == [r["query"] for r in done]
-    assert journal.path.stat().st_size == 2 * chunk
-    journal.flush()
-    assert sorted(r["query"] for r in _stored(settings, "reader")) == sorted(
-        [r["query"] for r in done] + ["direct=1"])
-
-
-def test_replay_reads_lines_up_to_the_zeros_and_skips_a_torn_last_line(tmp_path, db_url):
-    """A crafted dead journal: the shipped offset after the first line, whole lines, a line cut
-    short (all but its newline), zeros; and an "fsync" one (no zeros) ending with a torn line, its
-    offset past its size (replayed from the start). Every whole line past the offset is
-    stored, once, the torn ones never; the files are removed."""
-    import fcntl
-
-    from features.catalog import get_engine
-    from service.audit_journal import _encode, recover
-
-    settings = _settings(tmp_path, db_url)
-    _app(settings)  # the database's tables
-    engine = get_engine(settings.database_url)
-    folder = tmp_path / "journals"
-    folder.mkdir()
-    rows = _request_rows(6, "r")
-    lines = [_encode(row) for row in rows]
-    torn = _encode(_request_rows(1, "torn")[0])
-    mapped = folder / "host-1-aaaa.jsonl"  # cut right before its newline: whole JSON, yet
-    mapped.write_bytes(b"".join(lines[:4]) + torn[:-1] + bytes(8192))  # never acknowledged
-    torn = torn[:-30]
-    mapped.with_suffix(".shipped").write_bytes(b"%020d\n" % len(lines[0]))
-    written = folder / "host-2-bbbb.jsonl"
-    written.write_bytes(b"".join(lines[4:]) + torn)
-    written.with_suffix(".shipped").write_bytes(b"%020d\n" % 1_000_000)
-    alive = folder / "host-3-cccc.jsonl"  # a live process's: left alone
-    alive.write_bytes(lines[0])
-    with alive.open("rb") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        recover(folder, engine)  # (its count of new rows: SQLite's only, psycopg gives 0)
-        recover(folder, engine)
-    assert sorted(r["query"] for r in _stored(settings, "reader")) == [f"r={i}"
-                                                                      for i in range(1, 6)]
-    assert sorted(p.name for p in folder.iterdir()) == [alive.name]
-
-
 LOAD_CRASH = textwrap.dedent("""
     import os, sys, threading
     from features.settings import Settings
-    from service import audit_journal
     from service.app import create_app
     from service.audit_journal import new_request_id
 
-    home, data, url, sync, chunk = sys.argv[1:6]
-    audit_journal.CHUNK_BYTES = int(chunk)  # small: mapped again and again under the load
+    home, data, url = sys.argv[1:4]
     settings = Settings.from_env(home=home, data_dir=data, database_url=url)
-    app = create_app({"TESTING": True, "SETTINGS": settings, "RATELIMIT_ENABLED": False,
-                      "AUDIT_SYNC": sync})
+    app = create_app({"TESTING": True, "SETTINGS": settings, "RATELIMIT_ENABLED": False})
     journal = app.extensions["vigie"].extra["audit_journal"]
     print(journal.path, flush=True)
     out = threading.Lock()
@@ -591,17 +415,12 @@ LOAD_CRASH = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sync", ["write", "fsync"])
-def test_a_crash_under_load_loses_no_acknowledged_row(tmp_path, db_url, sync):
-    """SIGKILL while 8 threads append (and, "write", the file is preallocated and mapped
-    again every 64 KiB): every acknowledged row is in the journal, whole, and stored exactly
-    once by the next start; a line the crash cut short was never acknowledged."""
+def test_a_crash_under_load_loses_no_acknowledged_row(tmp_path, db_url):
     settings = _settings(tmp_path, db_url)
     _app(settings)  # the database's tables
-    chunk = 64 << 10
     proc = subprocess.Popen([sys.executable, "-c", LOAD_CRASH, str(settings.home),
-                             str(tmp_path), db_url, sync, str(chunk)], cwd=ROOT,
-                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                             str(tmp_path), db_url], cwd=ROOT, stdout=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         journal = Path(proc.stdout.readline().decode().strip())
         acknowledged = [proc.stdout.readline() for _ in range(1500)]
@@ -613,80 +432,14 @@ def test_a_crash_under_load_loses_no_acknowledged_row(tmp_path, db_url, sync):
                     if line.endswith(b"\n")}
     assert len(acknowledged) >= 1500
     data = journal.read_bytes()
-    content = _content(journal)
-    if sync == "write":  # preallocated chunks: zeros after the lines
-        assert len(data) % chunk == 0 and len(data) - chunk <= len(content) < len(data)
-        assert len(data) > chunk  # (mapped again at least once)
-    else:
-        assert content == data
-    *lines, fragment = content.split(b"\n")  # whole lines, then what a crash cut short
-    rows = [json.loads(line) for line in lines]
+    lines = data.split(b"\n")
+    rows = [json.loads(line) for line in lines[:-1]]  # whole lines (a torn one only last)
     ids = [r["request_id"] for r in rows]
     assert len(ids) == len(set(ids))
     assert sorted(acknowledged - set(ids)) == []  # every answered row is in the journal
-    assert not any(ack.encode() in fragment for ack in acknowledged)
 
     _app(settings)  # the next start replays the dead process's journal
     stored = [r["request_id"] for r in _stored(settings, "reader")]
     assert len(stored) == len(set(stored))
     assert sorted(acknowledged - set(stored)) == []
-    assert set(stored) == set(ids)
     assert not journal.exists()
-
-
-FILE_LIMIT = textwrap.dedent("""
-    import os, resource, signal, sys
-    from features.settings import Settings
-    from service import audit_journal
-    from service.app import create_app
-    from service.audit_journal import new_request_id
-
-    home, data, url, chunk = sys.argv[1:5]
-    audit_journal.CHUNK_BYTES = int(chunk)
-    settings = Settings.from_env(home=home, data_dir=data, database_url=url)
-    app = create_app({"TESTING": True, "SETTINGS": settings, "RATELIMIT_ENABLED": False})
-    journal = app.extensions["vigie"].extra["audit_journal"]
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # (else the kernel's refusal kills us)
-    limit = 3 * int(chunk) - 1000  # no file of ours larger: the third chunk is refused
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    acknowledged = []
-    with journal.hold():  # (nothing written to the database)
-        try:
-            for i in range(100_000):
-                row = {"request_id": new_request_id(), "at": "2026-12-01T23:00:00+00:00",
-                       "event": "request", "actor": "reader", "role": "admin",
-                       "method": "GET", "path": "/api/v1/forecasts", "query": f"i={i}"}
-                journal.append(row)
-                acknowledged.append(row["request_id"])
-        except OSError as exc:
-            print(exc.errno, journal.path, len(acknowledged), flush=True)
-        try:
-            journal.append(row)
-        except OSError:
-            pass
-    os.write(1, "\\n".join(acknowledged).encode())
-    os._exit(0)  # as if killed: the next start replays the journal
-""")
-
-
-def test_a_file_size_limit_refuses_the_next_chunk_and_the_process_lives(tmp_path, db_url):
-    """The kernel itself refuses the next chunk (RLIMIT_FSIZE, as a full disk would): append
-    raises OSError (EFBIG), the process lives on (no SIGBUS), and every line appended before
-    is replayed at the next start."""
-    import errno
-
-    settings = _settings(tmp_path, db_url)
-    _app(settings)  # the database's tables
-    chunk = 64 << 10
-    proc = subprocess.run([sys.executable, "-c", FILE_LIMIT, str(settings.home), str(tmp_path),
-                           db_url, str(chunk)], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    first, *acknowledged = proc.stdout.splitlines()
-    code, path, count = first.split()
-    assert int(code) == errno.EFBIG and int(count) == len(acknowledged) > 200
-    journal = Path(path)
-    assert journal.stat().st_size == 2 * chunk  # nothing mapped past what was allocated
-    assert [r["request_id"] for r in _lines(journal)] == acknowledged
-    _app(settings)
-    assert sorted(r["request_id"] for r in _stored(settings, "reader")) == sorted(acknowledged)
