@@ -497,17 +497,23 @@ def test_a_cell_too_long_for_the_csv_reader_is_a_problem_not_a_crash(accepted, c
     assert _served(client, home, tokens["admin"]) == before
 
 
-def test_a_plain_ingest_settles_the_uploads_it_read(real_cube, tmp_path, runner):
-    """``python -m service ingest`` (not only the upload's own job) puts an accepted upload in
-    force with the vintage it made, and says so."""
+def _sent_to_a_home_of_its_own(real_cube, tmp_path, sender: str):
+    """The fixture file sent (202, its ingest queued) by a new token of ``sender`` scoped to
+    Rennes Métropole, to a home of its own sharing the real cube: (settings, token, answer)."""
     from service.auth import create_token
 
     other = home_sharing(real_cube, tmp_path / "home")
-    token = create_token(get_engine(other.database_url), "ville-rennes-2", "city",
-                         [RENNES_METROPOLE])
+    token = create_token(get_engine(other.database_url), sender, "city", [RENNES_METROPOLE])
     response = _post(_client(other), CITY_FILE.read_bytes(), "rennes_social.csv",
                      {"Authorization": f"Bearer {token}"})
     assert response.status_code == 202, response.get_json()
+    return other, token, response
+
+
+def test_a_plain_ingest_settles_the_uploads_it_read(real_cube, tmp_path, runner):
+    """``python -m service ingest`` (not only the upload's own job) puts an accepted upload in
+    force with the vintage it made, and says so."""
+    other, token, response = _sent_to_a_home_of_its_own(real_cube, tmp_path, "ville-rennes-2")
     upload_id = response.get_json()["id"]
     assert _record(other, upload_id)["status"] == "accepted"
     # No serve process runs a scheduler here: the answer says who will run the ingest.
@@ -534,15 +540,9 @@ def test_an_ingest_that_stops_with_an_exception_undoes_the_upload_it_read(real_c
     """Found by an outside attack: a file that made the ingest raise (a MemoryError) stayed
     'accepted' in force, so every later ingest read it again and stopped again."""
     import features.ingest
-    from service.auth import create_token
     from service.usecases.uploads import ingest_settling
 
-    other = home_sharing(real_cube, tmp_path / "home")
-    token = create_token(get_engine(other.database_url), "ville-rennes-3", "city",
-                         [RENNES_METROPOLE])
-    response = _post(_client(other), CITY_FILE.read_bytes(), "rennes_social.csv",
-                     {"Authorization": f"Bearer {token}"})
-    assert response.status_code == 202, response.get_json()
+    other, _, response = _sent_to_a_home_of_its_own(real_cube, tmp_path, "ville-rennes-3")
     upload_id = response.get_json()["id"]
     served = CubeStore(other).current_vintage()["id"]
 

@@ -364,7 +364,8 @@ class _Upload:
         from features.uploads import UploadIndex, locked
         from service.jobs import enqueue
 
-        run_id = enqueue(get_engine(self.settings.database_url), "ingest",
+        engine = get_engine(self.settings.database_url)
+        run_id = enqueue(engine, "ingest",
                          {"upload": self.record["id"]}, trigger="upload", requested_by=actor)
         self.record["job_id"] = run_id
         with locked(self.settings):
@@ -375,7 +376,7 @@ class _Upload:
 
         message = (f"accepted: ingest run {run_id} makes its vintage (GET /api/v1/uploads "
                    "gives this upload's status)")
-        lease = lock_holder(get_engine(self.settings.database_url))
+        lease = lock_holder(engine)
         if not (lease and lease["alive"]):
             # serve --no-scheduler everywhere: nobody runs the queue; say it, don't let the
             # sender wait for a vintage that never comes.
