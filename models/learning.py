@@ -93,6 +93,12 @@ class GlobalGBM(Forecaster):
         Training rows needed at a horizon (fewer: the Hub baseline for every territory).
     random_state:
         Seed of the gradient boosting (forecasts are reproducible).
+    pool_horizons:
+        Fit one centre and one spread model for all the steps a forecast fits, the step
+        being a feature (the training rows of every step stacked), instead of one pair per
+        step: two fits instead of eight for the 4 weekly horizons, each on four times the
+        rows (a gradient-boosting fit costs far less than four times as much on four times
+        the rows: per-tree work that does not grow with them).
     """
 
     alias: ClassVar[str] = "gbm"
@@ -122,6 +128,7 @@ class GlobalGBM(Forecaster):
         daily_window: int = 182,
         min_rows: int = 200,
         random_state: int = 0,
+        pool_horizons: bool = False,
     ) -> None:
         self.lags = lags
         self.exog = exog
@@ -138,6 +145,7 @@ class GlobalGBM(Forecaster):
         self.daily_window = daily_window
         self.min_rows = min_rows
         self.random_state = random_state
+        self.pool_horizons = pool_horizons
 
     # -- features -----------------------------------------------------------------------------
     def _log_levels(self, y: xr.DataArray) -> np.ndarray:
@@ -218,12 +226,15 @@ class GlobalGBM(Forecaster):
         self.y_ = y
         self.levels_ = self._log_levels(y)
         self.features_ = self._features(self.levels_, y, X)
-        self.models_: dict[int, list[Any]] = {}
-        self.unseen_: dict[int, np.ndarray] = {}
+        # Keyed by step, or by the tuple of steps of a pooled fit.
+        self.models_: dict[int | tuple[int, ...], list[Any] | None] = {}
+        self.unseen_: dict[int | tuple[int, ...], np.ndarray] = {}
         self.fallbacks_: dict[str, str] = {}
         return self
 
-    def _fit_horizon(self, h: int) -> list[Any] | None:
+    def _training_rows(self, h: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Features (with the target period's calendar) and targets of step ``h`` at every
+        training origin with both defined; None when fewer than ``min_rows``."""
         n_t, n_d, _ = self.features_.shape
         raw = np.log1p(np.clip(self.y_.values, 0.0, None))  # targets are raw, features smoothed
         dates = pd.DatetimeIndex(self.y_["date"].values)
@@ -243,13 +254,38 @@ class GlobalGBM(Forecaster):
         keep = np.isfinite(target) & np.isfinite(x[:, 0])
         if keep.sum() < self.min_rows:
             return None
-        x, target = x[keep], target[keep]
-        # A feature not yet observed at any training origin (a lag longer than the history,
-        # an indicator that starts later) is all-NaN, which HGB's binning rejects: it carries
-        # no information yet, so it is held at 0 here and at prediction.
+        return x[keep], target[keep]
+
+    def _fit_horizon(self, h: int) -> list[Any] | None:
+        rows = self._training_rows(h)
+        if rows is None:
+            return None
+        x, target = rows
+        self.unseen_[h] = self._hold_unseen(x)
+        return self._fit_pair(x, target)
+
+    def _fit_pooled(self, steps: tuple[int, ...]) -> list[Any] | None:
+        """One pair for ``steps``, the step as last feature; None when a step has fewer than
+        ``min_rows`` rows (as :meth:`_fit_horizon` would give for it)."""
+        parts = [self._training_rows(h) for h in steps]
+        if any(part is None for part in parts):
+            return None
+        x = np.concatenate([np.column_stack([p[0], np.full(len(p[0]), float(h))])
+                            for h, p in zip(steps, parts, strict=True)])
+        target = np.concatenate([p[1] for p in parts])
+        self.unseen_[steps] = self._hold_unseen(x)
+        return self._fit_pair(x, target)
+
+    @staticmethod
+    def _hold_unseen(x: np.ndarray) -> np.ndarray:
+        """A feature not yet observed at any training origin (a lag longer than the history,
+        an indicator that starts later) is all-NaN, which HGB's binning rejects: it carries
+        no information yet, so it is held at 0 here and at prediction (in place)."""
         unseen = ~np.isfinite(x).any(axis=0)
         x[:, unseen] = 0.0
-        self.unseen_[h] = unseen
+        return unseen
+
+    def _fit_pair(self, x: np.ndarray, target: np.ndarray) -> list[Any]:
         center = self._regressor().fit(x, target)
         # Spread: a second model of the absolute error of the first (E|e| = sd·sqrt(2/π) for
         # a normal error). Quantile loss would give it directly but is ~8x slower (one
@@ -294,16 +330,22 @@ class GlobalGBM(Forecaster):
             fit_h = sorted(needed)
         center = np.full((n_t, len(fit_h)), np.nan)
         spread = np.full((n_t, len(fit_h)), np.nan)
+        pooled = tuple(fit_h) if self.pool_horizons else None
+        if pooled is not None and pooled not in self.models_:
+            self.models_[pooled] = self._fit_pooled(pooled)
         for j, h in enumerate(fit_h):
-            if h not in self.models_:
-                self.models_[h] = self._fit_horizon(h)
-            if self.models_[h] is None:
+            key = pooled or h
+            if key not in self.models_:
+                self.models_[key] = self._fit_horizon(h)
+            if self.models_[key] is None:
                 continue
             cal = self._calendar(targets[h - 1 : h])
             x = np.concatenate([origin, np.repeat(cal, n_t, axis=0)], axis=1)
-            x[:, self.unseen_[h]] = 0.0
+            if pooled is not None:
+                x = np.column_stack([x, np.full(n_t, float(h))])
+            x[:, self.unseen_[key]] = 0.0
             # HGB handles the NaN features of young series natively.
-            center[:, j], spread[:, j] = (m.predict(x) for m in self.models_[h])
+            center[:, j], spread[:, j] = (m.predict(x) for m in self.models_[key])
         usable = np.isfinite(origin[:, 0]) & np.all(np.isfinite(center), axis=1)
         out = np.empty((n_t, horizon, 23))
         steps = np.arange(1, horizon + 1)
