@@ -52,8 +52,15 @@ audit trail in this process call :func:`flush` first (``service.audit.query`` do
 ``/api/v1/audit`` and every test that reads rows right after a request see them). Rows of
 another live process appear once its shipper ran (within about :data:`SHIP_INTERVAL`).
 
-A long-running process's journal is truncated when everything in it has been shipped and it
-has grown past :data:`ROTATE_BYTES`; a cleanly stopped process removes its (shipped) journal.
+Segments
+--------
+A journal is a sequence of files: once the current one has grown past :data:`ROTATE_BYTES`,
+the next batch starts a new one (``<name>.<n>.jsonl``, its own ``.shipped`` file and lock).
+An earlier segment stays open and locked until its last row is shipped, then it is removed;
+so under steady load, when rows are always waiting to be shipped, the disk holds the rows not
+yet shipped plus at most one segment, instead of a file that grows as long as the process
+lives. A crash leaves the segments of the dead process, each replayed like a journal. A
+cleanly stopped process removes its (shipped) segments.
 """
 
 from __future__ import annotations
@@ -87,7 +94,7 @@ BATCH_ROWS = 500          # rows per INSERT (and per transaction)
 SHIP_INTERVAL = 0.1       # seconds between two batches of one process: ≤ 10 commits/s, and
                           # batches of ~100 rows at 1,000 requests/s (~25 µs of CPU a row,
                           # ~65 µs at 20 rows, ~600 µs one by one, SQLite here)
-ROTATE_BYTES = 16 << 20   # a fully shipped journal larger than this is truncated
+ROTATE_BYTES = 16 << 20   # a segment larger than this is followed by a new one
 SYNC_POLICIES = ("write", "fsync")
 COLUMNS = tuple(c.name for c in audit_log.columns if c.name != "id")
 
@@ -184,6 +191,12 @@ def _insert(engine: sa.Engine, params: list[dict]) -> int:
 
 
 # ---------------------------------------------------------------------------- one journal
+def _close_files(files: list[_File]) -> None:
+    """Close every segment (each removed if everything in it was shipped)."""
+    for segment in files:
+        segment.close()
+
+
 class _Batch:
     """Lines written together by their leader (the thread whose line came first). ``latch``
     is held until they are written (or failed); the others wait by taking it in turn (a plain
@@ -262,20 +275,26 @@ class AuditJournal:
     def _reset(self) -> None:
         """A fresh identity (at creation, and in the child after a fork)."""
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.path = self.folder / (self.name + SUFFIX)
+        self._segment = 0
+        self.path = self.folder / (self.name + SUFFIX)  # the current segment
         self._file = _File(self.path)
-        self._finalizer = weakref.finalize(self, self._file.close)
-        self._lock = threading.Lock()          # the file, its offsets and the pending rows
+        # Every open segment, earlier ones (rows left to ship) first, the current one last.
+        self._files: list[_File] = [self._file]
+        self._finalizer = weakref.finalize(self, _close_files, self._files)
+        self._lock = threading.Lock()          # the files, their offsets and the pending rows
         self._ship_lock = threading.Lock()     # one batch at a time
-        self._pending: list[tuple[int, dict]] = []  # (end offset of the line in the file, row)
-        self._written = 0                      # the file's size (0 again after a truncation)
-        self._shipped = 0
+        # (bytes appended to the journal up to the line's end, its segment, end offset of the
+        # line in that segment, row)
+        self._pending: list[tuple[int, _File, int, dict]] = []
+        self._written = 0                      # the current segment's size
+        self._shipped = 0                      # end offset of the last line shipped
         self._appended = 0                     # bytes ever appended
         self._write_lock = threading.Lock()    # one batch written at a time (its leader)
         self._open = _Batch()                  # the batch arriving lines join
         self._torn = False                     # the file ends with a torn line (see _write)
         self._closed = False
         self.writes = 0                        # batches written (tests, metrics)
+        self.segments = 1                      # segments started (tests, metrics)
         self.batches = 0                       # batches shipped (tests, metrics)
         self.failures = 0                      # failed attempts in a row (the shipper's)
         self.retry_at = 0.0                    # monotonic time of the shipper's next attempt
@@ -327,8 +346,11 @@ class AuditJournal:
         with self._lock:
             if self._closed:
                 raise OSError(errno.EBADF, "the audit journal is closed")
+            if self._written > ROTATE_BYTES:
+                self._next_segment()
             fd = self._file.open()
             start = self._written
+            segment = self._file
         if self._torn:  # a failed write could not be cut back: end its torn line first
             data = b"\n" + data
         view, done = memoryview(data), 0
@@ -353,11 +375,27 @@ class AuditJournal:
             end = start
             for line, row in zip(batch.lines, batch.rows, strict=True):
                 end += len(line)
-                self._pending.append((end, row))
+                self._pending.append((self._appended + end - start, segment, end, row))
             self._written = end
             self._appended += end - start
-            self._file.clean = False
+            segment.clean = False
             self.writes += 1
+
+    def _next_segment(self) -> None:
+        """Start a new segment (the caller holds ``_lock`` and ``_write_lock``): the current one
+        is closed and removed now if everything in it was shipped, else when its last row is
+        (:meth:`ship`)."""
+        done = self._file
+        if done.clean:
+            done.close()
+            self._files.remove(done)
+        self._segment += 1
+        self.path = self.folder / f"{self.name}.{self._segment}{SUFFIX}"
+        self._file = _File(self.path)
+        self._files.append(self._file)
+        self._written = 0
+        self._torn = False  # a torn line ends the previous segment; replay skips it
+        self.segments += 1
 
     # -- shipping
     def ship(self, limit: int = BATCH_ROWS) -> int:
@@ -367,24 +405,23 @@ class AuditJournal:
                 batch = self._pending[:limit]
             if not batch:
                 return 0
-            insert_rows(self.engine, [row for _, row in batch])
+            insert_rows(self.engine, [entry[3] for entry in batch])
             with self._lock:
                 del self._pending[:len(batch)]
-                self._shipped = batch[-1][0]
+                self._shipped = batch[-1][2]
                 self.batches += 1
-                if self._file.shipped_fd is not None:
-                    if (not self._pending and self._written > ROTATE_BYTES
-                            and self._write_lock.acquire(blocking=False)):
-                        # Everything shipped: start the file again (a crash in between replays
-                        # lines the database has, which the request ids make harmless).
-                        # No batch is being written meanwhile (its lock is held).
-                        try:
-                            os.ftruncate(self._file.fd, 0)
-                            self._written = self._shipped = 0
-                        finally:
-                            self._write_lock.release()
-                    os.pwrite(self._file.shipped_fd, b"%020d\n" % self._shipped, 0)
-                self._file.clean = not self._pending
+                shipped_to: dict[_File, int] = {}
+                for _, segment, end, _ in batch:
+                    shipped_to[segment] = end
+                waiting = {entry[1] for entry in self._pending}
+                for segment, end in shipped_to.items():
+                    segment.clean = segment not in waiting
+                    if segment.shipped_fd is not None:
+                        os.pwrite(segment.shipped_fd, b"%020d\n" % end, 0)
+                for segment in self._files[:-1]:  # earlier segments now fully shipped
+                    if segment.clean:
+                        segment.close()
+                        self._files.remove(segment)
             return len(batch)
 
     @contextlib.contextmanager
@@ -398,11 +435,16 @@ class AuditJournal:
         with self._lock:
             return len(self._pending)
 
+    def segment_paths(self) -> list[Path]:
+        """The open segments' files, oldest first (the current one last)."""
+        with self._lock:
+            return [segment.path for segment in self._files]
+
     def flush(self) -> None:
         """Ship every row appended before this call, in the caller's thread (raises when the
         database refuses)."""
         with self._lock:
-            end = self._written
+            end = self._appended
         while True:
             with self._lock:
                 if not self._pending or self._pending[0][0] > end:
@@ -412,8 +454,8 @@ class AuditJournal:
     def on_failure(self) -> None:
         """The database is unreachable: make what waits in the journal survive power loss."""
         with self._lock:
-            fd = self._file.fd
-        if fd is not None:
+            fds = [segment.fd for segment in self._files if segment.fd is not None]
+        for fd in fds:
             with contextlib.suppress(OSError):
                 os.fdatasync(fd)
 
@@ -430,13 +472,14 @@ class AuditJournal:
         with self._write_lock, self._lock:  # never under a batch being written
             self._closed = True
             self._finalizer.detach()
-            self._file.close()
+            _close_files(self._files)
 
     def _reset_in_child(self) -> None:
         """After a fork: the parent's file, lock and pending rows stay the parent's (closing
         the child's copies of the descriptors leaves the parent's lock in place)."""
         self._finalizer.detach()
-        self._file.close(remove=False)
+        for segment in self._files:
+            segment.close(remove=False)
         self._reset()
 
 

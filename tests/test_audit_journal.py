@@ -230,7 +230,8 @@ def test_fsync_policy_and_unwritable_journal(tmp_path, db_url):
     assert [r["query"] for r in _stored(other, "direct")] == ["direct=1"]
 
 
-def test_a_shipped_journal_is_truncated_past_its_size_limit(tmp_path, db_url, monkeypatch):
+def test_a_shipped_journal_moves_to_a_new_segment_past_its_size_limit(tmp_path, db_url,
+                                                                      monkeypatch):
     from service import audit_journal
     from service.audit import query
 
@@ -245,8 +246,81 @@ def test_a_shipped_journal_is_truncated_past_its_size_limit(tmp_path, db_url, mo
                                   headers={"Authorization": f"Bearer {token}"})
         journal.flush()
         assert journal.path.stat().st_size < 1000 + 400
+        # everything shipped: the previous segment was removed when the next one started
+        assert list(settings.audit_journal_dir.glob("*.jsonl")) == [journal.path]
+    assert journal.segments > 2
     assert int(journal.path.with_suffix(".shipped").read_bytes()) == journal.path.stat().st_size
     assert query(app.extensions["vigie"].engine, actor="reader")[1] == 12
+
+
+def test_segments_rotate_under_steady_load(tmp_path, db_url, monkeypatch):
+    # Rows arrive while every batch is shipped, so some are always waiting: the journal must
+    # still move on to new segments and remove each one once its rows are shipped (a single
+    # file truncated only when nothing waits grew as long as the process lived).
+    from service import audit_journal
+    from service.audit_journal import AuditJournal
+
+    monkeypatch.setattr(audit_journal, "ROTATE_BYTES", 2000)
+    settings = _settings(tmp_path, db_url)
+    _app(settings)  # the schema
+    from features.catalog import get_engine
+
+    folder = tmp_path / "steady"
+    journal = AuditJournal(folder, get_engine(settings.database_url))
+    audit_journal._SHIPPER._journals.discard(journal)  # shipped here only, batch by batch
+    rows = _request_rows(410, "steady")  # 10, then 50 × 8
+    for row in rows[:10]:
+        journal.append(row)
+    sizes, open_segments = [], []
+    for i in range(10, len(rows), 8):
+        for row in rows[i:i + 8]:
+            journal.append(row)
+        journal.ship(limit=8)  # as many as arrived: 10 always wait
+        assert journal.pending() == 10
+        sizes.append(sum(p.stat().st_size for p in folder.glob("*.jsonl")))
+        open_segments.append(len(journal.segment_paths()))
+    history = sum(len(audit_journal._encode(row)) for row in rows)
+    assert journal.segments > 10
+    # on disk: the segments holding the rows still waiting (a few), never the whole history
+    assert max(open_segments) <= 3
+    assert max(sizes) < 4 * 2000 < history / 8
+    journal.close()
+    assert list(folder.glob("*")) == []
+    assert sorted(r["query"] for r in _stored(settings, "reader")) == \
+        sorted(r["query"] for r in rows)
+
+
+def test_a_crash_with_unshipped_segments_replays_each_once(tmp_path, db_url, monkeypatch):
+    from features.catalog import get_engine
+    from service import audit_journal
+    from service.audit_journal import AuditJournal, recover
+
+    monkeypatch.setattr(audit_journal, "ROTATE_BYTES", 1500)
+    settings = _settings(tmp_path, db_url)
+    _app(settings)
+    engine = get_engine(settings.database_url)
+    folder = tmp_path / "crashed"
+    journal = AuditJournal(folder, engine)
+    audit_journal._SHIPPER._journals.discard(journal)  # shipped here only
+    rows = _request_rows(60, "crash")
+    for row in rows[:25]:
+        journal.append(row)
+    journal.ship(limit=10)  # part of the first segment shipped before the crash
+    with journal.hold():
+        for row in rows[25:]:
+            journal.append(row)
+        segments = journal.segment_paths()
+        assert len(segments) >= 3
+        # A live process's segments are locked: another start leaves them alone.
+        assert recover(folder, engine) == 0
+        # The process dies: its descriptors (and locks) go, the files stay.
+        for segment in journal._files:
+            segment.close(remove=False)
+    journal._finalizer.detach()
+    recover(folder, engine)  # (how many were new: not every driver counts an executemany)
+    assert list(folder.glob("*.jsonl")) == []
+    assert sorted(r["query"] for r in _stored(settings, "reader")) == \
+        sorted(r["query"] for r in rows)
 
 
 # ---------------------------------------------------------------------------- group commit
