@@ -452,12 +452,18 @@ class AuditJournal:
             self.ship()
 
     def on_failure(self) -> None:
-        """The database is unreachable: make what waits in the journal survive power loss."""
-        with self._lock:
-            fds = [segment.fd for segment in self._files if segment.fd is not None]
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.fdatasync(fd)
+        """The database is unreachable: make what waits in the journal survive power loss.
+
+        Under the shipping lock, which :meth:`close` (and :meth:`ship`, which removes shipped
+        segments) takes too: a descriptor is never closed while it is being synced. Closed
+        during the sync, the file (and its lock) would stay open until the sync returned, and
+        a new start replaying the journals would skip it as a live process's."""
+        with self._ship_lock:
+            with self._lock:
+                fds = [segment.fd for segment in self._files if segment.fd is not None]
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.fdatasync(fd)
 
     def close(self) -> None:
         """Ship what is left, close, and remove the journal (kept for the next start to replay
@@ -469,7 +475,8 @@ class AuditJournal:
             self.flush()
         except Exception:
             log.exception("audit journal %s: rows left for the next start to replay", self.path)
-        with self._write_lock, self._lock:  # never under a batch being written
+        # Never under a batch being written, nor a sync of the shipper's (on_failure).
+        with self._ship_lock, self._write_lock, self._lock:
             self._closed = True
             self._finalizer.detach()
             _close_files(self._files)

@@ -517,3 +517,53 @@ def test_a_crash_under_load_loses_no_acknowledged_row(tmp_path, db_url):
     assert len(stored) == len(set(stored))
     assert sorted(acknowledged - set(stored)) == []
     assert not journal.exists()
+
+
+def test_close_waits_for_the_shippers_sync(tmp_path, db_url, monkeypatch):
+    # The database refused: the shipper syncs the journal (on_failure) while the process
+    # stops. close() must not close the file under that sync: the file and its lock stayed
+    # open until the sync returned, and a start meanwhile skipped the journal as alive.
+    import fcntl
+
+    from features.catalog import get_engine
+    from service import audit_journal
+    from service.audit_journal import AuditJournal
+
+    settings = _settings(tmp_path, db_url)
+    _app(settings)
+    folder = tmp_path / "closing"
+    journal = AuditJournal(folder, get_engine(settings.database_url))
+    audit_journal._SHIPPER._journals.discard(journal)
+    journal.append(_request_rows(1, "sync")[0])
+    path = journal.path
+    syncing, real = threading.Event(), os.fdatasync
+
+    def slow_sync(fd):
+        # The kernel holds the open file (and so its lock) for the length of the call.
+        held = os.dup(fd)
+        syncing.set()
+        try:
+            time.sleep(0.5)
+            return real(held)
+        finally:
+            os.close(held)
+
+    def refused(engine, rows):
+        raise sa.exc.OperationalError("INSERT", {}, Exception("database unreachable"))
+
+    monkeypatch.setattr(os, "fdatasync", slow_sync)
+    monkeypatch.setattr(audit_journal, "insert_rows", refused)
+    syncer = threading.Thread(target=journal.on_failure)
+    syncer.start()
+    assert syncing.wait(5)
+    journal.close()  # the row could not be shipped: the file is kept for the next start
+    assert path.exists()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free once close() returned
+    finally:
+        os.close(fd)
+    syncer.join()
+    monkeypatch.undo()
+    audit_journal.recover(folder, get_engine(settings.database_url))
+    assert [r["query"] for r in _stored(settings, "reader")] == ["sync=0"]
