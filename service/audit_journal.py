@@ -275,7 +275,6 @@ class AuditJournal:
     def _reset(self) -> None:
         """A fresh identity (at creation, and in the child after a fork)."""
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._segment = 0
         self.path = self.folder / (self.name + SUFFIX)  # the current segment
         self._file = _File(self.path)
         # Every open segment, earlier ones (rows left to ship) first, the current one last.
@@ -287,7 +286,6 @@ class AuditJournal:
         # line in that segment, row)
         self._pending: list[tuple[int, _File, int, dict]] = []
         self._written = 0                      # the current segment's size
-        self._shipped = 0                      # end offset of the last line shipped
         self._appended = 0                     # bytes ever appended
         self._write_lock = threading.Lock()    # one batch written at a time (its leader)
         self._open = _Batch()                  # the batch arriving lines join
@@ -389,8 +387,7 @@ class AuditJournal:
         if done.clean:
             done.close()
             self._files.remove(done)
-        self._segment += 1
-        self.path = self.folder / f"{self.name}.{self._segment}{SUFFIX}"
+        self.path = self.folder / f"{self.name}.{self.segments}{SUFFIX}"
         self._file = _File(self.path)
         self._files.append(self._file)
         self._written = 0
@@ -408,7 +405,6 @@ class AuditJournal:
             insert_rows(self.engine, [entry[3] for entry in batch])
             with self._lock:
                 del self._pending[:len(batch)]
-                self._shipped = batch[-1][2]
                 self.batches += 1
                 shipped_to: dict[_File, int] = {}
                 for _, segment, end, _ in batch:

@@ -257,14 +257,13 @@ def test_segments_rotate_under_steady_load(tmp_path, db_url, monkeypatch):
     # Rows arrive while every batch is shipped, so some are always waiting: the journal must
     # still move on to new segments and remove each one once its rows are shipped (a single
     # file truncated only when nothing waits grew as long as the process lived).
+    from features.catalog import get_engine
     from service import audit_journal
     from service.audit_journal import AuditJournal
 
     monkeypatch.setattr(audit_journal, "ROTATE_BYTES", 2000)
     settings = _settings(tmp_path, db_url)
     _app(settings)  # the schema
-    from features.catalog import get_engine
-
     folder = tmp_path / "steady"
     journal = AuditJournal(folder, get_engine(settings.database_url))
     audit_journal._SHIPPER._journals.discard(journal)  # shipped here only, batch by batch
