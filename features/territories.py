@@ -66,6 +66,10 @@ ISO_REGION_TO_CODE: dict[str, str] = {
 #: A territory code as a user types it (command line, scenario file): France, a région ``R84``,
 #: a département ``69``, ``2A``, ``2B`` or overseas ``971``… (EPCI and communes are not taken).
 USER_CODE_PATTERN = r"FR|R[0-9]{2,3}|[0-9]{2}|2A|2B|97[0-9]"
+#: Codes below the département, as ``forecast`` and ``backtest`` take them (``--level epci`` or
+#: ``commune``): an EPCI's 9-digit SIREN (``243500139``), a commune's INSEE code (``35238``,
+#: ``2A004``). Scenarios do not project below the département, so they refuse them.
+LOCAL_CODE_PATTERN = r"[0-9]{9}|[0-9]{5}|2[AB][0-9]{3}"
 #: Groups a scenario accepts in place of codes (``forecast`` and ``backtest`` take none).
 CODE_GROUPS = ("departments", "metro_departments", "regions")
 #: How a message names a territory of each level.
@@ -75,14 +79,19 @@ LEVEL_WORDS = {"country": "France", "region": "a région", "department": "a dép
 
 
 def territory_code_errors(codes: Iterable[str], where: str = "territories",
-                          groups: Iterable[str] = CODE_GROUPS) -> list[str]:
+                          groups: Iterable[str] = CODE_GROUPS, local: bool = False) -> list[str]:
     """Codes typed outside a file (``--territory``, ``territories=``) that are not territory
     codes, checked before any data is read: one message per code, naming it and what was
-    expected. ``groups``: the group names also accepted (none for ``forecast``/``backtest``).
-    Used by ``scenario run/compare``, ``forecast``, ``backtest`` and the scenario schema."""
+    expected. ``groups``: the group names also accepted (none for ``forecast``/``backtest``);
+    ``local``: EPCI and commune codes accepted too (``forecast``/``backtest``, whose targets
+    may be forecast at those levels). Used by ``scenario run/compare``, ``forecast``,
+    ``backtest`` and the scenario schema."""
     groups = tuple(groups)
-    pattern = re.compile(rf"^({'|'.join((USER_CODE_PATTERN, *groups))})$")
+    accepted = (USER_CODE_PATTERN, LOCAL_CODE_PATTERN) if local else (USER_CODE_PATTERN,)
+    pattern = re.compile(rf"^({'|'.join((*accepted, *groups))})$")
     expected = "FR, a région R84, a département 69, 2A, 971"
+    if local:
+        expected += ", an EPCI 243500139, a commune 35238"
     if groups:
         expected += ", or " + ", ".join(groups)
     return [f"{where}: {c!r} is not a territory code (expected {expected})"
@@ -379,3 +388,35 @@ def groupement_entries(epci: pd.DataFrame, members: pd.DataFrame) -> dict[str, d
         "parent": str(row.parent), "population": number(row.population),
         "communes": by_epci.get(str(row.epci_code), [])}
         for row in epci.sort_values("epci_code").itertuples(index=False)}
+
+
+def registry_populations(coordinates: Iterable[pd.DataFrame], epci: pd.DataFrame | None = None,
+                         members: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The legal population (inhabitants) of every territory a vintage knows: index ``code``,
+    columns ``name``, ``level``, ``population`` (NaN when unknown).
+
+    ``coordinates``: one frame per cube dataset (``territory``, ``territory_name``,
+    ``territory_level``, ``population``: the datasets' coordinates, which hold France, the
+    régions, départements and collectivités, and the communes and EPCIs with data); ``epci``
+    and ``members``: the vintage tables ``epci`` and ``epci_communes``, which add every EPCI of
+    the registry (its population the sum of its member communes') and every member commune.
+    A code found in several places keeps its first population: the datasets' first, so that
+    what is exported is what the cube's rates divide by."""
+    frames = [c.rename(columns={"territory": "code", "territory_name": "name",
+                                "territory_level": "level"})[["code", "name", "level",
+                                                               "population"]]
+              for c in coordinates]
+    if epci is not None:
+        frames.append(pd.DataFrame({"code": epci["epci_code"], "name": epci["name"],
+                                    "level": GROUP_LEVEL, "population": epci["population"]}))
+    if members is not None:
+        frames.append(pd.DataFrame({"code": members["commune_code"],
+                                    "name": members["commune_name"], "level": "commune",
+                                    "population": members["commune_population"]}))
+    if not frames:
+        return pd.DataFrame(columns=["name", "level", "population"],
+                            index=pd.Index([], name="code"))
+    table = pd.concat(frames, ignore_index=True)
+    table["code"] = table["code"].astype(str)
+    table["population"] = pd.to_numeric(table["population"], errors="coerce").astype(float)
+    return table.drop_duplicates("code").set_index("code").sort_index()

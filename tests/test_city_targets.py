@@ -9,6 +9,7 @@ a city file that stops coming keeps its indicators in the cube with their last d
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 
@@ -265,3 +266,77 @@ def test_the_command_line_forecasts_a_city_indicator_and_refuses_an_unknown_one(
     code, _, err = runner(["forecast", "--target", "food_aid_request", "--level", "epci",
                            "--out", str(out)], env)
     assert code == 2 and "--target: unknown target food_aid_request" in err
+
+
+def test_the_command_line_backtests_an_epci_and_a_commune_by_code_and_scores_it(
+        city, runner, tmp_path):
+    """``backtest --territory`` takes the codes of ``--level epci``/``commune`` (an EPCI's
+    SIREN, a commune's INSEE code); its Hub CSV is scored against the baseline's by
+    ``score``; a scenario, which never projects below the département, still refuses them."""
+    env = {"VIGIE_HOME": str(city.home), "VIGIE_DATA_DIR": str(city.data_dir),
+           "VIGIE_DATABASE_URL": city.database_url}
+    files = {}
+    for level, code in (("epci", RENNES_METROPOLE), ("commune", RENNES)):
+        for model in ("ensemble", "baseline"):
+            out = files[level, model] = tmp_path / f"{level}-{model}.csv"
+            status, _, err = runner(["backtest", "--target", "food_aid_requests", "--level",
+                                     level, "--territory", code, "--model", model,
+                                     "--start", "2021-09-06", "--end", "2021-10-04",
+                                     "--every", "14", "--sequential", "--out", str(out)], env)
+            assert status == 0, err
+            rows = pd.read_csv(out, dtype={"location": str})
+            assert set(rows["location"]) == {code}
+            assert rows["forecast_date"].nunique() == 3
+    status, printed, err = runner(["score", str(files["epci", "ensemble"]), "--baseline",
+                                   str(files["epci", "baseline"]), "--json"], env)
+    assert status == 0, err
+    scores = pd.DataFrame(json.loads(printed)["by_horizon"])
+    assert set(scores["model"]) == {"epci-ensemble", "baseline"}  # named by file
+    assert scores["rel_wis"].notna().all() and (scores["n"] > 0).all()
+    # The level check still names a code at another level.
+    status, _, err = runner(["backtest", "--target", "food_aid_requests", "--level", "epci",
+                             "--territory", RENNES, "--start", "2021-09-06", "--end",
+                             "2021-09-06", "--sequential", "--out", str(tmp_path / "x.csv")],
+                            env)
+    assert status == 2 and f"'{RENNES}' is a commune, not an EPCI (--level epci)" in err
+    from features.territories import territory_code_errors
+
+    assert territory_code_errors([RENNES_METROPOLE, RENNES]) != []  # scenarios: refused
+    assert territory_code_errors([RENNES_METROPOLE, RENNES, "2A004"], groups=(),
+                                 local=True) == []
+
+
+def test_cube_export_gives_every_epci_the_population_of_its_member_communes(
+        city, runner, tmp_path):
+    """``cube export --indicator population``: the legal population of every territory of
+    the vintage; every EPCI of the registry (1,255) equals the sum of its member communes
+    as exported, Lyon's métropole included; an unknown code is named."""
+    env = {"VIGIE_HOME": str(city.home), "VIGIE_DATA_DIR": str(city.data_dir),
+           "VIGIE_DATABASE_URL": city.database_url}
+    out = tmp_path / "lyon.csv"
+    code, printed, err = runner(["cube", "export", "--indicator", "population", "--territory",
+                                 "200046977", "--out", str(out)], env)
+    assert code == 0, err
+    assert "1 rows of population (reference)" in printed
+    lyon = pd.read_csv(out, dtype={"territory": str})
+    assert lyon.to_dict("records") == [{"territory": "200046977", "level": "epci",
+                                        "name": "Métropole de Lyon",
+                                        "indicator": "population", "value": 1416545.0}]
+    everything = tmp_path / "population.csv"
+    code, _, err = runner(["cube", "export", "--indicator", "population", "--out",
+                           str(everything)], env)
+    assert code == 0, err
+    table = pd.read_csv(everything, dtype={"territory": str}).set_index("territory")
+    epcis = table[table["level"] == "epci"]
+    assert len(epcis) == 1255
+    members = pd.read_csv(city.data_dir / "fr_epci_communes.csv",
+                          dtype={"epci_code": str, "commune_code": str})
+    sums = table.loc[members["commune_code"], "value"].groupby(
+        members["epci_code"].to_numpy()).sum(min_count=1)
+    pd.testing.assert_series_equal(epcis["value"].sort_index(), sums.sort_index(),
+                                   check_names=False)
+    assert table.at["35", "value"] > table.at[RENNES_METROPOLE, "value"] > \
+        table.at[RENNES, "value"] > 0
+    code, _, err = runner(["cube", "export", "--indicator", "population", "--territory",
+                           "999999999", "--out", str(out)], env)
+    assert code == 2 and "unknown territory code(s): 999999999" in err

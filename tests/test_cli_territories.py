@@ -11,7 +11,8 @@ import pytest
 from features.settings import Settings
 from tests.synthetic_cube import synthetic_cube
 
-EXPECTED = "(expected FR, a région R84, a département 69, 2A, 971)"
+EXPECTED = ("(expected FR, a région R84, a département 69, 2A, 971, an EPCI 243500139, "
+            "a commune 35238)")
 
 
 @pytest.fixture

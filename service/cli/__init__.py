@@ -53,7 +53,9 @@ EXAMPLES: dict[str, list[str]] = {
     "cube export": ["python -m service cube export --indicator inc_hosp --territory FR 69 13 "
                     "--out admissions.csv",
                     "python -m service cube export --indicator hosp --territory 69 --territory 13 "
-                    "--as-of 2021-01-04 --out lits.csv"],
+                    "--as-of 2021-01-04 --out lits.csv",
+                    "python -m service cube export --indicator population --territory "
+                    "200046977 --out population.csv"],
     "cube vintages": ["python -m service cube vintages", "python -m service cube vintages --json"],
     "forecast": ["python -m service forecast --target inc_hosp --level national --out fr.csv",
                  "python -m service forecast --target icu --level department --territory 69 13 "
@@ -66,7 +68,9 @@ EXAMPLES: dict[str, list[str]] = {
     "backtest": ["python -m service backtest --target inc_hosp --level national "
                  "--start 2020-09-07 --end 2021-02-22 --out bt.csv",
                  "python -m service backtest --target hosp --level department --territory 69 13 "
-                 "--start 2021-01-04 --end 2021-03-29 --all-models --out bt_hosp.csv"],
+                 "--start 2021-01-04 --end 2021-03-29 --all-models --out bt_hosp.csv",
+                 "python -m service backtest --target food_aid_requests --level epci --territory "
+                 "243500139 --start 2021-03-01 --end 2021-11-29 --out bt_rennes.csv"],
     "score": ["python -m service score bt.csv",
               "python -m service score ensemble.csv --baseline baseline.csv --json"],
     "trackrecord": ["python -m service trackrecord",

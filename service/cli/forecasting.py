@@ -47,7 +47,8 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument("--frequency", choices=("weekly", "daily", "quarterly"),
                         help="cube frequency of the target (default: the target's usual one)")
     common.add_argument("--level", choices=LEVEL_CHOICES, default="national")
-    add_territory_option(common, "restrict to these codes (INSEE département, R84, FR): "
+    add_territory_option(common, "restrict to these codes of --level (FR, région R84, "
+                                 "département 69, EPCI 243500139, commune 35238): "
                                  "--territory 69 13 or --territory 69 --territory 13")
     _add_model_option(common)
     _add_sequential_option(common)
@@ -157,7 +158,8 @@ def _malformed_territories(args: argparse.Namespace) -> bool:
     (the check ``scenario run/compare`` make); True when there is one."""
     from features.territories import territory_code_errors
 
-    errors = territory_code_errors(args.territory or [], where="--territory", groups=())
+    errors = territory_code_errors(args.territory or [], where="--territory", groups=(),
+                                   local=True)
     for e in errors:
         print(e, file=sys.stderr)
     return bool(errors)

@@ -99,6 +99,8 @@ def export_indicator(settings: Any, indicator: str, territories: list[str] | Non
         if indicator in ds.data_vars:
             break
     else:
+        if indicator == POPULATION:
+            return export_population(settings, territories, as_of)
         raise UnknownIndicator(indicator)
     var = ds[indicator]
     if territories:
@@ -120,6 +122,59 @@ def export_indicator(settings: Any, indicator: str, territories: list[str] | Non
             estimate = f"{indicator}_estimated"
             result.estimate = estimate if estimate in ds.data_vars else None
     return result
+
+
+#: The name under which ``cube export`` gives the territories' legal populations.
+POPULATION = "population"
+
+
+def export_population(settings: Any, territories: list[str] | None = None,
+                      as_of: str | None = None) -> IndicatorExport:
+    """The legal population (inhabitants) of every territory of the vintage served on
+    ``as_of`` (only these codes), as ``territory,level,name,indicator,value`` rows: France,
+    régions, départements, collectivités, every EPCI of the registry (the sum of its member
+    communes) and every commune of an EPCI. Populations are not dated in the cube (the
+    INSEE legal populations the rates divide by), so the rows have no ``date`` and the
+    frequency is ``reference``.
+
+    Raises
+    ------
+    features.errors.NoVintageError
+        Nothing ingested (by that date).
+    UnknownTerritories
+        Codes the vintage does not know.
+    """
+    from features.indicators import FREQUENCIES
+    from features.store import CubeStore
+    from features.territories import registry_populations
+
+    store = CubeStore(settings)
+    vintage = store.vintage_at(as_of)["id"]
+    coordinates = []
+    for frequency in FREQUENCIES:
+        try:
+            ds = store.open(frequency, vintage_id=vintage)
+        except KeyError:
+            continue
+        coordinates.append(ds[["territory_name", "territory_level", "population"]]
+                           .coords.to_dataset().drop_vars("date", errors="ignore")
+                           .to_dataframe().reset_index())
+    tables = []
+    for name in ("epci", "epci_communes"):
+        try:
+            tables.append(store.open_table(name, as_of=as_of))
+        except KeyError:
+            tables.append(None)
+    table = registry_populations(coordinates, *tables)
+    if territories:
+        unknown = [c for c in territories if c not in table.index]
+        if unknown:
+            raise UnknownTerritories(unknown)
+        table = table.loc[list(dict.fromkeys(territories))]
+    frame = table.reset_index().rename(columns={"code": "territory", "population": "value"})
+    frame["indicator"] = POPULATION
+    return IndicatorExport(frame[["territory", "level", "name", "indicator", "value"]],
+                           "reference")
 
 
 def list_vintages(settings: Any) -> list[dict]:
