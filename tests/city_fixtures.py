@@ -40,8 +40,9 @@ def city_home(real_cube: Settings, folder: Path) -> Settings:
 
 def city_forecasts(settings: Settings) -> None:
     """Baseline forecasts from the day after each series' last observation: the two city
-    indicators for Rennes Métropole, beds and ICU beds for every département, unemployment for
-    Ille-et-Vilaine."""
+    indicators for Rennes Métropole, food-aid requests summed into Ille-et-Vilaine (drawn in
+    its Territoire page's « Autres prévisions »), beds and ICU beds for every département,
+    unemployment for Ille-et-Vilaine."""
     from models.forecasting import forecast
     from models.preparation import default_opener, prepare
     from models.registry import get_registry
@@ -53,6 +54,7 @@ def city_forecasts(settings: Settings) -> None:
     spec = registry.get("baseline")
     for name, frequency, level, territories in (
             *((n, "weekly", "epci", [RENNES_METROPOLE]) for n in CITY_INDICATORS),
+            ("food_aid_requests", "weekly", "department", ["35"]),
             ("icu", "daily", "department", None), ("hosp", "daily", "department", None),
             ("unemployment", "quarterly", "department", ["35"])):
         target = resolve_target(name, frequency, opener)

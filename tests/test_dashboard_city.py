@@ -251,3 +251,36 @@ def test_before_the_first_ingest_the_city_pages_say_so(tmp_path) -> None:
         assert response.status_code == status
         text = visible_text(response.get_data(as_text=True))
         assert "Aucune donnée n'a encore été chargée" in text and problems(text) == []
+
+
+def test_territory_page_offers_every_other_target_forecast_there(client, city_settings) -> None:
+    """Any target with a stored forecast at a département is drawn on its Territoire page
+    (« Autres prévisions »): Ille-et-Vilaine's food-aid requests (summed from Rennes and
+    Bruz), in French, with observations, forecast and the verdict; none where no other target
+    is forecast; a forged or unknown target is a French 404."""
+    data = client.get("/tableau/donnees/territoire/35").get_json()
+    others = data["others"]
+    assert [(o["target"], o["frequency"]) for o in others] == [("food_aid_requests", "weekly")]
+    assert others[0]["label"] == "Demandes d'aide alimentaire" and others[0]["published"]
+    assert not problems(" ".join(displayed_strings(others)))
+    view = client.get("/tableau/donnees/territoire/35/prevision?cible=food_aid_requests"
+                      "&frequence=weekly").get_json()
+    assert view["observed"]["available"] and view["forecast"]["available"]
+    assert len(view["forecast"]["dates"]) == 4 and view["forecast"]["model"] == "baseline"
+    summed = _weekly(city_settings)["food_aid_requests"].sel(territory="35").values
+    assert view["observed"]["values"][-1] == summed[np.isfinite(summed)][-1]
+    shown = {k: v for k, v in view.items() if k not in ("indicator", "frequency")}
+    assert not problems(" ".join(displayed_strings(shown)))
+    assert client.get("/tableau/donnees/territoire/69").get_json()["others"] == []
+    # A target with no forecast here is drawn with a French reason (none of it in this home).
+    hosp = client.get("/tableau/donnees/territoire/35/prevision?cible=inc_hosp"
+                      "&frequence=weekly").get_json()
+    assert hosp["observed"]["available"] and not hosp["forecast"]["available"]
+    assert not problems(hosp["forecast"]["reason"])
+    for query, status in (("cible=food_aid_requests&frequence=daily", 404),
+                          ("cible=%3Cscript%3E&frequence=weekly", 404), ("cible=&frequence=", 404),
+                          ("cible=food_aid_requests&frequence=weekly%00", 400)):
+        response = client.get(f"/tableau/donnees/territoire/35/prevision?{query}")
+        assert response.status_code == status, query
+    assert client.get("/tableau/donnees/territoire/ZZ/prevision?cible=food_aid_requests"
+                      "&frequence=weekly").status_code == 404

@@ -102,3 +102,23 @@ def test_keyboard_reaches_an_epci_and_its_page_draws_everything(browser, server)
         assert page.locator("#alert-line").inner_text().startswith("Ille-et-Vilaine")
         assert page.locator("#verdict-unemployment").inner_text()
         _shot(watch, "city_rennes_metropole_keyboard")
+
+
+def test_territory_page_draws_another_target_forecast_there(browser, server) -> None:
+    """Ille-et-Vilaine's Territoire page offers, below its panels, the food-aid requests
+    summed from its communes (« Autres prévisions ») and draws them with their forecast fan,
+    in French, with no console error."""
+    with _visit(browser, server + "/territoire/35") as watch:
+        page = watch.page
+        _wait_drawn(page, "#chart-other", timeout=120_000)
+        assert page.locator("#panel-other").is_visible()
+        assert page.locator("#other-target option").all_inner_texts() == [
+            "Demandes d'aide alimentaire (hebdomadaire)"]
+        traces = page.evaluate("() => document.getElementById('chart-other').data.map(t => t.meta)")
+        assert "median" in traces, traces
+        # No track record in this home: the verdict says so.
+        assert page.locator("#verdict-other").inner_text().startswith("Pas encore évalué")
+        assert "somme partielle : 2 commune(s)" in page.locator("#meta-other").inner_text()
+        page.wait_for_load_state("networkidle")
+        _shot(watch, "territory_35_other_forecast")
+        assert problems(page.evaluate(SHOWN_TEXT)) == []

@@ -735,7 +735,35 @@ def territory_data(code: str):
         panel["window"] = spec.get("window")
         panel["verdict"] = _verdict(spec["target"], spec["target_frequency"])
         panels.append(panel)
-    return _data({"territory": row, "panels": panels})
+    return _data({"territory": row, "panels": panels, "others": _other_forecasts(code)})
+
+
+def _other_forecasts(code: str) -> list[dict]:
+    """The targets forecast for ``code`` that no panel draws (the « Autres prévisions »
+    list: :func:`service.usecases.target_views.forecast_choices`)."""
+    from service.usecases.target_views import forecast_choices
+
+    shown = {(spec["target"], spec["target_frequency"]) for spec in PANELS}
+    return forecast_choices(_city_context(), code, shown=shown)
+
+
+@bp.get("/tableau/donnees/territoire/<code>/prevision")
+def territory_target_data(code: str):
+    """One of the « Autres prévisions » of ``code`` (``?cible=…&frequence=…``): observations,
+    forecast and verdict, as the city page draws its indicators."""
+    from service.errors import ApiError
+    from service.usecases.target_views import target_view
+
+    _territory_or_404(code)
+    target = (request.args.get("cible") or "")[:64]
+    frequency = (request.args.get("frequence") or "")[:16]
+    try:
+        view = target_view(_city_context(), code, target, frequency)
+    except ApiError as exc:
+        if exc.status_code == 404:
+            abort(404)
+        raise
+    return _data(city_words(view))
 
 
 def _region_of(code: str, table: dict[str, dict]) -> str:

@@ -278,7 +278,7 @@ def _forecast(ctx: ReadContext, target: dict | None, level: str, code: str) -> d
                                                  level=level)
 
 
-def _targets(ctx: ReadContext, level: str) -> dict[tuple[str, str], dict]:
+def targets_at(ctx: ReadContext, level: str) -> dict[tuple[str, str], dict]:
     """(indicator, frequency) → the target forecasting it at ``level`` (the target listing)."""
     from service.usecases.targets import list_targets
 
@@ -286,7 +286,7 @@ def _targets(ctx: ReadContext, level: str) -> dict[tuple[str, str], dict]:
             if level in (t.get("levels") or [])}
 
 
-def _level(ctx: ReadContext, code: str) -> str | None:
+def place_level(ctx: ReadContext, code: str) -> str | None:
     """The forecast level of a cube territory (None outside the forecast levels)."""
     from service.usecases.forecast_reads import LEVEL_OF
 
@@ -302,9 +302,10 @@ def _verdict(target: dict | None) -> dict | None:
             "period": verdict.get("period")}
 
 
-def _indicator(ctx: ReadContext, name: str, frequency: str, code: str,
-               targets: dict[tuple[str, str], dict], level: str | None) -> dict:
-    """One indicator of the page: words, observations, forecast and verdict."""
+def indicator_view(ctx: ReadContext, name: str, frequency: str, code: str,
+                   targets: dict[tuple[str, str], dict], level: str | None) -> dict:
+    """One indicator of ``code`` as a page draws it: words, observations, forecast (of the
+    target forecasting it at ``level``, from ``targets``: :func:`targets_at`) and verdict."""
     entry = ctx.find_indicator(name, frequency) or {}
     label, units = indicator_fr(name, "", entry.get("units", ""))
     target = targets.get((name, frequency))
@@ -389,7 +390,7 @@ def _unemployment(ctx: ReadContext, code: str) -> dict:
     table = ctx.territory_table()
     if code not in table:
         return _missing("no_departement", departement=code)
-    targets = _targets(ctx, "department")
+    targets = targets_at(ctx, "department")
     target = targets.get((indicator, frequency)) or {"name": name, "frequency": frequency}
     label, unit = indicator_fr(indicator)
     return {"available": True, "territory": code, "name": table[code]["name"],
@@ -411,9 +412,9 @@ def city_page(ctx: ReadContext, code: str) -> dict:
     capacity, alert) and ``unemployment`` (its département's, with forecast and verdict).
     """
     place = _place(ctx, code)
-    level = _level(ctx, code)
-    targets = _targets(ctx, level) if level else {}
-    indicators = [_indicator(ctx, name, frequency, code, targets, level)
+    level = place_level(ctx, code)
+    targets = targets_at(ctx, level) if level else {}
+    indicators = [indicator_view(ctx, name, frequency, code, targets, level)
                   for name, frequency in own_indicators(ctx, code).items()]
     return {"territory": place, "indicators": indicators,
             "incidence": _incidence(ctx, place),

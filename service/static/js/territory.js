@@ -100,10 +100,44 @@
     }
   });
 
+  /* « Autres prévisions »: any other target forecast for this territory, one at a time. */
+  function drawOther(choice) {
+    var meta = document.getElementById("meta-other");
+    meta.textContent = "Chargement…";
+    return V.load("/tableau/donnees/territoire/" + encodeURIComponent(code) + "/prevision?cible=" +
+                  encodeURIComponent(choice.target) + "&frequence=" + encodeURIComponent(choice.frequency))
+      .then(function (view) {
+        var p = {key: "other", territory: code, observed: view.observed, forecast: view.forecast,
+                 unit: view.unit, verdict: view.verdict ? view.verdict.text : "",
+                 window: {daily: 182, weekly: 364, quarterly: 1461}[view.frequency] || 364};
+        panels.other = p;
+        document.getElementById("unit-other").textContent = view.unit ? "(" + view.unit + ")" : "";
+        return draw(p, false);
+      }).catch(function (err) {
+        meta.textContent = "Erreur de chargement : " + V.errorFr(err) + ".";
+      });
+  }
+
+  function offerOthers(others) {
+    if (!others || !others.length) { return; }
+    var select = document.getElementById("other-target");
+    others.forEach(function (c, i) {
+      var option = document.createElement("option");
+      option.value = String(i);
+      option.textContent = c.label + (c.frequency === "daily" ? " (quotidien)" :
+                                      c.frequency === "quarterly" ? " (trimestriel)" : " (hebdomadaire)");
+      select.appendChild(option);
+    });
+    select.addEventListener("change", function () { drawOther(others[Number(select.value)]); });
+    document.getElementById("panel-other").hidden = false;
+    return drawOther(others[0]);
+  }
+
   /* One chart after the other, admissions first: the signals (signals.js) wait for it. */
   V.load("/tableau/donnees/territoire/" + encodeURIComponent(code)).then(function (data) {
     data.panels.forEach(function (p) { panels[p.key] = p; });
-    return V.sequence(data.panels, function (p, i) { return draw(p, i === 0); });
+    return V.sequence(data.panels, function (p, i) { return draw(p, i === 0); })
+      .then(function () { return offerOthers(data.others); });
   }).catch(function (err) {
     V.noFirstChart();
     document.querySelectorAll(".panel:not(.signal) .meta").forEach(function (m) {
