@@ -199,6 +199,12 @@ class ForecastStore:
             ids = sorted(self.objects.names("runs"), reverse=True)
         return [self._get(i, cached=True) for i in ids]
 
+    def latest_kinds(self) -> list[str]:
+        """The kinds (``<target>_<frequency>_<level>_<model>``) that have a latest run: one
+        listing of the pointers, for a page asking which targets are forecast somewhere."""
+        return [name[:-len(".json")] for name in self.objects.names("latest")
+                if name.endswith(".json")]
+
     def latest_of_any_model(self, target: str, level: str,
                             frequency: str = "weekly") -> ForecastRun | None:
         """The newest run of any model of that target and level (the pointer written last;

@@ -23,19 +23,26 @@ def forecast_choices(ctx: ReadContext, code: str,
                      shown: Iterable[tuple[str, str]] = ()) -> list[dict]:
     """The targets observed for ``code`` that have a stored forecast at its level, except
     ``shown`` ((target, frequency) the page already draws), by French label: each
-    ``{target, frequency, label, unit, published}``. Empty outside the forecast levels."""
-    from service.usecases.targets import list_targets
-
+    ``{target, frequency, label, unit, published}``. Empty outside the forecast levels.
+    One listing of the forecast store's pointers, then the observations of the few
+    candidates only (a page load, not a scan of every target)."""
     level = place_level(ctx, code)
     if level is None:
         return []
     shown = set(shown)
-    store = ctx.forecast_store()
-    choices = [{"target": t["name"], "frequency": t["frequency"], "label": t["label"],
-                "unit": t["units_fr"], "published": t["published"]}
-               for t in list_targets(ctx, territory=code)
-               if (t["name"], t["frequency"]) not in shown and level in t["levels"]
-               and store.latest_of_any_model(t["name"], level, t["frequency"]) is not None]
+    kinds = ctx.forecast_store().latest_kinds()
+    choices = []
+    for target in targets_at(ctx, level).values():
+        key = (target["name"], target["frequency"])
+        prefix = f"{key[0]}_{key[1]}_{level}_"
+        if key in shown or not any(kind.startswith(prefix) for kind in kinds):
+            continue
+        ds = ctx.open_dataset(target["frequency"])
+        if code not in ds.indexes["territory"] or \
+                not bool(ds[target["variable"]].sel(territory=code).notnull().any()):
+            continue
+        choices.append({"target": key[0], "frequency": key[1], "label": target["label"],
+                        "unit": target["units_fr"], "published": target["published"]})
     return sorted(choices, key=lambda c: (c["label"].casefold(), c["frequency"]))
 
 
