@@ -147,6 +147,8 @@ def _queries(params: dict[str, list | None]) -> list[str]:
     for name in ("indicator", "target"):
         if name in params:
             choices.append([f"{name}={i}" for i in INDICATORS])
+    if "cible" in params:
+        choices.append([f"cible={i}&frequence=weekly" for i in INDICATORS])
     if "format" in params:
         choices.append([f"format={f}" for f in params["format"] or ["json"]])
     queries = ["&".join(q for q in combo if q) for combo in itertools.product(*choices)]
@@ -169,7 +171,9 @@ def _routes(app, client, headers) -> list[str]:
                                for p in ops["get"].get("parameters", []) if p["in"] == "query"}
     for rule in app.url_map.iter_rules():
         if "GET" in rule.methods and not rule.rule.startswith(("/api/v1", "/static", "/docs")):
-            templates.setdefault(re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule), {})
+            # A dashboard route's query: the « Autres prévisions » of a territory.
+            query = {"cible": None} if rule.rule.endswith("/prevision") else {}
+            templates.setdefault(re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule), query)
     values = _path_values(client, headers)
     urls = []
     for path, params in sorted(templates.items()):
@@ -211,8 +215,20 @@ def _rows(response) -> list[tuple[str, tuple, str]] | None:
         code = _code_of(record) or ""  # "": about no territory
         identity = tuple(sorted((k, v) for k, v in record.items()
                                 if isinstance(v, str) and k not in ("value", "median")))
-        out.append((code, identity, json.dumps(record, sort_keys=True)))
+        out.append((code, identity, json.dumps(_without_reasons(record), sort_keys=True)))
     return out
+
+
+def _without_reasons(node):
+    """A record without the French reasons of the parts it cannot show: a scoped token is told
+    « hors des territoires de votre jeton » where the public is told it needs a token (both
+    refused, same data: none)."""
+    if isinstance(node, dict):
+        return {k: _without_reasons(v) for k, v in node.items()
+                if not (k == "reason" and node.get("available") is False)}
+    if isinstance(node, list):
+        return [_without_reasons(v) for v in node]
+    return node
 
 
 def _outside(rows, scope: set[str]) -> list[tuple[str, tuple, str]]:

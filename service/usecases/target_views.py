@@ -48,13 +48,14 @@ def forecast_choices(ctx: ReadContext, code: str,
 
 def target_view(ctx: ReadContext, code: str, target: str, frequency: str) -> dict:
     """The target ``target`` at ``frequency`` for ``code`` as the page draws it
-    (:func:`service.usecases.city_reads.indicator_view`); ApiError 404 when ``code`` is
-    outside the forecast levels or the target is not forecast there."""
+    (:func:`service.usecases.city_reads.indicator_view`, with ``territory``); ApiError 404
+    when ``code`` is outside the forecast levels or the target is not forecast there."""
     level = place_level(ctx, code)
     if level is None:
         raise not_found(f"no forecast level for territory {code!r}")
     for entry in targets_at(ctx, level).values():
         if entry["name"] == target and entry["frequency"] == frequency:
-            return indicator_view(ctx, entry["variable"], frequency, code,
-                                  {(entry["variable"], frequency): entry}, level)
+            return {"territory": code,
+                    **indicator_view(ctx, entry["variable"], frequency, code,
+                                     {(entry["variable"], frequency): entry}, level)}
     raise not_found(f"no target {target!r} ({frequency}) forecast at level {level!r}")
