@@ -266,6 +266,10 @@ def test_the_command_line_forecasts_a_city_indicator_and_refuses_an_unknown_one(
     code, _, err = runner(["forecast", "--target", "food_aid_request", "--level", "epci",
                            "--out", str(out)], env)
     assert code == 2 and "--target: unknown target food_aid_request" in err
+    # A city indicator has no national series: the default level is refused, naming its own.
+    code, _, err = runner(["forecast", "--target", "food_aid_requests", "--out", str(out)], env)
+    assert code == 2 and ("food_aid_requests (weekly) is forecast at department, epci, commune "
+                          "only") in err
 
 
 def test_the_command_line_backtests_an_epci_and_a_commune_by_code_and_scores_it(

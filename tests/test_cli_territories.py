@@ -106,3 +106,19 @@ def test_one_function_checks_codes_for_every_command():
     assert territories.territory_code_errors(["regions"], groups=()) != []
     assert schema.TERRITORY_PATTERN == (r"^(FR|R[0-9]{2,3}|[0-9]{2}|2A|2B|97[0-9]|departments|"
                                         r"metro_departments|regions)$")
+
+
+@pytest.mark.parametrize("command", ["forecast", "backtest"])
+def test_a_target_not_forecast_at_the_level_is_refused_before_any_fit(home, runner, command):
+    """Emergency visits are published for France and the régions only (SurSaUD): asked at
+    --level department, the command says where they are forecast instead of failing in the
+    fits with a traceback."""
+    out = home / "x.csv"
+    dates = (["--as-of", "2021-01-04"] if command == "forecast"
+             else ["--start", "2020-12-07", "--end", "2020-12-14"])
+    code, _, err = runner([command, "--target", "er_visits", "--level", "department",
+                           *dates, "--sequential", "--out", str(out)])
+    assert code == 2
+    assert err.strip() == ("--level: er_visits (weekly) is forecast at national, region only "
+                           "(where the cube observes it), not at department")
+    assert not out.exists()

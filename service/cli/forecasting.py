@@ -221,15 +221,22 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
 
 def _target_or_none(args: argparse.Namespace, opener):
-    """The ``--target`` (built-in or derived from the cube's metadata) at ``--frequency``;
-    None, after saying why, when there is none."""
+    """The ``--target`` (built-in or derived from the cube's metadata) at ``--frequency``,
+    forecast at ``--level``; None, after saying why, when there is none or it is not forecast
+    at that level (e.g. cases, published by SI-DEP for France and the régions only)."""
     from service.usecases.forecasts import find_target
 
     try:
-        return find_target(None, args.target, args.frequency, opener=opener)
+        target = find_target(None, args.target, args.frequency, opener=opener)
     except KeyError as exc:
         print(f"--target: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return None
+    if args.level not in target.levels:
+        print(f"--level: {target.name} ({target.frequency}) is forecast at "
+              f"{', '.join(target.levels)} only (where the cube observes it), not at "
+              f"{args.level}", file=sys.stderr)
+        return None
+    return target
 
 
 def _published_targets(names: list[str] | None, settings=None) -> list[tuple[str, str]] | None:

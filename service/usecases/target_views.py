@@ -5,7 +5,7 @@ The Territoire page's panels show fixed targets (admissions, beds and ICU beds, 
 visits, unemployment). Every other target of the served cube (``models.targets``: a city
 indicator summed into its département, cases, tests…) that has a stored forecast at the
 territory's level, whether the refresh publishes it or someone saved it
-(``python -m service forecast --target inc_cases --frequency weekly --level department
+(``python -m service forecast --target inc_cases --frequency weekly --level region
 --save``), is offered in the page's « Autres prévisions » list and drawn like a city
 indicator: observations, fan chart, verdict against the baseline. No code change per target.
 """
