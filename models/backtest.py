@@ -190,6 +190,11 @@ def backtest(
     Wide table as :func:`backtest_raw`, each model twice: ``<name>_raw`` and calibrated
     ``<name>`` (``baseline`` only raw, as the Hubs define it), plus ``observed`` (the outcome
     in the latest cube, for scoring).
+
+    Raises
+    ------
+    NoHistoryError
+        No forecast date (nor warm-up date) has data before it.
     """
     horizons = tuple(horizons or target.horizons)
     calibration = calibration or ConformalCalibrator.for_frequency(target.frequency)
@@ -203,6 +208,10 @@ def backtest(
         territories=territories, horizons=horizons, client=client, registry=registry,
         progress=progress,
     )
+    if raw.empty:  # every date skipped (logged): nothing observed before any of them
+        raise NoHistoryError(f"no {target.variable} ({target.frequency}) data at level {level} "
+                             f"before any forecast date from {first.date()} to "
+                             f"{pd.Timestamp(forecast_dates[-1]).date()}")
     raw = raw[raw["model"].isin(names)]
     return calibrate_backtest(raw, target, first, opener, calibration)
 

@@ -122,3 +122,18 @@ def test_a_target_not_forecast_at_the_level_is_refused_before_any_fit(home, runn
     assert err.strip() == ("--level: er_visits (weekly) is forecast at national, region only "
                            "(where the cube observes it), not at department")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["forecast", "backtest"])
+def test_dates_before_any_data_are_a_clear_error(home, runner, command):
+    """A forecast date before the series starts: one error line, exit 2, no traceback (the
+    fits used to raise NoHistoryError, and a backtest with every date skipped a KeyError)."""
+    out = home / "x.csv"
+    dates = (["--as-of", "2000-01-03"] if command == "forecast"
+             else ["--start", "2000-01-03", "--end", "2000-01-17"])
+    code, _, err = runner([command, "--target", "inc_hosp", "--level", "region", *dates,
+                           "--model", "baseline", "--sequential", "--out", str(out)])
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(
+        "error: no inc_hosp (weekly) data at level region ")
+    assert not out.exists()

@@ -183,7 +183,7 @@ def _misplaced_territories(args: argparse.Namespace, ds) -> bool:
 
 # -- commands ---------------------------------------------------------------------------------
 def cmd_forecast(args: argparse.Namespace) -> int:
-    from models.preparation import default_opener
+    from models.preparation import NoHistoryError, default_opener
     from service.usecases.forecasts import forecast_target, publish_run
 
     if _malformed_territories(args):
@@ -199,6 +199,9 @@ def cmd_forecast(args: argparse.Namespace) -> int:
             None, target, args.level, as_of=args.as_of, model=args.model,
             territories=args.territory, horizons=_horizons(target, args.horizon),
             calibrate=not args.no_calibration, parallel=not args.sequential, opener=opener)
+    except NoHistoryError as exc:  # e.g. --as-of before the series starts
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyError as exc:  # --model naive: the registry's message, not a traceback
         message = str(exc.args[0]) if exc.args else ""
         if not message.startswith("unknown model"):
@@ -337,7 +340,7 @@ def cmd_trackrecord(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from features.settings import Settings
     from models.backtest import monday_dates
-    from models.preparation import default_opener
+    from models.preparation import NoHistoryError, default_opener
     from service.usecases.backtests import backtest_hub
     from service.usecases.ingest import ensure_ingested
 
@@ -357,11 +360,15 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if args.territory and _misplaced_territories(args, opener(target.frequency, None)):
         return 2
     started = time.perf_counter()
-    out = backtest_hub(settings, target, args.level, dates, model=args.model,
-                       all_models=args.all_models, territories=args.territory,
-                       horizons=_horizons(target, args.horizon), every=args.every,
-                       opener=opener, parallel=not args.sequential,
-                       progress=sys.stderr.isatty())
+    try:
+        out = backtest_hub(settings, target, args.level, dates, model=args.model,
+                           all_models=args.all_models, territories=args.territory,
+                           horizons=_horizons(target, args.horizon), every=args.every,
+                           opener=opener, parallel=not args.sequential,
+                           progress=sys.stderr.isatty())
+    except NoHistoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(out, args.out, index=False)
     log.info("backtest %s %s %s: %d dates, %d rows in %.0fs → %s", target.name, args.level,

@@ -23,7 +23,12 @@ def backtest_hub(settings: Any, target: Any, level: str, dates: list, *, model: 
                  parallel: bool = True, progress: bool = False) -> pd.DataFrame:
     """Backtest ``model`` (``all_models``: it and every member, raw and calibrated) at
     ``level`` on each forecast date, each seeing only data before it; Hub CSV rows (with a
-    ``model`` column when ``all_models``), sorted. ``parallel``: fit on Dask workers."""
+    ``model`` column when ``all_models``), sorted. ``parallel``: fit on Dask workers.
+
+    Raises
+    ------
+    models.preparation.NoHistoryError
+        No date has data before it (each date without one is skipped, logged)."""
     from models.backtest import backtest
     from models.calibration import QCOLS
     from models.preparation import default_opener, model_and_members
