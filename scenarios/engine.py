@@ -60,7 +60,7 @@ from scenarios.projection import (
     summarise,
 )
 from scenarios.scenario import Scenario, resolve
-from scenarios.schema import load_definition
+from scenarios.schema import load_definition, validate_definition
 from scenarios.stages import (
     Streams,
     capacity,
@@ -230,7 +230,8 @@ def run_scenario(
         ``territory, indicator, date, quantile, value``), ``timing_s``.
     """
     t0 = time.perf_counter()
-    scenario, cube, opened = _resolve(definition, cube, as_of, territories, settings)
+    scenario, cube, opened = _resolve(definition, cube, as_of, territories, settings,
+                                      n_samples)
     scenario = _with_overrides(scenario, n_samples, rt_basis, rt_pool)
     if opened:
         cube, yearly, weekly = _open_cubes(scenario.as_of, settings, yearly, weekly)
@@ -250,9 +251,11 @@ def run_scenario(
 
 def _resolve(definition: dict[str, Any] | str | Any, cube: xr.Dataset | None,
              as_of: str | pd.Timestamp | None, territories: list[str] | None,
-             settings: Any) -> tuple[Scenario, xr.Dataset | None, bool]:
-    """The resolved scenario, the cube (opened when needed for a default ``as_of``) and
-    whether cubes are to be opened from the store (no cube given)."""
+             settings: Any, n_samples: int | None = None
+             ) -> tuple[Scenario, xr.Dataset | None, bool]:
+    """The resolved scenario (a definition's ``n_samples`` override checked as a file's is),
+    the cube (opened when needed for a default ``as_of``) and whether cubes are to be opened
+    from the store (no cube given)."""
     opened = cube is None
     if isinstance(definition, Scenario):
         if as_of is not None or territories:
@@ -260,6 +263,10 @@ def _resolve(definition: dict[str, Any] | str | Any, cube: xr.Dataset | None,
         return definition, cube, opened
     if isinstance(definition, str | Path):
         definition = load_definition(definition)
+    if n_samples is not None:  # checked as a file's would be, before any cube is opened
+        definition = {**definition, "n_samples": n_samples}
+        validate_definition({k: v for k, v in definition.items() if k != "_source"},
+                            definition.get("_source", "<definition>"))
     if as_of is None and not definition.get("as_of"):
         # No date anywhere: start the day after the last admissions of the cube.
         if cube is None:

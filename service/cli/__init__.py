@@ -21,6 +21,7 @@ Alembic, cmdstanpy, Prophet…) and Vigie's debug messages only with ``-v``.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
 import logging
 import os
@@ -107,6 +108,31 @@ EXAMPLES: dict[str, list[str]] = {
     "db upgrade": ["python -m service db upgrade"],
     "db current": ["python -m service db current"],
 }
+
+
+def iso_date(text: str) -> str:
+    """argparse type of a date option (``--as-of``, ``--start``, ``--end``): a calendar date
+    ``YYYY-MM-DD``, given back in that form; else argparse's usage error naming what was
+    found (the commands used to fail later with a parser traceback)."""
+    try:
+        return dt.date.fromisoformat(text.strip()).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date YYYY-MM-DD, found {text[:40]!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be 1 or more (``--every``, ``--horizon``,
+    ``--samples``, ``--limit``): ``--every 0`` divided by zero, ``--samples -5`` failed inside
+    numpy."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, found "
+                                         f"{text[:40]!r}")
+    return value
 
 
 def add_territory_option(parser: argparse.ArgumentParser, help: str) -> None:

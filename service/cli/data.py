@@ -13,7 +13,7 @@ from service.csv_safety import write_csv
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from service.cli import add_territory_option
+    from service.cli import add_territory_option, iso_date
 
     ingest = subparsers.add_parser(
         "ingest", help="ingest every source found into a new cube vintage",
@@ -35,14 +35,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cube = subparsers.add_parser("cube", help="describe or export the cube")
     cube_sub = cube.add_subparsers(dest="cube_command", metavar="SUBCOMMAND")
     info = cube_sub.add_parser("info", help="describe the cube served on a date")
-    info.add_argument("--as-of", help="YYYY-MM-DD (default: latest vintage, all dates)")
+    info.add_argument("--as-of", type=iso_date,
+                      help="YYYY-MM-DD (default: latest vintage, all dates)")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_cube_info)
     export = cube_sub.add_parser("export", help="write one indicator as a tidy CSV")
     export.add_argument("--indicator", required=True, help="cube variable, e.g. inc_hosp")
     add_territory_option(export, "only these codes (FR, R84, 69, 2A, 971, EPCI SIREN): "
                                  "--territory 69 13 or --territory 69 --territory 13")
-    export.add_argument("--as-of", help="YYYY-MM-DD: the cube as known that day")
+    export.add_argument("--as-of", type=iso_date, help="YYYY-MM-DD: the cube as known that day")
     export.add_argument("--out", required=True, type=Path, help="CSV file to write")
     export.set_defaults(func=cmd_cube_export)
     vint = cube_sub.add_parser("vintages", help="list the cube's vintages")

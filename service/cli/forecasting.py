@@ -58,11 +58,14 @@ def _common_options() -> argparse.ArgumentParser:
 
 def _register_forecast(subparsers: argparse._SubParsersAction,
                        common: argparse.ArgumentParser) -> None:
+    from service.cli import iso_date, positive_int
+
     fc = subparsers.add_parser(
         "forecast", parents=[common], help="quantile forecast in the Forecast Hub CSV format")
-    fc.add_argument("--as-of", help="forecast date YYYY-MM-DD (uses data dated before it; "
-                                    "default: the day after the latest observation)")
-    fc.add_argument("--horizon", type=int,
+    fc.add_argument("--as-of", type=iso_date,
+                    help="forecast date YYYY-MM-DD (uses data dated before it; "
+                         "default: the day after the latest observation)")
+    fc.add_argument("--horizon", type=positive_int,
                     help="number of periods ahead (default: the target's horizons)")
     fc.add_argument("--no-calibration", action="store_true")
     fc.add_argument("--save", action="store_true",
@@ -72,12 +75,15 @@ def _register_forecast(subparsers: argparse._SubParsersAction,
 
 def _register_backtest(subparsers: argparse._SubParsersAction,
                        common: argparse.ArgumentParser) -> None:
+    from service.cli import iso_date, positive_int
+
     bt = subparsers.add_parser(
         "backtest", parents=[common], help="rolling-origin backtest, Hub CSV of every date")
-    bt.add_argument("--start", required=True, help="first forecast date (a Monday or later)")
-    bt.add_argument("--end", required=True, help="last forecast date")
-    bt.add_argument("--every", type=int, default=7, help="days between forecast dates")
-    bt.add_argument("--horizon", type=int)
+    bt.add_argument("--start", required=True, type=iso_date,
+                    help="first forecast date (a Monday or later)")
+    bt.add_argument("--end", required=True, type=iso_date, help="last forecast date")
+    bt.add_argument("--every", type=positive_int, default=7, help="days between forecast dates")
+    bt.add_argument("--horizon", type=positive_int)
     bt.add_argument("--data-dir", type=Path,
                     help="source folder: ingested into the store first if it is not the "
                          "folder of the current vintage")
@@ -87,6 +93,8 @@ def _register_backtest(subparsers: argparse._SubParsersAction,
 
 
 def _register_forecast_all(subparsers: argparse._SubParsersAction) -> None:
+    from service.cli import iso_date
+
     fa = subparsers.add_parser(
         "forecast-all", help="publish the default targets at every level (make run)",
         description="Forecast and publish (forecast store + one audit row each) every target "
@@ -104,8 +112,9 @@ def _register_forecast_all(subparsers: argparse._SubParsersAction) -> None:
     fa.add_argument("--level", nargs="+", action="extend", choices=LEVEL_CHOICES,
                     help="only these levels (default: every level of each target)")
     _add_model_option(fa)
-    fa.add_argument("--as-of", help="forecast date YYYY-MM-DD (default: the day after each "
-                                    "level's latest observation, a Monday for weekly targets)")
+    fa.add_argument("--as-of", type=iso_date,
+                    help="forecast date YYYY-MM-DD (default: the day after each "
+                         "level's latest observation, a Monday for weekly targets)")
     fa.add_argument("--force", action="store_true",
                     help="publish even where nothing changed since the latest run")
     fa.add_argument("--no-calibration", action="store_true")
@@ -144,6 +153,16 @@ def _register_score(subparsers: argparse._SubParsersAction) -> None:
 # -- helpers ----------------------------------------------------------------------------------
 def _horizons(target, horizon: int | None) -> tuple[int, ...]:
     return tuple(range(1, horizon + 1)) if horizon else target.horizons
+
+
+def _horizon_too_far(args: argparse.Namespace, target) -> bool:
+    """Print why ``--horizon`` is beyond the target's own horizons (calibrated and scored
+    there; ``--horizon 100000`` ran for minutes); True when it is."""
+    if args.horizon is None or args.horizon <= max(target.horizons):
+        return False
+    print(f"--horizon: {target.name} is forecast at most {max(target.horizons)} "
+          f"{target.unit} ahead; got {args.horizon}", file=sys.stderr)
+    return True
 
 
 #: Cube level → the ``--level`` that forecasts it (advice when a code is at another level).
@@ -190,7 +209,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         return 2
     opener = default_opener()
     target = _target_or_none(args, opener)
-    if target is None:
+    if target is None or _horizon_too_far(args, target):
         return 2
     if args.territory and _misplaced_territories(args, opener(target.frequency, None)):
         return 2
@@ -351,7 +370,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         ensure_ingested(settings)
     opener = default_opener(settings)
     target = _target_or_none(args, opener)
-    if target is None:
+    if target is None or _horizon_too_far(args, target):
         return 2
     dates = monday_dates(args.start, args.end, args.every)
     if not dates:
@@ -377,9 +396,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from service.usecases.backtests import score_files
+    from service.usecases.backtests import HubFileError, score_files
 
-    scores = score_files(args.file, args.baseline)
+    try:
+        scores = score_files(args.file, args.baseline)
+    except HubFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if scores is None:
         print("no forecast has an observed outcome yet", file=sys.stderr)
         return 1

@@ -8,6 +8,8 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from service.cli import positive_int
+
     jobs = subparsers.add_parser("jobs", help="list jobs, run one now, show the history")
     sub = jobs.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND")
     sub.add_parser("list", help="jobs and their schedules").set_defaults(func=cmd_list)
@@ -17,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="job parameter (value parsed as JSON when it can be)")
     run.set_defaults(func=cmd_run)
     hist = sub.add_parser("history", help="recent runs")
-    hist.add_argument("--limit", type=int, default=20)
+    hist.add_argument("--limit", type=positive_int, default=20)
     hist.set_defaults(func=cmd_history)
     jobs.set_defaults(func=lambda args: jobs.print_help() or 2)
 

@@ -50,13 +50,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from service.cli import add_territory_option
+    from service.cli import add_territory_option, iso_date, positive_int
 
     add_territory_option(p, "territory codes, as for forecast: --territory FR 69 13 or "
                             "--territory FR --territory 69 (FR, R84, 69, 2A, 971, or the groups "
                             "departments, metro_departments, regions); default: the file's")
-    p.add_argument("--as-of", help="YYYY-MM-DD: first day not known (overrides the file)")
-    p.add_argument("--samples", type=int, help="number of samples (default: file, else 500)")
+    p.add_argument("--as-of", type=iso_date,
+                   help="YYYY-MM-DD: first day not known (overrides the file)")
+    p.add_argument("--samples", type=positive_int,
+                   help="number of samples (default: file, else 500)")
 
 
 def _run(file: str, args: argparse.Namespace, trajectories: bool = True) -> dict[str, Any]:

@@ -120,7 +120,7 @@ def score_files(path: Path, baseline: Path | None = None) -> dict[str, pd.DataFr
     """Score a Hub CSV (and a baseline's) against the observed outcomes of the current cube:
     ``scored`` (one row per forecast, with its level), ``by_horizon`` and the ``leaderboard``
     (WIS, relative WIS against the baseline when given, coverage, bias); None when no forecast
-    has an observed outcome yet."""
+    has an observed outcome yet. Raises HubFileError for a file that is not a Hub CSV."""
     from models.calibration import QCOLS
     from models.preparation import default_opener, observed_rows
     from models.scoring import score_table, summarise
@@ -130,8 +130,11 @@ def score_files(path: Path, baseline: Path | None = None) -> dict[str, pd.DataFr
     if baseline:
         frames.append(_read_hub(baseline, default_model="baseline"))
     opener = default_opener()
-    wide = from_hub(pd.concat(frames, ignore_index=True), derived=[
-        t for t in cube_targets(opener) if t.derived])
+    try:
+        wide = from_hub(pd.concat(frames, ignore_index=True), derived=[
+            t for t in cube_targets(opener) if t.derived])
+    except KeyError as exc:  # a target label no target of the cube has
+        raise HubFileError(f"{path}: {exc.args[0] if exc.args else exc}") from None
     parts = []
     for (name, frequency), rows in wide.groupby(["target_name", "frequency"]):
         target = resolve_target(name, frequency, opener)
@@ -147,8 +150,41 @@ def score_files(path: Path, baseline: Path | None = None) -> dict[str, pd.DataFr
     return {"scored": scored, "by_horizon": by_h, "leaderboard": board}
 
 
+class HubFileError(ValueError):
+    """A Hub CSV that cannot be scored: the message names the file and, for a bad cell, its
+    line, column, what was expected and what was found."""
+
+
 def _read_hub(path: Path, default_model: str) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype={"location": str})
+    """A Hub CSV checked before scoring: readable UTF-8 CSV, the Hub columns, numbers in
+    ``quantile`` and ``value``, dates in ``forecast_date`` and ``target_end_date``, known
+    target labels (HubFileError naming the first problem)."""
+    from models.targets import HUB_COLUMNS
+
+    try:
+        frame = pd.read_csv(path, dtype={"location": str}, encoding="utf-8")
+    except FileNotFoundError:
+        raise HubFileError(f"{path}: no such file") from None
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError,
+            IsADirectoryError) as exc:
+        raise HubFileError(f"{path}: not a UTF-8 CSV file ({str(exc)[:120]})") from None
+    missing = [c for c in HUB_COLUMNS if c not in frame]
+    if missing:
+        raise HubFileError(f"{path}: missing column(s) {', '.join(missing)}; expected a Hub "
+                           f"CSV: {', '.join(HUB_COLUMNS)}")
+    checks = {"quantile": ("a number", lambda c: pd.to_numeric(c, errors="coerce")),
+              "value": ("a number", lambda c: pd.to_numeric(c, errors="coerce")),
+              "forecast_date": ("a date YYYY-MM-DD",
+                                lambda c: pd.to_datetime(c, format="%Y-%m-%d", errors="coerce")),
+              "target_end_date": ("a date YYYY-MM-DD",
+                                  lambda c: pd.to_datetime(c, format="%Y-%m-%d",
+                                                           errors="coerce"))}
+    for column, (expected, parse) in checks.items():
+        parsed = parse(frame[column])
+        bad = parsed.isna().to_numpy().nonzero()[0]
+        if len(bad):
+            raise HubFileError(f"{path}, line {bad[0] + 2}, column '{column}': expected "
+                               f"{expected}, found {str(frame[column].iloc[bad[0]])[:40]!r}")
     if "model" not in frame:
         frame["model"] = default_model
     return frame
