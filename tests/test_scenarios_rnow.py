@@ -96,7 +96,7 @@ def test_falls_back_to_admissions_when_cases_have_not_started_or_stopped(cube, c
         now = _now(ds, ["FR", "69"])
         assert now.basis == ["admissions", "admissions"]
         assert words in now.note[0] and words in now.note[1]
-        with caplog.at_level(logging.INFO, logger="scenarios.engine"):
+        with caplog.at_level(logging.INFO, logger="scenarios"):
             res = _run(ds, ["FR", "69"])
         assert words in caplog.text
         assert res["summary"]["FR"]["r_basis"]["basis"] == "admissions"
