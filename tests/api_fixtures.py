@@ -160,6 +160,21 @@ def auth(api_settings: Settings) -> dict[str, dict[str, str]]:
 
 
 @pytest.fixture
+def synthetic_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``VIGIE_HOME`` in ``tmp_path`` holding one vintage of the weekly synthetic cube
+    (tests/synthetic_cube.py: 01, 69, 2A, R84, R94, FR; 50 weeks), no database URL: the
+    command line's tests (forecast, backtest, score, cube export)."""
+    from features.store import CubeStore
+    from tests.synthetic_cube import synthetic_cube
+
+    monkeypatch.setenv("VIGIE_HOME", str(tmp_path))
+    monkeypatch.delenv("VIGIE_DATABASE_URL", raising=False)
+    CubeStore(Settings.from_env()).write_vintage(
+        {"weekly": synthetic_cube("weekly", periods=50)}, {}, {"data_dir": str(tmp_path)})
+    return tmp_path
+
+
+@pytest.fixture
 def app(api_settings: Settings):
     from service.app import create_app
 

@@ -8,22 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from features.settings import Settings
-from tests.synthetic_cube import synthetic_cube
-
 SCENARIO = "scenarios/status_quo.yaml"
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """``VIGIE_HOME`` holding one vintage of the weekly synthetic cube."""
-    from features.store import CubeStore
-
-    monkeypatch.setenv("VIGIE_HOME", str(tmp_path))
-    monkeypatch.delenv("VIGIE_DATABASE_URL", raising=False)
-    CubeStore(Settings.from_env()).write_vintage(
-        {"weekly": synthetic_cube("weekly", periods=50)}, {}, {"data_dir": str(tmp_path)})
-    return tmp_path
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -45,15 +30,17 @@ def home(tmp_path, monkeypatch):
      "argument --samples: expected a whole number of 1 or more, found '-5'"),
     (["jobs", "history", "--limit", "0"], "argument --limit: expected a whole number"),
 ])
-def test_malformed_options_are_usage_errors(home, capsys, args, message):
+def test_malformed_options_are_usage_errors(synthetic_home, capsys, args, message):
     from service.cli import main
 
     with pytest.raises(SystemExit) as exit_:
-        main([a if not a.endswith((".csv", ".json")) else str(home / a) for a in args])
+        main([a if not a.endswith((".csv", ".json")) else str(synthetic_home / a)
+              for a in args])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err, err
-    assert not (home / "x.csv").exists() and not (home / "s.json").exists()
+    assert not (synthetic_home / "x.csv").exists()
+    assert not (synthetic_home / "s.json").exists()
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -62,11 +49,13 @@ def test_malformed_options_are_usage_errors(home, capsys, args, message):
     (["forecast", "--target", "inc_hosp", "--horizon", "100000", "--sequential", "--out",
       "x.csv"], "--horizon: inc_hosp is forecast at most 4 wk ahead; got 100000"),
 ])
-def test_sizes_beyond_the_limits_are_refused_before_any_work(home, runner, args, message):
-    code, _, err = runner([a if not a.endswith((".csv", ".json")) else str(home / a)
+def test_sizes_beyond_the_limits_are_refused_before_any_work(synthetic_home, runner, args,
+                                                             message):
+    code, _, err = runner([a if not a.endswith((".csv", ".json")) else str(synthetic_home / a)
                            for a in args])
     assert code == 2 and message in err and "Traceback" not in err
-    assert not (home / "x.csv").exists() and not (home / "s.json").exists()
+    assert not (synthetic_home / "x.csv").exists()
+    assert not (synthetic_home / "s.json").exists()
 
 
 def _hub_rows(target: str = "1 wk ahead inc hosp", value: str = "12.5") -> str:
@@ -83,8 +72,8 @@ def _hub_rows(target: str = "1 wk ahead inc hosp", value: str = "12.5") -> str:
     (_hub_rows(target="1 wk ahead nonsense").encode(),
      "unknown Hub target '1 wk ahead nonsense'"),
 ])
-def test_score_names_what_is_wrong_with_the_file(home, runner, content, message):
-    path = home / "forecasts.csv"
+def test_score_names_what_is_wrong_with_the_file(synthetic_home, runner, content, message):
+    path = synthetic_home / "forecasts.csv"
     path.write_bytes(content)
     code, _, err = runner(["score", str(path)])
     assert code == 2 and "Traceback" not in err
@@ -92,7 +81,8 @@ def test_score_names_what_is_wrong_with_the_file(home, runner, content, message)
     assert len(err.strip().splitlines()) == 1
 
 
-def test_score_of_a_missing_file_or_a_folder(home, runner):
-    for path, words in ((home / "none.csv", "no such file"), (home, "not a UTF-8 CSV file")):
+def test_score_of_a_missing_file_or_a_folder(synthetic_home, runner):
+    for path, words in ((synthetic_home / "none.csv", "no such file"),
+                        (synthetic_home, "not a UTF-8 CSV file")):
         code, _, err = runner(["score", str(path)])
         assert code == 2 and err.startswith(f"error: {path}: {words}"), err

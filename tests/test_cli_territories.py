@@ -8,24 +8,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.settings import Settings
-from tests.synthetic_cube import synthetic_cube
-
 EXPECTED = ("(expected FR, a région R84, a département 69, 2A, 971, an EPCI 243500139, "
             "a commune 35238)")
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """``VIGIE_HOME`` holding one vintage of the weekly synthetic cube (01, 69, 2A, R84, R94,
-    FR)."""
-    from features.store import CubeStore
-
-    monkeypatch.setenv("VIGIE_HOME", str(tmp_path))
-    monkeypatch.delenv("VIGIE_DATABASE_URL", raising=False)
-    CubeStore(Settings.from_env()).write_vintage(
-        {"weekly": synthetic_cube("weekly", periods=50)}, {}, {"data_dir": str(tmp_path)})
-    return tmp_path
 
 
 def _forecast(runner, out, level: str, *codes: str) -> tuple[int, str, str]:
@@ -70,8 +54,9 @@ def test_malformed_codes_are_refused_before_any_data_is_read(tmp_path, monkeypat
                                    "use --level national"]),
     ("national", ["R94"], ["'R94' is a région, not France (--level national)"]),
 ])
-def test_unknown_or_misplaced_codes_are_named(home, runner, command, level, codes, words):
-    out = home / "x.csv"
+def test_unknown_or_misplaced_codes_are_named(synthetic_home, runner, command, level, codes,
+                                              words):
+    out = synthetic_home / "x.csv"
     code, _, err = command(runner, out, level, *codes)
     assert code == 2, err
     for w in words:
@@ -81,8 +66,8 @@ def test_unknown_or_misplaced_codes_are_named(home, runner, command, level, code
     assert not out.exists()
 
 
-def test_good_codes_still_forecast(home, runner):
-    out = home / "fc.csv"
+def test_good_codes_still_forecast(synthetic_home, runner):
+    out = synthetic_home / "fc.csv"
     code, _, err = _forecast(runner, out, "region", "R84", "R94")
     assert code == 0, err
     assert set(pd.read_csv(out, dtype={"location": str})["location"]) == {"R84", "R94"}
@@ -109,11 +94,12 @@ def test_one_function_checks_codes_for_every_command():
 
 
 @pytest.mark.parametrize("command", ["forecast", "backtest"])
-def test_a_target_not_forecast_at_the_level_is_refused_before_any_fit(home, runner, command):
+def test_a_target_not_forecast_at_the_level_is_refused_before_any_fit(synthetic_home, runner,
+                                                                     command):
     """Emergency visits are published for France and the régions only (SurSaUD): asked at
     --level department, the command says where they are forecast instead of failing in the
     fits with a traceback."""
-    out = home / "x.csv"
+    out = synthetic_home / "x.csv"
     dates = (["--as-of", "2021-01-04"] if command == "forecast"
              else ["--start", "2020-12-07", "--end", "2020-12-14"])
     code, _, err = runner([command, "--target", "er_visits", "--level", "department",
@@ -125,10 +111,10 @@ def test_a_target_not_forecast_at_the_level_is_refused_before_any_fit(home, runn
 
 
 @pytest.mark.parametrize("command", ["forecast", "backtest"])
-def test_dates_before_any_data_are_a_clear_error(home, runner, command):
+def test_dates_before_any_data_are_a_clear_error(synthetic_home, runner, command):
     """A forecast date before the series starts: one error line, exit 2, no traceback (the
     fits used to raise NoHistoryError, and a backtest with every date skipped a KeyError)."""
-    out = home / "x.csv"
+    out = synthetic_home / "x.csv"
     dates = (["--as-of", "2000-01-03"] if command == "forecast"
              else ["--start", "2000-01-03", "--end", "2000-01-17"])
     code, _, err = runner([command, "--target", "inc_hosp", "--level", "region", *dates,

@@ -10,7 +10,6 @@ import pytest
 from features.settings import Settings
 from models.registry import Registry, get_registry
 from models.store import ForecastStore
-from tests.synthetic_cube import synthetic_cube
 
 
 def test_registry_versions_persist_and_reload(tmp_path):
@@ -57,18 +56,6 @@ def test_forecast_store_roundtrip(tmp_path):
     assert latest.metadata["vintage_id"] == "v1" and "created_at" in latest.metadata
     assert [r.run_id for r in store.list_runs()] == [second.run_id, first.run_id]
     assert not list((tmp_path / "forecasts" / "runs").glob(".tmp*"))
-
-
-@pytest.fixture
-def synthetic_home(tmp_path, monkeypatch):
-    """``VIGIE_HOME`` in ``tmp_path`` holding one vintage of the weekly synthetic cube."""
-    from features.store import CubeStore
-
-    monkeypatch.setenv("VIGIE_HOME", str(tmp_path))
-    monkeypatch.delenv("VIGIE_DATABASE_URL", raising=False)
-    CubeStore(Settings.from_env()).write_vintage(
-        {"weekly": synthetic_cube("weekly", periods=50)}, {}, {"data_dir": str(tmp_path)})
-    return tmp_path
 
 
 def test_cli_forecast_backtest_score(synthetic_home, capsys):
