@@ -106,7 +106,6 @@ def resolve(
     definition: dict[str, Any] | str | Path,
     as_of: str | dt.date | pd.Timestamp | None = None,
     territories: list[str] | None = None,
-    n_samples: int | None = None,
 ) -> Scenario:
     """Validate a definition and resolve it to absolute dates.
 
@@ -118,9 +117,6 @@ def resolve(
         Overrides the file's ``as_of`` (first day not known; the projection starts on it).
     territories:
         Overrides the file's territory list.
-    n_samples:
-        Overrides the file's number of samples, within the same bounds and run size a file
-        is held to (``scenario run --samples``).
 
     Raises
     ------
@@ -128,8 +124,6 @@ def resolve(
         Invalid definition, or no ``as_of`` anywhere.
     """
     d, source = _validated(definition)
-    if n_samples is not None:
-        d = validate_definition({**d, "n_samples": n_samples}, source)
     if territories:
         bad = territory_override_errors(d, list(territories))
         if bad:

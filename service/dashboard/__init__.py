@@ -64,7 +64,13 @@ from flask import (
 
 from service.dashboard import assets, france_map
 from service.dashboard.accuracy import page_data as precision_page
-from service.dashboard.messages import reason_fr, source_fr, thin_all, thin_html
+from service.dashboard.messages import (
+    FREQUENCIES_FR,
+    reason_fr,
+    source_fr,
+    thin_all,
+    thin_html,
+)
 from service.usecases.accuracy import accuracy as forecast_accuracy
 
 bp = Blueprint("dashboard", __name__)
@@ -744,7 +750,8 @@ def _other_forecasts(code: str) -> list[dict]:
     from service.usecases.target_views import forecast_choices
 
     shown = {(spec["target"], spec["target_frequency"]) for spec in PANELS}
-    return forecast_choices(_city_context(), code, shown=shown)
+    return [{**choice, "frequency_fr": FREQUENCIES_FR[choice["frequency"]]}
+            for choice in forecast_choices(_city_context(), code, shown=shown)]
 
 
 @bp.get("/tableau/donnees/territoire/<code>/prevision")

@@ -172,13 +172,11 @@ def _read_hub(path: Path, default_model: str) -> pd.DataFrame:
     if missing:
         raise HubFileError(f"{path}: missing column(s) {', '.join(missing)}; expected a Hub "
                            f"CSV: {', '.join(HUB_COLUMNS)}")
-    checks = {"quantile": ("a number", lambda c: pd.to_numeric(c, errors="coerce")),
-              "value": ("a number", lambda c: pd.to_numeric(c, errors="coerce")),
-              "forecast_date": ("a date YYYY-MM-DD",
-                                lambda c: pd.to_datetime(c, format="%Y-%m-%d", errors="coerce")),
-              "target_end_date": ("a date YYYY-MM-DD",
-                                  lambda c: pd.to_datetime(c, format="%Y-%m-%d",
-                                                           errors="coerce"))}
+    number = ("a number", lambda c: pd.to_numeric(c, errors="coerce"))
+    date = ("a date YYYY-MM-DD",
+            lambda c: pd.to_datetime(c, format="%Y-%m-%d", errors="coerce"))
+    checks = {"quantile": number, "value": number, "forecast_date": date,
+              "target_end_date": date}
     for column, (expected, parse) in checks.items():
         parsed = parse(frame[column])
         bad = parsed.isna().to_numpy().nonzero()[0]

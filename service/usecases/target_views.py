@@ -26,6 +26,8 @@ def forecast_choices(ctx: ReadContext, code: str,
     ``{target, frequency, label, unit, published}``. Empty outside the forecast levels.
     One listing of the forecast store's pointers, then the observations of the few
     candidates only (a page load, not a scan of every target)."""
+    from service.usecases.targets import observed_at
+
     level = place_level(ctx, code)
     if level is None:
         return []
@@ -37,9 +39,7 @@ def forecast_choices(ctx: ReadContext, code: str,
         prefix = f"{key[0]}_{key[1]}_{level}_"
         if key in shown or not any(kind.startswith(prefix) for kind in kinds):
             continue
-        ds = ctx.open_dataset(target["frequency"])
-        if code not in ds.indexes["territory"] or \
-                not bool(ds[target["variable"]].sel(territory=code).notnull().any()):
+        if not observed_at({key[1]: ctx.open_dataset(key[1])}, target, code):
             continue
         choices.append({"target": key[0], "frequency": key[1], "label": target["label"],
                         "unit": target["units_fr"], "published": target["published"]})

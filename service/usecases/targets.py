@@ -127,7 +127,9 @@ def _with_verdict(items: list[dict], settings: Any) -> list[dict]:
     return out
 
 
-def _observed_at(datasets: dict, item: dict, code: str) -> bool:
+def observed_at(datasets: dict, item: dict, code: str) -> bool:
+    """Whether ``datasets`` (frequency → dataset) observe the target ``item`` (a listing
+    entry) for territory ``code`` on at least one date."""
     ds = datasets[item["frequency"]]
     return code in ds.indexes["territory"] and \
         bool(ds[item["variable"]].sel(territory=code).notnull().any())
@@ -149,7 +151,7 @@ def list_targets(ctx: ReadContext, *, territory: str | None = None,
         level = LEVEL_OF.get(table[territory]["level"])
         datasets = {f: ctx.open_dataset(f) for f in {i["frequency"] for i in items}}
         items = [i for i in items
-                 if level in i["levels"] and _observed_at(datasets, i, territory)]
+                 if level in i["levels"] and observed_at(datasets, i, territory)]
     return _with_verdict(items, ctx.settings)
 
 

@@ -8,8 +8,6 @@
   var root = document.getElementById("city");
   var code = root.dataset.code;
   var own = {};
-  /* Days shown before the last observation, by frequency. */
-  var WINDOW = {daily: 182, weekly: 364, quarterly: 3650};
   /* A count that adds up is a number per period: "demandes par semaine". */
   var PER = {daily: "par jour", weekly: "par semaine", quarterly: "par trimestre"};
 
@@ -126,7 +124,7 @@
     }
     return V.fanChart(div, {observed: ind.observed, forecast: ind.forecast, unit: unitOf(ind),
                             filename: "vigie_" + code + "_" + ind.indicator,
-                            window: WINDOW[ind.frequency] || 364}).then(function () { done(div); });
+                            window: V.WINDOW_DAYS[ind.frequency] || 364}).then(function () { done(div); });
   }
 
   function drawIncidence(inc) {

@@ -4,6 +4,8 @@
   var V = (window.Vigie = window.Vigie || {});
   var KEY = "vigie.token";
   V.ROLES = ["public", "city", "analyst", "planner", "crisis_cell", "admin"];
+  /* Days a fan chart shows before the last observation, by frequency. */
+  V.WINDOW_DAYS = {daily: 182, weekly: 364, quarterly: 3650};
   V.ROLE_LABELS = {public: "Accès public", city: "Ville", analyst: "Analyste", planner: "Planificateur",
                    crisis_cell: "Cellule de crise", admin: "Administrateur"};
   V.role = "public";

@@ -109,7 +109,7 @@
       .then(function (view) {
         var p = {key: "other", territory: code, observed: view.observed, forecast: view.forecast,
                  unit: view.unit, verdict: view.verdict ? view.verdict.text : "",
-                 window: {daily: 182, weekly: 364, quarterly: 1461}[view.frequency] || 364};
+                 window: V.WINDOW_DAYS[view.frequency] || 364};
         panels.other = p;
         document.getElementById("unit-other").textContent = view.unit ? "(" + view.unit + ")" : "";
         return draw(p, false);
@@ -124,8 +124,7 @@
     others.forEach(function (c, i) {
       var option = document.createElement("option");
       option.value = String(i);
-      option.textContent = c.label + (c.frequency === "daily" ? " (quotidien)" :
-                                      c.frequency === "quarterly" ? " (trimestriel)" : " (hebdomadaire)");
+      option.textContent = c.label + " (" + c.frequency_fr + ")";
       select.appendChild(option);
     });
     select.addEventListener("change", function () { drawOther(others[Number(select.value)]); });
